@@ -1,0 +1,347 @@
+//! Batches: records of many sources with the delivery envelope that travels beside them.
+//!
+//! The wire form (decompressed) is one NDJSON body: first the envelope
+//! `{"sources":[{"id","start","end","offsets":[...]}]}`, then the records, grouped by source in
+//! envelope order (the first `offsets.len()` records belong to `sources[0]`, and so on).
+//!
+//! Envelope offsets chain: a record's envelope offset is the `end` of the record before it from
+//! the same source (its first line's file offset for the first record read), so that one
+//! source's ranges are contiguous across batches and `end` values, strictly increasing, are what
+//! the indexer's marks compare. The record's own `offset` field is its first line's offset.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// zstd level of batch bodies: fast, and still several times smaller than the NDJSON.
+const ZSTD_LEVEL: i32 = 3;
+
+/// One source's part of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceMeta {
+    /// The source id (see [`crate::identity`]).
+    pub id: String,
+    /// Envelope offset of the first record (the end of what the indexer had before).
+    pub start: u64,
+    /// End of the last record.
+    pub end: u64,
+    /// Envelope offset of each record.
+    pub offsets: Vec<u64>,
+    /// The line boundary to resume from once this batch is acknowledged (not sent).
+    pub resume: u64,
+    /// The file read (for checkpoints; not sent).
+    #[serde(default)]
+    pub path: String,
+}
+
+/// A sealed batch: its sources and the NDJSON of its records (without the envelope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// `logs` or `audit`.
+    pub stream: String,
+    pub sources: Vec<SourceMeta>,
+    /// The records, one JSON object a line, grouped as the sources are.
+    pub records: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct EnvelopeSource<'a> {
+    id: &'a str,
+    start: u64,
+    end: u64,
+    offsets: &'a [u64],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    gap_ok: bool,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    sources: Vec<EnvelopeSource<'a>>,
+}
+
+impl Batch {
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.sources.iter().map(|s| s.offsets.len()).sum()
+    }
+
+    /// The envelope line (with its `'\n'`); sources in `gap_ok` carry `"gap_ok": true`, which
+    /// tells the indexer to accept a gap before them knowingly.
+    pub fn envelope(&self, gap_ok: &dyn Fn(&str) -> bool) -> Vec<u8> {
+        let env = Envelope {
+            sources: self
+                .sources
+                .iter()
+                .map(|s| EnvelopeSource {
+                    id: &s.id,
+                    start: s.start,
+                    end: s.end,
+                    offsets: &s.offsets,
+                    gap_ok: gap_ok(&s.id),
+                })
+                .collect(),
+        };
+        let mut line = serde_json::to_vec(&env).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+
+    /// zstd of the records alone, as stored in the disk buffer.
+    pub fn compress_records(&self) -> Vec<u8> {
+        trawl_model::codec::zstd_compress(&self.records, ZSTD_LEVEL)
+    }
+
+    /// The request body: the compressed envelope frame followed by the stored records frame
+    /// (concatenated zstd frames decode as one stream).
+    pub fn wire_body(
+        &self,
+        compressed_records: &[u8],
+        gap_ok: &dyn Fn(&str) -> bool,
+    ) -> Vec<u8> {
+        let mut body = trawl_model::codec::zstd_compress(&self.envelope(gap_ok), ZSTD_LEVEL);
+        body.extend_from_slice(compressed_records);
+        body
+    }
+
+    /// Removes the records of `source`; returns whether it was there.
+    pub fn strip_source(&mut self, source: &str) -> bool {
+        self.retain_records(|id, _| id != source)
+    }
+
+    /// Removes the records of `source` whose envelope offset is below `mark`, fixing the
+    /// source's `start` (the indexer has them already).
+    pub fn strip_below(&mut self, source: &str, mark: u64) -> bool {
+        let changed = self.retain_records(|id, offset| id != source || offset >= mark);
+        if let Some(s) = self.sources.iter_mut().find(|s| s.id == source) {
+            if let Some(&first) = s.offsets.first() {
+                s.start = first;
+            }
+        }
+        changed
+    }
+
+    /// Keeps the records for which `keep(source, envelope_offset)` holds; sources left without
+    /// records are removed. Returns whether anything was removed.
+    fn retain_records(&mut self, keep: impl Fn(&str, u64) -> bool) -> bool {
+        let mut lines = self.records.split(|&b| b == b'\n');
+        let mut records = Vec::with_capacity(self.records.len());
+        let mut sources = Vec::with_capacity(self.sources.len());
+        let mut changed = false;
+        for mut source in std::mem::take(&mut self.sources) {
+            let mut offsets = Vec::with_capacity(source.offsets.len());
+            for &offset in &source.offsets {
+                let line = lines.next().unwrap_or_default();
+                if keep(&source.id, offset) {
+                    offsets.push(offset);
+                    records.extend_from_slice(line);
+                    records.push(b'\n');
+                } else {
+                    changed = true;
+                }
+            }
+            if !offsets.is_empty() {
+                source.offsets = offsets;
+                sources.push(source);
+            }
+        }
+        self.sources = sources;
+        self.records = records;
+        changed
+    }
+}
+
+#[derive(Debug)]
+struct Chunk {
+    meta: SourceMeta,
+    body: Vec<u8>,
+}
+
+/// Accumulates records of one stream until the batch is full or old enough.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    stream: &'static str,
+    chunks: Vec<Chunk>,
+    index: HashMap<String, usize>,
+    bytes: usize,
+    opened: Option<Instant>,
+}
+
+impl BatchBuilder {
+    /// An empty builder for `stream`.
+    pub fn new(stream: &'static str) -> BatchBuilder {
+        BatchBuilder {
+            stream,
+            chunks: Vec::new(),
+            index: HashMap::new(),
+            bytes: 0,
+            opened: None,
+        }
+    }
+
+    /// Adds one serialized record of `source` with envelope range `[offset, end)`.
+    pub fn push(&mut self, source: &str, path: &str, offset: u64, end: u64, record: &[u8]) {
+        let i = match self.index.get(source) {
+            Some(&i) => i,
+            None => {
+                self.chunks.push(Chunk {
+                    meta: SourceMeta {
+                        id: source.to_string(),
+                        start: offset,
+                        end,
+                        offsets: Vec::new(),
+                        resume: 0,
+                        path: path.to_string(),
+                    },
+                    body: Vec::new(),
+                });
+                self.index.insert(source.to_string(), self.chunks.len() - 1);
+                self.chunks.len() - 1
+            }
+        };
+        let chunk = &mut self.chunks[i];
+        chunk.meta.offsets.push(offset);
+        chunk.meta.end = end;
+        chunk.body.extend_from_slice(record);
+        chunk.body.push(b'\n');
+        self.bytes += record.len() + 1;
+        self.opened.get_or_insert_with(Instant::now);
+    }
+
+    /// Bytes of NDJSON held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// When the first record of the open batch was added.
+    pub fn opened(&self) -> Option<Instant> {
+        self.opened
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// The source ids in the open batch.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.chunks.iter().map(|c| c.meta.id.as_str())
+    }
+
+    /// Drops the records of `source` (it is being re-read from an earlier offset).
+    pub fn strip_source(&mut self, source: &str) {
+        if let Some(i) = self.index.remove(source) {
+            let chunk = self.chunks.remove(i);
+            self.bytes -= chunk.body.len();
+            self.index = self
+                .chunks
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.meta.id.clone(), i))
+                .collect();
+            if self.chunks.is_empty() {
+                self.opened = None;
+            }
+        }
+    }
+
+    /// Takes the open batch, with each source's resume offset given by `resume` (a source it
+    /// says nothing of, finished, resumes at its end); `None` when empty.
+    pub fn seal(&mut self, resume: &dyn Fn(&str) -> Option<u64>) -> Option<Batch> {
+        if self.chunks.is_empty() {
+            return None;
+        }
+        let mut records = Vec::with_capacity(self.bytes);
+        let mut sources = Vec::with_capacity(self.chunks.len());
+        for mut chunk in self.chunks.drain(..) {
+            chunk.meta.resume = resume(&chunk.meta.id).unwrap_or(chunk.meta.end);
+            records.extend_from_slice(&chunk.body);
+            sources.push(chunk.meta);
+        }
+        self.index.clear();
+        self.bytes = 0;
+        self.opened = None;
+        Some(Batch {
+            stream: self.stream.to_string(),
+            sources,
+            records,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trawl_model::codec::{decode_body, ndjson_lines, Encoding};
+
+    fn sample() -> Batch {
+        let mut b = BatchBuilder::new("logs");
+        b.push("a", "/a", 0, 10, br#"{"message":"a1"}"#);
+        b.push("b", "/b", 5, 9, br#"{"message":"b1"}"#);
+        b.push("a", "/a", 10, 25, br#"{"message":"a2"}"#);
+        b.seal(&|id| if id == "a" { Some(25) } else { None }).unwrap()
+    }
+
+    #[test]
+    fn groups_records_by_source() {
+        let batch = sample();
+        assert_eq!(batch.stream, "logs");
+        assert_eq!(batch.sources.len(), 2);
+        assert_eq!(batch.sources[0].id, "a");
+        assert_eq!(
+            (batch.sources[0].start, batch.sources[0].end),
+            (0, 25)
+        );
+        assert_eq!(batch.sources[0].offsets, vec![0, 10]);
+        assert_eq!(batch.sources[0].resume, 25);
+        assert_eq!(batch.sources[1].offsets, vec![5]);
+        assert_eq!(
+            batch.records,
+            b"{\"message\":\"a1\"}\n{\"message\":\"a2\"}\n{\"message\":\"b1\"}\n"
+        );
+        assert_eq!(batch.record_count(), 3);
+    }
+
+    #[test]
+    fn wire_body_decodes_to_envelope_then_records() {
+        let batch = sample();
+        let body = batch.wire_body(&batch.compress_records(), &|id| id == "b");
+        let plain = decode_body(&body, Encoding::Zstd, 1 << 20).unwrap();
+        let lines: Vec<_> = ndjson_lines(&plain).map(|(_, l)| l.to_vec()).collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(
+            String::from_utf8(lines[0].clone()).unwrap(),
+            r#"{"sources":[{"id":"a","start":0,"end":25,"offsets":[0,10]},{"id":"b","start":5,"end":9,"offsets":[5],"gap_ok":true}]}"#
+        );
+        assert_eq!(lines[3], br#"{"message":"b1"}"#);
+    }
+
+    #[test]
+    fn stripping_sources_and_prefixes() {
+        let mut batch = sample();
+        assert!(batch.strip_below("a", 10));
+        assert_eq!(batch.sources[0].offsets, vec![10]);
+        assert_eq!(batch.sources[0].start, 10);
+        assert!(batch.strip_source("b"));
+        assert_eq!(batch.sources.len(), 1);
+        assert_eq!(batch.records, b"{\"message\":\"a2\"}\n");
+        assert!(!batch.strip_source("b"));
+        assert!(batch.strip_source("a"));
+        assert_eq!(batch.record_count(), 0);
+    }
+
+    #[test]
+    fn builder_strip_and_reuse() {
+        let mut b = BatchBuilder::new("audit");
+        assert!(b.seal(&|_| Some(0)).is_none());
+        b.push("a", "", 0, 1, b"{}");
+        b.push("b", "", 0, 1, b"{}");
+        b.strip_source("a");
+        assert_eq!(b.sources().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(b.bytes(), 3);
+        b.push("a", "", 1, 2, b"{}");
+        let batch = b.seal(&|_| Some(0)).unwrap();
+        assert_eq!(batch.sources[1].id, "a");
+        assert!(b.is_empty() && b.opened().is_none());
+    }
+}

@@ -1,0 +1,338 @@
+//! Starting and stopping the collector: [`Collector::start`] and [`CollectorHandle`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use globset::Glob;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::buffer::DiskBuffer;
+use crate::checkpoint::{CheckpointStore, Position};
+use crate::discovery::Filters;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::reader::{Reader, ReaderConfig};
+use crate::records::Stamp;
+use crate::redact::Redactor;
+use crate::shared::{lock, ReaderMsg, Shared};
+use crate::ship::{ShipConfig, Shipper};
+use crate::webhook::WebhookState;
+
+/// How long a graceful shutdown keeps shipping what is buffered.
+const DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// The node agent; see [`Collector::start`].
+pub struct Collector;
+
+/// A running collector. Dropping it stops the collector abruptly (like a crash: nothing is
+/// lost, what was not acknowledged is read again after a restart); prefer
+/// [`CollectorHandle::shutdown`].
+pub struct CollectorHandle {
+    reader_tx: std::sync::mpsc::Sender<ReaderMsg>,
+    reader: Option<JoinHandle<()>>,
+    shipper: Option<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    webhook: Option<Arc<WebhookState>>,
+    shared: Arc<Shared>,
+    registry: Arc<Mutex<Registry>>,
+    node: String,
+}
+
+/// This node's name: the configured one, else `NODE_NAME`, else the host name.
+fn node_name(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    if let Ok(n) = std::env::var("NODE_NAME") {
+        if !n.trim().is_empty() {
+            return n.trim().to_string();
+        }
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn glob(pattern: &str, key: &str) -> Result<globset::GlobMatcher> {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| Error::Config(format!("{key}: {e}")))
+}
+
+impl Collector {
+    /// Starts the collector of `config` shipping to `indexer_url` (the binary passes
+    /// `collector.indexer_url`, or in standalone the address its server bound). It stops when
+    /// `shutdown` turns `true` (sealing what it read and shipping for a few seconds more), or
+    /// by [`CollectorHandle::shutdown`].
+    ///
+    /// Must be called within a tokio runtime. Errors: the collector's data directory cannot be
+    /// used, a checkpoint file is corrupt, a glob or pattern does not compile.
+    pub async fn start(
+        config: &trawl_config::Config,
+        indexer_url: String,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<CollectorHandle> {
+        let cc = &config.collector;
+        let node = node_name(&cc.node_name);
+        let data_dir = config.collector_data_dir();
+        crate::fsutil::ensure_dir(&data_dir)?;
+        let checkpoints = CheckpointStore::load(&data_dir.join("checkpoints.json"))?;
+        let buffer = DiskBuffer::open(&data_dir.join("buffer"), cc.buffer_max_bytes)?;
+        let queued = buffer.seqs();
+        let mut hints: HashMap<String, Position> = HashMap::new();
+        for &seq in &queued {
+            match buffer.read_sources(seq) {
+                Ok((_, sources)) => {
+                    for s in sources {
+                        hints.insert(
+                            s.id,
+                            Position {
+                                resume: s.resume,
+                                acked: s.end,
+                            },
+                        );
+                    }
+                }
+                Err(e) => warn!(seq, error = %e, "buffered batch unreadable"),
+            }
+        }
+        if !queued.is_empty() {
+            info!(batches = queued.len(), bytes = buffer.bytes(), "resending buffered batches first");
+        }
+        let metrics = Metrics::default();
+        metrics.buffer_bytes.set(buffer.bytes() as i64);
+        let shared = Arc::new(Shared {
+            checkpoints: Mutex::new(checkpoints),
+            buffer: Mutex::new(buffer),
+            metrics: metrics.clone(),
+        });
+
+        let stamp = Stamp {
+            cluster: config.cluster.clone(),
+            node: node.clone(),
+        };
+        let redactor = if cc.redact.is_empty() {
+            None
+        } else {
+            Some(Redactor::from_config(&cc.redact).map_err(|e| Error::Config(e.to_string()))?)
+        };
+        let mut multiline = Vec::new();
+        for (i, rule) in cc.multiline.iter().enumerate() {
+            let ns = match &rule.namespace {
+                Some(n) => Some(glob(n, &format!("collector.multiline.{i}.namespace"))?),
+                None => None,
+            };
+            let c = glob(&rule.container, &format!("collector.multiline.{i}.container"))?;
+            crate::multiline::MultilineJoiner::from_rule(rule, cc.max_line_bytes)
+                .map_err(|e| Error::Config(format!("collector.multiline.{i}: {e}")))?;
+            multiline.push((ns, c, Arc::new(rule.clone())));
+        }
+        let mut rate_limits = Vec::new();
+        for (i, rule) in cc.rate_limits.iter().enumerate() {
+            let g = glob(&rule.namespace, &format!("collector.rate_limits.{i}.namespace"))?;
+            rate_limits.push((g, rule.clone()));
+        }
+        let spool_dir = data_dir.join("webhook");
+        let reader_cfg = ReaderConfig {
+            stamp,
+            pods_dir: cc.pods_dir.clone(),
+            audit_paths: cc.audit_log_paths.clone(),
+            spool_dir: spool_dir.clone(),
+            filters: Filters::new(cc)?,
+            max_line_bytes: cc.max_line_bytes.max(1),
+            batch_max_bytes: cc.batch_max_bytes.max(1),
+            batch_max_wait: Duration::from_millis(cc.batch_max_wait_ms),
+            rescan_interval: Duration::from_millis(cc.rescan_interval_ms.max(10)),
+            multiline,
+            redactor,
+            rate_limits,
+            drop_policy: cc.drop_policy,
+        };
+        if !cc.include_pod_labels.is_empty() || !cc.exclude_pod_labels.is_empty() {
+            warn!("pod label filters need Kubernetes metadata, which this build does not watch yet; they are ignored");
+        }
+
+        let (reader_tx, reader_rx) = std::sync::mpsc::channel();
+        let (ship_tx, ship_rx) = tokio::sync::mpsc::unbounded_channel();
+        let webhook = if cc.audit_webhook {
+            Some(Arc::new(WebhookState::new(
+                &spool_dir,
+                config.cluster.clone(),
+                metrics.clone(),
+                reader_tx.clone(),
+            )?))
+        } else {
+            std::fs::create_dir_all(&spool_dir).map_err(|e| Error::io(&spool_dir, e))?;
+            None
+        };
+        let shipper = Shipper::new(
+            ShipConfig {
+                indexer_url,
+                token: cc.token.clone(),
+                max_in_flight: cc.max_in_flight,
+            },
+            shared.clone(),
+            ship_rx,
+            reader_tx.clone(),
+            queued,
+        )?;
+        let reader = Reader::new(
+            reader_cfg,
+            shared.clone(),
+            reader_rx,
+            reader_tx.clone(),
+            ship_tx,
+            hints,
+        );
+        let reader = std::thread::Builder::new()
+            .name("trawl-reader".to_string())
+            .spawn(move || reader.run())
+            .map_err(|e| Error::Start(format!("reader thread: {e}")))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let shipper = tokio::spawn(shipper.run(stop_rx, DRAIN_ON_SHUTDOWN));
+
+        // The caller's shutdown signal starts the same graceful stop as `shutdown()`.
+        let mut signal = shutdown;
+        let tx = reader_tx.clone();
+        let stop2 = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                if *signal.borrow() {
+                    let _ = tx.send(ReaderMsg::Stop { seal: true });
+                    let _ = stop2.send(true);
+                    return;
+                }
+                if signal.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        info!(node = %node, pods_dir = %cc.pods_dir.display(), "collector started");
+        Ok(CollectorHandle {
+            reader_tx,
+            reader: Some(reader),
+            shipper: Some(shipper),
+            stop,
+            webhook,
+            shared,
+            registry: Arc::new(Mutex::new(registry)),
+            node,
+        })
+    }
+}
+
+impl CollectorHandle {
+    /// `POST /api/v1/audit/webhook`, to merge into the server (empty when
+    /// `collector.audit_webhook` is off).
+    pub fn webhook_router(&self) -> Router {
+        match &self.webhook {
+            Some(state) => crate::webhook::router(state.clone()),
+            None => Router::new(),
+        }
+    }
+
+    /// The webhook plus `/health/live`, `/health/ready` and `/metrics`: the whole server of
+    /// `trawl collector`. Ready as soon as the collector runs (never waits for Kubernetes).
+    pub fn router(&self) -> Router {
+        let registry = self.registry.clone();
+        let metrics = get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut out = String::new();
+                match prometheus_client::encoding::text::encode(&mut out, &lock(&registry)) {
+                    Ok(()) => (
+                        StatusCode::OK,
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        out,
+                    )
+                        .into_response(),
+                    Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
+        });
+        self.webhook_router()
+            .route("/health/live", get(|| async { "ok" }))
+            .route("/health/ready", get(|| async { "ok" }))
+            .route("/metrics", metrics)
+    }
+
+    /// Registers the collector's metrics into the binary's registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.shared.metrics.register(registry);
+    }
+
+    /// Appends the collector's metrics in the Prometheus text format (without the final
+    /// `# EOF`, so that it can be concatenated with other registries' output).
+    pub fn encode_metrics(&self, out: &mut String) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode_registry(out, &lock(&self.registry))
+    }
+
+    /// The metrics handles (for tests and the benchmark harness).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The node name stamped on records.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Stops gracefully: seals what was read into the disk buffer, ships for a few seconds
+    /// more, persists the checkpoints.
+    pub async fn shutdown(mut self) {
+        let _ = self.reader_tx.send(ReaderMsg::Stop { seal: true });
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+        let _ = self.stop.send(true);
+        if let Some(shipper) = self.shipper.take() {
+            let _ = shipper.await;
+        }
+        let shared = self.shared.clone();
+        let persisted = tokio::task::spawn_blocking(move || lock(&shared.checkpoints).persist()).await;
+        if let Ok(Err(e)) = persisted {
+            error!(error = %e, "cannot persist checkpoints at shutdown");
+        }
+        info!("collector stopped");
+    }
+
+    /// Stops at once, as a crash would: nothing more is sealed, shipped or persisted. The
+    /// reader thread is joined, so a new collector may start on the same data directory.
+    pub async fn kill(mut self) {
+        let _ = self.reader_tx.send(ReaderMsg::Stop { seal: false });
+        if let Some(shipper) = self.shipper.take() {
+            shipper.abort();
+            let _ = shipper.await;
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+    }
+}
+
+impl Drop for CollectorHandle {
+    fn drop(&mut self) {
+        if self.reader.is_some() || self.shipper.is_some() {
+            let _ = self.reader_tx.send(ReaderMsg::Stop { seal: false });
+            if let Some(shipper) = self.shipper.take() {
+                shipper.abort();
+            }
+        }
+    }
+}

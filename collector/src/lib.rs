@@ -1,0 +1,37 @@
+//! The node agent: finds container log files and Kubernetes audit logs, tails them through
+//! rotations, parses CRI and docker lines, receives the audit webhook, and ships records to the
+//! indexer exactly once (checkpoints advance only on acknowledgement; a bounded disk buffer
+//! holds what the indexer has not taken yet).
+//!
+//! ```text
+//! discovery ─▶ reader thread (tail, parse, records, batches) ─▶ disk buffer ─▶ shipper ─▶ indexer
+//!  webhook ─▶ spool (fsync) ─▶ reader thread                     checkpoints ◀── acknowledgements
+//! ```
+
+pub mod backoff;
+pub mod batch;
+pub mod buffer;
+pub mod checkpoint;
+mod collector;
+pub mod discovery;
+mod error;
+mod fsutil;
+pub mod identity;
+pub mod metrics;
+pub mod multiline;
+pub mod parse;
+pub mod ratelimit;
+mod reader;
+pub mod records;
+pub mod redact;
+mod shared;
+mod ship;
+mod tail;
+pub mod webhook;
+
+#[cfg(test)]
+mod tests;
+
+pub use collector::{Collector, CollectorHandle};
+pub use error::{Error, Result};
+pub use metrics::Metrics;

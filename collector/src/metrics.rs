@@ -1,0 +1,176 @@
+//! The collector's Prometheus metrics.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// At most this many files get their own `checkpoint_lag_bytes` series; past it, new files are
+/// not given one (label cardinality stays bounded on nodes with very many files).
+pub const MAX_LAG_SERIES: usize = 2000;
+
+/// Label set of per-file series.
+pub type FileLabel = Vec<(String, String)>;
+
+/// Handles to every metric; cheap to clone (each is an `Arc` inside).
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub files_tailed: Gauge,
+    pub bytes_read: Counter,
+    pub records_read: Counter,
+    pub records_shipped: Counter,
+    pub batches_shipped: Counter,
+    pub batches_retried: Counter,
+    pub batches_rejected: Counter,
+    pub batches_dropped: Counter,
+    pub buffer_bytes: Gauge,
+    pub checkpoint_lag_bytes: Family<FileLabel, Gauge>,
+    pub parse_failures: Counter,
+    pub rate_limited_records: Counter,
+    pub offset_gaps: Counter,
+    pub webhook_events: Counter,
+    pub webhook_duplicates: Counter,
+    pub backpressure_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    lag_series: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Metrics {
+    /// Registers every metric in `registry` under its conventional name
+    /// (`trawl_collector_...`; counters get `_total` appended by the encoder).
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry;
+        r.register(
+            "trawl_collector_files_tailed",
+            "Files currently open for tailing",
+            self.files_tailed.clone(),
+        );
+        r.register(
+            "trawl_collector_bytes_read",
+            "Bytes read from log files",
+            self.bytes_read.clone(),
+        );
+        r.register(
+            "trawl_collector_records_read",
+            "Records built from log files, audit logs and the webhook spool",
+            self.records_read.clone(),
+        );
+        r.register(
+            "trawl_collector_records_shipped",
+            "Records acknowledged by the indexer",
+            self.records_shipped.clone(),
+        );
+        r.register(
+            "trawl_collector_batches_shipped",
+            "Batches acknowledged by the indexer",
+            self.batches_shipped.clone(),
+        );
+        r.register(
+            "trawl_collector_batches_retried",
+            "Batch deliveries retried after an error",
+            self.batches_retried.clone(),
+        );
+        r.register(
+            "trawl_collector_batches_rejected",
+            "Batches the indexer refused as a whole (400, 413) and that were dropped",
+            self.batches_rejected.clone(),
+        );
+        r.register(
+            "trawl_collector_batches_dropped",
+            "Batches dropped because the disk buffer was full (drop_policy = drop_newest)",
+            self.batches_dropped.clone(),
+        );
+        r.register(
+            "trawl_collector_buffer_bytes",
+            "Bytes of batches in the disk buffer awaiting acknowledgement",
+            self.buffer_bytes.clone(),
+        );
+        r.register(
+            "trawl_collector_checkpoint_lag_bytes",
+            "Bytes of a file not yet acknowledged by the indexer",
+            self.checkpoint_lag_bytes.clone(),
+        );
+        r.register(
+            "trawl_collector_parse_failures",
+            "Lines that did not parse (kept as raw records for container logs)",
+            self.parse_failures.clone(),
+        );
+        r.register(
+            "trawl_collector_rate_limited_records",
+            "Records held back by a namespace rate limit",
+            self.rate_limited_records.clone(),
+        );
+        r.register(
+            "trawl_collector_offset_gaps",
+            "Offset gaps the indexer reported that could not be filled (data lost)",
+            self.offset_gaps.clone(),
+        );
+        r.register(
+            "trawl_collector_webhook_events",
+            "Audit events received on the webhook and spooled",
+            self.webhook_events.clone(),
+        );
+        r.register(
+            "trawl_collector_webhook_duplicates",
+            "Audit events received on the webhook twice and ignored",
+            self.webhook_duplicates.clone(),
+        );
+        r.register(
+            "trawl_collector_backpressure_seconds",
+            "Time reading was paused because the disk buffer was full",
+            self.backpressure_seconds.clone(),
+        );
+    }
+
+    /// The label set of a file's series.
+    pub fn file_label(path: &str) -> FileLabel {
+        vec![("file".to_string(), path.to_string())]
+    }
+
+    /// Sets the lag of `path`, creating its series only below [`MAX_LAG_SERIES`].
+    pub fn set_lag(&self, path: &str, lag: u64) {
+        use std::sync::atomic::Ordering;
+        let label = Metrics::file_label(path);
+        let value = i64::try_from(lag).unwrap_or(i64::MAX);
+        if let Some(g) = self.checkpoint_lag_bytes.get(&label) {
+            g.set(value);
+            return;
+        }
+        if self.lag_series.load(Ordering::Relaxed) < MAX_LAG_SERIES {
+            self.lag_series.fetch_add(1, Ordering::Relaxed);
+            self.checkpoint_lag_bytes.get_or_create(&label).set(value);
+        }
+    }
+
+    /// Removes the lag series of a released file.
+    pub fn clear_lag(&self, path: &str) {
+        if self.checkpoint_lag_bytes.remove(&Metrics::file_label(path)) {
+            self.lag_series
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_conventional_names() {
+        let m = Metrics::default();
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        m.bytes_read.inc_by(42);
+        m.set_lag("/p/0.log", 7);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(out.contains("trawl_collector_bytes_read_total 42"), "{out}");
+        assert!(
+            out.contains("trawl_collector_checkpoint_lag_bytes{file=\"/p/0.log\"} 7"),
+            "{out}"
+        );
+        m.clear_lag("/p/0.log");
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(!out.contains("/p/0.log"));
+    }
+}

@@ -1,0 +1,420 @@
+//! One tailed file: identity, read position, partial line, parser state and records held back.
+//!
+//! Offsets (see [`crate::parse`] and [`crate::batch`]): `read_pos` is the next byte to read;
+//! `carry` holds the bytes of an unfinished line just before it; `cursor` is the envelope offset
+//! of the next record (the `end` of the previous one); records whose `end` is at most
+//! `discard_upto` were delivered before a restart or rewind and are dropped when rebuilt.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use crate::batch::BatchBuilder;
+use crate::identity::{read_full_at, Fingerprint, PodFile};
+use crate::metrics::Metrics;
+use crate::multiline::MultilineJoiner;
+use crate::parse::{detect_format, parse_line, Assembled, Assembler, LogFormat};
+use crate::ratelimit::RateLimiter;
+use crate::records::{audit_record, log_record, Stamp};
+use crate::redact::Redactor;
+
+/// Bytes read from a file at once.
+pub const CHUNK: usize = 64 * 1024;
+/// Physical audit lines may be this long before they are cut (RequestResponse events of large
+/// objects are big); container lines are bounded by twice `max_line_bytes` plus room for the
+/// CRI or docker framing.
+pub const AUDIT_MAX_LINE: usize = 8 * 1024 * 1024;
+
+/// What a file holds.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// A container log file, with what its path says.
+    Container(Arc<PodFile>),
+    /// A Kubernetes audit log file (or a rotated sibling).
+    Audit,
+    /// A segment of the webhook spool.
+    Spool,
+}
+
+impl Kind {
+    /// The stream its records go to.
+    pub fn stream(&self) -> &'static str {
+        match self {
+            Kind::Container(_) => trawl_model::LOGS_STREAM,
+            Kind::Audit | Kind::Spool => trawl_model::AUDIT_STREAM,
+        }
+    }
+}
+
+/// A record built and not yet handed to a batch.
+#[derive(Debug)]
+pub struct Built {
+    /// Offset of its first line (bounds the resume offset).
+    pub start: u64,
+    /// Its end (see [`crate::parse::Assembled::end`]).
+    pub end: u64,
+    /// Its JSON.
+    pub json: Vec<u8>,
+}
+
+/// Parser state of a container log file.
+#[derive(Debug)]
+struct LogParser {
+    format: Option<LogFormat>,
+    assembler: Assembler,
+    multiline: Option<MultilineJoiner>,
+}
+
+/// What line processing needs from the reader.
+pub struct LineCtx<'a> {
+    pub stamp: &'a Stamp,
+    pub redactor: Option<&'a Redactor>,
+    pub metrics: &'a Metrics,
+    pub max_line_bytes: usize,
+    pub now: Instant,
+}
+
+/// One source: a file identity and where reading it stands.
+#[derive(Debug)]
+pub struct Entry {
+    pub id: String,
+    pub kind: Kind,
+    pub fp: Fingerprint,
+    pub path: PathBuf,
+    pub path_str: String,
+    /// The file its writer still appends to (not rotated away, not deleted).
+    pub live: bool,
+    /// Open while tailed; `None` once released (read to its end) or detached (its inode was
+    /// truncated or rewritten; waiting for a copy with the same fingerprint).
+    pub file: Option<File>,
+    /// (device, inode) of the file last attached.
+    pub inode: (u64, u64),
+    /// Size at release, for a released file (a rotated file that grows again is reopened).
+    pub released_size: Option<u64>,
+    pub read_pos: u64,
+    carry: Vec<u8>,
+    pub discard_upto: u64,
+    pub cursor: u64,
+    parser: Option<LogParser>,
+    multiline_rule: Option<Arc<trawl_config::MultilineRule>>,
+    pub held: VecDeque<Built>,
+    front_counted: bool,
+    /// Reading waits until then (rate limit).
+    pub blocked_until: Option<Instant>,
+    /// Last time bytes were read (a rotated file idle for a while is released).
+    pub last_activity: Instant,
+    /// When it was detached.
+    pub detached_at: Option<Instant>,
+}
+
+impl Entry {
+    /// A new source read from `resume`, dropping rebuilt records ending at or before `acked`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        kind: Kind,
+        fp: Fingerprint,
+        path: PathBuf,
+        live: bool,
+        file: File,
+        inode: (u64, u64),
+        resume: u64,
+        acked: u64,
+        multiline_rule: Option<Arc<trawl_config::MultilineRule>>,
+        max_line_bytes: usize,
+    ) -> Entry {
+        let mut entry = Entry {
+            id,
+            kind,
+            fp,
+            path_str: path.to_string_lossy().into_owned(),
+            path,
+            live,
+            file: Some(file),
+            inode,
+            released_size: None,
+            read_pos: resume,
+            carry: Vec::new(),
+            discard_upto: acked,
+            cursor: acked,
+            parser: None,
+            multiline_rule,
+            held: VecDeque::new(),
+            front_counted: false,
+            blocked_until: None,
+            last_activity: Instant::now(),
+            detached_at: None,
+        };
+        entry.reset_parser(max_line_bytes);
+        entry
+    }
+
+    fn reset_parser(&mut self, max_line_bytes: usize) {
+        self.parser = match self.kind {
+            Kind::Container(_) => {
+                let multiline = self.multiline_rule.as_ref().and_then(|rule| {
+                    MultilineJoiner::from_rule(rule, max_line_bytes)
+                        .inspect_err(|e| warn!(file = %self.path_str, error = %e, "multiline rule ignored"))
+                        .ok()
+                });
+                Some(LogParser {
+                    format: None,
+                    assembler: Assembler::new(max_line_bytes),
+                    multiline,
+                })
+            }
+            Kind::Audit | Kind::Spool => None,
+        };
+    }
+
+    /// The line boundary a re-read must start from so that no record after the ones already
+    /// handed to a batch is lost: the earliest of the unread bytes, the pending fragments and
+    /// multi-line entries, and the records held back.
+    pub fn resume_point(&self) -> u64 {
+        let mut resume = self.read_pos - self.carry.len() as u64;
+        if let Some(p) = &self.parser {
+            if let Some(s) = p.assembler.pending_start() {
+                resume = resume.min(s);
+            }
+            if let Some(s) = p.multiline.as_ref().and_then(MultilineJoiner::pending_start) {
+                resume = resume.min(s);
+            }
+        }
+        if let Some(b) = self.held.front() {
+            resume = resume.min(b.start);
+        }
+        resume
+    }
+
+    /// Forgets everything not yet handed to a batch and re-reads from `resume`, dropping
+    /// records that end at or before `mark`; the next record's envelope offset is `mark`.
+    pub fn reset_to(&mut self, resume: u64, mark: u64, max_line_bytes: usize) {
+        self.read_pos = resume;
+        self.carry = Vec::new();
+        self.discard_upto = mark;
+        self.cursor = mark;
+        self.held.clear();
+        self.front_counted = false;
+        self.blocked_until = None;
+        self.reset_parser(max_line_bytes);
+    }
+
+    /// Detaches the file (truncated or rewritten under us): the identity keeps its place, to
+    /// continue from a copy with the same fingerprint if one turns up.
+    pub fn detach(&mut self, max_line_bytes: usize) {
+        let resume = self.resume_point();
+        let mark = self.cursor;
+        self.reset_to(resume, mark, max_line_bytes);
+        self.file = None;
+        self.released_size = None;
+        self.detached_at = Some(Instant::now());
+    }
+
+    fn max_physical_line(&self, max_line_bytes: usize) -> usize {
+        match self.kind {
+            Kind::Container(_) => max_line_bytes.saturating_mul(2).saturating_add(4096),
+            Kind::Audit | Kind::Spool => AUDIT_MAX_LINE.max(max_line_bytes),
+        }
+    }
+
+    /// Reads up to `max_chunks` chunks between `read_pos` and `size`, turning complete lines
+    /// into held records. `scratch` is the reader's shared read buffer. Returns bytes read.
+    pub fn read_available(
+        &mut self,
+        size: u64,
+        max_chunks: usize,
+        scratch: &mut Vec<u8>,
+        ctx: &LineCtx<'_>,
+    ) -> std::io::Result<u64> {
+        let mut total = 0u64;
+        for _ in 0..max_chunks {
+            if self.read_pos >= size {
+                break;
+            }
+            let Some(file) = self.file.as_ref() else { break };
+            let want = (size - self.read_pos).min(CHUNK as u64) as usize;
+            scratch.clear();
+            scratch.extend_from_slice(&self.carry);
+            let carried = scratch.len();
+            scratch.resize(carried + want, 0);
+            let n = read_full_at(file, &mut scratch[carried..], self.read_pos)?;
+            scratch.truncate(carried + n);
+            if n == 0 {
+                break;
+            }
+            self.read_pos += n as u64;
+            total += n as u64;
+            self.last_activity = ctx.now;
+            let base = self.read_pos - scratch.len() as u64;
+            let mut line_start = 0usize;
+            while let Some(i) = scratch[line_start..].iter().position(|&b| b == b'\n') {
+                let start = base + line_start as u64;
+                let end = start + i as u64 + 1;
+                self.process_line(start, &scratch[line_start..line_start + i], end, ctx);
+                line_start += i + 1;
+            }
+            let rest = &scratch[line_start..];
+            if rest.len() > self.max_physical_line(ctx.max_line_bytes) {
+                // A line this long without '\n' is cut here, so that memory stays bounded.
+                let start = base + line_start as u64;
+                warn!(file = %self.path_str, offset = start, "line without end longer than the limit, cut");
+                let end = start + rest.len() as u64;
+                let rest = rest.to_vec();
+                self.process_line(start, &rest, end, ctx);
+                self.carry.clear();
+            } else {
+                self.carry.clear();
+                self.carry.extend_from_slice(rest);
+            }
+            if self.carry.capacity() > 4 * CHUNK && self.carry.len() < CHUNK {
+                self.carry.shrink_to(CHUNK);
+            }
+            if !self.held.is_empty() {
+                // Held back by a rate limit: read no further until they leave.
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The file will not grow again (rotated and drained, or deleted): an unterminated last
+    /// line becomes a record, pending fragments and multi-line entries are emitted.
+    pub fn finish(&mut self, ctx: &LineCtx<'_>) {
+        if !self.carry.is_empty() {
+            let carry = std::mem::take(&mut self.carry);
+            let start = self.read_pos - carry.len() as u64;
+            self.process_line(start, &carry, self.read_pos, ctx);
+        }
+        let mut out = Vec::new();
+        if let Some(p) = self.parser.as_mut() {
+            for a in p.assembler.flush_all() {
+                match p.multiline.as_mut() {
+                    Some(m) => out.extend(m.push(a, ctx.now)),
+                    None => out.push(a),
+                }
+            }
+            if let Some(m) = p.multiline.as_mut() {
+                out.extend(m.flush());
+            }
+        }
+        for a in out {
+            self.emit(a, ctx);
+        }
+    }
+
+    /// Closes multi-line entries that waited past their timeout.
+    pub fn poll_timeouts(&mut self, ctx: &LineCtx<'_>) {
+        let out = match self.parser.as_mut().and_then(|p| p.multiline.as_mut()) {
+            Some(m) if m.next_deadline().is_some_and(|d| d <= ctx.now) => m.poll(ctx.now),
+            _ => return,
+        };
+        for a in out {
+            self.emit(a, ctx);
+        }
+    }
+
+    /// One physical line `[start, end)` (`line` without its `'\n'`).
+    fn process_line(&mut self, start: u64, line: &[u8], end: u64, ctx: &LineCtx<'_>) {
+        match &self.kind {
+            Kind::Container(_) => self.process_log_line(start, line, end, ctx),
+            Kind::Audit | Kind::Spool => {
+                if line.iter().all(u8::is_ascii_whitespace) || end <= self.discard_upto {
+                    return;
+                }
+                match audit_record(ctx.stamp, line) {
+                    Ok(json) => self.held.push_back(Built { start, end, json }),
+                    Err(e) => {
+                        ctx.metrics.parse_failures.inc();
+                        warn!(file = %self.path_str, offset = start, error = %e, "audit line skipped");
+                    }
+                }
+            }
+        }
+    }
+
+    fn process_log_line(&mut self, start: u64, line: &[u8], end: u64, ctx: &LineCtx<'_>) {
+        let Some(p) = self.parser.as_mut() else { return };
+        if p.format.is_none() {
+            p.format = detect_format(line);
+        }
+        let assembled = match p.format.map(|f| parse_line(f, line)) {
+            Some(Ok(frag)) => p.assembler.push(frag, start, end),
+            other => {
+                ctx.metrics.parse_failures.inc();
+                if let Some(Err(e)) = other {
+                    debug!(file = %self.path_str, offset = start, error = %e, "malformed line kept raw");
+                }
+                p.assembler.push_malformed(line, start, end)
+            }
+        };
+        let mut out = Vec::with_capacity(assembled.len());
+        for a in assembled {
+            match p.multiline.as_mut() {
+                Some(m) => out.extend(m.push(a, ctx.now)),
+                None => out.push(a),
+            }
+        }
+        for a in out {
+            self.emit(a, ctx);
+        }
+    }
+
+    fn emit(&mut self, a: Assembled, ctx: &LineCtx<'_>) {
+        if a.end <= self.discard_upto {
+            return;
+        }
+        let Kind::Container(pod) = &self.kind else {
+            return;
+        };
+        let json = log_record(ctx.stamp, pod, &self.path_str, &a, ctx.redactor);
+        self.held.push_back(Built {
+            start: a.start,
+            end: a.end,
+            json,
+        });
+    }
+
+    /// Hands held records to `builder`, as far as `limiter` allows. Returns whether all left.
+    pub fn drain_held(
+        &mut self,
+        mut limiter: Option<&mut RateLimiter>,
+        builder: &mut BatchBuilder,
+        metrics: &Metrics,
+        now: Instant,
+    ) -> bool {
+        while let Some(front) = self.held.front() {
+            if let Some(l) = limiter.as_deref_mut() {
+                if !l.try_take(1, now) {
+                    if !self.front_counted {
+                        metrics.rate_limited_records.inc();
+                        self.front_counted = true;
+                    }
+                    let wait = l.wait_time(1, now).max(Duration::from_millis(1));
+                    self.blocked_until = Some(now + wait);
+                    return false;
+                }
+            }
+            self.front_counted = false;
+            builder.push(&self.id, &self.path_str, self.cursor, front.end, &front.json);
+            self.cursor = front.end;
+            metrics.records_read.inc();
+            self.held.pop_front();
+        }
+        self.blocked_until = None;
+        true
+    }
+
+    /// Bytes held in memory for this file (partial line, pending fragments).
+    pub fn memory(&self) -> usize {
+        self.carry.capacity()
+            + self
+                .parser
+                .as_ref()
+                .map_or(0, |p| p.assembler.pending_bytes())
+            + self.held.iter().map(|b| b.json.len()).sum::<usize>()
+    }
+}

@@ -1,0 +1,249 @@
+//! `[collector]`: what the node agent tails, how it batches, and where it ships.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `[collector]` section. Used by `trawl collector` and by `trawl standalone`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Whether `trawl standalone` runs the collector. Ignored by `trawl collector`, which always
+    /// runs it. Default `true`.
+    pub enabled: bool,
+    /// Directory holding the kubelet's container logs (`<ns>_<pod>_<uid>/<container>/<n>.log`).
+    /// A directory that does not exist is watched for, not an error. Default `/var/log/pods`.
+    pub pods_dir: PathBuf,
+    /// Node name stamped on every record. Empty (the default) means: the `NODE_NAME`
+    /// environment variable at runtime, else the host name.
+    pub node_name: String,
+    /// Base URL of the indexer, e.g. `http://trawl-indexer:7400`. Empty (the default) means, in
+    /// standalone, the address the server actually bound; `trawl collector` requires it.
+    pub indexer_url: String,
+    /// Bearer token sent to the indexer (a token with the `ingest` role). Empty (the default)
+    /// sends none.
+    pub token: String,
+    /// Directory for checkpoints and the disk buffer. Unset (the default) means
+    /// `<data_dir>/collector`.
+    pub data_dir: Option<PathBuf>,
+    /// Longest log line kept whole; longer lines are truncated to this many bytes and counted.
+    /// Default 1 MiB.
+    pub max_line_bytes: usize,
+    /// A batch is shipped when its uncompressed NDJSON reaches this size. Default 1 MiB.
+    pub batch_max_bytes: usize,
+    /// ... or when its oldest line has waited this long. Default 200.
+    pub batch_max_wait_ms: u64,
+    /// Batches sent to the indexer and not yet acknowledged, at most. Default 2.
+    pub max_in_flight: usize,
+    /// Size bound of the on-disk buffer that holds batches while the indexer is away. When it is
+    /// full, `drop_policy` decides. Default 1 GiB.
+    pub buffer_max_bytes: u64,
+    /// How often the pods directory is rescanned for new and rotated files, in addition to file
+    /// system notifications. Default 1000.
+    pub rescan_interval_ms: u64,
+    /// Namespaces to collect (globs, `*` matches any run of characters). Empty (the default)
+    /// collects every namespace.
+    pub include_namespaces: Vec<String>,
+    /// Namespaces never collected (globs); wins over `include_namespaces`. Default empty.
+    pub exclude_namespaces: Vec<String>,
+    /// Container names to collect (globs). Empty (the default) collects every container.
+    pub include_containers: Vec<String>,
+    /// Container names never collected (globs); wins over `include_containers`. Default empty.
+    pub exclude_containers: Vec<String>,
+    /// Collect only pods carrying one of these labels, each `key=value`. Needs
+    /// `kubernetes.enabled`. Empty (the default) collects every pod.
+    pub include_pod_labels: Vec<String>,
+    /// Never collect pods carrying one of these labels, each `key=value`. Needs
+    /// `kubernetes.enabled`. Default empty.
+    pub exclude_pod_labels: Vec<String>,
+    /// Kubernetes audit log files to tail (the API server's `--audit-log-path`). Default empty.
+    pub audit_log_paths: Vec<PathBuf>,
+    /// Whether to serve the audit webhook (`POST /api/v1/audit/webhook`). Default `true`.
+    pub audit_webhook: bool,
+    /// Rules joining multi-line entries (stack traces) into one record. The first rule whose
+    /// `namespace` and `container` match a container applies. Default none.
+    pub multiline: Vec<MultilineRule>,
+    /// Redaction rules applied to every message before it leaves the node, in order. Default none.
+    pub redact: Vec<RedactRule>,
+    /// Per-namespace rate limits; the first rule whose `namespace` matches applies. Lines over
+    /// the limit wait (the file is read later); nothing is dropped. Default none.
+    pub rate_limits: Vec<RateLimit>,
+    /// What to do when the disk buffer is full. Default `block`.
+    pub drop_policy: DropPolicy,
+    /// Pod metadata from the Kubernetes API (labels, image, annotations).
+    pub kubernetes: KubernetesConfig,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            enabled: default_true(),
+            pods_dir: default_pods_dir(),
+            node_name: String::new(),
+            indexer_url: String::new(),
+            token: String::new(),
+            data_dir: None,
+            max_line_bytes: default_max_line_bytes(),
+            batch_max_bytes: default_batch_max_bytes(),
+            batch_max_wait_ms: default_batch_max_wait_ms(),
+            max_in_flight: default_max_in_flight(),
+            buffer_max_bytes: default_buffer_max_bytes(),
+            rescan_interval_ms: default_rescan_interval_ms(),
+            include_namespaces: Vec::new(),
+            exclude_namespaces: Vec::new(),
+            include_containers: Vec::new(),
+            exclude_containers: Vec::new(),
+            include_pod_labels: Vec::new(),
+            exclude_pod_labels: Vec::new(),
+            audit_log_paths: Vec::new(),
+            audit_webhook: default_true(),
+            multiline: Vec::new(),
+            redact: Vec::new(),
+            rate_limits: Vec::new(),
+            drop_policy: DropPolicy::default(),
+            kubernetes: KubernetesConfig::default(),
+        }
+    }
+}
+
+/// One `[[collector.multiline]]` rule: a line matching `first_line_pattern` starts a new entry,
+/// and the lines that follow without matching are appended to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineRule {
+    /// Namespace glob; unset matches every namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Container name glob. Required.
+    pub container: String,
+    /// Regex a line matches when it starts a new entry, e.g. `^\d{4}-\d{2}-\d{2}`. Required.
+    pub first_line_pattern: String,
+    /// An entry is closed after this many lines. Default 500.
+    #[serde(default = "default_multiline_max_lines")]
+    pub max_lines: usize,
+    /// An entry is closed when no line has followed for this long. Default 1000.
+    #[serde(default = "default_multiline_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// One `[[collector.redact]]` rule: every match of `pattern` in a message is replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactRule {
+    /// Name used in metrics (`redactions_total{rule=...}`). Required, unique.
+    pub name: String,
+    /// Regex to replace. Required.
+    pub pattern: String,
+    /// Replacement text; `$1`-style group references are expanded. Default `[REDACTED]`.
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+}
+
+/// One `[[collector.rate_limits]]` rule: a token bucket per namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Namespace glob. Required.
+    pub namespace: String,
+    /// Sustained lines per second for each matching namespace. Required, at least 1.
+    pub lines_per_sec: u64,
+    /// Lines that may be read at once above the sustained rate. 0 (the default) means
+    /// `lines_per_sec`.
+    #[serde(default)]
+    pub burst: u64,
+}
+
+impl RateLimit {
+    /// The bucket size: `burst`, or `lines_per_sec` when `burst` is 0.
+    pub fn effective_burst(&self) -> u64 {
+        if self.burst == 0 {
+            self.lines_per_sec
+        } else {
+            self.burst
+        }
+    }
+}
+
+/// What the collector does when its disk buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPolicy {
+    /// Stop reading files until there is room (files are read later; nothing is lost unless the
+    /// kubelet rotates a file away first). The default.
+    #[default]
+    Block,
+    /// Keep reading and drop the newest batches, counting them.
+    DropNewest,
+}
+
+/// `[collector.kubernetes]`: pod metadata from the API server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Watch pods on this node through the Kubernetes API (in-cluster service account) to add
+    /// `labels`, `image` and `annotations`. Readiness never waits for it. Default `false`.
+    pub enabled: bool,
+    /// How long metadata of a deleted pod is kept, so its last lines are still enriched.
+    /// Default 300.
+    pub metadata_grace_secs: u64,
+    /// Pod annotations copied into records (exact keys). Default none.
+    pub annotations: Vec<String>,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            enabled: false,
+            metadata_grace_secs: default_metadata_grace_secs(),
+            annotations: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_pods_dir() -> PathBuf {
+    PathBuf::from("/var/log/pods")
+}
+
+fn default_max_line_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_batch_max_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_batch_max_wait_ms() -> u64 {
+    200
+}
+
+fn default_max_in_flight() -> usize {
+    2
+}
+
+fn default_buffer_max_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+
+fn default_rescan_interval_ms() -> u64 {
+    1000
+}
+
+fn default_multiline_max_lines() -> usize {
+    500
+}
+
+fn default_multiline_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_replacement() -> String {
+    "[REDACTED]".to_string()
+}
+
+fn default_metadata_grace_secs() -> u64 {
+    300
+}

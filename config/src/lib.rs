@@ -1,0 +1,35 @@
+//! Typed configuration for every Trawl role: one TOML file, then `TRAWL_*` environment
+//! overrides (from a map the caller passes in), then command-line flags; validated with errors
+//! that name the key and where it came from.
+//!
+//! ```text
+//! Config::load(file, &env)  -> defaults < file < env, validated
+//! config.apply_flags(..)    -> flags win, validated again
+//! ```
+//!
+//! `example.toml` at the crate root documents every key with its default.
+
+mod auth;
+mod collector;
+mod config;
+mod env;
+mod error;
+mod indexer;
+mod load;
+mod query;
+mod stream;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use auth::{AuthConfig, Role, TlsConfig, TokenConfig};
+pub use collector::{
+    CollectorConfig, DropPolicy, KubernetesConfig, MultilineRule, RateLimit, RedactRule,
+};
+pub use config::{check_file, Config};
+pub use env::{ENV_PREFIX, IGNORED_ENV_VARS};
+pub use error::{Error, Problem, Result};
+pub use indexer::IndexerConfig;
+pub use query::{QueryConfig, MAX_LIMIT_CEILING};
+pub use stream::{StreamConfig, TimestampFormat, BUILTIN_STREAMS};

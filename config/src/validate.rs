@@ -1,0 +1,411 @@
+//! Rules a loaded configuration must follow; every broken rule is reported with its key.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::error::{Error, Problem, Result};
+use crate::query::MAX_LIMIT_CEILING;
+use crate::stream::BUILTIN_STREAMS;
+use crate::{AuthConfig, CollectorConfig, Config, IndexerConfig, QueryConfig, StreamConfig};
+
+/// tantivy refuses an index writer with less memory than this per indexing thread.
+const MIN_WRITER_MEMORY_BYTES: usize = 15_000_000;
+
+/// Checks `config`; see [`Config::validate`].
+pub(crate) fn validate(config: &Config) -> Result<()> {
+    let mut problems = Problems::default();
+    if is_empty_path(&config.data_dir) {
+        problems.add("data_dir", "must not be empty");
+    }
+    if let Err(error) = config.listen.parse::<SocketAddr>() {
+        problems.add(
+            "listen",
+            format!("`{}` is not an ip:port address ({error})", config.listen),
+        );
+    }
+    collector(&mut problems, &config.collector);
+    indexer(&mut problems, &config.indexer);
+    query(&mut problems, &config.query);
+    for (name, stream_config) in &config.streams {
+        stream(&mut problems, name, stream_config);
+    }
+    auth(&mut problems, &config.auth);
+    problems.into_result()
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn at_least(&mut self, key: impl Into<String>, value: u64, min: u64) {
+        if value < min {
+            self.add(key, format!("must be at least {min}, got {value}"));
+        }
+    }
+
+    fn non_empty_entries(&mut self, key: &str, entries: &[String]) {
+        for (i, entry) in entries.iter().enumerate() {
+            if entry.trim().is_empty() {
+                self.add(format!("{key}.{i}"), "must not be empty");
+            }
+        }
+    }
+
+    fn regex(&mut self, key: impl Into<String>, pattern: &str) -> Option<regex::Regex> {
+        match regex::Regex::new(pattern) {
+            Ok(regex) => Some(regex),
+            Err(error) => {
+                self.add(
+                    key,
+                    format!("invalid regex `{pattern}`: {}", regex_reason(&error)),
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, key: impl Into<String>, url: &str) {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        let ok = rest.is_some_and(|rest| {
+            !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace)
+        });
+        if !ok {
+            self.add(
+                key,
+                format!("`{url}` is not an http:// or https:// URL with a host"),
+            );
+        }
+    }
+
+    fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid { problems: self.0 })
+        }
+    }
+}
+
+fn to_u64(value: usize) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+fn is_empty_path(path: &Path) -> bool {
+    path.as_os_str().is_empty()
+}
+
+/// The reason of a regex error in one line: syntax errors draw the pattern with a caret over
+/// several lines and end with `error: <reason>`.
+fn regex_reason(error: &regex::Error) -> String {
+    let message = error.to_string();
+    match message
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+    {
+        Some(reason) => reason.to_string(),
+        None => message.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+fn collector(problems: &mut Problems, c: &CollectorConfig) {
+    if is_empty_path(&c.pods_dir) {
+        problems.add("collector.pods_dir", "must not be empty");
+    }
+    if !c.indexer_url.is_empty() {
+        problems.url("collector.indexer_url", &c.indexer_url);
+    }
+    if c.data_dir.as_deref().is_some_and(is_empty_path) {
+        problems.add(
+            "collector.data_dir",
+            "must not be empty (leave it unset for <data_dir>/collector)",
+        );
+    }
+    problems.at_least("collector.max_line_bytes", to_u64(c.max_line_bytes), 1);
+    problems.at_least("collector.batch_max_bytes", to_u64(c.batch_max_bytes), 1);
+    problems.at_least("collector.batch_max_wait_ms", c.batch_max_wait_ms, 1);
+    problems.at_least("collector.max_in_flight", to_u64(c.max_in_flight), 1);
+    if c.buffer_max_bytes < to_u64(c.batch_max_bytes) {
+        problems.add(
+            "collector.buffer_max_bytes",
+            format!(
+                "must hold at least one batch (collector.batch_max_bytes = {}), got {}",
+                c.batch_max_bytes, c.buffer_max_bytes
+            ),
+        );
+    }
+    problems.at_least("collector.rescan_interval_ms", c.rescan_interval_ms, 1);
+    problems.non_empty_entries("collector.include_namespaces", &c.include_namespaces);
+    problems.non_empty_entries("collector.exclude_namespaces", &c.exclude_namespaces);
+    problems.non_empty_entries("collector.include_containers", &c.include_containers);
+    problems.non_empty_entries("collector.exclude_containers", &c.exclude_containers);
+    for (key, labels) in [
+        ("collector.include_pod_labels", &c.include_pod_labels),
+        ("collector.exclude_pod_labels", &c.exclude_pod_labels),
+    ] {
+        for (i, label) in labels.iter().enumerate() {
+            let ok = label
+                .split_once('=')
+                .is_some_and(|(name, _)| !name.trim().is_empty());
+            if !ok {
+                problems.add(
+                    format!("{key}.{i}"),
+                    format!("`{label}` is not of the form key=value"),
+                );
+            }
+        }
+        if !labels.is_empty() && !c.kubernetes.enabled {
+            problems.add(
+                key,
+                "pod labels come from the Kubernetes API: set collector.kubernetes.enabled = true",
+            );
+        }
+    }
+    for (i, path) in c.audit_log_paths.iter().enumerate() {
+        if is_empty_path(path) {
+            problems.add(
+                format!("collector.audit_log_paths.{i}"),
+                "must not be empty",
+            );
+        }
+    }
+    for (i, rule) in c.multiline.iter().enumerate() {
+        let key = format!("collector.multiline.{i}");
+        if rule
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| ns.trim().is_empty())
+        {
+            problems.add(
+                format!("{key}.namespace"),
+                "must not be empty (leave it unset for every namespace)",
+            );
+        }
+        if rule.container.trim().is_empty() {
+            problems.add(format!("{key}.container"), "must not be empty");
+        }
+        problems.regex(
+            format!("{key}.first_line_pattern"),
+            &rule.first_line_pattern,
+        );
+        problems.at_least(format!("{key}.max_lines"), to_u64(rule.max_lines), 1);
+        problems.at_least(format!("{key}.timeout_ms"), rule.timeout_ms, 1);
+    }
+    let mut redact_names = BTreeSet::new();
+    for (i, rule) in c.redact.iter().enumerate() {
+        let key = format!("collector.redact.{i}");
+        if rule.name.trim().is_empty() {
+            problems.add(format!("{key}.name"), "must not be empty");
+        } else if !redact_names.insert(rule.name.as_str()) {
+            problems.add(
+                format!("{key}.name"),
+                format!("`{}` is used by an earlier rule", rule.name),
+            );
+        }
+        if let Some(regex) = problems.regex(format!("{key}.pattern"), &rule.pattern) {
+            if regex.is_match("") {
+                problems.add(
+                    format!("{key}.pattern"),
+                    "matches the empty string, so it would rewrite every message",
+                );
+            }
+        }
+    }
+    for (i, limit) in c.rate_limits.iter().enumerate() {
+        let key = format!("collector.rate_limits.{i}");
+        if limit.namespace.trim().is_empty() {
+            problems.add(format!("{key}.namespace"), "must not be empty");
+        }
+        problems.at_least(format!("{key}.lines_per_sec"), limit.lines_per_sec, 1);
+    }
+    problems.non_empty_entries(
+        "collector.kubernetes.annotations",
+        &c.kubernetes.annotations,
+    );
+}
+
+fn indexer(problems: &mut Problems, x: &IndexerConfig) {
+    problems.at_least("indexer.commit_interval_ms", x.commit_interval_ms, 1);
+    problems.at_least("indexer.split_max_docs", x.split_max_docs, 1);
+    problems.at_least("indexer.split_max_age_secs", x.split_max_age_secs, 1);
+    problems.at_least(
+        "indexer.writer_memory_bytes",
+        to_u64(x.writer_memory_bytes),
+        to_u64(MIN_WRITER_MEMORY_BYTES),
+    );
+    problems.at_least("indexer.max_body_bytes", to_u64(x.max_body_bytes), 1);
+    problems.at_least(
+        "indexer.max_decompressed_bytes",
+        to_u64(x.max_decompressed_bytes),
+        1,
+    );
+    problems.at_least("indexer.max_line_bytes", to_u64(x.max_line_bytes), 1);
+    problems.at_least(
+        "indexer.max_records_per_batch",
+        to_u64(x.max_records_per_batch),
+        1,
+    );
+    problems.at_least(
+        "indexer.max_concurrent_ingest",
+        to_u64(x.max_concurrent_ingest),
+        1,
+    );
+    problems.at_least("indexer.merge_min_splits", to_u64(x.merge_min_splits), 2);
+    problems.at_least("indexer.merge_max_docs", x.merge_max_docs, 1);
+    problems.at_least("indexer.merge_bucket_secs", x.merge_bucket_secs, 1);
+    problems.at_least("indexer.janitor_interval_secs", x.janitor_interval_secs, 1);
+    problems.at_least("indexer.source_mark_ttl_secs", x.source_mark_ttl_secs, 1);
+    problems.at_least(
+        "indexer.audit_dedup_window",
+        to_u64(x.audit_dedup_window),
+        1,
+    );
+}
+
+fn query(problems: &mut Problems, q: &QueryConfig) {
+    if q.max_limit == 0 || q.max_limit > MAX_LIMIT_CEILING {
+        problems.add(
+            "query.max_limit",
+            format!(
+                "must be between 1 and {MAX_LIMIT_CEILING}, got {}",
+                q.max_limit
+            ),
+        );
+    }
+    if q.default_limit == 0 || q.default_limit > q.max_limit {
+        problems.add(
+            "query.default_limit",
+            format!(
+                "must be between 1 and query.max_limit ({}), got {}",
+                q.max_limit, q.default_limit
+            ),
+        );
+    }
+    problems.at_least("query.timeout_ms", q.timeout_ms, 1);
+    for (i, url) in q.indexers.iter().enumerate() {
+        problems.url(format!("query.indexers.{i}"), url);
+    }
+    problems.at_least(
+        "query.aggregation_memory_bytes",
+        q.aggregation_memory_bytes,
+        1,
+    );
+    problems.non_empty_entries("query.audit_system_users", &q.audit_system_users);
+    problems.non_empty_entries("query.audit_system_groups", &q.audit_system_groups);
+}
+
+fn stream(problems: &mut Problems, name: &str, s: &StreamConfig) {
+    let key = format!("streams.{name}");
+    if let Err(error) = trawl_model::validate_stream_name(name) {
+        problems.add(key.clone(), error.to_string());
+    }
+    if let Some(secs) = s.retention_max_age_secs {
+        problems.at_least(format!("{key}.retention_max_age_secs"), secs, 1);
+    }
+    if let Some(bytes) = s.retention_max_bytes {
+        problems.at_least(format!("{key}.retention_max_bytes"), bytes, 1);
+    }
+    if let Some(ms) = s.commit_interval_ms {
+        problems.at_least(format!("{key}.commit_interval_ms"), ms, 1);
+    }
+    if BUILTIN_STREAMS.contains(&name) {
+        let defaults = StreamConfig::default();
+        let fixed = [
+            (
+                "timestamp_field",
+                s.timestamp_field != defaults.timestamp_field,
+            ),
+            (
+                "timestamp_format",
+                s.timestamp_format != defaults.timestamp_format,
+            ),
+            ("keyword_fields", !s.keyword_fields.is_empty()),
+            ("numeric_fields", !s.numeric_fields.is_empty()),
+            ("default_fields", !s.default_fields.is_empty()),
+        ];
+        for (field, changed) in fixed {
+            if changed {
+                problems.add(
+                    format!("{key}.{field}"),
+                    "the schema of a built-in stream is fixed; only retention and \
+                     commit_interval_ms may be set",
+                );
+            }
+        }
+        return;
+    }
+    if s.timestamp_field.trim().is_empty() {
+        problems.add(format!("{key}.timestamp_field"), "must not be empty");
+    }
+    problems.non_empty_entries(&format!("{key}.keyword_fields"), &s.keyword_fields);
+    problems.non_empty_entries(&format!("{key}.numeric_fields"), &s.numeric_fields);
+    problems.non_empty_entries(&format!("{key}.default_fields"), &s.default_fields);
+    for field in &s.keyword_fields {
+        if s.numeric_fields.contains(field) {
+            problems.add(
+                format!("{key}.numeric_fields"),
+                format!("`{field}` is also in keyword_fields; a field has one type"),
+            );
+        }
+    }
+}
+
+fn auth(problems: &mut Problems, a: &AuthConfig) {
+    let mut names = BTreeSet::new();
+    let mut hashes = BTreeSet::new();
+    for (i, token) in a.tokens.iter().enumerate() {
+        let key = format!("auth.tokens.{i}");
+        if token.name.trim().is_empty() {
+            problems.add(format!("{key}.name"), "must not be empty");
+        } else if !names.insert(token.name.as_str()) {
+            problems.add(
+                format!("{key}.name"),
+                format!("`{}` is used by an earlier token", token.name),
+            );
+        }
+        if !is_sha256_hash(&token.hash) {
+            problems.add(
+                format!("{key}.hash"),
+                "must be `sha256:` followed by 64 lowercase hex digits \
+                 (printf %s \"$TOKEN\" | sha256sum)",
+            );
+        } else if !hashes.insert(token.hash.as_str()) {
+            problems.add(format!("{key}.hash"), "is the hash of an earlier token");
+        }
+        problems.non_empty_entries(&format!("{key}.namespaces"), &token.namespaces);
+    }
+    if let Some(tls) = &a.tls {
+        if is_empty_path(&tls.cert_path) {
+            problems.add("auth.tls.cert_path", "must not be empty");
+        }
+        if is_empty_path(&tls.key_path) {
+            problems.add("auth.tls.key_path", "must not be empty");
+        }
+        if tls.client_ca_path.as_deref().is_some_and(is_empty_path) {
+            problems.add(
+                "auth.tls.client_ca_path",
+                "must not be empty (leave it unset to not ask for client certificates)",
+            );
+        }
+    }
+}
+
+/// `sha256:` + 64 lowercase hex digits.
+fn is_sha256_hash(hash: &str) -> bool {
+    hash.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}

@@ -1,0 +1,869 @@
+//! The indexer: open and recover, ingest (validate, dedup by source marks, WAL, acknowledge),
+//! and the background upkeep of splits (merges, retention, WAL truncation).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+use trawl_model::codec::ndjson_lines;
+use trawl_model::Timestamp;
+
+use crate::doc::{Prepared, StreamSpec};
+use crate::entry::Batch;
+use crate::marks::{Envelope, Marks, Plan};
+use crate::metastore::{Metastore, MetastoreState};
+use crate::metrics::Metrics;
+use crate::settings::IndexerSettings;
+use crate::split::{self, SplitHandle, SplitMeta, SPLIT_FORMAT_VERSION};
+use crate::stream::{lock, run_indexing, IndexOp, OnSealed, Stream};
+use crate::wal::Wal;
+use crate::{Error, Result, StreamSnapshot};
+
+/// How many batches queue for one stream's indexing thread before the WAL writer waits: enough
+/// to ride out a commit, small enough that memory stays bounded (a batch is at most a few MiB).
+const INDEX_QUEUE_BATCHES: usize = 16;
+/// At most this many queued appends share one fsync.
+const GROUP_COMMIT_MAX: usize = 256;
+
+/// A line of an ingest body that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// What ingest answers once the accepted records are durable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub errors: Vec<LineError>,
+    /// Records dropped because the index already held them (delivery batches only).
+    pub deduplicated: usize,
+}
+
+/// Why an ingest was refused as a whole.
+#[derive(Debug)]
+pub enum IngestError {
+    /// A source starts past its mark; nothing was taken. The marks of the batch's sources.
+    Gap(BTreeMap<String, u64>),
+    /// The delivery envelope is malformed.
+    BadEnvelope(String),
+    /// The stream does not exist.
+    UnknownStream(String),
+    /// The WAL could not be written (disk full, I/O error): retry later.
+    Storage(String),
+    /// The indexer is shutting down.
+    ShuttingDown,
+}
+
+struct WalRequest {
+    stream: Arc<Stream>,
+    payload: Vec<u8>,
+    docs: Vec<Prepared>,
+    advance: Vec<(String, u64)>,
+    records: u64,
+    bytes: u64,
+    reply: tokio::sync::oneshot::Sender<std::result::Result<u64, String>>,
+}
+
+enum WalMsg {
+    Append(WalRequest),
+    /// Cut the WAL before what every stream still needs; snapshot the marks first.
+    Truncate,
+}
+
+struct StreamEntry {
+    stream: Arc<Stream>,
+    tx: SyncSender<IndexOp>,
+}
+
+struct Inner {
+    settings: IndexerSettings,
+    streams: BTreeMap<String, StreamEntry>,
+    metastore: Mutex<(Metastore, MetastoreState)>,
+    marks: Mutex<Marks>,
+    wal_tx: Mutex<Option<Sender<WalMsg>>>,
+    metrics: Arc<Metrics>,
+    ready: AtomicBool,
+    stopping: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running indexer. Cheap to clone.
+#[derive(Clone)]
+pub struct Indexer {
+    inner: Arc<Inner>,
+}
+
+impl Indexer {
+    /// Opens the indexer's data directory, recovers splits and hot indexes, replays the WAL and
+    /// starts the indexing, WAL and upkeep threads. Returns once what the WAL held is
+    /// searchable.
+    pub fn open(settings: IndexerSettings, metrics: Arc<Metrics>) -> Result<Indexer> {
+        let root = settings.data_dir.join("indexer");
+        fs::create_dir_all(&root)?;
+        let metastore = Metastore::new(&root);
+        let mut state = metastore.load()?;
+        let specs = vec![StreamSpec::logs(), StreamSpec::audit()];
+
+        adopt_orphans(&root, &specs, &mut state)?;
+        metastore.store(&state)?;
+
+        let mut streams = BTreeMap::new();
+        let mut threads = Vec::new();
+        let mut replay_from: HashMap<String, u64> = HashMap::new();
+        let (sealed_tx, sealed_rx) = mpsc::channel::<()>();
+        let inner_slot: Arc<Mutex<Option<std::sync::Weak<Inner>>>> = Arc::new(Mutex::new(None));
+        for spec in specs {
+            let name = spec.name.clone();
+            let dir = stream_dir(&root, &name);
+            let handles = open_splits(&dir, &state, &name)?;
+            let (stream, index, payload) = Stream::open(spec, &dir, handles)?;
+            let stream = Arc::new(stream);
+            if let Some(first) = payload.first_lsn {
+                lock(&stream.unsealed).push_back(first);
+            }
+            let sealed = state.sealed_lsn.get(&name).copied().unwrap_or(0);
+            replay_from.insert(name.clone(), sealed.max(payload.lsn));
+            let (tx, rx) = mpsc::sync_channel(INDEX_QUEUE_BATCHES);
+            let thread_stream = stream.clone();
+            let thread_settings = settings.stream_settings(&name);
+            let thread_metrics = metrics.clone();
+            let on_sealed = on_sealed_callback(inner_slot.clone(), sealed_tx.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("index-{name}"))
+                    .spawn(move || {
+                        run_indexing(
+                            thread_stream,
+                            index,
+                            thread_settings,
+                            rx,
+                            thread_metrics,
+                            on_sealed,
+                        )
+                    })?,
+            );
+            metrics.set_splits(&name, stream.splits().len());
+            streams.insert(name, StreamEntry { stream, tx });
+        }
+
+        // Replay: everything past the point each stream's durable state covers.
+        let from = replay_from
+            .values()
+            .copied()
+            .chain([state.marks_lsn])
+            .min()
+            .unwrap_or(0);
+        let (wal, entries) = Wal::open(&root.join("wal"), settings.wal_segment_bytes, from)?;
+        let mut marks = Marks::from_snapshot(&state.marks);
+        let mut replayed = 0usize;
+        for entry in entries {
+            let batch = Batch::decode(&entry.payload)?;
+            if entry.lsn >= state.marks_lsn {
+                marks.commit(&batch.marks, Timestamp::now().nanos());
+            }
+            let Some(target) = streams.get(&batch.stream) else {
+                tracing::warn!(stream = %batch.stream, "WAL entry of an unknown stream skipped");
+                continue;
+            };
+            if entry.lsn < replay_from.get(&batch.stream).copied().unwrap_or(0) {
+                continue;
+            }
+            let docs: Vec<Prepared> = batch
+                .records
+                .iter()
+                .filter_map(|line| target.stream.builder.prepare(line, batch.received_at).ok())
+                .collect();
+            replayed += docs.len();
+            lock(&target.stream.unsealed).push_back(entry.lsn);
+            let op = IndexOp::Add {
+                lsn: entry.lsn,
+                lsn_end: entry.end,
+                docs,
+            };
+            if target.tx.send(op).is_err() {
+                return Err(Error::InvalidArgument("indexing thread died".into()));
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(records = replayed, "replayed the write-ahead log");
+        }
+        metrics.wal_bytes.set(wal.disk_bytes() as i64);
+
+        let (wal_tx, wal_rx) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            settings,
+            streams,
+            metastore: Mutex::new((metastore, state)),
+            marks: Mutex::new(marks),
+            wal_tx: Mutex::new(Some(wal_tx)),
+            metrics,
+            ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            threads: Mutex::new(threads),
+        });
+        *lock(&inner_slot) = Some(Arc::downgrade(&inner));
+        let wal_inner = inner.clone();
+        let wal_thread = std::thread::Builder::new()
+            .name("wal".into())
+            .spawn(move || run_wal(wal_inner, wal, wal_rx))?;
+        let upkeep = Arc::downgrade(&inner);
+        let upkeep_thread = std::thread::Builder::new()
+            .name("upkeep".into())
+            .spawn(move || run_upkeep(upkeep, sealed_rx))?;
+        lock(&inner.threads).extend([wal_thread, upkeep_thread]);
+
+        let indexer = Indexer { inner };
+        indexer.flush();
+        indexer.inner.ready.store(true, Ordering::SeqCst);
+        Ok(indexer)
+    }
+
+    /// Whether the WAL was replayed and what it held is searchable.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst) && !self.inner.stopping.load(Ordering::SeqCst)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn settings(&self) -> &IndexerSettings {
+        &self.inner.settings
+    }
+
+    /// The names of the streams.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.inner.streams.keys().cloned().collect()
+    }
+
+    fn stream(&self, name: &str) -> Result<&StreamEntry> {
+        self.inner
+            .streams
+            .get(name)
+            .ok_or_else(|| Error::UnknownStream(name.chars().take(64).collect()))
+    }
+
+    /// What a search over `[start, end)` of a stream must visit.
+    pub fn snapshot(
+        &self,
+        stream: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> Result<StreamSnapshot> {
+        Ok(self.stream(stream)?.stream.snapshot(start, end))
+    }
+
+    /// Per-stream statistics for `GET /api/v1/streams`.
+    pub fn stream_stats(&self) -> Vec<StreamStats> {
+        self.inner
+            .streams
+            .iter()
+            .map(|(name, entry)| {
+                let splits = entry.stream.splits();
+                let (hot_docs, hot_bytes, hot_range) = entry.stream.hot_stats();
+                let mut min = hot_range.map(|r| r.0);
+                let mut max = hot_range.map(|r| r.1);
+                for s in &splits {
+                    min = Some(min.map_or(s.meta.min_timestamp, |m| m.min(s.meta.min_timestamp)));
+                    max = Some(max.map_or(s.meta.max_timestamp, |m| m.max(s.meta.max_timestamp)));
+                }
+                StreamStats {
+                    name: name.clone(),
+                    docs: hot_docs + splits.iter().map(|s| s.meta.docs).sum::<u64>(),
+                    bytes: hot_bytes + splits.iter().map(|s| s.meta.bytes).sum::<u64>(),
+                    splits: splits.len(),
+                    min_timestamp: min.map(|t| Timestamp(t).to_rfc3339()),
+                    max_timestamp: max.map(|t| Timestamp(t).to_rfc3339()),
+                }
+            })
+            .collect()
+    }
+
+    /// Commits every stream's hot index now; returns once searchable.
+    pub fn flush(&self) {
+        let waits: Vec<_> = self
+            .inner
+            .streams
+            .values()
+            .filter_map(|entry| {
+                let (tx, rx) = mpsc::channel();
+                entry.tx.send(IndexOp::Flush(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        for rx in waits {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Seals every stream's hot index into a split now.
+    pub fn seal_all(&self) {
+        let waits: Vec<_> = self
+            .inner
+            .streams
+            .values()
+            .filter_map(|entry| {
+                let (tx, rx) = mpsc::channel();
+                entry.tx.send(IndexOp::Seal(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        for rx in waits {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Runs one round of merges and retention now (the upkeep thread does it periodically).
+    pub fn run_upkeep_once(&self) -> Result<()> {
+        upkeep_round(&self.inner)
+    }
+
+    /// Ingests a decoded body and waits until it is durable.
+    pub async fn ingest(
+        &self,
+        stream: &str,
+        body: Vec<u8>,
+        delivery: bool,
+    ) -> std::result::Result<IngestOutcome, IngestError> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err(IngestError::ShuttingDown);
+        }
+        let this = self.clone();
+        let stream = stream.to_string();
+        let queued =
+            tokio::task::spawn_blocking(move || this.prepare_and_queue(&stream, &body, delivery))
+                .await
+                .map_err(|_| IngestError::ShuttingDown)??;
+        let (rx, outcome) = queued;
+        match rx.await {
+            Ok(Ok(_lsn)) => Ok(outcome),
+            Ok(Err(message)) => Err(IngestError::Storage(message)),
+            Err(_) => Err(IngestError::ShuttingDown),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn prepare_and_queue(
+        &self,
+        stream_name: &str,
+        body: &[u8],
+        delivery: bool,
+    ) -> std::result::Result<
+        (
+            tokio::sync::oneshot::Receiver<std::result::Result<u64, String>>,
+            IngestOutcome,
+        ),
+        IngestError,
+    > {
+        let entry = self
+            .stream(stream_name)
+            .map_err(|_| IngestError::UnknownStream(stream_name.chars().take(64).collect()))?;
+        let stream = entry.stream.clone();
+        let received_at = Timestamp::now().nanos();
+        let mut lines = ndjson_lines(body);
+        let envelope = if delivery {
+            let (_, first) = lines
+                .next()
+                .ok_or_else(|| IngestError::BadEnvelope("empty delivery batch".into()))?;
+            Some(
+                serde_json::from_slice::<Envelope>(first)
+                    .map_err(|e| IngestError::BadEnvelope(format!("delivery envelope: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let lines: Vec<(usize, &[u8])> = lines.collect();
+        let max_records = self.inner.settings.max_records_per_batch;
+        if lines.len() > max_records {
+            return Err(IngestError::BadEnvelope(format!(
+                "batch holds {} records, more than the limit of {max_records}",
+                lines.len()
+            )));
+        }
+        if let Some(env) = &envelope {
+            env.validate(lines.len()).map_err(IngestError::BadEnvelope)?;
+        }
+
+        let mut outcome = IngestOutcome::default();
+        let mut records = Vec::with_capacity(lines.len());
+        let mut docs = Vec::with_capacity(lines.len());
+        let mut bytes = 0u64;
+        let max_line = self.inner.settings.max_line_bytes;
+        let mut marks = lock(&self.inner.marks);
+        let keep = match &envelope {
+            None => None,
+            Some(env) => match marks.plan(&env.sources) {
+                Plan::Gap { marks } => return Err(IngestError::Gap(marks)),
+                Plan::Take {
+                    keep,
+                    advance,
+                    dropped,
+                } => {
+                    outcome.deduplicated = dropped;
+                    Some((keep, advance))
+                }
+            },
+        };
+        // Validation runs under the marks lock only for delivery batches, whose order per source
+        // matters; it is cheap next to the fsync that follows.
+        for (i, (line_no, line)) in lines.iter().enumerate() {
+            if keep.as_ref().is_some_and(|(keep, _)| !keep[i]) {
+                continue;
+            }
+            let prepared = if line.len() > max_line {
+                Err(format!("record of {} bytes exceeds max_line_bytes ({max_line})", line.len()))
+            } else {
+                stream.builder.prepare(line, received_at)
+            };
+            match prepared {
+                Ok(doc) => {
+                    bytes += line.len() as u64;
+                    records.push(line.to_vec());
+                    docs.push(doc);
+                }
+                Err(message) => {
+                    outcome.rejected += 1;
+                    if outcome.errors.len() < 100 {
+                        outcome.errors.push(LineError {
+                            line: *line_no,
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        outcome.accepted = docs.len();
+        let advance = keep.map(|(_, advance)| advance).unwrap_or_default();
+        if outcome.rejected > 0 {
+            self.inner
+                .metrics
+                .rejected(stream_name, outcome.rejected as u64);
+        }
+        if outcome.deduplicated > 0 {
+            self.inner
+                .metrics
+                .deduplicated(stream_name, outcome.deduplicated as u64);
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if docs.is_empty() && advance.is_empty() {
+            let _ = reply.send(Ok(0));
+            return Ok((rx, outcome));
+        }
+        let batch = Batch {
+            stream: stream_name.to_string(),
+            received_at,
+            marks: advance.clone(),
+            records,
+        };
+        let request = WalRequest {
+            stream,
+            payload: batch.encode(),
+            docs,
+            advance: advance.clone(),
+            records: outcome.accepted as u64,
+            bytes,
+            reply,
+        };
+        let wal_tx = lock(&self.inner.wal_tx);
+        let Some(tx) = wal_tx.as_ref() else {
+            return Err(IngestError::ShuttingDown);
+        };
+        // Queued while the marks are locked, so the WAL order of a source's batches is the
+        // order in which their marks were reserved.
+        tx.send(WalMsg::Append(request))
+            .map_err(|_| IngestError::ShuttingDown)?;
+        marks.reserve(&advance);
+        Ok((rx, outcome))
+    }
+
+    /// Stops accepting ingest, drains the WAL queue, commits every stream and stops the threads.
+    pub fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        lock(&self.inner.wal_tx).take();
+        let threads: Vec<_> = lock(&self.inner.threads).drain(..).collect();
+        // The WAL thread ends when its queue is drained; the indexing threads when the WAL
+        // thread and the streams' senders are gone. The latter live in `inner`, so flush first.
+        self.flush();
+        for t in threads {
+            if t.thread().name() == Some("wal") {
+                let _ = t.join();
+            }
+        }
+        self.flush();
+    }
+}
+
+/// Statistics of a stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStats {
+    pub name: String,
+    pub docs: u64,
+    pub bytes: u64,
+    pub splits: usize,
+    pub min_timestamp: Option<String>,
+    pub max_timestamp: Option<String>,
+}
+
+fn stream_dir(root: &Path, name: &str) -> PathBuf {
+    root.join("streams").join(name)
+}
+
+/// Splits present on disk but missing from the metastore are those a crash caught between
+/// sealing and recording: adopt them. Orphaned merge outputs duplicate recorded splits: delete.
+fn adopt_orphans(root: &Path, specs: &[StreamSpec], state: &mut MetastoreState) -> Result<()> {
+    for spec in specs {
+        let dir = stream_dir(root, &spec.name).join("splits");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if state.splits.iter().any(|s| s.id == id) {
+                continue;
+            }
+            match split::read_meta(&path) {
+                Some(meta) if meta.merge_level == 0 => {
+                    tracing::warn!(split = %id, "adopting a sealed split missing from the metastore");
+                    state.splits.push(meta);
+                }
+                _ => {
+                    tracing::warn!(split = %id, "deleting an unrecorded split");
+                    let _ = fs::remove_dir_all(&path);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open_splits(dir: &Path, state: &MetastoreState, stream: &str) -> Result<Vec<Arc<SplitHandle>>> {
+    let mut handles = Vec::new();
+    for meta in state.splits.iter().filter(|s| s.stream == stream) {
+        let path = dir.join("splits").join(&meta.id);
+        match SplitHandle::open(&path, meta.clone()) {
+            Ok(handle) => handles.push(Arc::new(handle)),
+            Err(err) => {
+                tracing::error!(split = %meta.id, %err, "a recorded split cannot be opened");
+                return Err(err);
+            }
+        }
+    }
+    Ok(handles)
+}
+
+fn on_sealed_callback(
+    slot: Arc<Mutex<Option<std::sync::Weak<Inner>>>>,
+    sealed_tx: Sender<()>,
+) -> OnSealed {
+    Arc::new(move |stream: &str, meta: &SplitMeta, lsn: u64| {
+        let inner = lock(&slot)
+            .as_ref()
+            .and_then(|w| w.upgrade())
+            .ok_or_else(|| Error::InvalidArgument("indexer is gone".into()))?;
+        {
+            let mut guard = lock(&inner.metastore);
+            let (store, state) = &mut *guard;
+            let mut next = state.clone();
+            next.splits.push(meta.clone());
+            next.sealed_lsn.insert(stream.to_string(), lsn);
+            store.store(&next)?;
+            *state = next;
+        }
+        let _ = sealed_tx.send(());
+        Ok(())
+    })
+}
+
+/// The WAL thread: appends queued batches, one fsync per group, then hands the documents to the
+/// indexing threads in log order and acknowledges.
+fn run_wal(inner: Arc<Inner>, mut wal: Wal, rx: Receiver<WalMsg>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = Vec::new();
+        let mut truncate = false;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                WalMsg::Append(req) => group.push(req),
+                WalMsg::Truncate => truncate = true,
+            }
+            if group.len() < GROUP_COMMIT_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !group.is_empty() {
+            write_group(&inner, &mut wal, group, &rx);
+        }
+        if truncate {
+            if let Err(err) = truncate_wal(&inner, &mut wal) {
+                tracing::error!(%err, "write-ahead log truncation failed");
+            }
+        }
+    }
+    let _ = wal.sync();
+}
+
+fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiver<WalMsg>) {
+    let start = wal.end();
+    let payloads: Vec<&[u8]> = group.iter().map(|r| r.payload.as_slice()).collect();
+    let fault = inner.settings.storage_fault.as_ref().and_then(|f| f());
+    let result = match fault {
+        Some(err) => Err(Error::Io(err)),
+        None => wal.append(&payloads).and_then(|p| wal.sync().map(|_| p)),
+    };
+    match result {
+        Ok(positions) => {
+            inner.metrics.wal_fsyncs.inc();
+            inner.metrics.wal_bytes.set(wal.disk_bytes() as i64);
+            {
+                let mut marks = lock(&inner.marks);
+                let now = Timestamp::now().nanos();
+                for req in &group {
+                    marks.commit(&req.advance, now);
+                }
+            }
+            for (req, (lsn, end)) in group.into_iter().zip(positions) {
+                inner
+                    .metrics
+                    .ingested(&req.stream.spec.name, req.records, req.bytes);
+                let _ = req.reply.send(Ok(lsn));
+                if req.docs.is_empty() {
+                    continue;
+                }
+                lock(&req.stream.unsealed).push_back(lsn);
+                if let Some(entry) = inner.streams.get(&req.stream.spec.name) {
+                    let op = IndexOp::Add {
+                        lsn,
+                        lsn_end: end,
+                        docs: req.docs,
+                    };
+                    if entry.tx.send(op).is_err() {
+                        tracing::error!(stream = %req.stream.spec.name, "indexing thread is gone");
+                    }
+                }
+            }
+        }
+        Err(err) => {
+            wal.rollback(start);
+            let message = format!("write-ahead log write failed: {err}");
+            tracing::error!(%err, "write-ahead log write failed, refusing the batches queued");
+            // Everything queued behind the failed group reserved marks that chain on it: fail
+            // it too, under the marks lock so that nothing new chains meanwhile.
+            let mut marks = lock(&inner.marks);
+            let mut failed = group;
+            while let Ok(msg) = rx.try_recv() {
+                if let WalMsg::Append(req) = msg {
+                    failed.push(req);
+                }
+            }
+            marks.abort_pending();
+            drop(marks);
+            for req in failed {
+                let _ = req.reply.send(Err(message.clone()));
+            }
+        }
+    }
+}
+
+/// Snapshots the marks into the metastore, then deletes WAL segments no stream needs.
+fn truncate_wal(inner: &Inner, wal: &mut Wal) -> Result<()> {
+    let needed = inner
+        .streams
+        .values()
+        .filter_map(|e| lock(&e.stream.unsealed).front().copied())
+        .min()
+        .unwrap_or(wal.end());
+    {
+        let marks = lock(&inner.marks);
+        let mut guard = lock(&inner.metastore);
+        let (store, state) = &mut *guard;
+        let mut next = state.clone();
+        next.marks = marks.durable.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        next.marks_lsn = wal.end();
+        store.store(&next)?;
+        *state = next;
+    }
+    let freed = wal.truncate_before(needed)?;
+    inner.metrics.wal_bytes.set(wal.disk_bytes() as i64);
+    if freed > 0 {
+        tracing::debug!(freed, "write-ahead log truncated");
+    }
+    Ok(())
+}
+
+/// The upkeep thread: after each seal, truncates the WAL; periodically merges and applies
+/// retention.
+fn run_upkeep(inner: std::sync::Weak<Inner>, sealed: Receiver<()>) {
+    let interval = match inner.upgrade() {
+        Some(i) => i.settings.janitor_interval,
+        None => return,
+    };
+    loop {
+        let got = sealed.recv_timeout(interval);
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if got.is_ok() {
+            if let Some(tx) = lock(&inner.wal_tx).as_ref() {
+                let _ = tx.send(WalMsg::Truncate);
+            }
+        }
+        if let Err(err) = upkeep_round(&inner) {
+            tracing::error!(%err, "split upkeep failed");
+        }
+        if matches!(got, Err(mpsc::RecvTimeoutError::Disconnected)) {
+            std::thread::sleep(interval);
+        }
+    }
+}
+
+fn upkeep_round(inner: &Inner) -> Result<()> {
+    let now = Timestamp::now().nanos();
+    for (name, entry) in &inner.streams {
+        apply_retention(inner, name, &entry.stream, now)?;
+        merge_stream(inner, name, &entry.stream)?;
+        inner.metrics.set_splits(name, entry.stream.splits().len());
+    }
+    let ttl = inner.settings.source_mark_ttl.as_nanos() as i64;
+    let dropped = lock(&inner.marks).gc(now.saturating_sub(ttl));
+    if dropped > 0 {
+        tracing::info!(dropped, "forgot the marks of long-idle sources");
+    }
+    Ok(())
+}
+
+/// Removes splits from the metastore (durably) and then from the searchable set.
+fn drop_splits(inner: &Inner, stream: &Stream, ids: &[String], add: Vec<Arc<SplitHandle>>) -> Result<()> {
+    {
+        let mut guard = lock(&inner.metastore);
+        let (store, state) = &mut *guard;
+        let mut next = state.clone();
+        next.splits.retain(|s| !ids.contains(&s.id));
+        next.splits.extend(add.iter().map(|h| h.meta.clone()));
+        store.store(&next)?;
+        *state = next;
+    }
+    stream.replace_splits(ids, add);
+    Ok(())
+}
+
+fn apply_retention(inner: &Inner, name: &str, stream: &Stream, now: i64) -> Result<()> {
+    let settings = inner.settings.stream_settings(name);
+    let mut splits = stream.splits();
+    let mut doomed: Vec<String> = Vec::new();
+    if let Some(age) = settings.retention_max_age {
+        let cutoff = now.saturating_sub(age.as_nanos() as i64);
+        doomed.extend(
+            splits
+                .iter()
+                .filter(|s| s.meta.max_timestamp < cutoff)
+                .map(|s| s.meta.id.clone()),
+        );
+    }
+    if let Some(max_bytes) = settings.retention_max_bytes {
+        splits.retain(|s| !doomed.contains(&s.meta.id));
+        splits.sort_by_key(|s| s.meta.max_timestamp);
+        let mut total: u64 = splits.iter().map(|s| s.meta.bytes).sum();
+        for s in &splits {
+            if total <= max_bytes {
+                break;
+            }
+            total -= s.meta.bytes;
+            doomed.push(s.meta.id.clone());
+        }
+    }
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    drop_splits(inner, stream, &doomed, Vec::new())?;
+    inner
+        .metrics
+        .splits_deleted_by_retention
+        .get_or_create(&crate::metrics::StreamLabel {
+            stream: name.to_string(),
+        })
+        .inc_by(doomed.len() as u64);
+    tracing::info!(stream = name, splits = doomed.len(), "retention deleted splits");
+    Ok(())
+}
+
+/// Merges small splits of one time bucket into one, when a bucket holds enough of them.
+fn merge_stream(inner: &Inner, name: &str, stream: &Stream) -> Result<()> {
+    let s = &inner.settings;
+    let bucket_nanos = s.merge_bucket.as_nanos().max(1) as i64;
+    let mut buckets: BTreeMap<i64, Vec<Arc<SplitHandle>>> = BTreeMap::new();
+    for split in stream.splits() {
+        if split.meta.docs < s.merge_max_docs {
+            buckets
+                .entry(split.meta.min_timestamp.div_euclid(bucket_nanos))
+                .or_default()
+                .push(split);
+        }
+    }
+    for (_, mut group) in buckets {
+        if group.len() < s.merge_min_splits {
+            continue;
+        }
+        group.sort_by_key(|h| h.meta.docs);
+        let mut total = 0u64;
+        group.retain(|h| {
+            total += h.meta.docs;
+            total <= s.merge_max_docs
+        });
+        if group.len() < 2 {
+            continue;
+        }
+        merge_group(inner, name, stream, &group)?;
+    }
+    Ok(())
+}
+
+fn merge_group(inner: &Inner, name: &str, stream: &Stream, group: &[Arc<SplitHandle>]) -> Result<()> {
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    let dir = stream.splits_dir().join(&id);
+    fs::create_dir_all(&dir)?;
+    let indexes: Vec<tantivy::Index> = group.iter().map(|h| h.index.clone()).collect();
+    let directory = tantivy::directory::MmapDirectory::open(&dir)
+        .map_err(|e| Error::InvalidArgument(format!("cannot open merge output: {e}")))?;
+    let merged = match tantivy::indexer::merge_indices(&indexes, directory) {
+        Ok(index) => index,
+        Err(err) => {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(err.into());
+        }
+    };
+    let reader = merged.reader()?;
+    let (min_ts, max_ts) = split::time_range(&reader).unwrap_or((0, 0));
+    let meta = SplitMeta {
+        version: SPLIT_FORMAT_VERSION,
+        id: id.clone(),
+        stream: name.to_string(),
+        min_timestamp: min_ts,
+        max_timestamp: max_ts,
+        docs: reader.searcher().num_docs(),
+        bytes: split::dir_bytes(&dir),
+        created_at: Timestamp::now().nanos(),
+        merge_level: group.iter().map(|h| h.meta.merge_level).max().unwrap_or(0) + 1,
+    };
+    split::write_meta(&dir, &meta)?;
+    crate::wal::sync_dir(&stream.splits_dir())?;
+    let handle = Arc::new(SplitHandle::open(&dir, meta)?);
+    let old: Vec<String> = group.iter().map(|h| h.meta.id.clone()).collect();
+    drop_splits(inner, stream, &old, vec![handle])?;
+    inner
+        .metrics
+        .merges
+        .get_or_create(&crate::metrics::StreamLabel {
+            stream: name.to_string(),
+        })
+        .inc();
+    tracing::info!(stream = name, split = %id, inputs = old.len(), "merged splits");
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The tantivy schema of a stream, built from the model's field table.
+
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
+    Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
+};
+use trawl_model::schema::{FieldDef, FieldKind};
+
+/// Name of the tokenizer used for keyword fields and JSON string values.
+pub const RAW_TOKENIZER: &str = "raw";
+/// Name of the tokenizer used for full text (`message`): tantivy's default (split on
+/// non-alphanumerics, lower-cased, no stemming).
+pub const TEXT_TOKENIZER: &str = "default";
+
+/// A hidden keyword field holding a record's identity where the stream has one (the audit
+/// stream's `<audit_id>/<stage>`), so that a second copy replaces the first in the hot index.
+pub const ID_FIELD: &str = "_id";
+
+/// Builds the tantivy schema for a table of fields. Every field is stored, so that a hit can be
+/// returned as its flat record; keyword and numeric fields are fast for sorting and aggregations.
+pub fn build_schema(fields: &[FieldDef]) -> Schema {
+    let mut builder = Schema::builder();
+    for def in fields {
+        add_field(&mut builder, def);
+    }
+    builder.add_text_field(ID_FIELD, STRING);
+    builder.build()
+}
+
+fn add_field(builder: &mut tantivy::schema::SchemaBuilder, def: &FieldDef) -> Field {
+    match def.kind {
+        FieldKind::Timestamp => builder.add_date_field(
+            def.name,
+            DateOptions::default()
+                .set_indexed()
+                .set_fast()
+                .set_stored()
+                .set_precision(DateTimePrecision::Nanoseconds),
+        ),
+        FieldKind::Keyword | FieldKind::KeywordList => builder.add_text_field(
+            def.name,
+            TextOptions::default()
+                .set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer(RAW_TOKENIZER)
+                        .set_index_option(IndexRecordOption::Basic)
+                        .set_fieldnorms(false),
+                )
+                .set_fast(RAW_TOKENIZER)
+                .set_stored(),
+        ),
+        FieldKind::Text => builder.add_text_field(
+            def.name,
+            TextOptions::default()
+                .set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer(TEXT_TOKENIZER)
+                        .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                        .set_fieldnorms(false),
+                )
+                .set_stored(),
+        ),
+        FieldKind::I64 => builder.add_i64_field(def.name, numeric()),
+        FieldKind::U64 => builder.add_u64_field(def.name, numeric()),
+        FieldKind::F64 => builder.add_f64_field(def.name, numeric()),
+        FieldKind::Bool => builder.add_bool_field(def.name, INDEXED | FAST | STORED),
+        FieldKind::Json => builder.add_json_field(
+            def.name,
+            JsonObjectOptions::default()
+                .set_stored()
+                .set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer(RAW_TOKENIZER)
+                        .set_index_option(IndexRecordOption::Basic)
+                        .set_fieldnorms(false),
+                )
+                .set_fast(RAW_TOKENIZER)
+                .set_expand_dots_enabled(),
+        ),
+        FieldKind::JsonText => builder.add_json_field(
+            def.name,
+            JsonObjectOptions::default()
+                .set_stored()
+                .set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer(TEXT_TOKENIZER)
+                        .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                        .set_fieldnorms(false),
+                )
+                .set_expand_dots_enabled(),
+        ),
+    }
+}
+
+fn numeric() -> NumericOptions {
+    NumericOptions::default()
+        .set_indexed()
+        .set_fast()
+        .set_stored()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trawl_model::schema::LOG_FIELDS;
+
+    #[test]
+    fn logs_schema_has_every_field() {
+        let schema = build_schema(LOG_FIELDS);
+        for def in LOG_FIELDS {
+            let field = schema.get_field(def.name).unwrap();
+            assert!(schema.get_field_entry(field).is_stored(), "{}", def.name);
+        }
+        let ts = schema.get_field_entry(schema.get_field("timestamp").unwrap());
+        assert!(ts.is_fast());
+    }
+}

@@ -1,0 +1,68 @@
+//! What a search sees of a stream: a consistent set of searchers over its splits and hot index,
+//! pinned so that a merge or retention cannot delete a split while a search reads it.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use tantivy::schema::{Field, Schema};
+use tantivy::tokenizer::TokenizerManager;
+use tantivy::Searcher;
+use trawl_model::Timestamp;
+
+/// One searchable unit: a sealed split or the hot index.
+#[derive(Clone)]
+pub struct SearchTarget {
+    /// The split id, or `hot` for the hot index.
+    pub id: String,
+    /// A searcher opened on the split's tantivy index.
+    pub searcher: Searcher,
+    /// Smallest timestamp in the target (inclusive), if it holds any document.
+    pub min_timestamp: Option<Timestamp>,
+    /// Largest timestamp in the target (inclusive), if it holds any document.
+    pub max_timestamp: Option<Timestamp>,
+    /// Keeps the split's files alive while the target is in use.
+    _pin: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl SearchTarget {
+    /// A target over a searcher; `pin` is dropped with the last clone of the target.
+    pub fn new(
+        id: impl Into<String>,
+        searcher: Searcher,
+        min_timestamp: Option<Timestamp>,
+        max_timestamp: Option<Timestamp>,
+        pin: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> SearchTarget {
+        SearchTarget {
+            id: id.into(),
+            searcher,
+            min_timestamp,
+            max_timestamp,
+            _pin: pin,
+        }
+    }
+
+    /// Whether the target may hold documents in `[start, end)`.
+    pub fn overlaps(&self, start: Option<Timestamp>, end: Option<Timestamp>) -> bool {
+        let (Some(min), Some(max)) = (self.min_timestamp, self.max_timestamp) else {
+            // Unknown bounds: an empty or still-growing target, it must be searched.
+            return self.searcher.num_docs() > 0;
+        };
+        start.is_none_or(|s| max >= s) && end.is_none_or(|e| min < e)
+    }
+}
+
+/// A stream's schema and the targets a search must visit, already pruned by time.
+#[derive(Clone)]
+pub struct StreamSnapshot {
+    /// The stream's name.
+    pub stream: String,
+    /// The stream's tantivy schema.
+    pub schema: Schema,
+    /// The fields a query term without a field name searches.
+    pub default_fields: Vec<Field>,
+    /// Tokenizers for query parsing (the same the index was built with).
+    pub tokenizers: TokenizerManager,
+    /// The targets overlapping the requested time range.
+    pub targets: Vec<SearchTarget>,
+}

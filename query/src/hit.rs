@@ -1,0 +1,190 @@
+//! A stored tantivy document as the flat JSON record a client gets back: the model's field
+//! names, timestamps as RFC 3339 with nine fractional digits, keywords as strings (keyword lists
+//! as arrays), numbers as numbers, object fields as objects.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Number, Value};
+use tantivy::schema::{Field, OwnedValue, Schema};
+use tantivy::TantivyDocument;
+use trawl_indexer::schema::ID_FIELD;
+use trawl_model::schema::{FieldKind, LOG_FIELDS};
+use trawl_model::Timestamp;
+
+use crate::error::{Error, Result};
+
+/// Turns stored documents of one stream into hits, keeping only the projected fields.
+#[derive(Debug, Clone)]
+pub struct HitFormat {
+    /// The fields to output, in schema (record) order, with whether each is a list.
+    fields: Vec<(Field, String, bool)>,
+}
+
+impl HitFormat {
+    /// A format for `schema`. `projection` names the fields to return (all but the hidden
+    /// `_id` when `None`); a name the schema does not have is an [`Error::InvalidArgument`].
+    /// `list_fields` are always returned as arrays; any other field is a scalar when it holds
+    /// one value and an array when it holds several.
+    pub fn new(
+        schema: &Schema,
+        projection: Option<&[String]>,
+        list_fields: &HashSet<&str>,
+    ) -> Result<HitFormat> {
+        if let Some(names) = projection {
+            let unknown: Vec<&str> = names
+                .iter()
+                .map(String::as_str)
+                .filter(|name| *name == ID_FIELD || schema.get_field(name).is_err())
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "`fields`: unknown field(s) {}",
+                    unknown
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let wanted = |name: &str| projection.is_none_or(|names| names.iter().any(|n| n == name));
+        let fields = schema
+            .fields()
+            .filter(|(_, entry)| entry.name() != ID_FIELD && entry.is_stored())
+            .filter(|(_, entry)| wanted(entry.name()))
+            .map(|(field, entry)| {
+                let name = entry.name().to_string();
+                let list = list_fields.contains(name.as_str());
+                (field, name, list)
+            })
+            .collect();
+        Ok(HitFormat { fields })
+    }
+
+    /// The flat record of a stored document; fields without a value are omitted.
+    pub fn to_json(&self, doc: &TantivyDocument) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (field, name, list) in &self.fields {
+            let mut values: Vec<Value> = doc
+                .get_all(*field)
+                .map(|v| owned_to_json(OwnedValue::from(v)))
+                .collect();
+            let value = match values.len() {
+                0 => continue,
+                1 if !list => values.swap_remove(0),
+                _ => Value::Array(values),
+            };
+            out.insert(name.clone(), value);
+        }
+        out
+    }
+}
+
+/// The fields of a stream returned as arrays even when they hold a single value: the keyword
+/// lists of its field table. Streams without a table (operator-declared ones) have none.
+pub fn list_fields(stream: &str) -> HashSet<&'static str> {
+    let table = match stream {
+        trawl_model::LOGS_STREAM => LOG_FIELDS,
+        // The audit table (user_groups, source_ips) joins here once it is in the model crate.
+        _ => &[],
+    };
+    table
+        .iter()
+        .filter(|def| def.kind == FieldKind::KeywordList)
+        .map(|def| def.name)
+        .collect()
+}
+
+/// JSON of one stored value. Dates become RFC 3339 strings with nanoseconds; bytes (which no
+/// built-in stream stores) become lower-case hex.
+fn owned_to_json(value: OwnedValue) -> Value {
+    match value {
+        OwnedValue::Null => Value::Null,
+        OwnedValue::Str(s) => Value::String(s),
+        OwnedValue::PreTokStr(p) => Value::String(p.text),
+        OwnedValue::U64(n) => Value::Number(n.into()),
+        OwnedValue::I64(n) => Value::Number(n.into()),
+        OwnedValue::F64(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+        OwnedValue::Bool(b) => Value::Bool(b),
+        OwnedValue::Date(d) => Value::String(Timestamp(d.into_timestamp_nanos()).to_rfc3339()),
+        OwnedValue::Facet(f) => Value::String(f.to_string()),
+        OwnedValue::Bytes(b) | OwnedValue::Custom(b) => Value::String(hex(&b)),
+        OwnedValue::IpAddr(ip) => Value::String(
+            ip.to_ipv4_mapped()
+                .map_or_else(|| ip.to_string(), |v4| v4.to_string()),
+        ),
+        OwnedValue::Array(items) => Value::Array(items.into_iter().map(owned_to_json).collect()),
+        OwnedValue::Object(entries) => Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k, owned_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use tantivy::DateTime;
+    use trawl_indexer::schema::build_schema;
+
+    fn doc(schema: &Schema) -> TantivyDocument {
+        let f = |name| schema.get_field(name).unwrap();
+        let mut doc = TantivyDocument::new();
+        doc.add_date(f("timestamp"), DateTime::from_timestamp_nanos(1_700_000_000_123_456_789));
+        doc.add_text(f("namespace"), "payments");
+        doc.add_text(f("message"), "connection reset by peer");
+        doc.add_u64(f("offset"), 42);
+        let mut labels = BTreeMap::new();
+        labels.insert(
+            "app.kubernetes.io/name".to_string(),
+            OwnedValue::Str("web".into()),
+        );
+        labels.insert("replicas".to_string(), OwnedValue::I64(3));
+        doc.add_object(f("labels"), labels);
+        doc.add_text(f("_id"), "hidden");
+        doc
+    }
+
+    #[test]
+    fn flat_record() {
+        let schema = build_schema(LOG_FIELDS);
+        let format = HitFormat::new(&schema, None, &list_fields("logs")).unwrap();
+        let json = Value::Object(format.to_json(&doc(&schema)));
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "timestamp": "2023-11-14T22:13:20.123456789Z",
+                "namespace": "payments",
+                "message": "connection reset by peer",
+                "offset": 42,
+                "labels": {"app.kubernetes.io/name": "web", "replicas": 3}
+            })
+        );
+    }
+
+    #[test]
+    fn projection_and_lists() {
+        let schema = build_schema(LOG_FIELDS);
+        let projection = vec!["namespace".to_string(), "offset".to_string()];
+        let lists: HashSet<&str> = ["namespace"].into_iter().collect();
+        let format = HitFormat::new(&schema, Some(&projection), &lists).unwrap();
+        let json = Value::Object(format.to_json(&doc(&schema)));
+        assert_eq!(json, serde_json::json!({"namespace": ["payments"], "offset": 42}));
+    }
+
+    #[test]
+    fn unknown_projected_field_is_refused() {
+        let schema = build_schema(LOG_FIELDS);
+        let projection = vec!["nope".to_string(), "_id".to_string(), "pod".to_string()];
+        let err = HitFormat::new(&schema, Some(&projection), &HashSet::new()).unwrap_err();
+        assert_eq!(err.to_string(), "`fields`: unknown field(s) `nope`, `_id`");
+    }
+}

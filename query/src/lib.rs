@@ -1,0 +1,27 @@
+//! Search over a stream's splits: a query in the tantivy grammar, bounded in time to the
+//! nanosecond, run over every split (and the hot index) in parallel, merged into one exact total,
+//! the newest (or oldest) hits as flat records with a paging cursor, and Elasticsearch-syntax
+//! aggregations merged across splits. Served over HTTP by [`routes`].
+//!
+//! ```text
+//! SearchRequest --parse--> ParsedRequest --search(snapshot)--> SearchResponse
+//!   request.rs                               search.rs, aggs.rs, hit.rs
+//! routes.rs: GET|POST /api/v1/{stream}/search over any SnapshotSource
+//! error.rs:  Error -> ErrorCode -> HTTP status and {"error": {"code", "message"}}
+//! ```
+
+mod aggs;
+mod error;
+mod hit;
+mod request;
+mod routes;
+mod search;
+#[cfg(test)]
+mod testutil;
+
+pub use aggs::parse_aggs;
+pub use error::{Error, ErrorCode, Result};
+pub use hit::{list_fields, HitFormat};
+pub use request::{Cursor, FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
+pub use routes::{routes, routes_with_observer, SearchObservation, SearchObserver, SnapshotSource};
+pub use search::{search, SearchResponse, TIMESTAMP_FIELD};

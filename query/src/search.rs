@@ -1,0 +1,543 @@
+//! Search over a stream snapshot: parse the query, bound it in time, visit the targets in
+//! parallel (exact count, the top `limit` by timestamp, aggregation intermediates), merge, and
+//! load stored documents for the final hits only.
+//!
+//! Hits follow one total order: timestamp, then target id, segment ordinal and doc id —
+//! ascending for `sort=asc`, the exact reverse for `sort=desc`. A [`Cursor`] names a position
+//! in that order, so paging with `search_after` neither skips nor repeats a document while the
+//! set of splits stays the same.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
+use tantivy::collector::SegmentCollector;
+use tantivy::columnar::Column;
+use tantivy::query::{
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, QueryParserError,
+    RangeQuery, Weight,
+};
+use tantivy::{DateTime, DocAddress, DocId, SegmentReader, TantivyDocument, TantivyError, Term};
+use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_model::Timestamp;
+
+use crate::aggs::AggRun;
+use crate::error::{Error, Result};
+use crate::hit::{list_fields, HitFormat};
+use crate::request::{Cursor, ParsedRequest, QueryLimits, SortOrder};
+
+/// The field every stream orders and bounds its documents by.
+pub const TIMESTAMP_FIELD: &str = "timestamp";
+
+/// The answer to a search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResponse {
+    /// Exact number of documents matching the query and time bounds, over all targets searched
+    /// (independent of `limit` and `search_after`).
+    pub total: u64,
+    /// The hits, flat records in the requested order; empty when `limit` is 0.
+    pub hits: Vec<Map<String, Value>>,
+    /// Wall-clock time of the search in milliseconds.
+    pub took_ms: u64,
+    /// Elasticsearch-shaped aggregation results, when aggregations were requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregations: Option<Value>,
+    /// Position of the last hit: pass it as `search_after` to continue. Present whenever hits
+    /// were returned and the answer is complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// The time budget ran out: totals, hits and aggregations cover only what was searched.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+/// Runs `req` over the snapshot's targets that overlap its time bounds.
+///
+/// Errors: [`Error::InvalidQuery`] for a query that does not parse (the message says where),
+/// [`Error::InvalidArgument`] for an unknown projected field, [`Error::InvalidAggregation`] or
+/// [`Error::TooExpensive`] for aggregations, [`Error::Internal`] when an index cannot be read.
+/// When the time budget runs out the answer is partial and says so (`timed_out`), not an
+/// error. Blocking and CPU-heavy: call it from a blocking thread.
+pub fn search(
+    snapshot: &StreamSnapshot,
+    req: &ParsedRequest,
+    limits: &QueryLimits,
+) -> Result<SearchResponse> {
+    let started = Instant::now();
+    let deadline = started + req.timeout;
+    let query = build_query(snapshot, req)?;
+    let format = HitFormat::new(
+        &snapshot.schema,
+        req.fields.as_deref(),
+        &list_fields(&snapshot.stream),
+    )?;
+    let aggs = req
+        .aggs
+        .as_ref()
+        .map(|aggs| AggRun::new(aggs, limits, snapshot.tokenizers.clone()));
+
+    // Targets in id order: the tie-break of the hit order and of cursors.
+    let mut targets: Vec<&SearchTarget> = snapshot
+        .targets
+        .iter()
+        .filter(|t| t.overlaps(req.start, req.end))
+        .collect();
+    targets.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let plan = Plan {
+        query: query.as_ref(),
+        req,
+        aggs: aggs.as_ref(),
+        deadline,
+        timed_out: AtomicBool::new(false),
+    };
+    let results = run_parallel(&plan, &targets, limits.parallelism)?;
+
+    let mut total = 0u64;
+    let mut candidates: Vec<(GlobalKey, usize, u32, DocId)> = Vec::new();
+    let mut intermediates = Vec::new();
+    for (pos, result) in results.into_iter().enumerate() {
+        total += result.count;
+        let target_rank = match req.sort {
+            SortOrder::Asc => pos,
+            SortOrder::Desc => targets.len() - 1 - pos,
+        };
+        for (segment, rank) in result.hits {
+            let (ts_rank, doc_rank) = split_rank(rank);
+            let seg_rank = match req.sort {
+                SortOrder::Asc => segment,
+                SortOrder::Desc => !segment,
+            };
+            let doc = decode_doc(doc_rank, req.sort);
+            candidates.push(((ts_rank, target_rank, seg_rank, doc_rank), pos, segment, doc));
+        }
+        if let Some(agg) = result.aggs {
+            intermediates.push(agg);
+        }
+    }
+    candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    candidates.truncate(req.limit);
+
+    let mut hits = Vec::with_capacity(candidates.len());
+    for &(_, pos, segment, doc) in &candidates {
+        let target = targets[pos];
+        let stored: TantivyDocument = target
+            .searcher
+            .doc(DocAddress::new(segment, doc))
+            .map_err(|err| internal(&target.id, err))?;
+        hits.push(format.to_json(&stored));
+    }
+    let timed_out = plan.timed_out.load(Ordering::Relaxed);
+    let cursor = match candidates.last() {
+        Some(&((ts_rank, ..), pos, segment, doc)) if !timed_out => Some(
+            Cursor {
+                timestamp: decode_ts(ts_rank, req.sort),
+                target: targets[pos].id.clone(),
+                segment,
+                doc,
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
+    let aggregations = match &aggs {
+        Some(run) => Some(run.finish(AggRun::merge(intermediates)?)?),
+        None => None,
+    };
+    Ok(SearchResponse {
+        total,
+        hits,
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        aggregations,
+        cursor,
+        timed_out,
+    })
+}
+
+/// Position of a hit in the requested order: (timestamp rank, target rank, segment rank, doc
+/// rank), smaller first.
+type GlobalKey = (u64, usize, u32, u32);
+
+/// What every worker shares.
+struct Plan<'a> {
+    query: &'a dyn Query,
+    req: &'a ParsedRequest,
+    aggs: Option<&'a AggRun>,
+    deadline: Instant,
+    timed_out: AtomicBool,
+}
+
+impl Plan<'_> {
+    /// Whether the time budget is spent; records it when it is.
+    fn expired(&self) -> bool {
+        if Instant::now() >= self.deadline {
+            self.timed_out.store(true, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What one target yields.
+#[derive(Default)]
+struct TargetResult {
+    count: u64,
+    /// (segment ordinal, segment rank), best first, at most `limit`.
+    hits: Vec<(u32, u128)>,
+    aggs: Option<IntermediateAggregationResults>,
+}
+
+/// Parses the query text and adds the time bounds.
+fn build_query(snapshot: &StreamSnapshot, req: &ParsedRequest) -> Result<Box<dyn Query>> {
+    let user_query: Box<dyn Query> = if req.query.trim() == "*" {
+        Box::new(AllQuery)
+    } else {
+        parse_user_query(snapshot, &req.query)?
+    };
+    if req.start.is_none() && req.end.is_none() {
+        return Ok(user_query);
+    }
+    let field = snapshot.schema.get_field(TIMESTAMP_FIELD).map_err(|_| {
+        Error::Internal(format!(
+            "stream `{}` has no `{TIMESTAMP_FIELD}` field",
+            snapshot.stream
+        ))
+    })?;
+    // The fast-field range is compared at the field's precision (nanoseconds): exact bounds.
+    let term = |ts: Timestamp| Term::from_field_date(field, DateTime::from_timestamp_nanos(ts.0));
+    let lower = req.start.map_or(Bound::Unbounded, |s| Bound::Included(term(s)));
+    let upper = req.end.map_or(Bound::Unbounded, |e| Bound::Excluded(term(e)));
+    let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
+    if req.query.trim() == "*" {
+        return Ok(range);
+    }
+    Ok(Box::new(BooleanQuery::new(vec![
+        (Occur::Must, user_query),
+        (Occur::Must, range),
+    ])))
+}
+
+/// The tantivy query-parser grammar over the stream's default fields, AND by default.
+fn parse_user_query(snapshot: &StreamSnapshot, text: &str) -> Result<Box<dyn Query>> {
+    let mut parser = QueryParser::new(
+        snapshot.schema.clone(),
+        snapshot.default_fields.clone(),
+        snapshot.tokenizers.clone(),
+    );
+    parser.set_conjunction_by_default();
+    parser.parse_query(text).map_err(|err| match err {
+        QueryParserError::SyntaxError(_) => {
+            // The strict parser only says that it failed; the lenient one says where.
+            let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
+            match errors.first() {
+                Some(first) => Error::InvalidQuery(format!(
+                    "syntax error at position {}: {}",
+                    first.pos, first.message
+                )),
+                None => Error::InvalidQuery(format!("syntax error in `{text}`")),
+            }
+        }
+        other => Error::InvalidQuery(other.to_string()),
+    })
+}
+
+/// Searches the targets on up to `parallelism` threads, each pulling the next target when done
+/// with one. Results come back in target order. The first error wins and stops the others from
+/// starting new targets.
+fn run_parallel(
+    plan: &Plan<'_>,
+    targets: &[&SearchTarget],
+    parallelism: usize,
+) -> Result<Vec<TargetResult>> {
+    let workers = parallelism.max(1).min(targets.len());
+    if workers <= 1 {
+        return targets
+            .iter()
+            .map(|t| search_target(plan, t))
+            .collect::<Result<Vec<_>>>();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Mutex<Vec<Option<Result<TargetResult>>>> =
+        Mutex::new((0..targets.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= targets.len() || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = search_target(plan, targets[i]);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut slots) = slots.lock() {
+                        slots[i] = Some(result);
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            if handle.join().is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    let slots = slots
+        .into_inner()
+        .map_err(|_| Error::Internal("a search worker panicked".to_string()))?;
+    let mut results = Vec::with_capacity(slots.len());
+    let mut first_error = None;
+    for slot in slots {
+        match slot {
+            Some(Ok(result)) => results.push(result),
+            Some(Err(err)) => {
+                first_error.get_or_insert(err);
+            }
+            None => {
+                // Not started: another target failed, or a worker panicked.
+                first_error.get_or_insert(Error::Internal("a search worker failed".to_string()));
+            }
+        }
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(results),
+    }
+}
+
+/// Count, top hits and aggregation intermediates of one target; the deadline is checked before
+/// every segment.
+fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult> {
+    let mut result = TargetResult::default();
+    if plan.expired() {
+        return Ok(result);
+    }
+    let searcher = &target.searcher;
+    let weight = plan
+        .query
+        .weight(EnableScoring::disabled_from_searcher(searcher))
+        .map_err(|err| match err {
+            TantivyError::InvalidArgument(message) | TantivyError::SchemaError(message) => {
+                Error::InvalidQuery(message)
+            }
+            TantivyError::FieldNotFound(field) => {
+                Error::InvalidQuery(format!("field `{field}` does not exist"))
+            }
+            other => internal(&target.id, other),
+        })?;
+    let limit = plan.req.limit;
+    let mut agg_parts = Vec::new();
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        if plan.expired() {
+            break;
+        }
+        let ord = u32::try_from(ord).map_err(|_| internal(&target.id, "too many segments"))?;
+        if limit == 0 && plan.aggs.is_none() {
+            result.count += u64::from(weight.count(reader).map_err(|e| internal(&target.id, e))?);
+            continue;
+        }
+        let mut hits = TopByTime::new(plan.req, target, ord, reader)
+            .map_err(|e| internal(&target.id, e))?;
+        let mut aggs = plan
+            .aggs
+            .map(|run| run.segment_collector(ord, reader))
+            .transpose()?;
+        collect_segment(weight.as_ref(), reader, &mut hits, &mut aggs)
+            .map_err(|e| internal(&target.id, e))?;
+        result.count += hits.count;
+        result
+            .hits
+            .extend(hits.harvest().into_iter().map(|rank| (ord, rank)));
+        if let Some(aggs) = aggs {
+            agg_parts.push(aggs.harvest().map_err(crate::aggs::map_agg_error)?);
+        }
+    }
+    // Keep the target's best `limit` across its segments.
+    result.hits.sort_unstable_by(|a, b| {
+        let (ta, da) = split_rank(a.1);
+        let (tb, db) = split_rank(b.1);
+        let seg = |s: u32| match plan.req.sort {
+            SortOrder::Asc => s,
+            SortOrder::Desc => !s,
+        };
+        (ta, seg(a.0), da).cmp(&(tb, seg(b.0), db))
+    });
+    result.hits.truncate(limit);
+    if plan.aggs.is_some() {
+        result.aggs = Some(AggRun::merge(agg_parts)?);
+    }
+    Ok(result)
+}
+
+/// Feeds the segment's matching live documents to both collectors, a block at a time.
+fn collect_segment(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    hits: &mut TopByTime,
+    aggs: &mut Option<tantivy::aggregation::AggregationSegmentCollector>,
+) -> tantivy::Result<()> {
+    let alive = reader.alive_bitset();
+    let mut live: Vec<DocId> = Vec::new();
+    weight.for_each_no_score(reader, &mut |docs| {
+        let docs = match alive {
+            Some(alive) => {
+                live.clear();
+                live.extend(docs.iter().copied().filter(|d| alive.is_alive(*d)));
+                &live[..]
+            }
+            None => docs,
+        };
+        hits.collect_block(docs);
+        if let Some(aggs) = aggs.as_mut() {
+            aggs.collect_block(docs);
+        }
+    })
+}
+
+/// Counts a segment's matches and keeps the best `limit` of those after the cursor.
+///
+/// A document's rank packs (timestamp rank, doc rank) into a `u128` so that a smaller rank
+/// comes first in the requested order: ascending order uses the values, descending their
+/// bitwise complements.
+struct TopByTime {
+    column: Option<Column<DateTime>>,
+    sort: SortOrder,
+    limit: usize,
+    /// Only documents ranked at or above this are after the cursor.
+    min_rank: u128,
+    /// Max-heap of the best ranks so far: its top is the worst kept.
+    heap: BinaryHeap<u128>,
+    count: u64,
+    buffer: Vec<Option<DateTime>>,
+}
+
+impl TopByTime {
+    fn new(
+        req: &ParsedRequest,
+        target: &SearchTarget,
+        ord: u32,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<TopByTime> {
+        let column = if req.limit > 0 {
+            reader.fast_fields().column_opt::<DateTime>(TIMESTAMP_FIELD)?
+        } else {
+            None
+        };
+        let min_rank = req
+            .search_after
+            .as_ref()
+            .map_or(0, |cursor| min_rank_after(cursor, req.sort, &target.id, ord));
+        Ok(TopByTime {
+            column,
+            sort: req.sort,
+            limit: req.limit,
+            min_rank,
+            heap: BinaryHeap::with_capacity(req.limit.min(1024) + 1),
+            count: 0,
+            buffer: Vec::new(),
+        })
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        self.count += docs.len() as u64;
+        if self.limit == 0 {
+            return;
+        }
+        self.buffer.clear();
+        self.buffer.resize(docs.len(), None);
+        if let Some(column) = &self.column {
+            column.first_vals(docs, &mut self.buffer);
+        }
+        for (&doc, ts) in docs.iter().zip(&self.buffer) {
+            let ts = ts.map_or(i64::MIN, DateTime::into_timestamp_nanos);
+            let rank = pack_rank(ts_rank(ts, self.sort), doc_rank(doc, self.sort));
+            if rank < self.min_rank {
+                continue;
+            }
+            if self.heap.len() < self.limit {
+                self.heap.push(rank);
+            } else if let Some(mut worst) = self.heap.peek_mut() {
+                if rank < *worst {
+                    *worst = rank;
+                }
+            }
+        }
+    }
+
+    /// The kept ranks, best first.
+    fn harvest(self) -> Vec<u128> {
+        self.heap.into_sorted_vec()
+    }
+}
+
+/// The smallest rank a document of segment `ord` of `target` may have to come strictly after
+/// `cursor` in the `sort` order.
+fn min_rank_after(cursor: &Cursor, sort: SortOrder, target: &str, ord: u32) -> u128 {
+    let cursor_ts = u128::from(ts_rank(cursor.timestamp, sort));
+    let mut position = target
+        .cmp(cursor.target.as_str())
+        .then(ord.cmp(&cursor.segment));
+    if sort == SortOrder::Desc {
+        position = position.reverse();
+    }
+    match position {
+        // A later segment: every document at the cursor's timestamp is after it.
+        CmpOrdering::Greater => cursor_ts << 32,
+        // An earlier segment: only later timestamps are.
+        CmpOrdering::Less => (cursor_ts + 1) << 32,
+        // The cursor's own segment: later documents at the same timestamp are too.
+        CmpOrdering::Equal => pack_rank(ts_rank(cursor.timestamp, sort), doc_rank(cursor.doc, sort)) + 1,
+    }
+}
+
+fn ts_rank(ts: i64, sort: SortOrder) -> u64 {
+    // Flipping the sign bit maps i64 order onto u64 order.
+    let ordered = (ts as u64) ^ (1 << 63);
+    match sort {
+        SortOrder::Asc => ordered,
+        SortOrder::Desc => !ordered,
+    }
+}
+
+fn decode_ts(rank: u64, sort: SortOrder) -> i64 {
+    let ordered = match sort {
+        SortOrder::Asc => rank,
+        SortOrder::Desc => !rank,
+    };
+    (ordered ^ (1 << 63)) as i64
+}
+
+fn doc_rank(doc: DocId, sort: SortOrder) -> u32 {
+    match sort {
+        SortOrder::Asc => doc,
+        SortOrder::Desc => !doc,
+    }
+}
+
+fn decode_doc(rank: u32, sort: SortOrder) -> DocId {
+    doc_rank(rank, sort)
+}
+
+fn pack_rank(ts_rank: u64, doc_rank: u32) -> u128 {
+    (u128::from(ts_rank) << 32) | u128::from(doc_rank)
+}
+
+fn split_rank(rank: u128) -> (u64, u32) {
+    ((rank >> 32) as u64, rank as u32)
+}
+
+fn internal(target: &str, err: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("searching target `{target}`: {err}"))
+}
+
+#[cfg(test)]
+mod tests;

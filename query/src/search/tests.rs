@@ -1,0 +1,394 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::aggs::parse_aggs;
+use crate::testutil::{single_split_snapshot, snapshot, ASC_ORDER, MIN, RECORDS, T0};
+
+fn limits() -> QueryLimits {
+    QueryLimits {
+        parallelism: 2,
+        ..QueryLimits::default()
+    }
+}
+
+fn req(q: &str) -> ParsedRequest {
+    ParsedRequest::new(q, &limits())
+}
+
+fn run(r: &ParsedRequest) -> SearchResponse {
+    search(&snapshot(), r, &limits()).unwrap()
+}
+
+fn total(q: &str) -> u64 {
+    run(&req(q)).total
+}
+
+/// The `pod` numbers of the hits, in order.
+fn pods(resp: &SearchResponse) -> Vec<usize> {
+    resp.hits
+        .iter()
+        .map(|h| h["pod"].as_str().unwrap()[1..].parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn totals_of_queries() {
+    assert_eq!(total("*"), 12);
+    assert_eq!(total("error timeout"), 3);
+    assert_eq!(total("namespace:payments AND level:error"), 3);
+    assert_eq!(total("\"connection reset\""), 3);
+    assert_eq!(total("* -level:debug"), 10);
+    assert_eq!(total("labels.app.kubernetes.io/name:web"), 6);
+    assert_eq!(total("offset:[10 TO 20]"), 5);
+    assert_eq!(total("level:error OR level:fatal"), 6);
+    assert_eq!(total("namespace:nope"), 0);
+}
+
+#[test]
+fn phrase_hits_are_the_right_documents() {
+    let mut r = req("\"connection reset\"");
+    r.sort = SortOrder::Asc;
+    assert_eq!(pods(&run(&r)), vec![3, 8, 7]);
+}
+
+#[test]
+fn time_bounds_are_exact_to_the_nanosecond() {
+    let count = |start: i64, end: i64| {
+        let mut r = req("*");
+        r.start = Some(Timestamp(start));
+        r.end = Some(Timestamp(end));
+        run(&r).total
+    };
+    let m1 = T0 + MIN;
+    // p1 and p4 at m1+1, p2 at m1+2.
+    assert_eq!(count(m1 + 1, m1 + 2), 2);
+    assert_eq!(count(m1 + 2, m1 + 3), 1);
+    assert_eq!(count(m1 + 1, m1 + 3), 3);
+    assert_eq!(count(m1, m1 + 1), 0);
+    assert_eq!(count(m1 + 2, m1 + 2), 0);
+    assert_eq!(count(m1 + 3, T0 + 2 * MIN), 0);
+    assert_eq!(count(T0, T0 + 2 * MIN + 1), 5);
+
+    let mut r = req("level:error");
+    r.start = Some(Timestamp(m1 + 1));
+    r.end = Some(Timestamp(T0 + 3 * MIN + 1));
+    r.sort = SortOrder::Asc;
+    let resp = run(&r);
+    assert_eq!(resp.total, 2);
+    assert_eq!(pods(&resp), vec![4, 3]);
+
+    let mut r = req("*");
+    r.start = Some(Timestamp(T0 + 6 * MIN));
+    assert_eq!(run(&r).total, 1);
+    let mut r = req("*");
+    r.end = Some(Timestamp(T0 + 1));
+    assert_eq!(pods(&run(&r)), vec![0]);
+}
+
+#[test]
+fn sort_across_targets() {
+    let mut r = req("*");
+    r.sort = SortOrder::Asc;
+    assert_eq!(pods(&run(&r)), ASC_ORDER);
+    r.sort = SortOrder::Desc;
+    let desc: Vec<usize> = ASC_ORDER.iter().rev().copied().collect();
+    assert_eq!(pods(&run(&r)), desc);
+    r.limit = 4;
+    assert_eq!(pods(&run(&r)), desc[..4]);
+    r.sort = SortOrder::Asc;
+    assert_eq!(pods(&run(&r)), ASC_ORDER[..4]);
+}
+
+#[test]
+fn sequential_and_parallel_agree() {
+    let mut r = req("* -level:debug");
+    r.sort = SortOrder::Asc;
+    for parallelism in [1, 2, 3, 8] {
+        let l = QueryLimits {
+            parallelism,
+            ..limits()
+        };
+        let resp = search(&snapshot(), &r, &l).unwrap();
+        assert_eq!(resp.total, 10);
+        assert_eq!(pods(&resp), vec![0, 1, 4, 5, 3, 6, 7, 9, 10, 11]);
+    }
+}
+
+#[test]
+fn hits_are_flat_records() {
+    let mut r = req("pod:p3");
+    r.limit = 1;
+    let resp = run(&r);
+    assert_eq!(
+        Value::Object(resp.hits[0].clone()),
+        json!({
+            "timestamp": "2023-11-14T22:16:00.000000000Z",
+            "cluster": "test",
+            "namespace": "payments",
+            "pod": "p3",
+            "level": "error",
+            "message": "connection reset by peer",
+            "labels": {"app.kubernetes.io/name": "web"},
+            "offset": 20
+        })
+    );
+}
+
+#[test]
+fn limit_zero_answers_only_the_total() {
+    let mut r = req("level:error");
+    r.limit = 0;
+    let resp = run(&r);
+    assert_eq!(resp.total, 5);
+    assert!(resp.hits.is_empty());
+    assert_eq!(resp.cursor, None);
+    assert_eq!(resp.aggregations, None);
+    let body = serde_json::to_value(&resp).unwrap();
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["hits", "took_ms", "total"]);
+}
+
+#[test]
+fn fields_projection() {
+    let mut r = req("level:fatal");
+    r.fields = Some(vec!["pod".into(), "level".into(), "labels".into()]);
+    let resp = run(&r);
+    assert_eq!(
+        Value::Object(resp.hits[0].clone()),
+        json!({"pod": "p11", "level": "fatal", "labels": {"app.kubernetes.io/name": "api"}})
+    );
+    let mut r = req("*");
+    r.fields = Some(vec!["offset".into()]);
+    r.limit = 1;
+    r.sort = SortOrder::Asc;
+    assert_eq!(Value::Object(run(&r).hits[0].clone()), json!({"offset": 5}));
+    r.fields = Some(vec!["nope".into()]);
+    let err = search(&snapshot(), &r, &limits()).unwrap_err();
+    assert_eq!(err.to_string(), "`fields`: unknown field(s) `nope`");
+}
+
+/// Pages through the query with `limit` 3 and returns the pods in page order.
+fn page_through(q: &str, sort: SortOrder) -> Vec<usize> {
+    let mut r = req(q);
+    r.limit = 3;
+    r.sort = sort;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let resp = run(&r);
+        assert_eq!(resp.total, total(q), "total ignores the cursor");
+        seen.extend(pods(&resp));
+        match resp.cursor {
+            Some(cursor) => r.search_after = Some(Cursor::decode(&cursor).unwrap()),
+            None => return seen,
+        }
+        if resp.hits.len() < 3 {
+            // A short page is the last; the cursor still leads to an empty page.
+            let last = run(&r);
+            assert!(last.hits.is_empty());
+            assert_eq!(last.cursor, None);
+            return seen;
+        }
+    }
+    panic!("paging did not end");
+}
+
+#[test]
+fn search_after_visits_every_document_once() {
+    assert_eq!(page_through("*", SortOrder::Asc), ASC_ORDER);
+    let desc: Vec<usize> = ASC_ORDER.iter().rev().copied().collect();
+    assert_eq!(page_through("*", SortOrder::Desc), desc);
+    assert_eq!(
+        page_through("namespace:payments", SortOrder::Desc),
+        vec![10, 7, 8, 3, 5, 1, 0]
+    );
+}
+
+#[test]
+fn search_after_inside_a_tie() {
+    // p3 (split a), p6 (b) and p8 (c) share a timestamp: a cursor on p6 continues with p8
+    // ascending and with p3 descending.
+    let mut r = req("*");
+    r.limit = 1;
+    r.sort = SortOrder::Asc;
+    r.search_after = Some(Cursor::decode(&cursor_of(6)).unwrap());
+    assert_eq!(pods(&run(&r)), vec![8]);
+    r.sort = SortOrder::Desc;
+    assert_eq!(pods(&run(&r)), vec![3]);
+}
+
+/// The cursor a search returns when its last hit is `pod`.
+fn cursor_of(pod: usize) -> String {
+    let mut r = req(&format!("pod:p{pod}"));
+    r.limit = 1;
+    run(&r).cursor.unwrap()
+}
+
+#[test]
+fn bad_query_is_invalid_query() {
+    let err = search(&snapshot(), &req("level:(error"), &limits()).unwrap_err();
+    assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
+    assert!(err.to_string().contains("at position"), "{err}");
+    let err = search(&snapshot(), &req("nosuchfield:x"), &limits()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid query: Field does not exist: 'nosuchfield'"
+    );
+}
+
+#[test]
+fn targets_outside_the_bounds_are_skipped() {
+    // Only split c holds documents from minute 5 on.
+    let mut r = req("*");
+    r.start = Some(Timestamp(T0 + 5 * MIN));
+    r.limit = 1;
+    let resp = run(&r);
+    assert_eq!(resp.total, 3);
+    assert_eq!(Cursor::decode(resp.cursor.as_deref().unwrap()).unwrap().target, "c");
+}
+
+#[test]
+fn spent_budget_answers_partially() {
+    let mut r = req("*");
+    r.timeout = Duration::ZERO;
+    let resp = run(&r);
+    assert!(resp.timed_out);
+    assert_eq!(resp.total, 0);
+    assert_eq!(resp.cursor, None);
+    let body = serde_json::to_value(&resp).unwrap();
+    assert_eq!(body["timed_out"], json!(true));
+    assert!(serde_json::to_value(run(&req("*"))).unwrap().get("timed_out").is_none());
+}
+
+fn with_aggs(q: &str, aggs: Value) -> ParsedRequest {
+    let mut r = req(q);
+    r.limit = 0;
+    r.aggs = Some(parse_aggs(aggs).unwrap());
+    r
+}
+
+fn aggs_of(snapshot: &StreamSnapshot, r: &ParsedRequest) -> Value {
+    search(snapshot, r, &limits()).unwrap().aggregations.unwrap()
+}
+
+#[test]
+fn terms_with_nested_date_histogram() {
+    let r = with_aggs(
+        "*",
+        json!({"levels": {
+            "terms": {"field": "level"},
+            "aggs": {"per_minute": {"date_histogram": {"field": "timestamp", "fixed_interval": "1m"}}}
+        }}),
+    );
+    let aggs = aggs_of(&snapshot(), &r);
+    let buckets = aggs["levels"]["buckets"].as_array().unwrap();
+    let counts: Vec<(&str, u64)> = buckets
+        .iter()
+        .map(|b| (b["key"].as_str().unwrap(), b["doc_count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![("error", 5), ("info", 3), ("debug", 2), ("fatal", 1), ("warn", 1)]
+    );
+    let error_minutes: Vec<(String, u64)> = buckets[0]["per_minute"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["key_as_string"].as_str().unwrap().to_string(),
+                b["doc_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        error_minutes,
+        vec![
+            ("2023-11-14T22:13:00Z".to_string(), 1),
+            ("2023-11-14T22:14:00Z".to_string(), 1),
+            ("2023-11-14T22:15:00Z".to_string(), 0),
+            ("2023-11-14T22:16:00Z".to_string(), 1),
+            ("2023-11-14T22:17:00Z".to_string(), 1),
+            ("2023-11-14T22:18:00Z".to_string(), 1),
+        ]
+    );
+    assert_eq!(aggs, aggs_of(&single_split_snapshot(), &r));
+}
+
+#[test]
+fn metrics_merged_across_targets() {
+    let r = with_aggs(
+        "*",
+        json!({
+            "offsets": {"stats": {"field": "offset"}},
+            "namespaces": {"cardinality": {"field": "namespace"}},
+            "offset_pct": {"percentiles": {"field": "offset", "percents": [50, 99]}}
+        }),
+    );
+    let aggs = aggs_of(&snapshot(), &r);
+    let sum: u64 = RECORDS.iter().map(|r| r.offset).sum();
+    assert_eq!(sum, 286);
+    assert_eq!(aggs["offsets"]["count"], json!(12));
+    assert_eq!(aggs["offsets"]["sum"], json!(286.0));
+    assert_eq!(aggs["offsets"]["min"], json!(3.0));
+    assert_eq!(aggs["offsets"]["max"], json!(100.0));
+    assert_eq!(aggs["namespaces"]["value"], json!(3.0));
+    let p50 = aggs["offset_pct"]["values"]["50.0"].as_f64().unwrap();
+    assert!((14.5..=18.5).contains(&p50), "p50 {p50}");
+    assert_eq!(aggs, aggs_of(&single_split_snapshot(), &r));
+}
+
+#[test]
+fn aggregations_follow_query_and_bounds_not_the_cursor() {
+    let mut r = with_aggs(
+        "namespace:payments",
+        json!({"levels": {"terms": {"field": "level"}}}),
+    );
+    r.end = Some(Timestamp(T0 + 4 * MIN));
+    r.limit = 2;
+    r.search_after = Some(Cursor::decode(&cursor_of(3)).unwrap());
+    let resp = run(&r);
+    assert_eq!(resp.total, 5);
+    assert_eq!(pods(&resp), vec![5, 1]);
+    let counts: Vec<(String, u64)> = resp.aggregations.unwrap()["levels"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["key"].as_str().unwrap().to_string(), b["doc_count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("error".to_string(), 2),
+            ("debug".to_string(), 1),
+            ("info".to_string(), 1),
+            ("warn".to_string(), 1)
+        ]
+    );
+}
+
+#[test]
+fn aggregation_limits_are_too_expensive() {
+    let r = with_aggs("*", json!({"pods": {"terms": {"field": "pod", "size": 100}}}));
+    let tight = QueryLimits {
+        aggregation_bucket_limit: 5,
+        ..limits()
+    };
+    let err = search(&snapshot(), &r, &tight).unwrap_err();
+    assert!(matches!(err, Error::TooExpensive(_)), "{err}");
+    let tiny = QueryLimits {
+        aggregation_memory_bytes: 100,
+        ..limits()
+    };
+    let err = search(&snapshot(), &r, &tiny).unwrap_err();
+    assert!(matches!(err, Error::TooExpensive(_)), "{err}");
+    assert_eq!(err.code(), crate::ErrorCode::TooExpensive);
+}
+
+#[test]
+fn aggregation_on_a_text_field_is_invalid() {
+    let r = with_aggs("*", json!({"m": {"stats": {"field": "message"}}}));
+    let err = search(&snapshot(), &r, &limits()).unwrap_err();
+    assert!(matches!(err, Error::InvalidAggregation(_)), "{err}");
+}

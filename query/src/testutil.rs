@@ -1,0 +1,146 @@
+//! A fixture for tests: twelve log records spread over three in-RAM splits (`a` and `b` with
+//! two segments each), with timestamp ties across splits and within a segment.
+
+use std::collections::BTreeMap;
+
+use tantivy::indexer::NoMergePolicy;
+use tantivy::schema::OwnedValue;
+use tantivy::{DateTime, Index, IndexWriter, TantivyDocument};
+use trawl_indexer::schema::build_schema;
+use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_model::schema::LOG_FIELDS;
+use trawl_model::Timestamp;
+
+/// 2023-11-14T22:13:00Z, a whole minute.
+pub const T0: i64 = 1_699_999_980_000_000_000;
+/// One minute in nanoseconds.
+pub const MIN: i64 = 60_000_000_000;
+
+/// One record of the fixture; its `pod` is `p<index>`.
+pub struct Rec {
+    pub split: &'static str,
+    /// Second segment of its split.
+    pub late: bool,
+    pub ts: i64,
+    pub namespace: &'static str,
+    pub level: &'static str,
+    pub message: &'static str,
+    pub app: Option<&'static str>,
+    pub offset: u64,
+}
+
+const fn rec(
+    split: &'static str,
+    late: bool,
+    ts: i64,
+    namespace: &'static str,
+    level: &'static str,
+    message: &'static str,
+    app: Option<&'static str>,
+    offset: u64,
+) -> Rec {
+    Rec {
+        split,
+        late,
+        ts,
+        namespace,
+        level,
+        message,
+        app,
+        offset,
+    }
+}
+
+/// The records, indexed by their `pod` number.
+pub const RECORDS: &[Rec] = &[
+    rec("a", false, T0, "payments", "error", "error timeout talking to db", Some("web"), 5),
+    rec("a", false, T0 + MIN + 1, "payments", "info", "request served", Some("web"), 10),
+    rec("a", false, T0 + MIN + 2, "shop", "debug", "cache miss", Some("api"), 15),
+    rec("a", true, T0 + 3 * MIN, "payments", "error", "connection reset by peer", Some("web"), 20),
+    rec("b", false, T0 + MIN + 1, "shop", "error", "timeout waiting for error budget", Some("api"), 25),
+    rec("b", false, T0 + 2 * MIN, "payments", "warn", "connection was reset", Some("web"), 12),
+    rec("b", false, T0 + 3 * MIN, "shop", "info", "reset connection pool", Some("api"), 30),
+    rec("b", true, T0 + 4 * MIN, "payments", "error", "upstream connection reset", Some("web"), 18),
+    rec("c", false, T0 + 3 * MIN, "payments", "debug", "debug connection reset trace", Some("worker"), 8),
+    rec("c", false, T0 + 5 * MIN, "shop", "error", "Error: Timeout", Some("web"), 40),
+    rec("c", false, T0 + 5 * MIN, "payments", "info", "done", None, 3),
+    rec("c", false, T0 + 6 * MIN, "kube-system", "fatal", "panic: error", Some("api"), 100),
+];
+
+/// The pods of the records in ascending hit order (timestamp, split, segment, doc).
+pub const ASC_ORDER: &[usize] = &[0, 1, 4, 2, 5, 3, 6, 8, 7, 9, 10, 11];
+
+fn document(index: &Index, i: usize, r: &Rec) -> TantivyDocument {
+    let schema = index.schema();
+    let f = |name: &str| schema.get_field(name).unwrap();
+    let mut doc = TantivyDocument::new();
+    doc.add_date(f("timestamp"), DateTime::from_timestamp_nanos(r.ts));
+    doc.add_text(f("cluster"), "test");
+    doc.add_text(f("namespace"), r.namespace);
+    doc.add_text(f("pod"), format!("p{i}"));
+    doc.add_text(f("level"), r.level);
+    doc.add_text(f("message"), r.message);
+    if let Some(app) = r.app {
+        let mut labels = BTreeMap::new();
+        labels.insert(
+            "app.kubernetes.io/name".to_string(),
+            OwnedValue::Str(app.to_string()),
+        );
+        doc.add_object(f("labels"), labels);
+    }
+    doc.add_u64(f("offset"), r.offset);
+    doc
+}
+
+/// An in-RAM split holding the records `select` picks, the late ones in a second segment.
+fn split(id: &str, select: impl Fn(&Rec) -> bool) -> SearchTarget {
+    let index = Index::create_in_ram(build_schema(LOG_FIELDS));
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    writer.set_merge_policy(Box::new(NoMergePolicy));
+    let chosen: Vec<(usize, &Rec)> = RECORDS.iter().enumerate().filter(|(_, r)| select(r)).collect();
+    for late in [false, true] {
+        for (i, r) in chosen.iter().filter(|(_, r)| r.late == late) {
+            writer.add_document(document(&index, *i, r)).unwrap();
+        }
+        writer.commit().unwrap();
+    }
+    let searcher = index.reader().unwrap().searcher();
+    let min = chosen.iter().map(|(_, r)| r.ts).min().map(Timestamp);
+    let max = chosen.iter().map(|(_, r)| r.ts).max().map(Timestamp);
+    SearchTarget::new(id, searcher, min, max, None)
+}
+
+fn snapshot_of(targets: Vec<SearchTarget>) -> StreamSnapshot {
+    let schema = build_schema(LOG_FIELDS);
+    let message = schema.get_field("message").unwrap();
+    StreamSnapshot {
+        stream: "logs".to_string(),
+        schema,
+        default_fields: vec![message],
+        tokenizers: tantivy::tokenizer::TokenizerManager::default(),
+        targets,
+    }
+}
+
+/// The three-split snapshot, targets deliberately out of id order.
+pub fn snapshot() -> StreamSnapshot {
+    snapshot_of(vec![
+        split("c", |r| r.split == "c"),
+        split("a", |r| r.split == "a"),
+        split("b", |r| r.split == "b"),
+    ])
+}
+
+/// Every record in one split of one segment: the reference answer for merges.
+pub fn single_split_snapshot() -> StreamSnapshot {
+    let index = Index::create_in_ram(build_schema(LOG_FIELDS));
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    for (i, r) in RECORDS.iter().enumerate() {
+        writer.add_document(document(&index, i, r)).unwrap();
+    }
+    writer.commit().unwrap();
+    let searcher = index.reader().unwrap().searcher();
+    let min = RECORDS.iter().map(|r| r.ts).min().map(Timestamp);
+    let max = RECORDS.iter().map(|r| r.ts).max().map(Timestamp);
+    snapshot_of(vec![SearchTarget::new("all", searcher, min, max, None)])
+}

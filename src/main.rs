@@ -1,0 +1,145 @@
+//! `trawl`: log and audit aggregation for Kubernetes. This file parses arguments and dispatches
+//! to the roles; the work lives in the library crates.
+
+mod server;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use trawl_config::Config;
+
+#[derive(Parser)]
+#[command(name = "trawl", version, about = "Log and audit aggregation for Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every role in one process on local disk: collector, indexer and query API.
+    Standalone {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Also run a synthetic cluster (pods writing logs, an API server sending audit
+        /// events) so that there is data to search at once.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// The indexer role: ingest, WAL, splits, and leaf searches over them.
+    Indexer {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// The collector role: tails container logs and audit events on this node.
+    #[cfg(feature = "collector")]
+    Collector {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validates a configuration file (with the TRAWL_* environment applied) and names any
+    /// problem.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Configuration file (TOML).
+    #[arg(long, short = 'c', env = "TRAWL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where data is kept (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:7400 (overrides `listen`).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+impl CommonArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), &env_map())?;
+        config.apply_flags(self.data_dir.clone(), self.listen.clone())?;
+        Ok(config)
+    }
+}
+
+fn env_map() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = std::env::var("TRAWL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,tantivy=warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Standalone { common, demo } => {
+            let config = common.load()?;
+            runtime()?.block_on(server::run(config, server::Roles::standalone(demo)))?;
+        }
+        Command::Indexer { common } => {
+            let config = common.load()?;
+            runtime()?.block_on(server::run(config, server::Roles::indexer()))?;
+        }
+        #[cfg(feature = "collector")]
+        Command::Collector { common } => {
+            let config = common.load()?;
+            runtime()?.block_on(server::run(config, server::Roles::collector()))?;
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            return Ok(match trawl_config::check_file(&file, &env_map()) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("{}: {err}", file.display());
+                    ExitCode::FAILURE
+                }
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

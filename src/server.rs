@@ -1,0 +1,218 @@
+//! Composes the roles into one HTTP server: routes, health, metrics, graceful shutdown.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use trawl_config::Config;
+
+/// Which roles run in this process.
+pub struct Roles {
+    pub indexer: bool,
+    pub collector: bool,
+    pub demo: bool,
+}
+
+impl Roles {
+    pub fn standalone(demo: bool) -> Roles {
+        Roles {
+            indexer: true,
+            collector: true,
+            demo,
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn indexer() -> Roles {
+        Roles {
+            indexer: true,
+            collector: false,
+            demo: false,
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn collector() -> Roles {
+        Roles {
+            indexer: false,
+            collector: true,
+            demo: false,
+        }
+    }
+}
+
+type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
+
+#[derive(Clone)]
+struct Shared {
+    registry: Arc<Mutex<Registry>>,
+    ready: Ready,
+}
+
+/// Runs the roles until SIGTERM or Ctrl-C, then shuts down cleanly: the listener stops, the
+/// indexer drains its WAL queue and commits.
+pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let mut registry = Registry::default();
+    let mut router = Router::new();
+    let mut ready: Ready = Arc::new(|| true);
+
+    #[cfg(feature = "indexer")]
+    let indexer = if roles.indexer {
+        let (indexer, routes) = start_indexer(&config, &mut registry).await?;
+        router = router.merge(routes);
+        let probe = indexer.clone();
+        ready = Arc::new(move || probe.is_ready());
+        Some(indexer)
+    } else {
+        None
+    };
+    let _ = (&roles.collector, &roles.demo);
+
+    let shared = Shared {
+        registry: Arc::new(Mutex::new(registry)),
+        ready,
+    };
+    let router = router
+        .route("/health/live", get(|| async { axum::Json(serde_json::json!({"status": "live"})) }))
+        .route("/health/ready", get(ready_handler))
+        .route("/metrics", get(metrics_handler))
+        .with_state(shared)
+        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+
+    // The one line a script or test reads to find the port actually bound.
+    println!("trawl listening on http://{addr}");
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+
+    #[cfg(feature = "indexer")]
+    if let Some(indexer) = indexer {
+        tokio::task::spawn_blocking(move || indexer.shutdown()).await?;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(feature = "indexer")]
+async fn start_indexer(
+    config: &Config,
+    registry: &mut Registry,
+) -> anyhow::Result<(trawl_indexer::Indexer, Router<Shared>)> {
+    let metrics = Arc::new(trawl_indexer::Metrics::default());
+    metrics.register(registry);
+    let settings = trawl_indexer::IndexerSettings::from_config(config);
+    let indexer = tokio::task::spawn_blocking(move || trawl_indexer::Indexer::open(settings, metrics))
+        .await?
+        .context("opening the indexer")?;
+    let mut routes: Router = trawl_indexer::http::routes(indexer.clone());
+    #[cfg(feature = "query")]
+    {
+        routes = routes.merge(query::routes(indexer.clone(), config, registry));
+    }
+    Ok((indexer, routes.with_state(())))
+}
+
+#[cfg(feature = "query")]
+mod query {
+    use std::sync::Arc;
+
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+    use prometheus_client::registry::Registry;
+    use trawl_indexer::{Indexer, StreamSnapshot};
+    use trawl_model::Timestamp;
+    use trawl_query::{QueryLimits, SearchObservation, SnapshotSource};
+
+    /// Searches this process's own splits and hot indexes.
+    pub struct LocalSource(pub Indexer);
+
+    impl SnapshotSource for LocalSource {
+        fn snapshot(
+            &self,
+            stream: &str,
+            start: Option<Timestamp>,
+            end: Option<Timestamp>,
+        ) -> Result<StreamSnapshot, trawl_indexer::Error> {
+            self.0.snapshot(stream, start, end)
+        }
+    }
+
+    pub fn routes(indexer: Indexer, config: &trawl_config::Config, registry: &mut Registry) -> axum::Router {
+        let searches = Counter::<u64>::default();
+        let latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let r = registry.sub_registry_with_prefix("trawl_query");
+        r.register("searches", "Searches answered", searches.clone());
+        r.register(
+            "search_duration_seconds",
+            "Time to answer a search",
+            latency.clone(),
+        );
+        let observer = Arc::new(move |o: &SearchObservation| {
+            searches.inc();
+            latency.observe(o.elapsed.as_secs_f64());
+        });
+        trawl_query::routes_with_observer(
+            Arc::new(LocalSource(indexer)),
+            QueryLimits::from_config(&config.query),
+            observer,
+        )
+    }
+}
+
+async fn ready_handler(axum::extract::State(shared): axum::extract::State<Shared>) -> impl IntoResponse {
+    if (shared.ready)() {
+        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": {"code": "unavailable", "message": "replaying the write-ahead log"}})),
+        )
+    }
+}
+
+async fn metrics_handler(axum::extract::State(shared): axum::extract::State<Shared>) -> impl IntoResponse {
+    let mut text = String::new();
+    let registry = shared.registry.lock().unwrap_or_else(|p| p.into_inner());
+    if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, String::new()).into_response();
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+    let _ = Duration::from_secs(0);
+}
