@@ -58,6 +58,8 @@ impl StreamSpec {
 /// A validated record, ready to index.
 pub struct Prepared {
     pub doc: TantivyDocument,
+    /// The record's timestamp, nanoseconds (given or the receive time).
+    #[allow(dead_code)]
     pub timestamp: i64,
     /// The record's identity where the stream has one: a second copy replaces the first.
     pub id: Option<String>,

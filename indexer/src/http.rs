@@ -123,6 +123,9 @@ async fn ingest_inner(
         .with_code("offset_gap")
         .with_extra("marks", json!(marks))),
         Err(IngestError::BadEnvelope(message)) => Err(ApiError::bad_request(message)),
+        Err(IngestError::TooManyRecords(message)) => {
+            Err(ApiError::new(ErrorCode::PayloadTooLarge, message))
+        }
         Err(IngestError::UnknownStream(s)) => Err(ApiError::unknown_stream(&s)),
         Err(IngestError::Storage(message)) => {
             tracing::warn!(%message, "ingest refused: storage unavailable");

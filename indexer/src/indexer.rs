@@ -58,6 +58,8 @@ pub enum IngestError {
     UnknownStream(String),
     /// The WAL could not be written (disk full, I/O error): retry later.
     Storage(String),
+    /// The batch holds more records than `max_records_per_batch`.
+    TooManyRecords(String),
     /// The indexer is shutting down.
     ShuttingDown,
 }
@@ -381,7 +383,7 @@ impl Indexer {
         let lines: Vec<(usize, &[u8])> = lines.collect();
         let max_records = self.inner.settings.max_records_per_batch;
         if lines.len() > max_records {
-            return Err(IngestError::BadEnvelope(format!(
+            return Err(IngestError::TooManyRecords(format!(
                 "batch holds {} records, more than the limit of {max_records}",
                 lines.len()
             )));
@@ -482,20 +484,30 @@ impl Indexer {
         Ok((rx, outcome))
     }
 
-    /// Stops accepting ingest, drains the WAL queue, commits every stream and stops the threads.
+    /// Stops accepting ingest, drains the WAL queue, commits every stream and stops the
+    /// threads. What was acknowledged is durable before this returns.
     pub fn shutdown(&self) {
-        self.inner.stopping.store(true, Ordering::SeqCst);
+        if self.inner.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
         lock(&self.inner.wal_tx).take();
         let threads: Vec<_> = lock(&self.inner.threads).drain(..).collect();
-        // The WAL thread ends when its queue is drained; the indexing threads when the WAL
-        // thread and the streams' senders are gone. The latter live in `inner`, so flush first.
-        self.flush();
-        for t in threads {
-            if t.thread().name() == Some("wal") {
-                let _ = t.join();
-            }
+        let (wal, others): (Vec<_>, Vec<_>) = threads
+            .into_iter()
+            .partition(|t| t.thread().name() == Some("wal"));
+        // The WAL thread ends once its queue is drained (its sender is gone); only then are
+        // the indexing threads told to stop, so that they index everything it handed over.
+        for t in wal {
+            let _ = t.join();
         }
-        self.flush();
+        for entry in self.inner.streams.values() {
+            let _ = entry.tx.send(IndexOp::Stop);
+        }
+        // The upkeep thread wakes when the indexing threads (holding its channel's senders)
+        // are gone, sees `stopping` and ends.
+        for t in others {
+            let _ = t.join();
+        }
     }
 }
 
@@ -632,21 +644,22 @@ fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiv
                 inner
                     .metrics
                     .ingested(&req.stream.spec.name, req.records, req.bytes);
-                let _ = req.reply.send(Ok(lsn));
-                if req.docs.is_empty() {
-                    continue;
-                }
-                lock(&req.stream.unsealed).push_back(lsn);
-                if let Some(entry) = inner.streams.get(&req.stream.spec.name) {
-                    let op = IndexOp::Add {
-                        lsn,
-                        lsn_end: end,
-                        docs: req.docs,
-                    };
-                    if entry.tx.send(op).is_err() {
-                        tracing::error!(stream = %req.stream.spec.name, "indexing thread is gone");
+                // Handed to the indexing thread before the acknowledgement, so that a flush
+                // requested after it covers these records.
+                if !req.docs.is_empty() {
+                    lock(&req.stream.unsealed).push_back(lsn);
+                    if let Some(entry) = inner.streams.get(&req.stream.spec.name) {
+                        let op = IndexOp::Add {
+                            lsn,
+                            lsn_end: end,
+                            docs: req.docs,
+                        };
+                        if entry.tx.send(op).is_err() {
+                            tracing::error!(stream = %req.stream.spec.name, "indexing thread is gone");
+                        }
                     }
                 }
+                let _ = req.reply.send(Ok(lsn));
             }
         }
         Err(err) => {
@@ -704,22 +717,29 @@ fn run_upkeep(inner: std::sync::Weak<Inner>, sealed: Receiver<()>) {
         Some(i) => i.settings.janitor_interval,
         None => return,
     };
+    let mut next_round = std::time::Instant::now() + interval;
     loop {
-        let got = sealed.recv_timeout(interval);
+        let wait = next_round.saturating_duration_since(std::time::Instant::now());
+        let got = sealed.recv_timeout(wait);
         let Some(inner) = inner.upgrade() else { return };
         if inner.stopping.load(Ordering::SeqCst) {
             return;
         }
-        if got.is_ok() {
-            if let Some(tx) = lock(&inner.wal_tx).as_ref() {
-                let _ = tx.send(WalMsg::Truncate);
+        match got {
+            Ok(()) => {
+                if let Some(tx) = lock(&inner.wal_tx).as_ref() {
+                    let _ = tx.send(WalMsg::Truncate);
+                }
+                continue;
             }
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if let Err(err) = upkeep_round(&inner) {
-            tracing::error!(%err, "split upkeep failed");
-        }
-        if matches!(got, Err(mpsc::RecvTimeoutError::Disconnected)) {
-            std::thread::sleep(interval);
+        if std::time::Instant::now() >= next_round {
+            if let Err(err) = upkeep_round(&inner) {
+                tracing::error!(%err, "split upkeep failed");
+            }
+            next_round = std::time::Instant::now() + interval;
         }
     }
 }

@@ -28,3 +28,6 @@ pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, StreamStats};
 pub use metrics::Metrics;
 pub use settings::{IndexerSettings, StorageFault};
 pub use snapshot::{SearchTarget, StreamSnapshot};
+
+#[cfg(test)]
+mod tests;

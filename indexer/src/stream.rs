@@ -41,6 +41,8 @@ pub enum IndexOp {
     Flush(std::sync::mpsc::Sender<()>),
     /// Seal the hot index into a split now (tests and shutdown of an idle index).
     Seal(std::sync::mpsc::Sender<()>),
+    /// Commit and end the thread.
+    Stop,
 }
 
 /// Settings of a stream's indexing.
@@ -286,6 +288,7 @@ pub fn run_indexing(
                 let _ = done.send(());
                 r
             }
+            Some(IndexOp::Stop) => break,
             None => Ok(()),
         };
         if let Err(err) = result {

@@ -1,0 +1,171 @@
+//! Tests of the indexer as a whole: delivery marks across restarts, sealing, merges, audit
+//! deduplication.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use trawl_model::codec::ndjson_lines;
+
+use crate::{Indexer, IndexerSettings, IngestError, IngestOutcome, Metrics};
+
+fn settings(dir: &std::path::Path) -> IndexerSettings {
+    let mut config = trawl_config::Config::default();
+    config.data_dir = dir.to_path_buf();
+    config.indexer.commit_interval_ms = 50;
+    config.indexer.janitor_interval_secs = 3600;
+    let mut s = IndexerSettings::from_config(&config);
+    s.writer_memory_bytes = 15_000_000;
+    s
+}
+
+fn open(dir: &std::path::Path) -> Indexer {
+    Indexer::open(settings(dir), Arc::new(Metrics::default())).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn delivery(source: &str, offsets: &[u64], end: u64, marker: &str) -> Vec<u8> {
+    let env = serde_json::json!({"sources": [{"id": source, "start": offsets[0], "end": end, "offsets": offsets}]});
+    let mut body = env.to_string().into_bytes();
+    for o in offsets {
+        body.push(b'\n');
+        body.extend_from_slice(
+            format!(r#"{{"message":"{marker} at {o}","offset":{o},"file":"f"}}"#).as_bytes(),
+        );
+    }
+    body
+}
+
+fn docs(indexer: &Indexer, stream: &str) -> u64 {
+    indexer.flush();
+    indexer
+        .snapshot(stream, None, None)
+        .unwrap()
+        .targets
+        .iter()
+        .map(|t| t.searcher.num_docs())
+        .sum()
+}
+
+fn ingest(
+    rt: &tokio::runtime::Runtime,
+    indexer: &Indexer,
+    stream: &str,
+    body: Vec<u8>,
+    delivery: bool,
+) -> Result<IngestOutcome, IngestError> {
+    rt.block_on(indexer.ingest(stream, body, delivery))
+}
+
+#[test]
+fn delivery_marks_drop_resends_refuse_gaps_and_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let indexer = open(dir.path());
+    let first = ingest(&rt, &indexer, "logs", delivery("a", &[0, 10, 20], 30, "x"), true).unwrap();
+    assert_eq!((first.accepted, first.deduplicated), (3, 0));
+    let resend = ingest(&rt, &indexer, "logs", delivery("a", &[0, 10, 20], 30, "x"), true).unwrap();
+    assert_eq!((resend.accepted, resend.deduplicated), (0, 3));
+    let overlap =
+        ingest(&rt, &indexer, "logs", delivery("a", &[10, 20, 30, 40], 50, "x"), true).unwrap();
+    assert_eq!((overlap.accepted, overlap.deduplicated), (2, 2));
+    match ingest(&rt, &indexer, "logs", delivery("a", &[60], 70, "x"), true) {
+        Err(IngestError::Gap(marks)) => assert_eq!(marks.get("a"), Some(&50)),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    assert_eq!(docs(&indexer, "logs"), 5);
+    indexer.shutdown();
+    drop(indexer);
+
+    // Marks come back from the WAL after a restart.
+    let indexer = open(dir.path());
+    assert_eq!(docs(&indexer, "logs"), 5);
+    let again = ingest(&rt, &indexer, "logs", delivery("a", &[0, 10, 20, 30, 40], 50, "x"), true)
+        .unwrap();
+    assert_eq!((again.accepted, again.deduplicated), (0, 5));
+    // Sealing truncates the WAL and snapshots the marks into the metastore.
+    indexer.seal_all();
+    let wait = std::time::Instant::now();
+    while indexer.metrics().wal_bytes.get() > 0 && wait.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    indexer.shutdown();
+    drop(indexer);
+
+    let indexer = open(dir.path());
+    assert_eq!(docs(&indexer, "logs"), 5);
+    let again = ingest(&rt, &indexer, "logs", delivery("a", &[40, 50], 60, "y"), true).unwrap();
+    assert_eq!((again.accepted, again.deduplicated), (1, 1));
+    assert_eq!(docs(&indexer, "logs"), 6);
+    indexer.shutdown();
+}
+
+#[test]
+fn splits_merge_without_losing_or_duplicating() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut s = settings(dir.path());
+    s.merge_min_splits = 3;
+    let indexer = Indexer::open(s, Arc::new(Metrics::default())).unwrap();
+    for batch in 0..6 {
+        let body: String = (0..50)
+            .map(|i| format!("{{\"message\":\"batch{batch} line {i}\"}}\n"))
+            .collect();
+        let outcome = ingest(&rt, &indexer, "logs", body.into_bytes(), false).unwrap();
+        assert_eq!(outcome.accepted, 50);
+        indexer.seal_all();
+    }
+    assert_eq!(indexer.stream_stats()[1].splits, 6);
+    indexer.run_upkeep_once().unwrap();
+    let stats = indexer
+        .stream_stats()
+        .into_iter()
+        .find(|s| s.name == "logs")
+        .unwrap();
+    assert_eq!(stats.splits, 1);
+    assert_eq!(stats.docs, 300);
+    assert_eq!(docs(&indexer, "logs"), 300);
+    indexer.shutdown();
+    drop(indexer);
+    let indexer = open(dir.path());
+    assert_eq!(docs(&indexer, "logs"), 300);
+    indexer.shutdown();
+}
+
+#[test]
+fn audit_event_ingested_twice_is_one_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let indexer = open(dir.path());
+    let event = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"6f1b","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/shop/secrets/db","verb":"get","user":{"username":"alice"},"sourceIPs":["10.0.0.1"],"objectRef":{"resource":"secrets","namespace":"shop","name":"db","apiVersion":"v1"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-11-25T10:15:00.000000Z","stageTimestamp":"2026-11-25T10:15:00.004000Z"}"#;
+    let body = format!("{event}\n{event}\n");
+    let outcome = ingest(&rt, &indexer, "audit", body.clone().into_bytes(), false).unwrap();
+    assert_eq!(outcome.accepted, 2);
+    ingest(&rt, &indexer, "audit", body.into_bytes(), false).unwrap();
+    assert_eq!(docs(&indexer, "audit"), 1);
+    indexer.shutdown();
+}
+
+#[test]
+fn ndjson_line_numbers_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let indexer = open(dir.path());
+    let outcome = ingest(
+        &rt,
+        &indexer,
+        "logs",
+        b"{\"message\":\"ok\"}\n\n{oops\n{\"message\":\"ok\"}\n".to_vec(),
+        false,
+    )
+    .unwrap();
+    assert_eq!((outcome.accepted, outcome.rejected), (2, 1));
+    assert_eq!(outcome.errors[0].line, 3);
+    assert_eq!(ndjson_lines(b"a\n").count(), 1);
+    indexer.shutdown();
+}
