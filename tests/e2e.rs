@@ -1,1 +1,26 @@
+//! End-to-end tests of the `trawl` binary: each test starts the real `trawl standalone`
+//! (`CARGO_BIN_EXE_trawl`) on port 0 with its own temp data dir, talks HTTP to it, and asserts
+//! exact results.
+//!
+//! Module map:
+//! - `support`   — the process harness (`Server`: start, SIGKILL, SIGTERM, ingest and search
+//!   helpers, `/metrics` lookup), `wait_until` for bounded polling, and `gen`, the
+//!   deterministic record generator every expected count is computed from.
+//! - `skeleton`  — zstd ingest of 10,000 records, exact totals of time-bounded queries,
+//!   nanosecond-exact bounds, sort/limit/fields; SIGKILL right after an acknowledgement and
+//!   SIGTERM shutdown lose nothing and duplicate nothing.
+//! - `merge`     — tiny splits merged in the background while searches run: totals never go
+//!   down or past what was sent, and end exact with no duplicates.
+//! - `bad_input` — malformed and non-UTF-8 lines, unknown stream, oversized and bomb bodies,
+//!   truncated zstd, unsupported encoding, unparsable query: exact statuses and the server
+//!   stays up with the good lines searchable.
 
+#[path = "e2e/support.rs"]
+mod support;
+
+#[path = "e2e/bad_input.rs"]
+mod bad_input;
+#[path = "e2e/merge.rs"]
+mod merge;
+#[path = "e2e/skeleton.rs"]
+mod skeleton;

@@ -100,21 +100,21 @@ impl DocBuilder {
             StreamKind::Logs => {
                 let map: Map<String, Value> =
                     serde_json::from_slice(line).map_err(|e| json_error(&e))?;
-                self.from_map(map, received_at, None)
+                self.build(map, received_at, None)
             }
             StreamKind::Audit => {
                 let event =
                     trawl_model::audit::parse_audit_line(line).map_err(|e| e.to_string())?;
                 let id = event.dedup_key();
                 match serde_json::to_value(&event) {
-                    Ok(Value::Object(map)) => self.from_map(map, received_at, Some(id)),
+                    Ok(Value::Object(map)) => self.build(map, received_at, Some(id)),
                     _ => Err("audit event could not be converted".into()),
                 }
             }
         }
     }
 
-    fn from_map(
+    fn build(
         &self,
         map: Map<String, Value>,
         received_at: i64,

@@ -13,6 +13,14 @@ use crate::stream::StreamSettings;
 /// the next WAL write should fail with, or `None` to let it through.
 pub type StorageFault = Arc<dyn Fn() -> Option<std::io::Error> + Send + Sync>;
 
+/// A stream's own settings where its `[streams.<name>]` section gives them.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOverrides {
+    pub commit_interval: Option<Duration>,
+    pub retention_max_age: Option<Duration>,
+    pub retention_max_bytes: Option<u64>,
+}
+
 /// Everything the indexer needs to know, with durations and sizes resolved.
 #[derive(Clone)]
 pub struct IndexerSettings {
@@ -34,8 +42,8 @@ pub struct IndexerSettings {
     pub source_mark_ttl: Duration,
     pub dedup_window: usize,
     pub wal_segment_bytes: u64,
-    /// Per-stream overrides: commit interval, retention age and size.
-    pub streams: BTreeMap<String, (Option<Duration>, Option<Duration>, Option<u64>)>,
+    /// Per-stream overrides.
+    pub streams: BTreeMap<String, StreamOverrides>,
     pub storage_fault: Option<StorageFault>,
 }
 
@@ -49,11 +57,11 @@ impl IndexerSettings {
             .map(|(name, s)| {
                 (
                     name.clone(),
-                    (
-                        s.commit_interval_ms.map(Duration::from_millis),
-                        s.retention_max_age_secs.map(Duration::from_secs),
-                        s.retention_max_bytes,
-                    ),
+                    StreamOverrides {
+                        commit_interval: s.commit_interval_ms.map(Duration::from_millis),
+                        retention_max_age: s.retention_max_age_secs.map(Duration::from_secs),
+                        retention_max_bytes: s.retention_max_bytes,
+                    },
                 )
             })
             .collect();
@@ -83,15 +91,15 @@ impl IndexerSettings {
 
     /// The settings of one stream's indexing.
     pub fn stream_settings(&self, stream: &str) -> StreamSettings {
-        let (commit, age, bytes) = self.streams.get(stream).cloned().unwrap_or_default();
+        let o = self.streams.get(stream).cloned().unwrap_or_default();
         StreamSettings {
-            commit_interval: commit.unwrap_or(self.commit_interval),
+            commit_interval: o.commit_interval.unwrap_or(self.commit_interval),
             split_max_docs: self.split_max_docs,
             split_max_age: self.split_max_age,
             writer_memory_bytes: self.writer_memory_bytes,
             dedup_window: self.dedup_window,
-            retention_max_age: age,
-            retention_max_bytes: bytes,
+            retention_max_age: o.retention_max_age,
+            retention_max_bytes: o.retention_max_bytes,
         }
     }
 }

@@ -9,8 +9,10 @@ use trawl_model::codec::ndjson_lines;
 use crate::{Indexer, IndexerSettings, IngestError, IngestOutcome, Metrics};
 
 fn settings(dir: &std::path::Path) -> IndexerSettings {
-    let mut config = trawl_config::Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = trawl_config::Config {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
     config.indexer.commit_interval_ms = 50;
     config.indexer.janitor_interval_secs = 3600;
     let mut s = IndexerSettings::from_config(&config);

@@ -77,7 +77,10 @@ impl AggRun {
 
     /// The final Elasticsearch-shaped JSON of merged intermediate results. The bucket limit is
     /// checked here, on what would be returned.
-    pub(crate) fn finish(&self, merged: IntermediateAggregationResults) -> Result<serde_json::Value> {
+    pub(crate) fn finish(
+        &self,
+        merged: IntermediateAggregationResults,
+    ) -> Result<serde_json::Value> {
         let results = merged
             .into_final_result(self.aggs.clone(), self.context.limits.clone())
             .map_err(map_agg_error)?;
@@ -139,8 +142,8 @@ mod tests {
 
     #[test]
     fn refuses_what_tantivy_does_not_know() {
-        let err = parse_aggs(serde_json::json!({"x": {"no_such_agg": {"field": "level"}}}))
-            .unwrap_err();
+        let err =
+            parse_aggs(serde_json::json!({"x": {"no_such_agg": {"field": "level"}}})).unwrap_err();
         assert!(matches!(err, Error::InvalidAggregation(_)), "{err}");
         let err = parse_aggs(serde_json::json!(["terms"])).unwrap_err();
         assert_eq!(

@@ -145,7 +145,11 @@ mod tests {
         let cases = [
             (Error::InvalidQuery("x".into()), 400, "invalid_query"),
             (Error::InvalidArgument("x".into()), 400, "invalid_argument"),
-            (Error::InvalidAggregation("x".into()), 400, "invalid_aggregation"),
+            (
+                Error::InvalidAggregation("x".into()),
+                400,
+                "invalid_aggregation",
+            ),
             (Error::UnknownStream("x".into()), 404, "unknown_stream"),
             (Error::TooExpensive("x".into()), 422, "too_expensive"),
             (Error::Timeout(5), 504, "timeout"),

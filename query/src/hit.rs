@@ -8,7 +8,7 @@ use serde_json::{Map, Number, Value};
 use tantivy::schema::{Field, OwnedValue, Schema};
 use tantivy::TantivyDocument;
 use trawl_indexer::schema::ID_FIELD;
-use trawl_model::schema::{FieldKind, LOG_FIELDS};
+use trawl_model::schema::{FieldKind, AUDIT_FIELDS, LOG_FIELDS};
 use trawl_model::Timestamp;
 
 use crate::error::{Error, Result};
@@ -85,7 +85,7 @@ impl HitFormat {
 pub fn list_fields(stream: &str) -> HashSet<&'static str> {
     let table = match stream {
         trawl_model::LOGS_STREAM => LOG_FIELDS,
-        // The audit table (user_groups, source_ips) joins here once it is in the model crate.
+        trawl_model::AUDIT_STREAM => AUDIT_FIELDS,
         _ => &[],
     };
     table
@@ -138,7 +138,10 @@ mod tests {
     fn doc(schema: &Schema) -> TantivyDocument {
         let f = |name| schema.get_field(name).unwrap();
         let mut doc = TantivyDocument::new();
-        doc.add_date(f("timestamp"), DateTime::from_timestamp_nanos(1_700_000_000_123_456_789));
+        doc.add_date(
+            f("timestamp"),
+            DateTime::from_timestamp_nanos(1_700_000_000_123_456_789),
+        );
         doc.add_text(f("namespace"), "payments");
         doc.add_text(f("message"), "connection reset by peer");
         doc.add_u64(f("offset"), 42);
@@ -177,7 +180,20 @@ mod tests {
         let lists: HashSet<&str> = ["namespace"].into_iter().collect();
         let format = HitFormat::new(&schema, Some(&projection), &lists).unwrap();
         let json = Value::Object(format.to_json(&doc(&schema)));
-        assert_eq!(json, serde_json::json!({"namespace": ["payments"], "offset": 42}));
+        assert_eq!(
+            json,
+            serde_json::json!({"namespace": ["payments"], "offset": 42})
+        );
+    }
+
+    #[test]
+    fn keyword_lists_of_the_audit_stream() {
+        let lists = list_fields("audit");
+        let mut names: Vec<&str> = lists.into_iter().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["impersonated_groups", "source_ips", "user_groups"]);
+        assert!(list_fields("logs").is_empty());
+        assert!(list_fields("custom").is_empty());
     }
 
     #[test]

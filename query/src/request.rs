@@ -269,10 +269,7 @@ impl Cursor {
             .next()
             .and_then(|p| p.parse().ok())
             .ok_or_else(invalid)?;
-        let target = parts
-            .next()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(invalid)?;
+        let target = parts.next().filter(|t| !t.is_empty()).ok_or_else(invalid)?;
         Ok(Cursor {
             timestamp,
             target: target.to_string(),
@@ -314,7 +311,10 @@ mod tests {
         );
         let parsed = req.parse(now(), &limits()).unwrap();
         assert_eq!(parsed.query, "level:error");
-        assert_eq!(parsed.start, Some(Timestamp(now().0 - 15 * 60 * 1_000_000_000)));
+        assert_eq!(
+            parsed.start,
+            Some(Timestamp(now().0 - 15 * 60 * 1_000_000_000))
+        );
         assert_eq!(parsed.end, Some(Timestamp(now().0 + 1)));
         assert_eq!(parsed.limit, 5);
         assert_eq!(parsed.sort, SortOrder::Asc);
@@ -379,7 +379,9 @@ mod tests {
         };
         let err = req.parse(now(), &limits()).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)));
-        assert!(err.to_string().starts_with("`start`: invalid time `yesterday`"));
+        assert!(err
+            .to_string()
+            .starts_with("`start`: invalid time `yesterday`"));
         let req = SearchRequest {
             start: Some("now".into()),
             end: Some("now-1s".into()),
@@ -418,7 +420,14 @@ mod tests {
         };
         assert_eq!(cursor.encode(), "c1.-5.2.77.01JX.split.a");
         assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
-        for bad in ["", "c1", "c2.1.2.3.x", "c1.x.2.3.t", "c1.1.2.3.", "c1.1.-2.3.t"] {
+        for bad in [
+            "",
+            "c1",
+            "c2.1.2.3.x",
+            "c1.x.2.3.t",
+            "c1.1.2.3.",
+            "c1.1.-2.3.t",
+        ] {
             assert!(Cursor::decode(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -142,9 +142,11 @@ async fn respond<S: SnapshotSource>(
     let started = Instant::now();
     let span = tracing::debug_span!("search", stream = %stream);
     let result = match request {
-        Ok(request) => execute(&state, stream.clone(), request)
-            .instrument(span)
-            .await,
+        Ok(request) => {
+            execute(&state, stream.clone(), request)
+                .instrument(span)
+                .await
+        }
         Err(err) => Err(err),
     };
     let (status, timed_out, response) = match result {
@@ -152,7 +154,11 @@ async fn respond<S: SnapshotSource>(
             let timed_out = answer.timed_out;
             (200, timed_out, Json(answer).into_response())
         }
-        Err(err) => (err.code().http_status().as_u16(), false, err.into_response()),
+        Err(err) => (
+            err.code().http_status().as_u16(),
+            false,
+            err.into_response(),
+        ),
     };
     if let Some(observer) = &state.observer {
         observer(&SearchObservation {
@@ -281,7 +287,10 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], json!("invalid_query"));
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.starts_with("invalid query: syntax error at position"), "{message}");
+        assert!(
+            message.starts_with("invalid query: syntax error at position"),
+            "{message}"
+        );
         assert_eq!(body.as_object().unwrap().len(), 1);
     }
 
@@ -334,7 +343,12 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|b| (b["key"].as_str().unwrap().to_string(), b["doc_count"].as_u64().unwrap()))
+            .map(|b| {
+                (
+                    b["key"].as_str().unwrap().to_string(),
+                    b["doc_count"].as_u64().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             buckets,
@@ -367,10 +381,14 @@ mod tests {
                 sink.lock().unwrap().push((o.stream.clone(), o.status));
             }),
         );
-        let request = Request::get("/api/v1/logs/search").body(Body::empty()).unwrap();
+        let request = Request::get("/api/v1/logs/search")
+            .body(Body::empty())
+            .unwrap();
         let (status, _) = call(app.clone(), request).await;
         assert_eq!(status, StatusCode::OK);
-        let request = Request::get("/api/v1/nope/search").body(Body::empty()).unwrap();
+        let request = Request::get("/api/v1/nope/search")
+            .body(Body::empty())
+            .unwrap();
         let (status, _) = call(app, request).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(

@@ -20,8 +20,8 @@ use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResult
 use tantivy::collector::SegmentCollector;
 use tantivy::columnar::Column;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, QueryParserError,
-    RangeQuery, Weight,
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, QueryParserError, RangeQuery,
+    Weight,
 };
 use tantivy::{DateTime, DocAddress, DocId, SegmentReader, TantivyDocument, TantivyError, Term};
 use trawl_indexer::{SearchTarget, StreamSnapshot};
@@ -115,13 +115,18 @@ pub fn search(
                 SortOrder::Desc => !segment,
             };
             let doc = decode_doc(doc_rank, req.sort);
-            candidates.push(((ts_rank, target_rank, seg_rank, doc_rank), pos, segment, doc));
+            candidates.push((
+                (ts_rank, target_rank, seg_rank, doc_rank),
+                pos,
+                segment,
+                doc,
+            ));
         }
         if let Some(agg) = result.aggs {
             intermediates.push(agg);
         }
     }
-    candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    candidates.sort_unstable_by_key(|c| c.0);
     candidates.truncate(req.limit);
 
     let mut hits = Vec::with_capacity(candidates.len());
@@ -212,8 +217,12 @@ fn build_query(snapshot: &StreamSnapshot, req: &ParsedRequest) -> Result<Box<dyn
     })?;
     // The fast-field range is compared at the field's precision (nanoseconds): exact bounds.
     let term = |ts: Timestamp| Term::from_field_date(field, DateTime::from_timestamp_nanos(ts.0));
-    let lower = req.start.map_or(Bound::Unbounded, |s| Bound::Included(term(s)));
-    let upper = req.end.map_or(Bound::Unbounded, |e| Bound::Excluded(term(e)));
+    let lower = req
+        .start
+        .map_or(Bound::Unbounded, |s| Bound::Included(term(s)));
+    let upper = req
+        .end
+        .map_or(Bound::Unbounded, |e| Bound::Excluded(term(e)));
     let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
     if req.query.trim() == "*" {
         return Ok(range);
@@ -345,8 +354,8 @@ fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult>
             result.count += u64::from(weight.count(reader).map_err(|e| internal(&target.id, e))?);
             continue;
         }
-        let mut hits = TopByTime::new(plan.req, target, ord, reader)
-            .map_err(|e| internal(&target.id, e))?;
+        let mut hits =
+            TopByTime::new(plan.req, target, ord, reader).map_err(|e| internal(&target.id, e))?;
         let mut aggs = plan
             .aggs
             .map(|run| run.segment_collector(ord, reader))
@@ -428,14 +437,15 @@ impl TopByTime {
         reader: &SegmentReader,
     ) -> tantivy::Result<TopByTime> {
         let column = if req.limit > 0 {
-            reader.fast_fields().column_opt::<DateTime>(TIMESTAMP_FIELD)?
+            reader
+                .fast_fields()
+                .column_opt::<DateTime>(TIMESTAMP_FIELD)?
         } else {
             None
         };
-        let min_rank = req
-            .search_after
-            .as_ref()
-            .map_or(0, |cursor| min_rank_after(cursor, req.sort, &target.id, ord));
+        let min_rank = req.search_after.as_ref().map_or(0, |cursor| {
+            min_rank_after(cursor, req.sort, &target.id, ord)
+        });
         Ok(TopByTime {
             column,
             sort: req.sort,
@@ -495,7 +505,9 @@ fn min_rank_after(cursor: &Cursor, sort: SortOrder, target: &str, ord: u32) -> u
         // An earlier segment: only later timestamps are.
         CmpOrdering::Less => (cursor_ts + 1) << 32,
         // The cursor's own segment: later documents at the same timestamp are too.
-        CmpOrdering::Equal => pack_rank(ts_rank(cursor.timestamp, sort), doc_rank(cursor.doc, sort)) + 1,
+        CmpOrdering::Equal => {
+            pack_rank(ts_rank(cursor.timestamp, sort), doc_rank(cursor.doc, sort)) + 1
+        }
     }
 }
 

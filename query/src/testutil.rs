@@ -18,9 +18,8 @@ pub const MIN: i64 = 60_000_000_000;
 
 /// One record of the fixture; its `pod` is `p<index>`.
 pub struct Rec {
+    /// The split's id, `2` appended for its second segment (`a2`).
     pub split: &'static str,
-    /// Second segment of its split.
-    pub late: bool,
     pub ts: i64,
     pub namespace: &'static str,
     pub level: &'static str,
@@ -31,7 +30,6 @@ pub struct Rec {
 
 const fn rec(
     split: &'static str,
-    late: bool,
     ts: i64,
     namespace: &'static str,
     level: &'static str,
@@ -41,7 +39,6 @@ const fn rec(
 ) -> Rec {
     Rec {
         split,
-        late,
         ts,
         namespace,
         level,
@@ -52,19 +49,20 @@ const fn rec(
 }
 
 /// The records, indexed by their `pod` number.
+#[rustfmt::skip]
 pub const RECORDS: &[Rec] = &[
-    rec("a", false, T0, "payments", "error", "error timeout talking to db", Some("web"), 5),
-    rec("a", false, T0 + MIN + 1, "payments", "info", "request served", Some("web"), 10),
-    rec("a", false, T0 + MIN + 2, "shop", "debug", "cache miss", Some("api"), 15),
-    rec("a", true, T0 + 3 * MIN, "payments", "error", "connection reset by peer", Some("web"), 20),
-    rec("b", false, T0 + MIN + 1, "shop", "error", "timeout waiting for error budget", Some("api"), 25),
-    rec("b", false, T0 + 2 * MIN, "payments", "warn", "connection was reset", Some("web"), 12),
-    rec("b", false, T0 + 3 * MIN, "shop", "info", "reset connection pool", Some("api"), 30),
-    rec("b", true, T0 + 4 * MIN, "payments", "error", "upstream connection reset", Some("web"), 18),
-    rec("c", false, T0 + 3 * MIN, "payments", "debug", "debug connection reset trace", Some("worker"), 8),
-    rec("c", false, T0 + 5 * MIN, "shop", "error", "Error: Timeout", Some("web"), 40),
-    rec("c", false, T0 + 5 * MIN, "payments", "info", "done", None, 3),
-    rec("c", false, T0 + 6 * MIN, "kube-system", "fatal", "panic: error", Some("api"), 100),
+    rec("a",  T0,               "payments",    "error", "error timeout talking to db",      Some("web"),    5),
+    rec("a",  T0 + MIN + 1,     "payments",    "info",  "request served",                   Some("web"),    10),
+    rec("a",  T0 + MIN + 2,     "shop",        "debug", "cache miss",                       Some("api"),    15),
+    rec("a2", T0 + 3 * MIN,     "payments",    "error", "connection reset by peer",         Some("web"),    20),
+    rec("b",  T0 + MIN + 1,     "shop",        "error", "timeout waiting for error budget", Some("api"),    25),
+    rec("b",  T0 + 2 * MIN,     "payments",    "warn",  "connection was reset",             Some("web"),    12),
+    rec("b",  T0 + 3 * MIN,     "shop",        "info",  "reset connection pool",            Some("api"),    30),
+    rec("b2", T0 + 4 * MIN,     "payments",    "error", "upstream connection reset",        Some("web"),    18),
+    rec("c",  T0 + 3 * MIN,     "payments",    "debug", "debug connection reset trace",     Some("worker"), 8),
+    rec("c",  T0 + 5 * MIN,     "shop",        "error", "Error: Timeout",                   Some("web"),    40),
+    rec("c",  T0 + 5 * MIN,     "payments",    "info",  "done",                             None,           3),
+    rec("c",  T0 + 6 * MIN,     "kube-system", "fatal", "panic: error",                     Some("api"),    100),
 ];
 
 /// The pods of the records in ascending hit order (timestamp, split, segment, doc).
@@ -94,20 +92,58 @@ fn document(index: &Index, i: usize, r: &Rec) -> TantivyDocument {
 
 /// An in-RAM split holding the records `select` picks, the late ones in a second segment.
 fn split(id: &str, select: impl Fn(&Rec) -> bool) -> SearchTarget {
+    let chosen: Vec<(usize, &Rec)> = RECORDS
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| select(r))
+        .collect();
+    split_of(id, &chosen)
+}
+
+/// An in-RAM split of `records` (pod number, record); those whose split id ends in `2` go
+/// into a second segment.
+fn split_of(id: &str, records: &[(usize, &Rec)]) -> SearchTarget {
     let index = Index::create_in_ram(build_schema(LOG_FIELDS));
     let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
     writer.set_merge_policy(Box::new(NoMergePolicy));
-    let chosen: Vec<(usize, &Rec)> = RECORDS.iter().enumerate().filter(|(_, r)| select(r)).collect();
     for late in [false, true] {
-        for (i, r) in chosen.iter().filter(|(_, r)| r.late == late) {
+        for (i, r) in records
+            .iter()
+            .filter(|(_, r)| r.split.ends_with('2') == late)
+        {
             writer.add_document(document(&index, *i, r)).unwrap();
         }
         writer.commit().unwrap();
     }
     let searcher = index.reader().unwrap().searcher();
-    let min = chosen.iter().map(|(_, r)| r.ts).min().map(Timestamp);
-    let max = chosen.iter().map(|(_, r)| r.ts).max().map(Timestamp);
+    let min = records.iter().map(|(_, r)| r.ts).min().map(Timestamp);
+    let max = records.iter().map(|(_, r)| r.ts).max().map(Timestamp);
     SearchTarget::new(id, searcher, min, max, None)
+}
+
+/// Three splits of two segments each, five records per segment, all at the same instant
+/// except pods 0 and 29 (one nanosecond before and after): every order is decided by the
+/// tie-break alone.
+pub fn tied_snapshot() -> StreamSnapshot {
+    let recs: Vec<Rec> = (0..30)
+        .map(|i| {
+            let split = ["x", "x2", "y", "y2", "z", "z2"][i / 5];
+            let ts = T0 + i64::from(i == 29) - i64::from(i == 0);
+            rec(split, ts, "payments", "info", "tied", None, i as u64)
+        })
+        .collect();
+    let targets = ["z", "x", "y"]
+        .into_iter()
+        .map(|id| {
+            let chosen: Vec<(usize, &Rec)> = recs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.split.starts_with(id))
+                .collect();
+            split_of(id, &chosen)
+        })
+        .collect();
+    snapshot_of(targets)
 }
 
 fn snapshot_of(targets: Vec<SearchTarget>) -> StreamSnapshot {
@@ -125,9 +161,9 @@ fn snapshot_of(targets: Vec<SearchTarget>) -> StreamSnapshot {
 /// The three-split snapshot, targets deliberately out of id order.
 pub fn snapshot() -> StreamSnapshot {
     snapshot_of(vec![
-        split("c", |r| r.split == "c"),
-        split("a", |r| r.split == "a"),
-        split("b", |r| r.split == "b"),
+        split("c", |r| r.split.starts_with('c')),
+        split("a", |r| r.split.starts_with('a')),
+        split("b", |r| r.split.starts_with('b')),
     ])
 }
 

@@ -4,7 +4,9 @@ use serde_json::json;
 
 use super::*;
 use crate::aggs::parse_aggs;
-use crate::testutil::{single_split_snapshot, snapshot, ASC_ORDER, MIN, RECORDS, T0};
+use crate::testutil::{
+    single_split_snapshot, snapshot, tied_snapshot, ASC_ORDER, MIN, RECORDS, T0,
+};
 
 fn limits() -> QueryLimits {
     QueryLimits {
@@ -206,6 +208,43 @@ fn search_after_visits_every_document_once() {
 }
 
 #[test]
+fn paging_through_ties_across_segments_and_splits() {
+    let snap = tied_snapshot();
+    let list = |sort: SortOrder, limit: usize, after: Option<String>| {
+        let mut r = req("*");
+        r.sort = sort;
+        r.limit = limit;
+        r.search_after = after.map(|c| Cursor::decode(&c).unwrap());
+        search(&snap, &r, &limits()).unwrap()
+    };
+    let asc = pods(&list(SortOrder::Asc, 100, None));
+    let desc = pods(&list(SortOrder::Desc, 100, None));
+    assert_eq!(asc.len(), 30);
+    assert_eq!(asc.first(), Some(&0));
+    assert_eq!(asc.last(), Some(&29));
+    let mut sorted = asc.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..30).collect::<Vec<_>>());
+    assert_eq!(desc, asc.iter().rev().copied().collect::<Vec<_>>());
+    for (sort, full) in [(SortOrder::Asc, &asc), (SortOrder::Desc, &desc)] {
+        for limit in 1..=4 {
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let page = list(sort, limit, after);
+                assert_eq!(page.total, 30);
+                paged.extend(pods(&page));
+                match page.cursor {
+                    Some(cursor) => after = Some(cursor),
+                    None => break,
+                }
+            }
+            assert_eq!(&paged, full, "{sort:?} limit {limit}");
+        }
+    }
+}
+
+#[test]
 fn search_after_inside_a_tie() {
     // p3 (split a), p6 (b) and p8 (c) share a timestamp: a cursor on p6 continues with p8
     // ascending and with p3 descending.
@@ -245,7 +284,12 @@ fn targets_outside_the_bounds_are_skipped() {
     r.limit = 1;
     let resp = run(&r);
     assert_eq!(resp.total, 3);
-    assert_eq!(Cursor::decode(resp.cursor.as_deref().unwrap()).unwrap().target, "c");
+    assert_eq!(
+        Cursor::decode(resp.cursor.as_deref().unwrap())
+            .unwrap()
+            .target,
+        "c"
+    );
 }
 
 #[test]
@@ -258,7 +302,10 @@ fn spent_budget_answers_partially() {
     assert_eq!(resp.cursor, None);
     let body = serde_json::to_value(&resp).unwrap();
     assert_eq!(body["timed_out"], json!(true));
-    assert!(serde_json::to_value(run(&req("*"))).unwrap().get("timed_out").is_none());
+    assert!(serde_json::to_value(run(&req("*")))
+        .unwrap()
+        .get("timed_out")
+        .is_none());
 }
 
 fn with_aggs(q: &str, aggs: Value) -> ParsedRequest {
@@ -269,7 +316,10 @@ fn with_aggs(q: &str, aggs: Value) -> ParsedRequest {
 }
 
 fn aggs_of(snapshot: &StreamSnapshot, r: &ParsedRequest) -> Value {
-    search(snapshot, r, &limits()).unwrap().aggregations.unwrap()
+    search(snapshot, r, &limits())
+        .unwrap()
+        .aggregations
+        .unwrap()
 }
 
 #[test]
@@ -289,7 +339,13 @@ fn terms_with_nested_date_histogram() {
         .collect();
     assert_eq!(
         counts,
-        vec![("error", 5), ("info", 3), ("debug", 2), ("fatal", 1), ("warn", 1)]
+        vec![
+            ("error", 5),
+            ("info", 3),
+            ("debug", 2),
+            ("fatal", 1),
+            ("warn", 1)
+        ]
     );
     let error_minutes: Vec<(String, u64)> = buckets[0]["per_minute"]["buckets"]
         .as_array()
@@ -355,7 +411,12 @@ fn aggregations_follow_query_and_bounds_not_the_cursor() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["key"].as_str().unwrap().to_string(), b["doc_count"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap().to_string(),
+                b["doc_count"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         counts,
@@ -370,7 +431,10 @@ fn aggregations_follow_query_and_bounds_not_the_cursor() {
 
 #[test]
 fn aggregation_limits_are_too_expensive() {
-    let r = with_aggs("*", json!({"pods": {"terms": {"field": "pod", "size": 100}}}));
+    let r = with_aggs(
+        "*",
+        json!({"pods": {"terms": {"field": "pod", "size": 100}}}),
+    );
     let tight = QueryLimits {
         aggregation_bucket_limit: 5,
         ..limits()
@@ -391,4 +455,19 @@ fn aggregation_on_a_text_field_is_invalid() {
     let r = with_aggs("*", json!({"m": {"stats": {"field": "message"}}}));
     let err = search(&snapshot(), &r, &limits()).unwrap_err();
     assert!(matches!(err, Error::InvalidAggregation(_)), "{err}");
+}
+
+#[test]
+fn no_targets_still_answer_empty_aggregations() {
+    let mut empty = snapshot();
+    empty.targets.clear();
+    let r = with_aggs(
+        "*",
+        json!({"levels": {"terms": {"field": "level"}}, "offsets": {"stats": {"field": "offset"}}}),
+    );
+    let resp = search(&empty, &r, &limits()).unwrap();
+    assert_eq!(resp.total, 0);
+    let aggs = resp.aggregations.unwrap();
+    assert_eq!(aggs["levels"]["buckets"], json!([]));
+    assert_eq!(aggs["offsets"]["count"], json!(0));
 }
