@@ -83,6 +83,17 @@ enum WalMsg {
 struct StreamEntry {
     stream: Arc<Stream>,
     tx: SyncSender<IndexOp>,
+    /// New documents for live tail, sent only while somebody listens.
+    tail: tokio::sync::broadcast::Sender<Arc<TailBatch>>,
+}
+
+/// How many batches a live-tail subscriber may fall behind before it is cut off: a batch is at
+/// most a few MiB, and a client this far behind cannot catch up anyway.
+const TAIL_QUEUE_BATCHES: usize = 256;
+
+/// The documents of one durable batch, for live tail.
+pub struct TailBatch {
+    pub docs: Vec<tantivy::TantivyDocument>,
 }
 
 struct Inner {
@@ -153,7 +164,8 @@ impl Indexer {
                     })?,
             );
             metrics.set_splits(&name, stream.splits().len());
-            streams.insert(name, StreamEntry { stream, tx });
+            let (tail, _) = tokio::sync::broadcast::channel(TAIL_QUEUE_BATCHES);
+            streams.insert(name, StreamEntry { stream, tx, tail });
         }
 
         // Replay: everything past the point each stream's durable state covers.
@@ -261,6 +273,22 @@ impl Indexer {
         end: Option<Timestamp>,
     ) -> Result<StreamSnapshot> {
         Ok(self.stream(stream)?.stream.snapshot(start, end))
+    }
+
+    /// Subscribes to the documents of a stream as they become durable (live tail). A receiver
+    /// that falls more than a few hundred batches behind gets `Lagged`.
+    pub fn subscribe(
+        &self,
+        stream: &str,
+    ) -> Result<tokio::sync::broadcast::Receiver<Arc<TailBatch>>> {
+        Ok(self.stream(stream)?.tail.subscribe())
+    }
+
+    /// A stream's schema and default fields, with no targets (for matching tailed documents).
+    pub fn empty_snapshot(&self, stream: &str) -> Result<StreamSnapshot> {
+        let mut snapshot = self.stream(stream)?.stream.snapshot(None, None);
+        snapshot.targets.clear();
+        Ok(snapshot)
     }
 
     /// Per-stream statistics for `GET /api/v1/streams`.
@@ -649,6 +677,10 @@ fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiv
                 if !req.docs.is_empty() {
                     lock(&req.stream.unsealed).push_back(lsn);
                     if let Some(entry) = inner.streams.get(&req.stream.spec.name) {
+                        if entry.tail.receiver_count() > 0 {
+                            let docs = req.docs.iter().map(|p| p.doc.clone()).collect();
+                            let _ = entry.tail.send(Arc::new(TailBatch { docs }));
+                        }
                         let op = IndexOp::Add {
                             lsn,
                             lsn_end: end,

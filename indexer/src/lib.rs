@@ -24,7 +24,7 @@ mod wal;
 
 pub use doc::{StreamKind, StreamSpec};
 pub use error::{Error, Result};
-pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, StreamStats};
+pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, StreamStats, TailBatch};
 pub use metrics::Metrics;
 pub use settings::{IndexerSettings, StorageFault};
 pub use snapshot::{SearchTarget, StreamSnapshot};
