@@ -1,6 +1,7 @@
 //! `trawl`: log and audit aggregation for Kubernetes. This file parses arguments and dispatches
 //! to the roles; the work lives in the library crates.
 
+mod client;
 mod server;
 
 use std::collections::BTreeMap;
@@ -34,12 +35,27 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// The searcher role: a stateless root that fans searches out to the indexers listed in
+    /// `[query] indexers` and merges their answers.
+    #[cfg(feature = "query")]
+    Searcher {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// The collector role: tails container logs and audit events on this node.
     #[cfg(feature = "collector")]
     Collector {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Searches a stream and prints the hits (a client of a running server).
+    Search(client::search::SearchArgs),
+    /// Follows new matching records as they are ingested.
+    Tail(client::tail::TailArgs),
+    /// Exports matching records (or an aggregation table) as Arrow, Parquet, CSV or NDJSON.
+    Export(client::export::ExportArgs),
+    /// Runs a ready audit report, e.g. `trawl reports top-users --since 24h`.
+    Reports(client::reports::ReportsArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -121,11 +137,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = common.load()?;
             runtime()?.block_on(server::run(config, server::Roles::indexer()))?;
         }
+        #[cfg(feature = "query")]
+        Command::Searcher { common } => {
+            let config = common.load()?;
+            runtime()?.block_on(server::run(config, server::Roles::searcher()))?;
+        }
         #[cfg(feature = "collector")]
         Command::Collector { common } => {
             let config = common.load()?;
             runtime()?.block_on(server::run(config, server::Roles::collector()))?;
         }
+        Command::Search(args) => return runtime()?.block_on(client::search::run(args)),
+        Command::Tail(args) => return runtime()?.block_on(client::tail::run(args)),
+        Command::Export(args) => return runtime()?.block_on(client::export::run(args)),
+        Command::Reports(args) => return runtime()?.block_on(client::reports::run(args)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

@@ -14,6 +14,7 @@ use trawl_config::Config;
 /// Which roles run in this process.
 pub struct Roles {
     pub indexer: bool,
+    pub searcher: bool,
     pub collector: bool,
     pub demo: bool,
 }
@@ -22,6 +23,7 @@ impl Roles {
     pub fn standalone(demo: bool) -> Roles {
         Roles {
             indexer: true,
+            searcher: false,
             collector: true,
             demo,
         }
@@ -31,6 +33,7 @@ impl Roles {
     pub fn indexer() -> Roles {
         Roles {
             indexer: true,
+            searcher: false,
             collector: false,
             demo: false,
         }
@@ -40,7 +43,18 @@ impl Roles {
     pub fn collector() -> Roles {
         Roles {
             indexer: false,
+            searcher: false,
             collector: true,
+            demo: false,
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn searcher() -> Roles {
+        Roles {
+            indexer: false,
+            searcher: true,
+            collector: false,
             demo: false,
         }
     }
@@ -75,7 +89,17 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     } else {
         None
     };
-    let _ = (&roles.collector, &roles.demo);
+    #[cfg(feature = "query")]
+    if roles.searcher {
+        router = router.merge(
+            trawl_query::distributed::root_routes(
+                config.query.indexers.clone(),
+                trawl_query::QueryLimits::from_config(&config.query),
+            )
+            .with_state(()),
+        );
+    }
+    let _ = (&roles.collector, &roles.demo, &roles.searcher);
 
     let shared = Shared {
         registry: Arc::new(Mutex::new(registry)),

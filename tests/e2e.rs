@@ -14,12 +14,17 @@
 //! - `bad_input` — malformed and non-UTF-8 lines, unknown stream, oversized and bomb bodies,
 //!   truncated zstd, unsupported encoding, unparsable query: exact statuses and the server
 //!   stays up with the good lines searchable.
+//! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
+//!   hit order and aggregations equal what one index would answer; an indexer down makes the
+//!   answer partial and says so.
 
 #[path = "e2e/support.rs"]
 mod support;
 
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/distributed.rs"]
+mod distributed;
 #[path = "e2e/merge.rs"]
 mod merge;
 #[path = "e2e/skeleton.rs"]

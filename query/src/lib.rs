@@ -11,11 +11,15 @@
 //! ```
 
 mod aggs;
+pub mod distributed;
 mod error;
+pub mod export;
 mod hit;
 mod request;
+pub mod reports;
 mod routes;
 mod search;
+pub mod tail;
 #[cfg(test)]
 mod testutil;
 
@@ -24,4 +28,6 @@ pub use error::{Error, ErrorCode, Result};
 pub use hit::{list_fields, HitFormat};
 pub use request::{Cursor, FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
 pub use routes::{routes, routes_with_observer, SearchObservation, SearchObserver, SnapshotSource};
-pub use search::{search, SearchResponse, TIMESTAMP_FIELD};
+pub use search::{
+    merge_leaves, search, search_leaf, LeafHit, LeafResponse, SearchResponse, TIMESTAMP_FIELD,
+};

@@ -98,6 +98,10 @@ fn build<S: SnapshotSource>(
             "/api/v1/{stream}/search",
             get(get_search::<S>).post(post_search::<S>),
         )
+        .route(
+            crate::distributed::LEAF_SEARCH_PATH,
+            axum::routing::post(leaf_search::<S>),
+        )
         .with_state(state)
 }
 
@@ -194,6 +198,42 @@ async fn execute<S: SnapshotSource>(
         )),
         Ok(Err(join)) => Err(Error::Internal(format!("search task failed: {join}"))),
         Ok(Ok(answer)) => answer,
+    }
+}
+
+/// A leaf search for a root searcher: the search body in, a postcard-encoded
+/// [`crate::LeafResponse`] out (errors as usual JSON).
+async fn leaf_search<S: SnapshotSource>(
+    State(state): State<AppState<S>>,
+    Path(stream): Path<String>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        if trawl_model::validate_stream_name(&stream).is_err() {
+            return Err(Error::UnknownStream(stream.chars().take(80).collect()));
+        }
+        let request: SearchRequest = serde_json::from_slice(&body)
+            .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?;
+        let parsed = request.parse(Timestamp::now(), &state.limits)?;
+        let source = Arc::clone(&state.source);
+        let limits = state.limits.clone();
+        let leaf = tokio::task::spawn_blocking(move || {
+            let snapshot = source.snapshot(&stream, parsed.start, parsed.end)?;
+            crate::search::search_leaf(&snapshot, &parsed, &limits)
+        })
+        .await
+        .map_err(|join| Error::Internal(format!("leaf search task failed: {join}")))??;
+        postcard::to_stdvec(&leaf)
+            .map_err(|err| Error::Internal(format!("encoding a leaf answer: {err}")))
+    }
+    .await;
+    match result {
+        Ok(bytes) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Err(err) => err.into_response(),
     }
 }
 

@@ -70,6 +70,154 @@ pub fn search(
     limits: &QueryLimits,
 ) -> Result<SearchResponse> {
     let started = Instant::now();
+    let executed = execute(snapshot, req, limits)?;
+    let cursor = match executed.hits.last() {
+        Some(hit) if !executed.timed_out => Some(hit.key.cursor().encode()),
+        _ => None,
+    };
+    let aggregations = match (&executed.agg_run, executed.intermediates) {
+        (Some(run), Some(merged)) => Some(run.finish(merged)?),
+        _ => None,
+    };
+    Ok(SearchResponse {
+        total: executed.total,
+        hits: executed.hits.into_iter().map(|h| h.record).collect(),
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        aggregations,
+        cursor,
+        timed_out: executed.timed_out,
+    })
+}
+
+/// One hit with its position in the global hit order.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LeafHit {
+    pub timestamp: i64,
+    pub target: String,
+    pub segment: u32,
+    pub doc: u32,
+    /// The flat record, as JSON text (the leaf answer is binary; JSON values do not travel in
+    /// it).
+    pub record: String,
+}
+
+impl LeafHit {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            timestamp: self.timestamp,
+            target: self.target.clone(),
+            segment: self.segment,
+            doc: self.doc,
+        }
+    }
+
+    /// The key of the global hit order for `sort`, smaller first.
+    pub fn order_key(&self) -> (i64, &str, u32, u32) {
+        (self.timestamp, &self.target, self.segment, self.doc)
+    }
+}
+
+/// What an indexer answers a root searcher: hits with their order keys and aggregation
+/// intermediate results, to be merged with the other indexers' (postcard-encoded).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct LeafResponse {
+    pub total: u64,
+    pub hits: Vec<LeafHit>,
+    pub aggregations: Option<IntermediateAggregationResults>,
+    pub timed_out: bool,
+}
+
+/// Runs `req` as one leaf of a distributed search: like [`search`], but hits keep their order
+/// keys and aggregations stay intermediate, so that a root can merge leaves exactly.
+pub fn search_leaf(
+    snapshot: &StreamSnapshot,
+    req: &ParsedRequest,
+    limits: &QueryLimits,
+) -> Result<LeafResponse> {
+    let executed = execute(snapshot, req, limits)?;
+    Ok(LeafResponse {
+        total: executed.total,
+        hits: executed
+            .hits
+            .into_iter()
+            .map(|h| LeafHit {
+                record: Value::Object(h.record).to_string(),
+                ..h.key
+            })
+            .collect(),
+        aggregations: executed.intermediates,
+        timed_out: executed.timed_out,
+    })
+}
+
+/// Merges leaf answers into the final answer of a distributed search.
+pub fn merge_leaves(
+    leaves: Vec<LeafResponse>,
+    req: &ParsedRequest,
+    limits: &QueryLimits,
+    tokenizers: tantivy::tokenizer::TokenizerManager,
+) -> Result<SearchResponse> {
+    let started = Instant::now();
+    let mut total = 0;
+    let mut timed_out = false;
+    let mut hits = Vec::new();
+    let mut intermediates = Vec::new();
+    for leaf in leaves {
+        total += leaf.total;
+        timed_out |= leaf.timed_out;
+        hits.extend(leaf.hits);
+        intermediates.extend(leaf.aggregations);
+    }
+    match req.sort {
+        SortOrder::Asc => hits.sort_by(|a, b| a.order_key().cmp(&b.order_key())),
+        SortOrder::Desc => hits.sort_by(|a, b| b.order_key().cmp(&a.order_key())),
+    }
+    hits.truncate(req.limit);
+    let cursor = match hits.last() {
+        Some(hit) if !timed_out => Some(hit.cursor().encode()),
+        _ => None,
+    };
+    let aggregations = match &req.aggs {
+        Some(aggs) => {
+            let run = AggRun::new(aggs, limits, tokenizers);
+            Some(run.finish(AggRun::merge(intermediates)?)?)
+        }
+        None => None,
+    };
+    let records = hits
+        .into_iter()
+        .map(|h| match serde_json::from_str(&h.record) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(Error::Internal("a leaf answered a malformed record".into())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SearchResponse {
+        total,
+        hits: records,
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        aggregations,
+        cursor,
+        timed_out,
+    })
+}
+
+/// A hit of [`execute`]: its place in the order, and its record.
+struct ExecutedHit {
+    key: LeafHit,
+    record: Map<String, Value>,
+}
+
+/// The merged outcome of a search over a snapshot's targets.
+struct Executed {
+    total: u64,
+    hits: Vec<ExecutedHit>,
+    intermediates: Option<IntermediateAggregationResults>,
+    agg_run: Option<AggRun>,
+    timed_out: bool,
+}
+
+fn execute(snapshot: &StreamSnapshot, req: &ParsedRequest, limits: &QueryLimits) -> Result<Executed> {
+    let started = Instant::now();
     let deadline = started + req.timeout;
     let query = build_query(snapshot, req)?;
     let format = HitFormat::new(
@@ -130,37 +278,34 @@ pub fn search(
     candidates.truncate(req.limit);
 
     let mut hits = Vec::with_capacity(candidates.len());
-    for &(_, pos, segment, doc) in &candidates {
+    for &((ts_rank, ..), pos, segment, doc) in &candidates {
         let target = targets[pos];
         let stored: TantivyDocument = target
             .searcher
             .doc(DocAddress::new(segment, doc))
             .map_err(|err| internal(&target.id, err))?;
-        hits.push(format.to_json(&stored));
-    }
-    let timed_out = plan.timed_out.load(Ordering::Relaxed);
-    let cursor = match candidates.last() {
-        Some(&((ts_rank, ..), pos, segment, doc)) if !timed_out => Some(
-            Cursor {
+        hits.push(ExecutedHit {
+            key: LeafHit {
                 timestamp: decode_ts(ts_rank, req.sort),
-                target: targets[pos].id.clone(),
+                target: target.id.clone(),
                 segment,
                 doc,
-            }
-            .encode(),
-        ),
-        _ => None,
-    };
-    let aggregations = match &aggs {
-        Some(run) => Some(run.finish(AggRun::merge(intermediates)?)?),
+                record: String::new(),
+            },
+            record: format.to_json(&stored),
+        });
+    }
+    let intermediates = match &aggs {
+        Some(_) => Some(AggRun::merge(intermediates)?),
         None => None,
     };
-    Ok(SearchResponse {
+    let timed_out = plan.timed_out.load(Ordering::Relaxed);
+    drop(plan);
+    Ok(Executed {
         total,
         hits,
-        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        aggregations,
-        cursor,
+        intermediates,
+        agg_run: aggs,
         timed_out,
     })
 }

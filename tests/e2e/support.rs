@@ -44,6 +44,11 @@ impl Server {
     /// `extra_config` must not have a `[collector]` section). Returns once `/health/ready`
     /// answers 200; panics with the server's log if that takes longer than [`START_TIMEOUT`].
     pub fn start(data_dir: &Path, extra_config: &str) -> Server {
+        Server::start_role("standalone", data_dir, extra_config)
+    }
+
+    /// [`Server::start`] for another role (`indexer`, `searcher`).
+    pub fn start_role(role: &str, data_dir: &Path, extra_config: &str) -> Server {
         let n = STARTS.fetch_add(1, Ordering::SeqCst);
         let parent = data_dir.parent().expect("data_dir has a parent");
         let config_path = parent.join(format!("trawl-{n}.toml"));
@@ -62,7 +67,7 @@ impl Server {
             }
         }
         let mut child = command
-            .arg("standalone")
+            .arg(role)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")

@@ -1,0 +1,268 @@
+//! The root of a distributed search: a stateless searcher fans a search out to every indexer
+//! (each answers a leaf search over its own hot index and splits), merges the hits in the global
+//! order and the aggregation intermediate results exactly, and answers the client. An indexer
+//! that fails or does not answer in time makes the answer partial, and the answer says so.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use trawl_model::Timestamp;
+
+use crate::error::Error;
+use crate::request::{QueryLimits, SearchRequest, SortOrder};
+use crate::search::{merge_leaves, LeafResponse};
+
+/// Path of the leaf search every indexer serves.
+pub const LEAF_SEARCH_PATH: &str = "/api/v1/{stream}/_leaf/search";
+
+#[derive(Clone)]
+struct RootState {
+    indexers: Arc<Vec<String>>,
+    limits: QueryLimits,
+    client: reqwest::Client,
+}
+
+/// The routes of the searcher role: `GET|POST /api/v1/{stream}/search` and
+/// `GET /api/v1/streams`, answered by fanning out to `indexers` (base URLs).
+pub fn root_routes(indexers: Vec<String>, limits: QueryLimits) -> Router {
+    let state = RootState {
+        indexers: Arc::new(
+            indexers
+                .into_iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
+        ),
+        limits,
+        client: reqwest::Client::new(),
+    };
+    Router::new()
+        .route("/api/v1/{stream}/search", get(get_search).post(post_search))
+        .route("/api/v1/streams", get(streams))
+        .with_state(state)
+}
+
+async fn get_search(
+    State(state): State<RootState>,
+    Path(stream): Path<String>,
+    query: std::result::Result<Query<SearchRequest>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(request)) if request.aggs.is_some() => Error::InvalidArgument(
+            "`aggs` is accepted in the body of a POST search only".to_string(),
+        )
+        .into_response(),
+        Ok(Query(request)) => fan_out(&state, &stream, request).await,
+        Err(rejection) => {
+            Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
+                .into_response()
+        }
+    }
+}
+
+async fn post_search(
+    State(state): State<RootState>,
+    Path(stream): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(SearchRequest::default())
+    } else {
+        serde_json::from_slice::<SearchRequest>(&body)
+            .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
+    };
+    match request {
+        Ok(request) => fan_out(&state, &stream, request).await,
+        Err(err) => err.into_response(),
+    }
+}
+
+/// What one indexer answered.
+enum LeafOutcome {
+    Answer(LeafResponse),
+    /// A client error (bad query, unknown stream): the same for every indexer, passed on.
+    Refused(StatusCode, Bytes),
+    Failed(String),
+}
+
+async fn fan_out(state: &RootState, stream: &str, request: SearchRequest) -> Response {
+    let started = Instant::now();
+    let aggs = request.aggs.clone();
+    let parsed = match request.parse(Timestamp::now(), &state.limits) {
+        Ok(parsed) => parsed,
+        Err(err) => return err.into_response(),
+    };
+    if state.indexers.is_empty() {
+        return Error::Internal("no indexers are configured (`query.indexers`)".into())
+            .into_response();
+    }
+    // Times resolved once here, so that every leaf searches the same range.
+    let body = json!({
+        "q": parsed.query,
+        "start": parsed.start.map(|t| t.to_rfc3339()),
+        "end": parsed.end.map(|t| t.to_rfc3339()),
+        "limit": parsed.limit,
+        "sort": match parsed.sort { SortOrder::Asc => "asc", SortOrder::Desc => "desc" },
+        "fields": parsed.fields,
+        "search_after": parsed.search_after.as_ref().map(|c| c.encode()),
+        "aggs": aggs,
+        "timeout_ms": u64::try_from(parsed.timeout.as_millis()).unwrap_or(u64::MAX),
+    });
+    let deadline = parsed.timeout + Duration::from_secs(2);
+    let calls = state.indexers.iter().map(|base| {
+        let url = format!("{base}{}", LEAF_SEARCH_PATH.replace("{stream}", stream));
+        let request = state.client.post(url).json(&body).timeout(deadline);
+        async move { (base.clone(), leaf_call(request).await) }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    let mut leaves = Vec::new();
+    let mut failed = Vec::new();
+    for (base, outcome) in outcomes {
+        match outcome {
+            LeafOutcome::Answer(leaf) => leaves.push(leaf),
+            LeafOutcome::Refused(status, body) => {
+                return (
+                    status,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response()
+            }
+            LeafOutcome::Failed(reason) => {
+                tracing::warn!(indexer = %base, %reason, "leaf search failed");
+                failed.push(json!({"indexer": base, "reason": reason}));
+            }
+        }
+    }
+    if leaves.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": "unavailable", "message": "no indexer answered"}, "failed_indexers": failed})),
+        )
+            .into_response();
+    }
+    let limits = state.limits.clone();
+    let merged = tokio::task::spawn_blocking(move || {
+        merge_leaves(
+            leaves,
+            &parsed,
+            &limits,
+            tantivy::tokenizer::TokenizerManager::default(),
+        )
+    })
+    .await;
+    let mut response = match merged {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => return err.into_response(),
+        Err(join) => return Error::Internal(format!("merge failed: {join}")).into_response(),
+    };
+    response.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut value = serde_json::to_value(&response).unwrap_or(Value::Null);
+    if !failed.is_empty() {
+        if let Some(object) = value.as_object_mut() {
+            object.insert("partial".into(), Value::Bool(true));
+            object.insert("failed_indexers".into(), Value::Array(failed));
+            object.remove("cursor");
+        }
+    }
+    Json(value).into_response()
+}
+
+async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(err) => return LeafOutcome::Failed(err.to_string()),
+    };
+    let status = response.status();
+    let body = match response.bytes().await {
+        Ok(b) => b,
+        Err(err) => return LeafOutcome::Failed(err.to_string()),
+    };
+    if status.is_client_error() {
+        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
+        return LeafOutcome::Refused(status, body);
+    }
+    if !status.is_success() {
+        return LeafOutcome::Failed(format!("answered {status}"));
+    }
+    match postcard::from_bytes::<LeafResponse>(&body) {
+        Ok(leaf) => LeafOutcome::Answer(leaf),
+        Err(err) => LeafOutcome::Failed(format!("undecodable answer: {err}")),
+    }
+}
+
+/// Sums the indexers' stream statistics.
+async fn streams(State(state): State<RootState>) -> Response {
+    let calls = state.indexers.iter().map(|base| {
+        let request = state
+            .client
+            .get(format!("{base}/api/v1/streams"))
+            .timeout(state.limits.timeout);
+        async move {
+            let response = request.send().await.ok()?;
+            response.json::<Value>().await.ok()
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut merged: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut failed = 0;
+    for answer in answers {
+        let Some(streams) = answer.as_ref().and_then(|a| a["streams"].as_array()) else {
+            failed += 1;
+            continue;
+        };
+        for s in streams {
+            let Some(name) = s["name"].as_str() else { continue };
+            let entry = merged.entry(name.to_string()).or_insert_with(|| {
+                json!({"name": name, "docs": 0, "bytes": 0, "splits": 0, "min_timestamp": null, "max_timestamp": null})
+            });
+            for key in ["docs", "bytes", "splits"] {
+                let sum = entry[key].as_u64().unwrap_or(0) + s[key].as_u64().unwrap_or(0);
+                entry[key] = json!(sum);
+            }
+            merge_bound(entry, s, "min_timestamp", |a, b| a < b);
+            merge_bound(entry, s, "max_timestamp", |a, b| a > b);
+        }
+    }
+    let mut body = json!({"streams": merged.into_values().collect::<Vec<_>>()});
+    if failed > 0 {
+        body["partial"] = Value::Bool(true);
+    }
+    Json(body).into_response()
+}
+
+/// Keeps the better of two RFC 3339 bounds (compared as instants).
+fn merge_bound(entry: &mut Value, other: &Value, key: &str, better: fn(i64, i64) -> bool) {
+    let parse = |v: &Value| v.as_str().and_then(|t| Timestamp::parse_rfc3339(t).ok());
+    match (parse(&entry[key]), parse(&other[key])) {
+        (None, Some(_)) => entry[key] = other[key].clone(),
+        (Some(a), Some(b)) if better(b.0, a.0) => entry[key] = other[key].clone(),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_merge_by_instant() {
+        let mut entry = json!({"min_timestamp": "2026-11-25T10:00:00.000000000Z"});
+        merge_bound(
+            &mut entry,
+            &json!({"min_timestamp": "2026-11-25T09:00:00.000000000Z"}),
+            "min_timestamp",
+            |a, b| a < b,
+        );
+        assert_eq!(entry["min_timestamp"], "2026-11-25T09:00:00.000000000Z");
+        merge_bound(&mut entry, &json!({"min_timestamp": null}), "min_timestamp", |a, b| a < b);
+        assert_eq!(entry["min_timestamp"], "2026-11-25T09:00:00.000000000Z");
+    }
+}

@@ -1,0 +1,54 @@
+//! The NDJSON encoder: one flat record (the same JSON a search hit is) per line.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tantivy::TantivyDocument;
+
+use crate::error::{Error, Result};
+use crate::export::arrow::Layout;
+use crate::export::Encode;
+
+pub(crate) struct NdjsonEncoder<W: Write> {
+    layout: Arc<Layout>,
+    out: W,
+}
+
+impl<W: Write> NdjsonEncoder<W> {
+    pub(crate) fn new(layout: Arc<Layout>, out: W) -> NdjsonEncoder<W> {
+        NdjsonEncoder { layout, out }
+    }
+
+    fn line(&mut self, record: &Map<String, Value>) -> Result<()> {
+        serde_json::to_writer(&mut self.out, record).map_err(|e| io_error(e.into()))?;
+        self.out.write_all(b"\n").map_err(io_error)
+    }
+}
+
+impl<W: Write> Encode for NdjsonEncoder<W> {
+    fn write_docs(&mut self, docs: &[TantivyDocument]) -> Result<()> {
+        let Some(hits) = self.layout.hits.clone() else {
+            return Err(Error::Internal("no record format for documents".into()));
+        };
+        for doc in docs {
+            self.line(&hits.to_json(doc))?;
+        }
+        self.out.flush().map_err(io_error)
+    }
+
+    fn write_rows(&mut self, rows: &[Map<String, Value>]) -> Result<()> {
+        for row in rows {
+            self.line(row)?;
+        }
+        self.out.flush().map_err(io_error)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.out.flush().map_err(io_error)
+    }
+}
+
+fn io_error(err: std::io::Error) -> Error {
+    Error::Internal(format!("writing ndjson: {err}"))
+}

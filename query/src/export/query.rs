@@ -1,0 +1,91 @@
+//! The tantivy query of an export: the user's query text bounded by the request's time range,
+//! built exactly as a search builds it (same parser settings, same error messages).
+
+use std::ops::Bound;
+
+use tantivy::query::{
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, QueryParserError, RangeQuery,
+    Weight,
+};
+use tantivy::{DateTime, Searcher, TantivyError, Term};
+use trawl_indexer::StreamSnapshot;
+use trawl_model::Timestamp;
+
+use crate::error::{Error, Result};
+use crate::search::TIMESTAMP_FIELD;
+
+/// Parses `text` (the tantivy grammar, AND by default, over the stream's default fields; `*`
+/// matches everything) and adds the time bounds `[start, end)` on the timestamp fast field.
+/// A query that does not parse is an [`Error::InvalidQuery`] saying where it failed.
+pub(crate) fn build_query(
+    snapshot: &StreamSnapshot,
+    text: &str,
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+) -> Result<Box<dyn Query>> {
+    let match_all = text.trim().is_empty() || text.trim() == "*";
+    let user_query: Box<dyn Query> = if match_all {
+        Box::new(AllQuery)
+    } else {
+        parse_user_query(snapshot, text)?
+    };
+    if start.is_none() && end.is_none() {
+        return Ok(user_query);
+    }
+    let field = snapshot.schema.get_field(TIMESTAMP_FIELD).map_err(|_| {
+        Error::Internal(format!(
+            "stream `{}` has no `{TIMESTAMP_FIELD}` field",
+            snapshot.stream
+        ))
+    })?;
+    let term = |ts: Timestamp| Term::from_field_date(field, DateTime::from_timestamp_nanos(ts.0));
+    let lower = start.map_or(Bound::Unbounded, |s| Bound::Included(term(s)));
+    let upper = end.map_or(Bound::Unbounded, |e| Bound::Excluded(term(e)));
+    let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
+    if match_all {
+        return Ok(range);
+    }
+    Ok(Box::new(BooleanQuery::new(vec![
+        (Occur::Must, user_query),
+        (Occur::Must, range),
+    ])))
+}
+
+fn parse_user_query(snapshot: &StreamSnapshot, text: &str) -> Result<Box<dyn Query>> {
+    let mut parser = QueryParser::new(
+        snapshot.schema.clone(),
+        snapshot.default_fields.clone(),
+        snapshot.tokenizers.clone(),
+    );
+    parser.set_conjunction_by_default();
+    parser.parse_query(text).map_err(|err| match err {
+        QueryParserError::SyntaxError(_) => {
+            // The strict parser only says that it failed; the lenient one says where.
+            let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
+            match errors.first() {
+                Some(first) => Error::InvalidQuery(format!(
+                    "syntax error at position {}: {}",
+                    first.pos, first.message
+                )),
+                None => Error::InvalidQuery(format!("syntax error in `{text}`")),
+            }
+        }
+        other => Error::InvalidQuery(other.to_string()),
+    })
+}
+
+/// The query's weight on one target, scoring disabled. A query that does not fit the schema
+/// is an [`Error::InvalidQuery`].
+pub(crate) fn weight(query: &dyn Query, searcher: &Searcher, target: &str) -> Result<Box<dyn Weight>> {
+    query
+        .weight(EnableScoring::disabled_from_searcher(searcher))
+        .map_err(|err| match err {
+            TantivyError::InvalidArgument(message) | TantivyError::SchemaError(message) => {
+                Error::InvalidQuery(message)
+            }
+            TantivyError::FieldNotFound(field) => {
+                Error::InvalidQuery(format!("field `{field}` does not exist"))
+            }
+            other => Error::Internal(format!("searching target `{target}`: {other}")),
+        })
+}

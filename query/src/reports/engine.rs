@@ -1,0 +1,465 @@
+//! What every report shares: one aggregation pass over the audit stream's fast fields (through
+//! the search path, so targets are visited in parallel and merged), the grouping of documents
+//! by several keys with their count and first and last times, rows, their order, and the
+//! drill-down query of each row.
+
+use std::cell::Cell;
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+use trawl_indexer::StreamSnapshot;
+use trawl_model::Timestamp;
+
+use super::filter::{eq, join};
+use super::{ReportRequest, ReportSettings};
+use crate::error::{Error, Result};
+use crate::request::{ParsedRequest, QueryLimits, SortOrder};
+use crate::search::{search, TIMESTAMP_FIELD};
+
+/// The value a missing integer key takes in a group (no real `status_code` is negative).
+const MISSING_INT: i64 = -1;
+
+/// Everything a report runs with.
+pub(crate) struct Ctx<'a> {
+    pub snapshot: &'a StreamSnapshot,
+    pub request: &'a ReportRequest,
+    pub settings: &'a ReportSettings,
+    pub limits: &'a QueryLimits,
+    timed_out: Cell<bool>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        snapshot: &'a StreamSnapshot,
+        request: &'a ReportRequest,
+        settings: &'a ReportSettings,
+        limits: &'a QueryLimits,
+    ) -> Ctx<'a> {
+        Ctx {
+            snapshot,
+            request,
+            settings,
+            limits,
+            timed_out: Cell::new(false),
+        }
+    }
+
+    /// Whether some aggregation ran out of time (its answer covers only part of the targets).
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.get()
+    }
+
+    /// The report's filter with the client's `q`: the query string of the aggregation, and
+    /// the start of every row's query.
+    pub fn filter(&self, base: &[String]) -> Vec<String> {
+        let mut clauses = base.to_vec();
+        if let Some(q) = &self.request.q {
+            clauses.push(format!("({q})"));
+        }
+        clauses
+    }
+
+    /// Runs `aggs` (Elasticsearch syntax) over the documents of `[start, end)` matching the
+    /// clauses; answers the aggregations' JSON.
+    pub fn aggregate(&self, clauses: &[String], aggs: Value) -> Result<Value> {
+        let mut req = ParsedRequest::new(join(clauses), self.limits);
+        req.start = self.request.start;
+        req.end = self.request.end;
+        req.limit = 0;
+        req.sort = SortOrder::Desc;
+        req.aggs = Some(crate::aggs::parse_aggs(aggs)?);
+        let answer = search(self.snapshot, &req, self.limits)?;
+        if answer.timed_out {
+            self.timed_out.set(true);
+        }
+        Ok(answer.aggregations.unwrap_or(Value::Null))
+    }
+
+    /// The most groups a report enumerates. Groups are enumerated exhaustively so that every
+    /// row is exact; a report with more groups is refused as too expensive.
+    pub fn group_cap(&self) -> u32 {
+        self.limits.aggregation_bucket_limit
+    }
+
+    /// Groups the documents matching `clauses` by `keys`, with their count, first and last
+    /// times and the results of `extra` sub-aggregations (kept in [`Group::bucket`]).
+    pub fn groups(&self, clauses: &[String], keys: &[Key], extra: Value) -> Result<Vec<Group>> {
+        let mut sub = Map::new();
+        sub.insert("first".into(), json!({"min": {"field": TIMESTAMP_FIELD}}));
+        sub.insert("last".into(), json!({"max": {"field": TIMESTAMP_FIELD}}));
+        if let Value::Object(extra) = extra {
+            sub.extend(extra);
+        }
+        let aggs = json!({"groups": {"multi_terms": self.multi_terms(keys), "aggs": sub}});
+        let result = self.aggregate(clauses, aggs)?;
+        self.parse_groups(&result["groups"], keys)
+    }
+
+    /// A `multi_terms` aggregation over `keys` that enumerates every combination (missing
+    /// values included, as the empty string or [`MISSING_INT`]).
+    pub fn multi_terms(&self, keys: &[Key]) -> Value {
+        let terms: Vec<Value> = keys
+            .iter()
+            .map(|key| match key {
+                Key::Str(field) => json!({"field": field, "missing": ""}),
+                Key::Int(field) => json!({"field": field, "missing": MISSING_INT}),
+            })
+            .collect();
+        json!({
+            "terms": terms,
+            "size": self.group_cap(),
+            "segment_size": self.group_cap(),
+            "show_term_doc_count_error": false,
+        })
+    }
+
+    /// Reads the buckets of a [`Ctx::multi_terms`] result.
+    pub fn parse_groups(&self, result: &Value, keys: &[Key]) -> Result<Vec<Group>> {
+        check_complete(result, self.group_cap())?;
+        let Some(buckets) = result["buckets"].as_array() else {
+            return Ok(Vec::new());
+        };
+        buckets
+            .iter()
+            .map(|bucket| Group::from_bucket(bucket, keys))
+            .collect()
+    }
+}
+
+/// Refuses a bucket aggregation that did not enumerate every group.
+pub(crate) fn check_complete(result: &Value, cap: u32) -> Result<()> {
+    if result["sum_other_doc_count"].as_u64().unwrap_or(0) > 0 {
+        return Err(Error::TooExpensive(format!(
+            "the report has more than {cap} groups: narrow the time range or add a `q` filter"
+        )));
+    }
+    Ok(())
+}
+
+/// A grouping key: a keyword or an integer fast field.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Key {
+    Str(&'static str),
+    Int(&'static str),
+}
+
+impl Key {
+    fn field(self) -> &'static str {
+        match self {
+            Key::Str(field) | Key::Int(field) => field,
+        }
+    }
+}
+
+/// `user` and `impersonated_user`: the keys of every report that groups by user.
+pub(crate) const USER_KEYS: [Key; 2] = [Key::Str("user"), Key::Str("impersonated_user")];
+
+/// The value of one key in one group.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum KeyValue {
+    /// A keyword; empty when the documents do not have the field.
+    Str(String),
+    /// An integer; `None` when the documents do not have the field.
+    Int(Option<i64>),
+}
+
+/// The documents sharing one combination of key values.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub values: Vec<(Key, KeyValue)>,
+    pub count: u64,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// The group's bucket, for its extra sub-aggregations.
+    pub bucket: Value,
+}
+
+impl Group {
+    fn from_bucket(bucket: &Value, keys: &[Key]) -> Result<Group> {
+        let malformed = || Error::Internal(format!("malformed multi_terms bucket: {bucket}"));
+        let raw = bucket["key"].as_array().ok_or_else(malformed)?;
+        if raw.len() != keys.len() {
+            return Err(malformed());
+        }
+        let values = keys
+            .iter()
+            .zip(raw)
+            .map(|(key, value)| {
+                let value = match key {
+                    Key::Str(_) => KeyValue::Str(match value {
+                        Value::String(text) => text.clone(),
+                        // A keyword field holds strings only; anything else is its text form.
+                        other => other.to_string(),
+                    }),
+                    Key::Int(_) => KeyValue::Int(
+                        value
+                            .as_i64()
+                            .or_else(|| value.as_f64().map(|f| f as i64))
+                            .filter(|n| *n != MISSING_INT),
+                    ),
+                };
+                (*key, value)
+            })
+            .collect();
+        Ok(Group {
+            values,
+            count: bucket["doc_count"].as_u64().ok_or_else(malformed)?,
+            first: timestamp_metric(&bucket["first"]),
+            last: timestamp_metric(&bucket["last"]),
+            bucket: bucket.clone(),
+        })
+    }
+
+    /// The keyword value of `field` ("" when absent or not a key).
+    pub fn str(&self, field: &str) -> &str {
+        self.values
+            .iter()
+            .find_map(|(key, value)| match value {
+                KeyValue::Str(text) if key.field() == field => Some(text.as_str()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// The integer value of `field`.
+    pub fn int(&self, field: &str) -> Option<i64> {
+        self.values.iter().find_map(|(key, value)| match value {
+            KeyValue::Int(n) if key.field() == field => *n,
+            _ => None,
+        })
+    }
+}
+
+/// A `min`/`max` of the timestamp field, in nanoseconds.
+///
+/// Metric aggregations compute in `f64`, exact to ±128 ns at today's epoch; the value is
+/// rounded to the microsecond, which recovers exactly the API server's audit timestamps (they
+/// have microsecond precision).
+pub(crate) fn timestamp_metric(metric: &Value) -> Option<i64> {
+    let nanos = metric["value"].as_f64().filter(|v| v.is_finite())?;
+    Some(((nanos / 1_000.0).round() as i64).saturating_mul(1_000))
+}
+
+/// How rows are ordered before `limit` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// [`Row::priority`] first, then the largest count, then the query text.
+    ByCount,
+    /// Oldest [`Row::time`] first.
+    ByTime,
+}
+
+/// One row of a report before rendering.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Row {
+    /// Group keys and report-specific columns.
+    pub columns: Vec<(&'static str, Value)>,
+    /// Columns that add up when rows with the same query fold into one.
+    pub sums: Vec<(&'static str, u64)>,
+    pub count: u64,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// What selects the row's events within the report's filter.
+    pub clauses: Vec<String>,
+    /// Rows of a smaller priority come first ([`Order::ByCount`]).
+    pub priority: u8,
+    /// The row's time ([`Order::ByTime`]).
+    pub time: i64,
+}
+
+impl Row {
+    /// A row counting the group's events, without columns yet.
+    pub fn of(group: &Group) -> Row {
+        Row {
+            count: group.count,
+            first: group.first,
+            last: group.last,
+            ..Row::default()
+        }
+    }
+
+    /// Adds a keyword key of the group as a column, and its clause.
+    pub fn key(mut self, group: &Group, field: &'static str) -> Row {
+        let value = group.str(field);
+        self.clauses.push(eq(field, value));
+        self.columns.push((field, Value::String(value.to_string())));
+        self
+    }
+
+    /// Adds `user` and, when the requests impersonated someone, `impersonated_user`.
+    pub fn user(mut self, group: &Group) -> Row {
+        self = self.key(group, "user");
+        let impersonated = group.str("impersonated_user");
+        self.clauses.push(eq("impersonated_user", impersonated));
+        if !impersonated.is_empty() {
+            self.columns
+                .push(("impersonated_user", Value::String(impersonated.to_string())));
+        }
+        self
+    }
+
+    /// Adds a column that is not a key.
+    pub fn column(mut self, name: &'static str, value: Value) -> Row {
+        self.columns.push((name, value));
+        self
+    }
+
+    /// Adds a clause that is not a column.
+    pub fn clause(mut self, clause: String) -> Row {
+        self.clauses.push(clause);
+        self
+    }
+
+    /// Adds a column summed when rows fold.
+    pub fn sum(mut self, name: &'static str, value: u64) -> Row {
+        self.sums.push((name, value));
+        self
+    }
+
+    fn absorb(&mut self, other: Row) {
+        self.count += other.count;
+        self.first = min_opt(self.first, other.first);
+        self.last = max_opt(self.last, other.last);
+        for (name, value) in other.sums {
+            match self.sums.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, total)) => *total += value,
+                None => self.sums.push((name, value)),
+            }
+        }
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Merges rows that select the same events (the same clauses): groups finer than the report's
+/// rows, such as a status code folded into an outcome, become one row.
+pub(crate) fn fold(rows: Vec<Row>) -> Vec<Row> {
+    let mut merged: Vec<Row> = Vec::with_capacity(rows.len());
+    let mut index: HashMap<Vec<String>, usize> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        match index.get(&row.clauses) {
+            Some(&at) => merged[at].absorb(row),
+            None => {
+                index.insert(row.clauses.clone(), merged.len());
+                merged.push(row);
+            }
+        }
+    }
+    merged
+}
+
+/// Orders the rows, keeps `limit` and renders each as a flat JSON object: its columns,
+/// `count`, the summed columns, `first_seen`, `last_seen` (RFC 3339, `null` for an empty time
+/// bucket) and `query` (the report's `filter` and the row's clauses).
+pub(crate) fn render(
+    filter: &[String],
+    mut rows: Vec<Row>,
+    order: Order,
+    limit: usize,
+) -> Vec<Map<String, Value>> {
+    let query_of = |row: &Row| {
+        let mut clauses = filter.to_vec();
+        clauses.extend(row.clauses.iter().cloned());
+        join(&clauses)
+    };
+    let mut keyed: Vec<(String, Row)> = rows.drain(..).map(|r| (query_of(&r), r)).collect();
+    match order {
+        Order::ByCount => keyed.sort_by(|(qa, a), (qb, b)| {
+            (a.priority, Reverse(a.count), qa).cmp(&(b.priority, Reverse(b.count), qb))
+        }),
+        Order::ByTime => keyed.sort_by(|(qa, a), (qb, b)| (a.time, qa).cmp(&(b.time, qb))),
+    }
+    keyed.truncate(limit);
+    keyed
+        .into_iter()
+        .map(|(query, row)| {
+            let mut out = Map::new();
+            for (name, value) in row.columns {
+                out.insert(name.to_string(), value);
+            }
+            out.insert("count".into(), json!(row.count));
+            for (name, value) in row.sums {
+                out.insert(name.to_string(), json!(value));
+            }
+            let time = |t: Option<i64>| t.map_or(Value::Null, |t| json!(Timestamp(t).to_rfc3339()));
+            out.insert("first_seen".into(), time(row.first));
+            out.insert("last_seen".into(), time(row.last));
+            out.insert("query".into(), Value::String(query));
+            out
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_timestamps_are_rounded_to_the_microsecond() {
+        let exact = 1_700_000_060_123_456_000i64;
+        assert_eq!(
+            timestamp_metric(&json!({"value": exact as f64})),
+            Some(exact)
+        );
+        assert_eq!(timestamp_metric(&json!({"value": null})), None);
+        assert_eq!(timestamp_metric(&json!({})), None);
+    }
+
+    #[test]
+    fn folding_sums_counts_and_widens_times() {
+        let row = |count, first, last, errors| Row {
+            count,
+            first: Some(first),
+            last: Some(last),
+            clauses: vec!["user:\"a\"".into()],
+            sums: vec![("errors", errors)],
+            ..Row::default()
+        };
+        let other = Row {
+            clauses: vec!["user:\"b\"".into()],
+            count: 1,
+            ..Row::default()
+        };
+        let folded = fold(vec![row(2, 10, 20, 0), other, row(3, 5, 15, 3)]);
+        assert_eq!(folded.len(), 2);
+        assert_eq!(folded[0].count, 5);
+        assert_eq!((folded[0].first, folded[0].last), (Some(5), Some(20)));
+        assert_eq!(folded[0].sums, vec![("errors", 3)]);
+    }
+
+    #[test]
+    fn rendering_orders_and_limits() {
+        let row = |user: &str, count, priority| Row {
+            columns: vec![("user", json!(user))],
+            clauses: vec![eq("user", user)],
+            count,
+            priority,
+            ..Row::default()
+        };
+        let rows = vec![
+            row("a", 1, 0),
+            row("b", 5, 1),
+            row("c", 3, 0),
+            row("d", 3, 0),
+        ];
+        let out = render(&["x:1".to_string()], rows, Order::ByCount, 3);
+        let users: Vec<&str> = out.iter().map(|r| r["user"].as_str().unwrap()).collect();
+        assert_eq!(users, ["c", "d", "a"]);
+        assert_eq!(out[0]["query"], json!("x:1 user:\"c\""));
+        assert_eq!(out[0]["count"], json!(3));
+        assert_eq!(out[0]["first_seen"], Value::Null);
+    }
+}
