@@ -2,6 +2,8 @@
 //! to the roles; the work lives in the library crates.
 
 mod client;
+#[cfg(all(feature = "collector", feature = "indexer"))]
+mod demo;
 mod server;
 
 use std::collections::BTreeMap;
@@ -13,7 +15,11 @@ use clap::{Args, Parser, Subcommand};
 use trawl_config::Config;
 
 #[derive(Parser)]
-#[command(name = "trawl", version, about = "Log and audit aggregation for Kubernetes")]
+#[command(
+    name = "trawl",
+    version,
+    about = "Log and audit aggregation for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -70,7 +70,13 @@ struct Shared {
 
 /// Runs the roles until SIGTERM or Ctrl-C, then shuts down cleanly: the listener stops, the
 /// indexer drains its WAL queue and commits.
-pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
+    #[cfg(all(feature = "collector", feature = "indexer"))]
+    if roles.demo {
+        // The demo's pods write under the data directory, and the collector tails them there.
+        config.collector.pods_dir = crate::demo::pods_dir(&config);
+        config.collector.enabled = true;
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -99,14 +105,41 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             .with_state(()),
         );
     }
-    let _ = (&roles.collector, &roles.demo, &roles.searcher);
+    #[cfg(feature = "collector")]
+    let collector = if roles.collector && config.collector.enabled {
+        // In standalone the collector ships to this very server, at the port actually bound.
+        let url = if config.collector.indexer_url.is_empty() {
+            format!("http://{addr}")
+        } else {
+            config.collector.indexer_url.clone()
+        };
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let handle = trawl_collector::Collector::start(&config, url, rx)
+            .await
+            .context("starting the collector")?;
+        handle.register_metrics(&mut registry);
+        router = router.merge(handle.webhook_router().with_state(()));
+        Some((handle, _tx))
+    } else {
+        None
+    };
+    #[cfg(not(feature = "collector"))]
+    let collector: Option<()> = None;
+    if roles.demo {
+        #[cfg(all(feature = "collector", feature = "indexer"))]
+        crate::demo::start(&config, addr).context("starting the demo cluster")?;
+    }
+    let _ = &roles.searcher;
 
     let shared = Shared {
         registry: Arc::new(Mutex::new(registry)),
         ready,
     };
     let router = router
-        .route("/health/live", get(|| async { axum::Json(serde_json::json!({"status": "live"})) }))
+        .route(
+            "/health/live",
+            get(|| async { axum::Json(serde_json::json!({"status": "live"})) }),
+        )
         .route("/health/ready", get(ready_handler))
         .route("/metrics", get(metrics_handler))
         .with_state(shared)
@@ -116,7 +149,16 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     println!("trawl listening on http://{addr}");
     tracing::info!(%addr, "listening");
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // The collector stops first, while the indexer still takes its last batches.
+            #[cfg(feature = "collector")]
+            if let Some((handle, _tx)) = collector {
+                handle.shutdown().await;
+            }
+            #[cfg(not(feature = "collector"))]
+            let _ = collector;
+        })
         .await
         .context("serving HTTP")?;
 
@@ -136,9 +178,10 @@ async fn start_indexer(
     let metrics = Arc::new(trawl_indexer::Metrics::default());
     metrics.register(registry);
     let settings = trawl_indexer::IndexerSettings::from_config(config);
-    let indexer = tokio::task::spawn_blocking(move || trawl_indexer::Indexer::open(settings, metrics))
-        .await?
-        .context("opening the indexer")?;
+    let indexer =
+        tokio::task::spawn_blocking(move || trawl_indexer::Indexer::open(settings, metrics))
+            .await?
+            .context("opening the indexer")?;
     let mut routes: Router = trawl_indexer::http::routes(indexer.clone());
     #[cfg(feature = "query")]
     {
@@ -172,7 +215,11 @@ mod query {
         }
     }
 
-    pub fn routes(indexer: Indexer, config: &trawl_config::Config, registry: &mut Registry) -> axum::Router {
+    pub fn routes(
+        indexer: Indexer,
+        config: &trawl_config::Config,
+        registry: &mut Registry,
+    ) -> axum::Router {
         let searches = Counter::<u64>::default();
         let latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let r = registry.sub_registry_with_prefix("trawl_query");
@@ -194,25 +241,37 @@ mod query {
     }
 }
 
-async fn ready_handler(axum::extract::State(shared): axum::extract::State<Shared>) -> impl IntoResponse {
+async fn ready_handler(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+) -> impl IntoResponse {
     if (shared.ready)() {
-        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"error": {"code": "unavailable", "message": "replaying the write-ahead log"}})),
+            axum::Json(
+                serde_json::json!({"error": {"code": "unavailable", "message": "replaying the write-ahead log"}}),
+            ),
         )
     }
 }
 
-async fn metrics_handler(axum::extract::State(shared): axum::extract::State<Shared>) -> impl IntoResponse {
+async fn metrics_handler(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+) -> impl IntoResponse {
     let mut text = String::new();
     let registry = shared.registry.lock().unwrap_or_else(|p| p.into_inner());
     if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, String::new()).into_response();
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response()

@@ -111,7 +111,15 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 params.push(("fields", fields.clone()));
             }
             if let Some(sort) = args.sort {
-                params.push(("sort", if sort == ExportSort::Asc { "asc" } else { "desc" }.into()));
+                params.push((
+                    "sort",
+                    if sort == ExportSort::Asc {
+                        "asc"
+                    } else {
+                        "desc"
+                    }
+                    .into(),
+                ));
             }
             if let Some(limit) = args.limit {
                 params.push(("limit", limit.to_string()));
@@ -124,8 +132,8 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let (mut sink, part): (Box<dyn Write>, Option<PathBuf>) = match to_file {
         Some(target) => {
             let part = part_path(target);
-            let file = File::create(&part)
-                .with_context(|| format!("creating {}", part.display()))?;
+            let file =
+                File::create(&part).with_context(|| format!("creating {}", part.display()))?;
             (Box::new(std::io::BufWriter::new(file)), Some(part))
         }
         None => (Box::new(std::io::stdout().lock()), None),

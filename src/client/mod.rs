@@ -117,7 +117,10 @@ impl Connection {
     /// Sends `request` and returns the response if its status is a success; otherwise an
     /// error that says what to do.
     pub async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
-        let response = request.send().await.map_err(|err| self.transport_error(&err))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|err| self.transport_error(&err))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -127,10 +130,12 @@ impl Connection {
     /// Sends `request` and parses the JSON answer.
     pub async fn json(&self, request: RequestBuilder) -> anyhow::Result<Value> {
         let response = self.send(request).await?;
-        response
-            .json()
-            .await
-            .map_err(|err| anyhow!("the server at {} sent an unreadable answer: {err}", self.base))
+        response.json().await.map_err(|err| {
+            anyhow!(
+                "the server at {} sent an unreadable answer: {err}",
+                self.base
+            )
+        })
     }
 
     /// Describes a failure to talk to the server.
@@ -208,14 +213,19 @@ mod tests {
         };
         assert_eq!(
             args.params().unwrap(),
-            vec![("start", "now-15m".to_string()), ("end", "now-1m".to_string())]
+            vec![
+                ("start", "now-15m".to_string()),
+                ("end", "now-1m".to_string())
+            ]
         );
     }
 
     #[test]
     fn error_bodies() {
         assert_eq!(
-            error_detail(r#"{"error": {"code": "invalid_query", "message": "syntax error at position 3"}}"#),
+            error_detail(
+                r#"{"error": {"code": "invalid_query", "message": "syntax error at position 3"}}"#
+            ),
             Some("invalid_query: syntax error at position 3".to_string())
         );
         assert_eq!(error_detail("<html>"), None);

@@ -247,8 +247,13 @@ mod tests {
 
     #[test]
     fn columns_by_stream() {
-        let hits = vec![map(json!({"timestamp": "t", "pod": "p", "message": "m", "offset": 1}))];
-        assert_eq!(default_columns("logs", &hits), ["timestamp", "pod", "message"]);
+        let hits = vec![map(
+            json!({"timestamp": "t", "pod": "p", "message": "m", "offset": 1}),
+        )];
+        assert_eq!(
+            default_columns("logs", &hits),
+            ["timestamp", "pod", "message"]
+        );
         assert_eq!(
             default_columns("custom", &hits),
             ["timestamp", "message", "offset", "pod"]

@@ -101,11 +101,13 @@ mod tests {
 
     #[test]
     fn keys_first_then_counts() {
-        let rows = vec![json!({"query": "user:a", "count": 3, "user": "a", "last_seen": "t",
+        let rows = vec![
+            json!({"query": "user:a", "count": 3, "user": "a", "last_seen": "t",
                                "first_seen": "t", "verb": "get"})
-        .as_object()
-        .cloned()
-        .unwrap()];
+            .as_object()
+            .cloned()
+            .unwrap(),
+        ];
         assert_eq!(
             report_columns(&rows),
             ["user", "verb", "count", "first_seen", "last_seen", "query"]

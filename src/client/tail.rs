@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn sse_events_split_anywhere() {
-        let stream = b": keep-alive\n\ndata: {\"a\":1}\n\nevent: error\r\ndata: {\"error\":{}}\r\n\r\n";
+        let stream =
+            b": keep-alive\n\ndata: {\"a\":1}\n\nevent: error\r\ndata: {\"error\":{}}\r\n\r\n";
         for split in 0..stream.len() {
             let mut parser = SseParser::default();
             let mut events = parser.push(&stream[..split]);
