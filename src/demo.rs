@@ -192,7 +192,7 @@ fn write_record(root: &Path, pod: &mut Pod, rng: &mut Rng, ts: i64) -> std::io::
     }
     file.write_all(out.as_bytes())?;
     pod.lines += 1;
-    if pod.lines % ROTATE_LINES == 0 {
+    if pod.lines.is_multiple_of(ROTATE_LINES) {
         // Rename rotation, as the kubelet does; now and then the container restarts instead.
         let rotated = pod.dir(root).join(format!(
             "{}.log.{}",

@@ -233,11 +233,47 @@ mod query {
             searches.inc();
             latency.observe(o.elapsed.as_secs_f64());
         });
+        let limits = QueryLimits::from_config(&config.query);
+        // Open tails never end by themselves: they must stop when shutdown starts, or the
+        // graceful shutdown would wait for them forever.
+        let (stop_tails, tails_stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            super::shutdown_signal().await;
+            let _ = stop_tails.send(true);
+        });
         trawl_query::routes_with_observer(
-            Arc::new(LocalSource(indexer)),
-            QueryLimits::from_config(&config.query),
+            Arc::new(LocalSource(indexer.clone())),
+            limits.clone(),
             observer,
         )
+        .merge(trawl_query::export::routes(
+            Arc::new(LocalSource(indexer.clone())),
+            limits.clone(),
+        ))
+        .merge(trawl_query::tail::routes(
+            Arc::new(LocalTail(indexer)),
+            limits,
+            tails_stopped,
+        ))
+    }
+
+    /// Live tail from this process's ingest path.
+    pub struct LocalTail(pub Indexer);
+
+    impl trawl_query::tail::TailSource for LocalTail {
+        fn subscribe(
+            &self,
+            stream: &str,
+        ) -> Result<
+            tokio::sync::broadcast::Receiver<Arc<trawl_indexer::TailBatch>>,
+            trawl_indexer::Error,
+        > {
+            self.0.subscribe(stream)
+        }
+
+        fn empty_snapshot(&self, stream: &str) -> Result<StreamSnapshot, trawl_indexer::Error> {
+            self.0.empty_snapshot(stream)
+        }
     }
 }
 

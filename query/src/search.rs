@@ -216,7 +216,11 @@ struct Executed {
     timed_out: bool,
 }
 
-fn execute(snapshot: &StreamSnapshot, req: &ParsedRequest, limits: &QueryLimits) -> Result<Executed> {
+fn execute(
+    snapshot: &StreamSnapshot,
+    req: &ParsedRequest,
+    limits: &QueryLimits,
+) -> Result<Executed> {
     let started = Instant::now();
     let deadline = started + req.timeout;
     let query = build_query(snapshot, req)?;
@@ -300,7 +304,6 @@ fn execute(snapshot: &StreamSnapshot, req: &ParsedRequest, limits: &QueryLimits)
         None => None,
     };
     let timed_out = plan.timed_out.load(Ordering::Relaxed);
-    drop(plan);
     Ok(Executed {
         total,
         hits,
