@@ -14,17 +14,28 @@
 //! - `bad_input` — malformed and non-UTF-8 lines, unknown stream, oversized and bomb bodies,
 //!   truncated zstd, unsupported encoding, unparsable query: exact statuses and the server
 //!   stays up with the good lines searchable.
+//! - `collector` — real `trawl collector` and `trawl indexer` processes: pod logs rotated by
+//!   rename and copytruncate, the collector SIGKILLed and restarted, the indexer down for a
+//!   while; every line indexed exactly once and whole.
 //! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
 //!   hit order and aggregations equal what one index would answer; an indexer down makes the
 //!   answer partial and says so.
+//! - `export_tail` — a live-tail client connected before an ingest receives exactly the
+//!   matching records; exports in every format hold exactly the matching records (sorted in
+//!   hit order when asked); the `trawl search` and `trawl export` client commands, and their
+//!   error messages.
 
 #[path = "e2e/support.rs"]
 mod support;
 
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/collector.rs"]
+mod collector;
 #[path = "e2e/distributed.rs"]
 mod distributed;
+#[path = "e2e/export_tail.rs"]
+mod export_tail;
 #[path = "e2e/merge.rs"]
 mod merge;
 #[path = "e2e/skeleton.rs"]

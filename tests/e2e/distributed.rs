@@ -11,7 +11,8 @@ fn searcher_merges_two_indexers_exactly_and_reports_partial_answers() {
     let b = Server::start_role("indexer", &dir.path().join("b"), "");
     // Interleaved records: even numbers on one indexer, odd on the other.
     let (even, odd): (Vec<u64>, Vec<u64>) = (0..400).partition(|i| i % 2 == 0);
-    let lines = |ids: &[u64]| -> Vec<String> { ids.iter().map(|&i| gen::line(i, "dist")).collect() };
+    let lines =
+        |ids: &[u64]| -> Vec<String> { ids.iter().map(|&i| gen::line(i, "dist")).collect() };
     assert_eq!(a.ingest_zstd("logs", &lines(&even))["accepted"], 200);
     assert_eq!(b.ingest_zstd("logs", &lines(&odd))["accepted"], 200);
     a.wait_total("*", 200);
@@ -68,7 +69,12 @@ fn searcher_merges_two_indexers_exactly_and_reports_partial_answers() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["key"].as_str().unwrap().to_string(), b["doc_count"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap().to_string(),
+                b["doc_count"].as_u64().unwrap(),
+            )
+        })
         .collect();
     buckets.sort();
     let mut expected: std::collections::BTreeMap<String, u64> = Default::default();

@@ -49,15 +49,25 @@ impl Server {
 
     /// [`Server::start`] for another role (`indexer`, `searcher`).
     pub fn start_role(role: &str, data_dir: &Path, extra_config: &str) -> Server {
+        Server::start_with_config(
+            role,
+            data_dir,
+            &format!("{extra_config}\n\n[collector]\nenabled = false\n"),
+        )
+    }
+
+    /// Starts `trawl <role>` with exactly `config` as its configuration file.
+    pub fn start_with_config(role: &str, data_dir: &Path, config: &str) -> Server {
+        Server::start_listening(role, data_dir, config, "127.0.0.1:0")
+    }
+
+    /// Starts `trawl <role>` on a given address (to restart a server on the same port).
+    pub fn start_listening(role: &str, data_dir: &Path, config: &str, listen: &str) -> Server {
         let n = STARTS.fetch_add(1, Ordering::SeqCst);
         let parent = data_dir.parent().expect("data_dir has a parent");
         let config_path = parent.join(format!("trawl-{n}.toml"));
         let log_path = parent.join(format!("trawl-{n}.log"));
-        fs::write(
-            &config_path,
-            format!("{extra_config}\n\n[collector]\nenabled = false\n"),
-        )
-        .unwrap();
+        fs::write(&config_path, config).unwrap();
         let log = fs::File::create(&log_path).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_trawl"));
         // The developer's own TRAWL_* settings must not change what a test runs.
@@ -69,7 +79,7 @@ impl Server {
         let mut child = command
             .arg(role)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--config")
