@@ -250,6 +250,11 @@ mod query {
             Arc::new(LocalSource(indexer.clone())),
             limits.clone(),
         ))
+        .merge(trawl_query::reports::routes(
+            Arc::new(LocalSource(indexer.clone())),
+            trawl_query::reports::ReportSettings::from_config(&config.query),
+            limits.clone(),
+        ))
         .merge(trawl_query::tail::routes(
             Arc::new(LocalTail(indexer)),
             limits,

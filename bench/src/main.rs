@@ -1,1 +1,201 @@
-fn main() {}
+//! `trawl-bench`: parses arguments and runs a scenario or writes a corpus.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use trawl_bench::corpus::{self, audit::AuditGenerator, logs::LogGenerator, LineSource};
+use trawl_bench::scenarios::{self, Ctx};
+use trawl_bench::{proc, report, Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "trawl-bench",
+    about = "Trawl benchmarks: each scenario prints one line per metric"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// NDJSON over HTTP into a fresh indexer until searchable, beside raw tantivy.
+    Index(Common),
+    /// Ingest→searchable p50/p99 under a steady rate.
+    Latency(Common),
+    /// A fixed query set over N documents: p50/p99.
+    Search(Common),
+    /// Every audit report over N audit events: p50/p99.
+    Audit(Common),
+    /// Arrow and Parquet export: rows/s and memory growth.
+    Export(Common),
+    /// CRI files → collector → indexer, with 10 and 1,000 files.
+    Collect(Common),
+    /// Every scenario in turn (use with --quick).
+    All(Common),
+    /// Writes a corpus: flat `logs` NDJSON, raw audit Event NDJSON, or CRI files.
+    Generate(Generate),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Small data and fewer runs (the whole suite in about three minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Corpus size in MB (index, collect) or rate in MB/s (latency).
+    #[arg(long)]
+    size_mb: Option<u64>,
+    /// Documents for search, audit and export.
+    #[arg(long)]
+    docs: Option<u64>,
+    /// Timed runs per query or report.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Corpus seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Concurrent ingest requests.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Logs,
+    Audit,
+    Cri,
+}
+
+#[derive(Args)]
+struct Generate {
+    /// What to write.
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// Output file (NDJSON; `-` for stdout) or directory (cri).
+    #[arg(long)]
+    out: PathBuf,
+    /// Size in MB.
+    #[arg(long, default_value_t = 10)]
+    size_mb: u64,
+    /// Pods (one file each for cri).
+    #[arg(long, default_value_t = 100)]
+    pods: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(g) => generate(&g),
+        Command::Index(c) => with_ctx(&c, scenarios::index::run),
+        Command::Latency(c) => with_ctx(&c, scenarios::latency::run),
+        Command::Search(c) => with_ctx(&c, scenarios::search::run),
+        Command::Audit(c) => with_ctx(&c, scenarios::audit::run),
+        Command::Export(c) => with_ctx(&c, scenarios::export::run),
+        Command::Collect(c) => with_ctx(&c, scenarios::collect::run),
+        Command::All(c) => with_ctx(&c, all),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn with_ctx(c: &Common, f: impl FnOnce(&Ctx) -> Result<()>) -> Result<()> {
+    let ctx = Ctx {
+        quick: c.quick,
+        size_mb: c.size_mb,
+        docs: c.docs,
+        runs: c.runs,
+        seed: c.seed,
+        concurrency: c.concurrency.max(1),
+        bin: proc::trawl_binary()?,
+    };
+    // Other work on the machine skews every figure: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    report::info("bench", "loadavg_at_start", load.trim());
+    let result = f(&ctx);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    report::info("bench", "loadavg_at_end", load.trim());
+    result
+}
+
+type Scenario = fn(&Ctx) -> Result<()>;
+
+/// Runs every scenario; one that fails is reported and the others still run.
+fn all(ctx: &Ctx) -> Result<()> {
+    let list: [(&str, Scenario); 6] = [
+        ("index", scenarios::index::run),
+        ("latency", scenarios::latency::run),
+        ("search", scenarios::search::run),
+        ("audit", scenarios::audit::run),
+        ("export", scenarios::export::run),
+        ("collect", scenarios::collect::run),
+    ];
+    let start = std::time::Instant::now();
+    let mut failed = Vec::new();
+    for (name, run) in list {
+        let t = std::time::Instant::now();
+        if let Err(e) = run(ctx) {
+            println!("{name} error {e}");
+            failed.push(name);
+        }
+        report::metric(name, "scenario_wall", t.elapsed().as_secs_f64(), "s");
+        let _ = std::io::stdout().flush();
+    }
+    report::metric("all", "wall", start.elapsed().as_secs_f64(), "s");
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Child(format!(
+            "scenarios failed: {}",
+            failed.join(", ")
+        )))
+    }
+}
+
+fn generate(g: &Generate) -> Result<()> {
+    let bytes = g.size_mb * 1_000_000;
+    match g.kind {
+        Kind::Cri => {
+            let mut gen = LogGenerator::new(g.seed, "bench", g.pods, 2000.0);
+            let stats = corpus::cri::write_pods_dir(&mut gen, &g.out, bytes, g.seed)?;
+            eprintln!(
+                "wrote {} files, {} bytes, {} records ({} split into partial lines)",
+                stats.files, stats.bytes, stats.records, stats.partial_lines
+            );
+            Ok(())
+        }
+        Kind::Logs => write_ndjson(
+            LogGenerator::new(g.seed, "bench", g.pods, 2000.0),
+            &g.out,
+            bytes,
+        ),
+        Kind::Audit => write_ndjson(AuditGenerator::new(g.seed, 500.0), &g.out, bytes),
+    }
+}
+
+fn write_ndjson<S: LineSource>(mut source: S, out: &std::path::Path, bytes: u64) -> Result<()> {
+    let mut sink: Box<dyn std::io::Write> = if out.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(out).map_err(|e| Error::path(out, e))?)
+    };
+    let mut written = 0u64;
+    let mut buf = Vec::with_capacity(1 << 20);
+    while written < bytes {
+        buf.clear();
+        while buf.len() < (1 << 20) && written + (buf.len() as u64) < bytes {
+            source.next_line(&mut buf);
+        }
+        sink.write_all(&buf).map_err(|e| Error::path(out, e))?;
+        written += buf.len() as u64;
+    }
+    sink.flush().map_err(|e| Error::path(out, e))
+}

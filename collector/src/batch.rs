@@ -94,11 +94,7 @@ impl Batch {
 
     /// The request body: the compressed envelope frame followed by the stored records frame
     /// (concatenated zstd frames decode as one stream).
-    pub fn wire_body(
-        &self,
-        compressed_records: &[u8],
-        gap_ok: &dyn Fn(&str) -> bool,
-    ) -> Vec<u8> {
+    pub fn wire_body(&self, compressed_records: &[u8], gap_ok: &dyn Fn(&str) -> bool) -> Vec<u8> {
         let mut body = trawl_model::codec::zstd_compress(&self.envelope(gap_ok), ZSTD_LEVEL);
         body.extend_from_slice(compressed_records);
         body
@@ -279,7 +275,8 @@ mod tests {
         b.push("a", "/a", 0, 10, br#"{"message":"a1"}"#);
         b.push("b", "/b", 5, 9, br#"{"message":"b1"}"#);
         b.push("a", "/a", 10, 25, br#"{"message":"a2"}"#);
-        b.seal(&|id| if id == "a" { Some(25) } else { None }).unwrap()
+        b.seal(&|id| if id == "a" { Some(25) } else { None })
+            .unwrap()
     }
 
     #[test]
@@ -288,10 +285,7 @@ mod tests {
         assert_eq!(batch.stream, "logs");
         assert_eq!(batch.sources.len(), 2);
         assert_eq!(batch.sources[0].id, "a");
-        assert_eq!(
-            (batch.sources[0].start, batch.sources[0].end),
-            (0, 25)
-        );
+        assert_eq!((batch.sources[0].start, batch.sources[0].end), (0, 25));
         assert_eq!(batch.sources[0].offsets, vec![0, 10]);
         assert_eq!(batch.sources[0].resume, 25);
         assert_eq!(batch.sources[1].offsets, vec![5]);

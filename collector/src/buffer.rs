@@ -63,7 +63,9 @@ impl DiskBuffer {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            let Some(seq) = name.strip_suffix(".batch").and_then(|s| s.parse::<u64>().ok())
+            let Some(seq) = name
+                .strip_suffix(".batch")
+                .and_then(|s| s.parse::<u64>().ok())
             else {
                 continue;
             };

@@ -107,7 +107,11 @@ impl Collector {
             }
         }
         if !queued.is_empty() {
-            info!(batches = queued.len(), bytes = buffer.bytes(), "resending buffered batches first");
+            info!(
+                batches = queued.len(),
+                bytes = buffer.bytes(),
+                "resending buffered batches first"
+            );
         }
         let metrics = Metrics::default();
         metrics.buffer_bytes.set(buffer.bytes() as i64);
@@ -132,14 +136,20 @@ impl Collector {
                 Some(n) => Some(glob(n, &format!("collector.multiline.{i}.namespace"))?),
                 None => None,
             };
-            let c = glob(&rule.container, &format!("collector.multiline.{i}.container"))?;
+            let c = glob(
+                &rule.container,
+                &format!("collector.multiline.{i}.container"),
+            )?;
             crate::multiline::MultilineJoiner::from_rule(rule, cc.max_line_bytes)
                 .map_err(|e| Error::Config(format!("collector.multiline.{i}: {e}")))?;
             multiline.push((ns, c, Arc::new(rule.clone())));
         }
         let mut rate_limits = Vec::new();
         for (i, rule) in cc.rate_limits.iter().enumerate() {
-            let g = glob(&rule.namespace, &format!("collector.rate_limits.{i}.namespace"))?;
+            let g = glob(
+                &rule.namespace,
+                &format!("collector.rate_limits.{i}.namespace"),
+            )?;
             rate_limits.push((g, rule.clone()));
         }
         let spool_dir = data_dir.join("webhook");
@@ -305,7 +315,8 @@ impl CollectorHandle {
             let _ = shipper.await;
         }
         let shared = self.shared.clone();
-        let persisted = tokio::task::spawn_blocking(move || lock(&shared.checkpoints).persist()).await;
+        let persisted =
+            tokio::task::spawn_blocking(move || lock(&shared.checkpoints).persist()).await;
         if let Ok(Err(e)) = persisted {
             error!(error = %e, "cannot persist checkpoints at shutdown");
         }

@@ -90,7 +90,9 @@ pub fn scan_pods(pods_dir: &Path, filters: &Filters, out: &mut Vec<(PathBuf, Fou
         }
         for container_dir in dir_entries(&pod_dir.path()) {
             let cname = container_dir.file_name();
-            let Some(cname) = cname.to_str() else { continue };
+            let Some(cname) = cname.to_str() else {
+                continue;
+            };
             if !filters.accepts(ns, cname) {
                 continue;
             }
@@ -106,8 +108,7 @@ pub fn scan_pods(pods_dir: &Path, filters: &Filters, out: &mut Vec<(PathBuf, Fou
 
 /// The audit log `path` (if it exists) and its rotated siblings.
 pub fn scan_audit(path: &Path, out: &mut Vec<(PathBuf, Found)>) {
-    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
-    else {
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return;
     };
     for entry in dir_entries(dir) {
@@ -265,15 +266,27 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            vec!["shop_web_u1/app/0.log", "shop_web_u1/app/0.log.20261125-101500"]
+            vec![
+                "shop_web_u1/app/0.log",
+                "shop_web_u1/app/0.log.20261125-101500"
+            ]
         );
         let mut none = Vec::new();
-        scan_pods(&dir.path().join("missing"), &Filters::new(&cfg()).unwrap(), &mut none);
+        scan_pods(
+            &dir.path().join("missing"),
+            &Filters::new(&cfg()).unwrap(),
+            &mut none,
+        );
         assert!(none.is_empty());
 
         let audit = dir.path().join("audit");
         fs::create_dir_all(&audit).unwrap();
-        for n in ["audit.log", "audit-2026-11-25T10-15-00.000.log", "audit-1.log.gz", "x.log"] {
+        for n in [
+            "audit.log",
+            "audit-2026-11-25T10-15-00.000.log",
+            "audit-1.log.gz",
+            "x.log",
+        ] {
             fs::write(audit.join(n), b"").unwrap();
         }
         let mut out = Vec::new();

@@ -156,7 +156,9 @@ pub fn is_audit_sibling(base: &str, name: &str) -> bool {
         return false;
     }
     if let Some(rest) = name.strip_prefix(base) {
-        return rest.starts_with('.') && rest.len() > 1;
+        if rest.starts_with('.') && rest.len() > 1 {
+            return true;
+        }
     }
     let (stem, ext) = match base.rsplit_once('.') {
         Some((stem, ext)) => (stem, Some(ext)),
@@ -235,10 +237,16 @@ mod tests {
 
     #[test]
     fn audit_siblings() {
-        assert!(is_audit_sibling("audit.log", "audit-2026-11-25T10-15-00.000.log"));
+        assert!(is_audit_sibling(
+            "audit.log",
+            "audit-2026-11-25T10-15-00.000.log"
+        ));
         assert!(is_audit_sibling("audit.log", "audit.log.1"));
         assert!(!is_audit_sibling("audit.log", "audit.log"));
-        assert!(!is_audit_sibling("audit.log", "audit-2026-11-25T10-15-00.000.log.gz"));
+        assert!(!is_audit_sibling(
+            "audit.log",
+            "audit-2026-11-25T10-15-00.000.log.gz"
+        ));
         assert!(!is_audit_sibling("audit.log", "audit.log.1.gz"));
         assert!(!is_audit_sibling("audit.log", "other.log"));
         assert!(!is_audit_sibling("audit.log", "audit-.log"));

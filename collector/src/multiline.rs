@@ -193,8 +193,13 @@ mod tests {
     }
 
     fn joiner(max_lines: usize) -> MultilineJoiner {
-        MultilineJoiner::new(r"^\d{4}-\d{2}-\d{2}", max_lines, Duration::from_secs(1), 1024)
-            .unwrap()
+        MultilineJoiner::new(
+            r"^\d{4}-\d{2}-\d{2}",
+            max_lines,
+            Duration::from_secs(1),
+            1024,
+        )
+        .unwrap()
     }
 
     const TRACE: [&str; 6] = [
@@ -217,7 +222,15 @@ mod tests {
         }
         assert!(out.is_empty());
         assert_eq!(j.pending_start(), Some(0));
-        out.extend(j.push(rec(StdStream::Stdout, "2026-11-25 10:15:01,000 INFO next", 600, 700), t0));
+        out.extend(j.push(
+            rec(
+                StdStream::Stdout,
+                "2026-11-25 10:15:01,000 INFO next",
+                600,
+                700,
+            ),
+            t0,
+        ));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].message, TRACE.join("\n"));
         assert_eq!((out[0].start, out[0].end), (0, 600));
@@ -232,9 +245,15 @@ mod tests {
     fn streams_are_joined_separately_and_ends_increase() {
         let t0 = Instant::now();
         let mut j = joiner(500);
-        assert!(j.push(rec(StdStream::Stdout, "2026-11-25 a", 0, 10), t0).is_empty());
-        assert!(j.push(rec(StdStream::Stderr, "2026-11-25 b", 10, 20), t0).is_empty());
-        assert!(j.push(rec(StdStream::Stdout, "\tat x", 20, 30), t0).is_empty());
+        assert!(j
+            .push(rec(StdStream::Stdout, "2026-11-25 a", 0, 10), t0)
+            .is_empty());
+        assert!(j
+            .push(rec(StdStream::Stderr, "2026-11-25 b", 10, 20), t0)
+            .is_empty());
+        assert!(j
+            .push(rec(StdStream::Stdout, "\tat x", 20, 30), t0)
+            .is_empty());
         let out = j.push(rec(StdStream::Stderr, "2026-11-25 c", 30, 40), t0);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].message.as_str(), out[0].end), ("2026-11-25 b", 20));
@@ -250,7 +269,10 @@ mod tests {
         let t0 = Instant::now();
         let mut j = joiner(500);
         j.push(rec(StdStream::Stdout, "2026-11-25 a", 0, 10), t0);
-        j.push(rec(StdStream::Stdout, "\tat x", 10, 20), t0 + Duration::from_millis(500));
+        j.push(
+            rec(StdStream::Stdout, "\tat x", 10, 20),
+            t0 + Duration::from_millis(500),
+        );
         assert_eq!(j.next_deadline(), Some(t0 + Duration::from_millis(1500)));
         assert!(j.poll(t0 + Duration::from_millis(1499)).is_empty());
         let out = j.poll(t0 + Duration::from_millis(1500));
@@ -266,7 +288,9 @@ mod tests {
     fn max_lines_and_max_bytes_close_entries() {
         let t0 = Instant::now();
         let mut j = joiner(3);
-        assert!(j.push(rec(StdStream::Stdout, "2026-11-25 a", 0, 10), t0).is_empty());
+        assert!(j
+            .push(rec(StdStream::Stdout, "2026-11-25 a", 0, 10), t0)
+            .is_empty());
         assert!(j.push(rec(StdStream::Stdout, "b", 10, 20), t0).is_empty());
         let out = j.push(rec(StdStream::Stdout, "c", 20, 30), t0);
         assert_eq!(out[0].message, "2026-11-25 a\nb\nc");
@@ -290,6 +314,41 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].message, "2026-11-25 a");
         assert!(out[1].malformed);
+    }
+
+    /// The lines of fluent-bit's `dockermode_firstline_detection.log` sample, once assembled.
+    #[test]
+    fn first_line_detection_like_the_fluent_bit_sample() {
+        let t0 = Instant::now();
+        let mut j = joiner(500);
+        let lines = [
+            "Single log",
+            "Second log",
+            "Third log",
+            "2020-03-24 Multiple lines: ",
+            "first bullet point",
+            "second bullet point",
+            "third bullet point",
+            "fourth bullet point",
+            "2020-03-24 Single line",
+        ];
+        let mut out = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let i = i as u64;
+            out.extend(j.push(rec(StdStream::Stdout, line, i * 10, i * 10 + 10), t0));
+        }
+        out.extend(j.flush());
+        let got: Vec<&str> = out.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "Single log\nSecond log\nThird log",
+                "2020-03-24 Multiple lines: \nfirst bullet point\nsecond bullet point\n\
+                 third bullet point\nfourth bullet point",
+                "2020-03-24 Single line",
+            ]
+        );
+        assert_eq!((out[1].start, out[1].end), (30, 80));
     }
 
     #[test]

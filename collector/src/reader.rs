@@ -27,7 +27,7 @@ use crate::identity::{
 use crate::ratelimit::RateLimiter;
 use crate::records::Stamp;
 use crate::redact::Redactor;
-use crate::shared::{lock, ReaderMsg, ShipMsg, Shared};
+use crate::shared::{lock, ReaderMsg, Shared, ShipMsg};
 use crate::tail::{Entry, Kind, LineCtx};
 
 /// Chunks read from one file before moving to the next (fairness between files).
@@ -245,7 +245,11 @@ impl Reader {
             Found::Container(pf) => !pf.rotated,
             Found::Audit { live } | Found::Spool { live, .. } => *live,
         };
-        if let Some(e) = self.by_inode.get(&key).and_then(|id| self.entries.get_mut(id)) {
+        if let Some(e) = self
+            .by_inode
+            .get(&key)
+            .and_then(|id| self.entries.get_mut(id))
+        {
             if e.file.is_some() {
                 if e.path != path {
                     debug!(from = %e.path_str, to = %path.display(), "file renamed");
@@ -289,13 +293,18 @@ impl Reader {
             Found::Audit { .. } => (audit_source_id(node, &fp), Kind::Audit),
             Found::Spool { segment, .. } => (spool_source_id(node, segment), Kind::Spool),
         };
+        if let Some(e) = self.entries.get(&id) {
+            if let Some(attached) = &e.file {
+                // A copy of a file still attached (copytruncate copies, then truncates): it
+                // takes over once the original no longer holds the identity's first line.
+                if still_matches(attached, &e.fp).unwrap_or(true) {
+                    return;
+                }
+                self.detach(&id);
+            }
+        }
         let metrics = &self.shared.metrics;
         if let Some(e) = self.entries.get_mut(&id) {
-            if e.file.is_some() {
-                // A copy of a file still attached (copytruncate copies before it truncates):
-                // it takes over once the original is detached.
-                return;
-            }
             if e.inode != key && self.by_inode.get(&e.inode) == Some(&id) {
                 self.by_inode.remove(&e.inode);
             }
@@ -402,7 +411,9 @@ impl Reader {
                 self.by_inode.remove(&e.inode);
                 match fs::remove_file(&e.path) {
                     Ok(()) => debug!(file = %e.path_str, "spool segment delivered, removed"),
-                    Err(err) => warn!(file = %e.path_str, error = %err, "cannot remove spool segment"),
+                    Err(err) => {
+                        warn!(file = %e.path_str, error = %err, "cannot remove spool segment")
+                    }
                 }
             }
         }
@@ -466,7 +477,9 @@ impl Reader {
         let mut release = Vec::new();
         let mut busy = false;
         for (id, e) in entries.iter_mut() {
-            let Some(file) = e.file.as_ref() else { continue };
+            if e.file.is_none() {
+                continue;
+            }
             if e.blocked_until.is_some_and(|t| t > now) {
                 continue;
             }
@@ -478,12 +491,12 @@ impl Reader {
                 Kind::Container(pf) => limiter_for(limiters, &cfg.rate_limits, &pf.namespace),
                 _ => None,
             };
-            if !e.held.is_empty()
-                && !e.drain_held(limiter.as_deref_mut(), builder, &metrics, now)
-            {
+            if !e.held.is_empty() && !e.drain_held(limiter.as_deref_mut(), builder, &metrics, now) {
                 continue;
             }
-            let Ok(md) = file.metadata() else { continue };
+            let Some(Ok(md)) = e.file.as_ref().map(File::metadata) else {
+                continue;
+            };
             let size = md.len();
             if size < e.read_pos {
                 detach.push(id.clone());
@@ -494,6 +507,9 @@ impl Reader {
                     busy |= room;
                     continue;
                 }
+                let Some(file) = e.file.as_ref() else {
+                    continue;
+                };
                 match still_matches(file, &e.fp) {
                     Ok(true) => {}
                     Ok(false) => {
@@ -518,13 +534,13 @@ impl Reader {
             e.poll_timeouts(&ctx);
             let deleted = md.nlink() == 0;
             let idle = now.duration_since(e.last_activity) >= RELEASE_GRACE;
-            if (!e.live || deleted) && (deleted || idle) {
+            if deleted || (!e.live && idle) {
                 e.finish(&ctx);
                 if e.drain_held(limiter.as_deref_mut(), builder, &metrics, now) {
                     release.push(id.clone());
                 }
             } else {
-                e.drain_held(limiter.as_deref_mut(), builder, &metrics, now);
+                e.drain_held(limiter, builder, &metrics, now);
             }
         }
         self.busy = busy;
@@ -537,7 +553,9 @@ impl Reader {
     }
 
     fn detach(&mut self, id: &str) {
-        let Some(e) = self.entries.get_mut(id) else { return };
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
         info!(file = %e.path_str, source = %id, "file truncated or rewritten; its rest is looked for in a copy");
         self.shared.metrics.clear_lag(&e.path_str);
         if self.by_inode.get(&e.inode).map(String::as_str) == Some(id) {
@@ -549,7 +567,9 @@ impl Reader {
     }
 
     fn release(&mut self, id: &str) {
-        let Some(e) = self.entries.get_mut(id) else { return };
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
         debug!(file = %e.path_str, source = %id, "file drained, released");
         e.file = None;
         e.released_size = Some(e.read_pos);
@@ -580,7 +600,13 @@ impl Reader {
             Some(p) if p.acked <= mark => p.resume,
             _ => 0,
         };
-        checkpoints.rewind(source, Position { resume, acked: mark });
+        checkpoints.rewind(
+            source,
+            Position {
+                resume,
+                acked: mark,
+            },
+        );
         drop(checkpoints);
         warn!(source = %source, mark, resume, "indexer is missing data of this source; re-reading");
         e.reset_to(resume, mark, self.cfg.max_line_bytes);
@@ -627,7 +653,10 @@ impl Reader {
             if self.cfg.drop_policy == DropPolicy::DropNewest && !buffer.has_room() {
                 drop(buffer);
                 let sources: Vec<String> = batch.sources.iter().map(|s| s.id.clone()).collect();
-                warn!(records = batch.record_count(), "disk buffer full, batch dropped (drop_policy = drop_newest)");
+                warn!(
+                    records = batch.record_count(),
+                    "disk buffer full, batch dropped (drop_policy = drop_newest)"
+                );
                 self.shared.metrics.batches_dropped.inc();
                 let _ = self.ship.send(ShipMsg::GapOk(sources));
                 self.unsaved.pop_front();

@@ -20,7 +20,7 @@ use crate::backoff::next_delay;
 use crate::buffer::{decompress, Stored};
 use crate::checkpoint::{unix_now, Position};
 use crate::error::Error;
-use crate::shared::{lock, ReaderMsg, ShipMsg, Shared};
+use crate::shared::{lock, ReaderMsg, Shared, ShipMsg};
 
 /// A 409 answered this many times for one batch: the remaining gaps are accepted knowingly
 /// rather than looping.
@@ -134,8 +134,9 @@ impl Shipper {
                     }
                 }
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.retry_at = None,
-                _ = stop.changed(), if deadline.is_none() => {
-                    if *stop.borrow() {
+                changed = stop.changed(), if deadline.is_none() => {
+                    // A dropped sender means the handle is gone: stop as well.
+                    if changed.is_err() || *stop.borrow() {
                         deadline = Some(Instant::now() + drain);
                     }
                 }
@@ -147,7 +148,9 @@ impl Shipper {
     /// Loads the next queued batches into the window, applying pending strips.
     async fn fill_window(&mut self) {
         while self.window.len() < self.window_size() {
-            let Some(seq) = self.queue.pop_front() else { return };
+            let Some(seq) = self.queue.pop_front() else {
+                return;
+            };
             let shared = self.shared.clone();
             let stale: Vec<String> = self
                 .strip_below
@@ -166,7 +169,10 @@ impl Shipper {
                         return None;
                     }
                 };
-                if stale.iter().any(|s| stored.batch.sources.iter().any(|m| &m.id == s)) {
+                if stale
+                    .iter()
+                    .any(|s| stored.batch.sources.iter().any(|m| &m.id == s))
+                {
                     return strip_stored(&mut buffer, stored, |b| {
                         for s in &stale {
                             b.strip_source(s);
@@ -214,7 +220,9 @@ impl Shipper {
             busy.extend(ids);
         }
         for seq in to_send {
-            let Some(slot) = self.window.get_mut(&seq) else { continue };
+            let Some(slot) = self.window.get_mut(&seq) else {
+                continue;
+            };
             slot.in_flight = true;
             let gap_ok = &self.gap_ok;
             let body = slot
@@ -241,7 +249,9 @@ impl Shipper {
     }
 
     async fn handle(&mut self, seq: u64, outcome: Outcome) {
-        let Some(slot) = self.window.get_mut(&seq) else { return };
+        let Some(slot) = self.window.get_mut(&seq) else {
+            return;
+        };
         slot.in_flight = false;
         match outcome {
             Outcome::Acked => {
@@ -320,7 +330,9 @@ impl Shipper {
     /// 409: the indexer lacks data before some ranges. Drop what it has; re-read what it
     /// misses where the file still exists; otherwise accept the gap knowingly.
     async fn conflict(&mut self, seq: u64, marks: HashMap<String, u64>) {
-        let Some(slot) = self.window.get_mut(&seq) else { return };
+        let Some(slot) = self.window.get_mut(&seq) else {
+            return;
+        };
         slot.conflicts += 1;
         let give_up = slot.conflicts >= MAX_CONFLICT_ROUNDS;
         let ranges: Vec<(String, u64, u64)> = slot
@@ -333,7 +345,9 @@ impl Shipper {
         let mut already_there: Vec<(String, u64)> = Vec::new();
         let mut rewound: Vec<(String, u64)> = Vec::new();
         for (id, start, end) in ranges {
-            let Some(&mark) = marks.get(&id) else { continue };
+            let Some(&mark) = marks.get(&id) else {
+                continue;
+            };
             if give_up {
                 warn!(source = %id, mark, start, "offset gap still reported, accepted");
                 self.shared.metrics.offset_gaps.inc();
@@ -380,14 +394,18 @@ impl Shipper {
             } else {
                 Vec::new()
             };
-            let Some(slot) = self.window.get(&s) else { continue };
+            let Some(slot) = self.window.get(&s) else {
+                continue;
+            };
             let holds = |id: &str| slot.stored.batch.sources.iter().any(|m| m.id == id);
             if slot.in_flight
                 || (!strip.iter().any(|id| holds(id)) && !below.iter().any(|(id, _)| holds(id)))
             {
                 continue;
             }
-            let Some(slot) = self.window.remove(&s) else { continue };
+            let Some(slot) = self.window.remove(&s) else {
+                continue;
+            };
             let shared = self.shared.clone();
             let updated = tokio::task::spawn_blocking(move || {
                 let mut buffer = lock(&shared.buffer);

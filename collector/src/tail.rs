@@ -40,16 +40,6 @@ pub enum Kind {
     Spool,
 }
 
-impl Kind {
-    /// The stream its records go to.
-    pub fn stream(&self) -> &'static str {
-        match self {
-            Kind::Container(_) => trawl_model::LOGS_STREAM,
-            Kind::Audit | Kind::Spool => trawl_model::AUDIT_STREAM,
-        }
-    }
-}
-
 /// A record built and not yet handed to a batch.
 #[derive(Debug)]
 pub struct Built {
@@ -158,7 +148,9 @@ impl Entry {
             Kind::Container(_) => {
                 let multiline = self.multiline_rule.as_ref().and_then(|rule| {
                     MultilineJoiner::from_rule(rule, max_line_bytes)
-                        .inspect_err(|e| warn!(file = %self.path_str, error = %e, "multiline rule ignored"))
+                        .inspect_err(
+                            |e| warn!(file = %self.path_str, error = %e, "multiline rule ignored"),
+                        )
                         .ok()
                 });
                 Some(LogParser {
@@ -180,7 +172,11 @@ impl Entry {
             if let Some(s) = p.assembler.pending_start() {
                 resume = resume.min(s);
             }
-            if let Some(s) = p.multiline.as_ref().and_then(MultilineJoiner::pending_start) {
+            if let Some(s) = p
+                .multiline
+                .as_ref()
+                .and_then(MultilineJoiner::pending_start)
+            {
                 resume = resume.min(s);
             }
         }
@@ -235,7 +231,9 @@ impl Entry {
             if self.read_pos >= size {
                 break;
             }
-            let Some(file) = self.file.as_ref() else { break };
+            let Some(file) = self.file.as_ref() else {
+                break;
+            };
             let want = (size - self.read_pos).min(CHUNK as u64) as usize;
             scratch.clear();
             scratch.extend_from_slice(&self.carry);
@@ -337,7 +335,9 @@ impl Entry {
     }
 
     fn process_log_line(&mut self, start: u64, line: &[u8], end: u64, ctx: &LineCtx<'_>) {
-        let Some(p) = self.parser.as_mut() else { return };
+        let Some(p) = self.parser.as_mut() else {
+            return;
+        };
         if p.format.is_none() {
             p.format = detect_format(line);
         }
@@ -399,7 +399,13 @@ impl Entry {
                 }
             }
             self.front_counted = false;
-            builder.push(&self.id, &self.path_str, self.cursor, front.end, &front.json);
+            builder.push(
+                &self.id,
+                &self.path_str,
+                self.cursor,
+                front.end,
+                &front.json,
+            );
             self.cursor = front.end;
             metrics.records_read.inc();
             self.held.pop_front();
@@ -407,14 +413,150 @@ impl Entry {
         self.blocked_until = None;
         true
     }
+}
 
-    /// Bytes held in memory for this file (partial line, pending fragments).
-    pub fn memory(&self) -> usize {
-        self.carry.capacity()
-            + self
-                .parser
-                .as_ref()
-                .map_or(0, |p| p.assembler.pending_bytes())
-            + self.held.iter().map(|b| b.json.len()).sum::<usize>()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::fingerprint_file;
+
+    fn pod() -> Kind {
+        Kind::Container(Arc::new(PodFile {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            pod_uid: "u".into(),
+            container: "c".into(),
+            restart: 0,
+            rotated: false,
+        }))
+    }
+
+    fn entry(path: &std::path::Path, resume: u64, acked: u64) -> Entry {
+        let file = File::open(path).unwrap();
+        let fp = fingerprint_file(&file).unwrap().unwrap();
+        Entry::new(
+            "id".into(),
+            pod(),
+            fp,
+            path.to_path_buf(),
+            false,
+            file,
+            (0, 0),
+            resume,
+            acked,
+            None,
+            1024,
+        )
+    }
+
+    fn messages(e: &Entry) -> Vec<String> {
+        e.held
+            .iter()
+            .map(|b| {
+                let r: trawl_model::LogRecord = serde_json::from_slice(&b.json).unwrap();
+                r.message
+            })
+            .collect()
+    }
+
+    const LINES: &str = "2026-11-25T10:15:00.1Z stdout F one\n\
+                         2026-11-25T10:15:00.2Z stdout P tw\n\
+                         2026-11-25T10:15:00.3Z stdout F o\n\
+                         2026-11-25T10:15:00.4Z stdout P thr";
+
+    #[test]
+    fn partial_groups_bound_the_resume_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, LINES).unwrap();
+        let mut e = entry(&path, 0, 0);
+        let metrics = Metrics::default();
+        let stamp = Stamp::default();
+        let ctx = LineCtx {
+            stamp: &stamp,
+            redactor: None,
+            metrics: &metrics,
+            max_line_bytes: 1024,
+            now: Instant::now(),
+        };
+        let size = LINES.len() as u64;
+        let mut scratch = Vec::new();
+        assert_eq!(e.read_available(size, 4, &mut scratch, &ctx).unwrap(), size);
+        assert_eq!(messages(&e), vec!["one", "two"]);
+        // The last line has no '\n': it is held as a partial line, the resume offset is its
+        // start.
+        let last = LINES.rfind("2026").unwrap() as u64;
+        assert_eq!(e.resume_point(), 0);
+        let mut b = BatchBuilder::new("logs");
+        assert!(e.drain_held(None, &mut b, &metrics, ctx.now));
+        assert_eq!(e.resume_point(), last);
+        assert_eq!(e.cursor, last);
+        // At the end of a rotated file, the partial line becomes a record.
+        e.finish(&ctx);
+        assert_eq!(messages(&e), vec!["thr"]);
+        assert!(e.drain_held(None, &mut b, &metrics, ctx.now));
+        assert_eq!(e.resume_point(), size);
+        let batch = b.seal(&|_| None).unwrap();
+        assert_eq!(batch.sources[0].offsets, vec![0, 36, last]);
+        assert_eq!(batch.sources[0].end, size);
+    }
+
+    #[test]
+    fn records_delivered_before_are_discarded_on_reread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, LINES).unwrap();
+        // Acknowledged up to the end of "two" (resume at its line start would also be valid).
+        let two_end = LINES.find("F o\n").unwrap() as u64 + 4;
+        let mut e = entry(&path, 0, two_end);
+        let metrics = Metrics::default();
+        let stamp = Stamp::default();
+        let ctx = LineCtx {
+            stamp: &stamp,
+            redactor: None,
+            metrics: &metrics,
+            max_line_bytes: 1024,
+            now: Instant::now(),
+        };
+        let mut scratch = Vec::new();
+        e.read_available(LINES.len() as u64, 4, &mut scratch, &ctx)
+            .unwrap();
+        assert!(messages(&e).is_empty());
+        e.finish(&ctx);
+        assert_eq!(messages(&e), vec!["thr"]);
+        let mut b = BatchBuilder::new("logs");
+        e.drain_held(None, &mut b, &metrics, ctx.now);
+        let batch = b.seal(&|_| None).unwrap();
+        assert_eq!(batch.sources[0].start, two_end);
+    }
+
+    #[test]
+    fn rate_limit_holds_records_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, LINES).unwrap();
+        let mut e = entry(&path, 0, 0);
+        let metrics = Metrics::default();
+        let stamp = Stamp::default();
+        let now = Instant::now();
+        let ctx = LineCtx {
+            stamp: &stamp,
+            redactor: None,
+            metrics: &metrics,
+            max_line_bytes: 1024,
+            now,
+        };
+        let mut scratch = Vec::new();
+        e.read_available(LINES.len() as u64, 4, &mut scratch, &ctx)
+            .unwrap();
+        let mut limiter = RateLimiter::new(1, 1);
+        let mut b = BatchBuilder::new("logs");
+        assert!(!e.drain_held(Some(&mut limiter), &mut b, &metrics, now));
+        assert_eq!(e.held.len(), 1);
+        assert_eq!(metrics.rate_limited_records.get(), 1);
+        assert!(e.blocked_until.is_some());
+        let later = now + Duration::from_secs(1);
+        assert!(e.drain_held(Some(&mut limiter), &mut b, &metrics, later));
+        assert_eq!(b.seal(&|_| None).unwrap().record_count(), 2);
     }
 }

@@ -107,7 +107,10 @@ impl ApiError {
     pub fn unknown_stream(stream: &str) -> ApiError {
         ApiError::new(
             ErrorCode::NotFound,
-            format!("unknown stream `{}`", stream.chars().take(64).collect::<String>()),
+            format!(
+                "unknown stream `{}`",
+                stream.chars().take(64).collect::<String>()
+            ),
         )
         .with_code("unknown_stream")
     }

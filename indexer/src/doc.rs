@@ -272,9 +272,15 @@ mod tests {
             .unwrap();
         assert_eq!(p.timestamp, 1_795_601_700_000_000_001);
         let level = schema.get_field("level").unwrap();
-        assert_eq!(p.doc.get_first(level).and_then(|v| v.as_str()), Some("warn"));
+        assert_eq!(
+            p.doc.get_first(level).and_then(|v| v.as_str()),
+            Some("warn")
+        );
         let message = schema.get_field("message").unwrap();
-        assert_eq!(p.doc.get_first(message).and_then(|v| v.as_str()), Some("  hi  "));
+        assert_eq!(
+            p.doc.get_first(message).and_then(|v| v.as_str()),
+            Some("  hi  ")
+        );
     }
 
     #[test]
@@ -290,7 +296,10 @@ mod tests {
             (b"{not json", "invalid JSON"),
             (b"[1,2]", "not a JSON object"),
             (br#"{"colour":"red"}"#, "unknown field `colour`"),
-            (br#"{"offset":"7"}"#, "field `offset` must be a non-negative integer"),
+            (
+                br#"{"offset":"7"}"#,
+                "field `offset` must be a non-negative integer",
+            ),
             (br#"{"labels":"x"}"#, "field `labels` must be an object"),
             (br#"{"timestamp":"yesterday"}"#, "field `timestamp`"),
             (br#"{"level":"loud"}"#, "field `level` must be one of"),

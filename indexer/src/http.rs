@@ -83,13 +83,15 @@ async fn ingest_inner(
         Ok(e) => e,
         Err(err) => {
             drain(body, settings.max_body_bytes).await;
-            return Err(ApiError::new(ErrorCode::UnsupportedMediaType, err.to_string()));
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                err.to_string(),
+            ));
         }
     };
     let delivery = headers.contains_key(DELIVERY_HEADER);
 
-    let _permit = match tokio::time::timeout(settings.ingest_wait, state.permits.acquire()).await
-    {
+    let _permit = match tokio::time::timeout(settings.ingest_wait, state.permits.acquire()).await {
         Ok(Ok(permit)) => permit,
         _ => {
             state.indexer.metrics().ingest_throttled.inc();

@@ -417,7 +417,8 @@ impl Indexer {
             )));
         }
         if let Some(env) = &envelope {
-            env.validate(lines.len()).map_err(IngestError::BadEnvelope)?;
+            env.validate(lines.len())
+                .map_err(IngestError::BadEnvelope)?;
         }
 
         let mut outcome = IngestOutcome::default();
@@ -447,7 +448,10 @@ impl Indexer {
                 continue;
             }
             let prepared = if line.len() > max_line {
-                Err(format!("record of {} bytes exceeds max_line_bytes ({max_line})", line.len()))
+                Err(format!(
+                    "record of {} bytes exceeds max_line_bytes ({max_line})",
+                    line.len()
+                ))
             } else {
                 stream.builder.prepare(line, received_at)
             };
@@ -792,7 +796,12 @@ fn upkeep_round(inner: &Inner) -> Result<()> {
 }
 
 /// Removes splits from the metastore (durably) and then from the searchable set.
-fn drop_splits(inner: &Inner, stream: &Stream, ids: &[String], add: Vec<Arc<SplitHandle>>) -> Result<()> {
+fn drop_splits(
+    inner: &Inner,
+    stream: &Stream,
+    ids: &[String],
+    add: Vec<Arc<SplitHandle>>,
+) -> Result<()> {
     {
         let mut guard = lock(&inner.metastore);
         let (store, state) = &mut *guard;
@@ -842,7 +851,11 @@ fn apply_retention(inner: &Inner, name: &str, stream: &Stream, now: i64) -> Resu
             stream: name.to_string(),
         })
         .inc_by(doomed.len() as u64);
-    tracing::info!(stream = name, splits = doomed.len(), "retention deleted splits");
+    tracing::info!(
+        stream = name,
+        splits = doomed.len(),
+        "retention deleted splits"
+    );
     Ok(())
 }
 
@@ -877,7 +890,12 @@ fn merge_stream(inner: &Inner, name: &str, stream: &Stream) -> Result<()> {
     Ok(())
 }
 
-fn merge_group(inner: &Inner, name: &str, stream: &Stream, group: &[Arc<SplitHandle>]) -> Result<()> {
+fn merge_group(
+    inner: &Inner,
+    name: &str,
+    stream: &Stream,
+    group: &[Arc<SplitHandle>],
+) -> Result<()> {
     let id = ulid::Ulid::new().to_string().to_lowercase();
     let dir = stream.splits_dir().join(&id);
     fs::create_dir_all(&dir)?;

@@ -47,10 +47,9 @@ impl Envelope {
                 return Err("a source id must have 1 to 512 characters".into());
             }
             let ordered = s.offsets.windows(2).all(|w| w[0] < w[1]);
-            let inside = s
-                .offsets
-                .first()
-                .is_none_or(|&first| first >= s.start && s.offsets.last().is_some_and(|&l| l < s.end));
+            let inside = s.offsets.first().is_none_or(|&first| {
+                first >= s.start && s.offsets.last().is_some_and(|&l| l < s.end)
+            });
             if s.start > s.end || !ordered || !inside {
                 return Err(format!(
                     "source `{}`: offsets must ascend within [start, end)",

@@ -89,12 +89,18 @@ impl Metrics {
     }
 
     pub fn ingested(&self, stream: &str, records: u64, bytes: u64) {
-        self.records_ingested.get_or_create(&label(stream)).inc_by(records);
-        self.bytes_ingested.get_or_create(&label(stream)).inc_by(bytes);
+        self.records_ingested
+            .get_or_create(&label(stream))
+            .inc_by(records);
+        self.bytes_ingested
+            .get_or_create(&label(stream))
+            .inc_by(bytes);
     }
 
     pub fn rejected(&self, stream: &str, records: u64) {
-        self.records_rejected.get_or_create(&label(stream)).inc_by(records);
+        self.records_rejected
+            .get_or_create(&label(stream))
+            .inc_by(records);
     }
 
     pub fn deduplicated(&self, stream: &str, records: u64) {
@@ -112,8 +118,6 @@ impl Metrics {
     }
 
     pub fn set_splits(&self, stream: &str, count: usize) {
-        self.splits
-            .get_or_create(&label(stream))
-            .set(count as i64);
+        self.splits.get_or_create(&label(stream)).set(count as i64);
     }
 }

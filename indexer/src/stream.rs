@@ -192,7 +192,8 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn hot_reader(index: &Index) -> Result<IndexReader> {
@@ -480,7 +481,9 @@ impl HotWriter {
 }
 
 pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A bounded window of recently seen record identities: the oldest is forgotten first.
@@ -517,7 +520,6 @@ impl DedupWindow {
         true
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -69,12 +69,32 @@ fn delivery_marks_drop_resends_refuse_gaps_and_survive_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let indexer = open(dir.path());
-    let first = ingest(&rt, &indexer, "logs", delivery("a", &[0, 10, 20], 30, "x"), true).unwrap();
+    let first = ingest(
+        &rt,
+        &indexer,
+        "logs",
+        delivery("a", &[0, 10, 20], 30, "x"),
+        true,
+    )
+    .unwrap();
     assert_eq!((first.accepted, first.deduplicated), (3, 0));
-    let resend = ingest(&rt, &indexer, "logs", delivery("a", &[0, 10, 20], 30, "x"), true).unwrap();
+    let resend = ingest(
+        &rt,
+        &indexer,
+        "logs",
+        delivery("a", &[0, 10, 20], 30, "x"),
+        true,
+    )
+    .unwrap();
     assert_eq!((resend.accepted, resend.deduplicated), (0, 3));
-    let overlap =
-        ingest(&rt, &indexer, "logs", delivery("a", &[10, 20, 30, 40], 50, "x"), true).unwrap();
+    let overlap = ingest(
+        &rt,
+        &indexer,
+        "logs",
+        delivery("a", &[10, 20, 30, 40], 50, "x"),
+        true,
+    )
+    .unwrap();
     assert_eq!((overlap.accepted, overlap.deduplicated), (2, 2));
     match ingest(&rt, &indexer, "logs", delivery("a", &[60], 70, "x"), true) {
         Err(IngestError::Gap(marks)) => assert_eq!(marks.get("a"), Some(&50)),
@@ -87,8 +107,14 @@ fn delivery_marks_drop_resends_refuse_gaps_and_survive_restarts() {
     // Marks come back from the WAL after a restart.
     let indexer = open(dir.path());
     assert_eq!(docs(&indexer, "logs"), 5);
-    let again = ingest(&rt, &indexer, "logs", delivery("a", &[0, 10, 20, 30, 40], 50, "x"), true)
-        .unwrap();
+    let again = ingest(
+        &rt,
+        &indexer,
+        "logs",
+        delivery("a", &[0, 10, 20, 30, 40], 50, "x"),
+        true,
+    )
+    .unwrap();
     assert_eq!((again.accepted, again.deduplicated), (0, 5));
     // Sealing truncates the WAL and snapshots the marks into the metastore.
     indexer.seal_all();
@@ -101,7 +127,14 @@ fn delivery_marks_drop_resends_refuse_gaps_and_survive_restarts() {
 
     let indexer = open(dir.path());
     assert_eq!(docs(&indexer, "logs"), 5);
-    let again = ingest(&rt, &indexer, "logs", delivery("a", &[40, 50], 60, "y"), true).unwrap();
+    let again = ingest(
+        &rt,
+        &indexer,
+        "logs",
+        delivery("a", &[40, 50], 60, "y"),
+        true,
+    )
+    .unwrap();
     assert_eq!((again.accepted, again.deduplicated), (1, 1));
     assert_eq!(docs(&indexer, "logs"), 6);
     indexer.shutdown();

@@ -160,10 +160,7 @@ impl Wal {
     fn roll(&mut self) -> Result<()> {
         self.file.sync_data()?;
         let path = segment_path(&self.dir, self.end);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
         sync_dir(&self.dir)?;
         self.file = file;
         self.segments.push(self.end);
@@ -313,8 +310,10 @@ mod tests {
         let path = segment_path(dir.path(), 0);
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         let payload = b"third entry that never finished";
-        file.write_all(&(payload.len() as u32).to_le_bytes()).unwrap();
-        file.write_all(&crc32fast::hash(payload).to_le_bytes()).unwrap();
+        file.write_all(&(payload.len() as u32).to_le_bytes())
+            .unwrap();
+        file.write_all(&crc32fast::hash(payload).to_le_bytes())
+            .unwrap();
         file.write_all(&payload[..10]).unwrap();
         drop(file);
 

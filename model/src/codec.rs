@@ -44,7 +44,8 @@ pub fn decode_body(body: &[u8], encoding: Encoding, limit: usize) -> Result<Vec<
             Ok(body.to_vec())
         }
         Encoding::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| corrupt(encoding, e))?;
+            let decoder =
+                zstd::stream::read::Decoder::new(body).map_err(|e| corrupt(encoding, e))?;
             read_limited(decoder, encoding, limit)
         }
         Encoding::Gzip => read_limited(flate2::read::MultiGzDecoder::new(body), encoding, limit),
@@ -111,7 +112,10 @@ mod tests {
             decode_body(&z, Encoding::Zstd, 1 << 20),
             Err(Error::TooLarge { limit }) if limit == 1 << 20
         ));
-        assert_eq!(decode_body(&z, Encoding::Zstd, 10 << 20).unwrap().len(), 10 << 20);
+        assert_eq!(
+            decode_body(&z, Encoding::Zstd, 10 << 20).unwrap().len(),
+            10 << 20
+        );
     }
 
     #[test]

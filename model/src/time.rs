@@ -160,8 +160,16 @@ mod tests {
     #[test]
     fn invalid_expressions_are_errors() {
         for bad in [
-            "", "yesterday", "now-", "now-15", "now-15y", "now*2", "now-m", "now-1.5h",
-            "2026-13-01T00:00:00Z", "now-99999999999w",
+            "",
+            "yesterday",
+            "now-",
+            "now-15",
+            "now-15y",
+            "now*2",
+            "now-m",
+            "now-1.5h",
+            "2026-13-01T00:00:00Z",
+            "now-99999999999w",
         ] {
             assert!(Timestamp::parse_expr(bad, NOW).is_err(), "{bad:?} accepted");
         }

@@ -219,7 +219,9 @@ async fn streams(State(state): State<RootState>) -> Response {
             continue;
         };
         for s in streams {
-            let Some(name) = s["name"].as_str() else { continue };
+            let Some(name) = s["name"].as_str() else {
+                continue;
+            };
             let entry = merged.entry(name.to_string()).or_insert_with(|| {
                 json!({"name": name, "docs": 0, "bytes": 0, "splits": 0, "min_timestamp": null, "max_timestamp": null})
             });
@@ -262,7 +264,12 @@ mod tests {
             |a, b| a < b,
         );
         assert_eq!(entry["min_timestamp"], "2026-11-25T09:00:00.000000000Z");
-        merge_bound(&mut entry, &json!({"min_timestamp": null}), "min_timestamp", |a, b| a < b);
+        merge_bound(
+            &mut entry,
+            &json!({"min_timestamp": null}),
+            "min_timestamp",
+            |a, b| a < b,
+        );
         assert_eq!(entry["min_timestamp"], "2026-11-25T09:00:00.000000000Z");
     }
 }

@@ -62,8 +62,10 @@ pub trait TailSource: Send + Sync + 'static {
     ) -> std::result::Result<broadcast::Receiver<Arc<TailBatch>>, trawl_indexer::Error>;
 
     /// The stream's schema, default fields and tokenizers, with no targets.
-    fn empty_snapshot(&self, stream: &str)
-        -> std::result::Result<StreamSnapshot, trawl_indexer::Error>;
+    fn empty_snapshot(
+        &self,
+        stream: &str,
+    ) -> std::result::Result<StreamSnapshot, trawl_indexer::Error>;
 }
 
 /// The query string of a tail: `q` (absent means `*`) and `fields` (the projection of each
@@ -132,9 +134,9 @@ impl TailMatcher {
             records.sort_by_key(|(ts, _)| *ts);
             return Ok(records.into_iter().map(|(_, r)| r).collect());
         }
-        let searcher = self.ram_index(docs).map_err(|err| {
-            Error::Internal(format!("indexing a tail batch in memory: {err}"))
-        })?;
+        let searcher = self
+            .ram_index(docs)
+            .map_err(|err| Error::Internal(format!("indexing a tail batch in memory: {err}")))?;
         let snapshot = StreamSnapshot {
             targets: vec![SearchTarget::new("tail", searcher, None, None, None)],
             ..self.snapshot.clone()
@@ -334,7 +336,13 @@ mod tests {
     use super::*;
     use crate::testutil::snapshot;
 
-    fn doc(snapshot: &StreamSnapshot, ts: i64, level: &str, message: &str, app: &str) -> TantivyDocument {
+    fn doc(
+        snapshot: &StreamSnapshot,
+        ts: i64,
+        level: &str,
+        message: &str,
+        app: &str,
+    ) -> TantivyDocument {
         let f = |name: &str| snapshot.schema.get_field(name).unwrap();
         let mut doc = TantivyDocument::new();
         doc.add_date(f("timestamp"), DateTime::from_timestamp_nanos(ts));
@@ -368,12 +376,24 @@ mod tests {
     fn matches_like_a_search_in_timestamp_order() {
         let m = matcher("level:error AND labels.app:web", "message");
         assert_eq!(
-            Value::Array(m.matching(&batch()).unwrap().into_iter().map(Value::Object).collect()),
+            Value::Array(
+                m.matching(&batch())
+                    .unwrap()
+                    .into_iter()
+                    .map(Value::Object)
+                    .collect()
+            ),
             json!([{"message": "disk full"}, {"message": "connection reset by peer"}])
         );
         let m = matcher("\"connection reset\"", "message,level");
         assert_eq!(
-            Value::Array(m.matching(&batch()).unwrap().into_iter().map(Value::Object).collect()),
+            Value::Array(
+                m.matching(&batch())
+                    .unwrap()
+                    .into_iter()
+                    .map(Value::Object)
+                    .collect()
+            ),
             json!([{"message": "connection reset by peer", "level": "error"}])
         );
     }
@@ -417,5 +437,124 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.to_string(), "`fields`: unknown field(s) `nope`");
+    }
+
+    struct FakeTail(broadcast::Sender<Arc<TailBatch>>);
+
+    impl TailSource for FakeTail {
+        fn subscribe(
+            &self,
+            stream: &str,
+        ) -> std::result::Result<broadcast::Receiver<Arc<TailBatch>>, trawl_indexer::Error>
+        {
+            self.empty_snapshot(stream)?;
+            Ok(self.0.subscribe())
+        }
+
+        fn empty_snapshot(
+            &self,
+            stream: &str,
+        ) -> std::result::Result<StreamSnapshot, trawl_indexer::Error> {
+            match stream {
+                "logs" => Ok(snapshot()),
+                other => Err(trawl_indexer::Error::UnknownStream(other.to_string())),
+            }
+        }
+    }
+
+    async fn open_tail(
+        uri: &str,
+        capacity: usize,
+    ) -> (
+        axum::http::StatusCode,
+        axum::body::BodyDataStream,
+        broadcast::Sender<Arc<TailBatch>>,
+        watch::Sender<bool>,
+    ) {
+        use tower::ServiceExt;
+        let (tx, _) = broadcast::channel(capacity);
+        let (stop, stop_rx) = watch::channel(false);
+        let app = routes(
+            Arc::new(FakeTail(tx.clone())),
+            QueryLimits::default(),
+            stop_rx,
+        );
+        let request = axum::http::Request::get(uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        (
+            response.status(),
+            response.into_body().into_data_stream(),
+            tx,
+            stop,
+        )
+    }
+
+    /// Reads the body until it holds `events` events (blank-line terminated) or ends.
+    async fn read_events(body: &mut axum::body::BodyDataStream, events: usize) -> String {
+        use futures::StreamExt;
+        let mut text = String::new();
+        let read = async {
+            while text.matches("\n\n").count() < events {
+                match body.next().await {
+                    Some(chunk) => text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap()),
+                    None => break,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("events in time");
+        text
+    }
+
+    /// A subscriber connected before a batch gets exactly its matching records; one that
+    /// falls behind the broadcast gets a final `lagged` error and the stream ends.
+    #[tokio::test]
+    async fn sse_records_then_lagged() {
+        let (status, mut body, tx, _stop) = open_tail(
+            "/api/v1/logs/tail?q=level:error%20AND%20labels.app:web&fields=message",
+            2,
+        )
+        .await;
+        assert_eq!(status, axum::http::StatusCode::OK);
+        assert!(tx.send(Arc::new(TailBatch { docs: batch() })).is_ok());
+        assert_eq!(
+            read_events(&mut body, 2).await,
+            "data: {\"message\":\"disk full\"}\n\ndata: {\"message\":\"connection reset by peer\"}\n\n"
+        );
+        // Five batches while the subscriber cannot run (single-threaded test runtime): it
+        // misses three of them.
+        for _ in 0..5 {
+            assert!(tx.send(Arc::new(TailBatch { docs: batch() })).is_ok());
+        }
+        let text = read_events(&mut body, 10).await;
+        assert_eq!(
+            text,
+            "event: error\ndata: {\"error\":{\"code\":\"lagged\",\"message\":\"the client fell 3 \
+             batches behind and was disconnected; narrow the query or read faster\"}}\n\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn sse_ends_at_shutdown() {
+        let (_, mut body, _tx, stop) = open_tail("/api/v1/logs/tail", 4).await;
+        stop.send(true).unwrap();
+        assert_eq!(read_events(&mut body, 1).await, "");
+    }
+
+    #[tokio::test]
+    async fn tail_errors_are_json() {
+        for (uri, status) in [
+            ("/api/v1/nope/tail", 404),
+            ("/api/v1/logs/tail?q=level:(x", 400),
+            ("/api/v1/logs/tail?limit=3", 400),
+        ] {
+            let (got, mut body, _, _) = open_tail(uri, 4).await;
+            assert_eq!(got.as_u16(), status, "{uri}");
+            let text = read_events(&mut body, 1).await;
+            assert!(text.starts_with("{\"error\":{\"code\":"), "{uri}: {text}");
+        }
     }
 }

@@ -160,6 +160,7 @@ impl Connection {
 /// hint for authentication failures.
 async fn status_error(response: Response) -> anyhow::Error {
     let status = response.status();
+    let path = response.url().path().to_string();
     let body = response.text().await.unwrap_or_default();
     let detail = error_detail(&body);
     match status {
@@ -173,9 +174,10 @@ async fn status_error(response: Response) -> anyhow::Error {
         ),
         _ => match detail {
             Some(detail) => anyhow!("{detail}"),
+            None if body.trim().is_empty() => anyhow!("the server answered {status} for {path}"),
             None => {
                 let shown: String = body.trim().chars().take(200).collect();
-                anyhow!("the server answered {status}: {shown}")
+                anyhow!("the server answered {status} for {path}: {shown}")
             }
         },
     }

@@ -55,7 +55,7 @@ fn write_lines(pod: &mut PodFile, count: usize) {
         let n = pod.written;
         let ts = format!("2026-11-25T10:{:02}:{:02}.{:09}Z", (n / 60) % 60, n % 60, n);
         let text = format!("{} line {n} of the test  with  spaces", pod.pod);
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             let (a, b) = text.split_at(text.len() / 2);
             out.push_str(&format!("{ts} stdout P {a}\n{ts} stdout F {b}\n"));
         } else {
@@ -72,7 +72,7 @@ fn rotate(pod: &mut PodFile) {
     let rotated = pod
         .dir
         .join(format!("0.log.2026112510{:04}", pod.rotations));
-    if pod.rotations % 2 == 0 {
+    if pod.rotations.is_multiple_of(2) {
         fs::rename(pod.live(), &rotated).unwrap();
     } else {
         fs::copy(pod.live(), &rotated).unwrap();

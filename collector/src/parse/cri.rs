@@ -127,10 +127,7 @@ fn parse_timestamp_fast(t: &[u8]) -> Option<Timestamp> {
         _ => return None,
     };
     let days = days_from_civil(i64::from(year), month, day);
-    let secs = days * 86_400
-        + i64::from(hour) * 3600
-        + i64::from(minute) * 60
-        + i64::from(second)
+    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
         - offset_secs;
     secs.checked_mul(1_000_000_000)?
         .checked_add(i64::from(nanos))
@@ -138,7 +135,7 @@ fn parse_timestamp_fast(t: &[u8]) -> Option<Timestamp> {
 }
 
 fn is_leap(year: u32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {

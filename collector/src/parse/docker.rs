@@ -50,9 +50,7 @@ fn parse_slow(line: &[u8]) -> Result<Fragment<'_>, ParseError> {
     };
     let partial = !parsed.log.ends_with('\n');
     let message = match parsed.log {
-        Cow::Borrowed(text) => {
-            Cow::Borrowed(text.strip_suffix('\n').unwrap_or(text).as_bytes())
-        }
+        Cow::Borrowed(text) => Cow::Borrowed(text.strip_suffix('\n').unwrap_or(text).as_bytes()),
         Cow::Owned(text) => {
             let mut bytes = text.into_bytes();
             if !partial {
@@ -160,9 +158,8 @@ mod tests {
 
     #[test]
     fn other_field_orders_and_attrs() {
-        let line = format!(
-            r#"{{"time":"{TIME}","attrs":{{"tag":"x"}},"stream":"stderr","log":"msg\n"}}"#
-        );
+        let line =
+            format!(r#"{{"time":"{TIME}","attrs":{{"tag":"x"}},"stream":"stderr","log":"msg\n"}}"#);
         let frag = parse(line.as_bytes()).unwrap();
         assert_eq!(&*frag.message, b"msg");
         assert_eq!(frag.stream, StdStream::Stderr);
@@ -182,7 +179,8 @@ mod tests {
 
     #[test]
     fn empty_log_is_a_partial_of_nothing_and_newline_alone_is_empty() {
-        let frag = parse(br#"{"log":"\n","stream":"stdout","time":"2019-03-25T10:15:00Z"}"#).unwrap();
+        let frag =
+            parse(br#"{"log":"\n","stream":"stdout","time":"2019-03-25T10:15:00Z"}"#).unwrap();
         assert_eq!(&*frag.message, b"");
         assert!(!frag.partial);
     }

@@ -293,22 +293,49 @@ mod tests {
         let cases: &[(&str, Option<Level>)] = &[
             ("ERROR something broke", Some(Error)),
             ("WARN disk at 91%", Some(Warn)),
-            ("2026-11-25 10:15:00,123 WARN  [main] c.e.App - slow", Some(Warn)),
-            ("10:15:00.123 [http-nio-8080-exec-1] INFO  c.e.Web - GET /", Some(Info)),
-            ("2026-11-25 10:15:00.123  INFO 1 --- [main] o.s.b.App : Started", Some(Info)),
+            (
+                "2026-11-25 10:15:00,123 WARN  [main] c.e.App - slow",
+                Some(Warn),
+            ),
+            (
+                "10:15:00.123 [http-nio-8080-exec-1] INFO  c.e.Web - GET /",
+                Some(Info),
+            ),
+            (
+                "2026-11-25 10:15:00.123  INFO 1 --- [main] o.s.b.App : Started",
+                Some(Info),
+            ),
             ("WARNING:root:low memory", Some(Warn)),
             ("CRITICAL:app.db:connection lost", Some(Fatal)),
-            ("2026/11/25 10:15:00 [error] 7#7: *1 open() failed", Some(Error)),
-            ("[Mon Nov 25 10:15:00 2026] [core:error] [pid 1] AH00124", Some(Error)),
+            (
+                "2026/11/25 10:15:00 [error] 7#7: *1 open() failed",
+                Some(Error),
+            ),
+            (
+                "[Mon Nov 25 10:15:00 2026] [core:error] [pid 1] AH00124",
+                Some(Error),
+            ),
             ("[warn] deprecated option", Some(Warn)),
-            ("time=\"2026-11-25T10:15:00Z\" level=warning msg=\"slow\"", Some(Warn)),
-            ("ts=2026-11-25T10:15:00Z caller=main.go:12 level=DEBUG msg=x", Some(Debug)),
+            (
+                "time=\"2026-11-25T10:15:00Z\" level=warning msg=\"slow\"",
+                Some(Warn),
+            ),
+            (
+                "ts=2026-11-25T10:15:00Z caller=main.go:12 level=DEBUG msg=x",
+                Some(Debug),
+            ),
             ("lvl=info msg=started", Some(Info)),
             ("severity=Error component=x", Some(Error)),
             ("level=\"fatal\" msg=bye", Some(Fatal)),
             ("level=30 msg=bunyan-ish", Some(Info)),
-            ("E1125 10:15:00.123456    1 reflector.go:138] watch failed", Some(Error)),
-            ("I1125 10:15:00.123456    1 main.go:42] starting", Some(Info)),
+            (
+                "E1125 10:15:00.123456    1 reflector.go:138] watch failed",
+                Some(Error),
+            ),
+            (
+                "I1125 10:15:00.123456    1 main.go:42] starting",
+                Some(Info),
+            ),
             ("W1125 10:15:00.123456    1 main.go:42] slow", Some(Warn)),
             ("F1125 10:15:00.123456    1 main.go:42] dying", Some(Fatal)),
             ("panic: runtime error: index out of range", Some(Fatal)),
@@ -344,7 +371,10 @@ mod tests {
     fn json_levels_and_attributes() {
         let e = enrich(r#"{"level":"warn","msg":"slow","ms":1200}"#);
         assert_eq!(e.level, Some(Level::Warn));
-        assert_eq!(Value::Object(e.attributes), json!({"level":"warn","msg":"slow","ms":1200}));
+        assert_eq!(
+            Value::Object(e.attributes),
+            json!({"level":"warn","msg":"slow","ms":1200})
+        );
 
         let cases: &[(&str, Option<Level>)] = &[
             (r#"{"severity":"ERROR"}"#, Some(Level::Error)),

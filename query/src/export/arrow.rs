@@ -28,8 +28,8 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_ipc::writer::StreamWriter;
-use arrow_schema::{ArrowError, DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef};
 use arrow_schema::TimeUnit;
+use arrow_schema::{ArrowError, DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef};
 use serde_json::{Map, Value as Json};
 use tantivy::schema::{Field, FieldType, OwnedValue, Schema, Value};
 use tantivy::TantivyDocument;

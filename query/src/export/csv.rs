@@ -48,7 +48,8 @@ impl<W: Write> CsvEncoder<W> {
 
 impl<W: Write> Encode for CsvEncoder<W> {
     fn write_docs(&mut self, docs: &[TantivyDocument]) -> Result<()> {
-        let Some(hits) = self.layout.hits.clone() else {
+        let layout = Arc::clone(&self.layout);
+        let Some(hits) = layout.hits.as_ref() else {
             return Err(Error::Internal("no record format for documents".into()));
         };
         for doc in docs {

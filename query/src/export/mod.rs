@@ -49,8 +49,8 @@ use crate::request::{FieldList, ParsedRequest, QueryLimits, SearchRequest, SortO
 use crate::routes::SnapshotSource;
 use crate::search::search;
 
-pub(crate) use query::build_query;
 pub use parquet::{ROW_GROUP_BYTES, ROW_GROUP_ROWS};
+pub(crate) use query::build_query;
 pub use walk::BLOCK_ROWS;
 
 /// The output format of an export.
@@ -174,7 +174,11 @@ impl Export {
     /// Prepares `plan` over `snapshot`: parses the query, checks the projected fields, and for
     /// an aggregation export runs the aggregations (under the search time budget). Errors are
     /// those of [`crate::search`]. Blocking: call it from a blocking thread.
-    pub fn prepare(snapshot: StreamSnapshot, plan: &ExportPlan, limits: &QueryLimits) -> Result<Export> {
+    pub fn prepare(
+        snapshot: StreamSnapshot,
+        plan: &ExportPlan,
+        limits: &QueryLimits,
+    ) -> Result<Export> {
         let req = &plan.request;
         if req.aggs.is_some() {
             let answer = search(&snapshot, req, limits)?;

@@ -28,7 +28,8 @@ impl<W: Write> NdjsonEncoder<W> {
 
 impl<W: Write> Encode for NdjsonEncoder<W> {
     fn write_docs(&mut self, docs: &[TantivyDocument]) -> Result<()> {
-        let Some(hits) = self.layout.hits.clone() else {
+        let layout = Arc::clone(&self.layout);
+        let Some(hits) = layout.hits.as_ref() else {
             return Err(Error::Internal("no record format for documents".into()));
         };
         for doc in docs {

@@ -76,7 +76,11 @@ fn parse_user_query(snapshot: &StreamSnapshot, text: &str) -> Result<Box<dyn Que
 
 /// The query's weight on one target, scoring disabled. A query that does not fit the schema
 /// is an [`Error::InvalidQuery`].
-pub(crate) fn weight(query: &dyn Query, searcher: &Searcher, target: &str) -> Result<Box<dyn Weight>> {
+pub(crate) fn weight(
+    query: &dyn Query,
+    searcher: &Searcher,
+    target: &str,
+) -> Result<Box<dyn Weight>> {
     query
         .weight(EnableScoring::disabled_from_searcher(searcher))
         .map_err(|err| match err {

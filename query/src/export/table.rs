@@ -110,7 +110,11 @@ mod tests {
     use super::*;
 
     fn rows(value: Value) -> Vec<Value> {
-        flatten(&value).rows.into_iter().map(Value::Object).collect()
+        flatten(&value)
+            .rows
+            .into_iter()
+            .map(Value::Object)
+            .collect()
     }
 
     #[test]
@@ -146,7 +150,10 @@ mod tests {
     fn columns_in_nesting_order() {
         let aggs = json!({"z": {"buckets": [{"key": "a", "doc_count": 1,
                                             "b": {"buckets": [{"key": "x", "doc_count": 1}]}}]}});
-        assert_eq!(flatten(&aggs).columns, ["z", "z.doc_count", "b", "b.doc_count"]);
+        assert_eq!(
+            flatten(&aggs).columns,
+            ["z", "z.doc_count", "b", "b.doc_count"]
+        );
     }
 
     #[test]
@@ -175,10 +182,7 @@ mod tests {
             rows(aggs),
             vec![json!({"r": "low", "r.to": 10.0, "r.doc_count": 4})]
         );
-        assert_eq!(
-            rows(json!({"n": {"value": 3.0}})),
-            vec![json!({"n": 3.0})]
-        );
+        assert_eq!(rows(json!({"n": {"value": 3.0}})), vec![json!({"n": 3.0})]);
         assert!(rows(json!({"t": {"buckets": []}})).is_empty());
     }
 }

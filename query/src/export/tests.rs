@@ -6,13 +6,13 @@ use std::io::Cursor as IoCursor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Map, Value};
 use tantivy::{DateTime, Index, IndexWriter, TantivyDocument};
 use tower::ServiceExt;
@@ -115,7 +115,8 @@ fn read_arrow(bytes: &[u8]) -> Vec<RecordBatch> {
 }
 
 fn read_parquet(bytes: &[u8]) -> (Vec<RecordBatch>, Vec<i64>) {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.to_vec())).unwrap();
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.to_vec())).unwrap();
     let groups = builder
         .metadata()
         .row_groups()
@@ -139,7 +140,12 @@ fn read_ndjson(bytes: &[u8]) -> Vec<Map<String, Value>> {
 
 fn read_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = ::csv::Reader::from_reader(bytes);
-    let header = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let header = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
     let rows = reader
         .records()
         .map(|r| r.unwrap().iter().map(str::to_string).collect())
@@ -150,7 +156,11 @@ fn read_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
 /// The same query in all four formats: exactly the search hits, every value equal.
 #[test]
 fn all_formats_match_search() {
-    for q in ["level:error", "*", "connection AND labels.app.kubernetes.io/name:web"] {
+    for q in [
+        "level:error",
+        "*",
+        "connection AND labels.app.kubernetes.io/name:web",
+    ] {
         let expected = by_pod(search_hits(q));
         assert!(!expected.is_empty(), "{q}");
         let n = expected.len() as u64;
@@ -236,7 +246,9 @@ fn keyword_lists_are_lists() {
     doc.add_text(schema.get_field("user_groups").unwrap(), "system:masters");
     doc.add_text(schema.get_field("user_groups").unwrap(), "dev");
     doc.add_i64(schema.get_field("status_code").unwrap(), 403);
-    let batch = layout.batch_of_docs(&[doc, TantivyDocument::new()]).unwrap();
+    let batch = layout
+        .batch_of_docs(&[doc, TantivyDocument::new()])
+        .unwrap();
     let groups = batch.column(0).as_list::<i32>();
     let first = groups.value(0);
     let first = first.as_string::<i32>();
@@ -278,7 +290,10 @@ fn sorted_exports_follow_the_hit_order() {
         fields: Some(FieldList::Joined("pod".into())),
         ..Default::default()
     };
-    let parsed = search_req.clone().parse(Timestamp::now(), &limits()).unwrap();
+    let parsed = search_req
+        .clone()
+        .parse(Timestamp::now(), &limits())
+        .unwrap();
     let hits = search(&snapshot(), &parsed, &limits()).unwrap().hits;
     let (bytes, rows) = export_bytes(ExportRequest {
         q: search_req.q,
@@ -421,7 +436,13 @@ fn aggregation_export_is_a_row_per_bucket() {
     let (header, csv_rows) = read_csv(&bytes);
     assert_eq!(
         header,
-        ["ns", "ns.doc_count", "max_offset", "level", "level.doc_count"]
+        [
+            "ns",
+            "ns.doc_count",
+            "max_offset",
+            "level",
+            "level.doc_count"
+        ]
     );
     assert_eq!(csv_rows[0], ["kube-system", "1", "100.0", "fatal", "1"]);
 
@@ -556,7 +577,16 @@ async fn get_export_route() {
         .into_iter()
         .map(|r| r["pod"].clone())
         .collect();
-    assert_eq!(pods, [json!("p0"), json!("p4"), json!("p3"), json!("p7"), json!("p9")]);
+    assert_eq!(
+        pods,
+        [
+            json!("p0"),
+            json!("p4"),
+            json!("p3"),
+            json!("p7"),
+            json!("p9")
+        ]
+    );
 
     let (status, content_type, body) = call(
         Request::get("/api/v1/logs/export")
@@ -595,8 +625,7 @@ async fn export_errors_are_json() {
         ("/api/v1/nope/export", 404, "unknown_stream"),
     ];
     for (uri, status, code) in cases {
-        let (got, content_type, body) =
-            call(Request::get(uri).body(Body::empty()).unwrap()).await;
+        let (got, content_type, body) = call(Request::get(uri).body(Body::empty()).unwrap()).await;
         assert_eq!(got.as_u16(), status, "{uri}");
         assert_eq!(content_type, "application/json", "{uri}");
         let body: Value = serde_json::from_slice(&body).unwrap();

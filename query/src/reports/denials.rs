@@ -4,9 +4,12 @@
 use serde_json::{json, Map, Value};
 use trawl_model::Timestamp;
 
-use super::engine::{check_complete, render, timestamp_metric, Ctx, Key, Order, Row, USER_KEYS};
+use super::engine::{
+    bucket_start, check_complete, render, time_range, timestamp_metric, Ctx, Key, Order, Row,
+    USER_KEYS,
+};
 use super::filter::{either, eq, COMPLETE};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::search::TIMESTAMP_FIELD;
 
 type Rows = Result<Vec<Map<String, Value>>>;
@@ -96,21 +99,4 @@ pub(super) fn forbidden_bursts(ctx: &Ctx) -> Rows {
         }
     }
     Ok(render(&filter, rows, Order::ByCount, request.limit))
-}
-
-/// The start of a `date_histogram` bucket in nanoseconds (its key is in milliseconds).
-pub(super) fn bucket_start(bucket: &Value) -> Result<i64> {
-    let ms = bucket["key"]
-        .as_f64()
-        .ok_or_else(|| Error::Internal(format!("malformed date_histogram bucket: {bucket}")))?;
-    Ok((ms.round() as i64).saturating_mul(1_000_000))
-}
-
-/// `timestamp` in `[start, end)`, exact to the nanosecond.
-pub(super) fn time_range(start: i64, end: i64) -> String {
-    format!(
-        "{TIMESTAMP_FIELD}:[{} TO {}}}",
-        Timestamp(start).to_rfc3339(),
-        Timestamp(end).to_rfc3339()
-    )
 }

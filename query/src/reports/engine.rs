@@ -241,6 +241,23 @@ pub(crate) fn timestamp_metric(metric: &Value) -> Option<i64> {
     Some(((nanos / 1_000.0).round() as i64).saturating_mul(1_000))
 }
 
+/// The start of a `date_histogram` bucket in nanoseconds (its key is in milliseconds).
+pub(crate) fn bucket_start(bucket: &Value) -> Result<i64> {
+    let ms = bucket["key"]
+        .as_f64()
+        .ok_or_else(|| Error::Internal(format!("malformed date_histogram bucket: {bucket}")))?;
+    Ok((ms.round() as i64).saturating_mul(1_000_000))
+}
+
+/// `timestamp` in `[start, end)`, exact to the nanosecond.
+pub(crate) fn time_range(start: i64, end: i64) -> String {
+    format!(
+        "{TIMESTAMP_FIELD}:[{} TO {}}}",
+        Timestamp(start).to_rfc3339(),
+        Timestamp(end).to_rfc3339()
+    )
+}
+
 /// How rows are ordered before `limit` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Order {

@@ -3,8 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::denials::{bucket_start, time_range};
-use super::engine::{render, timestamp_metric, Ctx, Key, Order, Row};
+use super::engine::{bucket_start, render, time_range, timestamp_metric, Ctx, Key, Order, Row};
 use super::filter::COMPLETE;
 use crate::error::{Error, Result};
 use crate::search::TIMESTAMP_FIELD;

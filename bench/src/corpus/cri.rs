@@ -1,0 +1,161 @@
+//! CRI log files laid out like the kubelet's `/var/log/pods`:
+//! `<dir>/<namespace>_<pod>_<uid>/<container>/0.log`, lines `<RFC3339Nano> <stream> <P|F> <text>`.
+//! A multi-line entry (a stack trace) becomes one line per text line, as the runtime writes it;
+//! a few long lines are split into a partial (`P`) and a final (`F`) part.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::logs::LogGenerator;
+use super::Civil;
+
+/// What [`write_pods_dir`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CriStats {
+    /// Log files written.
+    pub files: usize,
+    /// Bytes written, all files.
+    pub bytes: u64,
+    /// Records a collector should ship: one per `F` line (partial lines joined).
+    pub records: usize,
+    /// Lines split into a `P` and an `F` part.
+    pub partial_lines: usize,
+}
+
+/// Per-file buffer flushed at this size, so that 1,000 files need no 1,000 open descriptors.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Writes about `total_bytes` of CRI lines from `gen` into `dir`, one file per pod of `gen`
+/// (create the generator with as many pods as files wanted). Pods are chosen Zipf-wise by the
+/// generator. Errors: any I/O error, with the path.
+pub fn write_pods_dir(
+    gen: &mut LogGenerator,
+    dir: &Path,
+    total_bytes: u64,
+    seed: u64,
+) -> crate::Result<CriStats> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xc21);
+    let paths: Vec<PathBuf> = gen
+        .pods()
+        .iter()
+        .map(|p| {
+            dir.join(format!("{}_{}_{}", p.namespace, p.name, p.uid))
+                .join(&p.container)
+                .join("0.log")
+        })
+        .collect();
+    for path in &paths {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| crate::Error::path(parent, e))?;
+            // An empty file per pod, so that every pod is a file even if it stays quiet.
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| crate::Error::path(path, e))?;
+        }
+    }
+    let mut stats = CriStats {
+        files: paths.len(),
+        ..CriStats::default()
+    };
+    let mut buffers: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    let mut ts = Vec::with_capacity(40);
+    while stats.bytes < total_bytes {
+        let entry = gen.next_entry();
+        let buf = buffers.entry(entry.pod).or_default();
+        let mut ns = entry.timestamp_ns;
+        for line in entry.message.split('\n') {
+            ts.clear();
+            Civil::from_nanos(ns).rfc3339_nanos(&mut ts);
+            let before = buf.len();
+            if line.len() > 300 && rng.random_bool(0.05) {
+                let mut cut = line.len() / 2;
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                for (tag, part) in [("P", &line[..cut]), ("F", &line[cut..])] {
+                    buf.extend_from_slice(&ts);
+                    buf.push(b' ');
+                    buf.extend_from_slice(entry.stream.as_bytes());
+                    buf.push(b' ');
+                    buf.extend_from_slice(tag.as_bytes());
+                    buf.push(b' ');
+                    buf.extend_from_slice(part.as_bytes());
+                    buf.push(b'\n');
+                }
+                stats.partial_lines += 1;
+            } else {
+                buf.extend_from_slice(&ts);
+                buf.push(b' ');
+                buf.extend_from_slice(entry.stream.as_bytes());
+                buf.extend_from_slice(b" F ");
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+            }
+            stats.records += 1;
+            stats.bytes += (buf.len() - before) as u64;
+            ns += 1_000;
+        }
+        if buf.len() >= FLUSH_BYTES {
+            append(&paths[entry.pod], buf)?;
+            buf.clear();
+        }
+    }
+    for (pod, buf) in buffers {
+        if !buf.is_empty() {
+            append(&paths[pod], &buf)?;
+        }
+    }
+    Ok(stats)
+}
+
+fn append(path: &Path, bytes: &[u8]) -> crate::Result<()> {
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| crate::Error::path(path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| crate::Error::path(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_and_line_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gen = LogGenerator::new(5, "bench", 10, 1000.0);
+        let stats = write_pods_dir(&mut gen, dir.path(), 200_000, 5).unwrap();
+        assert_eq!(stats.files, 10);
+        let mut total = 0u64;
+        let mut finals = 0usize;
+        for pod in gen.pods() {
+            let path = dir
+                .path()
+                .join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid))
+                .join(&pod.container)
+                .join("0.log");
+            let text = fs::read_to_string(&path).unwrap();
+            total += text.len() as u64;
+            for line in text.lines() {
+                let mut parts = line.splitn(4, ' ');
+                let ts = parts.next().unwrap();
+                assert!(trawl_model::Timestamp::parse_rfc3339(ts).is_ok(), "{line}");
+                assert!(matches!(parts.next(), Some("stdout" | "stderr")), "{line}");
+                let tag = parts.next().unwrap();
+                assert!(tag == "P" || tag == "F", "{line}");
+                finals += usize::from(tag == "F");
+            }
+        }
+        assert_eq!(total, stats.bytes);
+        assert_eq!(finals, stats.records);
+        assert!(stats.bytes >= 200_000);
+    }
+}

@@ -1,0 +1,126 @@
+//! `export`: rows per second and the indexer's memory growth while it streams all `logs`
+//! documents as Arrow IPC and as Parquet.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::client::client;
+use crate::corpus::logs::LogGenerator;
+use crate::scenarios::{load, Ctx, Indexer};
+use crate::{report, Error, Result};
+
+const S: &str = "export";
+
+/// Runs the scenario over 5M rows (200k with `--quick`, `--docs` to choose).
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let docs = ctx.docs_or(200_000, 5_000_000);
+    let indexer = Indexer::start(ctx, &[])?;
+    let http = client()?;
+    let gen = LogGenerator::new(ctx.seed, "bench", 800, 2000.0);
+    load(ctx, S, &http, &indexer, "logs", gen, docs)?;
+    for format in ["arrow", "parquet"] {
+        let url = format!("{}/api/v1/logs/export?format={format}", indexer.url());
+        let before = indexer.child.memory()?;
+        let peak = AtomicU64::new(before.rss_kib);
+        let done = AtomicBool::new(false);
+        let pid = indexer.child.pid();
+        let outcome = std::thread::scope(|s| {
+            s.spawn(|| {
+                // RSS sampled every 20 ms: VmHWM would include the indexing peak.
+                let path = format!("/proc/{pid}/status");
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(text) = std::fs::read_to_string(&path) {
+                        if let Some(kib) = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .and_then(|v| v.split_whitespace().next())
+                            .and_then(|v| v.parse::<u64>().ok())
+                        {
+                            peak.fetch_max(kib, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            let result = fetch(&http, &url);
+            done.store(true, Ordering::Relaxed);
+            result
+        });
+        match outcome {
+            Ok(None) => report::unavailable(S, format, "404"),
+            Err(e) => report::unavailable(S, format, &e.to_string()),
+            Ok(Some((bytes, first_byte, wall))) => {
+                let peak = peak.load(Ordering::Relaxed);
+                report::metric(
+                    S,
+                    &format!("{format}_rows_s"),
+                    docs as f64 / wall.as_secs_f64(),
+                    "rows/s",
+                );
+                report::metric(
+                    S,
+                    &format!("{format}_mb_s"),
+                    bytes as f64 / 1e6 / wall.as_secs_f64(),
+                    "MB/s",
+                );
+                report::metric(S, &format!("{format}_bytes"), bytes as f64 / 1e6, "MB");
+                report::metric(
+                    S,
+                    &format!("{format}_first_byte"),
+                    report::ms(first_byte),
+                    "ms",
+                );
+                report::metric(
+                    S,
+                    &format!("{format}_rss_before"),
+                    before.rss_kib as f64 / 1024.0,
+                    "MiB",
+                );
+                report::metric(
+                    S,
+                    &format!("{format}_rss_peak"),
+                    peak as f64 / 1024.0,
+                    "MiB",
+                );
+                report::metric(
+                    S,
+                    &format!("{format}_rss_growth"),
+                    peak.saturating_sub(before.rss_kib) as f64 / 1024.0,
+                    "MiB",
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Streams the export body to nowhere: (bytes, time to first byte, total time); `None` on 404.
+fn fetch(http: &reqwest::blocking::Client, url: &str) -> Result<Option<(u64, Duration, Duration)>> {
+    let start = Instant::now();
+    let mut response = http.get(url).send()?;
+    let status = response.status().as_u16();
+    if status == 404 {
+        return Ok(None);
+    }
+    if status != 200 {
+        let body = response.text().unwrap_or_default();
+        return Err(Error::Status {
+            what: url.to_string(),
+            status,
+            body: body.chars().take(300).collect(),
+        });
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    let mut first = None;
+    loop {
+        let n = response.read(&mut buf).map_err(Error::Io)?;
+        if n == 0 {
+            break;
+        }
+        first.get_or_insert_with(|| start.elapsed());
+        bytes += n as u64;
+    }
+    Ok(Some((bytes, first.unwrap_or_default(), start.elapsed())))
+}

@@ -1,0 +1,94 @@
+//! `search`: a fixed query set over N `logs` documents, each query timed `runs` times.
+
+use serde_json::Value;
+
+use crate::client::{client, encode, get_json, stream_stats};
+use crate::corpus::{logs::LogGenerator, Civil, CORPUS_START_NS};
+use crate::scenarios::{load, time_runs, Ctx, Indexer};
+use crate::{report, Error, Result};
+
+const S: &str = "search";
+
+/// Log-time rate of the search corpus, documents per second.
+const DOCS_PER_SEC: f64 = 2000.0;
+
+fn rfc3339(ns: i64) -> String {
+    let mut out = Vec::new();
+    Civil::from_nanos(ns).rfc3339_nanos(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The query set: (name, query string parameters without the stream).
+fn queries(docs: u64) -> Vec<(&'static str, String)> {
+    let span_ns = (docs as f64 / DOCS_PER_SEC * 1e9) as i64;
+    let mid = CORPUS_START_NS + span_ns / 2;
+    let window = format!(
+        "&start={}&end={}",
+        encode(&rfc3339(mid)),
+        encode(&rfc3339(mid + 60_000_000_000))
+    );
+    vec![
+        ("term", "q=timeout&limit=100".to_string()),
+        ("term_rare", "q=NullPointerException&limit=100".to_string()),
+        (
+            "phrase",
+            format!("q={}&limit=100", encode("\"connection reset by peer\"")),
+        ),
+        (
+            "fields_and",
+            format!(
+                "q={}&limit=100",
+                encode("namespace:payments AND level:error")
+            ),
+        ),
+        (
+            "bool_text_fields",
+            format!(
+                "q={}&limit=100",
+                encode("level:error AND (timeout OR refused) AND NOT namespace:\"kube-system\"")
+            ),
+        ),
+        ("time_range_only", format!("q=*&limit=100{window}")),
+        ("time_range_term", format!("q=error&limit=100{window}")),
+        ("match_all_latest", "q=*&limit=100".to_string()),
+        ("match_all_oldest", "q=*&limit=100&sort=asc".to_string()),
+        (
+            "count_level_error",
+            format!("q={}&limit=0", encode("level:error")),
+        ),
+        ("count_all", "q=*&limit=0".to_string()),
+    ]
+}
+
+/// Runs the scenario over 10M documents (200k with `--quick`, `--docs` to choose).
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let docs = ctx.docs_or(200_000, 10_000_000);
+    let indexer = Indexer::start(ctx, &[])?;
+    let http = client()?;
+    let gen = LogGenerator::new(ctx.seed, "bench", 800, DOCS_PER_SEC);
+    load(ctx, S, &http, &indexer, "logs", gen, docs)?;
+    let (bytes, _) = stream_stats(&http, indexer.url(), "logs")?;
+    report::metric(S, "index_bytes", bytes as f64 / 1e6, "MB");
+    let runs = ctx.runs();
+    for (name, params) in queries(docs) {
+        let url = format!("{}/api/v1/logs/search?{params}", indexer.url());
+        let mut total = 0;
+        let result = time_runs(runs, || {
+            let answer = get_json(&http, &url)?.ok_or_else(|| Error::Status {
+                what: url.clone(),
+                status: 404,
+                body: String::new(),
+            })?;
+            total = answer.get("total").and_then(Value::as_u64).unwrap_or(0);
+            Ok(())
+        });
+        match result {
+            Ok(samples) => {
+                report::percentiles(S, name, &samples);
+                report::metric(S, &format!("{name}_total"), total as f64, "docs");
+            }
+            Err(e) => report::unavailable(S, name, &e.to_string()),
+        }
+    }
+    Ok(())
+}
