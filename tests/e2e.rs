@@ -17,6 +17,7 @@
 //! - `collector` — real `trawl collector` and `trawl indexer` processes: pod logs rotated by
 //!   rename and copytruncate, the collector SIGKILLed and restarted, the indexer down for a
 //!   while; every line indexed exactly once and whole.
+//! - `config_check` — `trawl config check` passes a good file and names a bad key with its file.
 //! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
 //!   hit order and aggregations equal what one index would answer; an indexer down makes the
 //!   answer partial and says so.
@@ -32,6 +33,8 @@ mod support;
 mod bad_input;
 #[path = "e2e/collector.rs"]
 mod collector;
+#[path = "e2e/config_check.rs"]
+mod config_check;
 #[path = "e2e/distributed.rs"]
 mod distributed;
 #[path = "e2e/export_tail.rs"]

@@ -204,3 +204,71 @@ fn ndjson_line_numbers_in_errors() {
     assert_eq!(ndjson_lines(b"a\n").count(), 1);
     indexer.shutdown();
 }
+
+#[test]
+fn retention_deletes_splits_by_age_and_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut s = settings(dir.path());
+    s.merge_min_splits = 1000;
+    let day = Duration::from_secs(86_400);
+    s.streams.insert(
+        "logs".into(),
+        crate::settings::StreamOverrides {
+            retention_max_age: Some(day),
+            ..Default::default()
+        },
+    );
+    let indexer = Indexer::open(s.clone(), Arc::new(Metrics::default())).unwrap();
+    let now = trawl_model::Timestamp::now().nanos();
+    let day_ns = 86_400_000_000_000i64;
+    // Three splits: two days old, one hour old, now.
+    for (i, age) in [2 * day_ns, day_ns / 24, 0].into_iter().enumerate() {
+        let ts = trawl_model::Timestamp(now - age).to_rfc3339();
+        let body: String = (0..10)
+            .map(|n| format!("{{\"timestamp\":\"{ts}\",\"message\":\"split{i} {n}\"}}\n"))
+            .collect();
+        ingest(&rt, &indexer, "logs", body.into_bytes(), false).unwrap();
+        indexer.seal_all();
+    }
+    let logs = |ix: &Indexer| {
+        ix.stream_stats()
+            .into_iter()
+            .find(|s| s.name == "logs")
+            .unwrap()
+    };
+    assert_eq!(logs(&indexer).splits, 3);
+    indexer.run_upkeep_once().unwrap();
+    assert_eq!((logs(&indexer).splits, logs(&indexer).docs), (2, 20));
+    assert_eq!(docs(&indexer, "logs"), 20);
+    indexer.shutdown();
+    drop(indexer);
+
+    // By size: a budget that holds one split keeps the newest.
+    let one_split = {
+        let ix = Indexer::open(s.clone(), Arc::new(Metrics::default())).unwrap();
+        let bytes = ix
+            .stream_stats()
+            .into_iter()
+            .find(|s| s.name == "logs")
+            .unwrap()
+            .bytes
+            / 2;
+        ix.shutdown();
+        bytes
+    };
+    s.streams.insert(
+        "logs".into(),
+        crate::settings::StreamOverrides {
+            retention_max_bytes: Some(one_split + one_split / 2),
+            ..Default::default()
+        },
+    );
+    let indexer = Indexer::open(s, Arc::new(Metrics::default())).unwrap();
+    indexer.run_upkeep_once().unwrap();
+    assert_eq!(logs(&indexer).splits, 1);
+    let snapshot = indexer.snapshot("logs", None, None).unwrap();
+    let newest = snapshot.targets[0].max_timestamp.unwrap().nanos();
+    assert!(newest >= now, "the newest split is kept");
+    indexer.shutdown();
+}
