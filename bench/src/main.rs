@@ -59,6 +59,17 @@ struct Common {
     /// Concurrent ingest requests.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Environment for the indexer child, KEY=VALUE (repeatable), e.g.
+    /// TRAWL_INDEXER__COMMIT_INTERVAL_MS=5000.
+    #[arg(long = "indexer-env", value_parser = parse_env)]
+    indexer_env: Vec<(String, String)>,
+}
+
+fn parse_env(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -116,7 +127,11 @@ fn with_ctx(c: &Common, f: impl FnOnce(&Ctx) -> Result<()>) -> Result<()> {
         seed: c.seed,
         concurrency: c.concurrency.max(1),
         bin: proc::trawl_binary()?,
+        indexer_env: c.indexer_env.clone(),
     };
+    for (k, v) in &ctx.indexer_env {
+        report::info("bench", "indexer_env", &format!("{k}={v}"));
+    }
     // Other work on the machine skews every figure: say how busy it was.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     report::info("bench", "loadavg_at_start", load.trim());

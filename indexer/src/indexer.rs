@@ -319,29 +319,23 @@ impl Indexer {
 
     /// Commits every stream's hot index now; returns once searchable.
     pub fn flush(&self) {
-        let waits: Vec<_> = self
-            .inner
-            .streams
-            .values()
-            .filter_map(|entry| {
-                let (tx, rx) = mpsc::channel();
-                entry.tx.send(IndexOp::Flush(tx)).ok().map(|_| rx)
-            })
-            .collect();
-        for rx in waits {
-            let _ = rx.recv();
-        }
+        self.to_every_stream(IndexOp::Flush);
     }
 
     /// Seals every stream's hot index into a split now.
     pub fn seal_all(&self) {
+        self.to_every_stream(IndexOp::Seal);
+    }
+
+    /// Sends an op to every indexing thread and waits until each has done it.
+    fn to_every_stream(&self, op: fn(mpsc::Sender<()>) -> IndexOp) {
         let waits: Vec<_> = self
             .inner
             .streams
             .values()
             .filter_map(|entry| {
                 let (tx, rx) = mpsc::channel();
-                entry.tx.send(IndexOp::Seal(tx)).ok().map(|_| rx)
+                entry.tx.send(op(tx)).ok().map(|_| rx)
             })
             .collect();
         for rx in waits {

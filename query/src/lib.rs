@@ -15,6 +15,7 @@ pub mod distributed;
 mod error;
 pub mod export;
 mod hit;
+mod query_text;
 pub mod reports;
 mod request;
 mod routes;

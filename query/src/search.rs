@@ -9,7 +9,6 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -19,13 +18,9 @@ use serde_json::{Map, Value};
 use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
 use tantivy::collector::SegmentCollector;
 use tantivy::columnar::Column;
-use tantivy::query::{
-    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, QueryParserError, RangeQuery,
-    Weight,
-};
-use tantivy::{DateTime, DocAddress, DocId, SegmentReader, TantivyDocument, TantivyError, Term};
+use tantivy::query::{EnableScoring, Query, Weight};
+use tantivy::{DateTime, DocAddress, DocId, SegmentReader, TantivyDocument, TantivyError};
 use trawl_indexer::{SearchTarget, StreamSnapshot};
-use trawl_model::Timestamp;
 
 use crate::aggs::AggRun;
 use crate::error::{Error, Result};
@@ -349,60 +344,7 @@ struct TargetResult {
 
 /// Parses the query text and adds the time bounds.
 fn build_query(snapshot: &StreamSnapshot, req: &ParsedRequest) -> Result<Box<dyn Query>> {
-    let user_query: Box<dyn Query> = if req.query.trim() == "*" {
-        Box::new(AllQuery)
-    } else {
-        parse_user_query(snapshot, &req.query)?
-    };
-    if req.start.is_none() && req.end.is_none() {
-        return Ok(user_query);
-    }
-    let field = snapshot.schema.get_field(TIMESTAMP_FIELD).map_err(|_| {
-        Error::Internal(format!(
-            "stream `{}` has no `{TIMESTAMP_FIELD}` field",
-            snapshot.stream
-        ))
-    })?;
-    // The fast-field range is compared at the field's precision (nanoseconds): exact bounds.
-    let term = |ts: Timestamp| Term::from_field_date(field, DateTime::from_timestamp_nanos(ts.0));
-    let lower = req
-        .start
-        .map_or(Bound::Unbounded, |s| Bound::Included(term(s)));
-    let upper = req
-        .end
-        .map_or(Bound::Unbounded, |e| Bound::Excluded(term(e)));
-    let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
-    if req.query.trim() == "*" {
-        return Ok(range);
-    }
-    Ok(Box::new(BooleanQuery::new(vec![
-        (Occur::Must, user_query),
-        (Occur::Must, range),
-    ])))
-}
-
-/// The tantivy query-parser grammar over the stream's default fields, AND by default.
-fn parse_user_query(snapshot: &StreamSnapshot, text: &str) -> Result<Box<dyn Query>> {
-    let mut parser = QueryParser::new(
-        snapshot.schema.clone(),
-        snapshot.default_fields.clone(),
-        snapshot.tokenizers.clone(),
-    );
-    parser.set_conjunction_by_default();
-    parser.parse_query(text).map_err(|err| match err {
-        QueryParserError::SyntaxError(_) => {
-            // The strict parser only says that it failed; the lenient one says where.
-            let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
-            match errors.first() {
-                Some(first) => Error::InvalidQuery(format!(
-                    "syntax error at position {}: {}",
-                    first.pos, first.message
-                )),
-                None => Error::InvalidQuery(format!("syntax error in `{text}`")),
-            }
-        }
-        other => Error::InvalidQuery(other.to_string()),
-    })
+    crate::query_text::build_query(snapshot, &req.query, req.start, req.end)
 }
 
 /// Searches the targets on up to `parallelism` threads, each pulling the next target when done

@@ -37,6 +37,9 @@ pub struct Ctx {
     pub concurrency: usize,
     /// The `trawl` binary.
     pub bin: PathBuf,
+    /// Extra environment for every indexer started (`TRAWL_INDEXER__COMMIT_INTERVAL_MS=...`),
+    /// for tuning experiments without editing code.
+    pub indexer_env: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -80,10 +83,12 @@ impl Indexer {
             .map_err(Error::Io)?;
         let data = dir.path().join("data");
         let data = data.to_string_lossy().into_owned();
+        let mut all_envs = ctx.indexer_env.clone();
+        all_envs.extend_from_slice(envs);
         let child = TrawlChild::start(
             &ctx.bin,
             &["indexer", "--listen", "127.0.0.1:0", "--data-dir", &data],
-            envs,
+            &all_envs,
             Duration::from_secs(60),
         )?;
         Ok(Indexer { child, dir })

@@ -18,7 +18,6 @@ mod arrow;
 mod csv;
 mod ndjson;
 mod parquet;
-mod query;
 mod table;
 mod walk;
 
@@ -49,8 +48,8 @@ use crate::request::{FieldList, ParsedRequest, QueryLimits, SearchRequest, SortO
 use crate::routes::SnapshotSource;
 use crate::search::search;
 
+pub(crate) use crate::query_text::build_query;
 pub use parquet::{ROW_GROUP_BYTES, ROW_GROUP_ROWS};
-pub(crate) use query::build_query;
 pub use walk::BLOCK_ROWS;
 
 /// The output format of an export.
@@ -193,7 +192,7 @@ impl Export {
                 source: Rows::Table(table.rows),
             });
         }
-        let query = query::build_query(&snapshot, &req.query, req.start, req.end)?;
+        let query = crate::query_text::build_query(&snapshot, &req.query, req.start, req.end)?;
         let layout = arrow::Layout::for_stream(
             &snapshot.schema,
             req.fields.as_deref(),

@@ -15,7 +15,7 @@ use tantivy::{DateTime, DocAddress, DocId, DocSet, TantivyDocument, TERMINATED};
 use trawl_indexer::SearchTarget;
 
 use crate::error::{Error, Result};
-use crate::export::query::weight;
+use crate::query_text::weight;
 use crate::request::SortOrder;
 use crate::search::TIMESTAMP_FIELD;
 

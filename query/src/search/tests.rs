@@ -7,6 +7,7 @@ use crate::aggs::parse_aggs;
 use crate::testutil::{
     single_split_snapshot, snapshot, tied_snapshot, ASC_ORDER, MIN, RECORDS, T0,
 };
+use trawl_model::Timestamp;
 
 fn limits() -> QueryLimits {
     QueryLimits {
