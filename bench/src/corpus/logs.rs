@@ -905,3 +905,51 @@ const KLOG_TEMPLATES: &[(&str, &str, &str)] = &[
     ("I", "prometheus.go", "\"Reloading configuration file\" filename=/etc/prometheus/config_out/prometheus.env.yaml totalDuration={}"),
     ("W", "prometheus.go", "\"Error on ingesting samples that are too old or are too far into the future\" num_dropped={}"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(seed: u64, n: usize) -> Vec<String> {
+        let mut g = LogGenerator::new(seed, "bench", 200, 1000.0);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            g.next_line(&mut out);
+        }
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_record_is_a_valid_flat_log_record() {
+        let lines = lines(9, 5000);
+        assert_eq!(lines.len(), 5000);
+        let mut multi_line = 0;
+        let mut namespaces = std::collections::BTreeSet::new();
+        for line in &lines {
+            // Flat records only: the model refuses unknown top-level fields.
+            let rec: trawl_model::LogRecord =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(rec.level.is_some(), "{line}");
+            assert!(rec.timestamp.is_some());
+            assert!(!rec.message.is_empty());
+            multi_line += usize::from(rec.message.contains("\n\tat "));
+            namespaces.insert(rec.namespace);
+        }
+        assert!(multi_line > 10, "{multi_line}");
+        assert!(namespaces.len() > 10, "{}", namespaces.len());
+    }
+
+    #[test]
+    fn same_seed_same_bytes_and_time_moves_forward() {
+        assert_eq!(lines(3, 300), lines(3, 300));
+        assert_ne!(lines(3, 300), lines(4, 300));
+        let mut g = LogGenerator::new(1, "bench", 50, 1000.0);
+        let a = g.next_entry().timestamp_ns;
+        let b = g.next_entry().timestamp_ns;
+        assert!(a >= CORPUS_START_NS && b > a);
+    }
+}
