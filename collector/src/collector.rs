@@ -18,6 +18,7 @@ use crate::buffer::DiskBuffer;
 use crate::checkpoint::{CheckpointStore, Position};
 use crate::discovery::Filters;
 use crate::error::{Error, Result};
+use crate::kube::{MetaCache, Metadata, PodFilter, WatchSettings};
 use crate::metrics::Metrics;
 use crate::reader::{Reader, ReaderConfig};
 use crate::records::Stamp;
@@ -44,6 +45,8 @@ pub struct CollectorHandle {
     shared: Arc<Shared>,
     registry: Arc<Mutex<Registry>>,
     node: String,
+    /// Dropped (or set) to stop the Kubernetes watches.
+    _kube_stop: watch::Sender<bool>,
 }
 
 /// This node's name: the configured one, else `NODE_NAME`, else the host name.
@@ -61,6 +64,37 @@ fn node_name(configured: &str) -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Connects to the API server (retrying with backoff while that fails) and runs the watches
+/// until `stop`. Never returns an error: without the API, records carry path metadata.
+async fn watch_kubernetes(
+    cfg: trawl_config::KubernetesConfig,
+    settings: WatchSettings,
+    cache: Arc<MetaCache>,
+    metrics: Metrics,
+    stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    let client = loop {
+        match crate::kube::client(&cfg).await {
+            Ok(client) => break client,
+            Err(e) => {
+                metrics.kube_watch_errors.inc();
+                let delay = crate::backoff::next_delay(failures, None);
+                failures = failures.saturating_add(1);
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                    "no Kubernetes API client; records carry path metadata meanwhile");
+                let mut stop = stop.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    };
+    info!(node = %settings.node, "watching this node's pods on the Kubernetes API");
+    crate::kube::run(client, settings, cache, metrics, stop).await;
 }
 
 fn glob(pattern: &str, key: &str) -> Result<globset::GlobMatcher> {
@@ -167,9 +201,33 @@ impl Collector {
             redactor,
             rate_limits,
             drop_policy: cc.drop_policy,
+            kube: None,
         };
-        if !cc.include_pod_labels.is_empty() || !cc.exclude_pod_labels.is_empty() {
-            warn!("pod label filters need Kubernetes metadata, which this build does not watch yet; they are ignored");
+        let mut reader_cfg = reader_cfg;
+        let (kube_stop, kube_stop_rx) = watch::channel(false);
+        if cc.kubernetes.watch_enabled(|k| std::env::var(k).ok()) {
+            let metadata = Metadata {
+                cache: Arc::new(MetaCache::new(
+                    Duration::from_secs(cc.kubernetes.metadata_grace_secs),
+                    cc.kubernetes.namespace_labels,
+                )),
+                filter: PodFilter::from_config(cc)?,
+                wait: Duration::from_millis(cc.kubernetes.metadata_wait_ms),
+            };
+            let settings = WatchSettings {
+                node: node.clone(),
+                annotations: cc.kubernetes.annotations.clone().into(),
+            };
+            tokio::spawn(watch_kubernetes(
+                cc.kubernetes.clone(),
+                settings,
+                metadata.cache.clone(),
+                metrics.clone(),
+                kube_stop_rx,
+            ));
+            reader_cfg.kube = Some(metadata);
+        } else if !cc.include_pod_labels.is_empty() || !cc.exclude_pod_labels.is_empty() {
+            warn!("pod label filters need Kubernetes metadata, which is off outside a cluster (set collector.kubernetes.enabled or kubeconfig); they are ignored");
         }
 
         let (reader_tx, reader_rx) = std::sync::mpsc::channel();
@@ -189,6 +247,7 @@ impl Collector {
             ShipConfig {
                 indexer_url,
                 token: cc.token.clone(),
+                ca_path: cc.ca_path.clone(),
                 max_in_flight: cc.max_in_flight,
             },
             shared.clone(),
@@ -240,6 +299,7 @@ impl Collector {
             shared,
             registry: Arc::new(Mutex::new(registry)),
             node,
+            _kube_stop: kube_stop,
         })
     }
 }

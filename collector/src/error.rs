@@ -34,6 +34,10 @@ pub enum Error {
     /// The collector's background work could not be started (thread spawn, HTTP client).
     #[error("cannot start the collector: {0}")]
     Start(String),
+    /// The Kubernetes API cannot be reached with the configuration given (no in-cluster
+    /// service account, an unreadable kubeconfig). The collector runs on without metadata.
+    #[error("kubernetes: {0}")]
+    Kubernetes(String),
 }
 
 impl Error {

@@ -6,6 +6,7 @@
 //! ```text
 //! discovery ─▶ reader thread (tail, parse, records, batches) ─▶ disk buffer ─▶ shipper ─▶ indexer
 //!  webhook ─▶ spool (fsync) ─▶ reader thread                     checkpoints ◀── acknowledgements
+//!  API server ─▶ kube (watches, cache) ─▶ reader thread: labels, image, owner; label filters
 //! ```
 
 pub mod backoff;
@@ -17,6 +18,7 @@ pub mod discovery;
 mod error;
 mod fsutil;
 pub mod identity;
+pub mod kube;
 pub mod metrics;
 pub mod multiline;
 pub mod parse;

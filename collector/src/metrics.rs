@@ -31,6 +31,10 @@ pub struct Metrics {
     pub webhook_events: Counter,
     pub webhook_duplicates: Counter,
     pub backpressure_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub kube_pods_cached: Gauge,
+    pub kube_watch_restarts: Counter,
+    pub kube_watch_errors: Counter,
+    pub pods_excluded_by_labels: Counter,
     lag_series: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -118,6 +122,26 @@ impl Metrics {
             "trawl_collector_backpressure_seconds",
             "Time reading was paused because the disk buffer was full",
             self.backpressure_seconds.clone(),
+        );
+        r.register(
+            "trawl_collector_kubernetes_pods_cached",
+            "Pods whose Kubernetes metadata is cached (deleted ones in their grace period included)",
+            self.kube_pods_cached.clone(),
+        );
+        r.register(
+            "trawl_collector_kubernetes_watch_restarts",
+            "Relists of a Kubernetes watch after the first list (pods or namespaces)",
+            self.kube_watch_restarts.clone(),
+        );
+        r.register(
+            "trawl_collector_kubernetes_watch_errors",
+            "Errors of the Kubernetes watches (each retried with backoff)",
+            self.kube_watch_errors.clone(),
+        );
+        r.register(
+            "trawl_collector_pods_excluded_by_labels",
+            "Pods whose log files are not collected because of their labels",
+            self.pods_excluded_by_labels.clone(),
         );
     }
 

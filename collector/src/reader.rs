@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +22,9 @@ use crate::batch::{Batch, BatchBuilder};
 use crate::checkpoint::{unix_now, Position};
 use crate::discovery::{scan_audit, scan_pods, scan_spool, DirWatcher, Filters, Found, FsEvent};
 use crate::identity::{
-    audit_source_id, container_source_id, fingerprint_file, spool_source_id, still_matches,
+    audit_source_id, container_source_id, fingerprint_file, spool_source_id, still_matches, PodFile,
 };
+use crate::kube::Metadata;
 use crate::ratelimit::RateLimiter;
 use crate::records::Stamp;
 use crate::redact::Redactor;
@@ -57,6 +58,8 @@ pub struct ReaderConfig {
     pub redactor: Option<Redactor>,
     pub rate_limits: Vec<(GlobMatcher, RateLimit)>,
     pub drop_policy: DropPolicy,
+    /// Kubernetes metadata, when watched.
+    pub kube: Option<Metadata>,
 }
 
 /// The reader's state; see the module docs.
@@ -82,6 +85,14 @@ pub struct Reader {
     scan_due: bool,
     busy: bool,
     blocked_since: Option<Instant>,
+    /// The metadata cache generation the entries' enrichments were refreshed at.
+    meta_generation: u64,
+    /// An entry was added since the last refresh of enrichments.
+    meta_dirty: bool,
+    /// Pod label filter decisions, by pod uid: made once per pod, when its first file is found.
+    pod_decisions: HashMap<String, bool>,
+    /// Files waiting for their pod's labels, since when.
+    label_wait: HashMap<PathBuf, Instant>,
 }
 
 impl Reader {
@@ -120,6 +131,10 @@ impl Reader {
             scan_due: true,
             busy: false,
             blocked_since: None,
+            meta_generation: 0,
+            meta_dirty: false,
+            pod_decisions: HashMap::new(),
+            label_wait: HashMap::new(),
         }
     }
 
@@ -209,11 +224,19 @@ impl Reader {
         scan_spool(&self.cfg.spool_dir, &mut found);
         let mut seen = HashSet::new();
         let mut seen_paths = HashSet::new();
+        let mut seen_pods = HashSet::new();
         for (path, f) in found {
             seen_paths.insert(path.clone());
+            if let Found::Container(pf) = &f {
+                if !seen_pods.contains(&pf.pod_uid) {
+                    seen_pods.insert(pf.pod_uid.clone());
+                }
+            }
             self.consider(path, f, &mut seen);
         }
         self.pending.retain(|p, _| seen_paths.contains(p));
+        self.label_wait.retain(|p, _| seen_paths.contains(p));
+        self.pod_decisions.retain(|uid, _| seen_pods.contains(uid));
         for e in self.entries.values_mut() {
             if e.file.is_some() && !seen.contains(&e.inode) {
                 e.live = false;
@@ -262,6 +285,11 @@ impl Reader {
             }
             if e.released_size.is_some_and(|size| md.len() <= size) {
                 e.live = live;
+                return;
+            }
+        }
+        if let Found::Container(pf) = &found {
+            if !self.admitted_by_labels(&path, &found, pf) {
                 return;
             }
         }
@@ -319,6 +347,7 @@ impl Reader {
             e.last_activity = Instant::now();
             self.by_inode.insert(key, id);
             metrics.files_tailed.inc();
+            self.meta_dirty = true;
             return;
         }
         let checkpoint = lock(&self.shared.checkpoints).get(&id);
@@ -359,6 +388,77 @@ impl Reader {
         self.entries.insert(id.clone(), entry);
         self.by_inode.insert(key, id);
         metrics.files_tailed.inc();
+        self.meta_dirty = true;
+    }
+
+    /// Whether a new file of pod `pf` may be read now under the pod label filters. A pod is
+    /// decided once, when its first file is found: admitted or excluded by its labels; a pod
+    /// whose labels are not known yet has its files wait (in `pending`) up to the configured
+    /// wait, then admitted with path metadata only, so that no line is lost to a slow API.
+    fn admitted_by_labels(&mut self, path: &Path, found: &Found, pf: &PodFile) -> bool {
+        let Some(kube) = &self.cfg.kube else {
+            return true;
+        };
+        let Some(filter) = &kube.filter else {
+            return true;
+        };
+        if let Some(&decided) = self.pod_decisions.get(&pf.pod_uid) {
+            return decided;
+        }
+        let now = Instant::now();
+        let decided = match kube.cache.pod(&pf.pod_uid) {
+            Some(pod) => {
+                let admitted = filter.admits(&pod);
+                if !admitted {
+                    info!(namespace = %pf.namespace, pod = %pf.pod, "pod not collected: excluded by its labels");
+                    self.shared.metrics.pods_excluded_by_labels.inc();
+                }
+                admitted
+            }
+            None => {
+                let since = *self.label_wait.entry(path.to_path_buf()).or_insert(now);
+                if now.duration_since(since) < kube.wait {
+                    self.pending.insert(path.to_path_buf(), found.clone());
+                    return false;
+                }
+                warn!(file = %path.display(), waited_ms = kube.wait.as_millis() as u64,
+                    "labels of the pod still unknown; its files are collected with path metadata");
+                true
+            }
+        };
+        self.label_wait.remove(path);
+        self.pod_decisions.insert(pf.pod_uid.clone(), decided);
+        decided
+    }
+
+    /// Refreshes the Kubernetes metadata of container entries when the cache changed (or
+    /// entries were added): a hash lookup per entry, a rebuild only for pods that changed.
+    fn refresh_metadata(&mut self) {
+        let Some(kube) = &self.cfg.kube else {
+            return;
+        };
+        let generation = kube.cache.generation();
+        if generation == self.meta_generation && !self.meta_dirty {
+            return;
+        }
+        self.meta_generation = generation;
+        self.meta_dirty = false;
+        for e in self.entries.values_mut() {
+            let Kind::Container(pf) = &e.kind else {
+                continue;
+            };
+            match kube.cache.pod_versioned(&pf.pod_uid) {
+                Some((pod, version)) if version != e.meta_version => {
+                    e.meta = Some(Arc::new(kube.cache.enrich(&pod, &pf.container, pf.restart)));
+                    e.meta_version = version;
+                }
+                Some(_) => {}
+                None => {
+                    e.meta = None;
+                    e.meta_version = 0;
+                }
+            }
+        }
     }
 
     fn multiline_rule(&self, ns: &str, container: &str) -> Option<Arc<MultilineRule>> {
@@ -441,6 +541,7 @@ impl Reader {
     // ---- reading ---------------------------------------------------------------------------
 
     fn read_all(&mut self) {
+        self.refresh_metadata();
         self.busy = false;
         let now = Instant::now();
         let metrics = self.shared.metrics.clone();
@@ -544,6 +645,10 @@ impl Reader {
             }
         }
         self.busy = busy;
+        // The shared read buffer grows with a long partial line; give it back afterwards.
+        if self.scratch.capacity() > 2 * crate::tail::CHUNK {
+            self.scratch = Vec::with_capacity(crate::tail::CHUNK);
+        }
         for id in detach {
             self.detach(&id);
         }

@@ -4,6 +4,7 @@ use serde_json::Value;
 use trawl_model::LogRecord;
 
 use crate::identity::PodFile;
+use crate::kube::Enrichment;
 use crate::parse::{enrich, Assembled};
 use crate::redact::Redactor;
 
@@ -21,11 +22,14 @@ pub const SPLIT_ATTRIBUTE: &str = "trawl.split";
 /// Attribute set on a line that did not parse (its raw text is the message).
 pub const MALFORMED_ATTRIBUTE: &str = "trawl.malformed";
 
-/// The JSON of the [`LogRecord`] for `rec`, read from `path`. The message is redacted before
-/// enrichment, so that secrets reach neither `message` nor `attributes`.
+/// The JSON of the [`LogRecord`] for `rec`, read from `path`, with the pod's Kubernetes
+/// metadata when known (`meta`: labels, image, container id; its attributes win over fields of
+/// a JSON line with the same key). The message is redacted before enrichment, so that secrets
+/// reach neither `message` nor `attributes`.
 pub fn log_record(
     stamp: &Stamp,
     pod: &PodFile,
+    meta: Option<&Enrichment>,
     path: &str,
     rec: &Assembled,
     redactor: Option<&Redactor>,
@@ -42,6 +46,15 @@ pub fn log_record(
     if rec.malformed {
         attributes.insert(MALFORMED_ATTRIBUTE.to_string(), Value::Bool(true));
     }
+    let (container_id, image, labels) = match meta {
+        Some(m) => {
+            for (k, v) in &m.attributes {
+                attributes.insert(k.clone(), v.clone());
+            }
+            (m.container_id.clone(), m.image.clone(), m.labels.clone())
+        }
+        None => Default::default(),
+    };
     let record = LogRecord {
         timestamp: Some(rec.timestamp),
         cluster: stamp.cluster.clone(),
@@ -50,13 +63,15 @@ pub fn log_record(
         pod: pod.pod.clone(),
         pod_uid: pod.pod_uid.clone(),
         container: pod.container.clone(),
+        container_id,
+        image,
+        labels,
         stream: rec.stream.as_str().to_string(),
         level: enrichment.level,
         message,
         attributes,
         file: path.to_string(),
         offset: Some(rec.start),
-        ..LogRecord::default()
     };
     serde_json::to_vec(&record).unwrap_or_default()
 }
@@ -106,7 +121,14 @@ mod tests {
             cluster: "prod".into(),
             node: "n1".into(),
         };
-        let json = log_record(&stamp, &pod(), "/p/0.log", &assembled("  ERROR x  "), None);
+        let json = log_record(
+            &stamp,
+            &pod(),
+            None,
+            "/p/0.log",
+            &assembled("  ERROR x  "),
+            None,
+        );
         let rec: LogRecord = serde_json::from_slice(&json).unwrap();
         assert_eq!(rec.message, "  ERROR x  ");
         assert_eq!(rec.namespace, "shop");
@@ -123,7 +145,7 @@ mod tests {
         let r = Redactor::new(&[("pw", r#"hunter2"#, "[REDACTED]")]).unwrap();
         let mut a = assembled(r#"{"level":"warn","pw":"hunter2"}"#);
         a.split = true;
-        let json = log_record(&Stamp::default(), &pod(), "f", &a, Some(&r));
+        let json = log_record(&Stamp::default(), &pod(), None, "f", &a, Some(&r));
         let text = String::from_utf8(json).unwrap();
         assert!(!text.contains("hunter2"), "{text}");
         let rec: LogRecord = serde_json::from_str(&text).unwrap();

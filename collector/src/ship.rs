@@ -35,6 +35,8 @@ pub struct ShipConfig {
     pub indexer_url: String,
     /// Bearer token, empty for none.
     pub token: String,
+    /// PEM bundle of CAs trusted for an `https://` indexer, besides the public roots.
+    pub ca_path: Option<std::path::PathBuf>,
     pub max_in_flight: usize,
 }
 
@@ -82,8 +84,13 @@ impl Shipper {
         reader: std::sync::mpsc::Sender<ReaderMsg>,
         queued: Vec<u64>,
     ) -> Result<Shipper, Error> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+        if let Some(path) = &cfg.ca_path {
+            for cert in read_ca_bundle(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| Error::Start(format!("http client: {e}")))?;
         Ok(Shipper {
@@ -473,6 +480,26 @@ async fn sleep_until(at: Option<Instant>) {
 struct GapBody {
     #[serde(default)]
     marks: HashMap<String, u64>,
+}
+
+/// The certificates of the PEM bundle at `path` (`collector.ca_path`); a configuration error
+/// naming the file when it cannot be read or holds no certificate.
+fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("collector.ca_path {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        Error::Config(format!(
+            "collector.ca_path {}: malformed PEM: {e}",
+            path.display()
+        ))
+    })?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "collector.ca_path {}: no PEM certificate found",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Outcome {

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use crate::batch::BatchBuilder;
 use crate::identity::{read_full_at, Fingerprint, PodFile};
+use crate::kube::Enrichment;
 use crate::metrics::Metrics;
 use crate::multiline::MultilineJoiner;
 use crate::parse::{detect_format, parse_line, Assembled, Assembler, LogFormat};
@@ -24,6 +25,10 @@ use crate::redact::Redactor;
 
 /// Bytes read from a file at once.
 pub const CHUNK: usize = 64 * 1024;
+/// Records a drained file keeps room for (a chunk can build hundreds; the room is released).
+pub const HELD_KEEP: usize = 16;
+/// Capacity a file's partial-line buffer may keep beyond twice its content.
+pub const CARRY_KEEP: usize = 4 * 1024;
 /// Physical audit lines may be this long before they are cut (RequestResponse events of large
 /// objects are big); container lines are bounded by twice `max_line_bytes` plus room for the
 /// CRI or docker framing.
@@ -99,6 +104,10 @@ pub struct Entry {
     pub last_activity: Instant,
     /// When it was detached.
     pub detached_at: Option<Instant>,
+    /// Kubernetes metadata of a container file's pod, when known.
+    pub meta: Option<Arc<Enrichment>>,
+    /// The cache version `meta` was built from (0: never looked up).
+    pub meta_version: u64,
 }
 
 impl Entry {
@@ -138,6 +147,8 @@ impl Entry {
             blocked_until: None,
             last_activity: Instant::now(),
             detached_at: None,
+            meta: None,
+            meta_version: 0,
         };
         entry.reset_parser(max_line_bytes);
         entry
@@ -268,8 +279,11 @@ impl Entry {
                 self.carry.clear();
                 self.carry.extend_from_slice(rest);
             }
-            if self.carry.capacity() > 4 * CHUNK && self.carry.len() < CHUNK {
-                self.carry.shrink_to(CHUNK);
+            // A file keeps no more than its partial line (and a little room): after a long
+            // line the buffer goes back down, so a thousand idle files hold kilobytes, not the
+            // size of the longest line each ever had.
+            if self.carry.capacity() > CARRY_KEEP.max(2 * self.carry.len()) {
+                self.carry.shrink_to(self.carry.len().max(CARRY_KEEP / 4));
             }
             if !self.held.is_empty() {
                 // Held back by a rate limit: read no further until they leave.
@@ -370,7 +384,14 @@ impl Entry {
         let Kind::Container(pod) = &self.kind else {
             return;
         };
-        let json = log_record(ctx.stamp, pod, &self.path_str, &a, ctx.redactor);
+        let json = log_record(
+            ctx.stamp,
+            pod,
+            self.meta.as_deref(),
+            &self.path_str,
+            &a,
+            ctx.redactor,
+        );
         self.held.push_back(Built {
             start: a.start,
             end: a.end,
@@ -411,6 +432,11 @@ impl Entry {
             self.held.pop_front();
         }
         self.blocked_until = None;
+        // One chunk's records passed through here; a thousand files each keeping room for
+        // hundreds of them would hold megabytes for nothing.
+        if self.held.capacity() > HELD_KEEP {
+            self.held = VecDeque::new();
+        }
         true
     }
 }
@@ -558,5 +584,90 @@ mod tests {
         let later = now + Duration::from_secs(1);
         assert!(e.drain_held(Some(&mut limiter), &mut b, &metrics, later));
         assert_eq!(b.seal(&|_| None).unwrap().record_count(), 2);
+    }
+
+    /// Regression: a file kept the capacity of its longest partial line (up to 256 KiB) forever.
+    #[test]
+    fn partial_line_buffer_shrinks_after_a_long_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let first = "2026-11-25T10:15:00.000000001Z stdout F first\n";
+        let long = format!(
+            "2026-11-25T10:15:00.000000002Z stdout F {}",
+            "y".repeat(300_000)
+        );
+        std::fs::write(&path, format!("{first}{long}")).unwrap();
+        let file = File::open(&path).unwrap();
+        let fp = fingerprint_file(&file).unwrap().unwrap();
+        let mut e = Entry::new(
+            "id".into(),
+            pod(),
+            fp,
+            path.clone(),
+            true,
+            file,
+            (0, 0),
+            0,
+            0,
+            None,
+            1 << 20,
+        );
+        let metrics = Metrics::default();
+        let stamp = Stamp::default();
+        let ctx = LineCtx {
+            stamp: &stamp,
+            redactor: None,
+            metrics: &metrics,
+            max_line_bytes: 1 << 20,
+            now: Instant::now(),
+        };
+        let mut scratch = Vec::new();
+        let mut b = BatchBuilder::new("logs");
+        let size = std::fs::metadata(&path).unwrap().len();
+        while e.read_pos < size {
+            e.read_available(size, 16, &mut scratch, &ctx).unwrap();
+            e.drain_held(None, &mut b, &metrics, ctx.now);
+        }
+        // The long line is still partial: all of it is carried.
+        assert_eq!(e.carry.len(), long.len());
+        // It ends, and a short partial line follows.
+        let tail = "\n2026-11-25T10:15:00.000000003Z stdout F par";
+        std::fs::write(&path, format!("{first}{long}{tail}")).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        e.read_available(size, 16, &mut scratch, &ctx).unwrap();
+        assert_eq!(e.carry, &tail.as_bytes()[1..]);
+        assert!(e.carry.capacity() <= CARRY_KEEP, "{}", e.carry.capacity());
+        assert_eq!(e.held.len(), 1);
+        assert_eq!(b.seal(&|_| None).unwrap().record_count(), 1);
+    }
+
+    /// Regression: every file kept room for the records of its largest chunk once drained
+    /// (17 MB over 1,000 files).
+    #[test]
+    fn drained_files_release_the_room_of_their_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let lines: String = (0..500)
+            .map(|i| format!("2026-11-25T10:15:00.{i:09}Z stdout F line {i}\n"))
+            .collect();
+        std::fs::write(&path, &lines).unwrap();
+        let mut e = entry(&path, 0, 0);
+        let metrics = Metrics::default();
+        let stamp = Stamp::default();
+        let ctx = LineCtx {
+            stamp: &stamp,
+            redactor: None,
+            metrics: &metrics,
+            max_line_bytes: 1024,
+            now: Instant::now(),
+        };
+        let mut scratch = Vec::new();
+        e.read_available(lines.len() as u64, 4, &mut scratch, &ctx)
+            .unwrap();
+        assert_eq!(e.held.len(), 500);
+        let mut b = BatchBuilder::new("logs");
+        assert!(e.drain_held(None, &mut b, &metrics, ctx.now));
+        assert!(e.held.capacity() <= HELD_KEEP, "{}", e.held.capacity());
+        assert_eq!(b.seal(&|_| None).unwrap().record_count(), 500);
     }
 }

@@ -23,6 +23,10 @@ pub struct CollectorConfig {
     /// Bearer token sent to the indexer (a token with the `ingest` role). Empty (the default)
     /// sends none.
     pub token: String,
+    /// PEM bundle of CA certificates the indexer's certificate is verified against, for an
+    /// `https://` indexer URL, in addition to the public roots. Unset (the default): public
+    /// roots only.
+    pub ca_path: Option<PathBuf>,
     /// Directory for checkpoints and the disk buffer. Unset (the default) means
     /// `<data_dir>/collector`.
     pub data_dir: Option<PathBuf>,
@@ -50,11 +54,15 @@ pub struct CollectorConfig {
     pub include_containers: Vec<String>,
     /// Container names never collected (globs); wins over `include_containers`. Default empty.
     pub exclude_containers: Vec<String>,
-    /// Collect only pods carrying one of these labels, each `key=value`. Needs
-    /// `kubernetes.enabled`. Empty (the default) collects every pod.
+    /// Collect only pods matching one of these label selectors. A selector is a comma-separated
+    /// list of requirements that must all hold: `key=value`, `key!=value`, `key` (present),
+    /// `!key` (absent), as in `kubectl get pods -l`. Needs Kubernetes metadata (see
+    /// `kubernetes.enabled`); decided once per pod when its first file is found. A file whose
+    /// pod is still unknown after `kubernetes.metadata_wait_ms` is collected. Empty (the
+    /// default) collects every pod.
     pub include_pod_labels: Vec<String>,
-    /// Never collect pods carrying one of these labels, each `key=value`. Needs
-    /// `kubernetes.enabled`. Default empty.
+    /// Never collect pods matching one of these label selectors (same syntax); wins over
+    /// `include_pod_labels`. Default empty.
     pub exclude_pod_labels: Vec<String>,
     /// Kubernetes audit log files to tail (the API server's `--audit-log-path`). Default empty.
     pub audit_log_paths: Vec<PathBuf>,
@@ -82,6 +90,7 @@ impl Default for CollectorConfig {
             node_name: String::new(),
             indexer_url: String::new(),
             token: String::new(),
+            ca_path: None,
             data_dir: None,
             max_line_bytes: default_max_line_bytes(),
             batch_max_bytes: default_batch_max_bytes(),
@@ -180,23 +189,51 @@ pub enum DropPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KubernetesConfig {
-    /// Watch pods on this node through the Kubernetes API (in-cluster service account) to add
-    /// `labels`, `image` and `annotations`. Readiness never waits for it. Default `false`.
-    pub enabled: bool,
+    /// Watch the pods of this node (and the namespaces) through the Kubernetes API to add
+    /// `labels`, `image`, `container_id`, the owner and chosen annotations to records. Unset (the
+    /// default) means: on when running in a cluster (`KUBERNETES_SERVICE_HOST` is set) or when
+    /// `kubeconfig` is set, off otherwise (standalone, demo). Readiness never waits for it, and
+    /// records of pods not known yet carry what their path says.
+    pub enabled: Option<bool>,
+    /// A kubeconfig file to reach the API server with (its current context). Unset (the
+    /// default) means the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
     /// How long metadata of a deleted pod is kept, so its last lines are still enriched.
     /// Default 300.
     pub metadata_grace_secs: u64,
-    /// Pod annotations copied into records (exact keys). Default none.
+    /// Pod annotations copied into records' `attributes` as `k8s.pod.annotations.<key>` (exact
+    /// keys). Default none.
     pub annotations: Vec<String>,
+    /// Copy the labels of the pod's namespace into `attributes` as
+    /// `k8s.namespace.labels.<key>`. Default `false`.
+    pub namespace_labels: bool,
+    /// With pod label filters, how long a new file waits for its pod's labels before it is
+    /// read anyway (with path metadata only, never dropped). Default 5000.
+    pub metadata_wait_ms: u64,
 }
 
 impl Default for KubernetesConfig {
     fn default() -> Self {
         KubernetesConfig {
-            enabled: false,
+            enabled: None,
+            kubeconfig: None,
             metadata_grace_secs: default_metadata_grace_secs(),
             annotations: Vec::new(),
+            namespace_labels: false,
+            metadata_wait_ms: default_metadata_wait_ms(),
         }
+    }
+}
+
+impl KubernetesConfig {
+    /// Whether the API server is watched: `enabled` when set; when unset, whether the process
+    /// runs in a cluster (`env("KUBERNETES_SERVICE_HOST")` is non-empty) or `kubeconfig` is set.
+    /// `env` reads an environment variable (tests pass a map).
+    pub fn watch_enabled(&self, env: impl Fn(&str) -> Option<String>) -> bool {
+        self.enabled.unwrap_or_else(|| {
+            self.kubeconfig.is_some()
+                || env("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.trim().is_empty())
+        })
     }
 }
 
@@ -246,4 +283,8 @@ fn default_replacement() -> String {
 
 fn default_metadata_grace_secs() -> u64 {
     300
+}
+
+fn default_metadata_wait_ms() -> u64 {
+    5000
 }

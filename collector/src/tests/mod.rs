@@ -5,8 +5,12 @@
 //! - `delivery`: exactly-once through rotations and restarts, buffering through an outage
 //! - `audit`: the webhook (duplicates, malformed bodies) and audit log tailing
 //! - `model`: proptest of the tailer against a simple model
+//! - `fake_api`: a fake Kubernetes API server replaying recorded responses
+//! - `kubernetes`: records enriched with pod metadata end to end, pod label filters
 
 mod audit;
 mod delivery;
 mod fake;
+pub(crate) mod fake_api;
+mod kubernetes;
 mod model;
