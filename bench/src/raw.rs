@@ -40,7 +40,7 @@ pub fn index(
     let index = Index::create_in_dir(dir, schema.clone())?;
     let lookup: Vec<(FieldDef, Field)> = fields
         .iter()
-        .filter_map(|def| schema.get_field(def.name).ok().map(|f| (*def, f)))
+        .filter_map(|def| schema.get_field(def.name()).ok().map(|f| (def.clone(), f)))
         .collect();
     let cpu0 = self_cpu_secs()?;
     let start = Instant::now();

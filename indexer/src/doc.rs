@@ -5,10 +5,14 @@
 use serde_json::{Map, Value};
 use tantivy::schema::{Field, OwnedValue, Schema};
 use tantivy::{DateTime, TantivyDocument};
+use trawl_config::{StreamConfig, TimestampFormat};
 use trawl_model::schema::{FieldDef, FieldKind, LOG_DEFAULT_FIELDS, LOG_FIELDS};
 use trawl_model::{Level, Timestamp};
 
-use crate::schema::{build_schema, ID_FIELD};
+use crate::schema::{build_generic_schema, build_schema, DYNAMIC_FIELD, ID_FIELD, TEXT_FIELD};
+
+/// The name of every stream's time axis in the index.
+const TIMESTAMP: &str = "timestamp";
 
 /// How a stream's records are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +22,17 @@ pub enum StreamKind {
     /// Kubernetes audit events, raw (`audit.k8s.io` Event) or flat; identified by
     /// `(audit_id, stage)`.
     Audit,
+    /// Operator-declared JSON documents (`[streams.<name>]`): a timestamp taken from a named
+    /// field, declared keyword and numeric fields, everything else in the dynamic JSON field.
+    Generic,
+}
+
+/// Where the documents of a generic stream carry their time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampSource {
+    /// The field (a dotted path reaches into nested objects: `event.created`).
+    pub field: String,
+    pub format: TimestampFormat,
 }
 
 /// The definition of a stream: its fields and how records are read.
@@ -25,8 +40,13 @@ pub enum StreamKind {
 pub struct StreamSpec {
     pub name: String,
     pub kind: StreamKind,
-    pub fields: &'static [FieldDef],
-    pub default_fields: &'static [&'static str],
+    /// The typed fields, in record order (for a generic stream: `timestamp`, then the declared
+    /// keyword and numeric fields; the dynamic and full-text fields are not listed).
+    pub fields: Vec<FieldDef>,
+    /// The fields a query term without a field name searches.
+    pub default_fields: Vec<String>,
+    /// Where a generic stream's documents carry their time; `None` for the built-in streams.
+    pub timestamp: Option<TimestampSource>,
 }
 
 impl StreamSpec {
@@ -35,8 +55,9 @@ impl StreamSpec {
         StreamSpec {
             name: trawl_model::LOGS_STREAM.into(),
             kind: StreamKind::Logs,
-            fields: LOG_FIELDS,
-            default_fields: LOG_DEFAULT_FIELDS,
+            fields: LOG_FIELDS.to_vec(),
+            default_fields: LOG_DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+            timestamp: None,
         }
     }
 
@@ -45,13 +66,79 @@ impl StreamSpec {
         StreamSpec {
             name: trawl_model::AUDIT_STREAM.into(),
             kind: StreamKind::Audit,
-            fields: trawl_model::schema::AUDIT_FIELDS,
-            default_fields: trawl_model::schema::AUDIT_DEFAULT_FIELDS,
+            fields: trawl_model::schema::AUDIT_FIELDS.to_vec(),
+            default_fields: trawl_model::schema::AUDIT_DEFAULT_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            timestamp: None,
         }
     }
 
+    /// A generic stream declared by a `[streams.<name>]` section (or auto-created with its
+    /// defaults). Keyword fields become raw-tokenised fast keywords, numeric fields fast `f64`s
+    /// (dotted names such as `service.name` allowed); a declared name that collides with the
+    /// index's own fields (`timestamp`, `_dynamic`, `_text`, `_id`) or with the timestamp field
+    /// is an [`crate::Error::InvalidArgument`] naming it.
+    ///
+    /// Default fields that are declared fields are searched as such; a default field that is
+    /// not declared (a dynamic path) cannot be a default field of the query parser, so the
+    /// full text of the document is searched in its place. No default fields: the full text.
+    pub fn generic(name: &str, config: &StreamConfig) -> crate::Result<StreamSpec> {
+        let mut fields = vec![FieldDef::new(TIMESTAMP, FieldKind::Timestamp)];
+        let declared = config
+            .keyword_fields
+            .iter()
+            .map(|n| (n, FieldKind::Keyword))
+            .chain(config.numeric_fields.iter().map(|n| (n, FieldKind::F64)));
+        for (field, kind) in declared {
+            let field = field.trim();
+            let reserved = [TIMESTAMP, DYNAMIC_FIELD, TEXT_FIELD, ID_FIELD];
+            if reserved.contains(&field) || field == config.timestamp_field {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "streams.{name}: `{field}` cannot be declared as a keyword or numeric field \
+                     (it is the timestamp or a reserved name)"
+                )));
+            }
+            if field.is_empty() || fields.iter().any(|d| d.name() == field) {
+                continue;
+            }
+            fields.push(FieldDef::new(field.to_string(), kind));
+        }
+        let mut default_fields: Vec<String> = Vec::new();
+        let mut full_text = config.default_fields.is_empty();
+        for wanted in &config.default_fields {
+            if fields.iter().any(|d| d.name() == wanted) {
+                default_fields.push(wanted.clone());
+            } else {
+                tracing::warn!(
+                    stream = name,
+                    field = %wanted,
+                    "a default field that is not declared searches the full text instead"
+                );
+                full_text = true;
+            }
+        }
+        if full_text {
+            default_fields.push(TEXT_FIELD.to_string());
+        }
+        Ok(StreamSpec {
+            name: name.to_string(),
+            kind: StreamKind::Generic,
+            fields,
+            default_fields,
+            timestamp: Some(TimestampSource {
+                field: config.timestamp_field.trim().to_string(),
+                format: config.timestamp_format,
+            }),
+        })
+    }
+
     pub fn schema(&self) -> Schema {
-        build_schema(self.fields)
+        match self.kind {
+            StreamKind::Generic => build_generic_schema(&self.fields),
+            StreamKind::Logs | StreamKind::Audit => build_schema(&self.fields),
+        }
     }
 }
 
@@ -71,6 +158,8 @@ pub struct DocBuilder {
     fields: Vec<(FieldDef, Field)>,
     timestamp: Field,
     id: Field,
+    /// A generic stream's time source, dynamic JSON field and full-text field.
+    generic: Option<(TimestampSource, Field, Field)>,
 }
 
 impl DocBuilder {
@@ -83,13 +172,26 @@ impl DocBuilder {
         let fields = spec
             .fields
             .iter()
-            .map(|def| Ok((*def, lookup(def.name)?)))
+            .map(|def| Ok((def.clone(), lookup(def.name())?)))
             .collect::<crate::Result<Vec<_>>>()?;
+        let generic = match (&spec.kind, &spec.timestamp) {
+            (StreamKind::Generic, Some(source)) => {
+                Some((source.clone(), lookup(DYNAMIC_FIELD)?, lookup(TEXT_FIELD)?))
+            }
+            (StreamKind::Generic, None) => {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "generic stream `{}` has no timestamp source",
+                    spec.name
+                )))
+            }
+            _ => None,
+        };
         Ok(DocBuilder {
             kind: spec.kind,
             fields,
-            timestamp: lookup("timestamp")?,
+            timestamp: lookup(TIMESTAMP)?,
             id: lookup(ID_FIELD)?,
+            generic,
         })
     }
 
@@ -111,7 +213,86 @@ impl DocBuilder {
                     _ => Err("audit event could not be converted".into()),
                 }
             }
+            StreamKind::Generic => {
+                let map: Map<String, Value> =
+                    serde_json::from_slice(line).map_err(|e| json_error(&e))?;
+                self.build_generic(map, received_at)
+            }
         }
+    }
+
+    /// A generic document: the timestamp from its source field, declared fields typed, every
+    /// string value in the full-text field, the rest in the dynamic JSON field.
+    fn build_generic(
+        &self,
+        mut map: Map<String, Value>,
+        received_at: i64,
+    ) -> Result<Prepared, String> {
+        let Some((source, dynamic, text)) = &self.generic else {
+            return Err("stream is not generic".into());
+        };
+        let timestamp = match take_path(&mut map, &source.field) {
+            None | Some(Value::Null) => received_at,
+            Some(value) => parse_timestamp(&value, source.format)
+                .map_err(|e| format!("field `{}` {e}", source.field))?,
+        };
+        let mut doc = TantivyDocument::new();
+        for (def, field) in &self.fields {
+            if *field == self.timestamp {
+                continue;
+            }
+            let Some(value) = take_path(&mut map, def.name()) else {
+                continue;
+            };
+            let items = match value {
+                Value::Null => continue,
+                Value::Array(items) => items,
+                other => vec![other],
+            };
+            for item in items {
+                match (def.kind, item) {
+                    (_, Value::Null) => {}
+                    (FieldKind::Keyword, Value::String(s)) => {
+                        doc.add_text(*text, &s);
+                        doc.add_text(*field, s);
+                    }
+                    (FieldKind::Keyword, Value::Number(n)) => doc.add_text(*field, n.to_string()),
+                    (FieldKind::Keyword, Value::Bool(b)) => doc.add_text(*field, b.to_string()),
+                    (FieldKind::F64, Value::Number(n)) => {
+                        doc.add_f64(*field, n.as_f64().unwrap_or(f64::NAN))
+                    }
+                    (FieldKind::F64, Value::String(s)) => match s.trim().parse::<f64>() {
+                        Ok(n) if n.is_finite() => doc.add_f64(*field, n),
+                        _ => return Err(format!("field `{}` must be a number", def.name)),
+                    },
+                    (FieldKind::F64, _) => {
+                        return Err(format!("field `{}` must be a number", def.name))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "field `{}` must be a string, number or boolean",
+                            def.name
+                        ))
+                    }
+                }
+            }
+        }
+        let mut strings = Vec::new();
+        for value in map.values() {
+            collect_strings(value, &mut strings);
+        }
+        for s in strings {
+            doc.add_text(*text, s);
+        }
+        if !map.is_empty() {
+            doc.add_field_value(*dynamic, &json_object(map));
+        }
+        doc.add_date(self.timestamp, DateTime::from_timestamp_nanos(timestamp));
+        Ok(Prepared {
+            doc,
+            timestamp,
+            id: None,
+        })
     }
 
     fn build(
@@ -212,6 +393,95 @@ impl DocBuilder {
     }
 }
 
+/// Removes the value at a dotted path: the key itself if the object has it (`"service.name"`),
+/// else the path walked through nested objects (`{"service": {"name": ...}}`); a parent left
+/// empty is removed too.
+fn take_path(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
+    if let Some(value) = map.remove(path) {
+        return Some(value);
+    }
+    for (i, _) in path.match_indices('.') {
+        let (head, rest) = (&path[..i], &path[i + 1..]);
+        if let Some(Value::Object(inner)) = map.get_mut(head) {
+            if let Some(value) = take_path(inner, rest) {
+                if inner.is_empty() {
+                    map.remove(head);
+                }
+                return Some(value);
+            }
+        }
+    }
+    None
+}
+
+/// Every string value of a JSON value, depth first.
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// Reads a generic stream's timestamp; the error completes "field `x` ...".
+fn parse_timestamp(value: &Value, format: TimestampFormat) -> Result<i64, String> {
+    let scale: i128 = match format {
+        TimestampFormat::Rfc3339 => {
+            return match value {
+                Value::String(s) => Timestamp::parse_rfc3339(s)
+                    .map(Timestamp::nanos)
+                    .map_err(|e| format!("is not an RFC 3339 date-time: {e}")),
+                _ => Err("must be an RFC 3339 string".into()),
+            }
+        }
+        TimestampFormat::UnixS => 1_000_000_000,
+        TimestampFormat::UnixMs => 1_000_000,
+        TimestampFormat::UnixNs => 1,
+    };
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        _ => return Err("must be a number (time since the Unix epoch)".into()),
+    };
+    let nanos = decimal_nanos(&text, scale)
+        .ok_or_else(|| format!("must be a number (time since the Unix epoch), not {text:?}"))?;
+    i64::try_from(nanos).map_err(|_| "is out of the range 1677..2262".to_string())
+}
+
+/// A decimal number of units as nanoseconds (`scale` nanoseconds per unit), exact for plain
+/// decimals (`1795601700.25`); exponent forms go through `f64`.
+fn decimal_nanos(text: &str, scale: i128) -> Option<i128> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain = !whole.is_empty()
+        && whole.len() <= 20
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    let nanos = if plain {
+        let mut nanos = whole.parse::<i128>().ok()?.checked_mul(scale)?;
+        let mut unit = scale;
+        for digit in fraction.bytes() {
+            unit /= 10;
+            if unit == 0 {
+                break;
+            }
+            nanos += i128::from(digit - b'0') * unit;
+        }
+        nanos
+    } else {
+        let value: f64 = digits.parse().ok()?;
+        if !value.is_finite() || value.abs() > 1e30 {
+            return None;
+        }
+        (value * scale as f64).round() as i128
+    };
+    Some(if negative { -nanos } else { nanos })
+}
+
 fn json_error(err: &serde_json::Error) -> String {
     if err.is_data() {
         format!("not a JSON object: {err}")
@@ -281,6 +551,148 @@ mod tests {
             p.doc.get_first(message).and_then(|v| v.as_str()),
             Some("  hi  ")
         );
+    }
+
+    fn generic(config: StreamConfig) -> (DocBuilder, Schema) {
+        let spec = StreamSpec::generic("web", &config).unwrap();
+        let schema = spec.schema();
+        (DocBuilder::new(&spec, &schema).unwrap(), schema)
+    }
+
+    #[test]
+    fn generic_document_splits_into_typed_and_dynamic_fields() {
+        let (b, schema) = generic(StreamConfig {
+            timestamp_field: "event.time".into(),
+            timestamp_format: TimestampFormat::UnixMs,
+            keyword_fields: vec!["service.name".into(), "status".into()],
+            numeric_fields: vec!["latency".into()],
+            ..StreamConfig::default()
+        });
+        let p = b
+            .prepare(
+                br#"{"event":{"time":1795601700123,"kind":"http"},"service":{"name":"api","version":"1.2"},"status":200,"latency":"12.5","msg":"GET /x","tags":["a","b"]}"#,
+                0,
+            )
+            .unwrap();
+        assert_eq!(p.timestamp, 1_795_601_700_123_000_000);
+        let f = |name| schema.get_field(name).unwrap();
+        assert_eq!(
+            p.doc.get_first(f("service.name")).and_then(|v| v.as_str()),
+            Some("api")
+        );
+        assert_eq!(
+            p.doc.get_first(f("status")).and_then(|v| v.as_str()),
+            Some("200")
+        );
+        assert_eq!(
+            p.doc.get_first(f("latency")).and_then(|v| v.as_f64()),
+            Some(12.5)
+        );
+        let dynamic =
+            serde_json::to_value(OwnedValue::from(p.doc.get_first(f(DYNAMIC_FIELD)).unwrap()))
+                .unwrap();
+        assert_eq!(
+            dynamic,
+            serde_json::json!({"event": {"kind": "http"}, "service": {"version": "1.2"},
+                "msg": "GET /x", "tags": ["a", "b"]})
+        );
+        let mut text: Vec<&str> = p
+            .doc
+            .get_all(f(TEXT_FIELD))
+            .filter_map(|v| v.as_str())
+            .collect();
+        text.sort_unstable();
+        assert_eq!(text, ["1.2", "GET /x", "a", "api", "b", "http"]);
+    }
+
+    #[test]
+    fn generic_timestamps_and_errors() {
+        let formats = [
+            (
+                TimestampFormat::Rfc3339,
+                r#""2026-11-25T10:15:00Z""#,
+                1_795_601_700_000_000_000,
+            ),
+            (
+                TimestampFormat::UnixS,
+                "1795601700.25",
+                1_795_601_700_250_000_000,
+            ),
+            (
+                TimestampFormat::UnixS,
+                r#""1795601700""#,
+                1_795_601_700_000_000_000,
+            ),
+            (
+                TimestampFormat::UnixNs,
+                "1795601700000000007",
+                1_795_601_700_000_000_007,
+            ),
+        ];
+        for (format, value, nanos) in formats {
+            let (b, _) = generic(StreamConfig {
+                timestamp_format: format,
+                ..StreamConfig::default()
+            });
+            let line = format!(r#"{{"timestamp":{value},"x":1}}"#);
+            assert_eq!(
+                b.prepare(line.as_bytes(), 0).unwrap().timestamp,
+                nanos,
+                "{value}"
+            );
+        }
+        let (b, _) = generic(StreamConfig {
+            numeric_fields: vec!["n".into()],
+            ..StreamConfig::default()
+        });
+        assert_eq!(b.prepare(br#"{"x":1}"#, 42).unwrap().timestamp, 42);
+        let cases: &[(&[u8], &str)] = &[
+            (
+                br#"{"timestamp":5}"#,
+                "field `timestamp` must be an RFC 3339 string",
+            ),
+            (
+                br#"{"timestamp":"soon"}"#,
+                "field `timestamp` is not an RFC 3339 date-time",
+            ),
+            (br#"{"n":"many"}"#, "field `n` must be a number"),
+            (br#"{"n":{"a":1}}"#, "field `n` must be a number"),
+            (b"[1]", "not a JSON object"),
+        ];
+        for (line, expected) in cases {
+            let err = b.prepare(line, 0).err().unwrap();
+            assert!(err.contains(expected), "{err} lacks {expected}");
+        }
+    }
+
+    #[test]
+    fn generic_spec_refuses_reserved_names_and_defaults_to_full_text() {
+        let err = StreamSpec::generic(
+            "web",
+            &StreamConfig {
+                keyword_fields: vec!["_dynamic".into()],
+                ..StreamConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`_dynamic` cannot be declared"),
+            "{err}"
+        );
+        let spec = StreamSpec::generic("web", &StreamConfig::default()).unwrap();
+        assert_eq!(spec.default_fields, [TEXT_FIELD]);
+        let spec = StreamSpec::generic(
+            "web",
+            &StreamConfig {
+                keyword_fields: vec!["user".into()],
+                default_fields: vec!["user".into()],
+                ..StreamConfig::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(spec.default_fields, ["user"]);
+        let names: Vec<&str> = spec.fields.iter().map(|d| d.name()).collect();
+        assert_eq!(names, ["timestamp", "user"]);
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! The indexer's HTTP routes: `POST /api/v1/{stream}/ingest` and `GET /api/v1/streams`.
+//! The indexer's HTTP routes: `POST /api/v1/{stream}/ingest`, `GET /api/v1/streams`, and the
+//! ingest routes of other systems' agents (Elasticsearch `_bulk`, OTLP/HTTP logs, Loki push;
+//! see [`crate::compat`]). Every ingest route is admitted the same way ([`receive`]): readiness,
+//! `Content-Encoding`, a slot among `max_concurrent_ingest` (429 with `Retry-After` after
+//! `ingest_wait`), and the body limits before and after decompression (413).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use trawl_model::codec::{decode_body, Encoding};
 
 use crate::api::{ApiError, ErrorCode};
@@ -24,19 +28,120 @@ pub const DELIVERY_HEADER: &str = "x-trawl-delivery";
 /// sees the 413 instead of a reset connection; beyond this the connection is dropped.
 const DRAIN_FACTOR: usize = 8;
 
+/// What every ingest handler shares: the indexer and the ingest slots.
 #[derive(Clone)]
-struct IngestState {
-    indexer: Indexer,
+pub(crate) struct IngestState {
+    pub(crate) indexer: Indexer,
     permits: Arc<Semaphore>,
 }
 
 /// The routes of the indexer role.
 pub fn routes(indexer: Indexer) -> Router {
     let permits = Arc::new(Semaphore::new(indexer.settings().max_concurrent_ingest));
+    let state = IngestState { indexer, permits };
     Router::new()
         .route("/api/v1/{stream}/ingest", post(ingest))
         .route("/api/v1/streams", get(streams))
-        .with_state(IngestState { indexer, permits })
+        .with_state(state.clone())
+        .merge(crate::compat::routes(state))
+}
+
+/// A request body admitted for ingest: decoded from its `Content-Encoding`, within the limits,
+/// and holding an ingest slot until dropped.
+pub(crate) struct Received {
+    pub(crate) body: Vec<u8>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Admits an ingest request: 503 while not ready, then `admit`'s own refusal (unknown stream,
+/// unsupported content type), 415 for an unknown `Content-Encoding`, 429 with `Retry-After`
+/// when no slot frees up within `ingest_wait`, 413 past `max_body_bytes` or (decompressed)
+/// `max_decompressed_bytes`, 400 for a body that does not decompress. A refused body is read
+/// and discarded up to a bound, so that the client sees the answer rather than a reset.
+pub(crate) async fn receive(
+    state: &IngestState,
+    headers: &HeaderMap,
+    body: Body,
+    admit: impl FnOnce() -> Result<(), ApiError>,
+) -> Result<Received, ApiError> {
+    let settings = state.indexer.settings();
+    if !state.indexer.is_ready() {
+        drain(body, settings.max_body_bytes).await;
+        return Err(ApiError::new(ErrorCode::Unavailable, "indexer is not ready").retry_after(1));
+    }
+    if let Err(err) = admit() {
+        drain(body, settings.max_body_bytes).await;
+        return Err(err);
+    }
+    let encoding = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    let encoding = match Encoding::from_header(encoding) {
+        Ok(e) => e,
+        Err(err) => {
+            drain(body, settings.max_body_bytes).await;
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                err.to_string(),
+            ));
+        }
+    };
+    let permit =
+        match tokio::time::timeout(settings.ingest_wait, state.permits.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                state.indexer.metrics().ingest_throttled.inc();
+                drain(body, settings.max_body_bytes).await;
+                return Err(ApiError::new(
+                    ErrorCode::TooManyRequests,
+                    "ingest is at capacity, retry later",
+                )
+                .retry_after(retry_secs(settings.ingest_wait)));
+            }
+        };
+    let raw = read_limited(body, settings.max_body_bytes).await?;
+    let limit = settings.max_decompressed_bytes;
+    let decoded = tokio::task::spawn_blocking(move || decode_body(&raw, encoding, limit))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|err| match err {
+            trawl_model::Error::TooLarge { .. } => {
+                ApiError::new(ErrorCode::PayloadTooLarge, err.to_string())
+            }
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+    Ok(Received {
+        body: decoded,
+        _permit: permit,
+    })
+}
+
+/// The answer of [`Indexer::ingest`]'s refusals, shared by the ingest routes.
+pub(crate) fn ingest_error(err: IngestError) -> ApiError {
+    match err {
+        IngestError::Gap(marks) => ApiError::new(
+            ErrorCode::Conflict,
+            "a source's batch starts past what the index holds: resend from its mark",
+        )
+        .with_code("offset_gap")
+        .with_extra("marks", json!(marks)),
+        IngestError::BadEnvelope(message) => ApiError::bad_request(message),
+        IngestError::TooManyRecords(message) => ApiError::new(ErrorCode::PayloadTooLarge, message),
+        IngestError::UnknownStream(s) => ApiError::unknown_stream(&s),
+        IngestError::Storage(message) => {
+            tracing::warn!(%message, "ingest refused: storage unavailable");
+            ApiError::new(
+                ErrorCode::InsufficientStorage,
+                "the indexer cannot write to its storage, retry later",
+            )
+            .retry_after(5)
+        }
+        IngestError::ShuttingDown => {
+            ApiError::new(ErrorCode::Unavailable, "indexer is shutting down").retry_after(1)
+        }
+    }
 }
 
 async fn streams(State(state): State<IngestState>) -> Json<serde_json::Value> {
@@ -65,81 +170,21 @@ async fn ingest_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let settings = state.indexer.settings();
-    if !state.indexer.is_ready() {
-        drain(body, settings.max_body_bytes).await;
-        return Err(ApiError::new(ErrorCode::Unavailable, "indexer is not ready").retry_after(1));
-    }
-    if trawl_model::validate_stream_name(stream).is_err()
-        || !state.indexer.stream_names().iter().any(|s| s == stream)
-    {
-        drain(body, settings.max_body_bytes).await;
-        return Err(ApiError::unknown_stream(stream));
-    }
-    let encoding = headers
-        .get(axum::http::header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("invalid"));
-    let encoding = match Encoding::from_header(encoding) {
-        Ok(e) => e,
-        Err(err) => {
-            drain(body, settings.max_body_bytes).await;
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                err.to_string(),
-            ));
+    let indexer = &state.indexer;
+    let admit = || {
+        let known = trawl_model::validate_stream_name(stream).is_ok()
+            && (indexer.has_stream(stream) || indexer.auto_create_streams());
+        if known {
+            Ok(())
+        } else {
+            Err(ApiError::unknown_stream(stream))
         }
     };
+    let received = receive(state, headers, body, admit).await?;
     let delivery = headers.contains_key(DELIVERY_HEADER);
-
-    let _permit = match tokio::time::timeout(settings.ingest_wait, state.permits.acquire()).await {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            state.indexer.metrics().ingest_throttled.inc();
-            drain(body, settings.max_body_bytes).await;
-            return Err(ApiError::new(
-                ErrorCode::TooManyRequests,
-                "ingest is at capacity, retry later",
-            )
-            .retry_after(retry_secs(settings.ingest_wait)));
-        }
-    };
-
-    let raw = read_limited(body, settings.max_body_bytes).await?;
-    let limit = settings.max_decompressed_bytes;
-    let decoded = tokio::task::spawn_blocking(move || decode_body(&raw, encoding, limit))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|err| match err {
-            trawl_model::Error::TooLarge { .. } => {
-                ApiError::new(ErrorCode::PayloadTooLarge, err.to_string())
-            }
-            other => ApiError::bad_request(other.to_string()),
-        })?;
-
-    match state.indexer.ingest(stream, decoded, delivery).await {
+    match state.indexer.ingest(stream, received.body, delivery).await {
         Ok(outcome) => Ok(Json(outcome).into_response()),
-        Err(IngestError::Gap(marks)) => Err(ApiError::new(
-            ErrorCode::Conflict,
-            "a source's batch starts past what the index holds: resend from its mark",
-        )
-        .with_code("offset_gap")
-        .with_extra("marks", json!(marks))),
-        Err(IngestError::BadEnvelope(message)) => Err(ApiError::bad_request(message)),
-        Err(IngestError::TooManyRecords(message)) => {
-            Err(ApiError::new(ErrorCode::PayloadTooLarge, message))
-        }
-        Err(IngestError::UnknownStream(s)) => Err(ApiError::unknown_stream(&s)),
-        Err(IngestError::Storage(message)) => {
-            tracing::warn!(%message, "ingest refused: storage unavailable");
-            Err(ApiError::new(
-                ErrorCode::InsufficientStorage,
-                "the indexer cannot write to its storage, retry later",
-            )
-            .retry_after(5))
-        }
-        Err(IngestError::ShuttingDown) => {
-            Err(ApiError::new(ErrorCode::Unavailable, "indexer is shutting down").retry_after(1))
-        }
+        Err(err) => Err(ingest_error(err)),
     }
 }
 

@@ -6,13 +6,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
+use trawl_config::StreamConfig;
 use trawl_model::codec::ndjson_lines;
 use trawl_model::Timestamp;
 
+use crate::catalog::Catalog;
 use crate::doc::{Prepared, StreamSpec};
 use crate::entry::Batch;
 use crate::marks::{Envelope, Marks, Plan};
@@ -29,6 +31,8 @@ use crate::{Error, Result, StreamSnapshot};
 const INDEX_QUEUE_BATCHES: usize = 16;
 /// At most this many queued appends share one fsync.
 const GROUP_COMMIT_MAX: usize = 256;
+/// How many refused lines an ingest answer lists (the count covers them all).
+const MAX_REPORTED_ERRORS: usize = 100;
 
 /// A line of an ingest body that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,7 +102,20 @@ pub struct TailBatch {
 
 struct Inner {
     settings: IndexerSettings,
-    streams: BTreeMap<String, StreamEntry>,
+    /// Every stream by name. Streams are only ever added (on first write, when
+    /// `auto_create_streams` is on), never removed while running.
+    streams: RwLock<BTreeMap<String, Arc<StreamEntry>>>,
+    /// Serialises the creation of streams on first write.
+    creating: Mutex<()>,
+    /// Definitions of the streams created on first write.
+    catalog: Catalog,
+    /// The indexer's directory (`<data_dir>/indexer`).
+    root: PathBuf,
+    /// Lets the indexing thread of a stream created later report its seals; taken at shutdown
+    /// so that the upkeep thread sees its channel close.
+    sealed_tx: Mutex<Option<Sender<()>>>,
+    /// The slot the seal callbacks reach this `Inner` through.
+    inner_slot: Arc<Mutex<Option<std::sync::Weak<Inner>>>>,
     metastore: Mutex<(Metastore, MetastoreState)>,
     marks: Mutex<Marks>,
     wal_tx: Mutex<Option<Sender<WalMsg>>>,
@@ -123,7 +140,8 @@ impl Indexer {
         fs::create_dir_all(&root)?;
         let metastore = Metastore::new(&root);
         let mut state = metastore.load()?;
-        let specs = vec![StreamSpec::logs(), StreamSpec::audit()];
+        let catalog = Catalog::new(&root);
+        let specs = stream_specs(&settings, &catalog)?;
 
         adopt_orphans(&root, &specs, &mut state)?;
         metastore.store(&state)?;
@@ -135,37 +153,11 @@ impl Indexer {
         let inner_slot: Arc<Mutex<Option<std::sync::Weak<Inner>>>> = Arc::new(Mutex::new(None));
         for spec in specs {
             let name = spec.name.clone();
-            let dir = stream_dir(&root, &name);
-            let handles = open_splits(&dir, &state, &name)?;
-            let (stream, index, payload) = Stream::open(spec, &dir, handles)?;
-            let stream = Arc::new(stream);
-            if let Some(first) = payload.first_lsn {
-                lock(&stream.unsealed).push_back(first);
-            }
-            let sealed = state.sealed_lsn.get(&name).copied().unwrap_or(0);
-            replay_from.insert(name.clone(), sealed.max(payload.lsn));
-            let (tx, rx) = mpsc::sync_channel(INDEX_QUEUE_BATCHES);
-            let thread_stream = stream.clone();
-            let thread_settings = settings.stream_settings(&name);
-            let thread_metrics = metrics.clone();
             let on_sealed = on_sealed_callback(inner_slot.clone(), sealed_tx.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("index-{name}"))
-                    .spawn(move || {
-                        run_indexing(
-                            thread_stream,
-                            index,
-                            thread_settings,
-                            rx,
-                            thread_metrics,
-                            on_sealed,
-                        )
-                    })?,
-            );
-            metrics.set_splits(&name, stream.splits().len());
-            let (tail, _) = tokio::sync::broadcast::channel(TAIL_QUEUE_BATCHES);
-            streams.insert(name, StreamEntry { stream, tx, tail });
+            let opened = open_stream(spec, &root, &state, &settings, &metrics, on_sealed)?;
+            replay_from.insert(name.clone(), opened.replay_from);
+            threads.push(opened.thread);
+            streams.insert(name, opened.entry);
         }
 
         // Replay: everything past the point each stream's durable state covers.
@@ -175,7 +167,8 @@ impl Indexer {
             .chain([state.marks_lsn])
             .min()
             .unwrap_or(0);
-        let (wal, entries) = Wal::open(&root.join("wal"), settings.wal_segment_bytes, from)?;
+        let (mut wal, entries) = Wal::open(&root.join("wal"), settings.wal_segment_bytes, from)?;
+        wal.set_fault(settings.fault_point());
         let mut marks = Marks::from_snapshot(&state.marks);
         let mut replayed = 0usize;
         for entry in entries {
@@ -214,7 +207,12 @@ impl Indexer {
         let (wal_tx, wal_rx) = mpsc::channel();
         let inner = Arc::new(Inner {
             settings,
-            streams,
+            streams: RwLock::new(streams),
+            creating: Mutex::new(()),
+            catalog,
+            root,
+            sealed_tx: Mutex::new(Some(sealed_tx)),
+            inner_slot: inner_slot.clone(),
             metastore: Mutex::new((metastore, state)),
             marks: Mutex::new(marks),
             wal_tx: Mutex::new(Some(wal_tx)),
@@ -255,13 +253,89 @@ impl Indexer {
 
     /// The names of the streams.
     pub fn stream_names(&self) -> Vec<String> {
-        self.inner.streams.keys().cloned().collect()
+        read(&self.inner.streams).keys().cloned().collect()
     }
 
-    fn stream(&self, name: &str) -> Result<&StreamEntry> {
-        self.inner
+    /// Whether the stream exists.
+    pub fn has_stream(&self, name: &str) -> bool {
+        read(&self.inner.streams).contains_key(name)
+    }
+
+    /// Whether a write to an unknown stream creates it (`indexer.auto_create_streams`).
+    pub fn auto_create_streams(&self) -> bool {
+        self.inner.settings.auto_create_streams
+    }
+
+    /// The definition of a stream (its kind, fields and default fields).
+    pub fn stream_spec(&self, name: &str) -> Result<StreamSpec> {
+        Ok(self.stream(name)?.stream.spec.clone())
+    }
+
+    /// Makes sure a stream exists: an existing one is left as it is; an unknown one is created
+    /// as a generic stream defined by `template` when `auto_create_streams` is on, its
+    /// definition recorded durably before this returns (so that it is opened again after a
+    /// restart). Unknown with auto-creation off: [`Error::UnknownStream`]; a name that is not a
+    /// valid stream name: [`Error::InvalidArgument`].
+    pub async fn ensure_stream(&self, name: &str, template: &StreamConfig) -> Result<()> {
+        if self.has_stream(name) {
+            return Ok(());
+        }
+        if !self.inner.settings.auto_create_streams {
+            return Err(Error::UnknownStream(name.chars().take(64).collect()));
+        }
+        trawl_model::validate_stream_name(name)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let this = self.clone();
+        let name = name.to_string();
+        let template = template.clone();
+        tokio::task::spawn_blocking(move || this.create_stream(&name, &template))
+            .await
+            .map_err(|_| Error::InvalidArgument("stream creation was cancelled".into()))?
+    }
+
+    /// Creates a generic stream on first write (blocking: directories, catalog fsync, thread).
+    fn create_stream(&self, name: &str, template: &StreamConfig) -> Result<()> {
+        let inner = &self.inner;
+        let _creating = lock(&inner.creating);
+        if self.has_stream(name) {
+            return Ok(());
+        }
+        if inner.stopping.load(Ordering::SeqCst) {
+            return Err(Error::InvalidArgument(
+                "the indexer is shutting down".into(),
+            ));
+        }
+        let spec = StreamSpec::generic(name, template)?;
+        inner.catalog.add(name, template)?;
+        let sealed_tx = lock(&inner.sealed_tx)
+            .clone()
+            .ok_or_else(|| Error::InvalidArgument("the indexer is shutting down".into()))?;
+        let on_sealed = on_sealed_callback(inner.inner_slot.clone(), sealed_tx);
+        let opened = {
+            let guard = lock(&inner.metastore);
+            open_stream(
+                spec,
+                &inner.root,
+                &guard.1,
+                &inner.settings,
+                &inner.metrics,
+                on_sealed,
+            )?
+        };
+        lock(&inner.threads).push(opened.thread);
+        inner
             .streams
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.to_string(), opened.entry);
+        tracing::info!(stream = name, "created a stream on first write");
+        Ok(())
+    }
+
+    fn stream(&self, name: &str) -> Result<Arc<StreamEntry>> {
+        read(&self.inner.streams)
             .get(name)
+            .cloned()
             .ok_or_else(|| Error::UnknownStream(name.chars().take(64).collect()))
     }
 
@@ -293,9 +367,8 @@ impl Indexer {
 
     /// Per-stream statistics for `GET /api/v1/streams`.
     pub fn stream_stats(&self) -> Vec<StreamStats> {
-        self.inner
-            .streams
-            .iter()
+        stream_list(&self.inner)
+            .into_iter()
             .map(|(name, entry)| {
                 let splits = entry.stream.splits();
                 let (hot_docs, hot_bytes, hot_range) = entry.stream.hot_stats();
@@ -306,7 +379,7 @@ impl Indexer {
                     max = Some(max.map_or(s.meta.max_timestamp, |m| m.max(s.meta.max_timestamp)));
                 }
                 StreamStats {
-                    name: name.clone(),
+                    name,
                     docs: hot_docs + splits.iter().map(|s| s.meta.docs).sum::<u64>(),
                     bytes: hot_bytes + splits.iter().map(|s| s.meta.bytes).sum::<u64>(),
                     splits: splits.len(),
@@ -329,11 +402,9 @@ impl Indexer {
 
     /// Sends an op to every indexing thread and waits until each has done it.
     fn to_every_stream(&self, op: fn(mpsc::Sender<()>) -> IndexOp) {
-        let waits: Vec<_> = self
-            .inner
-            .streams
-            .values()
-            .filter_map(|entry| {
+        let waits: Vec<_> = stream_list(&self.inner)
+            .into_iter()
+            .filter_map(|(_, entry)| {
                 let (tx, rx) = mpsc::channel();
                 entry.tx.send(op(tx)).ok().map(|_| rx)
             })
@@ -348,22 +419,54 @@ impl Indexer {
         upkeep_round(&self.inner)
     }
 
-    /// Ingests a decoded body and waits until it is durable.
+    /// Ingests a decoded body and waits until it is durable. The outcome lists the first 100
+    /// refused lines.
     pub async fn ingest(
         &self,
         stream: &str,
         body: Vec<u8>,
         delivery: bool,
     ) -> std::result::Result<IngestOutcome, IngestError> {
+        self.ingest_reporting(stream, body, delivery, MAX_REPORTED_ERRORS)
+            .await
+    }
+
+    /// [`Indexer::ingest`] of an NDJSON body without delivery envelope, listing every refused
+    /// line (for the ingest routes that answer per record, such as `_bulk`).
+    pub async fn ingest_every_error(
+        &self,
+        stream: &str,
+        body: Vec<u8>,
+    ) -> std::result::Result<IngestOutcome, IngestError> {
+        self.ingest_reporting(stream, body, false, usize::MAX).await
+    }
+
+    async fn ingest_reporting(
+        &self,
+        stream: &str,
+        body: Vec<u8>,
+        delivery: bool,
+        max_errors: usize,
+    ) -> std::result::Result<IngestOutcome, IngestError> {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(IngestError::ShuttingDown);
         }
+        if !self.has_stream(stream) && self.inner.settings.auto_create_streams {
+            match self.ensure_stream(stream, &StreamConfig::default()).await {
+                Ok(()) => {}
+                Err(Error::UnknownStream(s) | Error::InvalidArgument(s)) => {
+                    return Err(IngestError::UnknownStream(s))
+                }
+                Err(err) => return Err(IngestError::Storage(err.to_string())),
+            }
+        }
         let this = self.clone();
         let stream = stream.to_string();
-        let queued =
-            tokio::task::spawn_blocking(move || this.prepare_and_queue(&stream, &body, delivery))
-                .await
-                .map_err(|_| IngestError::ShuttingDown)??;
+        let queued = tokio::task::spawn_blocking(move || {
+            this.prepare_and_queue(&stream, &body, delivery, max_errors)
+        })
+        .await
+        .map_err(|_| IngestError::ShuttingDown)??;
         let (rx, outcome) = queued;
         match rx.await {
             Ok(Ok(_lsn)) => Ok(outcome),
@@ -378,6 +481,7 @@ impl Indexer {
         stream_name: &str,
         body: &[u8],
         delivery: bool,
+        max_errors: usize,
     ) -> std::result::Result<
         (
             tokio::sync::oneshot::Receiver<std::result::Result<u64, String>>,
@@ -389,6 +493,11 @@ impl Indexer {
             .stream(stream_name)
             .map_err(|_| IngestError::UnknownStream(stream_name.chars().take(64).collect()))?;
         let stream = entry.stream.clone();
+        if stream.storage_failing() {
+            return Err(IngestError::Storage(
+                "the hot index cannot be committed or sealed".into(),
+            ));
+        }
         let received_at = Timestamp::now().nanos();
         let mut lines = ndjson_lines(body);
         let envelope = if delivery {
@@ -457,7 +566,7 @@ impl Indexer {
                 }
                 Err(message) => {
                     outcome.rejected += 1;
-                    if outcome.errors.len() < 100 {
+                    if outcome.errors.len() < max_errors {
                         outcome.errors.push(LineError {
                             line: *line_no,
                             message,
@@ -526,7 +635,8 @@ impl Indexer {
         for t in wal {
             let _ = t.join();
         }
-        for entry in self.inner.streams.values() {
+        lock(&self.inner.sealed_tx).take();
+        for (_, entry) in stream_list(&self.inner) {
             let _ = entry.tx.send(IndexOp::Stop);
         }
         // The upkeep thread wakes when the indexing threads (holding its channel's senders)
@@ -550,6 +660,87 @@ pub struct StreamStats {
 
 fn stream_dir(root: &Path, name: &str) -> PathBuf {
     root.join("streams").join(name)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The streams as they are now, so that no lock is held while working on them.
+fn stream_list(inner: &Inner) -> Vec<(String, Arc<StreamEntry>)> {
+    read(&inner.streams)
+        .iter()
+        .map(|(name, entry)| (name.clone(), entry.clone()))
+        .collect()
+}
+
+/// The streams to open: the built-in ones, those declared in the configuration, and those
+/// created on first write earlier (a declaration in the configuration wins over the catalog).
+fn stream_specs(settings: &IndexerSettings, catalog: &Catalog) -> Result<Vec<StreamSpec>> {
+    let mut specs = vec![StreamSpec::logs(), StreamSpec::audit()];
+    let builtin = |name: &str| trawl_config::BUILTIN_STREAMS.contains(&name);
+    for (name, config) in &settings.declared_streams {
+        if !builtin(name) {
+            specs.push(StreamSpec::generic(name, config)?);
+        }
+    }
+    for (name, config) in catalog.load()?.streams {
+        if !builtin(&name) && !settings.declared_streams.contains_key(&name) {
+            specs.push(StreamSpec::generic(&name, &config)?);
+        }
+    }
+    Ok(specs)
+}
+
+/// A stream opened with its indexing thread running.
+struct OpenedStream {
+    entry: Arc<StreamEntry>,
+    thread: JoinHandle<()>,
+    /// Where the WAL replay must start for this stream.
+    replay_from: u64,
+}
+
+/// Opens a stream's splits and hot index and starts its indexing thread.
+fn open_stream(
+    spec: StreamSpec,
+    root: &Path,
+    state: &MetastoreState,
+    settings: &IndexerSettings,
+    metrics: &Arc<Metrics>,
+    on_sealed: OnSealed,
+) -> Result<OpenedStream> {
+    let name = spec.name.clone();
+    let dir = stream_dir(root, &name);
+    let handles = open_splits(&dir, state, &name)?;
+    let (stream, index, payload) = Stream::open(spec, &dir, handles)?;
+    let stream = Arc::new(stream);
+    if let Some(first) = payload.first_lsn {
+        lock(&stream.unsealed).push_back(first);
+    }
+    let sealed = state.sealed_lsn.get(&name).copied().unwrap_or(0);
+    let (tx, rx) = mpsc::sync_channel(INDEX_QUEUE_BATCHES);
+    let thread_stream = stream.clone();
+    let thread_settings = settings.stream_settings(&name);
+    let thread_metrics = metrics.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("index-{name}"))
+        .spawn(move || {
+            run_indexing(
+                thread_stream,
+                index,
+                thread_settings,
+                rx,
+                thread_metrics,
+                on_sealed,
+            )
+        })?;
+    metrics.set_splits(&name, stream.splits().len());
+    let (tail, _) = tokio::sync::broadcast::channel(TAIL_QUEUE_BATCHES);
+    Ok(OpenedStream {
+        entry: Arc::new(StreamEntry { stream, tx, tail }),
+        thread,
+        replay_from: sealed.max(payload.lsn),
+    })
 }
 
 /// Splits present on disk but missing from the metastore are those a crash caught between
@@ -650,11 +841,7 @@ fn run_wal(inner: Arc<Inner>, mut wal: Wal, rx: Receiver<WalMsg>) {
 fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiver<WalMsg>) {
     let start = wal.end();
     let payloads: Vec<&[u8]> = group.iter().map(|r| r.payload.as_slice()).collect();
-    let fault = inner.settings.storage_fault.as_ref().and_then(|f| f());
-    let result = match fault {
-        Some(err) => Err(Error::Io(err)),
-        None => wal.append(&payloads).and_then(|p| wal.sync().map(|_| p)),
-    };
+    let result = wal.append(&payloads).and_then(|p| wal.sync().map(|_| p));
     match result {
         Ok(positions) => {
             inner.metrics.wal_fsyncs.inc();
@@ -674,7 +861,8 @@ fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiv
                 // requested after it covers these records.
                 if !req.docs.is_empty() {
                     lock(&req.stream.unsealed).push_back(lsn);
-                    if let Some(entry) = inner.streams.get(&req.stream.spec.name) {
+                    let entry = read(&inner.streams).get(&req.stream.spec.name).cloned();
+                    if let Some(entry) = entry {
                         if entry.tail.receiver_count() > 0 {
                             let docs = req.docs.iter().map(|p| p.doc.clone()).collect();
                             let _ = entry.tail.send(Arc::new(TailBatch { docs }));
@@ -716,10 +904,9 @@ fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiv
 
 /// Snapshots the marks into the metastore, then deletes WAL segments no stream needs.
 fn truncate_wal(inner: &Inner, wal: &mut Wal) -> Result<()> {
-    let needed = inner
-        .streams
-        .values()
-        .filter_map(|e| lock(&e.stream.unsealed).front().copied())
+    let needed = stream_list(inner)
+        .iter()
+        .filter_map(|(_, e)| lock(&e.stream.unsealed).front().copied())
         .min()
         .unwrap_or(wal.end());
     {
@@ -776,10 +963,10 @@ fn run_upkeep(inner: std::sync::Weak<Inner>, sealed: Receiver<()>) {
 
 fn upkeep_round(inner: &Inner) -> Result<()> {
     let now = Timestamp::now().nanos();
-    for (name, entry) in &inner.streams {
-        apply_retention(inner, name, &entry.stream, now)?;
-        merge_stream(inner, name, &entry.stream)?;
-        inner.metrics.set_splits(name, entry.stream.splits().len());
+    for (name, entry) in stream_list(inner) {
+        apply_retention(inner, &name, &entry.stream, now)?;
+        merge_stream(inner, &name, &entry.stream)?;
+        inner.metrics.set_splits(&name, entry.stream.splits().len());
     }
     let ttl = inner.settings.source_mark_ttl.as_nanos() as i64;
     let dropped = lock(&inner.marks).gc(now.saturating_sub(ttl));

@@ -7,6 +7,8 @@
 //! end of the contiguous prefix the index holds, moved in the same WAL entry as the records.
 
 pub mod api;
+mod catalog;
+pub mod compat;
 mod doc;
 mod entry;
 mod error;
@@ -22,12 +24,33 @@ mod split;
 mod stream;
 mod wal;
 
-pub use doc::{StreamKind, StreamSpec};
+pub use doc::{StreamKind, StreamSpec, TimestampSource};
 pub use error::{Error, Result};
 pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, StreamStats, TailBatch};
 pub use metrics::Metrics;
-pub use settings::{IndexerSettings, StorageFault};
+pub use settings::{IndexerSettings, StorageFault, ENOSPC_FILE, TEST_FAULT_DIR_ENV};
 pub use snapshot::{SearchTarget, StreamSnapshot};
 
+/// Fuzzing entry point, not an API: validates each NDJSON line of `body` as a record of the
+/// built-in stream `stream` (`logs` or `audit`; any other name is `None`) exactly as ingest
+/// does, and returns how many lines were accepted. Never panics on any input.
+#[doc(hidden)]
+pub fn fuzz_prepare_lines(stream: &str, body: &[u8]) -> Option<usize> {
+    let spec = match stream {
+        "logs" => StreamSpec::logs(),
+        "audit" => StreamSpec::audit(),
+        _ => return None,
+    };
+    let builder = doc::DocBuilder::new(&spec, &spec.schema()).ok()?;
+    let received_at = 1_795_600_800_000_000_000;
+    Some(
+        trawl_model::codec::ndjson_lines(body)
+            .filter(|(_, line)| builder.prepare(line, received_at).is_ok())
+            .count(),
+    )
+}
+
+#[cfg(test)]
+mod disk_full_tests;
 #[cfg(test)]
 mod tests;

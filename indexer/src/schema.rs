@@ -16,6 +16,16 @@ pub const TEXT_TOKENIZER: &str = "default";
 /// stream's `<audit_id>/<stage>`), so that a second copy replaces the first in the hot index.
 pub const ID_FIELD: &str = "_id";
 
+/// The JSON field of a generic (operator-declared) stream holding every field of a document
+/// that is not declared: stored, `expand_dots`, strings raw-tokenised and fast, so that
+/// `service.version:1.2` works once the query layer has rewritten the field name into it.
+pub const DYNAMIC_FIELD: &str = "_dynamic";
+
+/// The hidden full-text field of a generic stream: every string value of a document, tokenised
+/// like `message`, not stored. It is what a term without a field name searches when the stream
+/// declares no `default_fields`.
+pub const TEXT_FIELD: &str = "_text";
+
 /// Builds the tantivy schema for a table of fields. Every field is stored, so that a hit can be
 /// returned as its flat record; keyword and numeric fields are fast for sorting and aggregations.
 pub fn build_schema(fields: &[FieldDef]) -> Schema {
@@ -27,10 +37,32 @@ pub fn build_schema(fields: &[FieldDef]) -> Schema {
     builder.build()
 }
 
+/// The schema of a generic stream: its declared fields (the timestamp, keyword and numeric
+/// fields), then [`DYNAMIC_FIELD`], [`TEXT_FIELD`] and the hidden id.
+pub fn build_generic_schema(fields: &[FieldDef]) -> Schema {
+    let mut builder = Schema::builder();
+    for def in fields {
+        add_field(&mut builder, def);
+    }
+    add_field(&mut builder, &FieldDef::new(DYNAMIC_FIELD, FieldKind::Json));
+    builder.add_text_field(
+        TEXT_FIELD,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TEXT_TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                .set_fieldnorms(false),
+        ),
+    );
+    builder.add_text_field(ID_FIELD, STRING);
+    builder.build()
+}
+
 fn add_field(builder: &mut tantivy::schema::SchemaBuilder, def: &FieldDef) -> Field {
+    let name = def.name();
     match def.kind {
         FieldKind::Timestamp => builder.add_date_field(
-            def.name,
+            name,
             DateOptions::default()
                 .set_indexed()
                 .set_fast()
@@ -38,7 +70,7 @@ fn add_field(builder: &mut tantivy::schema::SchemaBuilder, def: &FieldDef) -> Fi
                 .set_precision(DateTimePrecision::Nanoseconds),
         ),
         FieldKind::Keyword | FieldKind::KeywordList => builder.add_text_field(
-            def.name,
+            name,
             TextOptions::default()
                 .set_indexing_options(
                     TextFieldIndexing::default()
@@ -50,7 +82,7 @@ fn add_field(builder: &mut tantivy::schema::SchemaBuilder, def: &FieldDef) -> Fi
                 .set_stored(),
         ),
         FieldKind::Text => builder.add_text_field(
-            def.name,
+            name,
             TextOptions::default()
                 .set_indexing_options(
                     TextFieldIndexing::default()
@@ -60,12 +92,12 @@ fn add_field(builder: &mut tantivy::schema::SchemaBuilder, def: &FieldDef) -> Fi
                 )
                 .set_stored(),
         ),
-        FieldKind::I64 => builder.add_i64_field(def.name, numeric()),
-        FieldKind::U64 => builder.add_u64_field(def.name, numeric()),
-        FieldKind::F64 => builder.add_f64_field(def.name, numeric()),
-        FieldKind::Bool => builder.add_bool_field(def.name, INDEXED | FAST | STORED),
+        FieldKind::I64 => builder.add_i64_field(name, numeric()),
+        FieldKind::U64 => builder.add_u64_field(name, numeric()),
+        FieldKind::F64 => builder.add_f64_field(name, numeric()),
+        FieldKind::Bool => builder.add_bool_field(name, INDEXED | FAST | STORED),
         FieldKind::Json => builder.add_json_field(
-            def.name,
+            name,
             JsonObjectOptions::default()
                 .set_stored()
                 .set_indexing_options(
@@ -78,7 +110,7 @@ fn add_field(builder: &mut tantivy::schema::SchemaBuilder, def: &FieldDef) -> Fi
                 .set_expand_dots_enabled(),
         ),
         FieldKind::JsonText => builder.add_json_field(
-            def.name,
+            name,
             JsonObjectOptions::default()
                 .set_stored()
                 .set_indexing_options(
@@ -108,7 +140,7 @@ mod tests {
     fn logs_schema_has_every_field() {
         let schema = build_schema(LOG_FIELDS);
         for def in LOG_FIELDS {
-            let field = schema.get_field(def.name).unwrap();
+            let field = schema.get_field(def.name()).unwrap();
             assert!(schema.get_field_entry(field).is_stored(), "{}", def.name);
         }
         let ts = schema.get_field_entry(schema.get_field("timestamp").unwrap());

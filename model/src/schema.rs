@@ -2,6 +2,8 @@
 //! builds its tantivy schema and the exporters their column types. Kept free of tantivy so
 //! that the collector can depend on this crate.
 
+use std::borrow::Cow;
+
 /// How a field is indexed and stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
@@ -28,15 +30,34 @@ pub enum FieldKind {
     JsonText,
 }
 
-/// One field of a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One field of a stream. The built-in tables borrow their names (so that they stay `const`);
+/// the fields of operator-declared streams own theirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldDef {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub kind: FieldKind,
 }
 
+impl FieldDef {
+    /// A field with an owned (or static) name.
+    pub fn new(name: impl Into<Cow<'static, str>>, kind: FieldKind) -> FieldDef {
+        FieldDef {
+            name: name.into(),
+            kind,
+        }
+    }
+
+    /// The field's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 const fn f(name: &'static str, kind: FieldKind) -> FieldDef {
-    FieldDef { name, kind }
+    FieldDef {
+        name: Cow::Borrowed(name),
+        kind,
+    }
 }
 
 /// The fields of the `logs` stream, in record order.
@@ -171,7 +192,7 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
-        let mut in_table: Vec<&str> = AUDIT_FIELDS.iter().map(|d| d.name).collect();
+        let mut in_table: Vec<&str> = AUDIT_FIELDS.iter().map(|d| d.name()).collect();
         in_doc.sort_unstable();
         in_table.sort_unstable();
         assert_eq!(in_doc, in_table);

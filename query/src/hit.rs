@@ -1,13 +1,14 @@
 //! A stored tantivy document as the flat JSON record a client gets back: the model's field
 //! names, timestamps as RFC 3339 with nine fractional digits, keywords as strings (keyword lists
-//! as arrays), numbers as numbers, object fields as objects.
+//! as arrays), numbers as numbers, object fields as objects. The undeclared fields of a generic
+//! stream (its dynamic JSON field) come back at the top level of the record, as they were sent.
 
 use std::collections::HashSet;
 
 use serde_json::{Map, Number, Value};
 use tantivy::schema::{Field, OwnedValue, Schema};
 use tantivy::TantivyDocument;
-use trawl_indexer::schema::ID_FIELD;
+use trawl_indexer::schema::{DYNAMIC_FIELD, ID_FIELD};
 use trawl_model::schema::{FieldKind, AUDIT_FIELDS, LOG_FIELDS};
 use trawl_model::Timestamp;
 
@@ -18,23 +19,60 @@ use crate::error::{Error, Result};
 pub struct HitFormat {
     /// The fields to output, in schema (record) order, with whether each is a list.
     fields: Vec<(Field, String, bool)>,
+    /// A generic stream's dynamic field and how to output it.
+    dynamic: Option<Dynamic>,
+}
+
+/// How the dynamic field of a generic stream is output.
+#[derive(Debug, Clone)]
+struct Dynamic {
+    field: Field,
+    /// The projected paths (`fields=service.version,user`), each output under its own name;
+    /// `None`: every dynamic field.
+    paths: Option<Vec<String>>,
+    /// Output the whole object under [`DYNAMIC_FIELD`] instead of at the top level (exports,
+    /// whose columns are fixed before the first document).
+    nested: bool,
 }
 
 impl HitFormat {
     /// A format for `schema`. `projection` names the fields to return (all but the hidden
-    /// `_id` when `None`); a name the schema does not have is an [`Error::InvalidArgument`].
-    /// `list_fields` are always returned as arrays; any other field is a scalar when it holds
-    /// one value and an array when it holds several.
+    /// `_id` when `None`); a name the schema does not have is an [`Error::InvalidArgument`],
+    /// except in a generic stream, where it names a path of the dynamic field. `list_fields`
+    /// are always returned as arrays; any other field is a scalar when it holds one value and
+    /// an array when it holds several.
     pub fn new(
         schema: &Schema,
         projection: Option<&[String]>,
         list_fields: &HashSet<&str>,
     ) -> Result<HitFormat> {
+        let dynamic_field = schema.get_field(DYNAMIC_FIELD).ok();
+        let mut dynamic = dynamic_field.map(|field| Dynamic {
+            field,
+            paths: None,
+            nested: false,
+        });
+        if let (Some(names), Some(dynamic)) = (projection, dynamic.as_mut()) {
+            let paths: Vec<String> = names
+                .iter()
+                .filter(|name| *name != ID_FIELD && schema.get_field(name).is_err())
+                .cloned()
+                .collect();
+            if names.iter().any(|n| n == DYNAMIC_FIELD) && paths.is_empty() {
+                // The whole object was asked for by its own name.
+                dynamic.nested = true;
+            } else {
+                dynamic.paths = Some(paths);
+            }
+        }
         if let Some(names) = projection {
             let unknown: Vec<&str> = names
                 .iter()
                 .map(String::as_str)
-                .filter(|name| *name == ID_FIELD || schema.get_field(name).is_err())
+                .filter(|name| {
+                    *name == ID_FIELD
+                        || (schema.get_field(name).is_err() && dynamic_field.is_none())
+                })
                 .collect();
             if !unknown.is_empty() {
                 return Err(Error::InvalidArgument(format!(
@@ -50,7 +88,8 @@ impl HitFormat {
         let wanted = |name: &str| projection.is_none_or(|names| names.iter().any(|n| n == name));
         let fields = schema
             .fields()
-            .filter(|(_, entry)| entry.name() != ID_FIELD && entry.is_stored())
+            .filter(|(_, entry)| entry.name() != ID_FIELD && entry.name() != DYNAMIC_FIELD)
+            .filter(|(_, entry)| entry.is_stored())
             .filter(|(_, entry)| wanted(entry.name()))
             .map(|(field, entry)| {
                 let name = entry.name().to_string();
@@ -58,7 +97,29 @@ impl HitFormat {
                 (field, name, list)
             })
             .collect();
-        Ok(HitFormat { fields })
+        Ok(HitFormat { fields, dynamic })
+    }
+
+    /// The same format with a generic stream's dynamic fields output as one object under
+    /// [`DYNAMIC_FIELD`] (unless paths of it were projected): what the column layout of an
+    /// export expects.
+    pub fn with_nested_dynamic(mut self) -> HitFormat {
+        if let Some(dynamic) = self.dynamic.as_mut() {
+            dynamic.nested = dynamic.paths.is_none();
+        }
+        self
+    }
+
+    /// The value of a projected dynamic path in a stored document (for export columns).
+    pub(crate) fn dynamic_value(&self, doc: &TantivyDocument, path: &str) -> Option<Value> {
+        let dynamic = self.dynamic.as_ref()?;
+        let Value::Object(object) = doc
+            .get_first(dynamic.field)
+            .map(|v| owned_to_json(OwnedValue::from(v)))?
+        else {
+            return None;
+        };
+        lookup(&object, path).cloned()
     }
 
     /// The flat record of a stored document; fields without a value are omitted.
@@ -76,8 +137,50 @@ impl HitFormat {
             };
             out.insert(name.clone(), value);
         }
+        if let Some(dynamic) = &self.dynamic {
+            self.add_dynamic(dynamic, doc, &mut out);
+        }
         out
     }
+
+    fn add_dynamic(&self, dynamic: &Dynamic, doc: &TantivyDocument, out: &mut Map<String, Value>) {
+        let Some(Value::Object(object)) = doc
+            .get_first(dynamic.field)
+            .map(|v| owned_to_json(OwnedValue::from(v)))
+        else {
+            return;
+        };
+        match (&dynamic.paths, dynamic.nested) {
+            (None, true) => {
+                out.insert(DYNAMIC_FIELD.to_string(), Value::Object(object));
+            }
+            (None, false) => {
+                for (key, value) in object {
+                    // A declared field of the same name keeps its place.
+                    out.entry(key).or_insert(value);
+                }
+            }
+            (Some(paths), _) => {
+                for path in paths {
+                    if let Some(value) = lookup(&object, path) {
+                        out.insert(path.clone(), value.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The value at a dotted path: the key itself (`"a.b"`), or the path through nested objects.
+fn lookup<'a>(object: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(value) = object.get(path) {
+        return Some(value);
+    }
+    path.match_indices('.')
+        .find_map(|(i, _)| match object.get(&path[..i]) {
+            Some(Value::Object(inner)) => lookup(inner, &path[i + 1..]),
+            _ => None,
+        })
 }
 
 /// The fields of a stream returned as arrays even when they hold a single value: the keyword
@@ -91,7 +194,7 @@ pub fn list_fields(stream: &str) -> HashSet<&'static str> {
     table
         .iter()
         .filter(|def| def.kind == FieldKind::KeywordList)
-        .map(|def| def.name)
+        .map(|def| def.name())
         .collect()
 }
 
@@ -194,6 +297,54 @@ mod tests {
         assert_eq!(names, ["impersonated_groups", "source_ips", "user_groups"]);
         assert!(list_fields("logs").is_empty());
         assert!(list_fields("custom").is_empty());
+    }
+
+    fn generic_doc(schema: &Schema) -> TantivyDocument {
+        let f = |name| schema.get_field(name).unwrap();
+        let mut doc = TantivyDocument::new();
+        doc.add_date(f("timestamp"), DateTime::from_timestamp_nanos(0));
+        doc.add_text(f("service.name"), "api");
+        let dynamic: OwnedValue = serde_json::from_value(serde_json::json!(
+            {"foo": {"bar": "x"}, "status": 200, "service.name": "shadowed"}
+        ))
+        .unwrap();
+        doc.add_field_value(f(DYNAMIC_FIELD), &dynamic);
+        doc
+    }
+
+    #[test]
+    fn dynamic_fields_come_back_at_the_top_level() {
+        let config = trawl_config::StreamConfig {
+            keyword_fields: vec!["service.name".into()],
+            ..Default::default()
+        };
+        let schema = trawl_indexer::StreamSpec::generic("web", &config)
+            .unwrap()
+            .schema();
+        let doc = generic_doc(&schema);
+        let format = HitFormat::new(&schema, None, &HashSet::new()).unwrap();
+        assert_eq!(
+            Value::Object(format.to_json(&doc)),
+            serde_json::json!({"timestamp": "1970-01-01T00:00:00.000000000Z",
+                "service.name": "api", "foo": {"bar": "x"}, "status": 200})
+        );
+        let projection = vec!["foo.bar".to_string(), "service.name".to_string()];
+        let format = HitFormat::new(&schema, Some(&projection), &HashSet::new()).unwrap();
+        assert_eq!(
+            Value::Object(format.to_json(&doc)),
+            serde_json::json!({"service.name": "api", "foo.bar": "x"})
+        );
+        assert_eq!(
+            format.dynamic_value(&doc, "foo.bar"),
+            Some(serde_json::json!("x"))
+        );
+        let nested = HitFormat::new(&schema, None, &HashSet::new())
+            .unwrap()
+            .with_nested_dynamic();
+        assert_eq!(
+            nested.to_json(&doc)[DYNAMIC_FIELD],
+            serde_json::json!({"foo": {"bar": "x"}, "status": 200, "service.name": "shadowed"})
+        );
     }
 
     #[test]

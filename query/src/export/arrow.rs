@@ -12,7 +12,9 @@
 //! | object (`labels`, `attributes`, `annotations`, `request_object`, ...) | `Utf8` holding the object as JSON text |
 //!
 //! Every column is nullable (a record without the field). A scalar field that holds several
-//! values (possible only in operator-declared streams) exports its first value.
+//! values (possible only in operator-declared streams) exports its first value. The
+//! undeclared fields of a generic stream are one `_dynamic` column of JSON text, or, when
+//! named in `fields`, a column of JSON text each (a string as itself).
 //!
 //! Rows of an aggregation export have no schema: each column's type is inferred from its
 //! values (all integers: `Int64`; numbers: `Float64`; booleans: `Boolean`; strings: `Utf8`;
@@ -33,7 +35,7 @@ use arrow_schema::{ArrowError, DataType, Field as ArrowField, Schema as ArrowSch
 use serde_json::{Map, Value as Json};
 use tantivy::schema::{Field, FieldType, OwnedValue, Schema, Value};
 use tantivy::TantivyDocument;
-use trawl_indexer::schema::ID_FIELD;
+use trawl_indexer::schema::{DYNAMIC_FIELD, ID_FIELD};
 
 use crate::error::{Error, Result};
 use crate::export::Encode;
@@ -77,6 +79,8 @@ pub(crate) struct Column {
     pub name: String,
     pub ty: ColumnType,
     field: Option<Field>,
+    /// A path of a generic stream's dynamic field, for a column named after it.
+    path: Option<String>,
 }
 
 /// The columns of an export, their Arrow schema, and how a stored document becomes a flat
@@ -98,12 +102,14 @@ impl Layout {
         projection: Option<&[String]>,
         list_fields: &HashSet<&str>,
     ) -> Result<Layout> {
-        let hits = HitFormat::new(schema, projection, list_fields)?;
+        let hits = HitFormat::new(schema, projection, list_fields)?.with_nested_dynamic();
+        let generic = schema.get_field(DYNAMIC_FIELD).is_ok();
         let exported = |name: &str| {
             name != ID_FIELD
-                && schema
-                    .get_field(name)
-                    .is_ok_and(|f| schema.get_field_entry(f).is_stored())
+                && match schema.get_field(name) {
+                    Ok(f) => schema.get_field_entry(f).is_stored(),
+                    Err(_) => generic,
+                }
         };
         let names: Vec<String> = match projection {
             Some(names) => {
@@ -122,9 +128,15 @@ impl Layout {
         };
         let mut columns = Vec::with_capacity(names.len());
         for name in names {
-            let field = schema
-                .get_field(&name)
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let Ok(field) = schema.get_field(&name) else {
+                columns.push(Column {
+                    path: Some(name.clone()),
+                    name,
+                    ty: ColumnType::Json,
+                    field: None,
+                });
+                continue;
+            };
             let ty = match schema.get_field_entry(field).field_type() {
                 FieldType::Date(_) => ColumnType::Timestamp,
                 FieldType::Str(_) if list_fields.contains(name.as_str()) => ColumnType::Utf8List,
@@ -142,6 +154,7 @@ impl Layout {
                 name,
                 ty,
                 field: Some(field),
+                path: None,
             });
         }
         Ok(Layout::from_columns(columns, Some(hits)))
@@ -161,6 +174,7 @@ impl Layout {
                     name: name.clone(),
                     ty: infer_type(values),
                     field: None,
+                    path: None,
                 }
             })
             .collect();
@@ -189,6 +203,10 @@ impl Layout {
                 if let Some(field) = column.field {
                     for doc in docs {
                         builder.append_doc(doc, field);
+                    }
+                } else if let (Some(path), Some(hits)) = (&column.path, &self.hits) {
+                    for doc in docs {
+                        builder.append_json(hits.dynamic_value(doc, path).as_ref());
                     }
                 }
                 builder.finish()

@@ -184,7 +184,7 @@ fn all_formats_match_search() {
         let (bytes, rows) = export_bytes(request(q, ExportFormat::Csv));
         assert_eq!(rows, n, "{q}");
         let (header, csv_rows) = read_csv(&bytes);
-        let names: Vec<&str> = LOG_FIELDS.iter().map(|f| f.name).collect();
+        let names: Vec<&str> = LOG_FIELDS.iter().map(|f| f.name()).collect();
         assert_eq!(header, names);
         let mut csv_records: Vec<Map<String, Value>> = csv_rows
             .into_iter()
