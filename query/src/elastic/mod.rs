@@ -1,0 +1,101 @@
+//! The Elasticsearch-compatible query API under `/api/v1/_elastic`: what Grafana's
+//! Elasticsearch data source, Kibana-style tools and the official clients need to connect and
+//! search a stream as if it were an index.
+//!
+//! ```text
+//! routes.rs    GET /  _search  _msearch  _count  _mapping  _field_caps  _cat/indices
+//!              _cluster/health  /{index}; content types and the X-Elastic-Product header
+//! body.rs      the search body: size, from, sort, _source, fields, search_after, aggs rewrite
+//! dsl.rs       the query DSL -> tantivy queries (one stream's schema); time bounds for pruning
+//! datemath.rs  epoch_millis, ISO dates, `now-15m/m`, `||` anchors, range rounding
+//! exec.rs      search over one or more streams: count, sorted top hits, aggregations
+//! mapping.rs   Elasticsearch field types, _field_caps, _cat/indices, index patterns
+//! error.rs     {"error": {"root_cause", "type", "reason"}, "status"}
+//! ```
+//!
+//! Differences from Elasticsearch, by design: hits have no score (`_score` and `max_score`
+//! are null, sorting by `_score` is the default order: newest first); `_id`s are positions
+//! (`<split>.<segment>.<doc>`), not stable identities; `_source` holds the stream's own flat
+//! fields (`timestamp`, `namespace`, ...), while `@timestamp`, `.keyword` sub-fields and
+//! Fluent Bit / Vector / Filebeat `kubernetes.*` names are accepted wherever a field is named
+//! and returned under the requested name in `fields`/`docvalue_fields`. Constructs Trawl
+//! does not implement are refused with a 400 naming them, never ignored.
+
+mod body;
+mod datemath;
+mod dsl;
+mod error;
+mod exec;
+mod mapping;
+mod routes;
+
+use trawl_indexer::{Indexer, StreamSnapshot};
+use trawl_model::Timestamp;
+
+pub use error::{EsError, EsResult};
+pub use routes::routes;
+
+use crate::routes::SnapshotSource;
+
+/// A stream as `_cat/indices` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The stream name.
+    pub name: String,
+    /// Documents searchable now.
+    pub docs: u64,
+    /// Index bytes on disk.
+    pub bytes: u64,
+}
+
+/// What the Elasticsearch API needs beyond searching: which streams exist, and a stream's
+/// schema without opening its splits.
+pub trait ElasticSource: SnapshotSource {
+    /// Every stream, in name order.
+    fn indices(&self) -> Vec<IndexInfo>;
+
+    /// A stream's schema, default fields and tokenizers; the targets may be empty. An unknown
+    /// stream is `trawl_indexer::Error::UnknownStream`.
+    fn schema_snapshot(&self, stream: &str) -> Result<StreamSnapshot, trawl_indexer::Error> {
+        // An empty time range: no target needs to be searched.
+        let never = Some(Timestamp(i64::MIN));
+        let mut snapshot = self.snapshot(stream, never, never)?;
+        snapshot.targets.clear();
+        Ok(snapshot)
+    }
+}
+
+/// The local indexer searches its own hot indexes and splits.
+impl SnapshotSource for Indexer {
+    fn snapshot(
+        &self,
+        stream: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> Result<StreamSnapshot, trawl_indexer::Error> {
+        Indexer::snapshot(self, stream, start, end)
+    }
+}
+
+impl ElasticSource for Indexer {
+    fn indices(&self) -> Vec<IndexInfo> {
+        let mut infos: Vec<IndexInfo> = self
+            .stream_stats()
+            .into_iter()
+            .map(|s| IndexInfo {
+                name: s.name,
+                docs: s.docs,
+                bytes: s.bytes,
+            })
+            .collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    fn schema_snapshot(&self, stream: &str) -> Result<StreamSnapshot, trawl_indexer::Error> {
+        self.empty_snapshot(stream)
+    }
+}
+
+#[cfg(test)]
+mod tests;
