@@ -1,10 +1,12 @@
 //! `trawl`: log and audit aggregation for Kubernetes. This file parses arguments and dispatches
 //! to the roles; the work lives in the library crates.
 
+mod auth;
 mod client;
 #[cfg(all(feature = "collector", feature = "indexer"))]
 mod demo;
 mod server;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -67,6 +69,23 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Bearer tokens for `[[auth.tokens]]`.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Prints the salted hash of a token, for `[[auth.tokens]] hash`. Reads the token from
+    /// standard input when it is not given (which keeps it out of the shell history).
+    Hash {
+        /// The token; omit it to read it from standard input (one line).
+        token: Option<String>,
+    },
+    /// Prints a new random token (256 bits) and its hash.
+    New,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +117,19 @@ impl CommonArgs {
         config.apply_flags(self.data_dir.clone(), self.listen.clone())?;
         Ok(config)
     }
+}
+
+/// The first line of standard input without its line ending; an error when it is empty.
+fn read_token_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the token from standard input")?;
+    let token = line.trim_end_matches(['\r', '\n']);
+    if token.is_empty() {
+        anyhow::bail!("no token given: pass it as an argument or on standard input");
+    }
+    Ok(token.to_string())
 }
 
 fn env_map() -> BTreeMap<String, String> {
@@ -157,6 +189,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => return runtime()?.block_on(client::tail::run(args)),
         Command::Export(args) => return runtime()?.block_on(client::export::run(args)),
         Command::Reports(args) => return runtime()?.block_on(client::reports::run(args)),
+        Command::Token {
+            command: TokenCommand::Hash { token },
+        } => {
+            let token = match token {
+                Some(token) => token,
+                None => read_token_from_stdin()?,
+            };
+            println!("{}", auth::hash_token(&token));
+        }
+        Command::Token {
+            command: TokenCommand::New,
+        } => {
+            let token = auth::new_token();
+            println!("token: {token}");
+            println!("hash: {}", auth::hash_token(&token));
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

@@ -22,18 +22,22 @@ impl AuthConfig {
     }
 }
 
-/// One `[[auth.tokens]]` entry. Only the token's hash is stored:
-/// `printf %s "$TOKEN" | sha256sum`.
+/// One `[[auth.tokens]]` entry. Only the token's hash is stored: `trawl token new` prints a new
+/// token with its hash, `trawl token hash` hashes an existing one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Name of the token's holder, for logs and metrics. Required, unique.
     pub name: String,
-    /// `sha256:` followed by the 64 lowercase hex digits of the token's SHA-256. Required.
+    /// `sha256:<salt hex>:<digest hex>`, the digest being SHA-256 of the salt's bytes followed
+    /// by the token (what `trawl token hash` prints), or the unsalted `sha256:<digest hex>`
+    /// (`printf %s "$TOKEN" | sha256sum`). Lowercase hex, 64 digits of digest. Required.
     pub hash: String,
     /// What the token may do. Required.
     pub role: Role,
-    /// Namespaces whose records the token may read (exact names). Empty (the default) means all.
+    /// Namespaces whose records the token may read (exact names), in every read endpoint and
+    /// whatever the query says; audit events by their `namespace`, so cluster-scoped events
+    /// only without a list. Empty (the default) means all.
     #[serde(default)]
     pub namespaces: Vec<String>,
 }
@@ -65,8 +69,10 @@ pub struct TlsConfig {
     pub cert_path: PathBuf,
     /// PEM private key. Required.
     pub key_path: PathBuf,
-    /// PEM bundle of CAs whose client certificates are required (mutual TLS). Unset (the
-    /// default): client certificates are not asked for.
+    /// PEM bundle of CAs for client certificates. When set, clients are asked for (not required
+    /// to present) a certificate; one that does not chain to these CAs fails the handshake, and
+    /// a verified one authenticates the audit webhook without a token. Unset (the default):
+    /// client certificates are not asked for.
     #[serde(default)]
     pub client_ca_path: Option<PathBuf>,
 }

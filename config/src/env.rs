@@ -17,8 +17,15 @@ use figment::{Metadata, Profile, Provider};
 pub const ENV_PREFIX: &str = "TRAWL_";
 
 /// Variables with the prefix that are not configuration keys: the command-line client's server
-/// URL and token, the log filter, and the config file path. They are skipped, not errors.
-pub const IGNORED_ENV_VARS: [&str; 4] = ["TRAWL_URL", "TRAWL_TOKEN", "TRAWL_LOG", "TRAWL_CONFIG"];
+/// URL and token, the log filter, the config file path, and the indexer's storage fault hook for
+/// tests (`TRAWL_TEST_FAULT_DIR`). They are skipped, not errors.
+pub const IGNORED_ENV_VARS: [&str; 5] = [
+    "TRAWL_URL",
+    "TRAWL_TOKEN",
+    "TRAWL_LOG",
+    "TRAWL_CONFIG",
+    "TRAWL_TEST_FAULT_DIR",
+];
 
 /// Separator between nesting levels in a variable name.
 const LEVEL_SEPARATOR: &str = "__";

@@ -17,6 +17,7 @@ mod error;
 mod indexer;
 mod load;
 mod query;
+mod selector;
 mod stream;
 mod validate;
 
@@ -32,4 +33,5 @@ pub use env::{ENV_PREFIX, IGNORED_ENV_VARS};
 pub use error::{Error, Problem, Result};
 pub use indexer::IndexerConfig;
 pub use query::{QueryConfig, MAX_LIMIT_CEILING};
+pub use selector::{LabelSelector, Requirement};
 pub use stream::{StreamConfig, TimestampFormat, BUILTIN_STREAMS};

@@ -75,9 +75,12 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(
         c.kubernetes,
         KubernetesConfig {
-            enabled: false,
+            enabled: None,
+            kubeconfig: None,
             metadata_grace_secs: 300,
             annotations: vec![],
+            namespace_labels: false,
+            metadata_wait_ms: 5000,
         }
     );
 
@@ -360,7 +363,7 @@ fn env_values_are_typed_like_the_key() {
         config.collector.data_dir,
         Some(PathBuf::from("/var/lib/trawl"))
     );
-    assert!(config.collector.kubernetes.enabled);
+    assert_eq!(config.collector.kubernetes.enabled, Some(true));
     assert_eq!(
         config.collector.include_pod_labels,
         vec!["app=web", "tier=db"]
@@ -484,8 +487,9 @@ fn every_broken_rule_is_reported_with_its_key() {
         indexer_url = "trawl-indexer:7400"
         batch_max_wait_ms = 0
         buffer_max_bytes = 10
-        include_pod_labels = ["app"]
+        include_pod_labels = ["app=we b"]
         include_namespaces = [""]
+        kubernetes = { enabled = false }
 
         [[collector.rate_limits]]
         namespace = "x"
@@ -740,4 +744,64 @@ fn example_toml_documents_every_key() {
     ] {
         assert!(EXAMPLE.contains(section), "{section} not in example.toml");
     }
+}
+
+#[test]
+fn kubernetes_metadata_is_on_in_a_cluster_unless_configured() {
+    let k = KubernetesConfig::default();
+    let in_cluster =
+        |name: &str| (name == "KUBERNETES_SERVICE_HOST").then(|| "10.0.0.1".to_string());
+    let outside = |_: &str| None;
+    assert!(k.watch_enabled(in_cluster));
+    assert!(!k.watch_enabled(outside));
+    assert!(!k.watch_enabled(|_: &str| Some(" ".to_string())));
+    let with_kubeconfig = KubernetesConfig {
+        kubeconfig: Some(PathBuf::from("/etc/kubeconfig")),
+        ..KubernetesConfig::default()
+    };
+    assert!(with_kubeconfig.watch_enabled(outside));
+    let off = KubernetesConfig {
+        enabled: Some(false),
+        ..KubernetesConfig::default()
+    };
+    assert!(!off.watch_enabled(in_cluster));
+    let on = KubernetesConfig {
+        enabled: Some(true),
+        ..KubernetesConfig::default()
+    };
+    assert!(on.watch_enabled(outside));
+}
+
+#[test]
+fn pod_label_selectors_are_validated() {
+    let config = load_text(
+        r#"
+        [collector]
+        include_pod_labels = ["app=web,tier!=debug", "team"]
+        exclude_pod_labels = ["!trawl.io/collect"]
+        [collector.kubernetes]
+        kubeconfig = "/etc/trawl/kubeconfig"
+        namespace_labels = true
+        metadata_wait_ms = 100
+        "#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        config.collector.kubernetes.kubeconfig,
+        Some(PathBuf::from("/etc/trawl/kubeconfig"))
+    );
+    assert!(config.collector.kubernetes.namespace_labels);
+    assert_eq!(config.collector.kubernetes.metadata_wait_ms, 100);
+    let error = load_text(
+        "[collector]\nexclude_pod_labels = [\"app=web\", \"=x\"]\n[collector.kubernetes]\nkubeconfig = \"\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid configuration: `collector.exclude_pod_labels.1`: `=x`: `` is not a label key; \
+         `collector.kubernetes.kubeconfig`: must not be empty (leave it unset for the in-cluster \
+         service account)"
+    );
 }

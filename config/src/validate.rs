@@ -125,6 +125,12 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
     if !c.indexer_url.is_empty() {
         problems.url("collector.indexer_url", &c.indexer_url);
     }
+    if c.ca_path.as_deref().is_some_and(is_empty_path) {
+        problems.add(
+            "collector.ca_path",
+            "must not be empty (leave it unset to trust the public roots only)",
+        );
+    }
     if c.data_dir.as_deref().is_some_and(is_empty_path) {
         problems.add(
             "collector.data_dir",
@@ -153,21 +159,15 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
         ("collector.include_pod_labels", &c.include_pod_labels),
         ("collector.exclude_pod_labels", &c.exclude_pod_labels),
     ] {
-        for (i, label) in labels.iter().enumerate() {
-            let ok = label
-                .split_once('=')
-                .is_some_and(|(name, _)| !name.trim().is_empty());
-            if !ok {
-                problems.add(
-                    format!("{key}.{i}"),
-                    format!("`{label}` is not of the form key=value"),
-                );
+        for (i, selector) in labels.iter().enumerate() {
+            if let Err(message) = crate::LabelSelector::parse(selector) {
+                problems.add(format!("{key}.{i}"), message);
             }
         }
-        if !labels.is_empty() && !c.kubernetes.enabled {
+        if !labels.is_empty() && c.kubernetes.enabled == Some(false) {
             problems.add(
                 key,
-                "pod labels come from the Kubernetes API: set collector.kubernetes.enabled = true",
+                "pod labels come from the Kubernetes API: collector.kubernetes.enabled must not be false",
             );
         }
     }
@@ -232,6 +232,16 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
         "collector.kubernetes.annotations",
         &c.kubernetes.annotations,
     );
+    if c.kubernetes
+        .kubeconfig
+        .as_deref()
+        .is_some_and(is_empty_path)
+    {
+        problems.add(
+            "collector.kubernetes.kubeconfig",
+            "must not be empty (leave it unset for the in-cluster service account)",
+        );
+    }
 }
 
 fn indexer(problems: &mut Problems, x: &IndexerConfig) {
@@ -376,8 +386,8 @@ fn auth(problems: &mut Problems, a: &AuthConfig) {
         if !is_sha256_hash(&token.hash) {
             problems.add(
                 format!("{key}.hash"),
-                "must be `sha256:` followed by 64 lowercase hex digits \
-                 (printf %s \"$TOKEN\" | sha256sum)",
+                "must be `sha256:<salt hex>:<64 hex digits>` as printed by `trawl token hash`, \
+                 or `sha256:<64 hex digits>` (printf %s \"$TOKEN\" | sha256sum)",
             );
         } else if !hashes.insert(token.hash.as_str()) {
             problems.add(format!("{key}.hash"), "is the hash of an earlier token");
@@ -400,12 +410,50 @@ fn auth(problems: &mut Problems, a: &AuthConfig) {
     }
 }
 
-/// `sha256:` + 64 lowercase hex digits.
+/// `sha256:` + 64 lowercase hex digits (SHA-256 of the token), or `sha256:` + salt (an even,
+/// non-zero number of lowercase hex digits) + `:` + 64 lowercase hex digits (SHA-256 of salt and
+/// token), as `trawl token hash` prints.
 fn is_sha256_hash(hash: &str) -> bool {
-    hash.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    let is_hex = |text: &str| {
+        text.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let Some(rest) = hash.strip_prefix("sha256:") else {
+        return false;
+    };
+    let digest = match rest.split_once(':') {
+        Some((salt, digest)) => {
+            if salt.is_empty() || !salt.len().is_multiple_of(2) || !is_hex(salt) {
+                return false;
+            }
+            digest
+        }
+        None => rest,
+    };
+    digest.len() == 64 && is_hex(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sha256_hash;
+
+    #[test]
+    fn token_hash_formats() {
+        let digest = "ab".repeat(32);
+        assert!(is_sha256_hash(&format!("sha256:{digest}")));
+        assert!(is_sha256_hash(&format!("sha256:0f1e:{digest}")));
+        for bad in [
+            String::new(),
+            digest.clone(),
+            format!("sha256:{}", "AB".repeat(32)),
+            format!("sha256:{}", &digest[1..]),
+            format!("sha256::{digest}"),
+            format!("sha256:abc:{digest}"),
+            format!("sha256:zz:{digest}"),
+            format!("sha256:00:{digest}:00"),
+            format!("md5:{digest}"),
+        ] {
+            assert!(!is_sha256_hash(&bad), "{bad}");
+        }
+    }
 }

@@ -8,6 +8,7 @@ use tantivy::aggregation::agg_req::Aggregations;
 use trawl_config::{QueryConfig, MAX_LIMIT_CEILING};
 use trawl_model::Timestamp;
 
+use crate::access::Scope;
 use crate::error::{Error, Result};
 
 /// Limits applied to every search, from the `[query]` configuration.
@@ -134,6 +135,9 @@ pub struct ParsedRequest {
     pub aggs: Option<Aggregations>,
     /// Time budget of the search.
     pub timeout: Duration,
+    /// The records the caller may see ([`Scope::All`] unless the route sets the caller's):
+    /// ANDed into the query whatever its text says.
+    pub scope: Scope,
 }
 
 impl ParsedRequest {
@@ -149,6 +153,7 @@ impl ParsedRequest {
             search_after: None,
             aggs: None,
             timeout: limits.timeout,
+            scope: Scope::All,
         }
     }
 }
@@ -215,6 +220,7 @@ impl SearchRequest {
             search_after,
             aggs,
             timeout,
+            scope: Scope::All,
         })
     }
 }

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use trawl_indexer::StreamSnapshot;
 use trawl_model::Timestamp;
 
+use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::request::{QueryLimits, SearchRequest};
 use crate::search::{search, SearchResponse};
@@ -107,6 +108,7 @@ fn build<S: SnapshotSource>(
 
 async fn get_search<S: SnapshotSource>(
     State(state): State<AppState<S>>,
+    scope: Scope,
     Path(stream): Path<String>,
     query: std::result::Result<Query<SearchRequest>, QueryRejection>,
 ) -> Response {
@@ -120,11 +122,12 @@ async fn get_search<S: SnapshotSource>(
             rejection.body_text()
         ))),
     };
-    respond(state, stream, request).await
+    respond(state, stream, request, scope).await
 }
 
 async fn post_search<S: SnapshotSource>(
     State(state): State<AppState<S>>,
+    scope: Scope,
     Path(stream): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -135,19 +138,20 @@ async fn post_search<S: SnapshotSource>(
         serde_json::from_slice::<SearchRequest>(&body)
             .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
     };
-    respond(state, stream, request).await
+    respond(state, stream, request, scope).await
 }
 
 async fn respond<S: SnapshotSource>(
     state: AppState<S>,
     stream: String,
     request: Result<SearchRequest>,
+    scope: Scope,
 ) -> Response {
     let started = Instant::now();
     let span = tracing::debug_span!("search", stream = %stream);
     let result = match request {
         Ok(request) => {
-            execute(&state, stream.clone(), request)
+            execute(&state, stream.clone(), request, scope)
                 .instrument(span)
                 .await
         }
@@ -179,12 +183,14 @@ async fn execute<S: SnapshotSource>(
     state: &AppState<S>,
     stream: String,
     request: SearchRequest,
+    scope: Scope,
 ) -> Result<SearchResponse> {
     if trawl_model::validate_stream_name(&stream).is_err() {
         // A name that cannot be a stream is not one.
         return Err(Error::UnknownStream(stream.chars().take(80).collect()));
     }
-    let parsed = request.parse(Timestamp::now(), &state.limits)?;
+    let mut parsed = request.parse(Timestamp::now(), &state.limits)?;
+    parsed.scope = scope;
     let budget = parsed.timeout;
     let source = Arc::clone(&state.source);
     let limits = state.limits.clone();
@@ -202,9 +208,12 @@ async fn execute<S: SnapshotSource>(
 }
 
 /// A leaf search for a root searcher: the search body in, a postcard-encoded
-/// [`crate::LeafResponse`] out (errors as usual JSON).
+/// [`crate::LeafResponse`] out (errors as usual JSON). The body may carry the root caller's
+/// restriction as `"scope"` ([`crate::distributed::LEAF_SCOPE_KEY`]); the leaf applies it
+/// intersected with the scope of its own caller's token, so a forwarded scope can only narrow.
 async fn leaf_search<S: SnapshotSource>(
     State(state): State<AppState<S>>,
+    scope: Scope,
     Path(stream): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -212,9 +221,20 @@ async fn leaf_search<S: SnapshotSource>(
         if trawl_model::validate_stream_name(&stream).is_err() {
             return Err(Error::UnknownStream(stream.chars().take(80).collect()));
         }
-        let request: SearchRequest = serde_json::from_slice(&body)
+        let mut body: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?;
-        let parsed = request.parse(Timestamp::now(), &state.limits)?;
+        let forwarded = match body
+            .as_object_mut()
+            .and_then(|o| o.remove(crate::distributed::LEAF_SCOPE_KEY))
+        {
+            Some(value) => serde_json::from_value::<Scope>(value)
+                .map_err(|err| Error::InvalidArgument(format!("request body: `scope`: {err}")))?,
+            None => Scope::All,
+        };
+        let request: SearchRequest = serde_json::from_value(body)
+            .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?;
+        let mut parsed = request.parse(Timestamp::now(), &state.limits)?;
+        parsed.scope = scope.intersect(&forwarded);
         let source = Arc::clone(&state.source);
         let limits = state.limits.clone();
         let leaf = tokio::task::spawn_blocking(move || {

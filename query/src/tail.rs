@@ -30,6 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use trawl_indexer::{SearchTarget, StreamSnapshot, TailBatch};
 use trawl_model::Timestamp;
 
+use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::hit::{list_fields, HitFormat};
 use crate::request::{FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
@@ -102,7 +103,7 @@ impl TailMatcher {
         .parse(Timestamp::now(), limits)?;
         request.sort = SortOrder::Asc;
         // Parse now, so that a bad query is answered 400 rather than found per batch.
-        crate::export::build_query(&snapshot, &request.query, None, None)?;
+        crate::export::build_query(&snapshot, &request.query, None, None, &Scope::All)?;
         let format = HitFormat::new(
             &snapshot.schema,
             request.fields.as_deref(),
@@ -118,6 +119,16 @@ impl TailMatcher {
             limits: limits.clone(),
             match_all,
         })
+    }
+
+    /// This matcher limited to the records `scope` may see (a restricted scope always runs the
+    /// query, never the match-all shortcut).
+    pub fn with_scope(mut self, scope: Scope) -> TailMatcher {
+        if scope.is_restricted() {
+            self.match_all = None;
+        }
+        self.request.scope = scope;
+        self
     }
 
     /// The flat records of the documents of `docs` that match, in timestamp order (ties in
@@ -210,6 +221,7 @@ pub fn routes<S: TailSource>(
 
 async fn get_tail<S: TailSource>(
     State(state): State<AppState<S>>,
+    scope: Scope,
     Path(stream): Path<String>,
     query: std::result::Result<Query<TailRequest>, QueryRejection>,
 ) -> Response {
@@ -220,7 +232,7 @@ async fn get_tail<S: TailSource>(
                 .into_response()
         }
     };
-    match open(state, stream, request).await {
+    match open(state, stream, request, scope).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -230,6 +242,7 @@ async fn open<S: TailSource>(
     state: AppState<S>,
     stream: String,
     request: TailRequest,
+    scope: Scope,
 ) -> Result<Response> {
     if trawl_model::validate_stream_name(&stream).is_err() {
         return Err(Error::UnknownStream(stream.chars().take(80).collect()));
@@ -238,7 +251,7 @@ async fn open<S: TailSource>(
     let limits = state.limits.clone();
     let (matcher, batches) = tokio::task::spawn_blocking(move || -> Result<_> {
         let snapshot = source.empty_snapshot(&stream)?;
-        let matcher = TailMatcher::new(snapshot, request, &limits)?;
+        let matcher = TailMatcher::new(snapshot, request, &limits)?.with_scope(scope);
         let batches = source.subscribe(&stream)?;
         Ok((matcher, batches))
     })

@@ -1,7 +1,9 @@
 //! The command-line client: `trawl search`, `trawl tail`, `trawl export`, `trawl reports`.
 //! Each talks HTTP to a running server (`--url`, or `TRAWL_URL`; default
-//! `http://127.0.0.1:7400`) with an optional bearer token (`--token`, or `TRAWL_TOKEN`), and
-//! turns failures into messages that say what to do. Needs no server-side feature: it builds
+//! `http://127.0.0.1:7400`) with an optional bearer token (`--token`, or `TRAWL_TOKEN`) and,
+//! for an `https://` server whose certificate is not signed by a public CA, the PEM bundle of
+//! the CA to trust (`--ca-cert`, or `TRAWL_CA_CERT`), and turns failures into messages that
+//! say what to do. Needs no server-side feature: it builds
 //! with any role set.
 
 pub mod export;
@@ -26,6 +28,10 @@ pub struct ConnectArgs {
     /// Bearer token sent as `Authorization: Bearer <token>`.
     #[arg(long, env = "TRAWL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of CA certificates to trust for an `https://` URL, in addition to the public
+    /// roots (for a self-signed or private-CA server certificate).
+    #[arg(long, env = "TRAWL_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// The time range of a query.
@@ -89,6 +95,11 @@ impl Connection {
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
+        }
+        if let Some(path) = &args.ca_cert {
+            for cert in read_ca_bundle(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         Ok(Connection {
             base: args.url.trim_end_matches('/').to_string(),
@@ -154,6 +165,19 @@ impl Connection {
             anyhow!("talking to {}: {err}", self.base)
         }
     }
+}
+
+/// The certificates of a PEM bundle; an error naming the file when it cannot be read or holds
+/// none.
+pub fn read_ca_bundle(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("--ca-cert {}: malformed PEM", path.display()))?;
+    if certs.is_empty() {
+        bail!("--ca-cert {}: no PEM certificate found", path.display());
+    }
+    Ok(certs)
 }
 
 /// The error of a non-success response: `<code>: <message>` from a JSON error body, with a

@@ -69,6 +69,7 @@ impl<'a> Ctx<'a> {
         req.limit = 0;
         req.sort = SortOrder::Desc;
         req.aggs = Some(crate::aggs::parse_aggs(aggs)?);
+        req.scope = self.request.scope.clone();
         let answer = search(self.snapshot, &req, self.limits)?;
         if answer.timed_out {
             self.timed_out.set(true);

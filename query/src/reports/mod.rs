@@ -48,6 +48,7 @@ use trawl_config::QueryConfig;
 use trawl_indexer::StreamSnapshot;
 use trawl_model::{Timestamp, AUDIT_STREAM};
 
+use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::request::QueryLimits;
 use crate::routes::SnapshotSource;
@@ -222,6 +223,9 @@ pub struct ReportRequest {
     pub burst_window: i64,
     /// `timeline`: the interval in nanoseconds (whole seconds), `None` for automatic.
     pub interval: Option<i64>,
+    /// The events the caller may see (by `namespace`; cluster-scoped events only for
+    /// [`Scope::All`]): every aggregation of the report is restricted to it.
+    pub scope: Scope,
 }
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
@@ -241,6 +245,7 @@ impl ReportRequest {
             burst_min_resources: 3,
             burst_window: 5 * 60 * NANOS_PER_SECOND,
             interval: None,
+            scope: Scope::All,
         }
     }
 
@@ -447,6 +452,7 @@ pub fn routes<S: SnapshotSource>(
 
 async fn get_report<S: SnapshotSource>(
     State(state): State<AppState<S>>,
+    scope: Scope,
     Path(name): Path<String>,
     params: std::result::Result<Query<ReportParams>, QueryRejection>,
 ) -> Response {
@@ -460,7 +466,7 @@ async fn get_report<S: SnapshotSource>(
                 .into_response()
         }
     };
-    match execute(&state, report, params).await {
+    match execute(&state, report, params, scope).await {
         Ok(answer) => Json(answer).into_response(),
         Err(err) => err.into_response(),
     }
@@ -470,8 +476,10 @@ async fn execute<S: SnapshotSource>(
     state: &AppState<S>,
     report: Report,
     params: ReportParams,
+    scope: Scope,
 ) -> Result<ReportResponse> {
-    let request = ReportRequest::parse(report, params, Timestamp::now(), &state.limits)?;
+    let mut request = ReportRequest::parse(report, params, Timestamp::now(), &state.limits)?;
+    request.scope = scope;
     let budget = state.limits.timeout;
     let state = state.clone();
     let task = tokio::task::spawn_blocking(move || {

@@ -1,0 +1,239 @@
+//! Who may read what: the namespace [`Scope`] of a request, enforced in every query whatever
+//! its text says.
+//!
+//! The server's authentication middleware inserts the scope of the caller's token into the
+//! request's extensions; every read route takes it as an extractor ([`Scope`] implements
+//! `FromRequestParts`, absent meaning [`Scope::All`]: no authentication configured) and carries
+//! it in [`crate::ParsedRequest::scope`] down to [`crate::query_text`], which ANDs
+//! [`Scope::filter`] into the query of every search, aggregation, export, tail and report.
+//!
+//! A restricted scope matches only documents whose `namespace` field holds one of its
+//! namespaces: cluster-scoped audit events (empty `namespace`) and streams without a keyword
+//! `namespace` field yield nothing.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use tantivy::query::{BooleanQuery, EmptyQuery, Occur, Query, TermSetQuery};
+use tantivy::schema::{FieldType, Schema};
+use tantivy::Term;
+
+/// The field a restricted scope filters on.
+pub const NAMESPACE_FIELD: &str = "namespace";
+
+/// The records a request may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every record (a token without a namespace list, or no authentication).
+    #[default]
+    All,
+    /// Only records whose `namespace` is one of these (exact names). An empty set sees nothing.
+    Namespaces(BTreeSet<String>),
+}
+
+impl Scope {
+    /// A scope limited to `namespaces` (exact names). An empty list sees nothing: mapping "no
+    /// list" to [`Scope::All`] is the caller's decision.
+    pub fn namespaces<I, S>(namespaces: I) -> Scope
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Scope::Namespaces(namespaces.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether this scope hides anything.
+    pub fn is_restricted(&self) -> bool {
+        matches!(self, Scope::Namespaces(_))
+    }
+
+    /// Whether a record of `namespace` is visible (the empty namespace of a cluster-scoped
+    /// event only to [`Scope::All`]).
+    pub fn allows_namespace(&self, namespace: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Namespaces(set) => set.contains(namespace),
+        }
+    }
+
+    /// What both scopes may see: the scope a leaf applies when a root forwards one and the
+    /// caller's token has one too.
+    pub fn intersect(&self, other: &Scope) -> Scope {
+        match (self, other) {
+            (Scope::All, other) | (other, Scope::All) => other.clone(),
+            (Scope::Namespaces(a), Scope::Namespaces(b)) => {
+                Scope::Namespaces(a.intersection(b).cloned().collect())
+            }
+        }
+    }
+
+    /// The query a document must also match to be visible, `None` for [`Scope::All`]. For a
+    /// restricted scope over a schema without an indexed string `namespace` field it is a query
+    /// matching nothing, never everything.
+    pub fn filter(&self, schema: &Schema) -> Option<Box<dyn Query>> {
+        let Scope::Namespaces(namespaces) = self else {
+            return None;
+        };
+        let field = schema.get_field(NAMESPACE_FIELD).ok().filter(|field| {
+            matches!(
+                schema.get_field_entry(*field).field_type(),
+                FieldType::Str(options) if options.get_indexing_options().is_some()
+            )
+        });
+        let Some(field) = field else {
+            return Some(Box::new(EmptyQuery));
+        };
+        if namespaces.is_empty() {
+            return Some(Box::new(EmptyQuery));
+        }
+        let terms = namespaces
+            .iter()
+            .map(|namespace| Term::from_field_text(field, namespace));
+        Some(Box::new(TermSetQuery::new(terms)))
+    }
+
+    /// `query` restricted to this scope (unchanged for [`Scope::All`]).
+    pub fn restrict(&self, schema: &Schema, query: Box<dyn Query>) -> Box<dyn Query> {
+        match self.filter(schema) {
+            None => query,
+            Some(filter) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::Must, filter),
+            ])),
+        }
+    }
+}
+
+/// The scope the authentication middleware put in the request's extensions; [`Scope::All`]
+/// when there is none (authentication is off).
+impl<S: Send + Sync> FromRequestParts<S> for Scope {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Scope>().cloned().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tantivy::collector::Count;
+    use tantivy::query::AllQuery;
+    use tantivy::schema::{NumericOptions, STRING, TEXT};
+    use tantivy::{doc, Index};
+
+    use super::*;
+
+    /// An index of one document per namespace (`""` stands for a cluster-scoped event).
+    fn index(namespaces: &[&str]) -> Index {
+        let mut builder = Schema::builder();
+        let ns = builder.add_text_field(NAMESPACE_FIELD, STRING);
+        let msg = builder.add_text_field("message", TEXT);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer = index
+            .writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000)
+            .unwrap();
+        for namespace in namespaces {
+            writer
+                .add_document(doc!(ns => *namespace, msg => "hello"))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        index
+    }
+
+    fn count(index: &Index, scope: &Scope) -> usize {
+        let searcher = index.reader().unwrap().searcher();
+        let query = scope.restrict(&index.schema(), Box::new(AllQuery));
+        searcher.search(query.as_ref(), &Count).unwrap()
+    }
+
+    #[test]
+    fn restricted_scope_sees_only_its_namespaces() {
+        let index = index(&["a", "b", "a", "c", ""]);
+        assert_eq!(count(&index, &Scope::All), 5);
+        assert_eq!(count(&index, &Scope::namespaces(["a"])), 2);
+        assert_eq!(count(&index, &Scope::namespaces(["a", "c"])), 3);
+        assert_eq!(count(&index, &Scope::namespaces(["zzz"])), 0);
+        assert_eq!(count(&index, &Scope::namespaces(Vec::<String>::new())), 0);
+    }
+
+    #[test]
+    fn cluster_scoped_records_only_for_unrestricted_scopes() {
+        let index = index(&["", ""]);
+        assert_eq!(count(&index, &Scope::All), 2);
+        assert_eq!(count(&index, &Scope::namespaces(["a"])), 0);
+        assert!(Scope::All.allows_namespace(""));
+        assert!(!Scope::namespaces(["a"]).allows_namespace(""));
+    }
+
+    /// A generic stream without a `namespace` field must hide everything from a restricted
+    /// token rather than show everything.
+    #[test]
+    fn schema_without_namespace_field_yields_nothing() {
+        let mut builder = Schema::builder();
+        let msg = builder.add_text_field("message", TEXT);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer = index
+            .writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000)
+            .unwrap();
+        writer.add_document(doc!(msg => "hello")).unwrap();
+        writer.commit().unwrap();
+        assert_eq!(count(&index, &Scope::All), 1);
+        assert_eq!(count(&index, &Scope::namespaces(["a"])), 0);
+
+        // A numeric `namespace` cannot be matched against names either.
+        let mut builder = Schema::builder();
+        let ns = builder.add_u64_field(NAMESPACE_FIELD, NumericOptions::default().set_indexed());
+        let index = Index::create_in_ram(builder.build());
+        let mut writer = index
+            .writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000)
+            .unwrap();
+        writer.add_document(doc!(ns => 1u64)).unwrap();
+        writer.commit().unwrap();
+        assert_eq!(count(&index, &Scope::namespaces(["1"])), 0);
+    }
+
+    #[test]
+    fn intersection() {
+        let ab = Scope::namespaces(["a", "b"]);
+        let bc = Scope::namespaces(["b", "c"]);
+        assert_eq!(ab.intersect(&bc), Scope::namespaces(["b"]));
+        assert_eq!(Scope::All.intersect(&bc), bc);
+        assert_eq!(ab.intersect(&Scope::All), ab);
+        assert_eq!(Scope::All.intersect(&Scope::All), Scope::All);
+        assert_eq!(
+            Scope::namespaces(["a"]).intersect(&Scope::namespaces(["c"])),
+            Scope::namespaces(Vec::<String>::new())
+        );
+    }
+
+    #[test]
+    fn wire_form() {
+        assert_eq!(serde_json::to_string(&Scope::All).unwrap(), r#""all""#);
+        let scope = Scope::namespaces(["b", "a"]);
+        let text = serde_json::to_string(&scope).unwrap();
+        assert_eq!(text, r#"{"namespaces":["a","b"]}"#);
+        assert_eq!(serde_json::from_str::<Scope>(&text).unwrap(), scope);
+    }
+
+    #[tokio::test]
+    async fn extractor_defaults_to_all() {
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        assert_eq!(
+            Scope::from_request_parts(&mut parts, &()).await.unwrap(),
+            Scope::All
+        );
+        parts.extensions.insert(Scope::namespaces(["a"]));
+        assert_eq!(
+            Scope::from_request_parts(&mut parts, &()).await.unwrap(),
+            Scope::namespaces(["a"])
+        );
+    }
+}
