@@ -77,6 +77,15 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         config.collector.pods_dir = crate::demo::pods_dir(&config);
         config.collector.enabled = true;
     }
+    // Certificates and token hashes are checked before the port is taken.
+    let tls = config
+        .auth
+        .tls
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut authenticator = crate::auth::Authenticator::from_config(&config.auth)?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -109,7 +118,20 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     let collector = if roles.collector && config.collector.enabled {
         // In standalone the collector ships to this very server, at the port actually bound.
         let url = if config.collector.indexer_url.is_empty() {
-            format!("http://{addr}")
+            if let Some(tls) = &config.auth.tls {
+                // Shipping to itself over TLS: trust the server's own (self-signed) certificate
+                // unless a CA is configured.
+                if config.collector.ca_path.is_none() {
+                    config.collector.ca_path = Some(tls.cert_path.clone());
+                }
+            }
+            if let Some(auth) = authenticator.as_mut() {
+                // ... and with authentication on, with a token of its own unless one is set.
+                if config.collector.token.is_empty() {
+                    config.collector.token = Arc::make_mut(auth).add_internal_ingest_token();
+                }
+            }
+            format!("{scheme}://{addr}")
         } else {
             config.collector.indexer_url.clone()
         };
@@ -142,25 +164,37 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         )
         .route("/health/ready", get(ready_handler))
         .route("/metrics", get(metrics_handler))
-        .with_state(shared)
-        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+        .with_state(shared);
+    // Every route, the collector's webhook included, is behind authentication when it is on.
+    let router = match authenticator {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::middleware,
+        )),
+        None => router,
+    };
+    let router = router.layer(tower_http::catch_panic::CatchPanicLayer::new());
 
     // The one line a script or test reads to find the port actually bound.
-    println!("trawl listening on http://{addr}");
-    tracing::info!(%addr, "listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // The collector stops first, while the indexer still takes its last batches.
-            #[cfg(feature = "collector")]
-            if let Some((handle, _tx)) = collector {
-                handle.shutdown().await;
-            }
-            #[cfg(not(feature = "collector"))]
-            let _ = collector;
-        })
-        .await
-        .context("serving HTTP")?;
+    println!("trawl listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, "listening");
+    let shutdown = async move {
+        shutdown_signal().await;
+        // The collector stops first, while the indexer still takes its last batches.
+        #[cfg(feature = "collector")]
+        if let Some((handle, _tx)) = collector {
+            handle.shutdown().await;
+        }
+        #[cfg(not(feature = "collector"))]
+        let _ = collector;
+    };
+    match tls {
+        Some(tls) => crate::tls::serve(listener, router, tls, shutdown).await?,
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?,
+    }
 
     #[cfg(feature = "indexer")]
     if let Some(indexer) = indexer {
@@ -177,7 +211,11 @@ async fn start_indexer(
 ) -> anyhow::Result<(trawl_indexer::Indexer, Router<Shared>)> {
     let metrics = Arc::new(trawl_indexer::Metrics::default());
     metrics.register(registry);
-    let settings = trawl_indexer::IndexerSettings::from_config(config);
+    // A test hook (disk full on demand), read here so that the library never reads the
+    // process environment; unset in production.
+    let settings = trawl_indexer::IndexerSettings::from_config(config).with_test_fault_dir(
+        std::env::var_os(trawl_indexer::TEST_FAULT_DIR_ENV).map(std::path::PathBuf::from),
+    );
     let indexer =
         tokio::task::spawn_blocking(move || trawl_indexer::Indexer::open(settings, metrics))
             .await?
@@ -253,6 +291,10 @@ mod query {
         .merge(trawl_query::reports::routes(
             Arc::new(LocalSource(indexer.clone())),
             trawl_query::reports::ReportSettings::from_config(&config.query),
+            limits.clone(),
+        ))
+        .merge(trawl_query::elastic::routes(
+            Arc::new(indexer.clone()),
             limits.clone(),
         ))
         .merge(trawl_query::tail::routes(

@@ -37,6 +37,11 @@ pub struct SplitMeta {
     pub merge_level: u32,
 }
 
+/// Decompressed doc-store blocks each segment of an open split keeps cached. tantivy's default
+/// (100) costs up to 100 × the block size per segment for as long as the split is open, which
+/// across hundreds of splits is gigabytes; a page of hits touches a few blocks.
+pub const DOC_STORE_CACHE_BLOCKS: usize = 8;
+
 /// An open split. Dropping the last handle of a split marked deleted removes its files.
 pub struct SplitHandle {
     pub meta: SplitMeta,
@@ -53,6 +58,7 @@ impl SplitHandle {
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
+            .doc_store_cache_num_blocks(DOC_STORE_CACHE_BLOCKS)
             .try_into()?;
         Ok(SplitHandle {
             meta,

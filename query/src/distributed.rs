@@ -9,19 +9,26 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use trawl_model::Timestamp;
 
+use crate::access::Scope;
 use crate::error::Error;
 use crate::request::{QueryLimits, SearchRequest, SortOrder};
 use crate::search::{merge_leaves, LeafResponse};
 
 /// Path of the leaf search every indexer serves.
 pub const LEAF_SEARCH_PATH: &str = "/api/v1/{stream}/_leaf/search";
+
+/// Key of the leaf search body holding the root caller's [`Scope`] (absent: [`Scope::All`]).
+/// With authentication on, the root also forwards the caller's `Authorization` header, so the
+/// indexers (configured with the same `[auth]` tokens) check the caller themselves.
+pub const LEAF_SCOPE_KEY: &str = "scope";
 
 #[derive(Clone)]
 struct RootState {
@@ -30,8 +37,10 @@ struct RootState {
     client: reqwest::Client,
 }
 
-/// The routes of the searcher role: `GET|POST /api/v1/{stream}/search` and
-/// `GET /api/v1/streams`, answered by fanning out to `indexers` (base URLs).
+/// The routes of the searcher role: `GET|POST /api/v1/{stream}/search`,
+/// `GET /api/v1/streams`, `GET /api/v1/{stream}/tail` and `GET|POST /api/v1/{stream}/export`,
+/// answered by fanning out to
+/// `indexers` (base URLs).
 pub fn root_routes(indexers: Vec<String>, limits: QueryLimits) -> Router {
     let state = RootState {
         indexers: Arc::new(
@@ -43,14 +52,37 @@ pub fn root_routes(indexers: Vec<String>, limits: QueryLimits) -> Router {
         limits,
         client: reqwest::Client::new(),
     };
+    let fanin = crate::fanin::FanIn {
+        indexers: state.indexers.clone(),
+        client: state.client.clone(),
+    };
+    let export = crate::fanin_export::RootExport {
+        fanin: fanin.clone(),
+        limits: state.limits.clone(),
+    };
     Router::new()
         .route("/api/v1/{stream}/search", get(get_search).post(post_search))
         .route("/api/v1/streams", get(streams))
         .with_state(state)
+        .merge(
+            Router::new()
+                .route("/api/v1/{stream}/tail", get(crate::fanin::tail))
+                .with_state(fanin),
+        )
+        .merge(
+            Router::new()
+                .route(
+                    "/api/v1/{stream}/export",
+                    get(crate::fanin_export::get_export).post(crate::fanin_export::post_export),
+                )
+                .with_state(export),
+        )
 }
 
 async fn get_search(
     State(state): State<RootState>,
+    scope: Scope,
+    headers: HeaderMap,
     Path(stream): Path<String>,
     query: std::result::Result<Query<SearchRequest>, QueryRejection>,
 ) -> Response {
@@ -59,7 +91,10 @@ async fn get_search(
             "`aggs` is accepted in the body of a POST search only".to_string(),
         )
         .into_response(),
-        Ok(Query(request)) => fan_out(&state, &stream, request).await,
+        Ok(Query(request)) => {
+            let caller = Caller::new(scope, &headers);
+            fan_out(&state, &stream, request, &caller).await
+        }
         Err(rejection) => {
             Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
                 .into_response()
@@ -69,6 +104,8 @@ async fn get_search(
 
 async fn post_search(
     State(state): State<RootState>,
+    scope: Scope,
+    headers: HeaderMap,
     Path(stream): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -79,7 +116,7 @@ async fn post_search(
             .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
     };
     match request {
-        Ok(request) => fan_out(&state, &stream, request).await,
+        Ok(request) => fan_out(&state, &stream, request, &Caller::new(scope, &headers)).await,
         Err(err) => err.into_response(),
     }
 }
@@ -92,7 +129,34 @@ enum LeafOutcome {
     Failed(String),
 }
 
-async fn fan_out(state: &RootState, stream: &str, request: SearchRequest) -> Response {
+/// Who asked the root: the scope to forward and the credentials to pass on to the indexers.
+struct Caller {
+    scope: Scope,
+    authorization: Option<HeaderValue>,
+}
+
+impl Caller {
+    fn new(scope: Scope, headers: &HeaderMap) -> Caller {
+        Caller {
+            scope,
+            authorization: headers.get(AUTHORIZATION).cloned(),
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.authorization {
+            Some(value) => request.header(AUTHORIZATION, value.as_bytes()),
+            None => request,
+        }
+    }
+}
+
+async fn fan_out(
+    state: &RootState,
+    stream: &str,
+    request: SearchRequest,
+    caller: &Caller,
+) -> Response {
     let started = Instant::now();
     let aggs = request.aggs.clone();
     let parsed = match request.parse(Timestamp::now(), &state.limits) {
@@ -104,7 +168,7 @@ async fn fan_out(state: &RootState, stream: &str, request: SearchRequest) -> Res
             .into_response();
     }
     // Times resolved once here, so that every leaf searches the same range.
-    let body = json!({
+    let mut body = json!({
         "q": parsed.query,
         "start": parsed.start.map(|t| t.to_rfc3339()),
         "end": parsed.end.map(|t| t.to_rfc3339()),
@@ -115,10 +179,13 @@ async fn fan_out(state: &RootState, stream: &str, request: SearchRequest) -> Res
         "aggs": aggs,
         "timeout_ms": u64::try_from(parsed.timeout.as_millis()).unwrap_or(u64::MAX),
     });
+    if caller.scope.is_restricted() {
+        body[LEAF_SCOPE_KEY] = serde_json::to_value(&caller.scope).unwrap_or(Value::Null);
+    }
     let deadline = parsed.timeout + Duration::from_secs(2);
     let calls = state.indexers.iter().map(|base| {
         let url = format!("{base}{}", LEAF_SEARCH_PATH.replace("{stream}", stream));
-        let request = state.client.post(url).json(&body).timeout(deadline);
+        let request = caller.authorize(state.client.post(url).json(&body).timeout(deadline));
         async move { (base.clone(), leaf_call(request).await) }
     });
     let outcomes = futures::future::join_all(calls).await;
@@ -199,12 +266,15 @@ async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {
 }
 
 /// Sums the indexers' stream statistics.
-async fn streams(State(state): State<RootState>) -> Response {
+async fn streams(State(state): State<RootState>, headers: HeaderMap) -> Response {
+    let caller = Caller::new(Scope::All, &headers);
     let calls = state.indexers.iter().map(|base| {
-        let request = state
-            .client
-            .get(format!("{base}/api/v1/streams"))
-            .timeout(state.limits.timeout);
+        let request = caller.authorize(
+            state
+                .client
+                .get(format!("{base}/api/v1/streams"))
+                .timeout(state.limits.timeout),
+        );
         async move {
             let response = request.send().await.ok()?;
             response.json::<Value>().await.ok()

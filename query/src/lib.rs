@@ -10,11 +10,17 @@
 //! error.rs:  Error -> ErrorCode -> HTTP status and {"error": {"code", "message"}}
 //! ```
 
+pub mod access;
 mod aggs;
 pub mod distributed;
+mod dynamic;
+pub mod elastic;
 mod error;
 pub mod export;
+mod fanin;
+mod fanin_export;
 mod hit;
+mod leaf_cache;
 mod query_text;
 pub mod reports;
 mod request;
@@ -24,6 +30,7 @@ pub mod tail;
 #[cfg(test)]
 mod testutil;
 
+pub use access::Scope;
 pub use aggs::parse_aggs;
 pub use error::{Error, ErrorCode, Result};
 pub use hit::{list_fields, HitFormat};

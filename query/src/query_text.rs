@@ -11,13 +11,29 @@ use tantivy::{DateTime, Searcher, TantivyError, Term};
 use trawl_indexer::StreamSnapshot;
 use trawl_model::Timestamp;
 
+use crate::access::Scope;
+use crate::dynamic;
 use crate::error::{Error, Result};
 use crate::search::TIMESTAMP_FIELD;
 
 /// Parses `text` (the tantivy grammar, AND by default, over the stream's default fields; `*`
-/// matches everything) and adds the time bounds `[start, end)` on the timestamp fast field.
-/// A query that does not parse is an [`Error::InvalidQuery`] saying where it failed.
+/// matches everything), adds the time bounds `[start, end)` on the timestamp fast field, and
+/// restricts it to what `scope` may see (whatever the text says: `namespace:other` or `*`
+/// finds nothing outside the scope). A query that does not parse is an
+/// [`Error::InvalidQuery`] saying where it failed.
 pub(crate) fn build_query(
+    snapshot: &StreamSnapshot,
+    text: &str,
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+    scope: &Scope,
+) -> Result<Box<dyn Query>> {
+    let query = build_unscoped(snapshot, text, start, end)?;
+    Ok(scope.restrict(&snapshot.schema, query))
+}
+
+/// [`build_query`] without the scope.
+fn build_unscoped(
     snapshot: &StreamSnapshot,
     text: &str,
     start: Option<Timestamp>,
@@ -58,7 +74,15 @@ fn parse_user_query(snapshot: &StreamSnapshot, text: &str) -> Result<Box<dyn Que
         snapshot.tokenizers.clone(),
     );
     parser.set_conjunction_by_default();
-    parser.parse_query(text).map_err(|err| match err {
+    // A query that only excludes (`NOT level:debug`) subtracts from everything, as in
+    // Lucene's query_string, rather than being refused.
+    let parsed = match dynamic::parse_query(&parser, &snapshot.schema, text) {
+        Err(QueryParserError::AllButQueryForbidden) => {
+            dynamic::parse_query(&parser, &snapshot.schema, &format!("* ({text})"))
+        }
+        other => other,
+    };
+    let query = parsed.map_err(|err| match err {
         QueryParserError::SyntaxError(_) => {
             // The strict parser only says that it failed; the lenient one says where.
             let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
@@ -71,7 +95,27 @@ fn parse_user_query(snapshot: &StreamSnapshot, text: &str) -> Result<Box<dyn Que
             }
         }
         other => Error::InvalidQuery(other.to_string()),
-    })
+    })?;
+    Ok(complete_negations(query))
+}
+
+/// Gives every purely negative boolean clause something to subtract from. The grammar reads
+/// `a AND NOT b` as `(+a +(-b))`, and tantivy's `(-b)` alone matches nothing, so the whole
+/// query would match nothing; users (and Lucene's query_string) mean `+a -b`. A boolean
+/// query whose clauses all exclude is completed with a match-all clause, at every depth.
+fn complete_negations(query: Box<dyn Query>) -> Box<dyn Query> {
+    let Some(boolean) = query.downcast_ref::<BooleanQuery>() else {
+        return query;
+    };
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = boolean
+        .clauses()
+        .iter()
+        .map(|(occur, sub)| (*occur, complete_negations(sub.box_clone())))
+        .collect();
+    if !clauses.is_empty() && clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+        clauses.push((Occur::Must, Box::new(AllQuery)));
+    }
+    Box::new(BooleanQuery::new(clauses))
 }
 
 /// The query's weight on one target, scoring disabled. A query that does not fit the schema

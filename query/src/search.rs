@@ -342,9 +342,9 @@ struct TargetResult {
     aggs: Option<IntermediateAggregationResults>,
 }
 
-/// Parses the query text and adds the time bounds.
+/// Parses the query text, adds the time bounds and restricts it to the request's scope.
 fn build_query(snapshot: &StreamSnapshot, req: &ParsedRequest) -> Result<Box<dyn Query>> {
-    crate::query_text::build_query(snapshot, &req.query, req.start, req.end)
+    crate::query_text::build_query(snapshot, &req.query, req.start, req.end, &req.scope)
 }
 
 /// Searches the targets on up to `parallelism` threads, each pulling the next target when done
@@ -420,6 +420,18 @@ fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult>
     if plan.expired() {
         return Ok(result);
     }
+    let cache_key = plan
+        .aggs
+        .and_then(|_| crate::leaf_cache::LeafCache::key(target, plan.req));
+    if let Some(cached) = cache_key
+        .as_deref()
+        .and_then(|key| crate::leaf_cache::LeafCache::global().get(key))
+    {
+        result.count = cached.count;
+        result.aggs = Some(cached.aggs);
+        return Ok(result);
+    }
+    let mut complete = true;
     let searcher = &target.searcher;
     let weight = plan
         .query
@@ -437,6 +449,7 @@ fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult>
     let mut agg_parts = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         if plan.expired() {
+            complete = false;
             break;
         }
         let ord = u32::try_from(ord).map_err(|_| internal(&target.id, "too many segments"))?;
@@ -472,7 +485,11 @@ fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult>
     });
     result.hits.truncate(limit);
     if plan.aggs.is_some() {
-        result.aggs = Some(AggRun::merge(agg_parts)?);
+        let aggs = AggRun::merge(agg_parts)?;
+        if let (Some(key), true) = (cache_key, complete) {
+            crate::leaf_cache::LeafCache::global().put(key, result.count, &aggs);
+        }
+        result.aggs = Some(aggs);
     }
     Ok(result)
 }

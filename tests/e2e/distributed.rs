@@ -97,3 +97,101 @@ fn searcher_merges_two_indexers_exactly_and_reports_partial_answers() {
     let streams = root.get("/api/v1/streams");
     assert_eq!(streams.status().as_u16(), 200);
 }
+
+/// Through a searcher, a tail receives the new matching records of every indexer, each once,
+/// and an export is one file holding every indexer's records, whatever the format.
+#[test]
+fn searcher_tails_and_exports_through_every_indexer() {
+    use crate::export_tail::{open_tail, TailEvent};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start_role("indexer", &dir.path().join("a"), "");
+    let b = Server::start_role("indexer", &dir.path().join("b"), "");
+    let config = format!("[query]\nindexers = [\"{}\", \"{}\"]\n", a.url, b.url);
+    let root = Server::start_role("searcher", &dir.path().join("root"), &config);
+
+    // Tail: subscribed through the root before anything is ingested.
+    let events = open_tail(&root, &[("q", "fanin")]);
+    let (even, odd): (Vec<u64>, Vec<u64>) = (0..60).partition(|i| i % 2 == 0);
+    let lines = |ids: &[u64], word: &str| -> Vec<String> {
+        ids.iter().map(|&i| gen::line(i, word)).collect()
+    };
+    assert_eq!(
+        a.ingest_zstd("logs", &lines(&even, "fanin"))["accepted"],
+        30
+    );
+    assert_eq!(b.ingest_zstd("logs", &lines(&odd, "fanin"))["accepted"], 30);
+    assert_eq!(
+        a.ingest_zstd("logs", &lines(&[100, 102], "other"))["accepted"],
+        2
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 60 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(TailEvent::Record(record)) => {
+                let message = record["message"].as_str().unwrap().to_string();
+                assert!(message.contains("fanin"), "{message}");
+                assert!(seen.insert(record["timestamp"].as_str().unwrap().to_string()));
+            }
+            Ok(TailEvent::Error(data)) => panic!("tail error event: {data}"),
+            Err(e) => panic!("tail got {} of 60 records: {e}", seen.len()),
+        }
+    }
+    let expected: std::collections::BTreeSet<String> = (0..60).map(gen::ts).collect();
+    assert_eq!(seen, expected);
+
+    // Export: both indexers' parts, as one NDJSON and one CSV file; `limit` spans the parts.
+    a.wait_total("*", 32);
+    b.wait_total("*", 30);
+    let client = reqwest::blocking::Client::new();
+    let export = |params: &[(&str, &str)]| -> (reqwest::StatusCode, String) {
+        let response = client
+            .get(root.at("/api/v1/logs/export"))
+            .query(params)
+            .send()
+            .unwrap();
+        let status = response.status();
+        (status, response.text().unwrap())
+    };
+    let (status, ndjson) = export(&[("q", "fanin"), ("format", "ndjson")]);
+    assert_eq!(status, 200);
+    let mut stamps: Vec<String> = ndjson
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["timestamp"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    stamps.sort();
+    assert_eq!(stamps, expected.iter().cloned().collect::<Vec<_>>());
+    let (status, csv) = export(&[
+        ("q", "*"),
+        ("format", "csv"),
+        ("fields", "timestamp,namespace"),
+    ]);
+    assert_eq!(status, 200);
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "timestamp,namespace");
+    assert_eq!(
+        rows.len(),
+        1 + 62,
+        "one header, every record of both indexers"
+    );
+    let (_, limited) = export(&[("q", "*"), ("format", "ndjson"), ("limit", "45")]);
+    assert_eq!(limited.lines().count(), 45);
+    let (status, parquet) = export(&[("q", "*"), ("format", "parquet")]);
+    assert_eq!(status, 200);
+    assert!(parquet.starts_with("PAR1") && parquet.ends_with("PAR1"));
+
+    // What the root cannot merge is refused with advice; a bad query is the indexers' 400.
+    let (status, body) = export(&[("q", "*"), ("sort", "asc")]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("sorted exports"), "{body}");
+    let (status, _) = export(&[("q", "level:(")]);
+    assert_eq!(status, 400);
+}

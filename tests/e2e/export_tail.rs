@@ -24,14 +24,14 @@ const QUIET: Duration = Duration::from_millis(1500);
 
 /// What the tail reader thread sees.
 #[derive(Debug)]
-enum TailEvent {
+pub(crate) enum TailEvent {
     Record(Value),
     Error(String),
 }
 
 /// Opens `GET /api/v1/logs/tail` with `params` and returns once the response headers are in
 /// (the subscription is in place); a thread forwards every event.
-fn open_tail(server: &Server, params: &[(&str, &str)]) -> mpsc::Receiver<TailEvent> {
+pub(crate) fn open_tail(server: &Server, params: &[(&str, &str)]) -> mpsc::Receiver<TailEvent> {
     let client = Client::builder().timeout(None).build().unwrap();
     let response = client
         .get(server.at("/api/v1/logs/tail"))

@@ -42,6 +42,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use trawl_indexer::{SearchTarget, StreamSnapshot};
 use trawl_model::Timestamp;
 
+use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::hit::list_fields;
 use crate::request::{FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
@@ -49,6 +50,7 @@ use crate::routes::SnapshotSource;
 use crate::search::search;
 
 pub(crate) use crate::query_text::build_query;
+pub(crate) use parquet::properties as parquet_properties;
 pub use parquet::{ROW_GROUP_BYTES, ROW_GROUP_ROWS};
 pub use walk::BLOCK_ROWS;
 
@@ -192,7 +194,8 @@ impl Export {
                 source: Rows::Table(table.rows),
             });
         }
-        let query = crate::query_text::build_query(&snapshot, &req.query, req.start, req.end)?;
+        let query =
+            crate::query_text::build_query(&snapshot, &req.query, req.start, req.end, &req.scope)?;
         let layout = arrow::Layout::for_stream(
             &snapshot.schema,
             req.fields.as_deref(),
@@ -294,18 +297,18 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// ahead of the socket by about a megabyte (smoothing the burst of a Parquet row group) while
 /// memory stays bounded whatever the export's size; more would only buffer, since the socket
 /// sets the pace.
-const CHANNEL_CHUNKS: usize = 4;
+pub(crate) const CHANNEL_CHUNKS: usize = 4;
 
 /// A `Write` that sends what it is given to the HTTP body in chunks of [`CHUNK_BYTES`], and
 /// blocks while the channel is full. Fails with `BrokenPipe` once the body is dropped (the
 /// client went away). Must be used from a blocking thread, not from async code.
-struct ChunkWriter {
+pub(crate) struct ChunkWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
     buf: Vec<u8>,
 }
 
 impl ChunkWriter {
-    fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> ChunkWriter {
+    pub(crate) fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> ChunkWriter {
         ChunkWriter {
             tx,
             buf: Vec::with_capacity(CHUNK_BYTES),
@@ -376,6 +379,7 @@ struct FormatParam {
 
 async fn get_export<S: SnapshotSource>(
     State(state): State<AppState<S>>,
+    scope: Scope,
     Path(stream): Path<String>,
     query: std::result::Result<Query<ExportRequest>, QueryRejection>,
 ) -> Response {
@@ -386,11 +390,12 @@ async fn get_export<S: SnapshotSource>(
         Ok(Query(request)) => Ok(request),
         Err(rejection) => Err(query_error(&rejection)),
     };
-    respond(state, stream, request).await
+    respond(state, stream, request, scope).await
 }
 
 async fn post_export<S: SnapshotSource>(
     State(state): State<AppState<S>>,
+    scope: Scope,
     Path(stream): Path<String>,
     param: std::result::Result<Query<FormatParam>, QueryRejection>,
     body: Bytes,
@@ -407,7 +412,7 @@ async fn post_export<S: SnapshotSource>(
         }
         Ok(request)
     });
-    respond(state, stream, request).await
+    respond(state, stream, request, scope).await
 }
 
 fn query_error(rejection: &QueryRejection) -> Error {
@@ -418,8 +423,9 @@ async fn respond<S: SnapshotSource>(
     state: AppState<S>,
     stream: String,
     request: Result<ExportRequest>,
+    scope: Scope,
 ) -> Response {
-    match start(state, stream, request).await {
+    match start(state, stream, request, scope).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -429,11 +435,13 @@ async fn start<S: SnapshotSource>(
     state: AppState<S>,
     stream: String,
     request: Result<ExportRequest>,
+    scope: Scope,
 ) -> Result<Response> {
     if trawl_model::validate_stream_name(&stream).is_err() {
         return Err(Error::UnknownStream(stream.chars().take(80).collect()));
     }
-    let plan = request?.parse(Timestamp::now(), &state.limits)?;
+    let mut plan = request?.parse(Timestamp::now(), &state.limits)?;
+    plan.request.scope = scope;
     let format = plan.format;
     let source = Arc::clone(&state.source);
     let limits = state.limits.clone();

@@ -24,6 +24,14 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// wide rows (large messages or request objects) do not grow memory past it.
 pub const ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 
+/// The writer settings of every Parquet export: zstd, row groups of [`ROW_GROUP_ROWS`].
+pub(crate) fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_size(ROW_GROUP_ROWS)
+        .build()
+}
+
 /// Writes a Parquet file to `W` incrementally: the header at once, each row group when full,
 /// the footer at the end.
 pub(crate) struct ParquetEncoder<W: Write + Send> {
@@ -33,11 +41,7 @@ pub(crate) struct ParquetEncoder<W: Write + Send> {
 
 impl<W: Write + Send> ParquetEncoder<W> {
     pub(crate) fn new(layout: Arc<Layout>, out: W) -> Result<ParquetEncoder<W>> {
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_size(ROW_GROUP_ROWS)
-            .build();
-        let writer = ArrowWriter::try_new(out, Arc::clone(&layout.schema), Some(properties))
+        let writer = ArrowWriter::try_new(out, Arc::clone(&layout.schema), Some(properties()))
             .map_err(parquet_error)?;
         Ok(ParquetEncoder { layout, writer })
     }

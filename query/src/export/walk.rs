@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use tantivy::query::Query;
-use tantivy::{DateTime, DocAddress, DocId, DocSet, TantivyDocument, TERMINATED};
+use tantivy::{DateTime, DocId, DocSet, TantivyDocument, TERMINATED};
 use trawl_indexer::SearchTarget;
 
 use crate::error::{Error, Result};
@@ -21,6 +21,23 @@ use crate::search::TIMESTAMP_FIELD;
 
 /// Rows per block handed to the encoders (an Arrow record batch each).
 pub const BLOCK_ROWS: usize = 8192;
+
+/// Decompressed doc-store blocks an export keeps per segment. The searcher's own store readers
+/// cache up to a hundred blocks per segment for the life of the split, so an export through
+/// them would leave every block it touched cached — hundreds of megabytes over a large export.
+/// The walk opens its own store reader per segment instead, and reads documents in doc order
+/// (unsorted) or from a handful of runs at a time (sorted), so one or two blocks are enough.
+const STORE_CACHE_BLOCKS: usize = 2;
+
+/// Opens a segment's doc store for an export.
+fn store_reader(
+    reader: &tantivy::SegmentReader,
+    target: &str,
+) -> Result<tantivy::store::StoreReader> {
+    reader
+        .get_store_reader(STORE_CACHE_BLOCKS)
+        .map_err(|e| internal(target, e))
+}
 
 /// What the walk needs besides the targets.
 pub(crate) struct WalkOptions<'a> {
@@ -43,9 +60,9 @@ pub(crate) fn walk_unsorted(
     let mut docs: Vec<TantivyDocument> = Vec::with_capacity(BLOCK_ROWS);
     for target in targets {
         let weight = weight(query, &target.searcher, &target.id)?;
-        for (ord, reader) in target.searcher.segment_readers().iter().enumerate() {
-            let ord = segment_ord(ord, &target.id)?;
+        for reader in target.searcher.segment_readers() {
             let alive = reader.alive_bitset();
+            let store = store_reader(reader, &target.id)?;
             let mut scorer = weight
                 .scorer(reader, 1.0)
                 .map_err(|e| internal(&target.id, e))?;
@@ -64,10 +81,7 @@ pub(crate) fn walk_unsorted(
                 }
                 docs.clear();
                 for &id in &ids {
-                    let stored = target
-                        .searcher
-                        .doc(DocAddress::new(ord, id))
-                        .map_err(|e| internal(&target.id, e))?;
+                    let stored = store.get(id).map_err(|e| internal(&target.id, e))?;
                     docs.push(stored);
                 }
                 if !docs.is_empty() {
@@ -129,6 +143,7 @@ pub(crate) fn walk_sorted(
             runs.push(Run {
                 target: pos,
                 segment: ord,
+                store: store_reader(reader, &target.id)?,
                 pairs,
                 next,
             });
@@ -151,11 +166,10 @@ pub(crate) fn walk_sorted(
         while docs.len() < room {
             let Some(head) = heap.pop() else { break };
             let run = &mut runs[head.run];
-            let target = targets[run.target];
-            let stored = target
-                .searcher
-                .doc(DocAddress::new(run.segment, head.key.3))
-                .map_err(|e| internal(&target.id, e))?;
+            let stored = run
+                .store
+                .get(head.key.3)
+                .map_err(|e| internal(&targets[run.target].id, e))?;
             docs.push(stored);
             if run.step(desc) {
                 heap.extend(run.head(head.run, desc));
@@ -176,6 +190,8 @@ pub(crate) fn walk_sorted(
 struct Run {
     target: usize,
     segment: u32,
+    /// The segment's doc store, with its own small cache.
+    store: tantivy::store::StoreReader,
     pairs: Vec<(i64, DocId)>,
     /// Index of the next pair to merge.
     next: usize,

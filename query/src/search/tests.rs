@@ -49,6 +49,29 @@ fn totals_of_queries() {
     assert_eq!(total("namespace:nope"), 0);
 }
 
+/// `NOT` inside a conjunction subtracts, as in Lucene's query_string: the grammar's
+/// `(+a +(-b))` must not collapse to nothing.
+#[test]
+fn and_not_subtracts_at_any_depth() {
+    let errors = total("level:error");
+    let payments_errors = total("namespace:payments AND level:error");
+    assert!(errors > payments_errors && payments_errors > 0);
+    assert_eq!(
+        total("level:error AND NOT namespace:payments"),
+        errors - payments_errors
+    );
+    assert_eq!(
+        total("level:error -namespace:payments"),
+        errors - payments_errors
+    );
+    assert_eq!(
+        total("(level:error AND NOT namespace:payments) OR namespace:nope"),
+        errors - payments_errors
+    );
+    assert_eq!(total("NOT level:debug"), total("* -level:debug"));
+    assert_eq!(total("level:error AND NOT level:error"), 0);
+}
+
 #[test]
 fn phrase_hits_are_the_right_documents() {
     let mut r = req("\"connection reset\"");
@@ -321,6 +344,34 @@ fn aggs_of(snapshot: &StreamSnapshot, r: &ParsedRequest) -> Value {
         .unwrap()
         .aggregations
         .unwrap()
+}
+
+/// A repeated aggregation is answered from the per-split cache with the same result, and a
+/// request differing in query, bounds or aggregation is not confused with it.
+#[test]
+fn repeated_aggregations_agree_with_the_first_answer() {
+    let levels = json!({"levels": {"terms": {"field": "level"}}});
+    let snap = snapshot();
+    let first = aggs_of(&snap, &with_aggs("*", levels.clone()));
+    let again = aggs_of(&snap, &with_aggs("*", levels.clone()));
+    assert_eq!(first, again);
+    let payments = aggs_of(&snap, &with_aggs("namespace:payments", levels.clone()));
+    assert_ne!(first, payments);
+    let errors_only = aggs_of(&snap, &with_aggs("level:error", levels.clone()));
+    assert_eq!(
+        errors_only["levels"]["buckets"].as_array().unwrap().len(),
+        1
+    );
+    let mut bounded = with_aggs("*", levels);
+    bounded.start = Some(Timestamp(T0 + MIN + 1));
+    bounded.end = Some(Timestamp(T0 + MIN + 3));
+    let total: u64 = aggs_of(&snap, &bounded)["levels"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["doc_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 3);
 }
 
 #[test]

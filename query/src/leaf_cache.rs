@@ -1,0 +1,222 @@
+//! A cache of per-split aggregation results, for the repeated aggregation-only requests of
+//! reports and dashboards.
+//!
+//! A split never changes once sealed, so the count and the aggregation intermediate result of
+//! one request over one split stay true until the split is merged away. Quickwit's split cache
+//! and Elasticsearch's shard request cache rest on the same fact. An entry is keyed by the
+//! split id (with its segments' ids) and everything that decides the result over that split: the query text, the
+//! caller's scope, the aggregations (canonical JSON), and the time bounds — or `full` when
+//! the split lies wholly inside them, so that `start=now-24h` asked again a minute later still
+//! hits for every split but the edges. The hot index (id `hot`) is never cached. Partial
+//! results (the time budget ran out) are never stored.
+//!
+//! Values are kept postcard-encoded, so their size is known exactly; the cache holds at most
+//! [`CAPACITY_BYTES`] and evicts the least recently used entries beyond it. Entries of a split
+//! that was merged away are never asked for again and age out.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
+use trawl_indexer::SearchTarget;
+
+use crate::request::ParsedRequest;
+
+/// Most bytes (keys and encoded values) the process keeps cached.
+pub const CAPACITY_BYTES: usize = 256 * 1024 * 1024;
+
+/// An entry larger than this is not cached (it would evict too much for one request).
+const MAX_ENTRY_BYTES: usize = CAPACITY_BYTES / 8;
+
+/// What a cached request yielded over one split.
+pub(crate) struct Cached {
+    pub count: u64,
+    pub aggs: IntermediateAggregationResults,
+}
+
+struct Entry {
+    count: u64,
+    encoded: Vec<u8>,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    used: usize,
+    clock: u64,
+}
+
+/// A bounded LRU map from request-over-split keys to results.
+pub(crate) struct LeafCache {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+impl LeafCache {
+    pub(crate) fn new(capacity: usize) -> LeafCache {
+        LeafCache {
+            capacity,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The process-wide cache.
+    pub(crate) fn global() -> &'static LeafCache {
+        static CACHE: OnceLock<LeafCache> = OnceLock::new();
+        CACHE.get_or_init(|| LeafCache::new(CAPACITY_BYTES))
+    }
+
+    /// The cache key of `req` over `target`, or `None` when the result must not be cached: the
+    /// hot index, or a request that returns hits or has no aggregations.
+    pub(crate) fn key(target: &SearchTarget, req: &ParsedRequest) -> Option<String> {
+        if target.id == "hot" || req.limit != 0 {
+            return None;
+        }
+        let aggs = serde_json::to_value(req.aggs.as_ref()?).ok()?;
+        let covered = match (target.min_timestamp, target.max_timestamp) {
+            (Some(min), Some(max)) => {
+                req.start.is_none_or(|s| min >= s) && req.end.is_none_or(|e| max < e)
+            }
+            _ => return None,
+        };
+        let bounds = if covered {
+            "full".to_string()
+        } else {
+            format!("{:?}..{:?}", req.start.map(|t| t.0), req.end.map(|t| t.0))
+        };
+        let scope = serde_json::to_string(&req.scope).ok()?;
+        // The segments' ids and live counts pin the key to this very content, even where two
+        // targets share an id (tests build several indexes under the same name).
+        let segments: Vec<String> = target
+            .searcher
+            .segment_readers()
+            .iter()
+            .map(|r| format!("{}/{}", r.segment_id().uuid_string(), r.num_docs()))
+            .collect();
+        Some(format!(
+            "{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}",
+            target.id,
+            segments.join(","),
+            req.query,
+            scope,
+            bounds,
+            canonical(&aggs)
+        ))
+    }
+
+    /// The cached result of `key`, if any.
+    pub(crate) fn get(&self, key: &str) -> Option<Cached> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.clock += 1;
+        let clock = inner.clock;
+        let entry = inner.entries.get_mut(key)?;
+        entry.last_used = clock;
+        let count = entry.count;
+        let aggs = postcard::from_bytes(&entry.encoded).ok()?;
+        Some(Cached { count, aggs })
+    }
+
+    /// Stores a complete result of `key`, evicting the least recently used entries beyond the
+    /// capacity.
+    pub(crate) fn put(&self, key: String, count: u64, aggs: &IntermediateAggregationResults) {
+        let Ok(encoded) = postcard::to_stdvec(aggs) else {
+            return;
+        };
+        let size = key.len() + encoded.len();
+        if size > MAX_ENTRY_BYTES.min(self.capacity) {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.clock += 1;
+        let clock = inner.clock;
+        if let Some(old) = inner.entries.remove(&key) {
+            inner.used -= key.len() + old.encoded.len();
+        }
+        while inner.used + size > self.capacity {
+            let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(old) = inner.entries.remove(&oldest) {
+                inner.used -= oldest.len() + old.encoded.len();
+            }
+        }
+        inner.used += size;
+        inner.entries.insert(
+            key,
+            Entry {
+                count,
+                encoded,
+                last_used: clock,
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inner.lock().map(|i| i.entries.len()).unwrap_or(0)
+    }
+}
+
+/// JSON text with object keys sorted at every depth, so that equal aggregations give equal
+/// keys whatever order their maps iterate in.
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let body: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => {
+            let body: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", body.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_ignores_key_order() {
+        let a = json!({"b": {"y": 1, "x": [ {"q": 1, "p": 2} ]}, "a": "s"});
+        let b = json!({"a": "s", "b": {"x": [ {"p": 2, "q": 1} ], "y": 1}});
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_ne!(canonical(&a), canonical(&json!({"a": "t"})));
+    }
+
+    #[test]
+    fn least_recently_used_entries_go_first() {
+        let aggs = IntermediateAggregationResults::default();
+        let one = postcard::to_stdvec(&aggs).unwrap().len();
+        // Room for exactly two entries with 1-byte keys.
+        let cache = LeafCache::new(2 * (1 + one));
+        cache.put("a".into(), 1, &aggs);
+        cache.put("b".into(), 2, &aggs);
+        assert_eq!(cache.get("a").map(|c| c.count), Some(1));
+        cache.put("c".into(), 3, &aggs);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("b").is_none(), "b was the least recently used");
+        assert_eq!(cache.get("a").map(|c| c.count), Some(1));
+        assert_eq!(cache.get("c").map(|c| c.count), Some(3));
+        // Replacing a key keeps the accounting right.
+        cache.put("c".into(), 4, &aggs);
+        assert_eq!(cache.get("c").map(|c| c.count), Some(4));
+        assert_eq!(cache.len(), 2);
+    }
+}
