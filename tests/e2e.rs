@@ -11,13 +11,23 @@
 //!   SIGTERM shutdown lose nothing and duplicate nothing.
 //! - `merge`     — tiny splits merged in the background while searches run: totals never go
 //!   down or past what was sent, and end exact with no duplicates.
+//! - `auth`      — tokens hashed by `trawl token hash`: no token 401, wrong role 403, a
+//!   namespace-scoped read token sees only its namespaces in search, aggregations, export,
+//!   tail and reports; HTTPS with a test CA (plain HTTP refused) and the audit webhook taking
+//!   a client certificate of the configured CA; limits answered 400 and 422 with JSON errors.
 //! - `bad_input` — malformed and non-UTF-8 lines, unknown stream, oversized and bomb bodies,
 //!   truncated zstd, unsupported encoding, unparsable query: exact statuses and the server
 //!   stays up with the good lines searchable.
 //! - `collector` — real `trawl collector` and `trawl indexer` processes: pod logs rotated by
 //!   rename and copytruncate, the collector SIGKILLed and restarted, the indexer down for a
 //!   while; every line indexed exactly once and whole.
+//! - `compat_ingest` — Elasticsearch `_bulk` with Fluent Bit, Vector and Filebeat documents
+//!   (exact per-item statuses, mapped fields), a declared generic stream (dynamic and declared
+//!   fields, export), auto-creation surviving a restart, OTLP/HTTP protobuf and JSON, Loki push
+//!   JSON and snappy protobuf.
 //! - `config_check` — `trawl config check` passes a good file and names a bad key with its file.
+//! - `faults`    — 200,000 lines through real collector and indexer processes under seeded
+//!   SIGKILLs, rotations and a full disk (507): every line exported back exactly once.
 //! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
 //!   hit order and aggregations equal what one index would answer; an indexer down makes the
 //!   answer partial and says so.
@@ -29,16 +39,24 @@
 #[path = "e2e/support.rs"]
 mod support;
 
+#[path = "e2e/auth.rs"]
+mod auth;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
 #[path = "e2e/collector.rs"]
 mod collector;
+#[path = "e2e/compat_ingest.rs"]
+mod compat_ingest;
 #[path = "e2e/config_check.rs"]
 mod config_check;
 #[path = "e2e/distributed.rs"]
 mod distributed;
+#[path = "e2e/elastic.rs"]
+mod elastic;
 #[path = "e2e/export_tail.rs"]
 mod export_tail;
+#[path = "e2e/faults.rs"]
+mod faults;
 #[path = "e2e/merge.rs"]
 mod merge;
 #[path = "e2e/skeleton.rs"]

@@ -63,7 +63,9 @@ impl TrawlChild {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // The bench's own variable, not a configuration key: the child would refuse it.
+            .env_remove("TRAWL_BIN");
         // Quiet by default: per-request logging would cost the child CPU we are measuring.
         if std::env::var_os("TRAWL_LOG").is_none() {
             cmd.env("TRAWL_LOG", "warn");

@@ -5,13 +5,73 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use trawl_config::Config;
+use trawl_config::{Config, StreamConfig};
 
 use crate::stream::StreamSettings;
 
 /// A hook that fails storage writes on demand, for fault tests (disk full). Returns the error
-/// the next WAL write should fail with, or `None` to let it through.
+/// the next storage write (WAL append or fsync, hot-index commit, split seal, metastore record)
+/// should fail with, or `None` to let it through.
 pub type StorageFault = Arc<dyn Fn() -> Option<std::io::Error> + Send + Sync>;
+
+/// The environment variable of the test hook: when it names a directory, every storage write of
+/// the indexer fails with "no space left on device" while a file `enospc` exists in it. A test
+/// hook only (the end-to-end fault tests use it to fill the disk of a real `trawl indexer`);
+/// unset, storage writes pay nothing for it.
+pub const TEST_FAULT_DIR_ENV: &str = "TRAWL_TEST_FAULT_DIR";
+
+/// The name of the file whose presence in the fault directory fills the disk.
+pub const ENOSPC_FILE: &str = "enospc";
+
+/// Where a storage write consults the fault hook, if one is set. Cloning shares the hook.
+#[derive(Clone, Default)]
+pub struct FaultPoint(Option<StorageFault>);
+
+impl FaultPoint {
+    pub fn new(hook: Option<StorageFault>) -> FaultPoint {
+        FaultPoint(hook)
+    }
+
+    /// The error the write about to happen must fail with, if the hook says so.
+    pub fn injected(&self) -> Option<std::io::Error> {
+        self.0.as_ref().and_then(|hook| hook())
+    }
+
+    /// `Err` with the injected error, if any.
+    pub fn check(&self) -> std::io::Result<()> {
+        match self.injected() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for FaultPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "FaultPoint(set)"
+        } else {
+            "FaultPoint(none)"
+        })
+    }
+}
+
+/// The hook of [`TEST_FAULT_DIR_ENV`]: storage writes fail with `StorageFull` while
+/// `<dir>/enospc` exists (one `stat` per write).
+pub fn enospc_file_hook(dir: PathBuf) -> StorageFault {
+    let flag = dir.join(ENOSPC_FILE);
+    Arc::new(move || {
+        flag.exists().then(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "no space left on device (test fault: {} exists)",
+                    flag.display()
+                ),
+            )
+        })
+    })
+}
 
 /// A stream's own settings where its `[streams.<name>]` section gives them.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +104,12 @@ pub struct IndexerSettings {
     pub wal_segment_bytes: u64,
     /// Per-stream overrides.
     pub streams: BTreeMap<String, StreamOverrides>,
+    /// The `[streams.<name>]` sections, built-in streams included (the indexer opens every
+    /// other one as a generic stream).
+    pub declared_streams: BTreeMap<String, StreamConfig>,
+    /// Whether a write to an unknown stream creates it (`indexer.auto_create_streams`).
+    pub auto_create_streams: bool,
+    /// Fails storage writes on demand (fault tests); `None` in production.
     pub storage_fault: Option<StorageFault>,
 }
 
@@ -85,8 +151,25 @@ impl IndexerSettings {
             dedup_window: c.audit_dedup_window,
             wal_segment_bytes: 64 << 20,
             streams,
+            declared_streams: config.streams.clone(),
+            auto_create_streams: c.auto_create_streams,
             storage_fault: None,
         }
+    }
+
+    /// Installs the [`TEST_FAULT_DIR_ENV`] hook when `dir` is given (the binary passes the
+    /// variable's value); `None` leaves the settings as they are.
+    pub fn with_test_fault_dir(mut self, dir: Option<PathBuf>) -> IndexerSettings {
+        if let Some(dir) = dir {
+            tracing::warn!(dir = %dir.display(), "storage fault hook installed (a test setting)");
+            self.storage_fault = Some(enospc_file_hook(dir));
+        }
+        self
+    }
+
+    /// The fault point every storage write consults.
+    pub fn fault_point(&self) -> FaultPoint {
+        FaultPoint::new(self.storage_fault.clone())
     }
 
     /// The settings of one stream's indexing.
@@ -100,6 +183,25 @@ impl IndexerSettings {
             dedup_window: self.dedup_window,
             retention_max_age: o.retention_max_age,
             retention_max_bytes: o.retention_max_bytes,
+            fault: self.fault_point(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_enospc_file_turns_the_fault_on_and_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let point = FaultPoint::new(Some(enospc_file_hook(dir.path().to_path_buf())));
+        assert!(point.check().is_ok());
+        std::fs::write(dir.path().join(ENOSPC_FILE), b"").unwrap();
+        let err = point.check().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
+        std::fs::remove_file(dir.path().join(ENOSPC_FILE)).unwrap();
+        assert!(point.check().is_ok());
+        assert!(FaultPoint::default().check().is_ok());
     }
 }

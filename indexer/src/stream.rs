@@ -1,20 +1,27 @@
 //! One stream's storage: the hot index that takes new documents and commits every interval, the
 //! thread that feeds it, and the sealed splits it turns into.
+//!
+//! Storage failures (the disk full) never end the indexing thread. A failed commit is redone on
+//! a fresh writer from the documents kept since the last good commit, and a failed seal puts the
+//! hot index back as it was; both are retried with backoff, and while either fails the stream
+//! says so ([`Stream::storage_failing`]) so that ingest refuses new batches with 507.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tantivy::schema::{Field, Schema};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use trawl_model::Timestamp;
 
 use crate::doc::{DocBuilder, Prepared, StreamSpec};
 use crate::metrics::Metrics;
+use crate::settings::FaultPoint;
 use crate::snapshot::{SearchTarget, StreamSnapshot};
 use crate::split::{self, SplitHandle, SplitMeta, SPLIT_FORMAT_VERSION};
 use crate::wal::sync_dir;
@@ -55,6 +62,8 @@ pub struct StreamSettings {
     pub dedup_window: usize,
     pub retention_max_age: Option<Duration>,
     pub retention_max_bytes: Option<u64>,
+    /// Consulted before every hot-index commit and split seal (fault tests).
+    pub fault: FaultPoint,
 }
 
 /// The hot index: the searcher side, shared with searches.
@@ -78,6 +87,8 @@ pub struct Stream {
     pub unsealed: Mutex<VecDeque<u64>>,
     /// How far the hot index's last commit covers the WAL.
     pub committed_lsn: Mutex<u64>,
+    /// Set while the hot index cannot be committed or sealed (the disk full).
+    storage_failing: AtomicBool,
 }
 
 impl Stream {
@@ -98,11 +109,17 @@ impl Stream {
         fs::create_dir_all(dir.join("hot"))?;
         fs::create_dir_all(dir.join("splits"))?;
         let (hot_id, index) = open_or_create_hot(&dir.join("hot"), &schema)?;
-        let payload = index
-            .load_metas()?
-            .payload
-            .and_then(|p| serde_json::from_str::<CommitPayload>(&p).ok())
-            .unwrap_or_default();
+        let mut payload = committed_payload(&index)?;
+        // A split sealed from a hot index keeps that index's last commit payload: every WAL
+        // entry before its `lsn` is in it or in an older split. This covers a crash between
+        // moving a hot index into the splits and recording it in the metastore (the split is
+        // adopted at the next start, and the metastore's `sealed_lsn` is older): the WAL is not
+        // replayed into the new hot index a second time.
+        for split in &splits {
+            if let Ok(sealed) = committed_payload(&split.index) {
+                payload.lsn = payload.lsn.max(sealed.lsn);
+            }
+        }
         let reader = hot_reader(&index)?;
         let stream = Stream {
             spec,
@@ -114,6 +131,7 @@ impl Stream {
             hot: RwLock::new(Hot { id: hot_id, reader }),
             unsealed: Mutex::new(VecDeque::new()),
             committed_lsn: Mutex::new(payload.lsn),
+            storage_failing: AtomicBool::new(false),
         };
         Ok((stream, index, payload))
     }
@@ -184,6 +202,12 @@ impl Stream {
 
     pub fn splits_dir(&self) -> PathBuf {
         self.dir.join("splits")
+    }
+
+    /// Whether the last commit or seal of the hot index failed and is waiting for a retry:
+    /// ingest refuses new batches meanwhile (507), so that what queues in memory stays bounded.
+    pub fn storage_failing(&self) -> bool {
+        self.storage_failing.load(Ordering::SeqCst)
     }
 }
 
@@ -262,8 +286,20 @@ fn index_settings() -> tantivy::IndexSettings {
 /// only once the metastore is durable.
 pub type OnSealed = Arc<dyn Fn(&str, &SplitMeta, u64) -> Result<()> + Send + Sync>;
 
+/// First delay before a failed commit or seal is retried.
+const RETRY_BASE: Duration = Duration::from_millis(100);
+/// Longest delay between two retries: a disk that has room again is used within this long.
+const RETRY_CAP: Duration = Duration::from_secs(2);
+
+/// The delay before retry number `failures` (1 for the first): `RETRY_BASE * 2^(failures-1)`,
+/// at most [`RETRY_CAP`].
+fn retry_delay(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    RETRY_BASE.saturating_mul(1 << exp).min(RETRY_CAP)
+}
+
 /// The indexing thread of a stream: adds documents, commits every interval, seals by size or
-/// age. Runs until every sender of `ops` is gone.
+/// age, and retries what failed. Runs until every sender of `ops` is gone or `Stop`.
 pub fn run_indexing(
     stream: Arc<Stream>,
     index: Index,
@@ -280,62 +316,84 @@ pub fn run_indexing(
         }
     };
     let mut dedup = DedupWindow::new(settings.dedup_window);
+    let ctx = Ctx {
+        stream: &stream,
+        settings: &settings,
+        metrics: &metrics,
+        on_sealed: &on_sealed,
+    };
     loop {
-        let timeout = settings
-            .commit_interval
-            .saturating_sub(state.last_commit.elapsed());
-        let op = match ops.recv_timeout(timeout) {
+        let op = match ops.recv_timeout(state.next_attempt_in(&settings)) {
             Ok(op) => Some(op),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let result = match op {
+        match op {
             Some(IndexOp::Add { lsn, lsn_end, docs }) => {
-                state.add(&stream, lsn, lsn_end, docs, &mut dedup, &metrics)
-            }
-            Some(IndexOp::Flush(done)) => {
-                let r = state.commit(&stream, &metrics);
-                let _ = done.send(());
-                r
-            }
-            Some(IndexOp::Seal(done)) => {
-                let r = state
-                    .commit(&stream, &metrics)
-                    .and_then(|_| state.seal(&stream, &settings, &metrics, &on_sealed));
-                let _ = done.send(());
-                r
-            }
-            Some(IndexOp::Stop) => break,
-            None => Ok(()),
-        };
-        if let Err(err) = result {
-            tracing::error!(stream = %stream.spec.name, %err, "indexing failed");
-        }
-        if state.last_commit.elapsed() >= settings.commit_interval {
-            if let Err(err) = state.commit(&stream, &metrics) {
-                tracing::error!(stream = %stream.spec.name, %err, "commit failed");
-            }
-            let due = state.docs >= settings.split_max_docs
-                || (state.docs > 0 && state.created.elapsed() >= settings.split_max_age);
-            if due {
-                if let Err(err) = state.seal(&stream, &settings, &metrics, &on_sealed) {
-                    tracing::error!(stream = %stream.spec.name, %err, "sealing a split failed");
+                if let Err(err) = state.add(&stream, lsn, lsn_end, docs, &mut dedup, &metrics) {
+                    tracing::error!(stream = %stream.spec.name, %err, "indexing failed, the writer is redone at the next commit");
                 }
             }
+            Some(IndexOp::Flush(done)) => {
+                state.attempt(&ctx, false);
+                let _ = done.send(());
+            }
+            Some(IndexOp::Seal(done)) => {
+                state.attempt(&ctx, true);
+                let _ = done.send(());
+            }
+            Some(IndexOp::Stop) => break,
+            None => {}
+        }
+        if state.next_attempt_in(&settings).is_zero() {
+            let due = state.docs >= settings.split_max_docs
+                || (state.docs > 0 && state.created.elapsed() >= settings.split_max_age);
+            state.attempt(&ctx, due);
         }
     }
-    if let Err(err) = state.commit(&stream, &metrics) {
-        tracing::error!(stream = %stream.spec.name, %err, "final commit failed");
+    if let Err(err) = state.commit(&stream, &metrics, &settings.fault) {
+        tracing::error!(stream = %stream.spec.name, %err, "final commit failed; the WAL replays it at the next start");
     }
+}
+
+/// What a commit or seal attempt needs besides the writer.
+struct Ctx<'a> {
+    stream: &'a Stream,
+    settings: &'a StreamSettings,
+    metrics: &'a Metrics,
+    on_sealed: &'a OnSealed,
+}
+
+/// A document added since the last commit, kept to redo the commit if it fails.
+struct Kept {
+    id: Option<String>,
+    doc: TantivyDocument,
 }
 
 /// The writing side of the hot index, owned by the indexing thread.
 struct HotWriter {
+    /// The hot index being written (to reopen a writer on it).
+    index: Index,
+    /// `None` after a failure took it; reopened by [`HotWriter::recover`].
     writer: Option<IndexWriter>,
+    writer_memory_bytes: usize,
     id_field: Field,
     docs: u64,
     dirty: bool,
     lsn: u64,
+    /// The documents added since the last good commit, in order. A commit that fails (a full
+    /// disk kills tantivy's indexing workers and loses what they held) is redone from these on
+    /// a fresh writer, so that what the WAL acknowledged reaches the index without a restart.
+    /// Bounded: commits happen every interval, and ingest stops while they fail.
+    uncommitted: Vec<Kept>,
+    /// The writer lost documents or is gone: roll back and re-add `uncommitted` first.
+    broken: bool,
+    /// A commit attempt that failed: `(payload lsn, documents it covered)`. If its payload is
+    /// found on disk after all, those documents are committed and must not be added again.
+    failed_commit: Option<(u64, usize)>,
+    /// Consecutive failed attempts, and when to retry.
+    failures: u32,
+    retry_at: Option<Instant>,
     created: Instant,
     last_commit: Instant,
 }
@@ -345,20 +403,31 @@ impl HotWriter {
         let writer = index.writer_with_num_threads(1, settings.writer_memory_bytes)?;
         let docs = index.reader()?.searcher().num_docs();
         Ok(HotWriter {
+            index,
             id_field: stream.schema.get_field(crate::schema::ID_FIELD)?,
             writer: Some(writer),
+            writer_memory_bytes: settings.writer_memory_bytes,
             docs,
             dirty: false,
             lsn: *lock(&stream.committed_lsn),
+            uncommitted: Vec::new(),
+            broken: false,
+            failed_commit: None,
+            failures: 0,
+            retry_at: None,
             created: Instant::now(),
             last_commit: Instant::now(),
         })
     }
 
-    fn writer(&mut self) -> Result<&mut IndexWriter> {
-        self.writer.as_mut().ok_or_else(|| {
-            crate::Error::InvalidArgument("hot index writer is gone after a failed seal".into())
-        })
+    /// How long until the next commit (or retry) is due.
+    fn next_attempt_in(&self, settings: &StreamSettings) -> Duration {
+        match self.retry_at {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => settings
+                .commit_interval
+                .saturating_sub(self.last_commit.elapsed()),
+        }
     }
 
     fn add(
@@ -370,29 +439,111 @@ impl HotWriter {
         dedup: &mut DedupWindow,
         metrics: &Metrics,
     ) -> Result<()> {
-        let id_field = self.id_field;
-        let writer = self.writer()?;
-        let mut added = 0u64;
+        let from = self.uncommitted.len();
         for prepared in docs {
             if let Some(id) = &prepared.id {
                 if !dedup.insert(id) {
                     metrics.deduplicated(&stream.spec.name, 1);
                     continue;
                 }
-                writer.delete_term(Term::from_field_text(id_field, id));
             }
-            writer.add_document(prepared.doc)?;
-            added += 1;
+            self.uncommitted.push(Kept {
+                id: prepared.id,
+                doc: prepared.doc,
+            });
         }
-        self.docs += added;
+        // Kept before they are indexed: whatever happens to the writer, they are not lost.
+        self.docs += (self.uncommitted.len() - from) as u64;
         self.dirty = true;
         self.lsn = lsn_end;
         let _ = lsn;
+        if self.broken {
+            return Ok(());
+        }
+        let id_field = self.id_field;
+        let result = match self.writer.as_mut() {
+            Some(writer) => feed(writer, id_field, &self.uncommitted[from..]),
+            None => Err(gone()),
+        };
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    /// Rolls the writer back to the last commit (or opens a new one) and adds again what was
+    /// added since.
+    fn recover(&mut self, stream: &Stream) -> Result<()> {
+        if let Some(mut writer) = self.writer.take() {
+            match writer.rollback() {
+                Ok(_) => self.writer = Some(writer),
+                // The failed writer released its lock when it was dropped.
+                Err(err) => {
+                    tracing::warn!(stream = %stream.spec.name, %err, "hot index writer rollback failed, opening a new one")
+                }
+            }
+        }
+        if self.writer.is_none() {
+            self.writer = Some(
+                self.index
+                    .writer_with_num_threads(1, self.writer_memory_bytes)?,
+            );
+        }
+        if let Some((lsn, covered)) = self.failed_commit {
+            let on_disk = committed_payload(&self.index)?;
+            self.failed_commit = None;
+            if on_disk.lsn == lsn {
+                // The commit reported a failure but reached the disk: do not add it twice.
+                self.uncommitted
+                    .drain(..covered.min(self.uncommitted.len()));
+                *lock(&stream.committed_lsn) = lsn;
+                self.dirty = !self.uncommitted.is_empty();
+            }
+        }
+        let id_field = self.id_field;
+        if let Some(writer) = self.writer.as_mut() {
+            feed(writer, id_field, &self.uncommitted)?;
+        }
+        self.broken = false;
         Ok(())
     }
 
-    fn commit(&mut self, stream: &Stream, metrics: &Metrics) -> Result<()> {
+    /// Commits (and seals when `seal`), then records the outcome: on failure the next attempt
+    /// is scheduled with backoff and the stream is flagged as failing; on success the flag goes.
+    fn attempt(&mut self, ctx: &Ctx<'_>, seal: bool) {
+        let result = self
+            .commit(ctx.stream, ctx.metrics, &ctx.settings.fault)
+            .and_then(|()| if seal { self.seal(ctx) } else { Ok(()) });
+        match result {
+            Ok(()) => {
+                if self.failures > 0 {
+                    tracing::info!(stream = %ctx.stream.spec.name, failures = self.failures, "hot index storage works again");
+                }
+                self.failures = 0;
+                self.retry_at = None;
+                ctx.stream.storage_failing.store(false, Ordering::SeqCst);
+            }
+            Err(err) => {
+                self.failures = self.failures.saturating_add(1);
+                let delay = retry_delay(self.failures);
+                self.retry_at = Some(Instant::now() + delay);
+                ctx.stream.storage_failing.store(true, Ordering::SeqCst);
+                tracing::error!(
+                    stream = %ctx.stream.spec.name,
+                    %err,
+                    failures = self.failures,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "hot index commit or seal failed, ingest refused until it works"
+                );
+            }
+        }
+    }
+
+    fn commit(&mut self, stream: &Stream, metrics: &Metrics, fault: &FaultPoint) -> Result<()> {
         self.last_commit = Instant::now();
+        if self.broken {
+            self.recover(stream)?;
+        }
         if !self.dirty {
             return Ok(());
         }
@@ -401,32 +552,105 @@ impl HotWriter {
             first_lsn: lock(&stream.unsealed).front().copied(),
         })
         .unwrap_or_default();
-        let writer = self.writer()?;
-        let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&payload);
-        prepared.commit()?;
-        read(&stream.hot).reader.reload()?;
+        let result = match self.writer.as_mut() {
+            Some(writer) => fault.check().map_err(crate::Error::from).and_then(|()| {
+                let mut prepared = writer.prepare_commit()?;
+                prepared.set_payload(&payload);
+                prepared.commit()?;
+                Ok(())
+            }),
+            None => Err(gone()),
+        };
+        if let Err(err) = result {
+            self.broken = true;
+            self.failed_commit = Some((self.lsn, self.uncommitted.len()));
+            return Err(err);
+        }
         *lock(&stream.committed_lsn) = self.lsn;
+        self.uncommitted.clear();
         self.dirty = false;
+        read(&stream.hot).reader.reload()?;
         metrics.commit(&stream.spec.name);
         Ok(())
     }
 
-    /// Turns the hot index into a split and starts a new one.
-    fn seal(
-        &mut self,
-        stream: &Stream,
-        settings: &StreamSettings,
-        metrics: &Metrics,
-        on_sealed: &OnSealed,
-    ) -> Result<()> {
+    /// Turns the committed hot index into a split and starts a new one. On failure the hot index
+    /// is left (or put back) as it was, to be sealed at a later attempt.
+    fn seal(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        let stream = ctx.stream;
         if self.docs == 0 {
             return Ok(());
         }
-        let Some(writer) = self.writer.take() else {
-            return Ok(());
+        ctx.settings.fault.check()?;
+        // The next hot index first: if there is no room for it, nothing has changed yet.
+        let (new_id, new_index) = create_hot(&stream.dir.join("hot"), &stream.schema)?;
+        let new_hot_dir = stream.dir.join("hot").join(&new_id);
+        let new_reader = match hot_reader(&new_index) {
+            Ok(reader) => reader,
+            Err(err) => {
+                discard_dir(&new_hot_dir);
+                return Err(err);
+            }
         };
-        writer.wait_merging_threads()?;
+        let writer = self.writer.take();
+        // From here on the writer is gone: a failure reopens one on the same hot index.
+        self.broken = true;
+        let moved = match writer {
+            Some(writer) => writer
+                .wait_merging_threads()
+                .map_err(crate::Error::from)
+                .and_then(|()| self.move_to_split(ctx)),
+            None => Err(gone()),
+        };
+        let (hot_id, handle, docs) = match moved {
+            Ok(moved) => moved,
+            Err(err) => {
+                drop(new_reader);
+                drop(new_index);
+                discard_dir(&new_hot_dir);
+                return Err(err);
+            }
+        };
+        {
+            let mut hot = write(&stream.hot);
+            let mut splits = write(&stream.splits);
+            splits.push(handle);
+            *hot = Hot {
+                id: new_id,
+                reader: new_reader,
+            };
+        }
+        {
+            let mut unsealed = lock(&stream.unsealed);
+            while unsealed.front().is_some_and(|&lsn| lsn < self.lsn) {
+                unsealed.pop_front();
+            }
+        }
+        self.index = new_index;
+        self.docs = 0;
+        self.created = Instant::now();
+        // A new writer; if it cannot be opened now, the next commit attempt opens it.
+        match self
+            .index
+            .writer_with_num_threads(1, self.writer_memory_bytes)
+        {
+            Ok(writer) => {
+                self.writer = Some(writer);
+                self.broken = false;
+            }
+            Err(err) => {
+                tracing::warn!(stream = %stream.spec.name, %err, "cannot open the new hot index writer yet")
+            }
+        }
+        ctx.metrics.sealed(&stream.spec.name);
+        tracing::info!(stream = %stream.spec.name, split = %hot_id, docs, "sealed split");
+        Ok(())
+    }
+
+    /// Moves the hot index directory into the splits and records it in the metastore. On
+    /// failure the directory is moved back; returns the split's id, handle and documents.
+    fn move_to_split(&self, ctx: &Ctx<'_>) -> Result<(String, Arc<SplitHandle>, u64)> {
+        let stream = ctx.stream;
         let (hot_id, reader) = {
             let hot = read(&stream.hot);
             (hot.id.clone(), hot.reader.clone())
@@ -447,36 +671,71 @@ impl HotWriter {
             created_at: Timestamp::now().nanos(),
             merge_level: 0,
         };
-        split::write_meta(&hot_dir, &meta)?;
-        fs::rename(&hot_dir, &split_dir)?;
-        sync_dir(&stream.dir.join("hot"))?;
-        sync_dir(&stream.splits_dir())?;
-        on_sealed(&stream.spec.name, &meta, self.lsn)?;
-        let handle = Arc::new(SplitHandle::open(&split_dir, meta)?);
-
-        let (new_id, index) = create_hot(&stream.dir.join("hot"), &stream.schema)?;
-        let new_reader = hot_reader(&index)?;
-        {
-            let mut hot = write(&stream.hot);
-            let mut splits = write(&stream.splits);
-            splits.push(handle);
-            *hot = Hot {
-                id: new_id,
-                reader: new_reader,
-            };
+        let meta_file = hot_dir.join(split::SPLIT_META_FILE);
+        if let Err(err) = split::write_meta(&hot_dir, &meta) {
+            let _ = fs::remove_file(&meta_file);
+            return Err(err);
         }
-        {
-            let mut unsealed = lock(&stream.unsealed);
-            while unsealed.front().is_some_and(|&lsn| lsn < self.lsn) {
-                unsealed.pop_front();
+        fs::rename(&hot_dir, &split_dir)?;
+        let recorded = sync_dir(&stream.dir.join("hot"))
+            .and_then(|()| sync_dir(&stream.splits_dir()))
+            .map_err(crate::Error::from)
+            .and_then(|()| SplitHandle::open(&split_dir, meta.clone()))
+            .and_then(|handle| {
+                // The metastore write is the point of no return.
+                ctx.settings.fault.check()?;
+                (ctx.on_sealed)(&stream.spec.name, &meta, self.lsn)?;
+                Ok(handle)
+            });
+        match recorded {
+            Ok(handle) => Ok((hot_id, Arc::new(handle), docs)),
+            Err(err) => {
+                // Not recorded: back to being the hot index, sealed at a later attempt.
+                match fs::rename(&split_dir, &hot_dir) {
+                    Ok(()) => {
+                        let _ = fs::remove_file(hot_dir.join(split::SPLIT_META_FILE));
+                    }
+                    Err(undo) => tracing::error!(
+                        stream = %stream.spec.name,
+                        split = %hot_id,
+                        err = %undo,
+                        "cannot move an unrecorded split back to the hot index"
+                    ),
+                }
+                Err(err)
             }
         }
-        self.writer = Some(index.writer_with_num_threads(1, settings.writer_memory_bytes)?);
-        self.docs = 0;
-        self.created = Instant::now();
-        metrics.sealed(&stream.spec.name);
-        tracing::info!(stream = %stream.spec.name, split = %hot_id, docs, "sealed split");
-        Ok(())
+    }
+}
+
+/// Adds kept documents to a writer, replacing earlier documents of the same identity.
+fn feed(writer: &mut IndexWriter, id_field: Field, docs: &[Kept]) -> Result<()> {
+    for kept in docs {
+        if let Some(id) = &kept.id {
+            writer.delete_term(Term::from_field_text(id_field, id));
+        }
+        writer.add_document(kept.doc.clone())?;
+    }
+    Ok(())
+}
+
+fn gone() -> crate::Error {
+    crate::Error::InvalidArgument("the hot index writer is not open".into())
+}
+
+/// The payload of the last commit on disk.
+fn committed_payload(index: &Index) -> Result<CommitPayload> {
+    Ok(index
+        .load_metas()?
+        .payload
+        .and_then(|p| serde_json::from_str::<CommitPayload>(&p).ok())
+        .unwrap_or_default())
+}
+
+/// Removes a directory this thread created and no longer needs, best effort.
+fn discard_dir(dir: &Path) {
+    if let Err(err) = fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), %err, "could not remove an unused hot index");
     }
 }
 
@@ -524,6 +783,16 @@ impl DedupWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_delay_doubles_then_caps() {
+        assert_eq!(retry_delay(1), Duration::from_millis(100));
+        assert_eq!(retry_delay(2), Duration::from_millis(200));
+        assert_eq!(retry_delay(4), Duration::from_millis(800));
+        assert_eq!(retry_delay(6), RETRY_CAP);
+        assert_eq!(retry_delay(u32::MAX), RETRY_CAP);
+        assert_eq!(retry_delay(0), RETRY_BASE);
+    }
 
     #[test]
     fn dedup_window_forgets_the_oldest() {

@@ -6,11 +6,16 @@
 //! `[len: u32 LE][crc32 of payload: u32 LE][payload]`. A torn final entry (a crash in the middle
 //! of a write) fails its length or checksum and is cut off when the log is opened; it is never
 //! replayed.
+//!
+//! A write or fsync that fails while the process lives (the disk full) is cut back at once, so
+//! that the next entry follows the last good one; if even the cut fails, appends are refused
+//! until it succeeds, so that no entry is ever written behind a partial one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::settings::FaultPoint;
 use crate::{Error, Result};
 
 const HEADER_BYTES: u64 = 8;
@@ -37,6 +42,10 @@ pub struct Wal {
     file: File,
     /// Position just past the last durable byte.
     end: u64,
+    /// Set when a failed write could not be cut back: the file holds bytes past `end` that must
+    /// go before anything else is appended.
+    tail_dirty: bool,
+    fault: FaultPoint,
 }
 
 impl Wal {
@@ -90,9 +99,17 @@ impl Wal {
                 segments,
                 file,
                 end,
+                tail_dirty: false,
+                fault: FaultPoint::default(),
             },
             entries,
         ))
+    }
+
+    /// Installs the storage fault hook (tests): an append it fails writes half its bytes first,
+    /// as a full disk may, and a sync it fails reports the error.
+    pub fn set_fault(&mut self, fault: FaultPoint) {
+        self.fault = fault;
     }
 
     /// Position just past the last appended entry.
@@ -109,6 +126,10 @@ impl Wal {
     /// before acknowledging any of them. On error the log is rolled back to its state before the
     /// call, so a failed append leaves no partial entry behind.
     pub fn append(&mut self, payloads: &[&[u8]]) -> Result<Vec<(u64, u64)>> {
+        if self.tail_dirty {
+            // A former failed write is still on disk: cut it first, or refuse.
+            self.cut_to(self.end)?;
+        }
         if self.end - self.current_segment() >= self.segment_max_bytes {
             self.roll()?;
         }
@@ -128,7 +149,12 @@ impl Wal {
             positions.push((pos, next));
             pos = next;
         }
-        if let Err(err) = self.file.write_all(&buf) {
+        let written = match self.fault.injected() {
+            // A full disk takes part of a write before it refuses the rest.
+            Some(err) => self.file.write_all(&buf[..buf.len() / 2]).and(Err(err)),
+            None => self.file.write_all(&buf),
+        };
+        if let Err(err) = written {
             self.rollback(start);
             return Err(err.into());
         }
@@ -136,21 +162,34 @@ impl Wal {
         Ok(positions)
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable. On error the caller must [`Wal::rollback`] to
+    /// the last position it knows durable: what followed it may or may not be on disk.
     pub fn sync(&mut self) -> Result<()> {
+        self.fault.check()?;
         self.file.sync_data()?;
         Ok(())
     }
 
-    /// Cuts the log back to `end` after a failed write or sync, best effort.
+    /// Cuts the log back to `end` after a failed write or sync. If the cut itself fails, the log
+    /// remembers it and the next append retries it first (and fails while it cannot).
     pub fn rollback(&mut self, end: u64) {
-        let seg = self.current_segment();
-        if end >= seg {
-            if let Err(err) = self.file.set_len(end - seg) {
-                tracing::error!(%err, "could not cut back the write-ahead log after a failed write");
-            }
-            self.end = end;
+        if end < self.current_segment() || end > self.end {
+            return;
         }
+        self.end = end;
+        if let Err(err) = self.cut_to(end) {
+            tracing::error!(%err, "could not cut back the write-ahead log after a failed write; appends wait until it can");
+        }
+    }
+
+    /// Truncates the current segment so that the log ends at `end`, and syncs the cut.
+    fn cut_to(&mut self, end: u64) -> Result<()> {
+        let result = self
+            .file
+            .set_len(end - self.current_segment())
+            .and_then(|()| self.file.sync_data());
+        self.tail_dirty = result.is_err();
+        Ok(result?)
     }
 
     fn current_segment(&self) -> u64 {
@@ -329,6 +368,101 @@ mod tests {
         let (_, entries) = Wal::open(dir.path(), 1 << 20, 0).unwrap();
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[2].payload, b"fourth");
+    }
+
+    /// A fault point that fails the calls whose numbers (from 0) `fail` holds.
+    fn failing_calls(fail: &'static [usize]) -> FaultPoint {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        FaultPoint::new(Some(std::sync::Arc::new(move || {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            fail.contains(&n)
+                .then(|| io::Error::new(io::ErrorKind::StorageFull, "no space left on device"))
+        })))
+    }
+
+    #[test]
+    fn a_write_failing_mid_batch_leaves_no_partial_entry_and_replays_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20, 0).unwrap();
+        let first = wal.append(&[b"before the disk filled"]).unwrap();
+        wal.sync().unwrap();
+        let good_end = wal.end();
+        // Calls: 0 = the batch's write (fails half-way), 1 = the next write, 2 = its sync.
+        wal.set_fault(failing_calls(&[0]));
+        let err = wal
+            .append(&[b"lost one", b"lost two", b"lost three"])
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Io(e) if e.kind() == io::ErrorKind::StorageFull),
+            "{err}"
+        );
+        assert_eq!(wal.end(), good_end);
+        let path = segment_path(dir.path(), 0);
+        assert_eq!(fs::metadata(&path).unwrap().len(), good_end);
+        // Space is back: the next entry follows the last good one.
+        let after = wal.append(&[b"after the disk emptied"]).unwrap();
+        wal.sync().unwrap();
+        assert_eq!(after[0].0, good_end);
+        drop(wal);
+        let (wal, entries) = Wal::open(dir.path(), 1 << 20, 0).unwrap();
+        let got: Vec<(&[u8], u64, u64)> = entries
+            .iter()
+            .map(|e| (e.payload.as_slice(), e.lsn, e.end))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"before the disk filled"[..], first[0].0, first[0].1),
+                (&b"after the disk emptied"[..], after[0].0, after[0].1),
+            ]
+        );
+        assert_eq!(wal.end(), after[0].1);
+    }
+
+    #[test]
+    fn a_failed_fsync_is_cut_back_and_the_log_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20, 0).unwrap();
+        wal.append(&[b"kept"]).unwrap();
+        wal.sync().unwrap();
+        let good_end = wal.end();
+        // Call 0 = the write (passes), 1 = the fsync (fails).
+        wal.set_fault(failing_calls(&[1]));
+        wal.append(&[b"written but never durable"]).unwrap();
+        assert!(wal.sync().is_err());
+        // What the WAL thread does on a failed group: back to the last durable position.
+        wal.rollback(good_end);
+        assert_eq!(wal.end(), good_end);
+        wal.append(&[b"next"]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, entries) = Wal::open(dir.path(), 1 << 20, 0).unwrap();
+        let got: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_slice()).collect();
+        assert_eq!(got, vec![&b"kept"[..], &b"next"[..]]);
+    }
+
+    #[test]
+    fn a_failure_right_after_a_segment_roll_is_cut_back_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 16, 0).unwrap();
+        wal.append(&[b"fills the first segment"]).unwrap();
+        wal.sync().unwrap();
+        let good_end = wal.end();
+        wal.set_fault(failing_calls(&[0]));
+        assert!(wal.append(&[b"starts a new segment and fails"]).is_err());
+        assert_eq!(wal.end(), good_end);
+        assert_eq!(
+            fs::metadata(segment_path(dir.path(), good_end))
+                .unwrap()
+                .len(),
+            0
+        );
+        wal.append(&[b"second"]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, entries) = Wal::open(dir.path(), 16, 0).unwrap();
+        let got: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_slice()).collect();
+        assert_eq!(got, vec![&b"fills the first segment"[..], &b"second"[..]]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{wait_until, Server};
+use crate::support::{free_port, wait_until, Server};
 
 const PODS: usize = 6;
 const LINES_PER_POD: usize = 1500;
@@ -25,14 +25,6 @@ impl PodFile {
     fn live(&self) -> PathBuf {
         self.dir.join("0.log")
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn collector_config(pods_dir: &Path, data_dir: &Path, indexer: &str) -> String {

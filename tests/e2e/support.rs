@@ -63,6 +63,35 @@ impl Server {
 
     /// Starts `trawl <role>` on a given address (to restart a server on the same port).
     pub fn start_listening(role: &str, data_dir: &Path, config: &str, listen: &str) -> Server {
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Server::start_with_client(role, data_dir, config, listen, client)
+    }
+
+    /// [`Server::start_listening`] talking through `client` (e.g. one that trusts a test CA,
+    /// for a server with `[auth.tls]`).
+    pub fn start_with_client(
+        role: &str,
+        data_dir: &Path,
+        config: &str,
+        listen: &str,
+        client: Client,
+    ) -> Server {
+        Server::start_with_env(role, data_dir, config, listen, client, &[])
+    }
+
+    /// [`Server::start_with_client`] with extra environment variables for the process (e.g.
+    /// the indexer's `TRAWL_TEST_FAULT_DIR` hook).
+    pub fn start_with_env(
+        role: &str,
+        data_dir: &Path,
+        config: &str,
+        listen: &str,
+        client: Client,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
         let n = STARTS.fetch_add(1, Ordering::SeqCst);
         let parent = data_dir.parent().expect("data_dir has a parent");
         let config_path = parent.join(format!("trawl-{n}.toml"));
@@ -86,6 +115,7 @@ impl Server {
             .arg(&config_path)
             .env("TRAWL_LOG", "info,tantivy=warn")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -107,10 +137,7 @@ impl Server {
             child: Some(child),
             url: String::new(),
             log_path,
-            client: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            client,
         };
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => line,
@@ -315,6 +342,16 @@ impl Drop for Server {
 }
 
 /// Polls `condition` every 25 ms until it holds; panics naming `desc` after `timeout`.
+/// A loopback port free at the time of asking, for a process that must be restarted on the
+/// same address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn wait_until(desc: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     loop {

@@ -288,6 +288,54 @@ fn cursor_of(pod: usize) -> String {
     run(&r).cursor.unwrap()
 }
 
+/// Regression (fuzz target `query`): a NUL inside a JSON field path made tantivy's query parser
+/// panic instead of answering 400.
+#[test]
+fn a_nul_in_a_json_field_path_is_an_invalid_query_not_a_panic() {
+    for q in [
+        "attributes.st\0\0els.app:api",
+        "\"connection reset\" labels.a\0:x",
+        "message:a\0b",
+    ] {
+        let err = search(&snapshot(), &req(q), &limits()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid query: the query holds a NUL character"
+        );
+    }
+}
+
+/// Regression (fuzz target `query`): a range on a JSON path whose bounds tantivy types
+/// differently (`[499 TO 59=]`, `[1 TO 1.5]`) panicked in tantivy instead of answering 400.
+#[test]
+fn a_json_range_with_bounds_of_two_types_is_an_invalid_query_not_a_panic() {
+    for (q, message) in [
+        (
+            "attributes.status:[499 TO 59=]",
+            "range on `attributes.status`: the bounds must have one type, but `499` is an \
+             integer and `59=` is text",
+        ),
+        (
+            "labels.x:[1 TO 1.5}",
+            "range on `labels.x`: the bounds must have one type, but `1` is an integer and \
+             `1.5` is a decimal",
+        ),
+    ] {
+        let err = search(&snapshot(), &req(q), &limits()).unwrap_err();
+        assert_eq!(err.to_string(), format!("invalid query: {message}"));
+    }
+    // Bounds of one type, or one bound open, are fine.
+    for q in [
+        "attributes.status:[400 TO 499]",
+        "attributes.status:[1.0 TO 2]",
+        "attributes.status:[* TO 1.5]",
+        "attributes.status:>=1.5",
+        "offset:[1 TO 20]",
+    ] {
+        search(&snapshot(), &req(q), &limits()).unwrap();
+    }
+}
+
 #[test]
 fn bad_query_is_invalid_query() {
     let err = search(&snapshot(), &req("level:(error"), &limits()).unwrap_err();
