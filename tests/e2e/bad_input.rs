@@ -147,3 +147,102 @@ fn bad_requests_get_exact_errors_and_good_lines_stay_searchable() {
         .collect();
     assert_eq!(ids, vec![json!(0), json!(1), json!(3), json!(4)]);
 }
+
+/// The per-request ingest limits: records per batch (413), line size (the line refused, the
+/// rest of its batch kept) and concurrent ingest requests (429 with `Retry-After`), each with
+/// its JSON error, and the server taking good batches again right after.
+#[test]
+fn ingest_limits_answer_their_status_and_error() {
+    use std::io::{Read, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        "[indexer]
+commit_interval_ms = 100
+max_records_per_batch = 50
+max_line_bytes = 2048
+max_concurrent_ingest = 1
+ingest_wait_ms = 100
+",
+    );
+
+    // Records per batch: 51 records are refused whole, 50 are taken.
+    let (status, answer) = server.ingest_raw("logs", ndjson(&gen::lines(0..51, "toomany")), None);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(
+        answer["error"],
+        json!({"code": "payload_too_large",
+               "message": "batch holds 51 records, more than the limit of 50"}),
+    );
+    let answer = server.ingest_plain("logs", &gen::lines(100..150, "fifty"));
+    assert_eq!(answer["accepted"], 50, "{answer}");
+
+    // Line size: the long line is refused by number, its neighbours are kept.
+    let mut lines = gen::lines(200..203, "longline");
+    let long = json!({"timestamp": "2026-11-25T10:00:00Z", "message": "x".repeat(4000)});
+    lines[1] = long.to_string();
+    let long_len = lines[1].len();
+    let answer = server.ingest_plain("logs", &lines);
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["rejected"], 1, "{answer}");
+    assert_eq!(
+        answer["errors"],
+        json!([{"line": 2, "message": format!("record of {long_len} bytes exceeds max_line_bytes (2048)")}]),
+    );
+
+    // Concurrent requests: a request whose body is still arriving holds the one slot, so
+    // another one is refused with 429 and Retry-After once its wait for a slot runs out.
+    let body = ndjson(&gen::lines(300..301, "slowbody"));
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        slow,
+        "POST /api/v1/logs/ingest HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-ndjson\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    slow.write_all(&body[..10]).unwrap();
+    slow.flush().unwrap();
+    let client = reqwest::blocking::Client::new();
+    let mut refused = None;
+    crate::support::wait_until(
+        "a second ingest request is refused for want of a slot",
+        std::time::Duration::from_secs(30),
+        || {
+            let resp = client
+                .post(server.at("/api/v1/logs/ingest"))
+                .body(ndjson(&gen::lines(400..401, "probe")))
+                .send()
+                .unwrap();
+            if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+                // Sent before the slow request took its slot: an ordinary answer.
+                assert_eq!(resp.status(), StatusCode::OK);
+                return false;
+            }
+            let retry_after = resp.headers().get("retry-after").cloned();
+            refused = Some((retry_after, resp.json::<Value>().unwrap()));
+            true
+        },
+    );
+    let (retry_after, answer) = refused.unwrap();
+    assert_eq!(retry_after.unwrap().to_str().unwrap(), "1");
+    assert_eq!(
+        answer["error"],
+        json!({"code": "too_many_requests", "message": "ingest is at capacity, retry later"}),
+    );
+    // The slow request finishes and is accepted; the slot is free again.
+    slow.write_all(&body[10..]).unwrap();
+    let mut response = String::new();
+    slow.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let answer = server.ingest_plain("logs", &gen::lines(500..510, "after"));
+    assert_eq!(answer["accepted"], 10, "{answer}");
+
+    server.wait_total("after", 10);
+    assert_eq!(server.total("toomany", &[]), 0);
+    assert_eq!(server.total("fifty", &[]), 50);
+    assert_eq!(server.total("longline", &[]), 2);
+    assert_eq!(server.total("slowbody", &[]), 1);
+}
