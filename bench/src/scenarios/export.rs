@@ -23,6 +23,19 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         let url = format!("{}/api/v1/logs/export?format={format}", indexer.url());
         let before = indexer.child.memory()?;
         let peak = AtomicU64::new(before.rss_kib);
+        let status_kib = |key: &str| -> Option<u64> {
+            std::fs::read_to_string(format!("/proc/{}/status", indexer.child.pid()))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        // Anonymous memory (heap) apart from file-backed pages: reading the doc store through
+        // mmap maps the split files' pages into the process, which VmRSS counts although the
+        // kernel reclaims them at will.
+        let anon_before = status_kib("RssAnon:").unwrap_or(0);
+        let anon_peak = AtomicU64::new(anon_before);
         let done = AtomicBool::new(false);
         let pid = indexer.child.pid();
         let outcome = std::thread::scope(|s| {
@@ -31,13 +44,17 @@ pub fn run(ctx: &Ctx) -> Result<()> {
                 let path = format!("/proc/{pid}/status");
                 while !done.load(Ordering::Relaxed) {
                     if let Ok(text) = std::fs::read_to_string(&path) {
-                        if let Some(kib) = text
-                            .lines()
-                            .find_map(|l| l.strip_prefix("VmRSS:"))
-                            .and_then(|v| v.split_whitespace().next())
-                            .and_then(|v| v.parse::<u64>().ok())
-                        {
+                        let field = |key: &str| {
+                            text.lines()
+                                .find_map(|l| l.strip_prefix(key))
+                                .and_then(|v| v.split_whitespace().next())
+                                .and_then(|v| v.parse::<u64>().ok())
+                        };
+                        if let Some(kib) = field("VmRSS:") {
                             peak.fetch_max(kib, Ordering::Relaxed);
+                        }
+                        if let Some(kib) = field("RssAnon:") {
+                            anon_peak.fetch_max(kib, Ordering::Relaxed);
                         }
                     }
                     std::thread::sleep(Duration::from_millis(20));
@@ -87,6 +104,15 @@ pub fn run(ctx: &Ctx) -> Result<()> {
                     S,
                     &format!("{format}_rss_growth"),
                     peak.saturating_sub(before.rss_kib) as f64 / 1024.0,
+                    "MiB",
+                );
+                report::metric(
+                    S,
+                    &format!("{format}_anon_rss_growth"),
+                    anon_peak
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(anon_before) as f64
+                        / 1024.0,
                     "MiB",
                 );
             }
