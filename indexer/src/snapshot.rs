@@ -2,6 +2,7 @@
 //! pinned so that a merge or retention cannot delete a split while a search reads it.
 
 use std::any::Any;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tantivy::schema::{Field, Schema};
@@ -20,6 +21,10 @@ pub struct SearchTarget {
     pub min_timestamp: Option<Timestamp>,
     /// Largest timestamp in the target (inclusive), if it holds any document.
     pub max_timestamp: Option<Timestamp>,
+    /// The directory of the target's files, for readers that bypass the searcher's mmap (a
+    /// large export). The files may have moved since (a sealed hot index is renamed into a
+    /// split): readers fall back to the searcher when they are not found.
+    pub dir: Option<PathBuf>,
     /// Keeps the split's files alive while the target is in use.
     _pin: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -38,8 +43,15 @@ impl SearchTarget {
             searcher,
             min_timestamp,
             max_timestamp,
+            dir: None,
             _pin: pin,
         }
+    }
+
+    /// The target with the directory of its files.
+    pub fn with_dir(mut self, dir: PathBuf) -> SearchTarget {
+        self.dir = Some(dir);
+        self
     }
 
     /// Whether the target may hold documents in `[start, end)`.

@@ -150,20 +150,18 @@ impl Stream {
                 Some(Timestamp(split.meta.min_timestamp)),
                 Some(Timestamp(split.meta.max_timestamp)),
                 Some(split.clone() as Arc<dyn std::any::Any + Send + Sync>),
-            );
+            )
+            .with_dir(split.dir.clone());
             if target.overlaps(start, end) {
                 targets.push(target);
             }
         }
         let hot_searcher = hot.reader.searcher();
         if hot_searcher.num_docs() > 0 {
-            targets.push(SearchTarget::new(
-                hot.id.clone(),
-                hot_searcher,
-                None,
-                None,
-                None,
-            ));
+            targets.push(
+                SearchTarget::new(hot.id.clone(), hot_searcher, None, None, None)
+                    .with_dir(self.dir.join("hot").join(&hot.id)),
+            );
         }
         StreamSnapshot {
             stream: self.spec.name.clone(),

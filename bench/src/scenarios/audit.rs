@@ -59,22 +59,36 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             }
             Ok(Some(_)) => {}
         }
+        // Cold: every run a distinct query (a filter that excludes no event), so the per-split
+        // aggregation cache never answers; this is the figure held against the goal.
         let mut rows = 0;
-        let result = time_runs(runs, || {
-            if let Some(answer) = get_json(&http, &url)? {
+        let mut run = 0usize;
+        let cold =
+            time_runs(runs, || {
+                run += 1;
+                let q = format!("NOT user:\"bench-nobody-{run}\"");
+                let answer = http.get(&url).query(&[("q", q.as_str())]).send()?;
+                let answer: Value = serde_json::from_str(&answer.error_for_status()?.text()?)
+                    .map_err(|e| crate::Error::Protocol {
+                        what: url.clone(),
+                        detail: e.to_string(),
+                    })?;
                 rows = answer
                     .get("rows")
                     .and_then(Value::as_array)
                     .map_or(0, Vec::len);
-            }
-            Ok(())
-        });
-        match result {
-            Ok(samples) => {
-                report::percentiles(S, name, &samples);
+                Ok(())
+            });
+        // Repeated: the same request again, as a dashboard refreshes it; sealed splits answer
+        // from the cache.
+        let repeated = time_runs(runs, || get_json(&http, &url).map(drop));
+        match (cold, repeated) {
+            (Ok(cold), Ok(repeated)) => {
+                report::percentiles(S, name, &cold);
+                report::percentiles(S, &format!("{name}_repeated"), &repeated);
                 report::metric(S, &format!("{name}_rows"), rows as f64, "rows");
             }
-            Err(e) => report::unavailable(S, name, &e.to_string()),
+            (Err(e), _) | (_, Err(e)) => report::unavailable(S, name, &e.to_string()),
         }
     }
     Ok(())

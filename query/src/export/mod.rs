@@ -18,6 +18,7 @@ mod arrow;
 mod csv;
 mod ndjson;
 mod parquet;
+mod pread;
 mod table;
 mod walk;
 

@@ -641,3 +641,83 @@ async fn export_errors_are_json() {
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"]["code"], json!("invalid_aggregation"));
 }
+
+/// A split's doc store is read from its file with positioned reads (not through the mmap):
+/// the export is the same, sorted and unsorted, as through the searcher's own store reader.
+#[test]
+fn a_split_export_reads_its_store_file_and_matches_the_searcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::create_in_dir(dir.path(), build_schema(LOG_FIELDS)).unwrap();
+    let schema = index.schema();
+    let (ts, pod, message) = (
+        schema.get_field("timestamp").unwrap(),
+        schema.get_field("pod").unwrap(),
+        schema.get_field("message").unwrap(),
+    );
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    // Two segments, enough documents for several doc-store blocks each.
+    for round in 0..2 {
+        for i in 0..3_000 {
+            let mut doc = TantivyDocument::new();
+            let n = round * 3_000 + i;
+            doc.add_date(
+                ts,
+                DateTime::from_timestamp_nanos((n * 7 % 6_000) * 1_000_000),
+            );
+            doc.add_text(pod, format!("p{n}"));
+            doc.add_text(
+                message,
+                format!("line {n} {}", "x".repeat(n as usize % 200)),
+            );
+            writer.add_document(doc).unwrap();
+        }
+        writer.commit().unwrap();
+    }
+    let searcher = index.reader().unwrap().searcher();
+    assert_eq!(searcher.segment_readers().len(), 2);
+    let snapshot_with = |with_dir: bool| {
+        let target = SearchTarget::new("split", searcher.clone(), None, None, None);
+        let target = match with_dir {
+            true => target.with_dir(dir.path().to_path_buf()),
+            false => target,
+        };
+        StreamSnapshot {
+            targets: vec![target],
+            ..snapshot()
+        }
+    };
+    for sort in [None, Some(SortOrder::Desc)] {
+        let mut req = request("*", ExportFormat::Ndjson);
+        req.sort = sort;
+        let (through_file, rows) = export_bytes_of(snapshot_with(true), req.clone());
+        assert_eq!(rows, 6_000);
+        let (through_searcher, _) = export_bytes_of(snapshot_with(false), req);
+        assert_eq!(through_file, through_searcher);
+        let records = read_ndjson(&through_file);
+        assert_eq!(records.len(), 6_000);
+        assert!(records[42]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line "));
+    }
+    // A store file that moved away (a hot index sealed meanwhile) is read through the
+    // searcher instead; a damaged one is an error naming it.
+    let store = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "store"))
+        .unwrap();
+    let moved = dir.path().join("moved");
+    std::fs::rename(&store, &moved).unwrap();
+    let req = request("*", ExportFormat::Ndjson);
+    let (bytes, rows) = export_bytes_of(snapshot_with(true), req.clone());
+    assert_eq!(rows, 6_000);
+    assert_eq!(bytes, export_bytes_of(snapshot_with(false), req).0);
+    std::fs::write(&store, b"not a doc store").unwrap();
+    let plan = plan(request("*", ExportFormat::Ndjson));
+    let export = Export::prepare(snapshot_with(true), &plan, &limits()).unwrap();
+    let err = export
+        .write_to(plan.format, &mut Vec::new(), &|| false)
+        .unwrap_err();
+    assert!(err.to_string().contains(".store"), "{err}");
+}

@@ -29,14 +29,26 @@ pub const BLOCK_ROWS: usize = 8192;
 /// (unsorted) or from a handful of runs at a time (sorted), so one or two blocks are enough.
 const STORE_CACHE_BLOCKS: usize = 2;
 
-/// Opens a segment's doc store for an export.
+/// Opens a segment's doc store for an export: from its file with positioned reads when the
+/// target says where its files are (see [`super::pread`]), else — or when the file has moved
+/// since, a hot index sealed meanwhile — through the searcher's own mmap.
 fn store_reader(
     reader: &tantivy::SegmentReader,
-    target: &str,
+    target: &SearchTarget,
 ) -> Result<tantivy::store::StoreReader> {
+    if let Some(dir) = &target.dir {
+        let path = dir.join(format!("{}.store", reader.segment_id().uuid_string()));
+        match super::pread::open(&path)
+            .and_then(|file| tantivy::store::StoreReader::open(file, STORE_CACHE_BLOCKS))
+        {
+            Ok(store) => return Ok(store),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(internal(&target.id, format!("{}: {e}", path.display()))),
+        }
+    }
     reader
         .get_store_reader(STORE_CACHE_BLOCKS)
-        .map_err(|e| internal(target, e))
+        .map_err(|e| internal(&target.id, e))
 }
 
 /// What the walk needs besides the targets.
@@ -62,7 +74,7 @@ pub(crate) fn walk_unsorted(
         let weight = weight(query, &target.searcher, &target.id)?;
         for reader in target.searcher.segment_readers() {
             let alive = reader.alive_bitset();
-            let store = store_reader(reader, &target.id)?;
+            let store = store_reader(reader, target)?;
             let mut scorer = weight
                 .scorer(reader, 1.0)
                 .map_err(|e| internal(&target.id, e))?;
@@ -143,7 +155,7 @@ pub(crate) fn walk_sorted(
             runs.push(Run {
                 target: pos,
                 segment: ord,
-                store: store_reader(reader, &target.id)?,
+                store: store_reader(reader, target)?,
                 pairs,
                 next,
             });
