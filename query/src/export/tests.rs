@@ -717,7 +717,7 @@ fn a_split_export_reads_its_store_file_and_matches_the_searcher() {
     let plan = plan(request("*", ExportFormat::Ndjson));
     let export = Export::prepare(snapshot_with(true), &plan, &limits()).unwrap();
     let err = export
-        .write_to(plan.format, &mut Vec::new(), &|| false)
+        .write_to(plan.format, Vec::new(), &|| false)
         .unwrap_err();
     assert!(err.to_string().contains(".store"), "{err}");
 }
