@@ -19,6 +19,20 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let http = client()?;
     let gen = LogGenerator::new(ctx.seed, "bench", 800, 2000.0);
     load(ctx, S, &http, &indexer, "logs", gen, docs)?;
+    // The load ends with the indexer still committing, sealing and merging, which maps index
+    // files into its resident set; the export's own growth is measured once that work is done.
+    let settle = Instant::now();
+    let mut cpu = indexer.child.cpu_secs()?;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = indexer.child.cpu_secs()?;
+        let idle = now - cpu < 0.1;
+        cpu = now;
+        if idle || settle.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+    }
+    report::metric(S, "settle", settle.elapsed().as_secs_f64(), "s");
     for format in ["arrow", "parquet"] {
         let url = format!("{}/api/v1/logs/export?format={format}", indexer.url());
         let before = indexer.child.memory()?;
