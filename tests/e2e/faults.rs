@@ -307,6 +307,13 @@ fn tally(indexer: &Server, pods: &[PodLog]) -> Tally {
     tally
 }
 
+/// Writes a line to the test's stderr whether or not the harness captures output (it captures
+/// only the print macros), so that CI logs show the counts of a passing run.
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// What the driver does after a round's writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kill {
@@ -320,7 +327,9 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
-    println!("fault run seed {seed} (FAULT_SEED={seed} replays this schedule)");
+    report(&format!(
+        "fault run seed {seed} (FAULT_SEED={seed} replays this schedule)"
+    ));
     let mut rng = StdRng::seed_from_u64(seed);
     let began = Instant::now();
 
@@ -424,7 +433,7 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
     // The collector stops cleanly; whatever it still had in flight must not add a duplicate.
     cluster.collector.take().unwrap().stop();
     let tally = tally(cluster.indexer(), &pods);
-    println!(
+    report(&format!(
         "fault run: written {}, indexed {}, missing {}, duplicated {}, never written {} \
          ({collector_kills} collector and {indexer_kills} indexer SIGKILLs, {renames} rename and \
          {copytruncates} copytruncate rotations, disk full in rounds {full:?}; wrote in {:.1}s, \
@@ -437,7 +446,7 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
         wrote_at.as_secs_f64(),
         caught_up_at.as_secs_f64(),
         began.elapsed().as_secs_f64(),
-    );
+    ));
     assert!(collector_kills + indexer_kills >= 10);
     assert!(collector_kills >= 4 && indexer_kills >= 4);
     assert_eq!(
@@ -491,7 +500,7 @@ fn lines_written_while_the_disk_is_full_are_indexed_once_after_it_clears() {
         cluster.indexer().total("*", &[]) >= 4500
     });
     let tally = tally(cluster.indexer(), &pods);
-    println!("disk full: {tally:?}");
+    report(&format!("disk full: {tally:?}"));
     assert_eq!(
         (
             tally.written,
