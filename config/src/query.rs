@@ -23,6 +23,10 @@ pub struct QueryConfig {
     pub indexers: Vec<String>,
     /// Memory one aggregation request may use before it is refused. Default 500000000.
     pub aggregation_memory_bytes: u64,
+    /// Most groups an audit report enumerates (every group is counted so that its rows are
+    /// exact; past this the report answers 422). Memory stays bounded by
+    /// `aggregation_memory_bytes`. Default 1000000.
+    pub report_group_limit: u32,
     /// User names (globs, `*` matches any run of characters) counted as the cluster's own
     /// components rather than people, for the audit reports that separate the two.
     /// Default: the control plane, kube-system service accounts and kubelets.
@@ -41,6 +45,7 @@ impl Default for QueryConfig {
             timeout_ms: default_timeout_ms(),
             indexers: Vec::new(),
             aggregation_memory_bytes: default_aggregation_memory_bytes(),
+            report_group_limit: default_report_group_limit(),
             audit_system_users: default_audit_system_users(),
             audit_system_groups: default_audit_system_groups(),
         }
@@ -62,6 +67,10 @@ fn default_timeout_ms() -> u64 {
 fn default_aggregation_memory_bytes() -> u64 {
     // tantivy's own default aggregation memory limit.
     500_000_000
+}
+
+fn default_report_group_limit() -> u32 {
+    1_000_000
 }
 
 fn default_audit_system_users() -> Vec<String> {

@@ -24,6 +24,8 @@ pub struct QueryLimits {
     pub aggregation_memory_bytes: u64,
     /// Largest number of buckets an aggregation may return.
     pub aggregation_bucket_limit: u32,
+    /// Most groups an audit report enumerates (its aggregations' bucket limit).
+    pub report_group_limit: u32,
     /// How many targets are searched at once (threads per search).
     pub parallelism: usize,
 }
@@ -45,6 +47,7 @@ impl QueryLimits {
             timeout: Duration::from_millis(config.timeout_ms.max(1)),
             aggregation_memory_bytes: config.aggregation_memory_bytes,
             aggregation_bucket_limit: tantivy::aggregation::DEFAULT_BUCKET_LIMIT,
+            report_group_limit: config.report_group_limit.max(1),
             parallelism: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),

@@ -25,7 +25,9 @@ pub(crate) struct Ctx<'a> {
     pub snapshot: &'a StreamSnapshot,
     pub request: &'a ReportRequest,
     pub settings: &'a ReportSettings,
-    pub limits: &'a QueryLimits,
+    /// The caller's limits, with the aggregation bucket limit raised to the report group
+    /// limit: a report enumerates every group of a day's events to make its rows exact.
+    pub limits: QueryLimits,
     timed_out: Cell<bool>,
 }
 
@@ -34,13 +36,18 @@ impl<'a> Ctx<'a> {
         snapshot: &'a StreamSnapshot,
         request: &'a ReportRequest,
         settings: &'a ReportSettings,
-        limits: &'a QueryLimits,
+        limits: &QueryLimits,
     ) -> Ctx<'a> {
         Ctx {
             snapshot,
             request,
             settings,
-            limits,
+            limits: QueryLimits {
+                aggregation_bucket_limit: limits
+                    .report_group_limit
+                    .max(limits.aggregation_bucket_limit),
+                ..limits.clone()
+            },
             timed_out: Cell::new(false),
         }
     }
@@ -63,14 +70,14 @@ impl<'a> Ctx<'a> {
     /// Runs `aggs` (Elasticsearch syntax) over the documents of `[start, end)` matching the
     /// clauses; answers the aggregations' JSON.
     pub fn aggregate(&self, clauses: &[String], aggs: Value) -> Result<Value> {
-        let mut req = ParsedRequest::new(join(clauses), self.limits);
+        let mut req = ParsedRequest::new(join(clauses), &self.limits);
         req.start = self.request.start;
         req.end = self.request.end;
         req.limit = 0;
         req.sort = SortOrder::Desc;
         req.aggs = Some(crate::aggs::parse_aggs(aggs)?);
         req.scope = self.request.scope.clone();
-        let answer = search(self.snapshot, &req, self.limits)?;
+        let answer = search(self.snapshot, &req, &self.limits)?;
         if answer.timed_out {
             self.timed_out.set(true);
         }
