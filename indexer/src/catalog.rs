@@ -3,14 +3,12 @@
 //! with. One JSON file beside the metastore, replaced by atomic rename.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use trawl_config::StreamConfig;
 
-use crate::wal::sync_dir;
+use crate::json_file;
 use crate::Result;
 
 /// Version of the catalog format.
@@ -48,46 +46,18 @@ impl Catalog {
 
     /// Loads the catalog; a missing file is an empty catalog, a corrupt or newer one an error.
     pub fn load(&self) -> Result<CatalogState> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(CatalogState::default())
-            }
-            Err(err) => return Err(err.into()),
-        };
-        let state: CatalogState = serde_json::from_slice(&bytes).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("stream catalog {} is unreadable: {e}", self.path.display()),
-            )
-        })?;
-        if state.version != CATALOG_VERSION {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "stream catalog version {} is not supported (expected {CATALOG_VERSION})",
-                    state.version
-                ),
-            )
-            .into());
-        }
-        Ok(state)
+        json_file::load(
+            &self.path,
+            "stream catalog",
+            CATALOG_VERSION,
+            |s: &CatalogState| s.version,
+        )
     }
 
-    /// Replaces the catalog durably: temporary file, fsync, rename, fsync of the directory.
+    /// Replaces the state durably (see [`json_file::replace`]).
     pub fn store(&self, state: &CatalogState) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-        {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir)?;
-        }
-        Ok(())
+        json_file::replace(&self.path, &bytes)
     }
 
     /// Adds one stream's definition durably.
@@ -116,7 +86,7 @@ mod tests {
         let state = catalog.load().unwrap();
         assert_eq!(state.streams.len(), 2);
         assert_eq!(state.streams["web"], config);
-        fs::write(
+        std::fs::write(
             dir.path().join("streams.json"),
             b"{\"version\":9,\"streams\":{}}",
         )

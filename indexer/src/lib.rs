@@ -14,6 +14,7 @@ mod entry;
 mod error;
 pub mod http;
 mod indexer;
+mod json_file;
 mod marks;
 mod metastore;
 pub mod metrics;

@@ -2,14 +2,12 @@
 //! write-ahead log, and a snapshot of the source marks. One JSON file, replaced by atomic rename.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::json_file;
 use crate::split::SplitMeta;
-use crate::wal::sync_dir;
 use crate::Result;
 
 /// Version of the metastore format.
@@ -62,46 +60,18 @@ impl Metastore {
 
     /// Loads the state; a missing file is an empty metastore, a corrupt or newer one an error.
     pub fn load(&self) -> Result<MetastoreState> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(MetastoreState::default())
-            }
-            Err(err) => return Err(err.into()),
-        };
-        let state: MetastoreState = serde_json::from_slice(&bytes).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("metastore {} is unreadable: {e}", self.path.display()),
-            )
-        })?;
-        if state.version != METASTORE_VERSION {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "metastore version {} is not supported (expected {METASTORE_VERSION})",
-                    state.version
-                ),
-            )
-            .into());
-        }
-        Ok(state)
+        json_file::load(
+            &self.path,
+            "metastore",
+            METASTORE_VERSION,
+            |s: &MetastoreState| s.version,
+        )
     }
 
-    /// Replaces the state durably: write a temporary file, fsync, rename, fsync the directory.
+    /// Replaces the state durably (see [`json_file::replace`]).
     pub fn store(&self, state: &MetastoreState) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(state).map_err(std::io::Error::other)?;
-        {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir)?;
-        }
-        Ok(())
+        json_file::replace(&self.path, &bytes)
     }
 }
 
@@ -125,7 +95,7 @@ mod tests {
         );
         store.store(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);
-        fs::write(dir.path().join("metastore.json"), b"{\"version\":99}").unwrap();
+        std::fs::write(dir.path().join("metastore.json"), b"{\"version\":99}").unwrap();
         assert!(store.load().is_err());
     }
 }
