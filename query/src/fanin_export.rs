@@ -21,13 +21,12 @@
 use std::io::{self, Read, Write};
 
 use arrow_array::RecordBatch;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use trawl_model::Timestamp;
 
 use crate::error::{Error, Result};
@@ -218,17 +217,7 @@ async fn start(
         }
     });
 
-    let disposition = format!("attachment; filename=\"{stream}.{}\"", format.extension());
-    let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(crate::export::attachment(&stream, format, rx))
 }
 
 fn unavailable(indexer: &str, reason: &str) -> Response {

@@ -472,6 +472,16 @@ async fn start<S: SnapshotSource>(
         }
     });
 
+    Ok(attachment(&stream, format, rx))
+}
+
+/// The streamed body of an export: the chunks `rx` yields, as a `<stream>.<extension>`
+/// attachment of the format's content type.
+pub(crate) fn attachment(
+    stream: &str,
+    format: ExportFormat,
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+) -> Response {
     let disposition = format!("attachment; filename=\"{stream}.{}\"", format.extension());
     let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
     *response.status_mut() = StatusCode::OK;
@@ -483,5 +493,5 @@ async fn start<S: SnapshotSource>(
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
-    Ok(response)
+    response
 }
