@@ -9,7 +9,7 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -243,6 +243,7 @@ fn execute(
         aggs: aggs.as_ref(),
         deadline,
         timed_out: AtomicBool::new(false),
+        bound: AtomicU64::new(u64::MAX),
     };
     let results = run_parallel(&plan, &targets, limits.parallelism)?;
 
@@ -319,6 +320,48 @@ struct Plan<'a> {
     aggs: Option<&'a AggRun>,
     deadline: Instant,
     timed_out: AtomicBool,
+    /// A timestamp rank no hit of the answer is worse than: the worst of some segment's full
+    /// `limit` hits (any segment's best `limit` bound the answer's). A segment whose best
+    /// possible rank is worse is only counted. `u64::MAX` until a segment filled its `limit`.
+    bound: AtomicU64,
+}
+
+impl Plan<'_> {
+    /// Whether no document of `reader` can make the answer's hits: hits are wanted, no
+    /// aggregation needs the documents, and the segment's best timestamp is worse than the
+    /// bound.
+    fn only_count(&self, reader: &SegmentReader) -> bool {
+        if self.req.limit == 0 || self.aggs.is_some() {
+            return false;
+        }
+        let bound = self.bound.load(Ordering::Relaxed);
+        if bound == u64::MAX {
+            return false;
+        }
+        let Ok(Some(column)) = reader.fast_fields().column_opt::<DateTime>(TIMESTAMP_FIELD) else {
+            return false;
+        };
+        // Documents without a timestamp rank as `i64::MIN`.
+        let sparse = !matches!(
+            column.get_cardinality(),
+            tantivy::columnar::Cardinality::Full
+        );
+        let best = match self.req.sort {
+            SortOrder::Desc => column.max_value().into_timestamp_nanos(),
+            SortOrder::Asc if sparse => i64::MIN,
+            SortOrder::Asc => column.min_value().into_timestamp_nanos(),
+        };
+        ts_rank(best, self.req.sort) > bound
+    }
+
+    /// Lowers the bound with a segment's hits (best first) when they fill `limit`.
+    fn tighten(&self, hits: &[u128]) {
+        if hits.len() >= self.req.limit && self.req.limit > 0 {
+            if let Some(&worst) = hits.get(self.req.limit - 1) {
+                self.bound.fetch_min(split_rank(worst).0, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl Plan<'_> {
@@ -348,48 +391,81 @@ fn build_query(snapshot: &StreamSnapshot, req: &ParsedRequest) -> Result<Box<dyn
 }
 
 /// Searches the targets on up to `parallelism` threads, each pulling the next target when done
-/// with one. Results come back in target order. The first error wins and stops the others from
-/// starting new targets.
+/// with one. When hits are wanted, the targets that may hold the best ones go first, so that
+/// the plan's bound prunes the rest.
 fn run_parallel(
     plan: &Plan<'_>,
     targets: &[&SearchTarget],
     parallelism: usize,
 ) -> Result<Vec<TargetResult>> {
-    let workers = parallelism.max(1).min(targets.len());
-    if workers <= 1 {
-        return targets
-            .iter()
-            .map(|t| search_target(plan, t))
-            .collect::<Result<Vec<_>>>();
-    }
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let slots: Mutex<Vec<Option<Result<TargetResult>>>> =
-        Mutex::new((0..targets.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= targets.len() || failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let result = search_target(plan, targets[i]);
-                    if result.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    if let Ok(mut slots) = slots.lock() {
-                        slots[i] = Some(result);
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            if handle.join().is_err() {
-                failed.store(true, Ordering::Relaxed);
+    let mut visit: Vec<usize> = (0..targets.len()).collect();
+    if plan.req.limit > 0 && plan.aggs.is_none() {
+        // Unknown bounds (a growing hot index) first: it holds the newest documents.
+        match plan.req.sort {
+            SortOrder::Desc => visit.sort_by_key(|&i| {
+                std::cmp::Reverse(targets[i].max_timestamp.map_or(i64::MAX, |t| t.0))
+            }),
+            SortOrder::Asc => {
+                visit.sort_by_key(|&i| targets[i].min_timestamp.map_or(i64::MIN, |t| t.0))
             }
         }
-    });
+    }
+    visit_targets(targets, &visit, parallelism, |target| {
+        search_target(plan, target)
+    })
+}
+
+/// Runs `work` on every target on up to `parallelism` threads, each pulling the next target
+/// when done with one. Results come back in target order. The first error wins and stops the
+/// others from starting new targets.
+pub(crate) fn for_each_target<T: Send>(
+    targets: &[&SearchTarget],
+    parallelism: usize,
+    work: impl Fn(&SearchTarget) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let visit: Vec<usize> = (0..targets.len()).collect();
+    visit_targets(targets, &visit, parallelism, work)
+}
+
+/// [`for_each_target`], starting the targets in the order of `visit` (a permutation of their
+/// positions).
+fn visit_targets<T: Send>(
+    targets: &[&SearchTarget],
+    visit: &[usize],
+    parallelism: usize,
+    work: impl Fn(&SearchTarget) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let workers = parallelism.max(1).min(targets.len());
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Mutex<Vec<Option<Result<T>>>> =
+        Mutex::new((0..targets.len()).map(|_| None).collect());
+    let worker = || loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&i) = visit.get(n) else { break };
+        if failed.load(Ordering::Relaxed) {
+            break;
+        }
+        let result = work(targets[i]);
+        if result.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        if let Ok(mut slots) = slots.lock() {
+            slots[i] = Some(result);
+        }
+    };
+    if workers <= 1 {
+        worker();
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(worker)).collect();
+            for handle in handles {
+                if handle.join().is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+    }
     let slots = slots
         .into_inner()
         .map_err(|_| Error::Internal("a search worker panicked".to_string()))?;
@@ -413,6 +489,22 @@ fn run_parallel(
     }
 }
 
+/// The query's weight on one target, scoring disabled. A query that does not fit the target's
+/// schema is [`Error::InvalidQuery`].
+pub(crate) fn weight_on(query: &dyn Query, target: &SearchTarget) -> Result<Box<dyn Weight>> {
+    query
+        .weight(EnableScoring::disabled_from_searcher(&target.searcher))
+        .map_err(|err| match err {
+            TantivyError::InvalidArgument(message) | TantivyError::SchemaError(message) => {
+                Error::InvalidQuery(message)
+            }
+            TantivyError::FieldNotFound(field) => {
+                Error::InvalidQuery(format!("field `{field}` does not exist"))
+            }
+            other => internal(&target.id, other),
+        })
+}
+
 /// Count, top hits and aggregation intermediates of one target; the deadline is checked before
 /// every segment.
 fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult> {
@@ -433,27 +525,22 @@ fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult>
     }
     let mut complete = true;
     let searcher = &target.searcher;
-    let weight = plan
-        .query
-        .weight(EnableScoring::disabled_from_searcher(searcher))
-        .map_err(|err| match err {
-            TantivyError::InvalidArgument(message) | TantivyError::SchemaError(message) => {
-                Error::InvalidQuery(message)
-            }
-            TantivyError::FieldNotFound(field) => {
-                Error::InvalidQuery(format!("field `{field}` does not exist"))
-            }
-            other => internal(&target.id, other),
-        })?;
+    let weight = weight_on(plan.query, target)?;
     let limit = plan.req.limit;
     let mut agg_parts = Vec::new();
-    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+    // The segments that may hold the best hits first, so that the bound prunes the others.
+    let mut segments: Vec<(usize, &SegmentReader)> =
+        searcher.segment_readers().iter().enumerate().collect();
+    if limit > 0 && plan.aggs.is_none() {
+        segments.sort_by_cached_key(|(_, reader)| best_rank(reader, plan.req.sort));
+    }
+    for (ord, reader) in segments {
         if plan.expired() {
             complete = false;
             break;
         }
         let ord = u32::try_from(ord).map_err(|_| internal(&target.id, "too many segments"))?;
-        if limit == 0 && plan.aggs.is_none() {
+        if (limit == 0 && plan.aggs.is_none()) || plan.only_count(reader) {
             result.count += u64::from(weight.count(reader).map_err(|e| internal(&target.id, e))?);
             continue;
         }
@@ -466,9 +553,11 @@ fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult>
         collect_segment(weight.as_ref(), reader, &mut hits, &mut aggs)
             .map_err(|e| internal(&target.id, e))?;
         result.count += hits.count;
+        let ranks = hits.harvest();
+        plan.tighten(&ranks);
         result
             .hits
-            .extend(hits.harvest().into_iter().map(|rank| (ord, rank)));
+            .extend(ranks.into_iter().map(|rank| (ord, rank)));
         if let Some(aggs) = aggs {
             agg_parts.push(aggs.harvest().map_err(crate::aggs::map_agg_error)?);
         }
@@ -501,21 +590,29 @@ fn collect_segment(
     hits: &mut TopByTime,
     aggs: &mut Option<tantivy::aggregation::AggregationSegmentCollector>,
 ) -> tantivy::Result<()> {
-    let alive = reader.alive_bitset();
-    let mut live: Vec<DocId> = Vec::new();
-    weight.for_each_no_score(reader, &mut |docs| {
-        let docs = match alive {
-            Some(alive) => {
-                live.clear();
-                live.extend(docs.iter().copied().filter(|d| alive.is_alive(*d)));
-                &live[..]
-            }
-            None => docs,
-        };
+    for_each_live_block(weight, reader, |docs| {
         hits.collect_block(docs);
         if let Some(aggs) = aggs.as_mut() {
             aggs.collect_block(docs);
         }
+    })
+}
+
+/// Feeds `f` the segment's matching documents that are not deleted, a block at a time.
+pub(crate) fn for_each_live_block(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    mut f: impl FnMut(&[DocId]),
+) -> tantivy::Result<()> {
+    let alive = reader.alive_bitset();
+    let mut live: Vec<DocId> = Vec::new();
+    weight.for_each_no_score(reader, &mut |docs| match alive {
+        Some(alive) => {
+            live.clear();
+            live.extend(docs.iter().copied().filter(|d| alive.is_alive(*d)));
+            f(&live)
+        }
+        None => f(docs),
     })
 }
 
@@ -596,6 +693,21 @@ impl TopByTime {
     }
 }
 
+/// The best timestamp rank a document of the segment may have (0 when unknown).
+fn best_rank(reader: &SegmentReader, sort: SortOrder) -> u64 {
+    match reader.fast_fields().column_opt::<DateTime>(TIMESTAMP_FIELD) {
+        Ok(Some(column)) => ts_rank(
+            match sort {
+                SortOrder::Desc => column.max_value(),
+                SortOrder::Asc => column.min_value(),
+            }
+            .into_timestamp_nanos(),
+            sort,
+        ),
+        _ => 0,
+    }
+}
+
 /// The smallest rank a document of segment `ord` of `target` may have to come strictly after
 /// `cursor` in the `sort` order.
 fn min_rank_after(cursor: &Cursor, sort: SortOrder, target: &str, ord: u32) -> u128 {
@@ -654,7 +766,7 @@ fn split_rank(rank: u128) -> (u64, u32) {
     ((rank >> 32) as u64, rank as u32)
 }
 
-fn internal(target: &str, err: impl std::fmt::Display) -> Error {
+pub(crate) fn internal(target: &str, err: impl std::fmt::Display) -> Error {
     Error::Internal(format!("searching target `{target}`: {err}"))
 }
 

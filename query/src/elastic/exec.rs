@@ -507,41 +507,30 @@ fn search_target(
             .transpose()
             .map_err(EsError::from)?;
         let mut top = TopK::new(keys, window);
-        let alive = reader.alive_bitset();
-        let mut buffer: Vec<DocId> = Vec::new();
         let mut count = 0u64;
-        weight
-            .for_each_no_score(reader, &mut |docs| {
-                let docs = match alive {
-                    Some(alive) => {
-                        buffer.clear();
-                        buffer.extend(docs.iter().copied().filter(|d| alive.is_alive(*d)));
-                        &buffer[..]
+        crate::search::for_each_live_block(weight.as_ref(), reader, |docs| {
+            count += docs.len() as u64;
+            if let Some(c) = collector.as_mut() {
+                c.collect_block(docs);
+            }
+            if window == 0 {
+                return;
+            }
+            for &doc in docs {
+                let values: Keys = readers
+                    .iter()
+                    .zip(keys)
+                    .map(|(r, k)| r.read(doc, segment, k.asc, &target.id))
+                    .collect();
+                if let Some(after) = job.after {
+                    if cmp_keys(keys, &values, after) != CmpOrdering::Greater {
+                        continue;
                     }
-                    None => docs,
-                };
-                count += docs.len() as u64;
-                if let Some(c) = collector.as_mut() {
-                    c.collect_block(docs);
                 }
-                if window == 0 {
-                    return;
-                }
-                for &doc in docs {
-                    let values: Keys = readers
-                        .iter()
-                        .zip(keys)
-                        .map(|(r, k)| r.read(doc, segment, k.asc, &target.id))
-                        .collect();
-                    if let Some(after) = job.after {
-                        if cmp_keys(keys, &values, after) != CmpOrdering::Greater {
-                            continue;
-                        }
-                    }
-                    top.push(values, doc);
-                }
-            })
-            .map_err(|e| internal(&target.id, e))?;
+                top.push(values, doc);
+            }
+        })
+        .map_err(|e| internal(&target.id, e))?;
         result.count += count;
         for (values, doc) in top.finish() {
             let values = if has_str_key {

@@ -36,7 +36,7 @@ pub(super) fn secret_access(ctx: &Ctx) -> Rows {
         Key::Str("namespace"),
         Key::Int("status_code"),
     ];
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .filter(|g| !ctx.settings.is_system_user(g.str("user")))
@@ -118,7 +118,7 @@ pub(super) fn token_requests(ctx: &Ctx) -> Rows {
         Key::Str("namespace"),
         Key::Str("name"),
     ];
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .map(|g| Row::of(g).user(g).key(g, "namespace").key(g, "name"))
@@ -150,7 +150,7 @@ pub(super) fn exec_attach(ctx: &Ctx) -> Rows {
     ];
     let mut keys = USER_KEYS.to_vec();
     keys.extend(fields.iter().map(|f| Key::Str(f)));
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .map(|g| {
@@ -180,7 +180,7 @@ pub(super) fn anonymous(ctx: &Ctx) -> Rows {
         Key::Str("request_path"),
         Key::Int("status_code"),
     ];
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .map(|g| {
@@ -211,7 +211,7 @@ pub(super) fn impersonation(ctx: &Ctx) -> Rows {
         Key::Str("verb"),
         Key::Str("resource"),
     ];
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .map(|g| Row::of(g).user(g).key(g, "verb").key(g, "resource"))

@@ -14,7 +14,7 @@ type Rows = Result<Vec<Map<String, Value>>>;
 pub(super) fn top_users(ctx: &Ctx) -> Rows {
     let filter = ctx.filter(&[COMPLETE.to_string()]);
     let keys = [USER_KEYS[0], USER_KEYS[1], Key::Str("status_class")];
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .map(|g| {
@@ -51,7 +51,7 @@ pub(super) fn top_user_agents(ctx: &Ctx) -> Rows {
 fn by_keys(ctx: &Ctx, fields: &[&'static str]) -> Rows {
     let filter = ctx.filter(&[COMPLETE.to_string()]);
     let keys: Vec<Key> = fields.iter().map(|f| Key::Str(f)).collect();
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .map(|g| fields.iter().fold(Row::of(g), |row, f| row.key(g, f)))

@@ -4,12 +4,13 @@ use serde_json::{json, Map, Value};
 
 use super::engine::{render, Ctx, Key, Order, Row, USER_KEYS};
 use super::filter::{any_of, either, COMPLETE};
+use super::group::{Extra, ExtraValue};
 use crate::error::Result;
 
 type Rows = Result<Vec<Map<String, Value>>>;
 
 /// How many deleted names a `deletions` row lists.
-const NAMES_PER_ROW: u32 = 10;
+const NAMES_PER_ROW: usize = 10;
 
 /// Deletions per resource, namespace and user, with `names`: up to 10 of the names deleted
 /// most often (ties by name); a `deletecollection` has no name.
@@ -24,22 +25,23 @@ pub(super) fn deletions(ctx: &Ctx) -> Rows {
         USER_KEYS[0],
         USER_KEYS[1],
     ];
-    let cap = ctx.group_cap();
-    let extra = json!({
-        "names": {"terms": {"field": "name", "size": NAMES_PER_ROW, "segment_size": cap}}
-    });
-    let groups = ctx.groups(&filter, &keys, extra)?;
+    let groups = ctx.groups(&filter, &keys, &[Extra::Terms("name")])?;
     let rows = groups
         .iter()
         .map(|g| {
-            let mut names: Vec<(u64, &str)> = g.bucket["names"]["buckets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|b| Some((b["doc_count"].as_u64()?, b["key"].as_str()?)))
-                .collect();
+            let mut names: Vec<(u64, &str)> = match g.extras.first() {
+                Some(ExtraValue::Terms(counts)) => counts
+                    .iter()
+                    .map(|(name, count)| (*count, name.as_str()))
+                    .collect(),
+                _ => Vec::new(),
+            };
             names.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-            let names: Vec<&str> = names.into_iter().map(|(_, name)| name).collect();
+            let names: Vec<&str> = names
+                .into_iter()
+                .take(NAMES_PER_ROW)
+                .map(|(_, name)| name)
+                .collect();
             Row::of(g)
                 .key(g, "resource")
                 .key(g, "namespace")
@@ -78,17 +80,16 @@ pub(super) fn privileged_pods(ctx: &Ctx) -> Rows {
         Key::Str("namespace"),
         Key::Str("name"),
     ];
-    let extra: Map<String, Value> = FLAGS
-        .iter()
-        .map(|f| (f.to_string(), json!({"value_count": {"field": f}})))
-        .collect();
-    let groups = ctx.groups(&filter, &keys, Value::Object(extra))?;
+    let extras: Vec<Extra> = FLAGS.iter().map(|f| Extra::Any(f)).collect();
+    let groups = ctx.groups(&filter, &keys, &extras)?;
     let rows = groups
         .iter()
         .map(|g| {
             let flags: Vec<&str> = FLAGS
                 .into_iter()
-                .filter(|f| g.bucket[*f]["value"].as_f64().unwrap_or(0.0) > 0.0)
+                .zip(&g.extras)
+                .filter(|(_, any)| matches!(any, ExtraValue::Any(true)))
+                .map(|(flag, _)| flag)
                 .collect();
             Row::of(g)
                 .user(g)
@@ -123,7 +124,7 @@ pub(super) fn rbac_changes(ctx: &Ctx) -> Rows {
     let fields = ["verb", "resource", "namespace", "name", "role_ref"];
     let mut keys = USER_KEYS.to_vec();
     keys.extend(fields.iter().map(|f| Key::Str(f)));
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .map(|g| {

@@ -1,16 +1,14 @@
 //! Denied requests: `forbidden`, and `forbidden-bursts` (many denials across distinct resources
 //! in a short window: the pattern of permission enumeration).
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 use trawl_model::Timestamp;
 
-use super::engine::{
-    bucket_start, check_complete, render, time_range, timestamp_metric, Ctx, Key, Order, Row,
-    USER_KEYS,
-};
+use super::engine::{max_opt, min_opt, render, time_range, Ctx, Key, Order, Row, USER_KEYS};
 use super::filter::{either, eq, COMPLETE};
 use crate::error::Result;
-use crate::search::TIMESTAMP_FIELD;
 
 type Rows = Result<Vec<Map<String, Value>>>;
 
@@ -35,7 +33,7 @@ pub(super) fn forbidden(ctx: &Ctx) -> Rows {
         Key::Str("resource"),
         Key::Str("verb"),
     ];
-    let groups = ctx.groups(&filter, &keys, Value::Null)?;
+    let groups = ctx.groups(&filter, &keys, &[])?;
     let rows = groups
         .iter()
         .map(|g| Row::of(g).user(g).key(g, "resource").key(g, "verb"))
@@ -50,53 +48,49 @@ pub(super) fn forbidden(ctx: &Ctx) -> Rows {
 pub(super) fn forbidden_bursts(ctx: &Ctx) -> Rows {
     let request = ctx.request;
     let filter = ctx.filter(&denied());
-    let cap = ctx.group_cap();
-    let window_seconds = request.burst_window / 1_000_000_000;
-    let aggs = json!({
-        "users": {
-            "multi_terms": ctx.multi_terms(&USER_KEYS),
-            "aggs": {
-                "windows": {
-                    "date_histogram": {
-                        "field": TIMESTAMP_FIELD,
-                        "fixed_interval": format!("{window_seconds}s"),
-                        "min_doc_count": 1,
-                    },
-                    "aggs": {
-                        "resources": {"terms": {"field": "resource", "size": cap, "segment_size": cap}},
-                        "first": {"min": {"field": TIMESTAMP_FIELD}},
-                        "last": {"max": {"field": TIMESTAMP_FIELD}},
-                    }
-                }
-            }
+    let window = request.burst_window.max(1);
+    let keys = [
+        USER_KEYS[0],
+        USER_KEYS[1],
+        Key::Window(window),
+        Key::Str("resource"),
+    ];
+    let groups = ctx.groups(&filter, &keys, &[])?;
+    // (user, impersonated user, window start) → the window's denials and distinct resources.
+    let mut windows: BTreeMap<(&str, &str, i64), (Row, u64)> = BTreeMap::new();
+    for g in &groups {
+        let start = g.window().unwrap_or_default();
+        let (row, distinct) = windows
+            .entry((g.str("user"), g.str("impersonated_user"), start))
+            .or_insert_with(|| {
+                let mut row = Row::of(g);
+                row.count = 0;
+                (row, 0)
+            });
+        row.count += g.count;
+        row.first = min_opt(row.first, g.first);
+        row.last = max_opt(row.last, g.last);
+        if !g.str("resource").is_empty() {
+            *distinct += 1;
         }
-    });
-    let result = ctx.aggregate(&filter, aggs)?;
-    let users = ctx.parse_groups(&result["users"], &USER_KEYS)?;
+    }
     let mut rows = Vec::new();
-    for user in &users {
-        let windows = user.bucket["windows"]["buckets"].as_array();
-        for window in windows.into_iter().flatten() {
-            let count = window["doc_count"].as_u64().unwrap_or(0);
-            check_complete(&window["resources"], cap)?;
-            let distinct = window["resources"]["buckets"]
-                .as_array()
-                .map_or(0, |b| b.len() as u64);
-            if count < request.burst_min || distinct < request.burst_min_resources {
-                continue;
-            }
-            let start = bucket_start(window)?;
-            let end = start.saturating_add(request.burst_window);
-            let mut row = Row::of(user).user(user);
-            row.count = count;
-            row.first = timestamp_metric(&window["first"]);
-            row.last = timestamp_metric(&window["last"]);
-            rows.push(
-                row.column("window_start", json!(Timestamp(start).to_rfc3339()))
-                    .column("distinct_resources", json!(distinct))
-                    .clause(time_range(start, end)),
-            );
+    for ((user, impersonated, start), (mut row, distinct)) in windows {
+        if row.count < request.burst_min || distinct < request.burst_min_resources {
+            continue;
         }
+        let end = start.saturating_add(window);
+        row.clauses.push(eq("user", user));
+        row.columns.push(("user", json!(user)));
+        row.clauses.push(eq("impersonated_user", impersonated));
+        if !impersonated.is_empty() {
+            row.columns.push(("impersonated_user", json!(impersonated)));
+        }
+        rows.push(
+            row.column("window_start", json!(Timestamp(start).to_rfc3339()))
+                .column("distinct_resources", json!(distinct))
+                .clause(time_range(start, end)),
+        );
     }
     Ok(render(&filter, rows, Order::ByCount, request.limit))
 }

@@ -1,24 +1,23 @@
-//! What every report shares: one aggregation pass over the audit stream's fast fields (through
-//! the search path, so targets are visited in parallel and merged), the grouping of documents
-//! by several keys with their count and first and last times, rows, their order, and the
-//! drill-down query of each row.
+//! What every report shares: the grouping of documents by several keys with their count, first
+//! and last times and typed extras (one pass over the audit stream's fast fields, targets in
+//! parallel: [`super::group`]), rows, their order, and the drill-down query of each row.
 
 use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
+use std::time::Instant;
+
 use serde_json::{json, Map, Value};
-use trawl_indexer::StreamSnapshot;
+use trawl_indexer::{SearchTarget, StreamSnapshot};
 use trawl_model::Timestamp;
 
 use super::filter::{eq, join};
+use super::group::{self, Extra, ExtraValue};
 use super::{ReportRequest, ReportSettings};
-use crate::error::{Error, Result};
-use crate::request::{ParsedRequest, QueryLimits, SortOrder};
-use crate::search::{search, TIMESTAMP_FIELD};
-
-/// The value a missing integer key takes in a group (no real `status_code` is negative).
-const MISSING_INT: i64 = -1;
+use crate::error::Result;
+use crate::request::QueryLimits;
+use crate::search::TIMESTAMP_FIELD;
 
 /// Everything a report runs with.
 pub(crate) struct Ctx<'a> {
@@ -67,95 +66,70 @@ impl<'a> Ctx<'a> {
         clauses
     }
 
-    /// Runs `aggs` (Elasticsearch syntax) over the documents of `[start, end)` matching the
-    /// clauses; answers the aggregations' JSON.
-    pub fn aggregate(&self, clauses: &[String], aggs: Value) -> Result<Value> {
-        let mut req = ParsedRequest::new(join(clauses), &self.limits);
-        req.start = self.request.start;
-        req.end = self.request.end;
-        req.limit = 0;
-        req.sort = SortOrder::Desc;
-        req.aggs = Some(crate::aggs::parse_aggs(aggs)?);
-        req.scope = self.request.scope.clone();
-        let answer = search(self.snapshot, &req, &self.limits)?;
-        if answer.timed_out {
-            self.timed_out.set(true);
-        }
-        Ok(answer.aggregations.unwrap_or(Value::Null))
-    }
-
     /// The most groups a report enumerates. Groups are enumerated exhaustively so that every
     /// row is exact; a report with more groups is refused as too expensive.
     pub fn group_cap(&self) -> u32 {
         self.limits.aggregation_bucket_limit
     }
 
-    /// Groups the documents matching `clauses` by `keys`, with their count, first and last
-    /// times and the results of `extra` sub-aggregations (kept in [`Group::bucket`]).
-    pub fn groups(&self, clauses: &[String], keys: &[Key], extra: Value) -> Result<Vec<Group>> {
-        let mut sub = Map::new();
-        sub.insert("first".into(), json!({"min": {"field": TIMESTAMP_FIELD}}));
-        sub.insert("last".into(), json!({"max": {"field": TIMESTAMP_FIELD}}));
-        if let Value::Object(extra) = extra {
-            sub.extend(extra);
-        }
-        let aggs = json!({"groups": {"multi_terms": self.multi_terms(keys), "aggs": sub}});
-        let result = self.aggregate(clauses, aggs)?;
-        self.parse_groups(&result["groups"], keys)
-    }
-
-    /// A `multi_terms` aggregation over `keys` that enumerates every combination (missing
-    /// values included, as the empty string or [`MISSING_INT`]).
-    pub fn multi_terms(&self, keys: &[Key]) -> Value {
-        let terms: Vec<Value> = keys
+    /// Groups the documents of `[start, end)` matching `clauses` by `keys` (missing keywords
+    /// are the empty string, missing integers `None`), with their count, first and last times
+    /// and the `extras` (kept in [`Group::extras`], in order).
+    pub fn groups(&self, clauses: &[String], keys: &[Key], extras: &[Extra]) -> Result<Vec<Group>> {
+        let request = self.request;
+        let query = crate::query_text::build_query(
+            self.snapshot,
+            &join(clauses),
+            request.start,
+            request.end,
+            &request.scope,
+        )?;
+        let targets: Vec<&SearchTarget> = self
+            .snapshot
+            .targets
             .iter()
-            .map(|key| match key {
-                Key::Str(field) => json!({"field": field, "missing": ""}),
-                Key::Int(field) => json!({"field": field, "missing": MISSING_INT}),
-            })
+            .filter(|t| t.overlaps(request.start, request.end))
             .collect();
-        json!({
-            "terms": terms,
-            "size": self.group_cap(),
-            "segment_size": self.group_cap(),
-            "show_term_doc_count_error": false,
-        })
-    }
-
-    /// Reads the buckets of a [`Ctx::multi_terms`] result.
-    pub fn parse_groups(&self, result: &Value, keys: &[Key]) -> Result<Vec<Group>> {
-        check_complete(result, self.group_cap())?;
-        let Some(buckets) = result["buckets"].as_array() else {
-            return Ok(Vec::new());
-        };
-        buckets
-            .iter()
-            .map(|bucket| Group::from_bucket(bucket, keys))
-            .collect()
+        let pass = group::group(
+            &targets,
+            query.as_ref(),
+            keys,
+            extras,
+            self.group_cap() as usize,
+            self.limits.parallelism,
+            Instant::now() + self.limits.timeout,
+        )?;
+        if pass.timed_out {
+            self.timed_out.set(true);
+        }
+        Ok(pass
+            .groups
+            .into_iter()
+            .map(|(values, tally)| Group {
+                values: keys.iter().copied().zip(values).collect(),
+                count: tally.count,
+                first: tally.first,
+                last: tally.last,
+                extras: tally.extras,
+            })
+            .collect())
     }
 }
 
-/// Refuses a bucket aggregation that did not enumerate every group.
-pub(crate) fn check_complete(result: &Value, cap: u32) -> Result<()> {
-    if result["sum_other_doc_count"].as_u64().unwrap_or(0) > 0 {
-        return Err(Error::TooExpensive(format!(
-            "the report has more than {cap} groups: narrow the time range or add a `q` filter"
-        )));
-    }
-    Ok(())
-}
-
-/// A grouping key: a keyword or an integer fast field.
+/// A grouping key: a keyword or an integer fast field, or the fixed window of this many
+/// nanoseconds the event's time falls in (its value is the window's start).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Key {
     Str(&'static str),
     Int(&'static str),
+    Window(i64),
 }
 
 impl Key {
     fn field(self) -> &'static str {
         match self {
             Key::Str(field) | Key::Int(field) => field,
+            Key::Window(_) => TIMESTAMP_FIELD,
         }
     }
 }
@@ -164,7 +138,7 @@ impl Key {
 pub(crate) const USER_KEYS: [Key; 2] = [Key::Str("user"), Key::Str("impersonated_user")];
 
 /// The value of one key in one group.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum KeyValue {
     /// A keyword; empty when the documents do not have the field.
     Str(String),
@@ -173,52 +147,17 @@ pub(crate) enum KeyValue {
 }
 
 /// The documents sharing one combination of key values.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Group {
     pub values: Vec<(Key, KeyValue)>,
     pub count: u64,
     pub first: Option<i64>,
     pub last: Option<i64>,
-    /// The group's bucket, for its extra sub-aggregations.
-    pub bucket: Value,
+    /// What the grouping's extras gathered, in their order.
+    pub extras: Vec<ExtraValue>,
 }
 
 impl Group {
-    fn from_bucket(bucket: &Value, keys: &[Key]) -> Result<Group> {
-        let malformed = || Error::Internal(format!("malformed multi_terms bucket: {bucket}"));
-        let raw = bucket["key"].as_array().ok_or_else(malformed)?;
-        if raw.len() != keys.len() {
-            return Err(malformed());
-        }
-        let values = keys
-            .iter()
-            .zip(raw)
-            .map(|(key, value)| {
-                let value = match key {
-                    Key::Str(_) => KeyValue::Str(match value {
-                        Value::String(text) => text.clone(),
-                        // A keyword field holds strings only; anything else is its text form.
-                        other => other.to_string(),
-                    }),
-                    Key::Int(_) => KeyValue::Int(
-                        value
-                            .as_i64()
-                            .or_else(|| value.as_f64().map(|f| f as i64))
-                            .filter(|n| *n != MISSING_INT),
-                    ),
-                };
-                (*key, value)
-            })
-            .collect();
-        Ok(Group {
-            values,
-            count: bucket["doc_count"].as_u64().ok_or_else(malformed)?,
-            first: timestamp_metric(&bucket["first"]),
-            last: timestamp_metric(&bucket["last"]),
-            bucket: bucket.clone(),
-        })
-    }
-
     /// The keyword value of `field` ("" when absent or not a key).
     pub fn str(&self, field: &str) -> &str {
         self.values
@@ -230,6 +169,16 @@ impl Group {
             .unwrap_or_default()
     }
 
+    /// The start of the group's window ([`Key::Window`]).
+    pub fn window(&self) -> Option<i64> {
+        self.values
+            .iter()
+            .find_map(|(key, value)| match (key, value) {
+                (Key::Window(_), KeyValue::Int(start)) => *start,
+                _ => None,
+            })
+    }
+
     /// The integer value of `field`.
     pub fn int(&self, field: &str) -> Option<i64> {
         self.values.iter().find_map(|(key, value)| match value {
@@ -237,24 +186,6 @@ impl Group {
             _ => None,
         })
     }
-}
-
-/// A `min`/`max` of the timestamp field, in nanoseconds.
-///
-/// Metric aggregations compute in `f64`, exact to ±128 ns at today's epoch; the value is
-/// rounded to the microsecond, which recovers exactly the API server's audit timestamps (they
-/// have microsecond precision).
-pub(crate) fn timestamp_metric(metric: &Value) -> Option<i64> {
-    let nanos = metric["value"].as_f64().filter(|v| v.is_finite())?;
-    Some(((nanos / 1_000.0).round() as i64).saturating_mul(1_000))
-}
-
-/// The start of a `date_histogram` bucket in nanoseconds (its key is in milliseconds).
-pub(crate) fn bucket_start(bucket: &Value) -> Result<i64> {
-    let ms = bucket["key"]
-        .as_f64()
-        .ok_or_else(|| Error::Internal(format!("malformed date_histogram bucket: {bucket}")))?;
-    Ok((ms.round() as i64).saturating_mul(1_000_000))
 }
 
 /// `timestamp` in `[start, end)`, exact to the nanosecond.
@@ -355,14 +286,14 @@ impl Row {
     }
 }
 
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+pub(crate) fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
 }
 
-fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+pub(crate) fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -431,17 +362,6 @@ pub(crate) fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metric_timestamps_are_rounded_to_the_microsecond() {
-        let exact = 1_700_000_060_123_456_000i64;
-        assert_eq!(
-            timestamp_metric(&json!({"value": exact as f64})),
-            Some(exact)
-        );
-        assert_eq!(timestamp_metric(&json!({"value": null})), None);
-        assert_eq!(timestamp_metric(&json!({})), None);
-    }
 
     #[test]
     fn folding_sums_counts_and_widens_times() {

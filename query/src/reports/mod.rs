@@ -31,6 +31,7 @@ mod changes;
 mod denials;
 mod engine;
 mod filter;
+mod group;
 mod traffic;
 
 use std::sync::Arc;

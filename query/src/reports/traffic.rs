@@ -1,12 +1,14 @@
 //! The shape of traffic: `timeline` (requests per interval by status class) and `latency`
 //! (percentiles per verb and resource).
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 
-use super::engine::{bucket_start, render, time_range, timestamp_metric, Ctx, Key, Order, Row};
+use super::engine::{max_opt, min_opt, render, time_range, Ctx, Key, Order, Row};
 use super::filter::COMPLETE;
+use super::group::{Extra, ExtraValue};
 use crate::error::{Error, Result};
-use crate::search::TIMESTAMP_FIELD;
 
 type Rows = Result<Vec<Map<String, Value>>>;
 
@@ -45,72 +47,67 @@ pub(super) fn timeline(ctx: &Ctx) -> Rows {
     let interval = request
         .interval
         .unwrap_or_else(|| auto_interval(start, end));
-    let mut histogram = json!({
-        "field": TIMESTAMP_FIELD,
-        "fixed_interval": format!("{}s", interval / SECOND),
-        "min_doc_count": 0,
-    });
+    let first_window = |t: i64| t - t.rem_euclid(interval);
+    let mut bounds = None;
     if let (Some(start), Some(end)) = (start, end) {
         if start < end {
-            let first = start.div_euclid(interval);
-            let last = (end - 1).div_euclid(interval);
-            let buckets = last - first + 1;
-            if buckets > i64::from(ctx.group_cap()) {
-                return Err(Error::TooExpensive(format!(
-                    "a timeline of {buckets} intervals is more than the {} allowed: choose a \
-                     longer `interval`",
-                    ctx.group_cap()
-                )));
-            }
-            let ms = |nanos: i64| nanos.div_euclid(1_000_000) as f64;
-            histogram["extended_bounds"] = json!({"min": ms(start), "max": ms(end - 1)});
+            bounds = Some((first_window(start), first_window(end - 1)));
         }
     }
-    let aggs = json!({
-        "timeline": {
-            "date_histogram": histogram,
-            "aggs": {
-                "classes": {"terms": {"field": "status_class", "size": 10}},
-                "first": {"min": {"field": TIMESTAMP_FIELD}},
-                "last": {"max": {"field": TIMESTAMP_FIELD}},
-            }
-        }
-    });
+    if let Some((first, last)) = bounds {
+        check_windows(ctx, first, last, interval)?;
+    }
     let filter = ctx.filter(&[COMPLETE.to_string()]);
-    let result = ctx.aggregate(&filter, aggs)?;
-    let mut rows = Vec::new();
-    for bucket in result["timeline"]["buckets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let start = bucket_start(bucket)?;
-        let class = |name: &str| {
-            bucket["classes"]["buckets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|b| b["key"] == name)
-                .and_then(|b| b["doc_count"].as_u64())
-                .unwrap_or(0)
-        };
-        let mut row = Row {
-            count: bucket["doc_count"].as_u64().unwrap_or(0),
-            first: timestamp_metric(&bucket["first"]),
-            last: timestamp_metric(&bucket["last"]),
-            time: start,
+    let keys = [Key::Window(interval), Key::Str("status_class")];
+    let groups = ctx.groups(&filter, &keys, &[])?;
+    let mut windows: BTreeMap<i64, Row> = BTreeMap::new();
+    for g in &groups {
+        let Some(window) = g.window() else { continue };
+        let row = windows.entry(window).or_insert_with(|| Row {
+            time: window,
+            sums: CLASSES.iter().map(|c| (*c, 0)).collect(),
             ..Row::default()
+        });
+        row.count += g.count;
+        row.first = min_opt(row.first, g.first);
+        row.last = max_opt(row.last, g.last);
+        if let Some((_, n)) = row
+            .sums
+            .iter_mut()
+            .find(|(c, _)| *c == g.str("status_class"))
+        {
+            *n += g.count;
         }
-        .column(
-            "interval_start",
-            json!(trawl_model::Timestamp(start).to_rfc3339()),
-        )
-        .clause(time_range(start, start.saturating_add(interval)));
-        for name in ["2xx", "3xx", "4xx", "5xx"] {
-            row = row.column(name, json!(class(name)));
-        }
-        rows.push(row);
     }
+    // Every window from the first to the last, empty ones included, as the range asks (or,
+    // without one, as the events span).
+    let span = bounds.or_else(|| Some((*windows.keys().next()?, *windows.keys().last()?)));
+    if let Some((first, last)) = span {
+        check_windows(ctx, first, last, interval)?;
+        let mut window = first;
+        while window <= last {
+            windows.entry(window).or_insert_with(|| Row {
+                time: window,
+                sums: CLASSES.iter().map(|c| (*c, 0)).collect(),
+                ..Row::default()
+            });
+            window = window.saturating_add(interval);
+        }
+    }
+    let rows = windows
+        .into_iter()
+        .map(|(window, mut row)| {
+            let classes = std::mem::take(&mut row.sums);
+            let row = row.column(
+                "interval_start",
+                json!(trawl_model::Timestamp(window).to_rfc3339()),
+            );
+            classes
+                .into_iter()
+                .fold(row, |row, (class, n)| row.column(class, json!(n)))
+                .clause(time_range(window, window.saturating_add(interval)))
+        })
+        .collect();
     Ok(render(&filter, rows, Order::ByTime, request.limit))
 }
 
@@ -119,22 +116,18 @@ pub(super) fn timeline(ctx: &Ctx) -> Rows {
 pub(super) fn latency(ctx: &Ctx) -> Rows {
     let filter = ctx.filter(&[COMPLETE.to_string()]);
     let keys = [Key::Str("verb"), Key::Str("resource")];
-    let extra = json!({
-        "latency": {"percentiles": {"field": "latency_ms", "percents": [50.0, 90.0, 99.0], "keyed": false}}
-    });
-    let groups = ctx.groups(&filter, &keys, extra)?;
+    let groups = ctx.groups(&filter, &keys, &[Extra::Sketch("latency_ms")])?;
     let rows = groups
         .iter()
         .map(|g| {
-            let percentile = |p: f64| {
-                g.bucket["latency"]["values"]
-                    .as_array()
-                    .into_iter()
+            let percentile = |p: f64| match g.extras.first() {
+                Some(ExtraValue::Sketch(sketch)) => sketch
+                    .quantile(p / 100.0)
+                    .ok()
                     .flatten()
-                    .find(|v| v["key"].as_f64() == Some(p))
-                    .and_then(|v| v["value"].as_f64())
                     .filter(|v| v.is_finite())
-                    .map(|v| (v * 100.0).round() / 100.0)
+                    .map(|v| (v * 100.0).round() / 100.0),
+                _ => None,
             };
             Row::of(g)
                 .key(g, "verb")
@@ -145,4 +138,20 @@ pub(super) fn latency(ctx: &Ctx) -> Rows {
         })
         .collect();
     Ok(render(&filter, rows, Order::ByCount, ctx.request.limit))
+}
+
+/// The status classes a timeline row counts, as columns.
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// Refuses a timeline of more windows than a report may have groups.
+fn check_windows(ctx: &Ctx, first: i64, last: i64, interval: i64) -> Result<()> {
+    let windows = (i128::from(last) - i128::from(first)) / i128::from(interval) + 1;
+    if windows > i128::from(ctx.group_cap()) {
+        return Err(Error::TooExpensive(format!(
+            "a timeline of {windows} intervals is more than the {} allowed: choose a longer \
+             `interval`",
+            ctx.group_cap()
+        )));
+    }
+    Ok(())
 }

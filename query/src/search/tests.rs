@@ -571,3 +571,32 @@ fn no_targets_still_answer_empty_aggregations() {
     assert_eq!(aggs["levels"]["buckets"], json!([]));
     assert_eq!(aggs["offsets"]["count"], json!(0));
 }
+
+/// Segments that cannot hold the best hits are only counted (the bound from segments visited
+/// first): every limit, order and parallelism still answers the exact prefix and total.
+#[test]
+fn pruned_segments_change_neither_hits_nor_totals() {
+    let reference = single_split_snapshot();
+    for sort in [SortOrder::Asc, SortOrder::Desc] {
+        for q in ["*", "* -level:debug", "namespace:payments"] {
+            let mut all = req(q);
+            all.sort = sort;
+            let full = search(&reference, &all, &limits()).unwrap();
+            for limit in 1..=12 {
+                for parallelism in [1, 2] {
+                    let l = QueryLimits {
+                        parallelism,
+                        ..limits()
+                    };
+                    let mut r = req(q);
+                    r.sort = sort;
+                    r.limit = limit;
+                    let resp = search(&snapshot(), &r, &l).unwrap();
+                    assert_eq!(resp.total, full.total, "{q} {sort:?} {limit}");
+                    let expected = &pods(&full)[..limit.min(full.hits.len())];
+                    assert_eq!(pods(&resp), expected, "{q} {sort:?} {limit} {parallelism}");
+                }
+            }
+        }
+    }
+}
