@@ -9,5 +9,6 @@ pub mod proc;
 pub mod raw;
 pub mod report;
 pub mod scenarios;
+pub mod space;
 
 pub use error::{Error, Result};

@@ -37,6 +37,20 @@ enum Command {
     All(Common),
     /// Writes a corpus: flat `logs` NDJSON, raw audit Event NDJSON, or CRI files.
     Generate(Generate),
+    /// Where the bytes of the indexes under a directory go, by component and field.
+    Space(Space),
+}
+
+#[derive(Args)]
+struct Space {
+    /// A data directory, a stream's directory or one index.
+    dir: PathBuf,
+    /// The raw NDJSON size in MB, to print fractions of it.
+    #[arg(long)]
+    raw_mb: Option<f64>,
+    /// How many (component, field) pairs to list.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
 }
 
 #[derive(Args, Clone)]
@@ -63,6 +77,11 @@ struct Common {
     /// TRAWL_INDEXER__COMMIT_INTERVAL_MS=5000.
     #[arg(long = "indexer-env", value_parser = parse_env)]
     indexer_env: Vec<(String, String)>,
+    /// audit: keep the loaded data in this directory and, when it already holds a load of
+    /// the same size and seed, time the reports on it without loading again (to compare two
+    /// builds on the same data).
+    #[arg(long)]
+    keep_data: Option<PathBuf>,
 }
 
 fn parse_env(text: &str) -> std::result::Result<(String, String), String> {
@@ -101,6 +120,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(g) => generate(&g),
+        Command::Space(s) => trawl_bench::space::measure(&s.dir).map(|usage| {
+            let raw = s.raw_mb.map(|mb| (mb * 1e6) as u64);
+            trawl_bench::space::print("space", &usage, raw, s.top);
+        }),
         Command::Index(c) => with_ctx(&c, scenarios::index::run),
         Command::Latency(c) => with_ctx(&c, scenarios::latency::run),
         Command::Search(c) => with_ctx(&c, scenarios::search::run),
@@ -128,6 +151,7 @@ fn with_ctx(c: &Common, f: impl FnOnce(&Ctx) -> Result<()>) -> Result<()> {
         concurrency: c.concurrency.max(1),
         bin: proc::trawl_binary()?,
         indexer_env: c.indexer_env.clone(),
+        keep_data: c.keep_data.clone(),
     };
     for (k, v) in &ctx.indexer_env {
         report::info("bench", "indexer_env", &format!("{k}={v}"));

@@ -78,7 +78,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         let cpu = indexer.child.cpu_secs()? - cpu0;
         let mem = indexer.child.memory()?;
         let (index_bytes, _) = stream_stats(&http, &url, "logs")?;
-        let data_bytes = dir_size(indexer.dir.path());
+        let data_bytes = dir_size(&indexer.data);
         // Sanity: phrase search works on what was indexed.
         let phrase = search_total(&http, &url, "logs", "\"connection reset by peer\"")?;
         report::metric(S, "ours_acked", acked.as_secs_f64(), "s");
@@ -106,6 +106,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         report::metric(S, "ours_peak_rss", mem.hwm_kib as f64 / 1024.0, "MiB");
         report::metric(S, "ours_data_dir", data_bytes as f64 / 1e6, "MB");
         report::metric(S, "ours_phrase_hits", phrase as f64, "docs");
+        // Where the bytes go (measured on the live data directory: it only reads).
+        match crate::space::measure(&indexer.data) {
+            Ok(usage) => crate::space::print(S, &usage, Some(raw_bytes), 12),
+            Err(e) => report::unavailable(S, "space", &e.to_string()),
+        }
         if totals.retries > 0 {
             report::metric(S, "ours_retries", totals.retries as f64, "requests");
         }

@@ -8,7 +8,7 @@ pub mod index;
 pub mod latency;
 pub mod search;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ pub struct Ctx {
     /// Extra environment for every indexer started (`TRAWL_INDEXER__COMMIT_INTERVAL_MS=...`),
     /// for tuning experiments without editing code.
     pub indexer_env: Vec<(String, String)>,
+    /// A data directory kept across runs (`--keep-data`), instead of a temporary one.
+    pub keep_data: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -67,11 +69,14 @@ pub const BATCH_BYTES: usize = 1 << 20;
 /// zstd level of the request bodies (what a collector would use: fast).
 pub const ZSTD_LEVEL: i32 = 1;
 
-/// A fresh indexer on a free port with its own temporary data directory (removed on drop,
-/// after the child is killed: field order).
+/// An indexer on a free port with its own temporary data directory (removed on drop, after
+/// the child is killed: field order), or a kept one.
 pub struct Indexer {
     pub child: TrawlChild,
-    pub dir: tempfile::TempDir,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The temporary directory, removed when the indexer is dropped.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Indexer {
@@ -82,6 +87,22 @@ impl Indexer {
             .tempdir_in(bench_tmp())
             .map_err(Error::Io)?;
         let data = dir.path().join("data");
+        Indexer::start_in(ctx, envs, &data, Some(dir))
+    }
+
+    /// Starts an indexer on `data`, kept after the run.
+    pub fn start_kept(ctx: &Ctx, envs: &[(String, String)], data: &Path) -> Result<Indexer> {
+        std::fs::create_dir_all(data).map_err(Error::Io)?;
+        Indexer::start_in(ctx, envs, data, None)
+    }
+
+    fn start_in(
+        ctx: &Ctx,
+        envs: &[(String, String)],
+        data: &Path,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Indexer> {
+        let path = data.to_path_buf();
         let data = data.to_string_lossy().into_owned();
         let mut all_envs = ctx.indexer_env.clone();
         all_envs.extend_from_slice(envs);
@@ -91,7 +112,11 @@ impl Indexer {
             &all_envs,
             Duration::from_secs(60),
         )?;
-        Ok(Indexer { child, dir })
+        Ok(Indexer {
+            child,
+            data: path,
+            _dir: dir,
+        })
     }
 
     pub fn url(&self) -> &str {
