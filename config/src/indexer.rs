@@ -16,6 +16,16 @@ pub struct IndexerConfig {
     /// Memory budget of the tantivy index writer (tantivy needs at least 15 MB per indexing
     /// thread). Default 128 MiB.
     pub writer_memory_bytes: usize,
+    /// Indexing threads of the tantivy writer. 0 picks one per core, at most 4, and no more
+    /// than `writer_memory_bytes` allows at 15 MB a thread. Default 0.
+    pub indexing_threads: usize,
+    /// Uncompressed size of a doc-store block: the unit compressed together, and what a hit
+    /// decompresses to read its document. Larger blocks compress better and cost more per
+    /// hit. Applies to indexes created from then on. Default 262144 (256 KiB).
+    pub docstore_block_bytes: usize,
+    /// zstd level of the doc store (1 to 22). Applies to indexes created from then on.
+    /// Default 3.
+    pub docstore_zstd_level: i32,
     /// Largest ingest request body as sent (compressed, if it is); larger answers 413.
     /// Default 32 MiB.
     pub max_body_bytes: usize,
@@ -58,6 +68,9 @@ impl Default for IndexerConfig {
             split_max_docs: default_split_max_docs(),
             split_max_age_secs: default_split_max_age_secs(),
             writer_memory_bytes: default_writer_memory_bytes(),
+            indexing_threads: 0,
+            docstore_block_bytes: default_docstore_block_bytes(),
+            docstore_zstd_level: default_docstore_zstd_level(),
             max_body_bytes: default_max_body_bytes(),
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_line_bytes: default_max_line_bytes(),
@@ -89,6 +102,14 @@ fn default_split_max_age_secs() -> u64 {
 
 fn default_writer_memory_bytes() -> usize {
     128 * 1024 * 1024
+}
+
+fn default_docstore_block_bytes() -> usize {
+    256 * 1024
+}
+
+fn default_docstore_zstd_level() -> i32 {
+    3
 }
 
 fn default_max_body_bytes() -> usize {

@@ -253,6 +253,20 @@ fn indexer(problems: &mut Problems, x: &IndexerConfig) {
         to_u64(x.writer_memory_bytes),
         to_u64(MIN_WRITER_MEMORY_BYTES),
     );
+    problems.at_least(
+        "indexer.docstore_block_bytes",
+        to_u64(x.docstore_block_bytes),
+        4096,
+    );
+    if x.docstore_block_bytes > 16 << 20 {
+        problems.add(
+            "indexer.docstore_block_bytes",
+            "must be at most 16777216 (16 MiB): every hit decompresses a whole block",
+        );
+    }
+    if !(1..=22).contains(&x.docstore_zstd_level) {
+        problems.add("indexer.docstore_zstd_level", "must be between 1 and 22");
+    }
     problems.at_least("indexer.max_body_bytes", to_u64(x.max_body_bytes), 1);
     problems.at_least(
         "indexer.max_decompressed_bytes",

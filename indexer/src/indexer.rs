@@ -712,7 +712,7 @@ fn open_stream(
     let name = spec.name.clone();
     let dir = stream_dir(root, &name);
     let handles = open_splits(&dir, state, &name)?;
-    let (stream, index, payload) = Stream::open(spec, &dir, handles)?;
+    let (stream, index, payload) = Stream::open(spec, &dir, handles, &settings.writer)?;
     let stream = Arc::new(stream);
     if let Some(first) = payload.first_lsn {
         lock(&stream.unsealed).push_back(first);
@@ -1044,11 +1044,14 @@ fn apply_retention(inner: &Inner, name: &str, stream: &Stream, now: i64) -> Resu
 fn merge_stream(inner: &Inner, name: &str, stream: &Stream) -> Result<()> {
     let s = &inner.settings;
     let bucket_nanos = s.merge_bucket.as_nanos().max(1) as i64;
-    let mut buckets: BTreeMap<i64, Vec<Arc<SplitHandle>>> = BTreeMap::new();
+    // Splits merge within a time bucket, and only with splits of the same index settings
+    // (tantivy merges those only): a change of doc-store settings starts new groups.
+    let mut buckets: BTreeMap<(i64, String), Vec<Arc<SplitHandle>>> = BTreeMap::new();
     for split in stream.splits() {
         if split.meta.docs < s.merge_max_docs {
+            let settings = serde_json::to_string(split.index.settings()).unwrap_or_default();
             buckets
-                .entry(split.meta.min_timestamp.div_euclid(bucket_nanos))
+                .entry((split.meta.min_timestamp.div_euclid(bucket_nanos), settings))
                 .or_default()
                 .push(split);
         }

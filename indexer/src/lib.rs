@@ -29,7 +29,7 @@ pub use doc::{StreamKind, StreamSpec, TimestampSource};
 pub use error::{Error, Result};
 pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, StreamStats, TailBatch};
 pub use metrics::Metrics;
-pub use settings::{IndexerSettings, StorageFault, ENOSPC_FILE, TEST_FAULT_DIR_ENV};
+pub use settings::{IndexerSettings, StorageFault, WriterTuning, ENOSPC_FILE, TEST_FAULT_DIR_ENV};
 pub use snapshot::{SearchTarget, StreamSnapshot};
 
 /// Fuzzing entry point, not an API: validates each NDJSON line of `body` as a record of the

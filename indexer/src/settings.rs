@@ -81,6 +81,61 @@ pub struct StreamOverrides {
     pub retention_max_bytes: Option<u64>,
 }
 
+/// How a stream's tantivy writer runs and what its indexes' doc store looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterTuning {
+    /// Indexing threads (at least 1).
+    pub threads: usize,
+    pub docstore_block_bytes: usize,
+    pub docstore_zstd_level: i32,
+}
+
+impl WriterTuning {
+    /// Resolves `threads` (0: one per core, at most 4) within what `memory_bytes` allows
+    /// (tantivy wants at least 15 MB per thread).
+    pub fn new(
+        threads: usize,
+        memory_bytes: usize,
+        docstore_block_bytes: usize,
+        docstore_zstd_level: i32,
+    ) -> WriterTuning {
+        let wanted = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => n,
+        };
+        WriterTuning {
+            threads: wanted.min(memory_bytes / 15_000_000).max(1),
+            docstore_block_bytes: docstore_block_bytes.max(4096),
+            docstore_zstd_level: docstore_zstd_level.clamp(1, 22),
+        }
+    }
+
+    /// The settings a new index is created with.
+    pub fn index_settings(&self) -> tantivy::IndexSettings {
+        tantivy::IndexSettings {
+            docstore_compression: tantivy::store::Compressor::Zstd(
+                tantivy::store::ZstdCompressor {
+                    compression_level: Some(self.docstore_zstd_level),
+                },
+            ),
+            docstore_blocksize: self.docstore_block_bytes,
+            ..tantivy::IndexSettings::default()
+        }
+    }
+}
+
+impl Default for WriterTuning {
+    fn default() -> Self {
+        let c = trawl_config::IndexerConfig::default();
+        WriterTuning::new(
+            c.indexing_threads,
+            c.writer_memory_bytes,
+            c.docstore_block_bytes,
+            c.docstore_zstd_level,
+        )
+    }
+}
+
 /// Everything the indexer needs to know, with durations and sizes resolved.
 #[derive(Clone)]
 pub struct IndexerSettings {
@@ -89,6 +144,8 @@ pub struct IndexerSettings {
     pub split_max_docs: u64,
     pub split_max_age: Duration,
     pub writer_memory_bytes: usize,
+    /// The tantivy writer's threads and doc-store format.
+    pub writer: WriterTuning,
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
     pub max_line_bytes: usize,
@@ -137,6 +194,12 @@ impl IndexerSettings {
             split_max_docs: c.split_max_docs.max(1),
             split_max_age: Duration::from_secs(c.split_max_age_secs.max(1)),
             writer_memory_bytes: c.writer_memory_bytes.max(15_000_000),
+            writer: WriterTuning::new(
+                c.indexing_threads,
+                c.writer_memory_bytes.max(15_000_000),
+                c.docstore_block_bytes,
+                c.docstore_zstd_level,
+            ),
             max_body_bytes: c.max_body_bytes,
             max_decompressed_bytes: c.max_decompressed_bytes,
             max_line_bytes: c.max_line_bytes,
@@ -180,6 +243,7 @@ impl IndexerSettings {
             split_max_docs: self.split_max_docs,
             split_max_age: self.split_max_age,
             writer_memory_bytes: self.writer_memory_bytes,
+            writer: self.writer,
             dedup_window: self.dedup_window,
             retention_max_age: o.retention_max_age,
             retention_max_bytes: o.retention_max_bytes,

@@ -21,7 +21,7 @@ use trawl_model::Timestamp;
 
 use crate::doc::{DocBuilder, Prepared, StreamSpec};
 use crate::metrics::Metrics;
-use crate::settings::FaultPoint;
+use crate::settings::{FaultPoint, WriterTuning};
 use crate::snapshot::{SearchTarget, StreamSnapshot};
 use crate::split::{self, SplitHandle, SplitMeta, SPLIT_FORMAT_VERSION};
 use crate::wal::sync_dir;
@@ -59,6 +59,8 @@ pub struct StreamSettings {
     pub split_max_docs: u64,
     pub split_max_age: Duration,
     pub writer_memory_bytes: usize,
+    /// Writer threads and the doc-store format of new indexes.
+    pub writer: WriterTuning,
     pub dedup_window: usize,
     pub retention_max_age: Option<Duration>,
     pub retention_max_bytes: Option<u64>,
@@ -98,6 +100,7 @@ impl Stream {
         spec: StreamSpec,
         dir: &Path,
         splits: Vec<Arc<SplitHandle>>,
+        writer: &WriterTuning,
     ) -> Result<(Stream, Index, CommitPayload)> {
         let schema = spec.schema();
         let builder = DocBuilder::new(&spec, &schema)?;
@@ -108,7 +111,7 @@ impl Stream {
             .collect();
         fs::create_dir_all(dir.join("hot"))?;
         fs::create_dir_all(dir.join("splits"))?;
-        let (hot_id, index) = open_or_create_hot(&dir.join("hot"), &schema)?;
+        let (hot_id, index) = open_or_create_hot(&dir.join("hot"), &schema, writer)?;
         let mut payload = committed_payload(&index)?;
         // A split sealed from a hot index keeps that index's last commit payload: every WAL
         // entry before its `lsn` is in it or in an older split. This covers a crash between
@@ -226,7 +229,11 @@ fn hot_reader(index: &Index) -> Result<IndexReader> {
 }
 
 /// Opens the hot index in `hot_dir` (there is at most one), or creates one.
-fn open_or_create_hot(hot_dir: &Path, schema: &Schema) -> Result<(String, Index)> {
+fn open_or_create_hot(
+    hot_dir: &Path,
+    schema: &Schema,
+    writer: &WriterTuning,
+) -> Result<(String, Index)> {
     let mut existing: Vec<PathBuf> = fs::read_dir(hot_dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
@@ -252,32 +259,30 @@ fn open_or_create_hot(hot_dir: &Path, schema: &Schema) -> Result<(String, Index)
             }
         }
     }
-    create_hot(hot_dir, schema)
+    create_hot(hot_dir, schema, writer)
 }
 
-fn create_hot(hot_dir: &Path, schema: &Schema) -> Result<(String, Index)> {
+fn create_hot(hot_dir: &Path, schema: &Schema, writer: &WriterTuning) -> Result<(String, Index)> {
     let id = ulid::Ulid::new().to_string().to_lowercase();
     let path = hot_dir.join(&id);
     fs::create_dir_all(&path)?;
     let index = Index::builder()
         .schema(schema.clone())
-        .settings(index_settings())
+        .settings(writer.index_settings())
         .create_in_dir(&path)?;
     sync_dir(hot_dir)?;
     Ok((id, index))
 }
 
-/// Doc store compressed with zstd in 64 KiB blocks: log lines repeat a lot across a block, so a
-/// larger block than tantivy's 16 KiB default compresses markedly better for little retrieval
-/// cost (a hit reads one block).
-fn index_settings() -> tantivy::IndexSettings {
-    tantivy::IndexSettings {
-        docstore_compression: tantivy::store::Compressor::Zstd(tantivy::store::ZstdCompressor {
-            compression_level: Some(3),
-        }),
-        docstore_blocksize: 64 * 1024,
-        ..tantivy::IndexSettings::default()
-    }
+/// A writer on `index` with the tuning's threads, as many as `memory_bytes` allows (tantivy
+/// needs 15 MB per thread).
+fn open_writer(
+    index: &Index,
+    tuning: &WriterTuning,
+    memory_bytes: usize,
+) -> tantivy::Result<IndexWriter> {
+    let threads = tuning.threads.min(memory_bytes / 15_000_000).max(1);
+    index.writer_with_num_threads(threads, memory_bytes)
 }
 
 /// Called by the indexing thread when it sealed a split, to record it in the metastore. Returns
@@ -375,6 +380,7 @@ struct HotWriter {
     /// `None` after a failure took it; reopened by [`HotWriter::recover`].
     writer: Option<IndexWriter>,
     writer_memory_bytes: usize,
+    tuning: WriterTuning,
     id_field: Field,
     docs: u64,
     dirty: bool,
@@ -398,13 +404,14 @@ struct HotWriter {
 
 impl HotWriter {
     fn new(stream: &Stream, index: Index, settings: &StreamSettings) -> Result<HotWriter> {
-        let writer = index.writer_with_num_threads(1, settings.writer_memory_bytes)?;
+        let writer = open_writer(&index, &settings.writer, settings.writer_memory_bytes)?;
         let docs = index.reader()?.searcher().num_docs();
         Ok(HotWriter {
             index,
             id_field: stream.schema.get_field(crate::schema::ID_FIELD)?,
             writer: Some(writer),
             writer_memory_bytes: settings.writer_memory_bytes,
+            tuning: settings.writer,
             docs,
             dirty: false,
             lsn: *lock(&stream.committed_lsn),
@@ -482,10 +489,11 @@ impl HotWriter {
             }
         }
         if self.writer.is_none() {
-            self.writer = Some(
-                self.index
-                    .writer_with_num_threads(1, self.writer_memory_bytes)?,
-            );
+            self.writer = Some(open_writer(
+                &self.index,
+                &self.tuning,
+                self.writer_memory_bytes,
+            )?);
         }
         if let Some((lsn, covered)) = self.failed_commit {
             let on_disk = committed_payload(&self.index)?;
@@ -581,7 +589,8 @@ impl HotWriter {
         }
         ctx.settings.fault.check()?;
         // The next hot index first: if there is no room for it, nothing has changed yet.
-        let (new_id, new_index) = create_hot(&stream.dir.join("hot"), &stream.schema)?;
+        let (new_id, new_index) =
+            create_hot(&stream.dir.join("hot"), &stream.schema, &self.tuning)?;
         let new_hot_dir = stream.dir.join("hot").join(&new_id);
         let new_reader = match hot_reader(&new_index) {
             Ok(reader) => reader,
@@ -628,10 +637,7 @@ impl HotWriter {
         self.docs = 0;
         self.created = Instant::now();
         // A new writer; if it cannot be opened now, the next commit attempt opens it.
-        match self
-            .index
-            .writer_with_num_threads(1, self.writer_memory_bytes)
-        {
+        match open_writer(&self.index, &self.tuning, self.writer_memory_bytes) {
             Ok(writer) => {
                 self.writer = Some(writer);
                 self.broken = false;

@@ -173,6 +173,49 @@ fn splits_merge_without_losing_or_duplicating() {
 }
 
 #[test]
+fn splits_of_other_doc_store_settings_merge_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let ingest_sealed = |indexer: &Indexer, tag: &str, batches: usize| {
+        for batch in 0..batches {
+            let body: String = (0..20)
+                .map(|i| format!("{{\"message\":\"{tag} batch{batch} line {i}\"}}\n"))
+                .collect();
+            let outcome = ingest(&rt, indexer, "logs", body.into_bytes(), false).unwrap();
+            assert_eq!(outcome.accepted, 20);
+            indexer.seal_all();
+        }
+    };
+    let mut s = settings(dir.path());
+    s.merge_min_splits = 3;
+    s.writer.docstore_block_bytes = 64 * 1024;
+    let indexer = Indexer::open(s.clone(), Arc::new(Metrics::default())).unwrap();
+    ingest_sealed(&indexer, "old", 3);
+    indexer.shutdown();
+    drop(indexer);
+
+    // Reopened with a new doc-store setting. The hot index it finds was created the old way,
+    // so the first of four more splits is old too; the three after it are new.
+    s.writer.docstore_block_bytes = 256 * 1024;
+    let indexer = Indexer::open(s, Arc::new(Metrics::default())).unwrap();
+    ingest_sealed(&indexer, "new", 4);
+    let stats = |indexer: &Indexer| {
+        indexer
+            .stream_stats()
+            .into_iter()
+            .find(|s| s.name == "logs")
+            .unwrap()
+    };
+    assert_eq!(stats(&indexer).splits, 7);
+    // Each setting's splits merge into one (tantivy refuses to merge across settings).
+    indexer.run_upkeep_once().unwrap();
+    assert_eq!(stats(&indexer).splits, 2);
+    assert_eq!(stats(&indexer).docs, 140);
+    assert_eq!(docs(&indexer, "logs"), 140);
+    indexer.shutdown();
+}
+
+#[test]
 fn audit_event_ingested_twice_is_one_document() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
