@@ -14,8 +14,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-/// zstd level of batch bodies: fast, and still several times smaller than the NDJSON.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level of batch bodies. On the bench's log corpus in 1 MiB blocks level 1 compresses at
+/// 568 MB/s against level 3's 353, for bodies 6 % larger; the indexer decompresses either as
+/// fast.
+const ZSTD_LEVEL: i32 = 1;
 
 /// One source's part of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
