@@ -77,9 +77,9 @@ struct Common {
     /// TRAWL_INDEXER__COMMIT_INTERVAL_MS=5000.
     #[arg(long = "indexer-env", value_parser = parse_env)]
     indexer_env: Vec<(String, String)>,
-    /// audit: keep the loaded data in this directory and, when it already holds a load of
-    /// the same size and seed, time the reports on it without loading again (to compare two
-    /// builds on the same data).
+    /// audit, search: keep the loaded data in this directory and, when it already holds a
+    /// load of the same size and seed, time the queries on it without loading again (to
+    /// compare two builds on the same data).
     #[arg(long)]
     keep_data: Option<PathBuf>,
 }

@@ -410,30 +410,19 @@ fn run_parallel(
             }
         }
     }
-    visit_targets(targets, &visit, parallelism, |target| {
+    parallel_visit(targets, &visit, parallelism, |target| {
         search_target(plan, target)
     })
 }
 
-/// Runs `work` on every target on up to `parallelism` threads, each pulling the next target
-/// when done with one. Results come back in target order. The first error wins and stops the
-/// others from starting new targets.
-pub(crate) fn for_each_target<T: Send>(
-    targets: &[&SearchTarget],
-    parallelism: usize,
-    work: impl Fn(&SearchTarget) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    let visit: Vec<usize> = (0..targets.len()).collect();
-    visit_targets(targets, &visit, parallelism, work)
-}
-
-/// [`for_each_target`], starting the targets in the order of `visit` (a permutation of their
-/// positions).
-fn visit_targets<T: Send>(
-    targets: &[&SearchTarget],
+/// Runs `work` on every item on up to `parallelism` threads, each pulling the next item when
+/// done with one, in the order of `visit` (a permutation of their positions). Results come
+/// back in item order. The first error wins and stops the others from starting new items.
+pub(crate) fn parallel_visit<I: Sync, T: Send>(
+    targets: &[I],
     visit: &[usize],
     parallelism: usize,
-    work: impl Fn(&SearchTarget) -> Result<T> + Sync,
+    work: impl Fn(&I) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let workers = parallelism.max(1).min(targets.len());
     let next = AtomicUsize::new(0);
@@ -446,7 +435,7 @@ fn visit_targets<T: Send>(
         if failed.load(Ordering::Relaxed) {
             break;
         }
-        let result = work(targets[i]);
+        let result = work(&targets[i]);
         if result.is_err() {
             failed.store(true, Ordering::Relaxed);
         }
@@ -471,20 +460,20 @@ fn visit_targets<T: Send>(
         .map_err(|_| Error::Internal("a search worker panicked".to_string()))?;
     let mut results = Vec::with_capacity(slots.len());
     let mut first_error = None;
+    let mut not_started = false;
     for slot in slots {
         match slot {
             Some(Ok(result)) => results.push(result),
             Some(Err(err)) => {
                 first_error.get_or_insert(err);
             }
-            None => {
-                // Not started: another target failed, or a worker panicked.
-                first_error.get_or_insert(Error::Internal("a search worker failed".to_string()));
-            }
+            // Not started: another item failed (its error is the answer), or a worker panicked.
+            None => not_started = true,
         }
     }
     match first_error {
         Some(err) => Err(err),
+        None if not_started => Err(Error::Internal("a search worker failed".to_string())),
         None => Ok(results),
     }
 }

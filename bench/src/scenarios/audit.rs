@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::client::{client, get_json, stream_stats};
 use crate::corpus::audit::AuditGenerator;
-use crate::scenarios::{load, time_runs, Ctx, Indexer};
+use crate::scenarios::{load, loaded_indexer, time_runs, Ctx};
 use crate::{report, Result};
 
 const S: &str = "audit";
@@ -33,53 +33,18 @@ pub const REPORTS: &[&str] = &[
 pub fn run(ctx: &Ctx) -> Result<()> {
     let docs = ctx.docs_or(100_000, 10_000_000);
     let http = client()?;
-    let indexer = match &ctx.keep_data {
-        None => {
-            let indexer = Indexer::start(ctx, &[])?;
-            load_audit(ctx, &http, &indexer, docs)?;
-            indexer
-        }
-        Some(dir) => {
-            // A kept load is reused only when it is the same corpus.
-            let marker = dir.join("bench-audit-load");
-            let wanted = format!("docs={docs} seed={}\n", ctx.seed);
-            let loaded = std::fs::read_to_string(&marker).ok();
-            if loaded.is_none()
-                && dir.exists()
-                && dir.read_dir().map_err(crate::Error::Io)?.next().is_some()
-            {
-                return Err(crate::Error::Child(format!(
-                    "{} is not empty and holds no bench load: choose another --keep-data",
-                    dir.display()
-                )));
-            }
-            if loaded.as_ref().is_some_and(|l| *l != wanted) {
-                return Err(crate::Error::Child(format!(
-                    "{} holds a load of {}, not of {}: choose another --keep-data",
-                    dir.display(),
-                    loaded.unwrap_or_default().trim(),
-                    wanted.trim()
-                )));
-            }
-            let indexer = Indexer::start_kept(ctx, &[], &dir.join("data"))?;
-            if loaded.is_none() {
-                load_audit(ctx, &http, &indexer, docs)?;
-                std::fs::write(&marker, wanted).map_err(crate::Error::Io)?;
-            } else {
-                report::info(S, "kept_data", &dir.display().to_string());
-                let took = crate::client::wait_total(
-                    &http,
-                    indexer.url(),
-                    "audit",
-                    docs,
-                    std::time::Duration::from_millis(250),
-                    std::time::Duration::from_secs(300),
-                )?;
-                report::metric(S, "reopen", took.as_secs_f64(), "s");
-            }
-            indexer
-        }
-    };
+    let indexer = loaded_indexer(ctx, S, &http, "audit", docs, |indexer| {
+        load(
+            ctx,
+            S,
+            &http,
+            indexer,
+            "audit",
+            AuditGenerator::new(ctx.seed, 500.0),
+            docs,
+        )
+        .map(drop)
+    })?;
     let (bytes, _) = stream_stats(&http, indexer.url(), "audit")?;
     report::metric(S, "index_bytes", bytes as f64 / 1e6, "MB");
     let runs = ctx.runs();
@@ -129,22 +94,4 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn load_audit(
-    ctx: &Ctx,
-    http: &reqwest::blocking::Client,
-    indexer: &Indexer,
-    docs: u64,
-) -> Result<()> {
-    load(
-        ctx,
-        S,
-        http,
-        indexer,
-        "audit",
-        AuditGenerator::new(ctx.seed, 500.0),
-        docs,
-    )
-    .map(drop)
 }

@@ -124,6 +124,65 @@ impl Indexer {
     }
 }
 
+/// An indexer holding `docs` documents of `stream`, loaded by `load`: a fresh one, or with
+/// `--keep-data DIR` the load kept in `DIR` by an earlier run of the same corpus (same stream,
+/// size and seed), reopened without loading again, so that two builds are timed on the same
+/// data.
+pub fn loaded_indexer(
+    ctx: &Ctx,
+    scenario: &str,
+    http: &Client,
+    stream: &str,
+    docs: u64,
+    load: impl FnOnce(&Indexer) -> Result<()>,
+) -> Result<Indexer> {
+    let Some(dir) = &ctx.keep_data else {
+        let indexer = Indexer::start(ctx, &[])?;
+        load(&indexer)?;
+        return Ok(indexer);
+    };
+    let marker = dir.join("bench-load");
+    let wanted = format!("stream={stream} docs={docs} seed={}\n", ctx.seed);
+    let loaded = std::fs::read_to_string(&marker).ok();
+    match &loaded {
+        Some(found) if *found != wanted => {
+            return Err(Error::Child(format!(
+                "{} holds a load of {}, not of {}: choose another --keep-data",
+                dir.display(),
+                found.trim(),
+                wanted.trim()
+            )))
+        }
+        None if dir
+            .read_dir()
+            .is_ok_and(|mut entries| entries.next().is_some()) =>
+        {
+            return Err(Error::Child(format!(
+                "{} is not empty and holds no bench load: choose another --keep-data",
+                dir.display()
+            )))
+        }
+        _ => {}
+    }
+    let indexer = Indexer::start_kept(ctx, &[], &dir.join("data"))?;
+    if loaded.is_none() {
+        load(&indexer)?;
+        std::fs::write(&marker, wanted).map_err(Error::Io)?;
+    } else {
+        report::info(scenario, "kept_data", &dir.display().to_string());
+        let took = wait_total(
+            http,
+            indexer.url(),
+            stream,
+            docs,
+            Duration::from_millis(250),
+            Duration::from_secs(300),
+        )?;
+        report::metric(scenario, "reopen", took.as_secs_f64(), "s");
+    }
+    Ok(indexer)
+}
+
 /// Where temporary data goes: `$TRAWL_BENCH_TMP`, else `/var/tmp` (disk-backed, unlike a tmpfs
 /// `/tmp`), else the system temp dir.
 pub fn bench_tmp() -> PathBuf {

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::client::{client, encode, get_json, stream_stats};
 use crate::corpus::{logs::LogGenerator, Civil, CORPUS_START_NS};
-use crate::scenarios::{load, time_runs, Ctx, Indexer};
+use crate::scenarios::{load, loaded_indexer, time_runs, Ctx};
 use crate::{report, Error, Result};
 
 const S: &str = "search";
@@ -65,10 +65,11 @@ fn queries(docs: u64) -> Vec<(&'static str, String)> {
 /// Runs the scenario over 10M documents (200k with `--quick`, `--docs` to choose).
 pub fn run(ctx: &Ctx) -> Result<()> {
     let docs = ctx.docs_or(200_000, 10_000_000);
-    let indexer = Indexer::start(ctx, &[])?;
     let http = client()?;
-    let gen = LogGenerator::new(ctx.seed, "bench", 800, DOCS_PER_SEC);
-    load(ctx, S, &http, &indexer, "logs", gen, docs)?;
+    let indexer = loaded_indexer(ctx, S, &http, "logs", docs, |indexer| {
+        let gen = LogGenerator::new(ctx.seed, "bench", 800, DOCS_PER_SEC);
+        load(ctx, S, &http, indexer, "logs", gen, docs).map(drop)
+    })?;
     let (bytes, _) = stream_stats(&http, indexer.url(), "logs")?;
     report::metric(S, "index_bytes", bytes as f64 / 1e6, "MB");
     let runs = ctx.runs();

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::engine::{render, Ctx, Key, Order, Row, USER_KEYS};
+use super::engine::{render, top, Ctx, Group, Key, Order, Row, USER_KEYS};
 use super::filter::{any_of, either, COMPLETE};
 use super::group::{Extra, ExtraValue};
 use crate::error::Result;
@@ -26,13 +26,14 @@ pub(super) fn deletions(ctx: &Ctx) -> Rows {
         USER_KEYS[1],
     ];
     let groups = ctx.groups(&filter, &keys, &[Extra::Terms("name")])?;
+    let groups = top(groups, ctx.request.limit, |_| 0);
     let rows = groups
         .iter()
         .map(|g| {
             let mut names: Vec<(u64, &str)> = match g.extras.first() {
                 Some(ExtraValue::Terms(counts)) => counts
                     .iter()
-                    .map(|(name, count)| (*count, name.as_str()))
+                    .map(|(name, count)| (*count, name.as_ref()))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -81,7 +82,11 @@ pub(super) fn privileged_pods(ctx: &Ctx) -> Rows {
         Key::Str("name"),
     ];
     let extras: Vec<Extra> = FLAGS.iter().map(|f| Extra::Any(f)).collect();
-    let groups = ctx.groups(&filter, &keys, &extras)?;
+    let groups = top(
+        ctx.groups(&filter, &keys, &extras)?,
+        ctx.request.limit,
+        |_| 0,
+    );
     let rows = groups
         .iter()
         .map(|g| {
@@ -124,7 +129,12 @@ pub(super) fn rbac_changes(ctx: &Ctx) -> Rows {
     let fields = ["verb", "resource", "namespace", "name", "role_ref"];
     let mut keys = USER_KEYS.to_vec();
     keys.extend(fields.iter().map(|f| Key::Str(f)));
-    let groups = ctx.groups(&filter, &keys, &[])?;
+    let admin_first = |g: &Group| u8::from(g.str("role_ref") != CLUSTER_ADMIN);
+    let groups = top(
+        ctx.groups(&filter, &keys, &[])?,
+        ctx.request.limit,
+        admin_first,
+    );
     let rows = groups
         .iter()
         .map(|g| {
@@ -133,7 +143,7 @@ pub(super) fn rbac_changes(ctx: &Ctx) -> Rows {
                 .iter()
                 .fold(Row::of(g).user(g), |row, f| row.key(g, f))
                 .column("cluster_admin", json!(admin));
-            row.priority = if admin { 0 } else { 1 };
+            row.priority = admin_first(g);
             row
         })
         .collect();

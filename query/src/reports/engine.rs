@@ -5,6 +5,7 @@
 use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use std::time::Instant;
 
@@ -138,10 +139,11 @@ impl Key {
 pub(crate) const USER_KEYS: [Key; 2] = [Key::Str("user"), Key::Str("impersonated_user")];
 
 /// The value of one key in one group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum KeyValue {
-    /// A keyword; empty when the documents do not have the field.
-    Str(String),
+    /// A keyword; empty when the documents do not have the field. Shared: a target names each
+    /// value once.
+    Str(Arc<str>),
     /// An integer; `None` when the documents do not have the field.
     Int(Option<i64>),
 }
@@ -163,7 +165,7 @@ impl Group {
         self.values
             .iter()
             .find_map(|(key, value)| match value {
-                KeyValue::Str(text) if key.field() == field => Some(text.as_str()),
+                KeyValue::Str(text) if key.field() == field => Some(text.as_ref()),
                 _ => None,
             })
             .unwrap_or_default()
@@ -197,6 +199,35 @@ pub(crate) fn time_range(start: i64, end: i64) -> String {
     )
 }
 
+/// The `limit` groups that come first when each group is one row ordered by
+/// [`Order::ByCount`]: `priority`, then the largest count, then the key values in key order
+/// (what [`Row::key`] and [`Row::user`] make the rows' tie-break). Rows are then built for
+/// these only: a report over a day of exec sessions may have hundreds of thousands of groups.
+pub(crate) fn top(
+    mut groups: Vec<Group>,
+    limit: usize,
+    priority: impl Fn(&Group) -> u8,
+) -> Vec<Group> {
+    if groups.len() <= limit {
+        return groups;
+    }
+    let rank = |g: &Group| (priority(g), Reverse(g.count));
+    let order = |a: &Group, b: &Group| {
+        rank(a).cmp(&rank(b)).then_with(|| {
+            a.values
+                .iter()
+                .map(|(_, v)| v)
+                .cmp(b.values.iter().map(|(_, v)| v))
+        })
+    };
+    if limit == 0 {
+        return Vec::new();
+    }
+    groups.select_nth_unstable_by(limit - 1, order);
+    groups.truncate(limit);
+    groups
+}
+
 /// How rows are ordered before `limit` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Order {
@@ -220,6 +251,9 @@ pub(crate) struct Row {
     pub clauses: Vec<String>,
     /// Rows of a smaller priority come first ([`Order::ByCount`]).
     pub priority: u8,
+    /// The row's key values in order (absent ones empty): the tie-break between rows of the
+    /// same priority and count.
+    pub tie: Vec<String>,
     /// The row's time ([`Order::ByTime`]).
     pub time: i64,
 }
@@ -240,6 +274,7 @@ impl Row {
         let value = group.str(field);
         self.clauses.push(eq(field, value));
         self.columns.push((field, Value::String(value.to_string())));
+        self.tie.push(value.to_string());
         self
     }
 
@@ -248,6 +283,7 @@ impl Row {
         self = self.key(group, "user");
         let impersonated = group.str("impersonated_user");
         self.clauses.push(eq("impersonated_user", impersonated));
+        self.tie.push(impersonated.to_string());
         if !impersonated.is_empty() {
             self.columns
                 .push(("impersonated_user", Value::String(impersonated.to_string())));
@@ -334,7 +370,12 @@ pub(crate) fn render(
     let mut keyed: Vec<(String, Row)> = rows.drain(..).map(|r| (query_of(&r), r)).collect();
     match order {
         Order::ByCount => keyed.sort_by(|(qa, a), (qb, b)| {
-            (a.priority, Reverse(a.count), qa).cmp(&(b.priority, Reverse(b.count), qb))
+            (a.priority, Reverse(a.count), &a.tie, qa).cmp(&(
+                b.priority,
+                Reverse(b.count),
+                &b.tie,
+                qb,
+            ))
         }),
         Order::ByTime => keyed.sort_by(|(qa, a), (qb, b)| (a.time, qa).cmp(&(b.time, qb))),
     }
@@ -383,6 +424,47 @@ mod tests {
         assert_eq!(folded[0].count, 5);
         assert_eq!((folded[0].first, folded[0].last), (Some(5), Some(20)));
         assert_eq!(folded[0].sums, vec![("errors", 3)]);
+    }
+
+    #[test]
+    fn top_keeps_priority_then_count_then_key_values() {
+        let group = |user: &str, count, code: Option<i64>| Group {
+            values: vec![
+                (Key::Str("user"), KeyValue::Str(Arc::from(user))),
+                (Key::Int("status_code"), KeyValue::Int(code)),
+            ],
+            count,
+            first: None,
+            last: None,
+            extras: Vec::new(),
+        };
+        let groups = vec![
+            group("d", 1, Some(200)),
+            group("b", 1, Some(403)),
+            group("c", 9, Some(403)),
+            group("a", 1, Some(403)),
+            group("b", 1, None),
+            group("e", 2, Some(200)),
+        ];
+        let allowed_first = |g: &Group| u8::from(g.int("status_code").is_none_or(|c| c >= 400));
+        let mut kept: Vec<(String, Option<i64>)> = top(groups.clone(), 4, allowed_first)
+            .iter()
+            .map(|g| (g.str("user").to_string(), g.int("status_code")))
+            .collect();
+        kept.sort();
+        // Allowed first (e, d), then the denied by count (c), then the ties by value: a
+        // before b.
+        assert_eq!(
+            kept,
+            [
+                ("a".to_string(), Some(403)),
+                ("c".to_string(), Some(403)),
+                ("d".to_string(), Some(200)),
+                ("e".to_string(), Some(200)),
+            ]
+        );
+        assert_eq!(top(groups.clone(), 10, allowed_first).len(), 6);
+        assert!(top(groups, 0, allowed_first).is_empty());
     }
 
     #[test]
