@@ -78,13 +78,22 @@ impl<'a> Ctx<'a> {
     /// and the `extras` (kept in [`Group::extras`], in order).
     pub fn groups(&self, clauses: &[String], keys: &[Key], extras: &[Extra]) -> Result<Vec<Group>> {
         let request = self.request;
+        let text = join(clauses);
         let query = crate::query_text::build_query(
             self.snapshot,
-            &join(clauses),
+            &text,
             request.start,
             request.end,
             &request.scope,
         )?;
+        let pass = group::PassKey {
+            query: &text,
+            keys,
+            extras,
+            scope: serde_json::to_string(&request.scope).unwrap_or_default(),
+            start: request.start,
+            end: request.end,
+        };
         let targets: Vec<&SearchTarget> = self
             .snapshot
             .targets
@@ -99,6 +108,7 @@ impl<'a> Ctx<'a> {
             self.group_cap() as usize,
             self.limits.parallelism,
             Instant::now() + self.limits.timeout,
+            &pass,
         )?;
         if pass.timed_out {
             self.timed_out.set(true);

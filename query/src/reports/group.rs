@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use rustc_hash::FxHasher;
@@ -112,6 +112,7 @@ pub(crate) fn group(
     cap: usize,
     parallelism: usize,
     deadline: Instant,
+    pass: &PassKey<'_>,
 ) -> Result<GroupPass> {
     if keys.len() > MAX_KEYS {
         return Err(Error::Internal(format!(
@@ -122,11 +123,21 @@ pub(crate) fn group(
         .iter()
         .map(|target| weight_on(query, target))
         .collect::<Result<Vec<_>>>()?;
+    let cache = GroupCache::global();
+    let cache_keys: Vec<Option<String>> = targets
+        .iter()
+        .map(|target| GroupCache::key(target, pass))
+        .collect();
+    let mut cached: Vec<Option<Arc<Grouped>>> = cache_keys
+        .iter()
+        .map(|key| key.as_deref().and_then(|key| cache.get(key)))
+        .collect();
     // Every segment of every target is a unit of work, the largest first, so that both
     // cores stay busy to the end whatever the sizes of the targets.
     let units: Vec<(usize, usize)> = targets
         .iter()
         .enumerate()
+        .filter(|(t, _)| cached[*t].is_none())
         .flat_map(|(t, target)| (0..target.searcher.segment_readers().len()).map(move |s| (t, s)))
         .collect();
     let reader = |&(t, s): &(usize, usize)| &targets[t].searcher.segment_readers()[s];
@@ -150,16 +161,29 @@ pub(crate) fn group(
     // Per target, its segments' groups merge on interned ids; targets merge on values.
     let mut per_target: Vec<Vec<(Segment, FxMap<RawKey, RawTally>)>> =
         targets.iter().map(|_| Vec::new()).collect();
+    let mut complete = vec![true; targets.len()];
     for (unit, part) in units.iter().zip(parts) {
-        if let Some(part) = part {
-            per_target[unit.0].push(part);
+        match part {
+            Some(part) => per_target[unit.0].push(part),
+            None => complete[unit.0] = false,
         }
     }
     let mut groups = Grouped::default();
-    for (target, parts) in targets.iter().zip(per_target) {
-        let named =
-            merge_target(parts, keys, extras, cap).map_err(|e| internal(&target.id, e))??;
-        merge_into(&mut groups, named, cap)?;
+    for (t, (target, parts)) in targets.iter().zip(per_target).enumerate() {
+        let named = match cached[t].take() {
+            Some(named) => named,
+            None => {
+                let named = Arc::new(
+                    merge_target(parts, keys, extras, cap)
+                        .map_err(|e| internal(&target.id, e))??,
+                );
+                if let (Some(key), true) = (cache_keys[t].clone(), complete[t]) {
+                    cache.put(key, named.clone());
+                }
+                named
+            }
+        };
+        merge_shared(&mut groups, named, cap)?;
     }
     Ok(GroupPass {
         groups,
@@ -171,6 +195,26 @@ fn too_many(cap: usize) -> Error {
     Error::TooExpensive(format!(
         "the report has more than {cap} groups: narrow the time range or add a `q` filter"
     ))
+}
+
+/// [`merge_into`] from a result that may be shared with the cache (cloned then).
+fn merge_shared(into: &mut Grouped, from: Arc<Grouped>, cap: usize) -> Result<()> {
+    let shared = match Arc::try_unwrap(from) {
+        Ok(owned) => return merge_into(into, owned, cap),
+        Err(shared) => shared,
+    };
+    for (key, tally) in shared.iter() {
+        match into.get_mut(key) {
+            Some(existing) => existing.merge(tally.clone())?,
+            None => {
+                into.insert(key.clone(), tally.clone());
+            }
+        }
+    }
+    if into.len() > cap {
+        return Err(too_many(cap));
+    }
+    Ok(())
 }
 
 fn merge_into(into: &mut Grouped, from: Grouped, cap: usize) -> Result<()> {
@@ -757,6 +801,141 @@ where
             };
         }
     }
+}
+
+/// The grouped result of one sealed split for one report pass, kept so that a dashboard
+/// refreshing a report recomputes only the hot index. Keyed by the split's segments (ids and
+/// live counts: the very content), the query text, keys, extras and scope, and the time bounds
+/// when they cut the split. Least recently used entries go first past the capacity.
+pub(crate) struct GroupCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    entries: HashMap<String, (Arc<Grouped>, usize, u64)>,
+    used: usize,
+    clock: u64,
+}
+
+/// What the cache may hold, estimated (128 MiB).
+const CACHE_BYTES: usize = 128 << 20;
+
+impl GroupCache {
+    fn global() -> &'static GroupCache {
+        static CACHE: OnceLock<GroupCache> = OnceLock::new();
+        CACHE.get_or_init(|| GroupCache {
+            capacity: CACHE_BYTES,
+            inner: Mutex::new(CacheInner::default()),
+        })
+    }
+
+    /// The key of a split's pass; `None` for the hot index (it changes every commit) and for
+    /// a target without known bounds.
+    fn key(target: &SearchTarget, pass: &PassKey<'_>) -> Option<String> {
+        if target.id == "hot" {
+            return None;
+        }
+        let (min, max) = (target.min_timestamp?, target.max_timestamp?);
+        let covered = pass.start.is_none_or(|s| min >= s) && pass.end.is_none_or(|e| max < e);
+        let bounds = if covered {
+            "full".to_string()
+        } else {
+            format!("{:?}..{:?}", pass.start.map(|t| t.0), pass.end.map(|t| t.0))
+        };
+        let segments: Vec<String> = target
+            .searcher
+            .segment_readers()
+            .iter()
+            .map(|r| format!("{}/{}", r.segment_id().uuid_string(), r.num_docs()))
+            .collect();
+        Some(format!(
+            "{}|{}|{:?}|{:?}|{}|{}|{}",
+            target.id,
+            segments.join(","),
+            pass.keys,
+            pass.extras,
+            pass.query,
+            pass.scope,
+            bounds
+        ))
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<Grouped>> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.clock += 1;
+        let clock = inner.clock;
+        let entry = inner.entries.get_mut(key)?;
+        entry.2 = clock;
+        Some(entry.0.clone())
+    }
+
+    fn put(&self, key: String, groups: Arc<Grouped>) {
+        let size = estimate(&groups) + key.len();
+        if size > self.capacity / 4 {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.clock += 1;
+        let clock = inner.clock;
+        if let Some((_, old, _)) = inner.entries.insert(key, (groups, size, clock)) {
+            inner.used -= old;
+        }
+        inner.used += size;
+        while inner.used > self.capacity {
+            let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, size, _)) = inner.entries.remove(&oldest) {
+                inner.used -= size;
+            }
+        }
+    }
+}
+
+/// Roughly the bytes a grouped result holds (names are shared with the target's interner
+/// and counted once per group, an overestimate).
+fn estimate(groups: &Grouped) -> usize {
+    groups
+        .iter()
+        .map(|(values, tally)| {
+            let names: usize = values
+                .iter()
+                .map(|v| match v {
+                    KeyValue::Str(text) => text.len() + 16,
+                    KeyValue::Int(_) => 16,
+                })
+                .sum();
+            let extras: usize = tally
+                .extras
+                .iter()
+                .map(|e| match e {
+                    ExtraValue::Terms(terms) => terms.len() * 48,
+                    ExtraValue::Any(_) => 1,
+                    ExtraValue::Sketch(_) => 2048,
+                })
+                .sum();
+            96 + names + extras
+        })
+        .sum()
+}
+
+/// What identifies a grouping pass apart from the target.
+pub(crate) struct PassKey<'a> {
+    pub query: &'a str,
+    pub keys: &'a [Key],
+    pub extras: &'a [Extra],
+    pub scope: String,
+    pub start: Option<trawl_model::Timestamp>,
+    pub end: Option<trawl_model::Timestamp>,
 }
 
 /// Buffers of [`first_vals`].
