@@ -87,18 +87,10 @@ impl LeafCache {
             format!("{:?}..{:?}", req.start.map(|t| t.0), req.end.map(|t| t.0))
         };
         let scope = serde_json::to_string(&req.scope).ok()?;
-        // The segments' ids and live counts pin the key to this very content, even where two
-        // targets share an id (tests build several indexes under the same name).
-        let segments: Vec<String> = target
-            .searcher
-            .segment_readers()
-            .iter()
-            .map(|r| format!("{}/{}", r.segment_id().uuid_string(), r.num_docs()))
-            .collect();
         Some(format!(
             "{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}",
             target.id,
-            segments.join(","),
+            content_key(target),
             req.query,
             scope,
             bounds,
@@ -185,6 +177,18 @@ fn canonical(value: &Value) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// The target's segments' ids and live counts: they pin a cache key to this very content,
+/// even where two targets share an id (tests build several indexes under the same name).
+pub(crate) fn content_key(target: &SearchTarget) -> String {
+    let segments: Vec<String> = target
+        .searcher
+        .segment_readers()
+        .iter()
+        .map(|r| format!("{}/{}", r.segment_id().uuid_string(), r.num_docs()))
+        .collect();
+    segments.join(",")
 }
 
 #[cfg(test)]

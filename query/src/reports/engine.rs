@@ -103,12 +103,10 @@ impl<'a> Ctx<'a> {
         let pass = group::group(
             &targets,
             query.as_ref(),
-            keys,
-            extras,
+            &pass,
             self.group_cap() as usize,
             self.limits.parallelism,
             Instant::now() + self.limits.timeout,
-            &pass,
         )?;
         if pass.timed_out {
             self.timed_out.set(true);

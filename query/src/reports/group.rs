@@ -107,13 +107,12 @@ pub(crate) struct GroupPass {
 pub(crate) fn group(
     targets: &[&SearchTarget],
     query: &dyn Query,
-    keys: &[Key],
-    extras: &[Extra],
+    pass: &PassKey<'_>,
     cap: usize,
     parallelism: usize,
     deadline: Instant,
-    pass: &PassKey<'_>,
 ) -> Result<GroupPass> {
+    let (keys, extras) = (pass.keys, pass.extras);
     if keys.len() > MAX_KEYS {
         return Err(Error::Internal(format!(
             "a report groups by at most {MAX_KEYS} keys"
@@ -844,16 +843,10 @@ impl GroupCache {
         } else {
             format!("{:?}..{:?}", pass.start.map(|t| t.0), pass.end.map(|t| t.0))
         };
-        let segments: Vec<String> = target
-            .searcher
-            .segment_readers()
-            .iter()
-            .map(|r| format!("{}/{}", r.segment_id().uuid_string(), r.num_docs()))
-            .collect();
         Some(format!(
             "{}|{}|{:?}|{:?}|{}|{}|{}",
             target.id,
-            segments.join(","),
+            crate::leaf_cache::content_key(target),
             pass.keys,
             pass.extras,
             pass.query,
