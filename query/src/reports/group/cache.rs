@@ -1,0 +1,138 @@
+//! The grouped results of sealed splits, kept for repeated reports.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use trawl_indexer::SearchTarget;
+
+use super::{Extra, ExtraValue, Grouped};
+use crate::reports::engine::{Key, KeyValue};
+
+/// The grouped result of one sealed split for one report pass, kept so that a dashboard
+/// refreshing a report recomputes only the hot index. Keyed by the split's segments (ids and
+/// live counts: the very content), the query text, keys, extras and scope, and the time bounds
+/// when they cut the split. Least recently used entries go first past the capacity.
+pub(crate) struct GroupCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    entries: HashMap<String, (Arc<Grouped>, usize, u64)>,
+    used: usize,
+    clock: u64,
+}
+
+/// What the cache may hold, estimated (128 MiB).
+const CACHE_BYTES: usize = 128 << 20;
+
+impl GroupCache {
+    pub(super) fn global() -> &'static GroupCache {
+        static CACHE: OnceLock<GroupCache> = OnceLock::new();
+        CACHE.get_or_init(|| GroupCache {
+            capacity: CACHE_BYTES,
+            inner: Mutex::new(CacheInner::default()),
+        })
+    }
+
+    /// The key of a split's pass; `None` for the hot index (it changes every commit) and for
+    /// a target without known bounds.
+    pub(super) fn key(target: &SearchTarget, pass: &PassKey<'_>) -> Option<String> {
+        if target.id == "hot" {
+            return None;
+        }
+        let (min, max) = (target.min_timestamp?, target.max_timestamp?);
+        let covered = pass.start.is_none_or(|s| min >= s) && pass.end.is_none_or(|e| max < e);
+        let bounds = if covered {
+            "full".to_string()
+        } else {
+            format!("{:?}..{:?}", pass.start.map(|t| t.0), pass.end.map(|t| t.0))
+        };
+        Some(format!(
+            "{}|{}|{:?}|{:?}|{}|{}|{}",
+            target.id,
+            crate::leaf_cache::content_key(target),
+            pass.keys,
+            pass.extras,
+            pass.query,
+            pass.scope,
+            bounds
+        ))
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<Arc<Grouped>> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.clock += 1;
+        let clock = inner.clock;
+        let entry = inner.entries.get_mut(key)?;
+        entry.2 = clock;
+        Some(entry.0.clone())
+    }
+
+    pub(super) fn put(&self, key: String, groups: Arc<Grouped>) {
+        let size = estimate(&groups) + key.len();
+        if size > self.capacity / 4 {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.clock += 1;
+        let clock = inner.clock;
+        if let Some((_, old, _)) = inner.entries.insert(key, (groups, size, clock)) {
+            inner.used -= old;
+        }
+        inner.used += size;
+        while inner.used > self.capacity {
+            let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, size, _)) = inner.entries.remove(&oldest) {
+                inner.used -= size;
+            }
+        }
+    }
+}
+
+/// Roughly the bytes a grouped result holds (names are shared with the target's interner
+/// and counted once per group, an overestimate).
+fn estimate(groups: &Grouped) -> usize {
+    groups
+        .iter()
+        .map(|(values, tally)| {
+            let names: usize = values
+                .iter()
+                .map(|v| match v {
+                    KeyValue::Str(text) => text.len() + 16,
+                    KeyValue::Int(_) => 16,
+                })
+                .sum();
+            let extras: usize = tally
+                .extras
+                .iter()
+                .map(|e| match e {
+                    ExtraValue::Terms(terms) => terms.len() * 48,
+                    ExtraValue::Any(_) => 1,
+                    ExtraValue::Sketch(_) => 2048,
+                })
+                .sum();
+            96 + names + extras
+        })
+        .sum()
+}
+
+/// What identifies a grouping pass apart from the target.
+pub(crate) struct PassKey<'a> {
+    pub query: &'a str,
+    pub keys: &'a [Key],
+    pub extras: &'a [Extra],
+    pub scope: String,
+    pub start: Option<trawl_model::Timestamp>,
+    pub end: Option<trawl_model::Timestamp>,
+}
