@@ -327,44 +327,6 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// Whether no document of `reader` can make the answer's hits: hits are wanted, no
-    /// aggregation needs the documents, and the segment's best timestamp is worse than the
-    /// bound.
-    fn only_count(&self, reader: &SegmentReader) -> bool {
-        if self.req.limit == 0 || self.aggs.is_some() {
-            return false;
-        }
-        let bound = self.bound.load(Ordering::Relaxed);
-        if bound == u64::MAX {
-            return false;
-        }
-        let Ok(Some(column)) = reader.fast_fields().column_opt::<DateTime>(TIMESTAMP_FIELD) else {
-            return false;
-        };
-        // Documents without a timestamp rank as `i64::MIN`.
-        let sparse = !matches!(
-            column.get_cardinality(),
-            tantivy::columnar::Cardinality::Full
-        );
-        let best = match self.req.sort {
-            SortOrder::Desc => column.max_value().into_timestamp_nanos(),
-            SortOrder::Asc if sparse => i64::MIN,
-            SortOrder::Asc => column.min_value().into_timestamp_nanos(),
-        };
-        ts_rank(best, self.req.sort) > bound
-    }
-
-    /// Lowers the bound with a segment's hits (best first) when they fill `limit`.
-    fn tighten(&self, hits: &[u128]) {
-        if hits.len() >= self.req.limit && self.req.limit > 0 {
-            if let Some(&worst) = hits.get(self.req.limit - 1) {
-                self.bound.fetch_min(split_rank(worst).0, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-impl Plan<'_> {
     /// Whether the time budget is spent; records it when it is.
     fn expired(&self) -> bool {
         if Instant::now() >= self.deadline {
@@ -372,6 +334,27 @@ impl Plan<'_> {
             true
         } else {
             false
+        }
+    }
+
+    /// Whether no document of a segment whose best timestamp rank is `best` can make the
+    /// answer's hits: hits are wanted, no aggregation needs the documents, and `best` is worse
+    /// than the bound.
+    fn only_count(&self, best: Option<u64>) -> bool {
+        self.req.limit > 0
+            && self.aggs.is_none()
+            && best.is_some_and(|best| best > self.bound.load(Ordering::Relaxed))
+    }
+
+    /// Lowers the bound with a segment's hits (best first) when they fill `limit`.
+    fn tighten(&self, hits: &[u128]) {
+        let worst = self
+            .req
+            .limit
+            .checked_sub(1)
+            .and_then(|last| hits.get(last));
+        if let Some(&worst) = worst {
+            self.bound.fetch_min(split_rank(worst).0, Ordering::Relaxed);
         }
     }
 }
@@ -419,23 +402,22 @@ fn run_parallel(
 /// done with one, in the order of `visit` (a permutation of their positions). Results come
 /// back in item order. The first error wins and stops the others from starting new items.
 pub(crate) fn parallel_visit<I: Sync, T: Send>(
-    targets: &[I],
+    items: &[I],
     visit: &[usize],
     parallelism: usize,
     work: impl Fn(&I) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
-    let workers = parallelism.max(1).min(targets.len());
+    let workers = parallelism.max(1).min(items.len());
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let slots: Mutex<Vec<Option<Result<T>>>> =
-        Mutex::new((0..targets.len()).map(|_| None).collect());
+    let slots: Mutex<Vec<Option<Result<T>>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     let worker = || loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
         let Some(&i) = visit.get(n) else { break };
         if failed.load(Ordering::Relaxed) {
             break;
         }
-        let result = work(&targets[i]);
+        let result = work(&items[i]);
         if result.is_err() {
             failed.store(true, Ordering::Relaxed);
         }
@@ -518,18 +500,26 @@ fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult>
     let limit = plan.req.limit;
     let mut agg_parts = Vec::new();
     // The segments that may hold the best hits first, so that the bound prunes the others.
-    let mut segments: Vec<(usize, &SegmentReader)> =
-        searcher.segment_readers().iter().enumerate().collect();
-    if limit > 0 && plan.aggs.is_none() {
-        segments.sort_by_cached_key(|(_, reader)| best_rank(reader, plan.req.sort));
+    let prune = limit > 0 && plan.aggs.is_none();
+    let mut segments: Vec<(usize, &SegmentReader, Option<u64>)> = searcher
+        .segment_readers()
+        .iter()
+        .enumerate()
+        .map(|(ord, reader)| {
+            let best = prune.then(|| best_rank(reader, plan.req.sort)).flatten();
+            (ord, reader, best)
+        })
+        .collect();
+    if prune {
+        segments.sort_by_key(|(_, _, best)| best.unwrap_or(0));
     }
-    for (ord, reader) in segments {
+    for (ord, reader, best) in segments {
         if plan.expired() {
             complete = false;
             break;
         }
         let ord = u32::try_from(ord).map_err(|_| internal(&target.id, "too many segments"))?;
-        if (limit == 0 && plan.aggs.is_none()) || plan.only_count(reader) {
+        if (limit == 0 && plan.aggs.is_none()) || plan.only_count(best) {
             result.count += u64::from(weight.count(reader).map_err(|e| internal(&target.id, e))?);
             continue;
         }
@@ -682,19 +672,24 @@ impl TopByTime {
     }
 }
 
-/// The best timestamp rank a document of the segment may have (0 when unknown).
-fn best_rank(reader: &SegmentReader, sort: SortOrder) -> u64 {
-    match reader.fast_fields().column_opt::<DateTime>(TIMESTAMP_FIELD) {
-        Ok(Some(column)) => ts_rank(
-            match sort {
-                SortOrder::Desc => column.max_value(),
-                SortOrder::Asc => column.min_value(),
-            }
-            .into_timestamp_nanos(),
-            sort,
-        ),
-        _ => 0,
-    }
+/// The best timestamp rank a document of the segment may have; `None` when the segment has no
+/// timestamp column to tell.
+fn best_rank(reader: &SegmentReader, sort: SortOrder) -> Option<u64> {
+    let column = reader
+        .fast_fields()
+        .column_opt::<DateTime>(TIMESTAMP_FIELD)
+        .ok()??;
+    // Documents without a timestamp rank as `i64::MIN`.
+    let sparse = !matches!(
+        column.get_cardinality(),
+        tantivy::columnar::Cardinality::Full
+    );
+    let best = match sort {
+        SortOrder::Desc => column.max_value().into_timestamp_nanos(),
+        SortOrder::Asc if sparse => i64::MIN,
+        SortOrder::Asc => column.min_value().into_timestamp_nanos(),
+    };
+    Some(ts_rank(best, sort))
 }
 
 /// The smallest rank a document of segment `ord` of `target` may have to come strictly after

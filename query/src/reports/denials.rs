@@ -63,7 +63,8 @@ pub(super) fn forbidden_bursts(ctx: &Ctx) -> Rows {
         let (row, distinct) = windows
             .entry((g.str("user"), g.str("impersonated_user"), start))
             .or_insert_with(|| {
-                let mut row = Row::of(g);
+                // The user columns and clauses; the counts and times add up below.
+                let mut row = Row::of(g).user(g);
                 row.count = 0;
                 (row, 0)
             });
@@ -75,17 +76,11 @@ pub(super) fn forbidden_bursts(ctx: &Ctx) -> Rows {
         }
     }
     let mut rows = Vec::new();
-    for ((user, impersonated, start), (mut row, distinct)) in windows {
+    for ((_, _, start), (row, distinct)) in windows {
         if row.count < request.burst_min || distinct < request.burst_min_resources {
             continue;
         }
         let end = start.saturating_add(window);
-        row.clauses.push(eq("user", user));
-        row.columns.push(("user", json!(user)));
-        row.clauses.push(eq("impersonated_user", impersonated));
-        if !impersonated.is_empty() {
-            row.columns.push(("impersonated_user", json!(impersonated)));
-        }
         rows.push(
             row.column("window_start", json!(Timestamp(start).to_rfc3339()))
                 .column("distinct_resources", json!(distinct))

@@ -1,5 +1,5 @@
 //! What every report shares: the grouping of documents by several keys with their count, first
-//! and last times and typed extras (one pass over the audit stream's fast fields, targets in
+//! and last times and typed extras (one pass over the audit stream's fast fields, segments in
 //! parallel: [`super::group`]), rows, their order, and the drill-down query of each row.
 
 use std::cell::Cell;
@@ -100,7 +100,7 @@ impl<'a> Ctx<'a> {
             .iter()
             .filter(|t| t.overlaps(request.start, request.end))
             .collect();
-        let pass = group::group(
+        let outcome = group::group(
             &targets,
             query.as_ref(),
             &pass,
@@ -108,10 +108,10 @@ impl<'a> Ctx<'a> {
             self.limits.parallelism,
             Instant::now() + self.limits.timeout,
         )?;
-        if pass.timed_out {
+        if outcome.timed_out {
             self.timed_out.set(true);
         }
-        Ok(pass
+        Ok(outcome
             .groups
             .into_iter()
             .map(|(values, tally)| Group {

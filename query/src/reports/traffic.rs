@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::engine::{max_opt, min_opt, render, time_range, top, Ctx, Key, Order, Row};
 use super::filter::COMPLETE;
-use super::group::{Extra, ExtraValue};
+use super::group::{window_start, Extra, ExtraValue};
 use crate::error::{Error, Result};
 
 type Rows = Result<Vec<Map<String, Value>>>;
@@ -47,11 +47,13 @@ pub(super) fn timeline(ctx: &Ctx) -> Rows {
     let interval = request
         .interval
         .unwrap_or_else(|| auto_interval(start, end));
-    let first_window = |t: i64| t - t.rem_euclid(interval);
     let mut bounds = None;
     if let (Some(start), Some(end)) = (start, end) {
         if start < end {
-            bounds = Some((first_window(start), first_window(end - 1)));
+            bounds = Some((
+                window_start(start, interval),
+                window_start(end - 1, interval),
+            ));
         }
     }
     if let Some((first, last)) = bounds {
@@ -59,15 +61,17 @@ pub(super) fn timeline(ctx: &Ctx) -> Rows {
     }
     let filter = ctx.filter(&[COMPLETE.to_string()]);
     let keys = [Key::Window(interval), Key::Str("status_class")];
+    // A window's row before any request is counted in it.
+    let empty = |window: i64| Row {
+        time: window,
+        sums: CLASSES.iter().map(|c| (*c, 0)).collect(),
+        ..Row::default()
+    };
     let groups = ctx.groups(&filter, &keys, &[])?;
     let mut windows: BTreeMap<i64, Row> = BTreeMap::new();
     for g in &groups {
         let Some(window) = g.window() else { continue };
-        let row = windows.entry(window).or_insert_with(|| Row {
-            time: window,
-            sums: CLASSES.iter().map(|c| (*c, 0)).collect(),
-            ..Row::default()
-        });
+        let row = windows.entry(window).or_insert_with(|| empty(window));
         row.count += g.count;
         row.first = min_opt(row.first, g.first);
         row.last = max_opt(row.last, g.last);
@@ -86,11 +90,7 @@ pub(super) fn timeline(ctx: &Ctx) -> Rows {
         check_windows(ctx, first, last, interval)?;
         let mut window = first;
         while window <= last {
-            windows.entry(window).or_insert_with(|| Row {
-                time: window,
-                sums: CLASSES.iter().map(|c| (*c, 0)).collect(),
-                ..Row::default()
-            });
+            windows.entry(window).or_insert_with(|| empty(window));
             window = window.saturating_add(interval);
         }
     }

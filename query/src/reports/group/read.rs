@@ -4,7 +4,7 @@
 use tantivy::columnar::{Column, ColumnIndex};
 use tantivy::{DateTime, DocId};
 
-use super::{KeyColumn, Segment};
+use super::{window_start, KeyColumn, Segment};
 
 /// The most slots of a dense group table (4 bytes each).
 const DENSE_SLOTS: u64 = 1 << 20;
@@ -36,10 +36,7 @@ impl Dense {
                 }
                 KeyColumn::Window(width) => {
                     let column = segment.timestamp.as_ref()?;
-                    let start = |t: DateTime| {
-                        let nanos = t.into_timestamp_nanos();
-                        nanos - nanos.rem_euclid(*width)
-                    };
+                    let start = |t: DateTime| window_start(t.into_timestamp_nanos(), *width);
                     let (min, max) = (start(column.min_value()), start(column.max_value()));
                     let windows = max.checked_sub(min)? / width + 2;
                     (u64::try_from(windows).ok()?, min as u64, *width as u64)
