@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::settings::enospc_file_hook;
+use crate::tests::logs_stats;
 use crate::{Indexer, IndexerSettings, IngestError, IngestOutcome, Metrics, ENOSPC_FILE};
 
 /// A storage fault the test turns on and off: off, failing, or letting `n` more writes through
@@ -262,20 +263,13 @@ fn a_seal_failing_at_the_metastore_puts_the_hot_index_back_and_a_later_seal_work
     // was moved into the splits).
     switch.fail_after(1);
     indexer.seal_all();
-    let logs = |indexer: &Indexer| {
-        indexer
-            .stream_stats()
-            .into_iter()
-            .find(|s| s.name == "logs")
-            .unwrap()
-    };
-    assert_eq!(logs(&indexer).splits, 0);
+    assert_eq!(logs_stats(&indexer).splits, 0);
     assert_eq!(records(&indexer), vec![0, 1, 2, 3]);
     switch.off();
     storage_error(ingest(&rt, &indexer, delivery(4..6), true));
 
     indexer.seal_all();
-    assert_eq!(logs(&indexer).splits, 1);
+    assert_eq!(logs_stats(&indexer).splits, 1);
     assert_eq!(records(&indexer), vec![0, 1, 2, 3]);
     ingest(&rt, &indexer, delivery(4..6), true).unwrap();
     indexer.flush();
@@ -285,6 +279,6 @@ fn a_seal_failing_at_the_metastore_puts_the_hot_index_back_and_a_later_seal_work
 
     let indexer = Indexer::open(settings(dir.path(), None), Arc::new(Metrics::default())).unwrap();
     assert_eq!(records(&indexer), (0..6).collect::<Vec<_>>());
-    assert_eq!(logs(&indexer).splits, 1);
+    assert_eq!(logs_stats(&indexer).splits, 1);
     indexer.shutdown();
 }

@@ -81,30 +81,32 @@ pub struct StreamOverrides {
     pub retention_max_bytes: Option<u64>,
 }
 
+/// The least writer memory tantivy accepts per indexing thread.
+pub(crate) const MIN_THREAD_MEMORY_BYTES: usize = 15_000_000;
+
 /// How a stream's tantivy writer runs and what its indexes' doc store looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterTuning {
-    /// Indexing threads (at least 1).
+    /// Indexing threads wanted (at least 1); a writer gets fewer when its memory does not
+    /// allow them.
     pub threads: usize,
     pub docstore_block_bytes: usize,
     pub docstore_zstd_level: i32,
 }
 
 impl WriterTuning {
-    /// Resolves `threads` (0: one per core, at most 4) within what `memory_bytes` allows
-    /// (tantivy wants at least 15 MB per thread).
+    /// Resolves `threads` (0: one per core, at most 4).
     pub fn new(
         threads: usize,
-        memory_bytes: usize,
         docstore_block_bytes: usize,
         docstore_zstd_level: i32,
     ) -> WriterTuning {
-        let wanted = match threads {
+        let threads = match threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             n => n,
         };
         WriterTuning {
-            threads: wanted.min(memory_bytes / 15_000_000).max(1),
+            threads,
             docstore_block_bytes: docstore_block_bytes.max(4096),
             docstore_zstd_level: docstore_zstd_level.clamp(1, 22),
         }
@@ -121,18 +123,6 @@ impl WriterTuning {
             docstore_blocksize: self.docstore_block_bytes,
             ..tantivy::IndexSettings::default()
         }
-    }
-}
-
-impl Default for WriterTuning {
-    fn default() -> Self {
-        let c = trawl_config::IndexerConfig::default();
-        WriterTuning::new(
-            c.indexing_threads,
-            c.writer_memory_bytes,
-            c.docstore_block_bytes,
-            c.docstore_zstd_level,
-        )
     }
 }
 
@@ -193,10 +183,9 @@ impl IndexerSettings {
             commit_interval: Duration::from_millis(c.commit_interval_ms.max(1)),
             split_max_docs: c.split_max_docs.max(1),
             split_max_age: Duration::from_secs(c.split_max_age_secs.max(1)),
-            writer_memory_bytes: c.writer_memory_bytes.max(15_000_000),
+            writer_memory_bytes: c.writer_memory_bytes.max(MIN_THREAD_MEMORY_BYTES),
             writer: WriterTuning::new(
                 c.indexing_threads,
-                c.writer_memory_bytes.max(15_000_000),
                 c.docstore_block_bytes,
                 c.docstore_zstd_level,
             ),

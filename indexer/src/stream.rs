@@ -21,7 +21,7 @@ use trawl_model::Timestamp;
 
 use crate::doc::{DocBuilder, Prepared, StreamSpec};
 use crate::metrics::Metrics;
-use crate::settings::{FaultPoint, WriterTuning};
+use crate::settings::{FaultPoint, WriterTuning, MIN_THREAD_MEMORY_BYTES};
 use crate::snapshot::{SearchTarget, StreamSnapshot};
 use crate::split::{self, SplitHandle, SplitMeta, SPLIT_FORMAT_VERSION};
 use crate::wal::sync_dir;
@@ -274,14 +274,16 @@ fn create_hot(hot_dir: &Path, schema: &Schema, writer: &WriterTuning) -> Result<
     Ok((id, index))
 }
 
-/// A writer on `index` with the tuning's threads, as many as `memory_bytes` allows (tantivy
-/// needs 15 MB per thread).
+/// A writer on `index` with the tuning's threads, as many as `memory_bytes` allows.
 fn open_writer(
     index: &Index,
     tuning: &WriterTuning,
     memory_bytes: usize,
 ) -> tantivy::Result<IndexWriter> {
-    let threads = tuning.threads.min(memory_bytes / 15_000_000).max(1);
+    let threads = tuning
+        .threads
+        .min(memory_bytes / MIN_THREAD_MEMORY_BYTES)
+        .max(1);
     index.writer_with_num_threads(threads, memory_bytes)
 }
 

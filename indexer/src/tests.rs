@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use trawl_model::codec::ndjson_lines;
 
-use crate::{Indexer, IndexerSettings, IngestError, IngestOutcome, Metrics};
+use crate::{Indexer, IndexerSettings, IngestError, IngestOutcome, Metrics, StreamStats};
 
 fn settings(dir: &std::path::Path) -> IndexerSettings {
     let mut config = trawl_config::Config {
@@ -18,6 +18,15 @@ fn settings(dir: &std::path::Path) -> IndexerSettings {
     let mut s = IndexerSettings::from_config(&config);
     s.writer_memory_bytes = 15_000_000;
     s
+}
+
+/// The `logs` stream's statistics.
+pub(crate) fn logs_stats(indexer: &Indexer) -> StreamStats {
+    indexer
+        .stream_stats()
+        .into_iter()
+        .find(|s| s.name == "logs")
+        .expect("the logs stream is built in")
 }
 
 fn open(dir: &std::path::Path) -> Indexer {
@@ -157,11 +166,7 @@ fn splits_merge_without_losing_or_duplicating() {
     }
     assert_eq!(indexer.stream_stats()[1].splits, 6);
     indexer.run_upkeep_once().unwrap();
-    let stats = indexer
-        .stream_stats()
-        .into_iter()
-        .find(|s| s.name == "logs")
-        .unwrap();
+    let stats = logs_stats(&indexer);
     assert_eq!(stats.splits, 1);
     assert_eq!(stats.docs, 300);
     assert_eq!(docs(&indexer, "logs"), 300);
@@ -199,18 +204,11 @@ fn splits_of_other_doc_store_settings_merge_apart() {
     s.writer.docstore_block_bytes = 256 * 1024;
     let indexer = Indexer::open(s, Arc::new(Metrics::default())).unwrap();
     ingest_sealed(&indexer, "new", 4);
-    let stats = |indexer: &Indexer| {
-        indexer
-            .stream_stats()
-            .into_iter()
-            .find(|s| s.name == "logs")
-            .unwrap()
-    };
-    assert_eq!(stats(&indexer).splits, 7);
+    assert_eq!(logs_stats(&indexer).splits, 7);
     // Each setting's splits merge into one (tantivy refuses to merge across settings).
     indexer.run_upkeep_once().unwrap();
-    assert_eq!(stats(&indexer).splits, 2);
-    assert_eq!(stats(&indexer).docs, 140);
+    assert_eq!(logs_stats(&indexer).splits, 2);
+    assert_eq!(logs_stats(&indexer).docs, 140);
     assert_eq!(docs(&indexer, "logs"), 140);
     indexer.shutdown();
 }
@@ -274,15 +272,12 @@ fn retention_deletes_splits_by_age_and_by_size() {
         ingest(&rt, &indexer, "logs", body.into_bytes(), false).unwrap();
         indexer.seal_all();
     }
-    let logs = |ix: &Indexer| {
-        ix.stream_stats()
-            .into_iter()
-            .find(|s| s.name == "logs")
-            .unwrap()
-    };
-    assert_eq!(logs(&indexer).splits, 3);
+    assert_eq!(logs_stats(&indexer).splits, 3);
     indexer.run_upkeep_once().unwrap();
-    assert_eq!((logs(&indexer).splits, logs(&indexer).docs), (2, 20));
+    assert_eq!(
+        (logs_stats(&indexer).splits, logs_stats(&indexer).docs),
+        (2, 20)
+    );
     assert_eq!(docs(&indexer, "logs"), 20);
     indexer.shutdown();
     drop(indexer);
@@ -290,13 +285,7 @@ fn retention_deletes_splits_by_age_and_by_size() {
     // By size: a budget that holds one split keeps the newest.
     let one_split = {
         let ix = Indexer::open(s.clone(), Arc::new(Metrics::default())).unwrap();
-        let bytes = ix
-            .stream_stats()
-            .into_iter()
-            .find(|s| s.name == "logs")
-            .unwrap()
-            .bytes
-            / 2;
+        let bytes = logs_stats(&ix).bytes / 2;
         ix.shutdown();
         bytes
     };
@@ -309,7 +298,7 @@ fn retention_deletes_splits_by_age_and_by_size() {
     );
     let indexer = Indexer::open(s, Arc::new(Metrics::default())).unwrap();
     indexer.run_upkeep_once().unwrap();
-    assert_eq!(logs(&indexer).splits, 1);
+    assert_eq!(logs_stats(&indexer).splits, 1);
     let snapshot = indexer.snapshot("logs", None, None).unwrap();
     let newest = snapshot.targets[0].max_timestamp.unwrap().nanos();
     assert!(newest >= now, "the newest split is kept");
