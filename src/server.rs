@@ -60,6 +60,11 @@ impl Roles {
     }
 }
 
+/// Test hook: while this file exists in `TRAWL_TEST_FAULT_DIR`, the indexer role waits before
+/// opening its data directory, so that a test sees the port answer while the roles start.
+#[cfg(feature = "indexer")]
+const HOLD_START_FILE: &str = "hold_start";
+
 type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
 
 #[derive(Clone)]
@@ -90,6 +95,27 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // The port answers at once: 503 until every role is up (the indexer replays its WAL
+    // first), so that probes and clients see "not ready" instead of a connection that hangs.
+    let front = Front::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    let app = front.router();
+    let mut server = match tls {
+        Some(tls) => tokio::spawn(crate::tls::serve(listener, app, tls, stopped)),
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+                .context("serving HTTP")
+        }),
+    };
+    // The one line a script or test reads to find the port actually bound; `/health/ready`
+    // says when the roles are up.
+    println!("trawl listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, "listening");
     let mut registry = Registry::default();
     let mut router = Router::new();
     let mut ready: Ready = Arc::new(|| true);
@@ -174,27 +200,24 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         None => router,
     };
     let router = router.layer(tower_http::catch_panic::CatchPanicLayer::new());
-
-    // The one line a script or test reads to find the port actually bound.
-    println!("trawl listening on {scheme}://{addr}");
-    tracing::info!(%addr, scheme, "listening");
-    let shutdown = async move {
-        shutdown_signal().await;
-        // The collector stops first, while the indexer still takes its last batches.
-        #[cfg(feature = "collector")]
-        if let Some((handle, _tx)) = collector {
-            handle.shutdown().await;
+    front.install(router);
+    tracing::info!("every role is up");
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        served = &mut server => {
+            served??;
+            anyhow::bail!("the HTTP server stopped on its own");
         }
-        #[cfg(not(feature = "collector"))]
-        let _ = collector;
-    };
-    match tls {
-        Some(tls) => crate::tls::serve(listener, router, tls, shutdown).await?,
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?,
     }
+    // The collector stops first, while the indexer still takes its last batches.
+    #[cfg(feature = "collector")]
+    if let Some((handle, _tx)) = collector {
+        handle.shutdown().await;
+    }
+    #[cfg(not(feature = "collector"))]
+    let _ = collector;
+    let _ = stop.send(());
+    server.await??;
 
     #[cfg(feature = "indexer")]
     if let Some(indexer) = indexer {
@@ -211,11 +234,17 @@ async fn start_indexer(
 ) -> anyhow::Result<(trawl_indexer::Indexer, Router<Shared>)> {
     let metrics = Arc::new(trawl_indexer::Metrics::default());
     metrics.register(registry);
-    // A test hook (disk full on demand), read here so that the library never reads the
-    // process environment; unset in production.
-    let settings = trawl_indexer::IndexerSettings::from_config(config).with_test_fault_dir(
-        std::env::var_os(trawl_indexer::TEST_FAULT_DIR_ENV).map(std::path::PathBuf::from),
-    );
+    // Test hooks (disk full on demand, a start-up held open), read here so that the library
+    // never reads the process environment; unset in production.
+    let fault_dir =
+        std::env::var_os(trawl_indexer::TEST_FAULT_DIR_ENV).map(std::path::PathBuf::from);
+    if let Some(hold) = fault_dir.as_ref().map(|dir| dir.join(HOLD_START_FILE)) {
+        while hold.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let settings =
+        trawl_indexer::IndexerSettings::from_config(config).with_test_fault_dir(fault_dir);
     let indexer =
         tokio::task::spawn_blocking(move || trawl_indexer::Indexer::open(settings, metrics))
             .await?
@@ -321,6 +350,45 @@ mod query {
         fn empty_snapshot(&self, stream: &str) -> Result<StreamSnapshot, trawl_indexer::Error> {
             self.0.empty_snapshot(stream)
         }
+    }
+}
+
+/// The router every connection reaches: the roles' router once it is installed, and until then
+/// a 503 for everything but liveness.
+#[derive(Clone, Default)]
+struct Front(Arc<std::sync::OnceLock<Router>>);
+
+impl Front {
+    fn install(&self, router: Router) {
+        let _ = self.0.set(router);
+    }
+
+    fn router(&self) -> Router {
+        let front = self.clone();
+        Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+            let front = front.clone();
+            async move {
+                use tower::ServiceExt;
+                let response = match front.0.get() {
+                    Some(router) => match router.clone().oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None if request.uri().path() == "/health/live" => {
+                        axum::Json(serde_json::json!({"status": "live"})).into_response()
+                    }
+                    None => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"error": {
+                            "code": "unavailable",
+                            "message": "starting: the write-ahead log is being replayed"
+                        }})),
+                    )
+                        .into_response(),
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        }))
     }
 }
 

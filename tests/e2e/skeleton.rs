@@ -185,3 +185,38 @@ fn sigterm_right_after_ack_shuts_down_cleanly_losing_nothing() {
     });
     assert_eq!(server.total("*", &[]), 400);
 }
+
+/// The port answers while the roles start (the indexer replays its WAL first): 503 with the
+/// error envelope on readiness and on the API, 200 on liveness; once they are up, 200.
+#[test]
+fn answers_503_until_every_role_is_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let faults = tmp.path().join("faults");
+    std::fs::create_dir_all(&faults).unwrap();
+    let hold = faults.join("hold_start");
+    std::fs::write(&hold, b"").unwrap();
+    let mut server = Server::spawn_with_env(
+        "standalone",
+        &data,
+        "[collector]\nenabled = false\n",
+        "127.0.0.1:0",
+        reqwest::blocking::Client::new(),
+        &[("TRAWL_TEST_FAULT_DIR", faults.as_os_str())],
+    );
+    for path in ["/health/ready", "/api/v1/logs/search?q=*"] {
+        let (status, body) = crate::support::json_of(server.get(path));
+        assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(body["error"]["code"], "unavailable", "{path}: {body}");
+    }
+    let (status, body) = crate::support::json_of(server.get("/health/live"));
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (200, Some("live"))
+    );
+
+    std::fs::remove_file(&hold).unwrap();
+    server.wait_ready();
+    let (status, body) = server.search_raw("logs", &[("q", "*")]);
+    assert_eq!((status.as_u16(), body["total"].as_u64()), (200, Some(0)));
+}

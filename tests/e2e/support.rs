@@ -92,6 +92,21 @@ impl Server {
         client: Client,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Server {
+        let mut server = Server::spawn_with_env(role, data_dir, config, listen, client, env);
+        server.wait_ready();
+        server
+    }
+
+    /// [`Server::start_with_env`] without waiting for `/health/ready`: returns once the
+    /// process has printed the address it listens on.
+    pub fn spawn_with_env(
+        role: &str,
+        data_dir: &Path,
+        config: &str,
+        listen: &str,
+        client: Client,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
         let n = STARTS.fetch_add(1, Ordering::SeqCst);
         let parent = data_dir.parent().expect("data_dir has a parent");
         let config_path = parent.join(format!("trawl-{n}.toml"));
@@ -148,12 +163,11 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"))
             .trim()
             .to_string();
-        server.wait_ready();
         server
     }
 
     /// Polls `/health/ready` until it answers 200, failing fast if the process exits.
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
