@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use trawl_config::Config;
+use trawl_config::{Config, ServerRole};
 
 #[derive(Parser)]
 #[command(
@@ -95,6 +95,11 @@ enum ConfigCommand {
     Check {
         /// The TOML file.
         file: PathBuf,
+        /// Also check what this role needs to start (standalone, indexer, searcher,
+        /// collector): `trawl collector` needs `collector.indexer_url`, `trawl searcher`
+        /// needs `query.indexers`.
+        #[arg(long)]
+        role: Option<ServerRole>,
     },
 }
 
@@ -112,9 +117,13 @@ struct CommonArgs {
 }
 
 impl CommonArgs {
-    fn load(&self) -> anyhow::Result<Config> {
+    /// The configuration for `role`: file, environment, flags; refused (naming each key) when
+    /// a value breaks a rule or the role could not work with it (`trawl collector` without
+    /// `collector.indexer_url`, `trawl searcher` without `query.indexers`).
+    fn load(&self, role: ServerRole) -> anyhow::Result<Config> {
         let mut config = Config::load(self.config.as_deref(), &env_map())?;
         config.apply_flags(self.data_dir.clone(), self.listen.clone())?;
+        config.validate_for(role)?;
         Ok(config)
     }
 }
@@ -168,21 +177,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Standalone { common, demo } => {
-            let config = common.load()?;
+            let config = common.load(ServerRole::Standalone)?;
             runtime()?.block_on(server::run(config, server::Roles::standalone(demo)))?;
         }
         Command::Indexer { common } => {
-            let config = common.load()?;
+            let config = common.load(ServerRole::Indexer)?;
             runtime()?.block_on(server::run(config, server::Roles::indexer()))?;
         }
         #[cfg(feature = "query")]
         Command::Searcher { common } => {
-            let config = common.load()?;
+            let config = common.load(ServerRole::Searcher)?;
             runtime()?.block_on(server::run(config, server::Roles::searcher()))?;
         }
         #[cfg(feature = "collector")]
         Command::Collector { common } => {
-            let config = common.load()?;
+            let config = common.load(ServerRole::Collector)?;
             runtime()?.block_on(server::run(config, server::Roles::collector()))?;
         }
         Command::Search(args) => return runtime()?.block_on(client::search::run(args)),
@@ -206,9 +215,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("hash: {}", auth::hash_token(&token));
         }
         Command::Config {
-            command: ConfigCommand::Check { file },
+            command: ConfigCommand::Check { file, role },
         } => {
-            return Ok(match trawl_config::check_file(&file, &env_map()) {
+            return Ok(match trawl_config::check_file(&file, &env_map(), role) {
                 Ok(_) => {
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS

@@ -166,6 +166,11 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
             .await
             .context("starting the collector")?;
         handle.register_metrics(&mut registry);
+        if !roles.indexer {
+            // `trawl collector`: unready once its deliveries have been refused for long.
+            let readiness = handle.readiness();
+            ready = Arc::new(move || readiness.is_ready());
+        }
         router = router.merge(handle.webhook_router().with_state(()));
         Some((handle, _tx))
     } else {
@@ -404,7 +409,7 @@ async fn ready_handler(
         (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(
-                serde_json::json!({"error": {"code": "unavailable", "message": "replaying the write-ahead log"}}),
+                serde_json::json!({"error": {"code": "unavailable", "message": "not ready: replaying the write-ahead log (indexer), or deliveries refused for collector.stuck_ready_after_secs (collector)"}}),
             ),
         )
     }

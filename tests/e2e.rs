@@ -18,16 +18,22 @@
 //! - `bad_input` — malformed and non-UTF-8 lines, unknown stream, oversized and bomb bodies,
 //!   truncated zstd, unsupported encoding, unparsable query: exact statuses and the server
 //!   stays up with the good lines searchable.
+//! - `fault_proxy` — a proxy between collector and indexer that forwards, refuses every
+//!   request with a status, or answers 413 over a body size, switchable during a test.
 //! - `collector` — real `trawl collector` and `trawl indexer` processes: pod logs rotated by
 //!   rename and copytruncate, the collector SIGKILLed and restarted, the indexer down for a
-//!   while; every line indexed exactly once and whole.
+//!   while; every line indexed exactly once and whole. A collector pointed at a 404 and then
+//!   at the right URL loses nothing; batches over the indexer's body limit are split, a line
+//!   too large alone is dead-lettered; a collector without `indexer_url` or a searcher
+//!   without indexers refuses to start, naming the key.
 //! - `compat_ingest` — Elasticsearch `_bulk` with Fluent Bit, Vector and Filebeat documents
 //!   (exact per-item statuses, mapped fields), a declared generic stream (dynamic and declared
 //!   fields, export), auto-creation surviving a restart, OTLP/HTTP protobuf and JSON, Loki push
 //!   JSON and snappy protobuf.
 //! - `config_check` — `trawl config check` passes a good file and names a bad key with its file.
 //! - `faults`    — 200,000 lines through real collector and indexer processes under seeded
-//!   SIGKILLs, rotations and a full disk (507): every line exported back exactly once.
+//!   SIGKILLs, rotations, a full disk (507) and a window in which every batch is refused
+//!   (404, then 413): every line exported back exactly once.
 //! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
 //!   hit order and aggregations equal what one index would answer; an indexer down makes the
 //!   answer partial and says so.
@@ -36,6 +42,8 @@
 //!   hit order when asked); the `trawl search` and `trawl export` client commands, and their
 //!   error messages.
 
+#[path = "e2e/fault_proxy.rs"]
+mod fault_proxy;
 #[path = "e2e/support.rs"]
 mod support;
 

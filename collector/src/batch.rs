@@ -102,6 +102,62 @@ impl Batch {
         body
     }
 
+    /// Record `i` in body order: its source, its envelope offset and its JSON (without the
+    /// `'\n'`). `None` past the end. Needs `records` (not the stored, compressed form).
+    pub fn record(&self, i: usize) -> Option<(&SourceMeta, u64, &[u8])> {
+        let mut first = 0;
+        let source = self.sources.iter().find(|s| {
+            first += s.offsets.len();
+            i < first
+        })?;
+        let offset = source.offsets[i - (first - source.offsets.len())];
+        let line = self.records.split(|&b| b == b'\n').nth(i)?;
+        Some((source, offset, line))
+    }
+
+    /// Records `[from, to)` in body order as a batch of their own, for sending a batch in
+    /// parts: each source keeps its records in the range with their offsets; its `start` is the
+    /// envelope offset of its first one and its `end` that of the record after its last (the
+    /// source's own `end` when the range holds its last record), so that consecutive parts
+    /// chain exactly as the whole batch did. Needs `records`.
+    pub fn slice(&self, from: usize, to: usize) -> Batch {
+        let mut sources = Vec::new();
+        let mut first = 0;
+        for s in &self.sources {
+            let (lo, hi) = (first, first + s.offsets.len());
+            first = hi;
+            let (a, b) = (from.max(lo), to.min(hi));
+            if a >= b {
+                continue;
+            }
+            let (a, b) = (a - lo, b - lo);
+            let end = s.offsets.get(b).copied().unwrap_or(s.end);
+            sources.push(SourceMeta {
+                id: s.id.clone(),
+                start: s.offsets[a],
+                end,
+                offsets: s.offsets[a..b].to_vec(),
+                resume: if b == s.offsets.len() { s.resume } else { end },
+                path: s.path.clone(),
+            });
+        }
+        let mut records = Vec::new();
+        for line in self
+            .records
+            .split(|&b| b == b'\n')
+            .skip(from)
+            .take(to.saturating_sub(from))
+        {
+            records.extend_from_slice(line);
+            records.push(b'\n');
+        }
+        Batch {
+            stream: self.stream.clone(),
+            sources,
+            records,
+        }
+    }
+
     /// Removes the records of `source`; returns whether it was there.
     pub fn strip_source(&mut self, source: &str) -> bool {
         self.retain_records(|id, _| id != source)
@@ -324,6 +380,47 @@ mod tests {
         assert!(!batch.strip_source("b"));
         assert!(batch.strip_source("a"));
         assert_eq!(batch.record_count(), 0);
+    }
+
+    #[test]
+    fn slices_chain_like_the_whole_batch() {
+        let batch = sample();
+        // Body order: a1 (a@0), a2 (a@10), b1 (b@5).
+        let (src, offset, line) = batch.record(1).unwrap();
+        assert_eq!(
+            (src.id.as_str(), offset, line),
+            ("a", 10, &br#"{"message":"a2"}"#[..])
+        );
+        assert_eq!(batch.record(2).unwrap().1, 5);
+        assert!(batch.record(3).is_none());
+
+        let first = batch.slice(0, 1);
+        assert_eq!(first.sources.len(), 1);
+        let a = &first.sources[0];
+        assert_eq!(
+            (a.start, a.end, a.offsets.clone(), a.resume),
+            (0, 10, vec![0], 10)
+        );
+        assert_eq!(first.records, b"{\"message\":\"a1\"}\n");
+
+        let rest = batch.slice(1, 3);
+        assert_eq!(rest.sources.len(), 2);
+        let a = &rest.sources[0];
+        assert_eq!(
+            (a.start, a.end, a.offsets.clone(), a.resume),
+            (10, 25, vec![10], 25)
+        );
+        let b = &rest.sources[1];
+        assert_eq!((b.start, b.end, b.offsets.clone()), (5, 9, vec![5]));
+        assert_eq!(
+            rest.records,
+            b"{\"message\":\"a2\"}\n{\"message\":\"b1\"}\n"
+        );
+        assert_eq!(
+            first.record_count() + rest.record_count(),
+            batch.record_count()
+        );
+        assert_eq!(batch.slice(0, 3), batch);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::buffer::DiskBuffer;
 use crate::checkpoint::{CheckpointStore, Position};
+use crate::deadletter::DeadLetters;
 use crate::discovery::Filters;
 use crate::error::{Error, Result};
 use crate::kube::{MetaCache, Metadata, PodFilter, WatchSettings};
@@ -45,8 +46,24 @@ pub struct CollectorHandle {
     shared: Arc<Shared>,
     registry: Arc<Mutex<Registry>>,
     node: String,
+    readiness: Readiness,
     /// Dropped (or set) to stop the Kubernetes watches.
     _kube_stop: watch::Sender<bool>,
+}
+
+/// Whether the collector ships: not ready once every delivery has been refused or unanswered
+/// for `collector.stuck_ready_after_secs`. Cheap to clone and to ask.
+#[derive(Clone)]
+pub struct Readiness {
+    shared: Arc<Shared>,
+    stuck_limit: Duration,
+}
+
+impl Readiness {
+    /// `false` while the shipper has been stuck for at least the configured time.
+    pub fn is_ready(&self) -> bool {
+        lock(&self.shared.stuck_since).is_none_or(|since| since.elapsed() < self.stuck_limit)
+    }
 }
 
 /// This node's name: the configured one, else `NODE_NAME`, else the host name.
@@ -153,6 +170,7 @@ impl Collector {
             checkpoints: Mutex::new(checkpoints),
             buffer: Mutex::new(buffer),
             metrics: metrics.clone(),
+            stuck_since: Mutex::new(None),
         });
 
         let stamp = Stamp {
@@ -249,6 +267,10 @@ impl Collector {
                 token: cc.token.clone(),
                 ca_path: cc.ca_path.clone(),
                 max_in_flight: cc.max_in_flight,
+                dead_letters: DeadLetters::new(
+                    &data_dir.join("dead-letter"),
+                    cc.dead_letter_max_bytes,
+                ),
             },
             shared.clone(),
             ship_rx,
@@ -289,6 +311,7 @@ impl Collector {
 
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        let shared_for_ready = shared.clone();
         info!(node = %node, pods_dir = %cc.pods_dir.display(), "collector started");
         Ok(CollectorHandle {
             reader_tx,
@@ -299,6 +322,10 @@ impl Collector {
             shared,
             registry: Arc::new(Mutex::new(registry)),
             node,
+            readiness: Readiness {
+                shared: shared_for_ready,
+                stuck_limit: Duration::from_secs(cc.stuck_ready_after_secs),
+            },
             _kube_stop: kube_stop,
         })
     }
@@ -314,8 +341,14 @@ impl CollectorHandle {
         }
     }
 
+    /// The collector's readiness (see [`Readiness`]), for the server's `/health/ready`.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
     /// The webhook plus `/health/live`, `/health/ready` and `/metrics`: the whole server of
-    /// `trawl collector`. Ready as soon as the collector runs (never waits for Kubernetes).
+    /// `trawl collector`. Ready as soon as the collector runs (never waits for Kubernetes),
+    /// until its deliveries have been refused for `collector.stuck_ready_after_secs`.
     pub fn router(&self) -> Router {
         let registry = self.registry.clone();
         let metrics = get(move || {
@@ -338,7 +371,22 @@ impl CollectorHandle {
         });
         self.webhook_router()
             .route("/health/live", get(|| async { "ok" }))
-            .route("/health/ready", get(|| async { "ok" }))
+            .route(
+                "/health/ready",
+                get({
+                    let readiness = self.readiness();
+                    move || async move {
+                        if readiness.is_ready() {
+                            (StatusCode::OK, "ok")
+                        } else {
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "deliveries to the indexer refused",
+                            )
+                        }
+                    }
+                }),
+            )
             .route("/metrics", metrics)
     }
 

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod buffer;
 pub mod checkpoint;
 mod collector;
+pub mod deadletter;
 pub mod discovery;
 mod error;
 mod fsutil;
@@ -34,6 +35,6 @@ pub mod webhook;
 #[cfg(test)]
 mod tests;
 
-pub use collector::{Collector, CollectorHandle};
+pub use collector::{Collector, CollectorHandle, Readiness};
 pub use error::{Error, Result};
 pub use metrics::Metrics;

@@ -21,7 +21,13 @@ pub struct Metrics {
     pub records_shipped: Counter,
     pub batches_shipped: Counter,
     pub batches_retried: Counter,
-    pub batches_rejected: Counter,
+    /// By `status`: the HTTP status, or `unreachable` when no answer came.
+    pub batches_refused: Family<FileLabel, Counter>,
+    pub batches_split: Counter,
+    pub stuck_seconds: Gauge,
+    /// By `reason`: `payload_too_large` or `rejected`.
+    pub dead_letter_records: Family<FileLabel, Counter>,
+    pub dead_letter_errors: Counter,
     pub batches_dropped: Counter,
     pub buffer_bytes: Gauge,
     pub checkpoint_lag_bytes: Family<FileLabel, Gauge>,
@@ -74,9 +80,32 @@ impl Metrics {
             self.batches_retried.clone(),
         );
         r.register(
-            "trawl_collector_batches_rejected",
-            "Batches the indexer refused as a whole (400, 413) and that were dropped",
-            self.batches_rejected.clone(),
+            "trawl_collector_batches_refused",
+            "Batch deliveries the indexer refused as a whole or did not answer, by status \
+             (unreachable: no answer); each batch is kept and retried, or split after a 413",
+            self.batches_refused.clone(),
+        );
+        r.register(
+            "trawl_collector_batches_split",
+            "Batches (or parts) split in two after a 413 and sent again",
+            self.batches_split.clone(),
+        );
+        r.register(
+            "trawl_collector_stuck_seconds",
+            "How long the oldest unacknowledged batch has been refused or unanswered, as of \
+             the last attempt (0 while the indexer takes batches)",
+            self.stuck_seconds.clone(),
+        );
+        r.register(
+            "trawl_collector_dead_letter_records",
+            "Records the indexer will never accept, written to the dead-letter file, by reason \
+             (payload_too_large: refused alone as too large; rejected: refused by line number)",
+            self.dead_letter_records.clone(),
+        );
+        r.register(
+            "trawl_collector_dead_letter_errors",
+            "Failed writes of the dead-letter file (the batch is kept and the write retried)",
+            self.dead_letter_errors.clone(),
         );
         r.register(
             "trawl_collector_batches_dropped",
@@ -143,6 +172,20 @@ impl Metrics {
             "Pods whose log files are not collected because of their labels",
             self.pods_excluded_by_labels.clone(),
         );
+    }
+
+    /// Counts a refused or unanswered delivery under `status`.
+    pub fn refused(&self, status: &str) {
+        self.batches_refused
+            .get_or_create(&vec![("status".to_string(), status.to_string())])
+            .inc();
+    }
+
+    /// Counts `n` records written to the dead-letter file for `reason`.
+    pub fn dead_lettered(&self, reason: &str, n: u64) {
+        self.dead_letter_records
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc_by(n);
     }
 
     /// The label set of a file's series.

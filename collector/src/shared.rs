@@ -13,6 +13,9 @@ pub struct Shared {
     pub checkpoints: Mutex<CheckpointStore>,
     pub buffer: Mutex<DiskBuffer>,
     pub metrics: Metrics,
+    /// Since when the shipper's deliveries have all been refused or unanswered (`None` while
+    /// the indexer takes batches); readiness reads it.
+    pub stuck_since: Mutex<Option<std::time::Instant>>,
 }
 
 /// Locks `m`, going on with the data if a holder panicked (the state is still consistent:

@@ -4,6 +4,15 @@
 //! Batches are sent in sequence order. Several may be in flight (`max_in_flight`), but never
 //! two that share a source: a source's ranges must reach the indexer in order, or the second
 //! would be a gap.
+//!
+//! A checkpoint never moves past a record the indexer has not durably accepted, or rejected by
+//! line number, or that is in the dead-letter file. A batch refused as a whole is kept and
+//! retried with capped backoff, whatever the status (a wrong URL's 404, a proxy's 4xx, 5xx, no
+//! answer), logged once per distinct cause and then once a minute, counted by status, and past
+//! `collector.stuck_ready_after_secs` the collector turns unready. A 413 splits the batch in
+//! halves (by records, offsets chained) sent in order; a single record still refused as too
+//! large, and the lines the indexer rejects by number, go to the dead-letter file
+//! ([`crate::deadletter`]) before the checkpoint moves past them. See [`classify`].
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -14,11 +23,13 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backoff::next_delay;
+use crate::batch::Batch;
 use crate::buffer::{decompress, Stored};
 use crate::checkpoint::{unix_now, Position};
+use crate::deadletter::{now_rfc3339, DeadLetters, DeadRecord};
 use crate::error::Error;
 use crate::shared::{lock, ReaderMsg, Shared, ShipMsg};
 
@@ -27,6 +38,8 @@ use crate::shared::{lock, ReaderMsg, Shared, ShipMsg};
 const MAX_CONFLICT_ROUNDS: u32 = 4;
 /// Time budget of one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// While deliveries keep being refused for the same cause, it is logged again this often.
+const STUCK_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Where and how to ship.
 #[derive(Debug, Clone)]
@@ -38,16 +51,55 @@ pub struct ShipConfig {
     /// PEM bundle of CAs trusted for an `https://` indexer, besides the public roots.
     pub ca_path: Option<std::path::PathBuf>,
     pub max_in_flight: usize,
+    /// Where the records the indexer will never accept are kept.
+    pub dead_letters: DeadLetters,
 }
 
-/// What came of one request.
-#[derive(Debug)]
+/// What came of one request; see [`classify`].
+#[derive(Debug, PartialEq)]
 enum Outcome {
-    Acked,
+    /// 2xx: durable in the index, but for the lines rejected by number.
+    Acked(Answer),
+    /// 409 with marks: a source starts past what the index holds.
     Gap(HashMap<String, u64>),
-    Retry(Option<Duration>),
-    Unauthorized(StatusCode),
-    Refused(StatusCode, String),
+    /// 413: too large as a whole; split it.
+    TooLarge(String),
+    /// Refused as a whole or unanswered, for a `cause` that may pass: kept and retried.
+    Retry {
+        cause: String,
+        after: Option<Duration>,
+        message: String,
+    },
+}
+
+/// The part of a 2xx ingest answer the collector reads: the lines refused by number.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    rejected: usize,
+    #[serde(default)]
+    errors: Vec<LineError>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct LineError {
+    line: usize,
+    #[serde(default)]
+    message: String,
+}
+
+/// One part of a batch split after a 413, with its records.
+#[derive(Debug)]
+struct Part {
+    batch: Batch,
+    compressed: Vec<u8>,
+}
+
+impl Part {
+    fn new(batch: Batch) -> Part {
+        let compressed = batch.compress_records();
+        Part { batch, compressed }
+    }
 }
 
 #[derive(Debug)]
@@ -55,6 +107,49 @@ struct Slot {
     stored: Stored,
     in_flight: bool,
     conflicts: u32,
+    /// After a 413: the parts still to send, in order, the first one next.
+    parts: Option<VecDeque<Part>>,
+    /// Records given up on, to write to the dead-letter file before the checkpoint moves.
+    dead: Vec<DeadRecord>,
+    /// Sources whose last records in this batch were dead-lettered: their next batch starts
+    /// past the indexer's mark, knowingly.
+    gap_after: HashSet<String>,
+    /// Everything is acknowledged or given up on; only `dead` remains to be written.
+    done: bool,
+}
+
+impl Slot {
+    fn new(stored: Stored, conflicts: u32) -> Slot {
+        Slot {
+            stored,
+            in_flight: false,
+            conflicts,
+            parts: None,
+            dead: Vec::new(),
+            gap_after: HashSet::new(),
+            done: false,
+        }
+    }
+
+    /// The batch as last sent (the first part, or the whole), with its records.
+    fn sent(&self) -> std::io::Result<Batch> {
+        match self.parts.as_ref().and_then(|p| p.front()) {
+            Some(part) => Ok(part.batch.clone()),
+            None => Ok(Batch {
+                records: decompress(&self.stored.compressed)?,
+                ..self.stored.batch.clone()
+            }),
+        }
+    }
+}
+
+/// Deliveries refused for the same cause since `since`.
+#[derive(Debug)]
+struct Stuck {
+    since: Instant,
+    cause: String,
+    logged: Instant,
+    attempts: u64,
 }
 
 /// The shipper task's state.
@@ -73,6 +168,7 @@ pub struct Shipper {
     attempt: u32,
     retry_at: Option<Instant>,
     input_closed: bool,
+    stuck: Option<Stuck>,
 }
 
 impl Shipper {
@@ -107,6 +203,7 @@ impl Shipper {
             attempt: 0,
             retry_at: None,
             input_closed: false,
+            stuck: None,
         })
     }
 
@@ -120,6 +217,7 @@ impl Shipper {
         let mut deadline: Option<Instant> = None;
         loop {
             self.fill_window().await;
+            self.settle_done().await;
             self.dispatch();
             if let Some(d) = deadline {
                 let idle = self.queue.is_empty() && self.window.is_empty();
@@ -192,14 +290,7 @@ impl Shipper {
             .ok()
             .flatten();
             if let Some(stored) = loaded {
-                self.window.insert(
-                    seq,
-                    Slot {
-                        stored,
-                        in_flight: false,
-                        conflicts: 0,
-                    },
-                );
+                self.window.insert(seq, Slot::new(stored, 0));
             }
         }
     }
@@ -220,7 +311,7 @@ impl Shipper {
                 .sources
                 .iter()
                 .all(|s| !busy.contains(s.id.as_str()));
-            if !slot.in_flight && free && in_flight < self.cfg.max_in_flight.max(1) {
+            if !slot.in_flight && !slot.done && free && in_flight < self.cfg.max_in_flight.max(1) {
                 to_send.push(*seq);
                 in_flight += 1;
             }
@@ -232,10 +323,14 @@ impl Shipper {
             };
             slot.in_flight = true;
             let gap_ok = &self.gap_ok;
-            let body = slot
-                .stored
-                .batch
-                .wire_body(&slot.stored.compressed, &|id| gap_ok.contains(id));
+            let gap_ok = |id: &str| gap_ok.contains(id);
+            let body = match slot.parts.as_ref().and_then(|p| p.front()) {
+                Some(part) => part.batch.wire_body(&part.compressed, &gap_ok),
+                None => slot
+                    .stored
+                    .batch
+                    .wire_body(&slot.stored.compressed, &gap_ok),
+            };
             let url = format!(
                 "{}/api/v1/{}/ingest",
                 self.cfg.indexer_url.trim_end_matches('/'),
@@ -261,31 +356,240 @@ impl Shipper {
         };
         slot.in_flight = false;
         match outcome {
-            Outcome::Acked => {
+            Outcome::Acked(answer) => {
                 self.attempt = 0;
-                if let Some(slot) = self.window.remove(&seq) {
-                    self.acknowledge(slot.stored, true).await;
-                }
+                self.recovered();
+                self.accepted(seq, answer).await;
             }
-            Outcome::Retry(after) => self.back_off(after),
-            Outcome::Unauthorized(status) => {
-                error!(%status, "the indexer refuses the collector's token; set collector.token to a token with the ingest role");
-                self.back_off(None);
+            Outcome::Retry {
+                cause,
+                after,
+                message,
+            } => {
+                self.refused(&cause, &message);
+                self.back_off(after);
             }
-            Outcome::Refused(status, message) => {
-                error!(%status, seq, message = %message, "the indexer refused a batch as a whole; it is dropped");
-                self.shared.metrics.batches_rejected.inc();
-                if let Some(slot) = self.window.remove(&seq) {
-                    for s in &slot.stored.batch.sources {
-                        self.gap_ok.insert(s.id.clone());
-                    }
-                    self.acknowledge(slot.stored, false).await;
-                }
+            Outcome::TooLarge(message) => {
+                self.shared.metrics.refused("413");
+                self.too_large(seq, &message).await;
             }
             Outcome::Gap(marks) => {
                 self.attempt = 0;
+                self.recovered();
+                // A split batch is resent whole from its stripped stored form (and split again
+                // if need be): the parts the indexer already has are dropped by its marks.
+                if let Some(slot) = self.window.get_mut(&seq) {
+                    slot.parts = None;
+                    slot.dead.clear();
+                    slot.gap_after.clear();
+                }
                 self.conflict(seq, marks).await;
             }
+        }
+    }
+
+    /// A 2xx for batch `seq` (or its first part): the lines rejected by number are given up
+    /// on (dead-lettered), the rest is durable.
+    async fn accepted(&mut self, seq: u64, answer: Answer) {
+        let Some(slot) = self.window.get_mut(&seq) else {
+            return;
+        };
+        if answer.rejected > 0 {
+            match slot.sent() {
+                Ok(sent) => slot.dead.extend(rejected_records(&sent, &answer)),
+                Err(e) => error!(seq, error = %e, rejected = answer.rejected,
+                    "buffered batch undecodable: the lines the indexer rejected cannot be dead-lettered"),
+            }
+        }
+        match slot.parts.as_mut() {
+            Some(parts) => {
+                if let Some(part) = parts.pop_front() {
+                    for s in &part.batch.sources {
+                        self.gap_ok.remove(&s.id);
+                        slot.gap_after.remove(&s.id);
+                    }
+                }
+                slot.done = parts.is_empty();
+            }
+            None => slot.done = true,
+        }
+        self.settle(seq).await;
+    }
+
+    /// A 413 for batch `seq` (or its first part): halves sent in order; a single record is
+    /// given up on.
+    async fn too_large(&mut self, seq: u64, message: &str) {
+        let Some(slot) = self.window.get_mut(&seq) else {
+            return;
+        };
+        if slot.parts.is_none() {
+            let whole = match slot.sent() {
+                Ok(b) => b,
+                Err(e) => {
+                    // Cannot happen for a batch read back with a valid checksum; retry rather
+                    // than drop.
+                    error!(seq, error = %e, "buffered batch undecodable, cannot split it");
+                    self.back_off(None);
+                    return;
+                }
+            };
+            slot.parts = Some(VecDeque::from([Part::new(whole)]));
+        }
+        let Some(parts) = slot.parts.as_mut() else {
+            return;
+        };
+        let Some(front) = parts.pop_front() else {
+            return;
+        };
+        let n = front.batch.record_count();
+        if n > 1 {
+            self.shared.metrics.batches_split.inc();
+            debug!(
+                seq,
+                records = n,
+                "batch too large for the indexer, sent in two halves"
+            );
+            parts.push_front(Part::new(front.batch.slice(n / 2, n)));
+            parts.push_front(Part::new(front.batch.slice(0, n / 2)));
+        } else if let Some((source, offset, raw)) = front.batch.record(0) {
+            warn!(seq, source = %source.id, file = %source.path, offset, message = %message,
+                "the indexer refuses a single record as too large; it goes to the dead-letter file");
+            slot.dead.push(DeadRecord {
+                time: now_rfc3339(),
+                stream: front.batch.stream.clone(),
+                source: source.id.clone(),
+                file: source.path.clone(),
+                offset,
+                reason: format!("payload_too_large: {message}"),
+                raw: String::from_utf8_lossy(raw).into_owned(),
+            });
+            // What follows of this source starts past the indexer's mark, knowingly.
+            self.gap_ok.insert(source.id.clone());
+            let later = parts
+                .iter()
+                .any(|p| p.batch.sources.iter().any(|s| s.id == source.id));
+            if !later {
+                slot.gap_after.insert(source.id.clone());
+            }
+            slot.done = parts.is_empty();
+            self.settle(seq).await;
+        }
+    }
+
+    /// Once batch `seq` is done: writes its dead letters, then acknowledges it. When the write
+    /// fails the batch stays, and the write is tried again after a backoff.
+    async fn settle(&mut self, seq: u64) {
+        let Some(slot) = self.window.get_mut(&seq) else {
+            return;
+        };
+        if !slot.done {
+            return;
+        }
+        if !slot.dead.is_empty() {
+            let dead = std::mem::take(&mut slot.dead);
+            let shared = self.shared.clone();
+            let letters = self.cfg.dead_letters.clone();
+            let (result, dead) = tokio::task::spawn_blocking(move || {
+                let r = letters.append(&dead);
+                (r, dead)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                (
+                    Err(Error::Start(format!("dead-letter task: {e}"))),
+                    Vec::new(),
+                )
+            });
+            match result {
+                Ok(()) => {
+                    for reason in ["payload_too_large", "rejected"] {
+                        let n = dead.iter().filter(|d| d.reason.starts_with(reason)).count();
+                        if n > 0 {
+                            shared.metrics.dead_lettered(reason, n as u64);
+                        }
+                    }
+                }
+                Err(e) => {
+                    error!(seq, error = %e, path = %self.cfg.dead_letters.current().display(),
+                        "cannot write the dead-letter file; the batch is kept and the write retried");
+                    self.shared.metrics.dead_letter_errors.inc();
+                    if let Some(slot) = self.window.get_mut(&seq) {
+                        slot.dead = dead;
+                    }
+                    self.back_off(None);
+                    return;
+                }
+            }
+        }
+        if let Some(slot) = self.window.remove(&seq) {
+            let gap_after = slot.gap_after;
+            self.acknowledge(slot.stored, true).await;
+            self.gap_ok.extend(gap_after);
+        }
+    }
+
+    /// Settles the batches whose dead letters could not be written before.
+    async fn settle_done(&mut self) {
+        if self.retry_at.is_some() {
+            return;
+        }
+        let done: Vec<u64> = self
+            .window
+            .iter()
+            .filter(|(_, s)| s.done && !s.in_flight)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in done {
+            self.settle(seq).await;
+            if self.retry_at.is_some() {
+                return;
+            }
+        }
+    }
+
+    /// A delivery refused or unanswered for `cause`: counted, logged when the cause is new and
+    /// then every [`STUCK_LOG_EVERY`], and the time stuck published for readiness.
+    fn refused(&mut self, cause: &str, message: &str) {
+        self.shared.metrics.refused(cause);
+        let now = Instant::now();
+        let stuck = self.stuck.get_or_insert_with(|| Stuck {
+            since: now,
+            cause: String::new(),
+            logged: now,
+            attempts: 0,
+        });
+        stuck.attempts += 1;
+        let stuck_secs = now.duration_since(stuck.since).as_secs();
+        if stuck.cause != cause || now.duration_since(stuck.logged) >= STUCK_LOG_EVERY {
+            log_refusal(
+                cause,
+                message,
+                &self.cfg.indexer_url,
+                stuck_secs,
+                stuck.attempts,
+            );
+            stuck.cause = cause.to_string();
+            stuck.logged = now;
+        }
+        self.shared
+            .metrics
+            .stuck_seconds
+            .set(i64::try_from(stuck_secs).unwrap_or(i64::MAX));
+        // Set together with `self.stuck` and cleared with it in `recovered`.
+        lock(&self.shared.stuck_since).get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// The indexer answered: no longer stuck.
+    fn recovered(&mut self) {
+        if let Some(stuck) = self.stuck.take() {
+            info!(
+                stuck_secs = stuck.since.elapsed().as_secs(),
+                last_cause = %stuck.cause,
+                attempts = stuck.attempts,
+                "the indexer takes batches again"
+            );
+            self.shared.metrics.stuck_seconds.set(0);
+            *lock(&self.shared.stuck_since) = None;
         }
     }
 
@@ -296,7 +600,8 @@ impl Shipper {
         self.retry_at = Some(Instant::now() + delay);
     }
 
-    /// The batch is durable in the index (or dropped): advance checkpoints, free the buffer.
+    /// The batch is settled (durable in the index, or its rest in the dead-letter file):
+    /// advance checkpoints, free the buffer.
     async fn acknowledge(&mut self, stored: Stored, shipped: bool) {
         let records = stored.batch.record_count() as u64;
         for s in &stored.batch.sources {
@@ -431,14 +736,7 @@ impl Shipper {
             .ok()
             .flatten();
             if let Some(stored) = updated {
-                self.window.insert(
-                    s,
-                    Slot {
-                        stored,
-                        in_flight: false,
-                        conflicts: slot.conflicts,
-                    },
-                );
+                self.window.insert(s, Slot::new(stored, slot.conflicts));
             }
         }
     }
@@ -506,8 +804,11 @@ async fn send(req: reqwest::RequestBuilder) -> Outcome {
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
-            warn!(error = %e, "indexer unreachable, will retry");
-            return Outcome::Retry(None);
+            return Outcome::Retry {
+                cause: "unreachable".to_string(),
+                after: None,
+                message: error_chain(&e),
+            }
         }
     };
     let status = resp.status();
@@ -517,18 +818,110 @@ async fn send(req: reqwest::RequestBuilder) -> Outcome {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = resp.bytes().await.unwrap_or_default();
-    match status.as_u16() {
-        200..=299 => Outcome::Acked,
-        409 => match serde_json::from_slice::<GapBody>(&body) {
-            Ok(gap) if !gap.marks.is_empty() => Outcome::Gap(gap.marks),
-            _ => Outcome::Refused(status, text(&body)),
+    match resp.bytes().await {
+        Ok(body) => classify(status, retry_after, &body),
+        // The status came but not the body: a 2xx whose answer was cut is resent (the
+        // indexer's marks drop what it has), never taken as accepted without its answer.
+        Err(e) => Outcome::Retry {
+            cause: "unreachable".to_string(),
+            after: retry_after,
+            message: format!("{status}, answer cut: {}", error_chain(&e)),
         },
-        401 | 403 => Outcome::Unauthorized(status),
-        408 | 425 | 429 | 507 => Outcome::Retry(retry_after),
-        500..=599 => Outcome::Retry(retry_after),
-        _ => Outcome::Refused(status, text(&body)),
     }
+}
+
+/// What the collector does with each answer of the indexer (the README's table):
+///
+/// - 2xx: acknowledged; the lines listed in `errors` were rejected by number and go to the
+///   dead-letter file.
+/// - 409 with `marks`: a gap; resend from the marks ([`Shipper::conflict`]).
+/// - 413: split in halves and resent; a single record refused so goes to the dead-letter file.
+/// - anything else (401, 403, 404, 408, 409 without marks, 425, 429, 507, other 4xx, 5xx, a
+///   3xx not followed): kept and retried with capped backoff, after `Retry-After` when given.
+///   None of them says that the records themselves can never be taken: a wrong URL, a proxy,
+///   a token or an indexer being upgraded may all be fixed while the collector waits.
+fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
+    match status.as_u16() {
+        200..=299 => Outcome::Acked(serde_json::from_slice(body).unwrap_or_default()),
+        409 => match serde_json::from_slice::<GapBody>(body) {
+            Ok(gap) if !gap.marks.is_empty() => Outcome::Gap(gap.marks),
+            _ => Outcome::Retry {
+                cause: "409".to_string(),
+                after: retry_after,
+                message: text(body),
+            },
+        },
+        413 => Outcome::TooLarge(text(body)),
+        code => Outcome::Retry {
+            cause: code.to_string(),
+            after: retry_after,
+            message: text(body),
+        },
+    }
+}
+
+/// The records of `sent` that `answer` lists as rejected (line 1 of the body is the envelope),
+/// plus one entry counting those it rejected without listing them.
+fn rejected_records(sent: &Batch, answer: &Answer) -> Vec<DeadRecord> {
+    let time = now_rfc3339();
+    let mut out = Vec::new();
+    for e in &answer.errors {
+        let Some((source, offset, raw)) = e.line.checked_sub(2).and_then(|i| sent.record(i)) else {
+            continue;
+        };
+        out.push(DeadRecord {
+            time: time.clone(),
+            stream: sent.stream.clone(),
+            source: source.id.clone(),
+            file: source.path.clone(),
+            offset,
+            reason: format!("rejected by the indexer: {}", e.message),
+            raw: String::from_utf8_lossy(raw).into_owned(),
+        });
+    }
+    let unlisted = answer.rejected.saturating_sub(out.len());
+    if unlisted > 0 {
+        let first = sent.sources.first();
+        out.push(DeadRecord {
+            time,
+            stream: sent.stream.clone(),
+            source: first.map(|s| s.id.clone()).unwrap_or_default(),
+            file: first.map(|s| s.path.clone()).unwrap_or_default(),
+            offset: first.map_or(0, |s| s.start),
+            reason: format!(
+                "rejected by the indexer: {unlisted} more records of this batch, not listed in \
+                 its answer (it lists the first ones only)"
+            ),
+            raw: String::new(),
+        });
+    }
+    out
+}
+
+/// One log line for a cause of refusal, saying what to look at.
+fn log_refusal(cause: &str, message: &str, url: &str, stuck_secs: u64, attempts: u64) {
+    match cause {
+        "401" | "403" => error!(status = cause, %url, stuck_secs, attempts, message = %message,
+            "the indexer refuses the collector's token; set collector.token to a token with the ingest role; batches are kept and retried"),
+        "404" => error!(status = cause, %url, stuck_secs, attempts, message = %message,
+            "the indexer answers 404: is collector.indexer_url the indexer's base URL? batches are kept and retried"),
+        "unreachable" => warn!(%url, stuck_secs, attempts, error = %message,
+            "indexer unreachable; batches are kept and retried"),
+        _ => error!(status = cause, %url, stuck_secs, attempts, message = %message,
+            "the indexer refuses batches as a whole; they are kept and retried"),
+    }
+}
+
+/// An error with its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn text(body: &[u8]) -> String {

@@ -17,8 +17,9 @@ pub struct CollectorConfig {
     /// Node name stamped on every record. Empty (the default) means: the `NODE_NAME`
     /// environment variable at runtime, else the host name.
     pub node_name: String,
-    /// Base URL of the indexer, e.g. `http://trawl-indexer:7400`. Empty (the default) means, in
-    /// standalone, the address the server actually bound; `trawl collector` requires it.
+    /// Base URL of the indexer, e.g. `http://trawl-indexer:7400` (`http` or `https`, with a
+    /// host). Empty (the default) means, in standalone, the address the server actually bound;
+    /// `trawl collector` refuses to start without it.
     pub indexer_url: String,
     /// Bearer token sent to the indexer (a token with the `ingest` role). Empty (the default)
     /// sends none.
@@ -42,6 +43,15 @@ pub struct CollectorConfig {
     /// Size bound of the on-disk buffer that holds batches while the indexer is away. When it is
     /// full, `drop_policy` decides. Default 1 GiB.
     pub buffer_max_bytes: u64,
+    /// `trawl collector` answers 503 on `/health/ready` once its oldest batch has been refused
+    /// or unanswered for this long (a wrong `indexer_url`, a proxy refusing, the indexer away):
+    /// nothing is lost meanwhile, but nothing ships either. At least 1. Default 300.
+    pub stuck_ready_after_secs: u64,
+    /// Size bound of the dead-letter files (`<collector data dir>/dead-letter/`) that keep, as
+    /// JSON lines, the records the indexer will never accept (refused alone as too large, or
+    /// rejected by line number); the oldest half is dropped past it. At least 4096.
+    /// Default 64 MiB.
+    pub dead_letter_max_bytes: u64,
     /// How often the pods directory is rescanned for new and rotated files, in addition to file
     /// system notifications. Default 1000.
     pub rescan_interval_ms: u64,
@@ -97,6 +107,8 @@ impl Default for CollectorConfig {
             batch_max_wait_ms: default_batch_max_wait_ms(),
             max_in_flight: default_max_in_flight(),
             buffer_max_bytes: default_buffer_max_bytes(),
+            stuck_ready_after_secs: default_stuck_ready_after_secs(),
+            dead_letter_max_bytes: default_dead_letter_max_bytes(),
             rescan_interval_ms: default_rescan_interval_ms(),
             include_namespaces: Vec::new(),
             exclude_namespaces: Vec::new(),
@@ -263,6 +275,14 @@ fn default_max_in_flight() -> usize {
 
 fn default_buffer_max_bytes() -> u64 {
     1024 * 1024 * 1024
+}
+
+fn default_stuck_ready_after_secs() -> u64 {
+    300
+}
+
+fn default_dead_letter_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_rescan_interval_ms() -> u64 {

@@ -82,7 +82,15 @@ impl Config {
     /// Checks every rule a loaded configuration must follow and reports all that are broken,
     /// each with its key. Pure: it touches no file and no network.
     pub fn validate(&self) -> Result<()> {
-        crate::validate::validate(self)
+        crate::validate::validate(self, None)
+    }
+
+    /// [`Config::validate`] plus what `role` needs to work at all, all problems reported
+    /// together: `trawl collector` needs `collector.indexer_url`, `trawl searcher` needs
+    /// `query.indexers`. `trawl standalone` and `trawl indexer` need nothing more (standalone
+    /// ships to the port it bound).
+    pub fn validate_for(&self, role: ServerRole) -> Result<()> {
+        crate::validate::validate(self, Some(role))
     }
 
     /// The configuration of stream `name`: its `[streams.<name>]` section, or the defaults.
@@ -109,9 +117,45 @@ impl Config {
 }
 
 /// Loads and validates the configuration file `path` with the overrides in `env`, for
-/// `trawl config check`. The same as [`Config::load`] with a file.
-pub fn check_file(path: &Path, env: &BTreeMap<String, String>) -> Result<Config> {
-    Config::load(Some(path), env)
+/// `trawl config check`: the same as [`Config::load`] with a file, then, with a `role`, the
+/// checks of [`Config::validate_for`] (what that role's start would refuse).
+pub fn check_file(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    role: Option<ServerRole>,
+) -> Result<Config> {
+    let config = crate::load::load(Some(path), env)?;
+    crate::validate::validate(&config, role)?;
+    Ok(config)
+}
+
+/// The process a configuration is for: what `trawl <role>` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    /// `trawl standalone`: every role in one process.
+    Standalone,
+    /// `trawl indexer`.
+    Indexer,
+    /// `trawl searcher`.
+    Searcher,
+    /// `trawl collector`.
+    Collector,
+}
+
+impl std::str::FromStr for ServerRole {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "standalone" => Ok(ServerRole::Standalone),
+            "indexer" => Ok(ServerRole::Indexer),
+            "searcher" => Ok(ServerRole::Searcher),
+            "collector" => Ok(ServerRole::Collector),
+            other => Err(format!(
+                "unknown role `{other}` (standalone, indexer, searcher or collector)"
+            )),
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {

@@ -28,7 +28,7 @@ pub use auth::{AuthConfig, Role, TlsConfig, TokenConfig};
 pub use collector::{
     CollectorConfig, DropPolicy, KubernetesConfig, MultilineRule, RateLimit, RedactRule,
 };
-pub use config::{check_file, Config};
+pub use config::{check_file, Config, ServerRole};
 pub use env::{ENV_PREFIX, IGNORED_ENV_VARS};
 pub use error::{Error, Problem, Result};
 pub use indexer::IndexerConfig;

@@ -65,6 +65,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.max_in_flight, 2);
     assert_eq!(c.buffer_max_bytes, 1 << 30);
     assert_eq!(c.rescan_interval_ms, 1000);
+    assert_eq!(c.stuck_ready_after_secs, 300);
+    assert_eq!(c.dead_letter_max_bytes, 64 << 20);
     assert!(c.include_namespaces.is_empty() && c.exclude_namespaces.is_empty());
     assert!(c.include_containers.is_empty() && c.exclude_containers.is_empty());
     assert!(c.include_pod_labels.is_empty() && c.exclude_pod_labels.is_empty());
@@ -625,13 +627,95 @@ fn roles_allow_their_own_work_and_admin_everything() {
 fn check_file_loads_and_validates() {
     let (_dir, path) = file("listen = \"127.0.0.1:0\"\n");
     assert_eq!(
-        check_file(&path, &BTreeMap::new()).unwrap().listen,
+        check_file(&path, &BTreeMap::new(), None).unwrap().listen,
         "127.0.0.1:0"
     );
     let (_dir, path) = file("[query]\nmax_limit = 0\n");
     assert_eq!(
-        problem_keys(check_file(&path, &BTreeMap::new())),
+        problem_keys(check_file(&path, &BTreeMap::new(), None)),
         vec!["query.max_limit", "query.default_limit"]
+    );
+}
+
+/// A configuration that cannot work for the role it starts is refused, naming the key, with
+/// every other problem in the same answer; the other roles take it.
+#[test]
+fn roles_refuse_what_cannot_work_for_them() {
+    let empty = Config::default();
+    let keys = |result: Result<()>| match result {
+        Err(Error::Invalid { problems }) => problems.into_iter().map(|p| p.key).collect(),
+        Ok(()) => Vec::<String>::new(),
+        Err(other) => panic!("{other:?}"),
+    };
+    assert_eq!(
+        keys(empty.validate_for(ServerRole::Collector)),
+        vec!["collector.indexer_url"]
+    );
+    assert_eq!(
+        keys(empty.validate_for(ServerRole::Searcher)),
+        vec!["query.indexers"]
+    );
+    assert!(empty.validate_for(ServerRole::Standalone).is_ok());
+    assert!(empty.validate_for(ServerRole::Indexer).is_ok());
+
+    let mut ok = Config::default();
+    ok.collector.indexer_url = "http://trawl-indexer:7400".into();
+    ok.query.indexers = vec!["https://trawl-indexer-0.trawl-indexer:7400".into()];
+    assert!(ok.validate_for(ServerRole::Collector).is_ok());
+    assert!(ok.validate_for(ServerRole::Searcher).is_ok());
+
+    let (_dir, path) = file("[collector]\nmax_in_flight = 0\n");
+    let message = check_file(&path, &BTreeMap::new(), Some(ServerRole::Collector))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("`collector.max_in_flight`"), "{message}");
+    assert!(
+        message.contains("`collector.indexer_url`: `trawl collector` needs the indexer"),
+        "{message}"
+    );
+    assert_eq!("collector".parse(), Ok(ServerRole::Collector));
+    assert!("collecter".parse::<ServerRole>().is_err());
+}
+
+#[test]
+fn indexer_urls_whose_host_does_not_parse_are_refused() {
+    for (url, why) in [
+        ("http://:7400", "empty host"),
+        ("http://trawl-indexer:74000", "invalid port number"),
+        ("tcp://trawl-indexer:7400", "scheme `tcp`"),
+        ("trawl-indexer:7400", "scheme `trawl-indexer`"),
+    ] {
+        let message = load_text("", &[("TRAWL_COLLECTOR__INDEXER_URL", url)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "invalid configuration: `collector.indexer_url`: `{url}` is not an http:// or \
+                 https:// URL with a host: {why}"
+            )
+        );
+    }
+}
+
+#[test]
+fn stuck_and_dead_letter_keys_are_validated_and_overridable() {
+    let config = load_text(
+        "[collector]\nstuck_ready_after_secs = 30\n",
+        &[("TRAWL_COLLECTOR__DEAD_LETTER_MAX_BYTES", "1048576")],
+    )
+    .unwrap();
+    assert_eq!(config.collector.stuck_ready_after_secs, 30);
+    assert_eq!(config.collector.dead_letter_max_bytes, 1 << 20);
+    assert_eq!(
+        problem_keys(load_text(
+            "[collector]\nstuck_ready_after_secs = 0\ndead_letter_max_bytes = 100\n",
+            &[]
+        )),
+        vec![
+            "collector.stuck_ready_after_secs",
+            "collector.dead_letter_max_bytes"
+        ]
     );
 }
 
@@ -641,7 +725,7 @@ fn example_path() -> &'static Path {
 
 #[test]
 fn example_toml_loads_as_the_defaults() {
-    let config = check_file(example_path(), &BTreeMap::new()).unwrap();
+    let config = check_file(example_path(), &BTreeMap::new(), None).unwrap();
     assert_eq!(config, Config::default());
 }
 

@@ -7,13 +7,15 @@ use std::path::Path;
 use crate::error::{Error, Problem, Result};
 use crate::query::MAX_LIMIT_CEILING;
 use crate::stream::BUILTIN_STREAMS;
-use crate::{AuthConfig, CollectorConfig, Config, IndexerConfig, QueryConfig, StreamConfig};
+use crate::{
+    AuthConfig, CollectorConfig, Config, IndexerConfig, QueryConfig, ServerRole, StreamConfig,
+};
 
 /// tantivy refuses an index writer with less memory than this per indexing thread.
 const MIN_WRITER_MEMORY_BYTES: usize = 15_000_000;
 
-/// Checks `config`; see [`Config::validate`].
-pub(crate) fn validate(config: &Config) -> Result<()> {
+/// Checks `config`; see [`Config::validate`] and, with a role, [`Config::validate_for`].
+pub(crate) fn validate(config: &Config, role: Option<ServerRole>) -> Result<()> {
     let mut problems = Problems::default();
     if is_empty_path(&config.data_dir) {
         problems.add("data_dir", "must not be empty");
@@ -31,7 +33,28 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
         stream(&mut problems, name, stream_config);
     }
     auth(&mut problems, &config.auth);
+    if let Some(role) = role {
+        for_role(&mut problems, config, role);
+    }
     problems.into_result()
+}
+
+/// What a role needs that the others do not: a configuration that passes [`validate`] but
+/// cannot work for this role (it would start and ship or search nowhere).
+fn for_role(problems: &mut Problems, config: &Config, role: ServerRole) {
+    match role {
+        ServerRole::Collector if config.collector.indexer_url.trim().is_empty() => problems.add(
+            "collector.indexer_url",
+            "`trawl collector` needs the indexer to ship to, e.g. \
+             `http://trawl-indexer:7400` (TRAWL_COLLECTOR__INDEXER_URL)",
+        ),
+        ServerRole::Searcher if config.query.indexers.is_empty() => problems.add(
+            "query.indexers",
+            "`trawl searcher` needs at least one indexer to fan out to, e.g. \
+             [\"http://trawl-indexer-0.trawl-indexer:7400\"]",
+        ),
+        _ => {}
+    }
 }
 
 #[derive(Default)]
@@ -72,17 +95,12 @@ impl Problems {
         }
     }
 
+    /// An `http://` or `https://` base URL whose host (and port, if any) parse.
     fn url(&mut self, key: impl Into<String>, url: &str) {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        let ok = rest.is_some_and(|rest| {
-            !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace)
-        });
-        if !ok {
+        if let Err(why) = check_base_url(url) {
             self.add(
                 key,
-                format!("`{url}` is not an http:// or https:// URL with a host"),
+                format!("`{url}` is not an http:// or https:// URL with a host: {why}"),
             );
         }
     }
@@ -94,6 +112,25 @@ impl Problems {
             Err(Error::Invalid { problems: self.0 })
         }
     }
+}
+
+/// Why `url` cannot be a server's base URL, if it cannot: a scheme other than `http` or
+/// `https`, no host, a host or port that does not parse, a query or fragment.
+fn check_base_url(url: &str) -> std::result::Result<(), String> {
+    if url.trim() != url || url.contains(char::is_whitespace) {
+        return Err("it contains white space".into());
+    }
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("scheme `{}`", parsed.scheme()));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("a base URL has no query or fragment".into());
+    }
+    Ok(())
 }
 
 fn to_u64(value: usize) -> u64 {
@@ -151,6 +188,16 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
         );
     }
     problems.at_least("collector.rescan_interval_ms", c.rescan_interval_ms, 1);
+    problems.at_least(
+        "collector.stuck_ready_after_secs",
+        c.stuck_ready_after_secs,
+        1,
+    );
+    problems.at_least(
+        "collector.dead_letter_max_bytes",
+        c.dead_letter_max_bytes,
+        4096,
+    );
     problems.non_empty_entries("collector.include_namespaces", &c.include_namespaces);
     problems.non_empty_entries("collector.exclude_namespaces", &c.exclude_namespaces);
     problems.non_empty_entries("collector.include_containers", &c.include_containers);
@@ -449,7 +496,35 @@ fn is_sha256_hash(hash: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_sha256_hash;
+    use super::{check_base_url, is_sha256_hash};
+
+    #[test]
+    fn base_urls() {
+        for good in [
+            "http://trawl-indexer:7400",
+            "https://indexer.example.com",
+            "http://127.0.0.1:7400/",
+            "http://[::1]:7400",
+            "https://indexer/prefix",
+        ] {
+            assert_eq!(check_base_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "trawl-indexer:7400",
+            "ftp://indexer",
+            "http://",
+            "http://:7400",
+            "http://indexer:99999",
+            "http://indexer:port",
+            "http://[::1",
+            "http://in dexer:7400",
+            " http://indexer",
+            "http://indexer/?a=b",
+        ] {
+            assert!(check_base_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn token_hash_formats() {

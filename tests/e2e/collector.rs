@@ -77,27 +77,66 @@ fn rotate(pod: &mut PodFile) {
     }
 }
 
-#[test]
-fn every_line_exactly_once_through_rotations_collector_kills_and_an_indexer_outage() {
-    let dir = tempfile::tempdir().unwrap();
-    let pods_dir = dir.path().join("pods");
-    let mut pods: Vec<PodFile> = (0..PODS)
+/// Asserts that the index holds every line written to `pods`, each exactly once, with its
+/// namespace and container.
+fn assert_each_line_once(indexer: &Server, pods: &[PodFile]) {
+    for pod in pods {
+        let answer = indexer.search(
+            "logs",
+            &[
+                ("q", &format!("pod:{}", pod.pod)),
+                ("limit", "10000"),
+                ("fields", "message,namespace,container,pod_uid"),
+            ],
+        );
+        let hits = answer["hits"].as_array().unwrap();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for hit in hits {
+            assert_eq!(hit["namespace"], pod.namespace.as_str());
+            assert_eq!(hit["container"], "app");
+            *seen
+                .entry(hit["message"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        let duplicates: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+        assert!(
+            duplicates.is_empty(),
+            "{}: duplicated {duplicates:?}",
+            pod.pod
+        );
+        for n in 0..pod.written {
+            let text = format!("{} line {n} of the test  with  spaces", pod.pod);
+            assert!(seen.contains_key(&text), "{}: line {n} missing", pod.pod);
+        }
+        assert_eq!(hits.len(), pod.written, "{}", pod.pod);
+    }
+}
+
+fn pod_files(pods_dir: &Path, count: usize) -> Vec<PodFile> {
+    (0..count)
         .map(|i| {
             let namespace = format!("ns{}", i % 3);
             let pod = format!("pod{i}");
-            let pod_dir = pods_dir
+            let dir = pods_dir
                 .join(format!("{namespace}_{pod}_uid-{i}"))
                 .join("app");
-            fs::create_dir_all(&pod_dir).unwrap();
+            fs::create_dir_all(&dir).unwrap();
             PodFile {
                 namespace,
                 pod,
-                dir: pod_dir,
+                dir,
                 written: 0,
                 rotations: 0,
             }
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn every_line_exactly_once_through_rotations_collector_kills_and_an_indexer_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods_dir = dir.path().join("pods");
+    let mut pods = pod_files(&pods_dir, PODS);
 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -161,36 +200,7 @@ fn every_line_exactly_once_through_rotations_collector_kills_and_an_indexer_outa
     collector.take().unwrap().stop();
     indexer.wait_total("*", expected);
 
-    for pod in &pods {
-        let answer = indexer.search(
-            "logs",
-            &[
-                ("q", &format!("pod:{}", pod.pod)),
-                ("limit", "10000"),
-                ("fields", "message,namespace,container,pod_uid"),
-            ],
-        );
-        let hits = answer["hits"].as_array().unwrap();
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        for hit in hits {
-            assert_eq!(hit["namespace"], pod.namespace.as_str());
-            assert_eq!(hit["container"], "app");
-            *seen
-                .entry(hit["message"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-        let duplicates: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
-        assert!(
-            duplicates.is_empty(),
-            "{}: duplicated {duplicates:?}",
-            pod.pod
-        );
-        for n in 0..pod.written {
-            let text = format!("{} line {n} of the test  with  spaces", pod.pod);
-            assert!(seen.contains_key(&text), "{}: line {n} missing", pod.pod);
-        }
-        assert_eq!(hits.len(), pod.written, "{}", pod.pod);
-    }
+    assert_each_line_once(&indexer, &pods);
     println!(
         "collector e2e: {} lines written across {PODS} pods, {} indexed, each once",
         expected,
@@ -267,4 +277,264 @@ fn webhook_event_list_posted_twice_is_indexed_once_and_garbage_is_refused() {
         server.search("audit", &[("q", "verb:delete"), ("limit", "0")])["total"],
         1
     );
+}
+
+/// The value of a collector metric (0 when the series does not exist yet).
+fn metric(server: &Server, series: &str) -> f64 {
+    server.metric(series).unwrap_or(0.0)
+}
+
+/// Regression for issue 14: a collector pointed for a while at a URL that answers 404 (a typo
+/// in the path), then restarted with the right URL, used to lose every line (0 of 4,000). Now
+/// the batches are kept and retried, the collector says why and turns unready, and after the
+/// restart every line is indexed exactly once.
+#[test]
+fn a_collector_pointed_at_a_404_then_at_the_right_url_indexes_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods_dir = dir.path().join("pods");
+    let mut pods = pod_files(&pods_dir, 4);
+    let indexer = Server::start_role(
+        "indexer",
+        &dir.path().join("indexer"),
+        "[indexer]\ncommit_interval_ms = 200\n",
+    );
+    let collector_dir = dir.path().join("collector");
+    let wrong = collector_config(&pods_dir, &collector_dir, &format!("{}/typo", indexer.url))
+        + "stuck_ready_after_secs = 1\n";
+    let collector = Server::start_with_config("collector", &collector_dir, &wrong);
+    for pod in pods.iter_mut() {
+        write_lines(pod, 1000);
+    }
+    let refused = "trawl_collector_batches_refused_total{status=\"404\"}";
+    wait_until(
+        "the collector meets the 404s",
+        Duration::from_secs(30),
+        || metric(&collector, refused) >= 3.0,
+    );
+    wait_until(
+        "the stuck collector turns unready",
+        Duration::from_secs(30),
+        || collector.get("/health/ready").status().as_u16() == 503,
+    );
+    wait_until(
+        "the time stuck is published",
+        Duration::from_secs(30),
+        || metric(&collector, "trawl_collector_stuck_seconds") >= 1.0,
+    );
+    assert_eq!(
+        metric(&collector, "trawl_collector_records_shipped_total"),
+        0.0
+    );
+    assert_eq!(indexer.total("*", &[]), 0);
+    collector.stop();
+
+    let right = collector_config(&pods_dir, &collector_dir, &indexer.url);
+    let collector = Server::start_with_config("collector", &collector_dir, &right);
+    indexer.wait_total("*", 4000);
+    assert_each_line_once(&indexer, &pods);
+    // The refused batches were all kept: what ships now is what was read before, once.
+    wait_until(
+        "the collector counts 4000 shipped",
+        Duration::from_secs(30),
+        || metric(&collector, "trawl_collector_records_shipped_total") == 4000.0,
+    );
+    assert_eq!(collector.get("/health/ready").status().as_u16(), 200);
+    collector.stop();
+}
+
+/// A deterministic incompressible text of `len` letters.
+fn noise(len: usize, seed: u64) -> String {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            char::from(b'a' + ((x >> 33) % 26) as u8)
+        })
+        .collect()
+}
+
+/// An indexer with a lowered `max_body_bytes`: the collector's batches are answered 413 and
+/// split until they pass, every line indexed once; a line too large alone is kept in the
+/// collector's dead-letter file (with its file, offset and reason) and counted.
+#[test]
+fn batches_over_the_indexers_body_limit_are_split_and_a_line_too_large_alone_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods_dir = dir.path().join("pods");
+    let mut pods = pod_files(&pods_dir, 3);
+    let indexer = Server::start_role(
+        "indexer",
+        &dir.path().join("indexer"),
+        "[indexer]\ncommit_interval_ms = 200\nmax_body_bytes = 16384\n",
+    );
+    let collector_dir = dir.path().join("collector");
+    // Batches of 256 KiB compress to well over the limit, but under the 8× the indexer reads
+    // before it answers 413 (past that it resets the connection).
+    let config =
+        collector_config(&pods_dir, &collector_dir, &indexer.url) + "batch_max_bytes = 262144\n";
+    for pod in pods.iter_mut() {
+        write_lines(pod, 1500);
+    }
+    // One line that stays over the limit alone, between the others of pod0.
+    let huge = format!("huge {}", noise(40_000, 7));
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(pods[0].live())
+        .unwrap();
+    let huge_offset = file.metadata().unwrap().len();
+    file.write_all(format!("2026-11-25T11:00:00.000000000Z stdout F {huge}\n").as_bytes())
+        .unwrap();
+    drop(file);
+    write_lines(&mut pods[0], 500);
+    let collector = Server::start_with_config("collector", &collector_dir, &config);
+
+    indexer.wait_total("*", 5000);
+    wait_until(
+        "the dead letter is counted",
+        Duration::from_secs(30),
+        || {
+            metric(
+                &collector,
+                "trawl_collector_dead_letter_records_total{reason=\"payload_too_large\"}",
+            ) == 1.0
+        },
+    );
+    assert!(metric(&collector, "trawl_collector_batches_split_total") >= 1.0);
+    assert!(
+        metric(
+            &collector,
+            "trawl_collector_batches_refused_total{status=\"413\"}"
+        ) >= 2.0
+    );
+    assert_each_line_once(&indexer, &pods);
+    assert_eq!(indexer.total("message:huge", &[]), 0);
+
+    let dead = fs::read_to_string(collector_dir.join("dead-letter/dead-letter.ndjson")).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let d = &dead[0];
+    assert_eq!(d["stream"], "logs");
+    assert_eq!(d["file"], pods[0].live().display().to_string());
+    assert_eq!(d["offset"], huge_offset);
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.starts_with("payload_too_large: "), "{reason}");
+    let raw: serde_json::Value = serde_json::from_str(d["raw"].as_str().unwrap()).unwrap();
+    assert_eq!(raw["message"], huge.as_str());
+    assert_eq!(raw["pod"], "pod0");
+    collector.stop();
+}
+
+/// Runs `trawl <args>`, each `CONFIG` in `args` replaced by the path of a file holding
+/// `config`; returns whether it succeeded and its standard error. Fails if it is still running
+/// after [`crate::support::START_TIMEOUT`] (a server that started when it should not have).
+fn run_trawl(dir: &Path, args: &[&str], config: &str) -> (bool, String) {
+    let path = dir.join(format!("run-{}.toml", args.join("-").replace('/', "_")));
+    fs::write(&path, config).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TRAWL_") {
+            command.env_remove(key);
+        }
+    }
+    for arg in args {
+        if *arg == "CONFIG" {
+            command.arg(&path);
+        } else {
+            command.arg(arg);
+        }
+    }
+    let stderr_path = path.with_extension("stderr");
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + crate::support::START_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("trawl {args:?} still runs with {config}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    (status.success(), fs::read_to_string(&stderr_path).unwrap())
+}
+
+/// Configuration that cannot work is refused at start, naming the key, and `trawl config check
+/// --role` says the same: a collector without `indexer_url` (it used to start and ship to its
+/// own address), an `indexer_url` whose host does not parse, a searcher without indexers.
+#[test]
+fn a_collector_without_an_indexer_url_or_a_searcher_without_indexers_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = dir.path().join("pods");
+    let cases = [
+        (
+            "collector",
+            format!("[collector]\npods_dir = \"{}\"\n", pods.display()),
+            "`collector.indexer_url`: `trawl collector` needs the indexer to ship to",
+        ),
+        (
+            "collector",
+            format!(
+                "[collector]\npods_dir = \"{}\"\nindexer_url = \"http://:7400\"\n",
+                pods.display()
+            ),
+            "`collector.indexer_url`: `http://:7400` is not an http:// or https:// URL with a host: empty host",
+        ),
+        (
+            "searcher",
+            "[collector]\nenabled = false\n".to_string(),
+            "`query.indexers`: `trawl searcher` needs at least one indexer",
+        ),
+        (
+            "searcher",
+            "[query]\nindexers = [\"http://indexer:port\"]\n".to_string(),
+            "`query.indexers.0`: `http://indexer:port` is not an http:// or https:// URL with a host: invalid port number",
+        ),
+    ];
+    for (role, config, expected) in cases {
+        let data = dir.path().join("data");
+        let (ok, stderr) = run_trawl(
+            dir.path(),
+            &[
+                role,
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--config",
+                "CONFIG",
+            ],
+            &config,
+        );
+        assert!(!ok, "trawl {role} started with {config}");
+        assert!(stderr.contains(expected), "{role}: {stderr}");
+
+        let (ok, stderr) = run_trawl(
+            dir.path(),
+            &["config", "check", "--role", role, "CONFIG"],
+            &config,
+        );
+        assert!(!ok);
+        assert!(
+            stderr.contains(expected),
+            "config check --role {role}: {stderr}"
+        );
+    }
+    // Standalone needs no indexer_url: it ships to the port it bound.
+    let (ok, stderr) = run_trawl(
+        dir.path(),
+        &["config", "check", "--role", "standalone", "CONFIG"],
+        &format!("[collector]\npods_dir = \"{}\"\n", pods.display()),
+    );
+    assert!(ok, "{stderr}");
 }

@@ -1,8 +1,9 @@
 //! Fault injection through real `trawl collector` and `trawl indexer` processes: 200,000 CRI
 //! lines in many pod directories while a seeded driver SIGKILLs either process at random
-//! moments, rotates files by rename and by copytruncate, and fills the indexer's disk for a
-//! while (the `TRAWL_TEST_FAULT_DIR` hook: 507 with `Retry-After`). At the end the set of
-//! (file, line number) written equals the set exported back, each once.
+//! moments, rotates files by rename and by copytruncate, fills the indexer's disk for a while
+//! (the `TRAWL_TEST_FAULT_DIR` hook: 507 with `Retry-After`), and has the proxy between the two
+//! refuse every batch for a while (404, then 413 for every batch as the collector builds it).
+//! At the end the set of (file, line number) written equals the set exported back, each once.
 //!
 //! The seed is printed; `FAULT_SEED=<n>` replays a run's schedule.
 
@@ -18,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
+use crate::fault_proxy::{FaultProxy, Mode};
 use crate::support::{free_port, wait_until, Server};
 
 /// Pod directories written at once.
@@ -30,6 +32,12 @@ const ROUNDS: usize = 50;
 const KILLS: usize = 12;
 /// Rounds the disk stays full.
 const DISK_FULL_ROUNDS: usize = 4;
+/// Rounds the proxy answers 404 to every batch, then rounds it answers 413 to every body over
+/// [`PROXY_MAX_BODY`].
+const REFUSED_ROUNDS: usize = 2;
+/// The proxy's body limit in its 413 rounds: below every whole batch of the collector (512 KiB
+/// of NDJSON, tens of KiB compressed), above any single record.
+const PROXY_MAX_BODY: usize = 6 * 1024;
 /// How long the whole pipeline may take to catch up once the writing stops.
 const CATCH_UP: Duration = Duration::from_secs(180);
 
@@ -125,10 +133,11 @@ fn collector_config(pods_dir: &Path, data_dir: &Path, indexer: &str) -> String {
     )
 }
 
-/// A real indexer and collector and what it takes to restart them.
+/// A real indexer and collector, the proxy between them, and what it takes to restart them.
 struct Cluster {
     indexer: Option<Server>,
     collector: Option<Server>,
+    proxy: FaultProxy,
     indexer_dir: PathBuf,
     collector_dir: PathBuf,
     collector_config: String,
@@ -144,15 +153,13 @@ impl Cluster {
         fs::create_dir_all(&fault_dir).unwrap();
         let listen = format!("127.0.0.1:{}", free_port());
         let collector_dir = root.join("collector");
+        let proxy = FaultProxy::start(&format!("http://{listen}"), Mode::Forward);
         let mut cluster = Cluster {
             indexer: None,
             collector: None,
             indexer_dir: root.join("indexer"),
-            collector_config: collector_config(
-                &pods_dir,
-                &collector_dir,
-                &format!("http://{listen}"),
-            ),
+            collector_config: collector_config(&pods_dir, &collector_dir, &proxy.url),
+            proxy,
             collector_dir,
             listen,
             fault_dir,
@@ -352,12 +359,32 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
     }
     let full_from = rng.random_range(2..ROUNDS - DISK_FULL_ROUNDS - 2);
     let full = full_from..full_from + DISK_FULL_ROUNDS;
+    // One window, apart from the full disk's, in which the proxy refuses every batch: 404
+    // (a wrong URL), then 413 (a proxy's body limit).
+    let refused = loop {
+        let from = rng.random_range(2..ROUNDS - 2 * REFUSED_ROUNDS - 2);
+        let window = from..from + 2 * REFUSED_ROUNDS;
+        if window.end + 1 < full.start || full.end + 1 < window.start {
+            break window;
+        }
+    };
+    let too_large_from = refused.start + REFUSED_ROUNDS;
     const _: () = assert!(LINES_PER_POD.is_multiple_of(ROUNDS));
     let per_round = LINES_PER_POD / ROUNDS;
     let (mut collector_kills, mut indexer_kills, mut renames, mut copytruncates) = (0, 0, 0, 0);
     let mut retries_seen = false;
+    let (mut not_found_seen, mut too_large_seen) = (false, false);
 
     for (round, kill) in kills.iter().enumerate() {
+        if round == refused.start {
+            cluster.proxy.set(Mode::Refuse(404));
+        }
+        if round == too_large_from {
+            cluster.proxy.set(Mode::MaxBody(PROXY_MAX_BODY));
+        }
+        if round == refused.end {
+            cluster.proxy.set(Mode::Forward);
+        }
         if round == full.start {
             cluster.set_disk_full(true);
             assert_direct_ingest_refused(cluster.indexer());
@@ -388,6 +415,23 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
             assert_direct_ingest_refused(cluster.indexer());
             cluster.set_disk_full(false);
         }
+        // The collector meets each refusal (it is not over before the collector sent anything).
+        if round + 1 == too_large_from {
+            wait_until(
+                "the collector's batches are refused with 404",
+                Duration::from_secs(60),
+                || cluster.proxy.refused() > 0,
+            );
+            not_found_seen = true;
+        }
+        if round + 1 == refused.end {
+            wait_until(
+                "the collector's batches are refused with 413",
+                Duration::from_secs(60),
+                || cluster.proxy.too_large() > 0,
+            );
+            too_large_seen = true;
+        }
         if let Some(kill) = *kill {
             // A random moment within the pipeline's work on what was just written.
             std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
@@ -407,7 +451,7 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
             }
         }
     }
-    assert!(retries_seen);
+    assert!(retries_seen && not_found_seen && too_large_seen);
     let written: usize = pods.iter().map(|p| p.written).sum();
     assert_eq!(written, PODS * LINES_PER_POD);
     let wrote_at = began.elapsed();
@@ -436,13 +480,16 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
     report(&format!(
         "fault run: written {}, indexed {}, missing {}, duplicated {}, never written {} \
          ({collector_kills} collector and {indexer_kills} indexer SIGKILLs, {renames} rename and \
-         {copytruncates} copytruncate rotations, disk full in rounds {full:?}; wrote in {:.1}s, \
+         {copytruncates} copytruncate rotations, disk full in rounds {full:?}, every batch \
+         refused in rounds {refused:?} ({} answered 404, {} answered 413); wrote in {:.1}s, \
          indexed all by {:.1}s, checked by {:.1}s)",
         tally.written,
         tally.indexed,
         tally.missing,
         tally.duplicated,
         tally.foreign,
+        cluster.proxy.refused(),
+        cluster.proxy.too_large(),
         wrote_at.as_secs_f64(),
         caught_up_at.as_secs_f64(),
         began.elapsed().as_secs_f64(),

@@ -136,8 +136,8 @@ async fn lost_index_data_is_resent_from_the_mark() {
 }
 
 /// Redaction masks secrets before records leave the node, and a namespace over its rate limit is
-/// held back (counted) rather than dropped: every line arrives once, the noisy namespace's at
-/// its sustained rate, the others' at once.
+/// held back (counted) rather than dropped: every line arrives once. (The rate itself is
+/// measured on a fake clock by `reader::tests::a_rate_limited_namespace_is_read_at_exactly_its_rate`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redaction_masks_secrets_and_rate_limits_hold_back_without_dropping() {
     let root = tempfile::tempdir().unwrap();

@@ -26,6 +26,16 @@ pub struct Index {
     pub unavailable: bool,
     pub conflicts: usize,
     pub refused_while_unavailable: usize,
+    /// Answer every batch with this status (a wrong URL's 404, a proxy's 400...).
+    pub refuse_with: Option<StatusCode>,
+    /// Batches refused by `refuse_with`.
+    pub refused: usize,
+    /// 413 for a (compressed) body larger than this.
+    pub max_body_bytes: Option<usize>,
+    /// Bodies answered 413.
+    pub too_large: usize,
+    /// Lines whose message contains this are rejected by line number (the rest is taken).
+    pub reject_containing: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +67,18 @@ async fn ingest(
             StatusCode::SERVICE_UNAVAILABLE,
             [("retry-after", "0")],
             "busy",
+        )
+            .into_response();
+    }
+    if let Some(status) = index.refuse_with {
+        index.refused += 1;
+        return (status, "refused").into_response();
+    }
+    if index.max_body_bytes.is_some_and(|max| body.len() > max) {
+        index.too_large += 1;
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({"error": {"code": "payload_too_large", "message": "body too large"}})),
         )
             .into_response();
     }
@@ -92,13 +114,23 @@ async fn ingest(
     let mut it = records.into_iter();
     let mut accepted = 0;
     let mut deduplicated = 0;
+    let mut errors = Vec::new();
+    // Line 1 of the body is the envelope.
+    let mut line = 1;
     for s in &env.sources {
         let mark = index.marks.get(&s.id).copied().unwrap_or(0);
         for (i, &offset) in s.offsets.iter().enumerate() {
             let rec = it.next().unwrap();
+            line += 1;
             let end = s.offsets.get(i + 1).copied().unwrap_or(s.end);
             assert!(offset < end);
-            if end > mark {
+            let poison = index
+                .reject_containing
+                .as_deref()
+                .is_some_and(|p| rec["message"].as_str().is_some_and(|m| m.contains(p)));
+            if end > mark && poison {
+                errors.push(json!({"line": line, "message": "poisoned"}));
+            } else if end > mark {
                 if stream == "logs" {
                     serde_json::from_value::<trawl_model::LogRecord>(rec.clone()).unwrap();
                 } else {
@@ -113,7 +145,7 @@ async fn ingest(
         let m = index.marks.entry(s.id.clone()).or_insert(0);
         *m = (*m).max(s.end);
     }
-    Json(json!({"accepted": accepted, "rejected": 0, "errors": [], "deduplicated": deduplicated}))
+    Json(json!({"accepted": accepted, "rejected": errors.len(), "errors": errors, "deduplicated": deduplicated}))
         .into_response()
 }
 

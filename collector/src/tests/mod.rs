@@ -3,6 +3,7 @@
 //!
 //! - `fake`: the fake indexer and helpers (CRI lines, waiting for a condition)
 //! - `delivery`: exactly-once through rotations and restarts, buffering through an outage
+//! - `refusals`: batches refused as a whole (kept, retried, split after a 413), dead letters
 //! - `audit`: the webhook (duplicates, malformed bodies) and audit log tailing
 //! - `model`: proptest of the tailer against a simple model
 //! - `fake_api`: a fake Kubernetes API server replaying recorded responses
@@ -10,7 +11,8 @@
 
 mod audit;
 mod delivery;
-mod fake;
+pub(crate) mod fake;
 pub(crate) mod fake_api;
 mod kubernetes;
 mod model;
+mod refusals;
