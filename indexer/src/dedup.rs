@@ -415,7 +415,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Window::load(dir.path(), 15 * MIN, 0);
         assert!(matches!(w.begin(7, 0), Lookup::New));
-        let Lookup::Pending(mut rx) = w.begin(7, 0) else {
+        let Lookup::Pending(rx) = w.begin(7, 0) else {
             panic!("expected pending")
         };
         w.forget(7);
