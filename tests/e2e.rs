@@ -41,6 +41,10 @@
 //!   matching records; exports in every format hold exactly the matching records (sorted in
 //!   hit order when asked); the `trawl search` and `trawl export` client commands, and their
 //!   error messages.
+//! - `resend`    — a batch resent to `_bulk`, the ingest API, OTLP or Loki push (after a dropped
+//!   answer, `"errors": true`, SIGKILL, a seal) is answered again and indexed once; `_bulk`
+//!   `create` of a written `_id` is a 409 item; lean answers and `filter_path`; WAL replay
+//!   keeps records that no longer fit a changed stream and refuses to drop a removed one.
 
 #[path = "e2e/fault_proxy.rs"]
 mod fault_proxy;
@@ -67,5 +71,7 @@ mod export_tail;
 mod faults;
 #[path = "e2e/merge.rs"]
 mod merge;
+#[path = "e2e/resend.rs"]
+mod resend;
 #[path = "e2e/skeleton.rs"]
 mod skeleton;

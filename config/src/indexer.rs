@@ -59,6 +59,15 @@ pub struct IndexerConfig {
     /// Whether ingesting into an undeclared stream creates it (with the defaults of a
     /// `[streams.<name>]` section). When `false`, such a request answers 404. Default `false`.
     pub auto_create_streams: bool,
+    /// How long a push batch (`_bulk`, the NDJSON ingest API, OTLP, Loki push) is remembered
+    /// after it was made durable: the same decoded body sent again to the same stream within
+    /// this window is answered as the first time and not indexed again. Beyond it a resend is
+    /// indexed again (at-least-once). At least 60. Default 3600 (one hour).
+    pub batch_dedup_window_secs: u64,
+    /// Streams no longer configured whose unsealed write-ahead log data may be dropped at start.
+    /// Without its name here, a stream removed from the configuration while the log still holds
+    /// records of it stops the start with an error naming it. Default empty.
+    pub drop_unconfigured_streams: Vec<String>,
 }
 
 impl Default for IndexerConfig {
@@ -84,6 +93,8 @@ impl Default for IndexerConfig {
             source_mark_ttl_secs: default_source_mark_ttl_secs(),
             audit_dedup_window: default_audit_dedup_window(),
             auto_create_streams: false,
+            batch_dedup_window_secs: default_batch_dedup_window_secs(),
+            drop_unconfigured_streams: Vec::new(),
         }
     }
 }
@@ -158,4 +169,8 @@ fn default_source_mark_ttl_secs() -> u64 {
 
 fn default_audit_dedup_window() -> usize {
     1_000_000
+}
+
+fn default_batch_dedup_window_secs() -> u64 {
+    3600
 }

@@ -104,6 +104,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(x.source_mark_ttl_secs, 604_800);
     assert_eq!(x.audit_dedup_window, 1_000_000);
     assert!(!x.auto_create_streams);
+    assert_eq!(x.batch_dedup_window_secs, 3600);
+    assert!(x.drop_unconfigured_streams.is_empty());
 
     let q = &config.query;
     assert_eq!(q.default_limit, 100);

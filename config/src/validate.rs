@@ -341,6 +341,15 @@ fn indexer(problems: &mut Problems, x: &IndexerConfig) {
         to_u64(x.audit_dedup_window),
         1,
     );
+    problems.at_least(
+        "indexer.batch_dedup_window_secs",
+        x.batch_dedup_window_secs,
+        60,
+    );
+    problems.non_empty_entries(
+        "indexer.drop_unconfigured_streams",
+        &x.drop_unconfigured_streams,
+    );
 }
 
 fn query(problems: &mut Problems, q: &QueryConfig) {

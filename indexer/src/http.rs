@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use trawl_model::codec::{decode_body, Encoding};
 
 use crate::api::{ApiError, ErrorCode};
-use crate::{Indexer, IngestError};
+use crate::{Indexer, IngestError, Push, Surface};
 
 /// Header that marks a body whose first line is the delivery envelope.
 pub const DELIVERY_HEADER: &str = "x-trawl-delivery";
@@ -182,7 +182,15 @@ async fn ingest_inner(
     };
     let received = receive(state, headers, body, admit).await?;
     let delivery = headers.contains_key(DELIVERY_HEADER);
-    match state.indexer.ingest(stream, received.body, delivery).await {
+    let indexer = &state.indexer;
+    let result = if delivery {
+        indexer.ingest(stream, received.body, true).await
+    } else {
+        // A batch without delivery envelope is recognised when sent again.
+        let push = Push::from(Surface::Ingest);
+        indexer.ingest_push(stream, received.body, push).await
+    };
+    match result {
         Ok(outcome) => Ok(Json(outcome).into_response()),
         Err(err) => Err(ingest_error(err)),
     }

@@ -1,7 +1,7 @@
 //! The indexer: open and recover, ingest (validate, dedup by source marks, WAL, acknowledge),
 //! and the background upkeep of splits (merges, retention, WAL truncation).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +15,7 @@ use trawl_model::codec::ndjson_lines;
 use trawl_model::Timestamp;
 
 use crate::catalog::Catalog;
+use crate::dedup::{self, Lookup, Push, Window};
 use crate::doc::{Prepared, StreamSpec};
 use crate::entry::Batch;
 use crate::marks::{Envelope, Marks, Plan};
@@ -49,6 +50,14 @@ pub struct IngestOutcome {
     pub errors: Vec<LineError>,
     /// Records dropped because the index already held them (delivery batches only).
     pub deduplicated: usize,
+    /// Lines (0-based, blank lines not counted) not written because their document id was
+    /// already written (see [`Push::ids`]); for the `_bulk` answer, not part of this one.
+    #[serde(skip)]
+    pub conflicts: Vec<usize>,
+    /// The batch was recognised as sent before (within the dedup window) and not written
+    /// again; the rest of the outcome is the first answer's.
+    #[serde(skip)]
+    pub resent: bool,
 }
 
 /// Why an ingest was refused as a whole.
@@ -75,7 +84,22 @@ struct WalRequest {
     advance: Vec<(String, u64)>,
     records: u64,
     bytes: u64,
+    /// The push batch's fingerprint, settled in the resend window once durable.
+    fingerprint: Option<u128>,
+    /// Ids claimed by the batch, released if it is not written.
+    claimed_ids: Vec<String>,
     reply: tokio::sync::oneshot::Sender<std::result::Result<u64, String>>,
+}
+
+/// What preparing an ingest came to.
+enum Queued {
+    /// The same batch is being written by another request: wait for it, then look again.
+    Wait(tokio::sync::watch::Receiver<bool>),
+    /// The batch is queued (or needs no write): the WAL's answer and the outcome.
+    Reply(
+        tokio::sync::oneshot::Receiver<std::result::Result<u64, String>>,
+        IngestOutcome,
+    ),
 }
 
 enum WalMsg {
@@ -118,6 +142,8 @@ struct Inner {
     inner_slot: Arc<Mutex<Option<std::sync::Weak<Inner>>>>,
     metastore: Mutex<(Metastore, MetastoreState)>,
     marks: Mutex<Marks>,
+    /// Push batches made durable lately, and ids written lately (see [`crate::dedup`]).
+    resent: Mutex<Window>,
     wal_tx: Mutex<Option<Sender<WalMsg>>>,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
@@ -170,24 +196,50 @@ impl Indexer {
         let (mut wal, entries) = Wal::open(&root.join("wal"), settings.wal_segment_bytes, from)?;
         wal.set_fault(settings.fault_point());
         let mut marks = Marks::from_snapshot(&state.marks);
+        let now = Timestamp::now().nanos();
+        let mut resent = Window::load(&root, window_nanos(&settings), now);
         let mut replayed = 0usize;
+        let mut batches = Vec::new();
+        let mut unconfigured = BTreeSet::new();
         for entry in entries {
             let batch = Batch::decode(&entry.payload)?;
+            if !streams.contains_key(&batch.stream)
+                && entry.lsn >= state.sealed_lsn.get(&batch.stream).copied().unwrap_or(0)
+                && !batch.records.is_empty()
+            {
+                unconfigured.insert(batch.stream.clone());
+            }
+            batches.push((entry, batch));
+        }
+        crate::replay::check_unconfigured(&unconfigured, &settings.drop_unconfigured_streams)?;
+        for (entry, batch) in batches {
             if entry.lsn >= state.marks_lsn {
                 marks.commit(&batch.marks, Timestamp::now().nanos());
             }
+            if let Some(fp) = batch.fingerprint {
+                resent.restore(fp, batch.received_at, batch.conflicts.clone(), now);
+            }
             let Some(target) = streams.get(&batch.stream) else {
-                tracing::warn!(stream = %batch.stream, "WAL entry of an unknown stream skipped");
+                if unconfigured.contains(&batch.stream) {
+                    tracing::warn!(
+                        stream = %batch.stream,
+                        records = batch.records.len(),
+                        "unsealed records of an unconfigured stream dropped \
+                         (indexer.drop_unconfigured_streams)"
+                    );
+                    metrics
+                        .replay_dropped_records
+                        .get_or_create(&crate::metrics::StreamLabel {
+                            stream: batch.stream.clone(),
+                        })
+                        .inc_by(batch.records.len() as u64);
+                }
                 continue;
             };
             if entry.lsn < replay_from.get(&batch.stream).copied().unwrap_or(0) {
                 continue;
             }
-            let docs: Vec<Prepared> = batch
-                .records
-                .iter()
-                .filter_map(|line| target.stream.builder.prepare(line, batch.received_at).ok())
-                .collect();
+            let docs: Vec<Prepared> = crate::replay::batch_docs(&target.stream, &batch, &metrics);
             replayed += docs.len();
             lock(&target.stream.unsealed).push_back(entry.lsn);
             let op = IndexOp::Add {
@@ -215,6 +267,7 @@ impl Indexer {
             inner_slot: inner_slot.clone(),
             metastore: Mutex::new((metastore, state)),
             marks: Mutex::new(marks),
+            resent: Mutex::new(resent),
             wal_tx: Mutex::new(Some(wal_tx)),
             metrics,
             ready: AtomicBool::new(false),
@@ -427,18 +480,32 @@ impl Indexer {
         body: Vec<u8>,
         delivery: bool,
     ) -> std::result::Result<IngestOutcome, IngestError> {
-        self.ingest_reporting(stream, body, delivery, MAX_REPORTED_ERRORS)
+        self.ingest_reporting(stream, body, delivery, MAX_REPORTED_ERRORS, Push::default())
             .await
     }
 
-    /// [`Indexer::ingest`] of an NDJSON body without delivery envelope, listing every refused
-    /// line (for the ingest routes that answer per record, such as `_bulk`).
+    /// [`Indexer::ingest`] of a push batch (no delivery envelope): a batch made durable within
+    /// the dedup window before is answered as then (`resent` set) and not written again.
+    pub async fn ingest_push(
+        &self,
+        stream: &str,
+        body: Vec<u8>,
+        push: Push,
+    ) -> std::result::Result<IngestOutcome, IngestError> {
+        self.ingest_reporting(stream, body, false, MAX_REPORTED_ERRORS, push)
+            .await
+    }
+
+    /// [`Indexer::ingest_push`] listing every refused line (for the ingest routes that answer
+    /// per record, such as `_bulk`).
     pub async fn ingest_every_error(
         &self,
         stream: &str,
         body: Vec<u8>,
+        push: Push,
     ) -> std::result::Result<IngestOutcome, IngestError> {
-        self.ingest_reporting(stream, body, false, usize::MAX).await
+        self.ingest_reporting(stream, body, false, usize::MAX, push)
+            .await
     }
 
     async fn ingest_reporting(
@@ -447,6 +514,7 @@ impl Indexer {
         body: Vec<u8>,
         delivery: bool,
         max_errors: usize,
+        push: Push,
     ) -> std::result::Result<IngestOutcome, IngestError> {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(IngestError::ShuttingDown);
@@ -460,35 +528,41 @@ impl Indexer {
                 Err(err) => return Err(IngestError::Storage(err.to_string())),
             }
         }
-        let this = self.clone();
-        let stream = stream.to_string();
-        let queued = tokio::task::spawn_blocking(move || {
-            this.prepare_and_queue(&stream, &body, delivery, max_errors)
-        })
-        .await
-        .map_err(|_| IngestError::ShuttingDown)??;
-        let (rx, outcome) = queued;
-        match rx.await {
-            Ok(Ok(_lsn)) => Ok(outcome),
-            Ok(Err(message)) => Err(IngestError::Storage(message)),
-            Err(_) => Err(IngestError::ShuttingDown),
+        let job = Arc::new((stream.to_string(), body, push));
+        loop {
+            let this = self.clone();
+            let job = job.clone();
+            let queued = tokio::task::spawn_blocking(move || {
+                let (stream, body, push) = &*job;
+                this.prepare_and_queue(stream, body, delivery, max_errors, push)
+            })
+            .await
+            .map_err(|_| IngestError::ShuttingDown)??;
+            match queued {
+                // Another request writes the same batch: once it is settled, look again (it is
+                // then known, or forgotten and this request writes it).
+                Queued::Wait(mut done) => {
+                    let _ = done.wait_for(|durable| *durable).await;
+                }
+                Queued::Reply(rx, outcome) => {
+                    return match rx.await {
+                        Ok(Ok(_lsn)) => Ok(outcome),
+                        Ok(Err(message)) => Err(IngestError::Storage(message)),
+                        Err(_) => Err(IngestError::ShuttingDown),
+                    }
+                }
+            }
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn prepare_and_queue(
         &self,
         stream_name: &str,
         body: &[u8],
         delivery: bool,
         max_errors: usize,
-    ) -> std::result::Result<
-        (
-            tokio::sync::oneshot::Receiver<std::result::Result<u64, String>>,
-            IngestOutcome,
-        ),
-        IngestError,
-    > {
+        push: &Push,
+    ) -> std::result::Result<Queued, IngestError> {
         let entry = self
             .stream(stream_name)
             .map_err(|_| IngestError::UnknownStream(stream_name.chars().take(64).collect()))?;
@@ -523,11 +597,24 @@ impl Indexer {
             env.validate(lines.len())
                 .map_err(IngestError::BadEnvelope)?;
         }
+        let mut claim = ResendClaim {
+            inner: self.inner.clone(),
+            stream: stream_name.to_string(),
+            fingerprint: None,
+            ids: Vec::new(),
+        };
+        let mut known = None;
+        if let (Some(surface), false) = (push.surface, delivery) {
+            let fp = dedup::fingerprint(surface, stream_name, body, push.origin, &push.ids);
+            match lock(&self.inner.resent).begin(fp, received_at) {
+                Lookup::Pending(done) => return Ok(Queued::Wait(done)),
+                Lookup::Known(conflicts) => known = Some(conflicts),
+                Lookup::New => claim.fingerprint = Some(fp),
+            }
+        }
 
         let mut outcome = IngestOutcome::default();
-        let mut records = Vec::with_capacity(lines.len());
-        let mut docs = Vec::with_capacity(lines.len());
-        let mut bytes = 0u64;
+        let mut valid = Vec::with_capacity(lines.len());
         let max_line = self.inner.settings.max_line_bytes;
         let mut marks = lock(&self.inner.marks);
         let keep = match &envelope {
@@ -559,11 +646,7 @@ impl Indexer {
                 stream.builder.prepare(line, received_at)
             };
             match prepared {
-                Ok(doc) => {
-                    bytes += line.len() as u64;
-                    records.push(line.to_vec());
-                    docs.push(doc);
-                }
+                Ok(doc) => valid.push((i, *line, doc)),
                 Err(message) => {
                     outcome.rejected += 1;
                     if outcome.errors.len() < max_errors {
@@ -575,7 +658,70 @@ impl Indexer {
                 }
             }
         }
+        let conflicts: Vec<u32> = match &known {
+            Some(conflicts) => conflicts.to_vec(),
+            None if !push.ids.is_empty() => {
+                let ids: Vec<(usize, String)> = {
+                    let valid_lines: HashSet<usize> = valid.iter().map(|(i, _, _)| *i).collect();
+                    push.ids
+                        .iter()
+                        .filter(|(line, _)| valid_lines.contains(line))
+                        .cloned()
+                        .collect()
+                };
+                let exists = id_lookup(&stream);
+                let mut window = lock(&self.inner.resent);
+                let conflicts = window.claim_ids(stream_name, &ids, exists, received_at);
+                if let Some(fp) = claim.fingerprint {
+                    window.set_conflicts(fp, &conflicts);
+                }
+                claim.ids = ids
+                    .into_iter()
+                    .filter(|(line, _)| !conflicts.contains(&(*line as u32)))
+                    .map(|(_, id)| id)
+                    .collect();
+                conflicts
+            }
+            None => Vec::new(),
+        };
+        outcome.conflicts = conflicts.iter().map(|&c| c as usize).collect();
+        let id_field = stream.schema.get_field(crate::schema::ID_FIELD).ok();
+        let mut ids_by_line = push.ids.iter().peekable();
+        let mut records = Vec::with_capacity(valid.len());
+        let mut docs = Vec::with_capacity(valid.len());
+        let mut record_ids = Vec::new();
+        let mut bytes = 0u64;
+        for (i, line, mut doc) in valid {
+            if conflicts.contains(&(i as u32)) {
+                continue;
+            }
+            while let Some((id_line, id)) = ids_by_line.peek() {
+                if *id_line > i {
+                    break;
+                }
+                if *id_line == i {
+                    if let Some(field) = id_field {
+                        doc.doc.add_text(field, id);
+                    }
+                    record_ids.push((records.len() as u32, id.clone()));
+                }
+                ids_by_line.next();
+            }
+            bytes += line.len() as u64;
+            records.push(line.to_vec());
+            docs.push(doc);
+        }
         outcome.accepted = docs.len();
+        if known.is_some() {
+            // Sent before and durable since: answered again, written once.
+            outcome.resent = true;
+            self.inner
+                .metrics
+                .resent(stream_name, outcome.accepted as u64);
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let _ = reply.send(Ok(0));
+            return Ok(Queued::Reply(rx, outcome));
+        }
         let advance = keep.map(|(_, advance)| advance).unwrap_or_default();
         if outcome.rejected > 0 {
             self.inner
@@ -590,13 +736,16 @@ impl Indexer {
         let (reply, rx) = tokio::sync::oneshot::channel();
         if docs.is_empty() && advance.is_empty() {
             let _ = reply.send(Ok(0));
-            return Ok((rx, outcome));
+            return Ok(Queued::Reply(rx, outcome));
         }
         let batch = Batch {
             stream: stream_name.to_string(),
             received_at,
             marks: advance.clone(),
             records,
+            fingerprint: claim.fingerprint,
+            conflicts,
+            ids: record_ids,
         };
         let request = WalRequest {
             stream,
@@ -605,6 +754,8 @@ impl Indexer {
             advance: advance.clone(),
             records: outcome.accepted as u64,
             bytes,
+            fingerprint: claim.fingerprint,
+            claimed_ids: std::mem::take(&mut claim.ids),
             reply,
         };
         let wal_tx = lock(&self.inner.wal_tx);
@@ -616,7 +767,9 @@ impl Indexer {
         tx.send(WalMsg::Append(request))
             .map_err(|_| IngestError::ShuttingDown)?;
         marks.reserve(&advance);
-        Ok((rx, outcome))
+        // The WAL thread settles (or forgets) the fingerprint from here on.
+        claim.fingerprint = None;
+        Ok(Queued::Reply(rx, outcome))
     }
 
     /// Stops accepting ingest, drains the WAL queue, commits every stream and stops the
@@ -645,6 +798,48 @@ impl Indexer {
             let _ = t.join();
         }
     }
+}
+
+/// A push batch's hold on the resend window while it is prepared: dropped before the batch is
+/// queued (refused, nothing to write, an error), it forgets the pending fingerprint and the
+/// claimed ids, so that a resend is written rather than waiting for nothing.
+struct ResendClaim {
+    inner: Arc<Inner>,
+    stream: String,
+    fingerprint: Option<u128>,
+    ids: Vec<String>,
+}
+
+impl Drop for ResendClaim {
+    fn drop(&mut self) {
+        if self.fingerprint.is_none() && self.ids.is_empty() {
+            return;
+        }
+        let mut window = lock(&self.inner.resent);
+        if let Some(fp) = self.fingerprint {
+            window.forget(fp);
+        }
+        window.release_ids(&self.stream, &self.ids);
+    }
+}
+
+/// Whether a document id is in a stream's index (committed hot index or a split).
+fn id_lookup(stream: &Stream) -> impl Fn(&str) -> bool {
+    let snapshot = stream.snapshot(None, None);
+    let field = stream.schema.get_field(crate::schema::ID_FIELD).ok();
+    move |id: &str| {
+        let Some(field) = field else { return false };
+        let term = tantivy::Term::from_field_text(field, id);
+        snapshot
+            .targets
+            .iter()
+            .any(|t| t.searcher.doc_freq(&term).is_ok_and(|n| n > 0))
+    }
+}
+
+/// The resend window's span in nanoseconds.
+fn window_nanos(settings: &IndexerSettings) -> i64 {
+    i64::try_from(settings.batch_dedup_window.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Statistics of a stream.
@@ -853,6 +1048,12 @@ fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiv
                     marks.commit(&req.advance, now);
                 }
             }
+            {
+                let mut resent = lock(&inner.resent);
+                for fp in group.iter().filter_map(|req| req.fingerprint) {
+                    resent.settle(fp);
+                }
+            }
             for (req, (lsn, end)) in group.into_iter().zip(positions) {
                 inner
                     .metrics
@@ -895,6 +1096,15 @@ fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiv
             }
             marks.abort_pending();
             drop(marks);
+            {
+                let mut resent = lock(&inner.resent);
+                for req in &failed {
+                    if let Some(fp) = req.fingerprint {
+                        resent.forget(fp);
+                    }
+                    resent.release_ids(&req.stream.spec.name, &req.claimed_ids);
+                }
+            }
             for req in failed {
                 let _ = req.reply.send(Err(message.clone()));
             }
@@ -909,6 +1119,8 @@ fn truncate_wal(inner: &Inner, wal: &mut Wal) -> Result<()> {
         .filter_map(|(_, e)| lock(&e.stream.unsealed).front().copied())
         .min()
         .unwrap_or(wal.end());
+    // Before the entries that carried them may go: the window of resent batches.
+    lock(&inner.resent).save()?;
     {
         let marks = lock(&inner.marks);
         let mut guard = lock(&inner.metastore);

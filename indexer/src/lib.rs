@@ -9,6 +9,7 @@
 pub mod api;
 mod catalog;
 pub mod compat;
+pub mod dedup;
 mod doc;
 mod entry;
 mod error;
@@ -18,6 +19,7 @@ mod json_file;
 mod marks;
 mod metastore;
 pub mod metrics;
+mod replay;
 pub mod schema;
 mod settings;
 mod snapshot;
@@ -25,6 +27,7 @@ mod split;
 mod stream;
 mod wal;
 
+pub use dedup::{Push, Surface};
 pub use doc::{StreamKind, StreamSpec, TimestampSource};
 pub use error::{Error, Result};
 pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, StreamStats, TailBatch};

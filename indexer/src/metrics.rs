@@ -26,6 +26,10 @@ pub struct Metrics {
     pub splits_sealed: Family<StreamLabel, Counter>,
     pub merges: Family<StreamLabel, Counter>,
     pub splits_deleted_by_retention: Family<StreamLabel, Counter>,
+    pub batches_resent: Family<StreamLabel, Counter>,
+    pub records_resent: Family<StreamLabel, Counter>,
+    pub replay_unfit_records: Family<StreamLabel, Counter>,
+    pub replay_dropped_records: Family<StreamLabel, Counter>,
 }
 
 fn label(stream: &str) -> StreamLabel {
@@ -86,6 +90,40 @@ impl Metrics {
             "Splits deleted by retention",
             self.splits_deleted_by_retention.clone(),
         );
+        r.register(
+            "batches_resent",
+            "Push batches recognised as resent within the dedup window and not indexed again",
+            self.batches_resent.clone(),
+        );
+        r.register(
+            "records_resent",
+            "Records of push batches recognised as resent, not indexed again",
+            self.records_resent.clone(),
+        );
+        r.register(
+            "replay_unfit_records",
+            "Acknowledged records that no longer fit their stream at WAL replay, indexed raw",
+            self.replay_unfit_records.clone(),
+        );
+        r.register(
+            "replay_dropped_records",
+            "Unsealed records of unconfigured streams dropped at start \
+             (indexer.drop_unconfigured_streams)",
+            self.replay_dropped_records.clone(),
+        );
+    }
+
+    pub fn resent(&self, stream: &str, records: u64) {
+        self.batches_resent.get_or_create(&label(stream)).inc();
+        self.records_resent
+            .get_or_create(&label(stream))
+            .inc_by(records);
+    }
+
+    pub fn replay_unfit(&self, stream: &str, records: u64) {
+        self.replay_unfit_records
+            .get_or_create(&label(stream))
+            .inc_by(records);
     }
 
     pub fn ingested(&self, stream: &str, records: u64, bytes: u64) {

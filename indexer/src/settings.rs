@@ -156,6 +156,10 @@ pub struct IndexerSettings {
     pub declared_streams: BTreeMap<String, StreamConfig>,
     /// Whether a write to an unknown stream creates it (`indexer.auto_create_streams`).
     pub auto_create_streams: bool,
+    /// How long a push batch is recognised when sent again (`indexer.batch_dedup_window_secs`).
+    pub batch_dedup_window: Duration,
+    /// Streams whose unsealed WAL records may be dropped when they are no longer configured.
+    pub drop_unconfigured_streams: Vec<String>,
     /// Fails storage writes on demand (fault tests); `None` in production.
     pub storage_fault: Option<StorageFault>,
 }
@@ -205,6 +209,8 @@ impl IndexerSettings {
             streams,
             declared_streams: config.streams.clone(),
             auto_create_streams: c.auto_create_streams,
+            batch_dedup_window: Duration::from_secs(c.batch_dedup_window_secs),
+            drop_unconfigured_streams: c.drop_unconfigured_streams.clone(),
             storage_fault: None,
         }
     }

@@ -35,6 +35,7 @@ use trawl_model::{Level, LogRecord, Timestamp};
 use crate::api::{ApiError, ErrorCode};
 use crate::compat::level;
 use crate::http::{ingest_error, receive, IngestState};
+use crate::{Push, Surface};
 
 /// The Loki push route.
 pub(crate) fn routes(state: IngestState) -> Router {
@@ -110,9 +111,10 @@ async fn push(State(state): State<IngestState>, headers: HeaderMap, body: Body) 
     if lines.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
     }
+    let push = Push::of_request(Surface::Loki, &received.body);
     match state
         .indexer
-        .ingest(trawl_model::LOGS_STREAM, lines, false)
+        .ingest_push(trawl_model::LOGS_STREAM, lines, push)
         .await
     {
         Ok(outcome) if outcome.rejected == 0 => StatusCode::NO_CONTENT.into_response(),

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! elastic.rs  POST|PUT /api/v1/_elastic/_bulk, /api/v1/_elastic/{index}/_bulk
+//! filter_path.rs  Elasticsearch's response filtering (`filter_path`)
 //! shapes.rs   Fluent Bit / Vector / Filebeat documents -> logs records
 //! otlp.rs     POST /v1/logs (protobuf, JSON)
 //! loki.rs     POST /loki/api/v1/push (JSON, snappy protobuf)
@@ -18,6 +19,7 @@ use axum::Router;
 use crate::http::IngestState;
 
 pub mod elastic;
+pub mod filter_path;
 pub mod level;
 pub mod loki;
 pub mod otlp;

@@ -34,6 +34,7 @@ use trawl_model::{Level, LogRecord, Timestamp};
 use crate::api::{ApiError, ErrorCode};
 use crate::compat::level;
 use crate::http::{ingest_error, receive, IngestState};
+use crate::{Push, Surface};
 
 /// The OTLP/HTTP logs route.
 pub(crate) fn routes(state: IngestState) -> Router {
@@ -91,13 +92,14 @@ async fn export(State(state): State<IngestState>, headers: HeaderMap, body: Body
         Ok(request) => request,
         Err(message) => return status_response(&ApiError::bad_request(message), wire),
     };
+    let push = Push::of_request(Surface::Otlp, &received.body);
     let converted = records(request, Timestamp::now());
     let mut rejected = converted.rejected;
     let mut first_error = converted.first_error;
     if !converted.lines.is_empty() {
         match state
             .indexer
-            .ingest(trawl_model::LOGS_STREAM, converted.lines, false)
+            .ingest_push(trawl_model::LOGS_STREAM, converted.lines, push)
             .await
         {
             Ok(outcome) => {
