@@ -11,6 +11,12 @@
 //!   SIGTERM shutdown lose nothing and duplicate nothing.
 //! - `merge`     — tiny splits merged in the background while searches run: totals never go
 //!   down or past what was sent, and end exact with no duplicates.
+//! - `crash_merge` — the binary aborted by the fault hook right after a merge or retention is
+//!   recorded in the metastore: after a restart every record is there exactly once, the
+//!   replaced splits' directories are gone and retention's victims stay gone.
+//! - `audit_dedup` — audit events resent through the webhook and the ingest endpoint after
+//!   their first copies were sealed and the server killed: indexed once; a new stage of the
+//!   same audit id is still indexed.
 //! - `auth`      — tokens hashed by `trawl token hash`: no token 401, wrong role 403, a
 //!   namespace-scoped read token sees only its namespaces in search, aggregations, export,
 //!   tail and reports; HTTPS with a test CA (plain HTTP refused) and the audit webhook taking
@@ -51,6 +57,8 @@ mod fault_proxy;
 #[path = "e2e/support.rs"]
 mod support;
 
+#[path = "e2e/audit_dedup.rs"]
+mod audit_dedup;
 #[path = "e2e/auth.rs"]
 mod auth;
 #[path = "e2e/bad_input.rs"]
@@ -61,6 +69,8 @@ mod collector;
 mod compat_ingest;
 #[path = "e2e/config_check.rs"]
 mod config_check;
+#[path = "e2e/crash_merge.rs"]
+mod crash_merge;
 #[path = "e2e/distributed.rs"]
 mod distributed;
 #[path = "e2e/elastic.rs"]

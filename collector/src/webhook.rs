@@ -4,11 +4,13 @@
 //! The spool is a directory of append-only segments (`<nanos>.jsonl`, one flat audit event a
 //! line) that the reader tails like an audit log file, with the source id
 //! `<node>/webhook/<segment>`: from the spool on, delivery is exactly once like any file.
-//! (auditID, stage) pairs seen within the last [`DEDUP_WINDOW`] events are not spooled again.
+//! (auditID, stage) pairs seen within the last [`DEDUP_WINDOW`] events are not spooled again,
+//! across restarts too: the window is kept in a key log beside the segments ([`KEYS_FILE`]) and
+//! rebuilt at start from it and from the segments still in the spool.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -23,12 +25,15 @@ use tracing::{error, warn};
 use trawl_model::codec::{decode_body, Encoding};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{ensure_dir, sync_dir};
+use crate::fsutil::{ensure_dir, sync_dir, write_atomic};
 use crate::metrics::Metrics;
 use crate::shared::{lock, ReaderMsg};
 
 /// (auditID, stage) pairs remembered for deduplication.
 pub const DEDUP_WINDOW: usize = 100_000;
+/// The key log in the spool directory: the dedup window's keys, one a line, oldest first. Not a
+/// `.jsonl` name, so the reader does not take it for a segment.
+pub const KEYS_FILE: &str = "dedup-keys.log";
 /// A segment is closed past this size and a new one started.
 const SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest request body accepted, compressed.
@@ -57,6 +62,11 @@ impl Dedup {
     /// Whether `key` is in the window.
     pub fn contains(&self, key: &str) -> bool {
         self.set.contains(key)
+    }
+
+    /// The keys in the window, oldest first.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
     }
 
     /// Adds `key`, forgetting the oldest past the capacity.
@@ -113,17 +123,21 @@ impl Spool {
         Ok((file, 0))
     }
 
+    /// Whether the next append starts a new segment (the current one becomes complete, and
+    /// may be removed once delivered).
+    pub fn starts_segment(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_none_or(|(_, size)| *size >= SEGMENT_MAX_BYTES)
+    }
+
     /// Appends `lines` (complete lines) and fsyncs them. On error the segment is abandoned, so
     /// that the next append starts clean after any torn write.
     pub fn append(&mut self, lines: &[u8]) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
-        if self
-            .current
-            .as_ref()
-            .is_none_or(|(_, size)| *size >= SEGMENT_MAX_BYTES)
-        {
+        if self.starts_segment() {
             self.current = Some(self.new_segment()?);
         }
         let Some((file, size)) = self.current.as_mut() else {
@@ -143,24 +157,158 @@ impl Spool {
     }
 }
 
+/// The key of a spooled event (a line of a segment).
+#[derive(serde::Deserialize)]
+struct SpooledKey {
+    audit_id: String,
+    stage: String,
+}
+
+/// The durable side of the dedup window: an append-only log of keys, compacted to the window
+/// when it grows past twice its capacity.
+///
+/// Appends are not fsynced one by one: until a segment is complete its own lines carry its
+/// keys (the window is rebuilt from the segments at start), and the log is fsynced before a new
+/// segment begins ([`KeyLog::before_new_segment`]), so before any complete segment can be
+/// delivered and removed.
+#[derive(Debug)]
+pub struct KeyLog {
+    path: PathBuf,
+    file: Option<File>,
+    lines: usize,
+    /// A write failed: the log is rewritten whole before it is used again.
+    stale: bool,
+}
+
+impl KeyLog {
+    /// Rebuilds `dedup` from the key log and the segments in `dir` (oldest first), then
+    /// rewrites the log as the window, durably.
+    pub fn open(dir: &Path, dedup: &mut Dedup) -> Result<KeyLog> {
+        let path = dir.join(KEYS_FILE);
+        match File::open(&path) {
+            Ok(file) => {
+                let mut reader = BufReader::new(file);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    let n = reader
+                        .read_line(&mut line)
+                        .map_err(|e| Error::io(&path, e))?;
+                    // A last line without its newline was torn by a crash: its events are
+                    // still in their segment.
+                    if n == 0 || !line.ends_with('\n') {
+                        break;
+                    }
+                    let key = line.trim_end_matches('\n');
+                    if !key.is_empty() {
+                        dedup.insert(key.to_string());
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        let mut segments: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        segments.sort();
+        for segment in segments {
+            let file = File::open(&segment).map_err(|e| Error::io(&segment, e))?;
+            for line in BufReader::new(file).split(b'\n') {
+                let line = line.map_err(|e| Error::io(&segment, e))?;
+                if let Ok(key) = serde_json::from_slice::<SpooledKey>(&line) {
+                    dedup.insert(format!("{}/{}", key.audit_id, key.stage));
+                }
+            }
+        }
+        let mut log = KeyLog {
+            path,
+            file: None,
+            lines: 0,
+            stale: true,
+        };
+        log.rewrite(dedup)?;
+        Ok(log)
+    }
+
+    /// Replaces the log with the keys of `dedup`, durably, and reopens it for appends.
+    fn rewrite(&mut self, dedup: &Dedup) -> Result<()> {
+        self.file = None;
+        let mut bytes = Vec::new();
+        let mut lines = 0;
+        for key in dedup.keys() {
+            bytes.extend_from_slice(key.as_bytes());
+            bytes.push(b'\n');
+            lines += 1;
+        }
+        write_atomic(&self.path, &bytes)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.file = Some(file);
+        self.lines = lines;
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Makes the log durable before a new segment begins; an error refuses the batch.
+    fn before_new_segment(&mut self, dedup: &Dedup) -> Result<()> {
+        match self.file.as_ref() {
+            Some(file) if !self.stale => file.sync_data().map_err(|e| Error::io(&self.path, e)),
+            _ => self.rewrite(dedup),
+        }
+    }
+
+    /// Records the keys of a spooled batch (already in `dedup`). A failure is logged and the
+    /// log rewritten at its next use: the batch is spooled already, and its segment holds the
+    /// keys until then.
+    fn append(&mut self, keys: &[String], dedup: &Dedup) {
+        let result = if self.stale || self.lines + keys.len() > 2 * dedup.cap {
+            self.rewrite(dedup)
+        } else {
+            let mut bytes = Vec::new();
+            for key in keys {
+                bytes.extend_from_slice(key.as_bytes());
+                bytes.push(b'\n');
+            }
+            match self.file.as_mut() {
+                Some(file) => file.write_all(&bytes).map_err(|e| Error::io(&self.path, e)),
+                None => Err(Error::io(&self.path, std::io::Error::other("not open"))),
+            }
+            .map(|()| self.lines += keys.len())
+        };
+        if let Err(e) = result {
+            self.stale = true;
+            warn!(error = %e, "the webhook's dedup key log could not be written; it is rewritten at its next use");
+        }
+    }
+}
+
 /// What the webhook handler needs.
 pub struct WebhookState {
-    inner: Mutex<(Spool, Dedup)>,
+    inner: Mutex<(Spool, Dedup, KeyLog)>,
     cluster: String,
     metrics: Metrics,
     wake: Mutex<std::sync::mpsc::Sender<ReaderMsg>>,
 }
 
 impl WebhookState {
-    /// The state for a spool in `dir`; `wake` tells the reader there is something to read.
+    /// The state for a spool in `dir`, its dedup window rebuilt from what the spool keeps;
+    /// `wake` tells the reader there is something to read.
     pub fn new(
         dir: &Path,
         cluster: String,
         metrics: Metrics,
         wake: std::sync::mpsc::Sender<ReaderMsg>,
     ) -> Result<WebhookState> {
+        let spool = Spool::open(dir)?;
+        let mut dedup = Dedup::new(DEDUP_WINDOW);
+        let keys = KeyLog::open(dir, &mut dedup)?;
         Ok(WebhookState {
-            inner: Mutex::new((Spool::open(dir)?, Dedup::new(DEDUP_WINDOW))),
+            inner: Mutex::new((spool, dedup, keys)),
             cluster,
             metrics,
             wake: Mutex::new(wake),
@@ -278,7 +426,7 @@ fn spool_events(
     // The lock spans check, write and insert, so that the same list posted twice at once is
     // spooled once.
     let mut inner = lock(&state.inner);
-    let (spool, dedup) = &mut *inner;
+    let (spool, dedup, key_log) = &mut *inner;
     let mut lines = Vec::new();
     let mut keys = Vec::new();
     let mut deduplicated = 0;
@@ -293,12 +441,20 @@ fn spool_events(
         lines.push(b'\n');
         keys.push(key);
     }
+    if !lines.is_empty() && spool.starts_segment() {
+        key_log
+            .before_new_segment(dedup)
+            .map_err(|e| WebhookError::Internal(e.to_string()))?;
+    }
     spool
         .append(&lines)
         .map_err(|e| WebhookError::Internal(e.to_string()))?;
     let accepted = keys.len();
-    for k in keys {
-        dedup.insert(k);
+    for k in &keys {
+        dedup.insert(k.clone());
+    }
+    if !keys.is_empty() {
+        key_log.append(&keys, dedup);
     }
     state.metrics.webhook_events.inc_by(accepted as u64);
     state.metrics.webhook_duplicates.inc_by(deduplicated as u64);
@@ -319,6 +475,101 @@ mod tests {
         d.insert("c".into());
         assert!(!d.contains("a"));
         assert!(d.contains("b") && d.contains("c"));
+    }
+
+    fn event_list(events: &[(&str, &str)]) -> Vec<u8> {
+        let items: Vec<serde_json::Value> = events
+            .iter()
+            .map(|(id, stage)| {
+                json!({
+                    "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+                    "auditID": id, "stage": stage, "verb": "get",
+                    "requestURI": "/api/v1/namespaces/shop/pods/web",
+                    "user": {"username": "alice"},
+                    "requestReceivedTimestamp": "2026-11-25T10:00:00.000000Z",
+                    "stageTimestamp": "2026-11-25T10:00:00.001000Z",
+                })
+            })
+            .collect();
+        serde_json::to_vec(
+            &json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}),
+        )
+        .unwrap()
+    }
+
+    fn state(dir: &Path) -> WebhookState {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        WebhookState::new(dir, "c1".into(), Metrics::default(), tx).unwrap()
+    }
+
+    fn post(state: &WebhookState, events: &[(&str, &str)]) -> (usize, usize, usize) {
+        match spool_events(state, &event_list(events), Encoding::Identity) {
+            Ok(counts) => counts,
+            Err(_) => panic!("the events were not spooled"),
+        }
+    }
+
+    fn segments(dir: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn dedup_survives_restarts_and_delivered_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = [("a1", "ResponseComplete"), ("a2", "ResponseComplete")];
+        assert_eq!(post(&state(dir.path()), &events), (2, 0, 0));
+        // A restart: the window comes back from the spool.
+        let second = state(dir.path());
+        assert_eq!(post(&second, &events), (0, 2, 0));
+        // A new stage of a known audit id is a new event.
+        assert_eq!(post(&second, &[("a1", "RequestReceived")]), (1, 0, 0));
+        drop(second);
+        // The segments were delivered and removed: the key log still knows them.
+        for segment in segments(dir.path()) {
+            fs::remove_file(segment).unwrap();
+        }
+        let third = state(dir.path());
+        assert_eq!(
+            post(
+                &third,
+                &[
+                    ("a1", "ResponseComplete"),
+                    ("a1", "RequestReceived"),
+                    ("a2", "ResponseComplete")
+                ]
+            ),
+            (0, 3, 0)
+        );
+        assert_eq!(post(&third, &[("a3", "ResponseComplete")]), (1, 0, 0));
+    }
+
+    #[test]
+    fn key_log_ignores_a_torn_last_line_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(KEYS_FILE), "k0\nk1\nk2-torn").unwrap();
+        let mut dedup = Dedup::new(3);
+        let mut log = KeyLog::open(dir.path(), &mut dedup).unwrap();
+        assert!(dedup.contains("k0") && dedup.contains("k1"));
+        assert!(!dedup.contains("k2-torn") && !dedup.contains("k2"));
+        for i in 2..20 {
+            let key = format!("k{i}");
+            dedup.insert(key.clone());
+            log.append(&[key], &dedup);
+            let lines = fs::read_to_string(dir.path().join(KEYS_FILE))
+                .unwrap()
+                .lines()
+                .count();
+            assert!(lines <= 6, "{lines} lines in the key log of a window of 3");
+        }
+        let mut rebuilt = Dedup::new(3);
+        KeyLog::open(dir.path(), &mut rebuilt).unwrap();
+        assert_eq!(rebuilt.keys().collect::<Vec<_>>(), ["k17", "k18", "k19"]);
     }
 
     #[test]

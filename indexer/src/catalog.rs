@@ -46,12 +46,7 @@ impl Catalog {
 
     /// Loads the catalog; a missing file is an empty catalog, a corrupt or newer one an error.
     pub fn load(&self) -> Result<CatalogState> {
-        json_file::load(
-            &self.path,
-            "stream catalog",
-            CATALOG_VERSION,
-            |s: &CatalogState| s.version,
-        )
+        json_file::load(&self.path, "stream catalog", CATALOG_VERSION, &[])
     }
 
     /// Replaces the state durably (see [`json_file::replace`]).

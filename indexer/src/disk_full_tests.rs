@@ -44,7 +44,10 @@ impl Switch {
 
 /// Settings whose commits happen only when a test flushes (the interval is an hour), so that
 /// every commit and its outcome is the test's doing.
-fn settings(dir: &std::path::Path, fault: Option<crate::StorageFault>) -> IndexerSettings {
+pub(crate) fn settings(
+    dir: &std::path::Path,
+    fault: Option<crate::StorageFault>,
+) -> IndexerSettings {
     let mut config = trawl_config::Config {
         data_dir: dir.to_path_buf(),
         ..Default::default()
@@ -57,7 +60,7 @@ fn settings(dir: &std::path::Path, fault: Option<crate::StorageFault>) -> Indexe
     s
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,7 +102,7 @@ fn searchable(indexer: &Indexer) -> u64 {
 }
 
 /// The record numbers searchable in `logs`, sorted, duplicates kept.
-fn records(indexer: &Indexer) -> Vec<u64> {
+pub(crate) fn records(indexer: &Indexer) -> Vec<u64> {
     let snapshot = indexer.snapshot("logs", None, None).unwrap();
     let field = snapshot.schema.get_field("message").unwrap();
     let mut out = Vec::new();

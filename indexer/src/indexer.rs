@@ -19,9 +19,10 @@ use crate::dedup::{self, Lookup, Push, Window};
 use crate::doc::{Prepared, StreamSpec};
 use crate::entry::Batch;
 use crate::marks::{Envelope, Marks, Plan};
-use crate::metastore::{Metastore, MetastoreState};
+use crate::metastore::{Metastore, MetastoreState, RetiredSplit};
 use crate::metrics::Metrics;
-use crate::settings::IndexerSettings;
+use crate::retire::{self, Pins};
+use crate::settings::{IndexerSettings, CRASH_AFTER_MERGE_PUBLISH, CRASH_AFTER_RETENTION_PUBLISH};
 use crate::split::{self, SplitHandle, SplitMeta, SPLIT_FORMAT_VERSION};
 use crate::stream::{lock, run_indexing, IndexOp, OnSealed, Stream};
 use crate::wal::Wal;
@@ -141,6 +142,8 @@ struct Inner {
     /// The slot the seal callbacks reach this `Inner` through.
     inner_slot: Arc<Mutex<Option<std::sync::Weak<Inner>>>>,
     metastore: Mutex<(Metastore, MetastoreState)>,
+    /// Retired splits that searches may still hold (see [`retire`]).
+    pins: Pins,
     marks: Mutex<Marks>,
     /// Push batches made durable lately, and ids written lately (see [`crate::dedup`]).
     resent: Mutex<Window>,
@@ -169,6 +172,9 @@ impl Indexer {
         let catalog = Catalog::new(&root);
         let specs = stream_specs(&settings, &catalog)?;
 
+        // Retired splits first: nothing pins them now, and none may be adopted as an orphan.
+        let gone = retire::remove_unpinned(&root, &state.retired, |_| false);
+        retire::forget(&mut state, &gone);
         adopt_orphans(&root, &specs, &mut state)?;
         metastore.store(&state)?;
 
@@ -266,6 +272,7 @@ impl Indexer {
             sealed_tx: Mutex::new(Some(sealed_tx)),
             inner_slot: inner_slot.clone(),
             metastore: Mutex::new((metastore, state)),
+            pins: Pins::default(),
             marks: Mutex::new(marks),
             resent: Mutex::new(resent),
             wal_tx: Mutex::new(Some(wal_tx)),
@@ -949,7 +956,7 @@ fn adopt_orphans(root: &Path, specs: &[StreamSpec], state: &mut MetastoreState) 
         for entry in entries.flatten() {
             let path = entry.path();
             let id = entry.file_name().to_string_lossy().into_owned();
-            if state.splits.iter().any(|s| s.id == id) {
+            if state.splits.iter().any(|s| s.id == id) || state.retired.iter().any(|r| r.id == id) {
                 continue;
             }
             match split::read_meta(&path) {
@@ -1174,6 +1181,7 @@ fn run_upkeep(inner: std::sync::Weak<Inner>, sealed: Receiver<()>) {
 }
 
 fn upkeep_round(inner: &Inner) -> Result<()> {
+    sweep_retired(inner)?;
     let now = Timestamp::now().nanos();
     for (name, entry) in stream_list(inner) {
         apply_retention(inner, &name, &entry.stream, now)?;
@@ -1188,23 +1196,65 @@ fn upkeep_round(inner: &Inner) -> Result<()> {
     Ok(())
 }
 
-/// Removes splits from the metastore (durably) and then from the searchable set.
+/// Removes splits from the metastore and records them as retired, with the splits that replace
+/// them, in one durable write; then from the searchable set. `crash_point` names the moment in
+/// between for fault tests.
 fn drop_splits(
     inner: &Inner,
     stream: &Stream,
     ids: &[String],
     add: Vec<Arc<SplitHandle>>,
+    crash_point: &str,
 ) -> Result<()> {
+    // Known as pinned before they are recorded as retired, so that no sweep removes the files
+    // of a split that is still searchable or held by a search.
+    let held: Vec<Arc<SplitHandle>> = stream
+        .splits()
+        .into_iter()
+        .filter(|s| ids.contains(&s.meta.id))
+        .collect();
+    inner.pins.add(&held);
+    drop(held);
     {
         let mut guard = lock(&inner.metastore);
         let (store, state) = &mut *guard;
         let mut next = state.clone();
         next.splits.retain(|s| !ids.contains(&s.id));
         next.splits.extend(add.iter().map(|h| h.meta.clone()));
+        next.retired.extend(ids.iter().map(|id| RetiredSplit {
+            stream: stream.spec.name.clone(),
+            id: id.clone(),
+        }));
         store.store(&next)?;
         *state = next;
     }
+    inner.settings.crash_point(crash_point);
     stream.replace_splits(ids, add);
+    // Those no search holds are gone now; the others go when their last search ends, and their
+    // record is cleared at a later sweep.
+    if let Err(err) = sweep_retired(inner) {
+        tracing::warn!(stream = %stream.spec.name, %err, "could not clear the record of retired splits");
+    }
+    Ok(())
+}
+
+/// Removes the files of retired splits that nothing pins any more, then clears their record.
+fn sweep_retired(inner: &Inner) -> Result<()> {
+    let retired = lock(&inner.metastore).1.retired.clone();
+    if retired.is_empty() {
+        return Ok(());
+    }
+    let gone = retire::remove_unpinned(&inner.root, &retired, |id| inner.pins.pinned(id));
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let mut guard = lock(&inner.metastore);
+    let (store, state) = &mut *guard;
+    let mut next = state.clone();
+    if retire::forget(&mut next, &gone) {
+        store.store(&next)?;
+        *state = next;
+    }
     Ok(())
 }
 
@@ -1236,7 +1286,13 @@ fn apply_retention(inner: &Inner, name: &str, stream: &Stream, now: i64) -> Resu
     if doomed.is_empty() {
         return Ok(());
     }
-    drop_splits(inner, stream, &doomed, Vec::new())?;
+    drop_splits(
+        inner,
+        stream,
+        &doomed,
+        Vec::new(),
+        CRASH_AFTER_RETENTION_PUBLISH,
+    )?;
     inner
         .metrics
         .splits_deleted_by_retention
@@ -1322,7 +1378,7 @@ fn merge_group(
     crate::wal::sync_dir(&stream.splits_dir())?;
     let handle = Arc::new(SplitHandle::open(&dir, meta)?);
     let old: Vec<String> = group.iter().map(|h| h.meta.id.clone()).collect();
-    drop_splits(inner, stream, &old, vec![handle])?;
+    drop_splits(inner, stream, &old, vec![handle], CRASH_AFTER_MERGE_PUBLISH)?;
     inner
         .metrics
         .merges

@@ -7,6 +7,7 @@
 //! end of the contiguous prefix the index holds, moved in the same WAL entry as the records.
 
 pub mod api;
+mod audit_dedup;
 mod catalog;
 pub mod compat;
 pub mod dedup;
@@ -20,6 +21,7 @@ mod marks;
 mod metastore;
 pub mod metrics;
 mod replay;
+mod retire;
 pub mod schema;
 mod settings;
 mod snapshot;
@@ -32,7 +34,10 @@ pub use doc::{StreamKind, StreamSpec, TimestampSource};
 pub use error::{Error, Result};
 pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, StreamStats, TailBatch};
 pub use metrics::Metrics;
-pub use settings::{IndexerSettings, StorageFault, WriterTuning, ENOSPC_FILE, TEST_FAULT_DIR_ENV};
+pub use settings::{
+    CrashHook, IndexerSettings, StorageFault, WriterTuning, CRASH_AFTER_MERGE_PUBLISH,
+    CRASH_AFTER_RETENTION_PUBLISH, ENOSPC_FILE, TEST_FAULT_DIR_ENV,
+};
 pub use snapshot::{SearchTarget, StreamSnapshot};
 
 /// Fuzzing entry point, not an API: validates each NDJSON line of `body` as a record of the
@@ -54,6 +59,8 @@ pub fn fuzz_prepare_lines(stream: &str, body: &[u8]) -> Option<usize> {
     )
 }
 
+#[cfg(test)]
+mod crash_tests;
 #[cfg(test)]
 mod disk_full_tests;
 #[cfg(test)]

@@ -15,13 +15,38 @@ use crate::stream::StreamSettings;
 pub type StorageFault = Arc<dyn Fn() -> Option<std::io::Error> + Send + Sync>;
 
 /// The environment variable of the test hook: when it names a directory, every storage write of
-/// the indexer fails with "no space left on device" while a file `enospc` exists in it. A test
-/// hook only (the end-to-end fault tests use it to fill the disk of a real `trawl indexer`);
+/// the indexer fails with "no space left on device" while a file `enospc` exists in it, and the
+/// process aborts at a crash point whose file ([`CRASH_AFTER_MERGE_PUBLISH`],
+/// [`CRASH_AFTER_RETENTION_PUBLISH`]) exists in it. A test hook only (the end-to-end fault tests use it to fill the disk of a real `trawl indexer`);
 /// unset, storage writes pay nothing for it.
 pub const TEST_FAULT_DIR_ENV: &str = "TRAWL_TEST_FAULT_DIR";
 
 /// The name of the file whose presence in the fault directory fills the disk.
 pub const ENOSPC_FILE: &str = "enospc";
+
+/// A hook called at named crash points, for fault tests: the end-to-end tests make it abort the
+/// process there ([`crash_file_hook`]), unit tests record what the disk holds at that moment.
+pub type CrashHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Crash point right after the metastore recorded a merge (its output published, its inputs
+/// retired), before the inputs leave the searchable set and their files are removed. Also the
+/// name of the file in the [`TEST_FAULT_DIR_ENV`] directory that makes the process abort there.
+pub const CRASH_AFTER_MERGE_PUBLISH: &str = "crash_after_merge_publish";
+
+/// Crash point right after the metastore recorded the splits retention removes, before their
+/// files are. Also the name of the fault file that makes the process abort there.
+pub const CRASH_AFTER_RETENTION_PUBLISH: &str = "crash_after_retention_publish";
+
+/// The hook of [`TEST_FAULT_DIR_ENV`] for crash points: the process aborts (no destructor, no
+/// shutdown: what a kill -9 leaves) at a point whose file exists in `dir`.
+pub fn crash_file_hook(dir: PathBuf) -> CrashHook {
+    Arc::new(move |point: &str| {
+        if dir.join(point).exists() {
+            tracing::error!(point, "test fault: aborting the process at a crash point");
+            std::process::abort();
+        }
+    })
+}
 
 /// Where a storage write consults the fault hook, if one is set. Cloning shares the hook.
 #[derive(Clone, Default)]
@@ -162,6 +187,8 @@ pub struct IndexerSettings {
     pub drop_unconfigured_streams: Vec<String>,
     /// Fails storage writes on demand (fault tests); `None` in production.
     pub storage_fault: Option<StorageFault>,
+    /// Called at the crash points (fault tests); `None` in production.
+    pub crash_hook: Option<CrashHook>,
 }
 
 impl IndexerSettings {
@@ -212,6 +239,7 @@ impl IndexerSettings {
             batch_dedup_window: Duration::from_secs(c.batch_dedup_window_secs),
             drop_unconfigured_streams: c.drop_unconfigured_streams.clone(),
             storage_fault: None,
+            crash_hook: None,
         }
     }
 
@@ -220,9 +248,17 @@ impl IndexerSettings {
     pub fn with_test_fault_dir(mut self, dir: Option<PathBuf>) -> IndexerSettings {
         if let Some(dir) = dir {
             tracing::warn!(dir = %dir.display(), "storage fault hook installed (a test setting)");
-            self.storage_fault = Some(enospc_file_hook(dir));
+            self.storage_fault = Some(enospc_file_hook(dir.clone()));
+            self.crash_hook = Some(crash_file_hook(dir));
         }
         self
+    }
+
+    /// Calls the crash hook, if one is set, at crash point `point`.
+    pub(crate) fn crash_point(&self, point: &str) {
+        if let Some(hook) = &self.crash_hook {
+            hook(point);
+        }
     }
 
     /// The fault point every storage write consults.

@@ -447,6 +447,10 @@ impl HotWriter {
         metrics: &Metrics,
     ) -> Result<()> {
         let from = self.uncommitted.len();
+        let (docs, sealed) = crate::audit_dedup::drop_sealed(stream, self.id_field, docs);
+        if sealed > 0 {
+            metrics.deduplicated(&stream.spec.name, sealed as u64);
+        }
         for prepared in docs {
             if let Some(id) = &prepared.id {
                 if !dedup.insert(id) {

@@ -52,7 +52,7 @@ fn delivery(source: &str, offsets: &[u64], end: u64, marker: &str) -> Vec<u8> {
     body
 }
 
-fn docs(indexer: &Indexer, stream: &str) -> u64 {
+pub(crate) fn docs(indexer: &Indexer, stream: &str) -> u64 {
     indexer.flush();
     indexer
         .snapshot(stream, None, None)

@@ -199,6 +199,25 @@ impl Server {
         child.wait().unwrap();
     }
 
+    /// Waits (at most `timeout`) for the process to exit by itself (a crash point of the fault
+    /// hook), reaps it and returns its exit status; panics if it is still running then.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let mut child = self.child.take().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                // Dropping `self` while panicking prints the server's log.
+                panic!("the server did not exit within {timeout:?}");
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for a clean exit; panics if the exit status is not
     /// success.
     pub fn stop(mut self) {
