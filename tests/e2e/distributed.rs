@@ -277,13 +277,17 @@ role = "read"
         (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
     };
     // 30 records of namespaces a, b, c: even ones on indexer a, odd ones on b.
-    let (even, odd): (Vec<(usize, String)>, Vec<(usize, String)>) = log_lines()
-        .into_iter()
-        .enumerate()
-        .partition(|(i, _)| i % 2 == 0);
-    let strip = |v: Vec<(usize, String)>| v.into_iter().map(|(_, l)| l).collect::<Vec<_>>();
-    send(&a, INGEST, &strip(even));
-    send(&b, INGEST, &strip(odd));
+    let lines = log_lines();
+    let half = |parity: usize| -> Vec<String> {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == parity)
+            .map(|(_, l)| l.clone())
+            .collect()
+    };
+    send(&a, INGEST, &half(0));
+    send(&b, INGEST, &half(1));
     for server in [&a, &b] {
         crate::support::wait_until(
             "the indexer's records are searchable",
