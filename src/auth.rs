@@ -173,6 +173,10 @@ fn classify_elastic(method: &Method, rest: &[&str]) -> Need {
             Need::Read
         }
         ["_cat", ..] if read_method => Need::Read,
+        // `indices.exists` and `indices.get`: an index's mappings and settings (no records).
+        [index] if matches!(*method, Method::GET | Method::HEAD) && !index.starts_with('_') => {
+            Need::Read
+        }
         _ if read_method
             && rest.iter().any(|s| {
                 matches!(
@@ -483,6 +487,9 @@ mod tests {
             ("GET", "/api/v1/_elastic/logs/_field_caps", Read),
             ("GET", "/api/v1/_elastic/_cat/indices", Read),
             ("GET", "/api/v1/_elastic/_nodes/http", Read),
+            ("GET", "/api/v1/_elastic/logs", Read),
+            ("HEAD", "/api/v1/_elastic/logs", Read),
+            ("GET", "/api/v1/_elastic/_tasks", Admin),
             ("DELETE", "/api/v1/_elastic/logs", Admin),
             ("GET", "/api/v1/_elastic/_bulk", Admin),
             ("PUT", "/api/v1/_elastic/logs", Admin),

@@ -132,11 +132,12 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     };
     #[cfg(feature = "query")]
     if roles.searcher {
+        let settings = trawl_query::distributed::RootSettings::from_config(&config.query)?;
         router = router.merge(
             trawl_query::distributed::root_routes(
-                config.query.indexers.clone(),
+                settings,
                 trawl_query::QueryLimits::from_config(&config.query),
-            )
+            )?
             .with_state(()),
         );
     }
@@ -255,9 +256,15 @@ async fn start_indexer(
             .await?
             .context("opening the indexer")?;
     let mut routes: Router = trawl_indexer::http::routes(indexer.clone());
+    // `GET /api/v1/streams`: scoped to the caller's namespaces where the query role can count
+    // them, the indexer's plain totals otherwise.
     #[cfg(feature = "query")]
     {
         routes = routes.merge(query::routes(indexer.clone(), config, registry));
+    }
+    #[cfg(not(feature = "query"))]
+    {
+        routes = routes.merge(trawl_indexer::http::streams_routes(indexer.clone()));
     }
     Ok((indexer, routes.with_state(())))
 }
@@ -301,6 +308,7 @@ mod query {
             "Time to answer a search",
             latency.clone(),
         );
+        registry.register_collector(Box::new(LeafCacheMetrics));
         let observer = Arc::new(move |o: &SearchObservation| {
             searches.inc();
             latency.observe(o.elapsed.as_secs_f64());
@@ -331,11 +339,45 @@ mod query {
             Arc::new(indexer.clone()),
             limits.clone(),
         ))
+        .merge(trawl_query::stats::routes(Arc::new(indexer.clone())))
         .merge(trawl_query::tail::routes(
             Arc::new(LocalTail(indexer)),
             limits,
             tails_stopped,
         ))
+    }
+
+    /// `trawl_query_leaf_cache_{hits,misses}_total`: lookups of the per-split aggregation
+    /// cache, read at each scrape.
+    #[derive(Debug)]
+    struct LeafCacheMetrics;
+
+    impl prometheus_client::collector::Collector for LeafCacheMetrics {
+        fn encode(
+            &self,
+            mut encoder: prometheus_client::encoding::DescriptorEncoder,
+        ) -> Result<(), std::fmt::Error> {
+            use prometheus_client::encoding::EncodeMetric;
+            use prometheus_client::metrics::counter::ConstCounter;
+            let counters = trawl_query::leaf_cache_counters();
+            for (name, help, value) in [
+                (
+                    "trawl_query_leaf_cache_hits",
+                    "Split aggregation results answered from the cache",
+                    counters.hits,
+                ),
+                (
+                    "trawl_query_leaf_cache_misses",
+                    "Split aggregation lookups that found nothing cached",
+                    counters.misses,
+                ),
+            ] {
+                let counter = ConstCounter::new(value);
+                let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+                counter.encode(metric)?;
+            }
+            Ok(())
+        }
     }
 
     /// Live tail from this process's ingest path.

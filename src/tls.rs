@@ -129,6 +129,115 @@ mod tests {
         server_config(&tls).unwrap();
     }
 
+    /// A CA and a certificate it signs for `name`: (CA PEM, certificate PEM, key PEM).
+    fn signed(ca_name: &str, name: &str, server: bool) -> (String, String, String) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, ca_name);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let mut leaf = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        leaf.extended_key_usages = vec![if server {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        (ca_pem, cert.pem(), key.serialize_pem())
+    }
+
+    /// Runs a TLS handshake in memory between `server` and a client trusting `server_ca`
+    /// that presents `identity` (certificate and key PEM), then: `Ok(n)` with the number of
+    /// client certificates the server verified, or the handshake's error.
+    fn handshake(
+        server: Arc<ServerConfig>,
+        server_ca: &str,
+        identity: Option<(&str, &str)>,
+    ) -> Result<usize, String> {
+        use rustls::{ClientConfig, ClientConnection, ServerConnection};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(server_ca.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let client = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(cert.as_bytes())
+                        .map(Result::unwrap)
+                        .collect(),
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut c = ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut s = ServerConnection::new(server).unwrap();
+        // Each round moves every pending record one way, then the other; a handshake takes
+        // a few rounds, so a bound of 10 only stops a broken exchange.
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut wire).map_err(|e| e.to_string())?;
+            }
+            s.read_tls(&mut wire.as_slice())
+                .map_err(|e| e.to_string())?;
+            s.process_new_packets().map_err(|e| e.to_string())?;
+            let mut wire = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut wire).map_err(|e| e.to_string())?;
+            }
+            c.read_tls(&mut wire.as_slice())
+                .map_err(|e| e.to_string())?;
+            c.process_new_packets().map_err(|e| e.to_string())?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(s.peer_certificates().map_or(0, <[_]>::len));
+            }
+        }
+        Err("the handshake did not finish".into())
+    }
+
+    /// With `client_ca_path`, a client certificate of that CA is verified and recorded, one
+    /// of another CA fails the handshake, and a client without one is served with no
+    /// verified certificate (so the webhook, which needs a certificate or a token, refuses
+    /// it: see `auth::tests::decisions`).
+    #[test]
+    fn client_certificates_are_verified_against_the_client_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server_ca, cert, key) = signed("server CA", "localhost", true);
+        let (client_ca, good_cert, good_key) = signed("client CA", "kube-apiserver", false);
+        let (_, rogue_cert, rogue_key) = signed("rogue CA", "kube-apiserver", false);
+        let tls = TlsConfig {
+            cert_path: write(dir.path(), "cert.pem", &cert),
+            key_path: write(dir.path(), "key.pem", &key),
+            client_ca_path: Some(write(dir.path(), "client-ca.pem", &client_ca)),
+        };
+        let server = server_config(&tls).unwrap().get_inner();
+        assert_eq!(
+            handshake(server.clone(), &server_ca, Some((&good_cert, &good_key))),
+            Ok(1)
+        );
+        assert_eq!(handshake(server.clone(), &server_ca, None), Ok(0));
+        let refused = handshake(server, &server_ca, Some((&rogue_cert, &rogue_key)));
+        assert!(refused.is_err(), "a certificate of another CA: {refused:?}");
+
+        // Without a client CA, no client certificate is asked for, let alone recorded.
+        let plain = TlsConfig {
+            client_ca_path: None,
+            ..tls
+        };
+        let server = server_config(&plain).unwrap().get_inner();
+        assert_eq!(handshake(server, &server_ca, None), Ok(0));
+    }
+
     #[test]
     fn errors_name_the_key_and_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,7 @@
 //! `[query]`: search limits and the leaves a searcher fans out to.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// Largest `limit` a search may ask for, whatever the configuration says (the API contract).
@@ -21,6 +23,14 @@ pub struct QueryConfig {
     /// `["http://trawl-indexer-0.trawl-indexer:7400"]`. Empty (the default) searches the local
     /// indexer (standalone).
     pub indexers: Vec<String>,
+    /// Bearer token a searcher presents to its indexers (a token of the indexers' `[auth]`,
+    /// normally `read` without namespaces). The searcher authenticates its own callers and
+    /// sends each caller's namespace scope along, so the indexers need not know the callers'
+    /// tokens. Empty (the default): each caller's own `Authorization` is passed on.
+    pub indexer_token: String,
+    /// PEM file of the CA certificates (one or more) a searcher trusts, besides the system
+    /// roots, for `https://` indexers with a private CA. Default: none.
+    pub indexer_ca_path: Option<PathBuf>,
     /// Memory one aggregation request may use before it is refused. Default 500000000.
     pub aggregation_memory_bytes: u64,
     /// Most groups an audit report enumerates (every group is counted so that its rows are
@@ -44,6 +54,8 @@ impl Default for QueryConfig {
             max_limit: default_max_limit(),
             timeout_ms: default_timeout_ms(),
             indexers: Vec::new(),
+            indexer_token: String::new(),
+            indexer_ca_path: None,
             aggregation_memory_bytes: default_aggregation_memory_bytes(),
             report_group_limit: default_report_group_limit(),
             audit_system_users: default_audit_system_users(),

@@ -1,4 +1,5 @@
-//! The indexer's HTTP routes: `POST /api/v1/{stream}/ingest`, `GET /api/v1/streams`, and the
+//! The indexer's HTTP routes: `POST /api/v1/{stream}/ingest`, `GET /api/v1/streams` (unscoped,
+//! for builds without the query role), and the
 //! ingest routes of other systems' agents (Elasticsearch `_bulk`, OTLP/HTTP logs, Loki push;
 //! see [`crate::compat`]). Every ingest route is admitted the same way ([`receive`]): readiness,
 //! `Content-Encoding`, a slot among `max_concurrent_ingest` (429 with `Retry-After` after
@@ -35,15 +36,22 @@ pub(crate) struct IngestState {
     permits: Arc<Semaphore>,
 }
 
-/// The routes of the indexer role.
+/// The ingest routes of the indexer role.
 pub fn routes(indexer: Indexer) -> Router {
     let permits = Arc::new(Semaphore::new(indexer.settings().max_concurrent_ingest));
     let state = IngestState { indexer, permits };
     Router::new()
         .route("/api/v1/{stream}/ingest", post(ingest))
-        .route("/api/v1/streams", get(streams))
         .with_state(state.clone())
         .merge(crate::compat::routes(state))
+}
+
+/// `GET /api/v1/streams` with the whole streams' totals, for a build without the query role
+/// (which answers it scoped to the caller's namespaces instead).
+pub fn streams_routes(indexer: Indexer) -> Router {
+    Router::new()
+        .route("/api/v1/streams", get(streams))
+        .with_state(indexer)
 }
 
 /// A request body admitted for ingest: decoded from its `Content-Encoding`, within the limits,
@@ -144,8 +152,7 @@ pub(crate) fn ingest_error(err: IngestError) -> ApiError {
     }
 }
 
-async fn streams(State(state): State<IngestState>) -> Json<serde_json::Value> {
-    let indexer = state.indexer.clone();
+async fn streams(State(indexer): State<Indexer>) -> Json<serde_json::Value> {
     let stats = tokio::task::spawn_blocking(move || indexer.stream_stats())
         .await
         .unwrap_or_default();

@@ -47,13 +47,25 @@ impl Timestamp {
             return Ok(now);
         }
         let invalid = || Error::InvalidTime(truncate(text));
-        let (sign, rest) = match rest.as_bytes()[0] {
-            b'+' => (1i64, &rest[1..]),
-            b'-' => (-1i64, &rest[1..]),
-            _ => return Err(invalid()),
+        let (sign, rest) = if let Some(rest) = rest.strip_prefix('+') {
+            (1i64, rest)
+        } else if let Some(rest) = rest.strip_prefix('-') {
+            (-1i64, rest)
+        } else {
+            return Err(invalid());
         };
-        let unit_at = rest.len().checked_sub(1).ok_or_else(invalid)?;
+        // The unit is the last character, whatever its width: splitting at a byte offset
+        // inside a multi-byte character would panic (`now-é`).
+        let unit_at = rest
+            .char_indices()
+            .next_back()
+            .map(|(at, _)| at)
+            .ok_or_else(invalid)?;
         let (amount, unit) = rest.split_at(unit_at);
+        // Digits only: `i64::from_str` would also take a sign (`now--5m`, `now-+5m`).
+        if amount.is_empty() || !amount.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
         let amount: i64 = amount.parse().map_err(|_| invalid())?;
         let unit_nanos: i64 = match unit {
             "s" => 1_000_000_000,
@@ -170,8 +182,37 @@ mod tests {
             "now-1.5h",
             "2026-13-01T00:00:00Z",
             "now-99999999999w",
+            "now-é",
+            "now+1é",
+            "now-1\u{1F600}",
+            "now\u{e9}",
+            "now--5m",
+            "now-+5m",
+            "now- 5m",
         ] {
             assert!(Timestamp::parse_expr(bad, NOW).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text at all, `now`-prefixed or not, is a time or an error, never a panic.
+        #[test]
+        fn any_text_is_ok_or_err(text in "\\PC*", suffix in "\\PC{0,4}") {
+            let _ = Timestamp::parse_expr(&text, NOW);
+            let _ = Timestamp::parse_expr(&format!("now{text}"), NOW);
+            let _ = Timestamp::parse_expr(&format!("now-1{suffix}"), NOW);
+            let _ = Timestamp::parse_rfc3339(&text);
+        }
+
+        /// Well-formed offsets always parse to `now` moved by exactly that much.
+        #[test]
+        fn offsets_parse_exactly(amount in 0i64..10_000, unit_index in 0usize..5, minus: bool) {
+            let (unit, nanos) = [("s", 1_000_000_000i64), ("m", 60_000_000_000), ("h", 3_600_000_000_000),
+                ("d", 86_400_000_000_000), ("w", 604_800_000_000_000)][unit_index];
+            let sign = if minus { "-" } else { "+" };
+            let parsed = Timestamp::parse_expr(&format!("now{sign}{amount}{unit}"), NOW).unwrap();
+            let delta = if minus { -amount * nanos } else { amount * nanos };
+            proptest::prop_assert_eq!(parsed, Timestamp(NOW.0 + delta));
         }
     }
 

@@ -7,15 +7,22 @@
 //! it in [`crate::ParsedRequest::scope`] down to [`crate::query_text`], which ANDs
 //! [`Scope::filter`] into the query of every search, aggregation, export, tail and report.
 //!
+//! A searcher sends the scope it resolved for its caller to every indexer it fans out to, in
+//! the [`SCOPE_HEADER`] header (JSON, ASCII-only), on every request: search, streams, tail and
+//! export alike. The extractor intersects that header with the scope of the indexer's own
+//! caller, so a forwarded scope can only narrow what a token sees, whoever sends it: the
+//! indexers may authenticate the searcher with a token of their own, unscoped, and the caller's
+//! scope still holds.
+//!
 //! A restricted scope matches only documents whose `namespace` field holds one of its
 //! namespaces: cluster-scoped audit events (empty `namespace`) and streams without a keyword
 //! `namespace` field yield nothing.
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use tantivy::query::{BooleanQuery, EmptyQuery, Occur, Query, TermSetQuery};
 use tantivy::schema::{FieldType, Schema};
@@ -23,6 +30,11 @@ use tantivy::Term;
 
 /// The field a restricted scope filters on.
 pub const NAMESPACE_FIELD: &str = "namespace";
+
+/// Header in which a searcher forwards its caller's resolved scope to the indexers: the
+/// scope's JSON (`{"namespaces":["a","b"]}`), non-ASCII characters escaped. Absent means no
+/// narrowing.
+pub const SCOPE_HEADER: &str = "x-trawl-scope";
 
 /// The records a request may see.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +108,42 @@ impl Scope {
         Some(Box::new(TermSetQuery::new(terms)))
     }
 
+    /// The [`SCOPE_HEADER`] value that forwards this scope, `None` for [`Scope::All`] (nothing
+    /// to narrow). JSON with every non-ASCII character escaped as `\uXXXX`, so that any
+    /// namespace name fits a header.
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        if !self.is_restricted() {
+            return None;
+        }
+        let json = serde_json::to_string(self).ok()?;
+        let mut ascii = String::with_capacity(json.len());
+        for c in json.chars() {
+            if c.is_ascii() && !c.is_ascii_control() {
+                ascii.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    ascii.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+        HeaderValue::from_str(&ascii).ok()
+    }
+
+    /// Reads a [`SCOPE_HEADER`] value; a value that is not a scope is an error (a 400), never
+    /// ignored.
+    pub fn from_header(value: &HeaderValue) -> crate::Result<Scope> {
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or_else(|| {
+                crate::Error::InvalidArgument(format!(
+                    "header `{SCOPE_HEADER}` is not a scope such as {{\"namespaces\":[\"a\"]}}"
+                ))
+            })
+    }
+
     /// `query` restricted to this scope (unchanged for [`Scope::All`]).
     pub fn restrict(&self, schema: &Schema, query: Box<dyn Query>) -> Box<dyn Query> {
         match self.filter(schema) {
@@ -108,16 +156,21 @@ impl Scope {
     }
 }
 
-/// The scope the authentication middleware put in the request's extensions; [`Scope::All`]
-/// when there is none (authentication is off).
+/// The scope the authentication middleware put in the request's extensions ([`Scope::All`]
+/// when there is none: authentication is off), narrowed by a [`SCOPE_HEADER`] a searcher
+/// forwarded. A malformed header is a 400.
 impl<S: Send + Sync> FromRequestParts<S> for Scope {
-    type Rejection = Infallible;
+    type Rejection = crate::Error;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> std::result::Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Scope>().cloned().unwrap_or_default())
+        let own = parts.extensions.get::<Scope>().cloned().unwrap_or_default();
+        match parts.headers.get(SCOPE_HEADER) {
+            Some(value) => Ok(own.intersect(&Scope::from_header(value)?)),
+            None => Ok(own),
+        }
     }
 }
 
@@ -221,6 +274,43 @@ mod tests {
         let text = serde_json::to_string(&scope).unwrap();
         assert_eq!(text, r#"{"namespaces":["a","b"]}"#);
         assert_eq!(serde_json::from_str::<Scope>(&text).unwrap(), scope);
+    }
+
+    #[test]
+    fn header_round_trip_and_ascii() {
+        assert_eq!(Scope::All.header_value(), None);
+        let scope = Scope::namespaces(["team-a", "équipe", "\u{1F600}"]);
+        let value = scope.header_value().unwrap();
+        assert!(value.to_str().unwrap().is_ascii());
+        assert_eq!(Scope::from_header(&value).unwrap(), scope);
+        let bad = HeaderValue::from_static("all of them");
+        assert!(matches!(
+            Scope::from_header(&bad),
+            Err(crate::Error::InvalidArgument(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn forwarded_header_only_narrows() {
+        let mut request = axum::http::Request::new(());
+        request.headers_mut().insert(
+            SCOPE_HEADER,
+            Scope::namespaces(["a", "b"]).header_value().unwrap(),
+        );
+        let (mut parts, ()) = request.into_parts();
+        assert_eq!(
+            Scope::from_request_parts(&mut parts, &()).await.unwrap(),
+            Scope::namespaces(["a", "b"])
+        );
+        parts.extensions.insert(Scope::namespaces(["b", "c"]));
+        assert_eq!(
+            Scope::from_request_parts(&mut parts, &()).await.unwrap(),
+            Scope::namespaces(["b"])
+        );
+        parts
+            .headers
+            .insert(SCOPE_HEADER, HeaderValue::from_static("{"));
+        assert!(Scope::from_request_parts(&mut parts, &()).await.is_err());
     }
 
     #[tokio::test]

@@ -23,7 +23,55 @@ pub fn parse_aggs(value: serde_json::Value) -> Result<Aggregations> {
             "`aggs` must be an object of named aggregations".to_string(),
         ));
     }
+    check_date_intervals(&value)?;
     serde_json::from_value(value).map_err(|err| Error::InvalidAggregation(err.to_string()))
+}
+
+/// Refuses a `date_histogram` `fixed_interval` or `offset` whose length overflows
+/// nanoseconds: tantivy multiplies the number by its unit unchecked (a panic in a debug build,
+/// a wrapped interval in a release one), so the bound is checked here first.
+fn check_date_intervals(value: &serde_json::Value) -> Result<()> {
+    let serde_json::Value::Object(map) = value else {
+        if let serde_json::Value::Array(items) = value {
+            return items.iter().try_for_each(check_date_intervals);
+        }
+        return Ok(());
+    };
+    if let Some(histogram) = map.get("date_histogram") {
+        for key in ["fixed_interval", "interval", "offset"] {
+            if let Some(text) = histogram.get(key).and_then(serde_json::Value::as_str) {
+                if !interval_fits(text) {
+                    return Err(Error::InvalidAggregation(format!(
+                        "date_histogram `{key}` `{}` is out of range",
+                        text.chars().take(64).collect::<String>()
+                    )));
+                }
+            }
+        }
+    }
+    map.values().try_for_each(check_date_intervals)
+}
+
+/// Whether tantivy's reading of an interval (`[+-]<digits><unit>`) stays within `i64`
+/// nanoseconds; text it would refuse anyway (no digits, an unknown unit) passes.
+fn interval_fits(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let digits = unsigned.bytes().take_while(u8::is_ascii_digit).count();
+    let Ok(number) = unsigned[..digits].parse::<i64>() else {
+        return true;
+    };
+    let unit_ms: i64 = match &unsigned[digits..] {
+        "ms" | "milliseconds" => 1,
+        "s" | "seconds" => 1_000,
+        "m" | "minutes" => 60_000,
+        "h" | "hours" => 3_600_000,
+        "d" | "days" => 86_400_000,
+        _ => return true,
+    };
+    number
+        .checked_mul(unit_ms)
+        .and_then(|ms| ms.checked_mul(1_000_000))
+        .is_some()
 }
 
 /// One aggregation request being executed: the request and the limits shared by every segment
@@ -125,6 +173,29 @@ pub(crate) fn map_agg_error(err: TantivyError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a huge `fixed_interval` overflowed inside tantivy (a panic, answered 500).
+    #[test]
+    fn overflowing_date_intervals_are_refused() {
+        for (key, text) in [
+            ("fixed_interval", "9223372036854775807d"),
+            ("fixed_interval", "106751992d"),
+            ("offset", "-9223372036854775807ms"),
+        ] {
+            let mut histogram = serde_json::json!({"field": "timestamp", "fixed_interval": "1d"});
+            histogram[key] = serde_json::json!(text);
+            let aggs = serde_json::json!({"outer": {"terms": {"field": "level"},
+                "aggs": {"t": {"date_histogram": histogram}}}});
+            let err = parse_aggs(aggs).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidAggregation(m) if m.contains("out of range")),
+                "{key}={text}: {err:?}"
+            );
+        }
+        let fine = serde_json::json!({"t": {"date_histogram": {"field": "timestamp",
+            "fixed_interval": "106751d", "offset": "-1h"}}});
+        assert!(parse_aggs(fine).is_ok());
+    }
 
     #[test]
     fn parses_elasticsearch_syntax() {

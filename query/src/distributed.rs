@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,6 +18,7 @@ use trawl_model::Timestamp;
 
 use crate::access::Scope;
 use crate::error::Error;
+use crate::fanin::{Caller, FanIn};
 use crate::request::{QueryLimits, SearchRequest, SortOrder};
 use crate::search::{merge_leaves, LeafResponse};
 
@@ -26,41 +26,111 @@ use crate::search::{merge_leaves, LeafResponse};
 pub const LEAF_SEARCH_PATH: &str = "/api/v1/{stream}/_leaf/search";
 
 /// Key of the leaf search body holding the root caller's [`Scope`] (absent: [`Scope::All`]).
-/// With authentication on, the root also forwards the caller's `Authorization` header, so the
-/// indexers (configured with the same `[auth]` tokens) check the caller themselves.
+/// The root also sends it in [`crate::access::SCOPE_HEADER`], as on every request it fans out;
+/// the leaf applies both, intersected with its own caller's scope.
 pub const LEAF_SCOPE_KEY: &str = "scope";
+
+/// How a searcher reaches its indexers (`[query]` `indexers`, `indexer_token`,
+/// `indexer_ca_path`).
+#[derive(Debug, Clone, Default)]
+pub struct RootSettings {
+    /// Base URLs of the indexers.
+    pub indexers: Vec<String>,
+    /// Bearer token the searcher presents to the indexers; `None` passes each caller's own
+    /// `Authorization` on (then the indexers must know the callers' tokens).
+    pub indexer_token: Option<String>,
+    /// PEM certificates (one or more) trusted, besides the system roots, for `https://`
+    /// indexers.
+    pub indexer_ca_pem: Option<Vec<u8>>,
+}
+
+impl RootSettings {
+    /// The settings of `[query]`; reads `indexer_ca_path`. A file that cannot be read or holds
+    /// no PEM certificate is an error naming the key.
+    pub fn from_config(config: &trawl_config::QueryConfig) -> crate::Result<RootSettings> {
+        let indexer_ca_pem = config
+            .indexer_ca_path
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|err| {
+                    Error::InvalidArgument(format!(
+                        "query.indexer_ca_path `{}`: {err}",
+                        path.display()
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(RootSettings {
+            indexers: config.indexers.clone(),
+            indexer_token: Some(config.indexer_token.trim().to_string()).filter(|t| !t.is_empty()),
+            indexer_ca_pem,
+        })
+    }
+
+    /// The HTTP client of the fan-out: rustls with the system roots, plus the configured CA.
+    fn client(&self) -> crate::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &self.indexer_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|err| {
+                Error::InvalidArgument(format!("query.indexer_ca_path: not PEM: {err}"))
+            })?;
+            if certs.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "query.indexer_ca_path holds no PEM certificate".into(),
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder
+            .build()
+            .map_err(|err| Error::Internal(format!("building the indexers' HTTP client: {err}")))
+    }
+}
 
 #[derive(Clone)]
 struct RootState {
-    indexers: Arc<Vec<String>>,
+    fanin: FanIn,
     limits: QueryLimits,
-    client: reqwest::Client,
 }
 
 /// The routes of the searcher role: `GET|POST /api/v1/{stream}/search`,
 /// `GET /api/v1/streams`, `GET /api/v1/{stream}/tail` and `GET|POST /api/v1/{stream}/export`,
-/// answered by fanning out to
-/// `indexers` (base URLs).
-pub fn root_routes(indexers: Vec<String>, limits: QueryLimits) -> Router {
-    let state = RootState {
+/// answered by fanning out to the indexers of `settings`. Every request to an indexer carries
+/// the caller's resolved scope. Errors: an unusable `indexer_ca_path` or token.
+pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result<Router> {
+    let credentials = settings
+        .indexer_token
+        .as_ref()
+        .map(|token| {
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                Error::InvalidArgument(
+                    "query.indexer_token holds characters a header cannot".into(),
+                )
+            })
+        })
+        .transpose()?;
+    let fanin = FanIn {
         indexers: Arc::new(
-            indexers
-                .into_iter()
+            settings
+                .indexers
+                .iter()
                 .map(|u| u.trim_end_matches('/').to_string())
                 .collect(),
         ),
-        limits,
-        client: reqwest::Client::new(),
+        client: settings.client()?,
+        credentials,
     };
-    let fanin = crate::fanin::FanIn {
-        indexers: state.indexers.clone(),
-        client: state.client.clone(),
+    let state = RootState {
+        fanin: fanin.clone(),
+        limits,
     };
     let export = crate::fanin_export::RootExport {
         fanin: fanin.clone(),
         limits: state.limits.clone(),
     };
-    Router::new()
+    Ok(Router::new()
         .route("/api/v1/{stream}/search", get(get_search).post(post_search))
         .route("/api/v1/streams", get(streams))
         .with_state(state)
@@ -76,7 +146,7 @@ pub fn root_routes(indexers: Vec<String>, limits: QueryLimits) -> Router {
                     get(crate::fanin_export::get_export).post(crate::fanin_export::post_export),
                 )
                 .with_state(export),
-        )
+        ))
 }
 
 async fn get_search(
@@ -92,7 +162,7 @@ async fn get_search(
         )
         .into_response(),
         Ok(Query(request)) => {
-            let caller = Caller::new(scope, &headers);
+            let caller = Caller::new(&state.fanin, scope, &headers);
             fan_out(&state, &stream, request, &caller).await
         }
         Err(rejection) => {
@@ -116,7 +186,10 @@ async fn post_search(
             .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
     };
     match request {
-        Ok(request) => fan_out(&state, &stream, request, &Caller::new(scope, &headers)).await,
+        Ok(request) => {
+            let caller = Caller::new(&state.fanin, scope, &headers);
+            fan_out(&state, &stream, request, &caller).await
+        }
         Err(err) => err.into_response(),
     }
 }
@@ -127,28 +200,6 @@ enum LeafOutcome {
     /// A client error (bad query, unknown stream): the same for every indexer, passed on.
     Refused(StatusCode, Bytes),
     Failed(String),
-}
-
-/// Who asked the root: the scope to forward and the credentials to pass on to the indexers.
-struct Caller {
-    scope: Scope,
-    authorization: Option<HeaderValue>,
-}
-
-impl Caller {
-    fn new(scope: Scope, headers: &HeaderMap) -> Caller {
-        Caller {
-            scope,
-            authorization: headers.get(AUTHORIZATION).cloned(),
-        }
-    }
-
-    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.authorization {
-            Some(value) => request.header(AUTHORIZATION, value.as_bytes()),
-            None => request,
-        }
-    }
 }
 
 async fn fan_out(
@@ -163,7 +214,7 @@ async fn fan_out(
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
     };
-    if state.indexers.is_empty() {
+    if state.fanin.indexers.is_empty() {
         return Error::Internal("no indexers are configured (`query.indexers`)".into())
             .into_response();
     }
@@ -179,13 +230,13 @@ async fn fan_out(
         "aggs": aggs,
         "timeout_ms": u64::try_from(parsed.timeout.as_millis()).unwrap_or(u64::MAX),
     });
-    if caller.scope.is_restricted() {
-        body[LEAF_SCOPE_KEY] = serde_json::to_value(&caller.scope).unwrap_or(Value::Null);
+    if caller.scope().is_restricted() {
+        body[LEAF_SCOPE_KEY] = serde_json::to_value(caller.scope()).unwrap_or(Value::Null);
     }
     let deadline = parsed.timeout + Duration::from_secs(2);
-    let calls = state.indexers.iter().map(|base| {
+    let calls = state.fanin.indexers.iter().map(|base| {
         let url = format!("{base}{}", LEAF_SEARCH_PATH.replace("{stream}", stream));
-        let request = caller.authorize(state.client.post(url).json(&body).timeout(deadline));
+        let request = caller.apply(state.fanin.client.post(url).json(&body).timeout(deadline));
         async move { (base.clone(), leaf_call(request).await) }
     });
     let outcomes = futures::future::join_all(calls).await;
@@ -265,12 +316,13 @@ async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {
     }
 }
 
-/// Sums the indexers' stream statistics.
-async fn streams(State(state): State<RootState>, headers: HeaderMap) -> Response {
-    let caller = Caller::new(Scope::All, &headers);
-    let calls = state.indexers.iter().map(|base| {
-        let request = caller.authorize(
+/// Sums the indexers' stream statistics (each scoped by the indexer to the caller's scope).
+async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMap) -> Response {
+    let caller = Caller::new(&state.fanin, scope, &headers);
+    let calls = state.fanin.indexers.iter().map(|base| {
+        let request = caller.apply(
             state
+                .fanin
                 .client
                 .get(format!("{base}/api/v1/streams"))
                 .timeout(state.limits.timeout),

@@ -7,22 +7,23 @@
 //! durable. An indexer that is down or goes away is retried with capped exponential backoff
 //! while the others keep flowing, and the client is told once with an `event: warning`. When
 //! an indexer cuts the subscriber off (`lagged`), the client gets that final event and the
-//! stream ends, as with a local tail. The client's query string and `Authorization` header are
-//! passed on unchanged, so the indexers validate and scope the request exactly as they would
-//! a direct one (a bad query is answered with the first indexer's 400).
+//! stream ends, as with a local tail. The client's query string is passed on unchanged, with
+//! the caller's resolved scope ([`Caller`]), so the indexers validate and scope the request
+//! exactly as they would a direct one (a bad query is answered with the first indexer's 400).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::access::{Scope, SCOPE_HEADER};
 use crate::error::Error;
 use crate::tail::KEEP_ALIVE;
 
@@ -36,11 +37,51 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// Longest SSE line accepted from an indexer (a record's JSON); longer is a broken stream.
 const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
-/// What a searcher's tail needs: the indexers' base URLs and an HTTP client.
+/// What a searcher needs to ask its indexers: their base URLs, an HTTP client, and the
+/// searcher's own credentials for them, if it has any.
 #[derive(Clone)]
 pub struct FanIn {
     pub indexers: Arc<Vec<String>>,
     pub client: reqwest::Client,
+    /// `Authorization` the searcher presents to the indexers (`query.indexer_token`); `None`
+    /// passes each caller's own header on.
+    pub credentials: Option<HeaderValue>,
+}
+
+/// Who asked the searcher, as the indexers are told: the scope the searcher resolved for the
+/// caller (sent in [`SCOPE_HEADER`], so it holds whatever token the indexers see) and the
+/// credentials to present (the searcher's own when configured, else the caller's).
+pub(crate) struct Caller {
+    scope: Scope,
+    authorization: Option<HeaderValue>,
+}
+
+impl Caller {
+    pub(crate) fn new(fanin: &FanIn, scope: Scope, headers: &HeaderMap) -> Caller {
+        Caller {
+            scope,
+            authorization: fanin
+                .credentials
+                .clone()
+                .or_else(|| headers.get(header::AUTHORIZATION).cloned()),
+        }
+    }
+
+    /// The caller's scope, as resolved at the searcher.
+    pub(crate) fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// `request` with the credentials and the scope header.
+    pub(crate) fn apply(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(value) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, value.clone());
+        }
+        if let Some(value) = self.scope.header_value() {
+            request = request.header(SCOPE_HEADER, value);
+        }
+        request
+    }
 }
 
 /// One SSE event read from an indexer.
@@ -105,6 +146,7 @@ impl SseParser {
 /// `GET /api/v1/{stream}/tail` of the searcher role.
 pub(crate) async fn tail(
     State(fanin): State<FanIn>,
+    scope: Scope,
     Path(stream): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -114,16 +156,13 @@ pub(crate) async fn tail(
             .into_response();
     }
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-    let auth = headers.get(header::AUTHORIZATION).cloned();
+    let caller = Arc::new(Caller::new(&fanin, scope, &headers));
     let url = |base: &str| format!("{base}/api/v1/{stream}/tail{query}");
 
     // Open every indexer's tail first, so that a refused request (bad query, unknown stream,
     // no permission) is answered as such rather than as an empty stream.
     let opens = fanin.indexers.iter().map(|base| {
-        let mut request = fanin.client.get(url(base));
-        if let Some(auth) = &auth {
-            request = request.header(header::AUTHORIZATION, auth.clone());
-        }
+        let request = caller.apply(fanin.client.get(url(base)));
         async move { request.send().await }
     });
     let opened = futures::future::join_all(opens).await;
@@ -158,10 +197,10 @@ pub(crate) async fn tail(
         let tx = tx.clone();
         let client = fanin.client.clone();
         let url = url(base);
-        let auth = auth.clone();
+        let caller = Arc::clone(&caller);
         let base = base.clone();
         tokio::spawn(async move {
-            follow(client, base, url, auth, response, tx).await;
+            follow(client, base, url, caller, response, tx).await;
         });
     }
     drop(tx);
@@ -177,7 +216,7 @@ async fn follow(
     client: reqwest::Client,
     base: String,
     url: String,
-    auth: Option<axum::http::HeaderValue>,
+    caller: Arc<Caller>,
     mut response: Option<reqwest::Response>,
     tx: mpsc::Sender<Event>,
 ) {
@@ -186,17 +225,12 @@ async fn follow(
     loop {
         let current = match response.take() {
             Some(r) => Some(r),
-            None => {
-                let mut request = client.get(&url);
-                if let Some(auth) = &auth {
-                    request = request.header(header::AUTHORIZATION, auth.clone());
-                }
-                request
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-            }
+            None => caller
+                .apply(client.get(&url))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success()),
         };
         match current {
             Some(r) => {

@@ -11,8 +11,9 @@
 //! Arrow and Parquet are re-encoded from the indexers' Arrow IPC streams batch by batch, CSV
 //! and NDJSON are copied record by record, so the root holds one batch at a time whatever the
 //! export's size. The time bounds are resolved at the root (`now-1h` means the same instant on
-//! every indexer), `limit` is applied across the parts, and the client's `Authorization` is
-//! passed on so that each indexer scopes its part as it would a direct export. Every indexer
+//! every indexer), `limit` is applied across the parts, and the caller's resolved scope is
+//! sent with each part's request ([`crate::fanin::Caller`]), so that each indexer scopes its
+//! part as it would a direct export. Every indexer
 //! must answer: a part that cannot be opened is a 503 naming the indexer before the first
 //! byte, and a part that breaks later aborts the chunked body, so that an export is complete
 //! or visibly truncated, never silently partial. Sorted exports and aggregation exports are
@@ -29,9 +30,10 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use trawl_model::Timestamp;
 
+use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::export::{ChunkWriter, ExportFormat, ExportRequest, CHANNEL_CHUNKS};
-use crate::fanin::FanIn;
+use crate::fanin::{Caller, FanIn};
 use crate::request::{FieldList, QueryLimits};
 
 /// State of the root's export routes.
@@ -50,6 +52,7 @@ pub(crate) struct FormatParam {
 
 pub(crate) async fn get_export(
     State(state): State<RootExport>,
+    scope: Scope,
     Path(stream): Path<String>,
     headers: HeaderMap,
     query: std::result::Result<Query<ExportRequest>, QueryRejection>,
@@ -57,11 +60,13 @@ pub(crate) async fn get_export(
     let request = query
         .map(|Query(r)| r)
         .map_err(|r| Error::InvalidArgument(format!("query string: {}", r.body_text())));
-    respond(state, stream, headers, request).await
+    let caller = Caller::new(&state.fanin, scope, &headers);
+    respond(state, stream, caller, request).await
 }
 
 pub(crate) async fn post_export(
     State(state): State<RootExport>,
+    scope: Scope,
     Path(stream): Path<String>,
     headers: HeaderMap,
     param: std::result::Result<Query<FormatParam>, QueryRejection>,
@@ -81,16 +86,17 @@ pub(crate) async fn post_export(
             }
             Ok(request)
         });
-    respond(state, stream, headers, request).await
+    let caller = Caller::new(&state.fanin, scope, &headers);
+    respond(state, stream, caller, request).await
 }
 
 async fn respond(
     state: RootExport,
     stream: String,
-    headers: HeaderMap,
+    caller: Caller,
     request: Result<ExportRequest>,
 ) -> Response {
-    match start(state, stream, headers, request).await {
+    match start(state, stream, caller, request).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -146,7 +152,7 @@ fn part_query(request: &ExportRequest, now: Timestamp, limits: &QueryLimits) -> 
 async fn start(
     state: RootExport,
     stream: String,
-    headers: HeaderMap,
+    caller: Caller,
     request: Result<ExportRequest>,
 ) -> Result<Response> {
     if trawl_model::validate_stream_name(&stream).is_err() {
@@ -162,18 +168,16 @@ async fn start(
     let query = part_query(&request, Timestamp::now(), &state.limits)?;
     let format = request.format.unwrap_or_default();
     let limit = request.limit;
-    let auth = headers.get(header::AUTHORIZATION).cloned();
 
     // Every part is opened before answering, so that a refusal (bad query, unknown stream, no
     // permission) or an unreachable indexer is answered with its status, not as a broken file.
     let opens = indexers.iter().map(|base| {
-        let mut req = state
-            .fanin
-            .client
-            .get(format!("{base}/api/v1/{stream}/export?{query}"));
-        if let Some(auth) = &auth {
-            req = req.header(header::AUTHORIZATION, auth.clone());
-        }
+        let req = caller.apply(
+            state
+                .fanin
+                .client
+                .get(format!("{base}/api/v1/{stream}/export?{query}")),
+        );
         async move { (base.clone(), req.send().await) }
     });
     let mut parts = Vec::new();

@@ -10,6 +10,9 @@
 //! hits for every split but the edges. The hot index (id `hot`) is never cached. Partial
 //! results (the time budget ran out) are never stored.
 //!
+//! Every lookup counts as a hit or a miss ([`LeafCache::counters`], exported as
+//! `trawl_query_leaf_cache_{hits,misses}_total`), and each entry counts its own hits.
+//!
 //! Values are kept postcard-encoded, so their size is known exactly; the cache holds at most
 //! [`CAPACITY_BYTES`] and evicts the least recently used entries beyond it. Entries of a split
 //! that was merged away are never asked for again and age out.
@@ -39,6 +42,8 @@ struct Entry {
     count: u64,
     encoded: Vec<u8>,
     last_used: u64,
+    /// Times this entry answered a request.
+    hits: u64,
 }
 
 #[derive(Default)]
@@ -46,6 +51,16 @@ struct Inner {
     entries: HashMap<String, Entry>,
     used: usize,
     clock: u64,
+    /// Lookups answered from the cache, and lookups that found nothing.
+    hits: u64,
+    misses: u64,
+}
+
+/// What the cache has answered: lookups found and not found, over the process's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheCounters {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 /// A bounded LRU map from request-over-split keys to results.
@@ -103,11 +118,38 @@ impl LeafCache {
         let mut inner = self.inner.lock().ok()?;
         inner.clock += 1;
         let clock = inner.clock;
-        let entry = inner.entries.get_mut(key)?;
-        entry.last_used = clock;
-        let count = entry.count;
-        let aggs = postcard::from_bytes(&entry.encoded).ok()?;
-        Some(Cached { count, aggs })
+        let found = inner.entries.get_mut(key).and_then(|entry| {
+            entry.last_used = clock;
+            let aggs = postcard::from_bytes(&entry.encoded).ok()?;
+            entry.hits += 1;
+            Some(Cached {
+                count: entry.count,
+                aggs,
+            })
+        });
+        match found {
+            Some(_) => inner.hits += 1,
+            None => inner.misses += 1,
+        }
+        found
+    }
+
+    /// How often the entry of `key` answered a request; `None` when there is no such entry.
+    #[cfg(test)]
+    pub(crate) fn hits_of(&self, key: &str) -> Option<u64> {
+        let inner = self.inner.lock().ok()?;
+        inner.entries.get(key).map(|e| e.hits)
+    }
+
+    /// The hits and misses of every lookup so far.
+    pub fn counters(&self) -> CacheCounters {
+        self.inner
+            .lock()
+            .map(|i| CacheCounters {
+                hits: i.hits,
+                misses: i.misses,
+            })
+            .unwrap_or_default()
     }
 
     /// Stores a complete result of `key`, evicting the least recently used entries beyond the
@@ -148,6 +190,7 @@ impl LeafCache {
                 count,
                 encoded,
                 last_used: clock,
+                hits: 0,
             },
         );
     }
@@ -212,7 +255,11 @@ mod tests {
         let cache = LeafCache::new(2 * (1 + one));
         cache.put("a".into(), 1, &aggs);
         cache.put("b".into(), 2, &aggs);
+        assert_eq!(cache.hits_of("a"), Some(0));
         assert_eq!(cache.get("a").map(|c| c.count), Some(1));
+        assert_eq!(cache.hits_of("a"), Some(1));
+        assert!(cache.get("zzz").is_none());
+        assert_eq!(cache.counters(), CacheCounters { hits: 1, misses: 1 });
         cache.put("c".into(), 3, &aggs);
         assert_eq!(cache.len(), 2);
         assert!(cache.get("b").is_none(), "b was the least recently used");

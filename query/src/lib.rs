@@ -26,6 +26,7 @@ pub mod reports;
 mod request;
 mod routes;
 mod search;
+pub mod stats;
 pub mod tail;
 #[cfg(test)]
 mod testutil;
@@ -34,8 +35,14 @@ pub use access::Scope;
 pub use aggs::parse_aggs;
 pub use error::{Error, ErrorCode, Result};
 pub use hit::{list_fields, HitFormat};
+pub use leaf_cache::CacheCounters;
 pub use request::{Cursor, FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
 pub use routes::{routes, routes_with_observer, SearchObservation, SearchObserver, SnapshotSource};
 pub use search::{
     merge_leaves, search, search_leaf, LeafHit, LeafResponse, SearchResponse, TIMESTAMP_FIELD,
 };
+
+/// Hits and misses of the per-split aggregation cache of this process (for metrics).
+pub fn leaf_cache_counters() -> CacheCounters {
+    leaf_cache::LeafCache::global().counters()
+}

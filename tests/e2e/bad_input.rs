@@ -246,3 +246,54 @@ ingest_wait_ms = 100
     assert_eq!(server.total("longline", &[]), 2);
     assert_eq!(server.total("slowbody", &[]), 1);
 }
+
+/// Regression: a non-ASCII character in a relative time (`start=now-é`) or in Elasticsearch
+/// date math (`"gte": "now+1é"`) panicked on a character boundary and was answered 500 by the
+/// panic layer; each is a 400 with its API's JSON error, and the server stays up.
+#[test]
+fn non_ascii_time_input_is_a_400_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), LIMITS);
+    let client = reqwest::blocking::Client::new();
+
+    for (name, value) in [
+        ("start", "now-é"),
+        ("end", "now+1é"),
+        ("start", "now-1\u{1F600}"),
+    ] {
+        let (status, body) = server.search_raw("logs", &[("q", "*"), (name, value)]);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}={value}: {body}");
+        assert_error(&body, "invalid_argument");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(name), "{message}");
+    }
+    let resp = client
+        .get(server.at("/api/v1/logs/export"))
+        .query(&[("start", "now-é"), ("format", "ndjson")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_error(&resp.json::<Value>().unwrap(), "invalid_argument");
+
+    for bound in ["now+1é", "now/é", "2026-11-25||+1é"] {
+        let body = json!({"query": {"range": {"timestamp": {"gte": bound}}}});
+        let resp = client
+            .post(server.at("/api/v1/_elastic/logs/_search"))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bound}");
+        let answer: Value = resp.json().unwrap();
+        assert_eq!(answer["status"], 400, "{answer}");
+        assert_eq!(answer["error"]["type"], "parsing_exception", "{answer}");
+        assert!(
+            answer["error"]["reason"].as_str().unwrap().contains(bound),
+            "{answer}"
+        );
+    }
+
+    // Still serving.
+    let answer = server.ingest_plain("logs", &gen::lines(0..3, "afterbadtime"));
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    server.wait_total("afterbadtime", 3);
+}

@@ -195,3 +195,251 @@ fn searcher_tails_and_exports_through_every_indexer() {
     let (status, _) = export(&[("q", "level:(")]);
     assert_eq!(status, 400);
 }
+
+/// The split deployment with the trust boundaries of production: the indexers serve HTTPS
+/// with a certificate of a private CA (the searcher trusts it through
+/// `query.indexer_ca_path`) and know none of the callers' tokens, only the searcher's own
+/// (`query.indexer_token`). A namespace-scoped token at the searcher still sees only its
+/// namespace in search, stream statistics, export and tail, because the searcher sends the
+/// caller's resolved scope with every request it fans out.
+#[test]
+fn searcher_keeps_a_callers_scope_over_https_indexers_with_their_own_tokens() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+
+    use crate::auth::{log_lines, token_hash, write, Pki, ADMIN, INGEST, READ_A};
+
+    const SEARCHER: &str = "searcher-token-0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("trawl test indexer CA");
+    let (cert, key) = pki.issue(
+        &["localhost", "127.0.0.1"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let ca_path = write(dir.path(), "indexer-ca.pem", &pki.ca_pem);
+    let indexer_config = format!(
+        r#"
+[indexer]
+commit_interval_ms = 100
+
+[auth.tls]
+cert_path = "{cert}"
+key_path = "{key}"
+
+[[auth.tokens]]
+name = "collector"
+hash = "{ingest}"
+role = "ingest"
+
+[[auth.tokens]]
+name = "searcher"
+hash = "{searcher}"
+role = "read"
+"#,
+        cert = write(dir.path(), "indexer.pem", &cert),
+        key = write(dir.path(), "indexer-key.pem", &key),
+        ingest = token_hash(INGEST),
+        searcher = token_hash(SEARCHER),
+    );
+    let trusting = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let indexer = |name: &str| {
+        Server::start_with_client(
+            "indexer",
+            &dir.path().join(name),
+            &format!("{indexer_config}\n[collector]\nenabled = false\n"),
+            "127.0.0.1:0",
+            trusting.clone(),
+        )
+    };
+    let a = indexer("a");
+    let b = indexer("b");
+    assert!(a.url.starts_with("https://"), "{}", a.url);
+    let send = |server: &Server, token: &str, lines: &[String]| {
+        let resp = trusting
+            .post(server.at("/api/v1/logs/ingest"))
+            .bearer_auth(token)
+            .body(crate::support::ndjson(lines))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    };
+    let total = |server: &Server, token: &str, params: &[(&str, &str)]| -> (u16, Value) {
+        let resp = trusting
+            .get(server.at("/api/v1/logs/search"))
+            .bearer_auth(token)
+            .query(params)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
+    };
+    // 30 records of namespaces a, b, c: even ones on indexer a, odd ones on b.
+    let lines = log_lines();
+    let half = |parity: usize| -> Vec<String> {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == parity)
+            .map(|(_, l)| l.clone())
+            .collect()
+    };
+    send(&a, INGEST, &half(0));
+    send(&b, INGEST, &half(1));
+    for server in [&a, &b] {
+        crate::support::wait_until(
+            "the indexer's records are searchable",
+            crate::support::SEARCHABLE_TIMEOUT,
+            || total(server, SEARCHER, &[("limit", "0")]).1["total"] == 15,
+        );
+    }
+    // The indexers do not know the callers' tokens.
+    assert_eq!(total(&a, READ_A, &[]).0, 401);
+    assert_eq!(total(&b, ADMIN, &[]).0, 401);
+
+    let searcher_config = format!(
+        r#"
+[query]
+indexers = ["{a}", "{b}"]
+indexer_token = "{SEARCHER}"
+indexer_ca_path = "{ca_path}"
+
+[[auth.tokens]]
+name = "team-a"
+hash = "{read_a}"
+role = "read"
+namespaces = ["a"]
+
+[[auth.tokens]]
+name = "ops"
+hash = "{admin}"
+role = "admin"
+"#,
+        a = a.url,
+        b = b.url,
+        read_a = token_hash(READ_A),
+        admin = token_hash(ADMIN),
+    );
+    let root = Server::start_role("searcher", &dir.path().join("root"), &searcher_config);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let get = |token: &str, path: &str, params: &[(&str, &str)]| {
+        client
+            .get(root.at(path))
+            .bearer_auth(token)
+            .query(params)
+            .send()
+            .unwrap()
+    };
+    let json = |resp: reqwest::blocking::Response| -> Value {
+        assert_eq!(resp.status(), 200);
+        resp.json().unwrap()
+    };
+
+    // Search: the admin sees all 30, the `a` token the 10 `a` records, whatever it asks.
+    let all = json(get(ADMIN, "/api/v1/logs/search", &[("limit", "0")]));
+    assert_eq!(all["total"], 30, "{all}");
+    assert_eq!(all.get("partial"), None, "{all}");
+    let scoped = json(get(
+        READ_A,
+        "/api/v1/logs/search",
+        &[("q", "namespace:b OR namespace:a"), ("limit", "100")],
+    ));
+    assert_eq!(scoped["total"], 10, "{scoped}");
+    let namespaces: Vec<&str> = scoped["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, vec!["a"; 10]);
+
+    // Stream statistics, summed over the indexers, scoped by each.
+    let docs = |token: &str| -> Value {
+        let body = json(get(token, "/api/v1/streams", &[]));
+        assert_eq!(body.get("partial"), None, "{body}");
+        body["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "logs")
+            .unwrap()["docs"]
+            .clone()
+    };
+    assert_eq!(docs(ADMIN), 30);
+    assert_eq!(docs(READ_A), 10);
+
+    // Export: the `a` records of both indexers, and nothing else.
+    let text = get(
+        READ_A,
+        "/api/v1/logs/export",
+        &[
+            ("q", "*"),
+            ("format", "ndjson"),
+            ("fields", "namespace,message"),
+        ],
+    );
+    assert_eq!(text.status(), 200);
+    let mut exported: Vec<String> = text
+        .text()
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let record: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(record["namespace"], "a", "{record}");
+            record["message"].as_str().unwrap().to_string()
+        })
+        .collect();
+    exported.sort();
+    let mut expected: Vec<String> = (0..30)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("record {i} of namespace a"))
+        .collect();
+    expected.sort();
+    assert_eq!(exported, expected);
+
+    // Tail: on each indexer a `b` record then an `a` one; the `a` token gets the two `a`
+    // records (each indexer's events arrive in order, so its `b` record was passed over).
+    let tail = get(
+        READ_A,
+        "/api/v1/logs/tail",
+        &[("q", "*"), ("fields", "message")],
+    );
+    assert_eq!(tail.status(), 200);
+    let live = |i: usize, ns: &str| {
+        json!({
+            "timestamp": format!("2026-11-25T11:00:{i:02}.000000000Z"),
+            "namespace": ns, "level": "info", "message": format!("live {i} {ns}"),
+        })
+        .to_string()
+    };
+    send(&a, INGEST, &[live(0, "b"), live(1, "a")]);
+    send(&b, INGEST, &[live(2, "b"), live(3, "a")]);
+    let mut received = Vec::new();
+    for line in BufReader::new(tail).lines() {
+        let line = line.unwrap();
+        if let Some(data) = line.strip_prefix("data:") {
+            let record: Value = serde_json::from_str(data.trim()).unwrap();
+            received.push(record["message"].as_str().unwrap().to_string());
+            if received.len() == 2 {
+                break;
+            }
+        }
+    }
+    received.sort();
+    assert_eq!(received, ["live 1 a", "live 3 a"]);
+
+    // Without the CA, the same searcher reaches no indexer: the option is what makes it work.
+    let untrusting = searcher_config.replace(&format!("indexer_ca_path = \"{ca_path}\""), "");
+    let blind = Server::start_role("searcher", &dir.path().join("blind"), &untrusting);
+    let resp = client
+        .get(blind.at("/api/v1/logs/search"))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+}

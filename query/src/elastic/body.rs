@@ -741,7 +741,7 @@ fn fixed_interval(text: &str) -> Option<(String, Option<&'static str>)> {
     match &text[digits..] {
         "ms" | "s" | "m" | "h" | "d" => Some((text.to_string(), None)),
         // 1970-01-01 was a Thursday: four days later, buckets start on Mondays.
-        "w" => Some((format!("{}d", amount * 7), Some("4d"))),
+        "w" => Some((format!("{}d", amount.checked_mul(7)?), Some("4d"))),
         _ => None,
     }
 }

@@ -267,32 +267,34 @@ fn parse_digits<T: std::str::FromStr>(text: &str, len: usize) -> Option<T> {
 }
 
 /// Applies `+1d`, `-15m`, `/h` operations in order; rounding makes the value denote the whole
-/// period it was rounded to.
-fn apply_math(mut period: DatePeriod, mut math: &str, zone: FixedOffset) -> Option<DatePeriod> {
-    while !math.is_empty() {
-        let op = math.as_bytes()[0];
-        math = &math[1..];
+/// period it was rounded to. Anything else (an unknown operator or unit, a non-ASCII character
+/// anywhere) is `None`: the text is walked by character, never sliced at a byte offset.
+fn apply_math(mut period: DatePeriod, math: &str, zone: FixedOffset) -> Option<DatePeriod> {
+    let mut chars = math.chars().peekable();
+    while let Some(op) = chars.next() {
         match op {
-            b'/' => {
-                let unit = *math.as_bytes().first()?;
-                math = &math[1..];
+            '/' => {
+                let unit = ascii_unit(chars.next()?)?;
                 let start = round_down(period.start, unit, zone)?;
                 period = DatePeriod {
                     start,
                     next: add_units(start, 1, unit, zone)?,
                 };
             }
-            b'+' | b'-' => {
-                let digits = math.bytes().take_while(u8::is_ascii_digit).count();
-                let amount: i64 = if digits == 0 {
-                    1
-                } else {
-                    math[..digits].parse().ok()?
-                };
-                math = &math[digits..];
-                let unit = *math.as_bytes().first()?;
-                math = &math[1..];
-                let amount = if op == b'-' { -amount } else { amount };
+            '+' | '-' => {
+                let mut amount: Option<i64> = None;
+                while let Some(digit) = chars.peek().and_then(|c| c.to_digit(10)) {
+                    chars.next();
+                    amount = Some(
+                        amount
+                            .unwrap_or(0)
+                            .checked_mul(10)?
+                            .checked_add(i64::from(digit))?,
+                    );
+                }
+                let amount = amount.unwrap_or(1);
+                let unit = ascii_unit(chars.next()?)?;
+                let amount = if op == '-' { -amount } else { amount };
                 period = DatePeriod {
                     start: add_units(period.start, amount, unit, zone)?,
                     next: add_units(period.next, amount, unit, zone)?,
@@ -302,6 +304,11 @@ fn apply_math(mut period: DatePeriod, mut math: &str, zone: FixedOffset) -> Opti
         }
     }
     Some(period)
+}
+
+/// A date-math unit character as the byte [`add_units`] and [`round_down`] match on.
+fn ascii_unit(unit: char) -> Option<u8> {
+    u8::try_from(unit).ok().filter(u8::is_ascii_alphabetic)
 }
 
 fn to_local(nanos: i64, zone: FixedOffset) -> DateTime<FixedOffset> {
@@ -481,6 +488,26 @@ mod tests {
         assert!(parse_time_zone("Europe/Paris").is_err());
     }
 
+    proptest::proptest! {
+        /// Any text, as a value, in a format, after `now` or an anchor's `||`, is a period or
+        /// a parsing error, never a panic.
+        #[test]
+        fn any_text_is_ok_or_err(text in "\\PC*", format in "\\PC{0,12}") {
+            for value in [
+                json!(text.clone()),
+                json!(format!("now{text}")),
+                json!(format!("now+1{text}")),
+                json!(format!("2023-11-14||{text}")),
+                json!(format!("2023-11-14T{text}")),
+            ] {
+                let _ = parse_date(&value, None, NOW, utc());
+                let _ = parse_date(&value, Some(&format), NOW, utc());
+                let _ = parse_date(&value, Some("epoch_millis||epoch_second"), NOW, utc());
+            }
+            let _ = parse_time_zone(&text);
+        }
+    }
+
     #[test]
     fn garbage_is_a_parsing_error() {
         for (value, format) in [
@@ -491,6 +518,15 @@ mod tests {
             (json!("2023-11-14"), Some("epoch_millis")),
             (json!(true), None),
             (json!("99999999999999999999"), Some("epoch_millis")),
+            // Regressions: these panicked on a character boundary (a 500 instead of a 400).
+            (json!("now+1é"), None),
+            (json!("now/é"), None),
+            (json!("nowé"), None),
+            (json!("2023-11-14||+1é"), None),
+            (json!("2023-11-14||é"), None),
+            (json!("now+99999999999999999999d"), None),
+            (json!("+é"), None),
+            (json!("2023-11-14Té"), None),
         ] {
             let err = parse_date(&value, format, NOW, utc()).unwrap_err();
             assert_eq!(err.kind, "parsing_exception", "{value}");

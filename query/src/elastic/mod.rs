@@ -37,6 +37,25 @@ pub use routes::routes;
 
 use crate::routes::SnapshotSource;
 
+/// Parses a `range` bound of a date field as a `range` query does: `value` (a string or a
+/// number) in `format` (`||`-separated alternatives; the default without one), with date math
+/// and `time_zone` applied, `now` the request's clock in nanoseconds. Answers the period the
+/// bound denotes, `[start, next)` in nanoseconds. Anything unparsable is a 400-class
+/// [`EsError`], never a panic (the fuzz target `es_datemath` checks it).
+pub fn parse_date_bound(
+    value: &serde_json::Value,
+    format: Option<&str>,
+    time_zone: Option<&str>,
+    now: i64,
+) -> EsResult<(i64, i64)> {
+    let zone = match time_zone {
+        Some(zone) => datemath::parse_time_zone(zone)?,
+        None => datemath::parse_time_zone("UTC")?,
+    };
+    let period = datemath::parse_date(value, format, now, zone)?;
+    Ok((period.start, period.next))
+}
+
 /// A stream as `_cat/indices` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexInfo {

@@ -704,13 +704,16 @@ async fn field_caps_of<S: ElasticSource>(
     respond(result)
 }
 
-async fn cat_all<S: ElasticSource>(state: State<AppState<S>>, uri: Uri) -> Response {
-    cat_of(state, Path("_all".to_string()), uri).await
+async fn cat_all<S: ElasticSource>(state: State<AppState<S>>, scope: Scope, uri: Uri) -> Response {
+    cat_of(state, scope, Path("_all".to_string()), uri).await
 }
 
-/// `_cat/indices`: a text table (`v` for a header, `h` for columns) or `format=json`.
+/// `_cat/indices`: a text table (`v` for a header, `h` for columns) or `format=json`. A
+/// namespace-scoped caller sees the documents of its namespaces only, and the bytes in
+/// proportion (as `GET /api/v1/streams` reports them, see [`crate::stats`]).
 async fn cat_of<S: ElasticSource>(
     State(state): State<AppState<S>>,
+    scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
 ) -> Response {
@@ -724,6 +727,27 @@ async fn cat_of<S: ElasticSource>(
             .into_iter()
             .filter(|i| chosen.contains(&i.name))
             .collect();
+        let infos = if scope.is_restricted() {
+            let source = Arc::clone(&state.source);
+            blocking(move || {
+                infos
+                    .into_iter()
+                    .map(|mut info| {
+                        let snapshot = source
+                            .snapshot(&info.name, None, None)
+                            .map_err(|e| EsError::from(Error::from(e)))?;
+                        let visible = crate::stats::visible_counts(&snapshot, &scope)?;
+                        info.bytes =
+                            crate::stats::proportional(info.bytes, visible.docs, info.docs);
+                        info.docs = visible.docs;
+                        Ok(info)
+                    })
+                    .collect::<EsResult<Vec<_>>>()
+            })
+            .await?
+        } else {
+            infos
+        };
         let rows = cat_rows(&infos, params.get("bytes").is_some_and(|b| b == "b"));
         let columns: Option<Vec<String>> = params
             .get("h")

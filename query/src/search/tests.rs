@@ -398,13 +398,41 @@ fn aggs_of(snapshot: &StreamSnapshot, r: &ParsedRequest) -> Value {
 /// request differing in query, bounds or aggregation is not confused with it.
 #[test]
 fn repeated_aggregations_agree_with_the_first_answer() {
+    use crate::leaf_cache::LeafCache;
     let levels = json!({"levels": {"terms": {"field": "level"}}});
     let snap = snapshot();
-    let first = aggs_of(&snap, &with_aggs("*", levels.clone()));
+    // The entries of this very snapshot (keys name its segments), so that other tests using
+    // the process-wide cache at the same time do not count here.
+    let hits = |r: &ParsedRequest| -> Vec<Option<u64>> {
+        snap.targets
+            .iter()
+            .map(|t| LeafCache::global().hits_of(&LeafCache::key(t, r).unwrap()))
+            .collect()
+    };
+    let request = with_aggs("*", levels.clone());
+    assert_eq!(hits(&request), vec![None; 3], "nothing cached before");
+    let first = aggs_of(&snap, &request);
+    assert_eq!(
+        hits(&request),
+        vec![Some(0); 3],
+        "each split stored, none hit"
+    );
     let again = aggs_of(&snap, &with_aggs("*", levels.clone()));
     assert_eq!(first, again);
-    let payments = aggs_of(&snap, &with_aggs("namespace:payments", levels.clone()));
+    assert_eq!(
+        hits(&request),
+        vec![Some(1); 3],
+        "the repeat hit every split"
+    );
+    let other_query = with_aggs("namespace:payments", levels.clone());
+    let payments = aggs_of(&snap, &other_query);
     assert_ne!(first, payments);
+    assert_eq!(
+        hits(&other_query),
+        vec![Some(0); 3],
+        "another query, its own entries"
+    );
+    assert_eq!(hits(&request), vec![Some(1); 3]);
     let errors_only = aggs_of(&snap, &with_aggs("level:error", levels.clone()));
     assert_eq!(
         errors_only["levels"]["buckets"].as_array().unwrap().len(),

@@ -1,0 +1,237 @@
+//! `GET /api/v1/streams` where the data is (an indexer, standalone): each stream's documents,
+//! index bytes, splits and time range. A namespace-scoped caller sees only what its namespaces
+//! hold: documents are counted with the scope's namespace filter, the time range is that of the
+//! visible documents, `splits` counts the splits holding any of them, and `bytes` is the
+//! stream's bytes in proportion to the visible documents (an estimate: a split's bytes are not
+//! kept per namespace). `_cat/indices` reports the same ([`visible_counts`]).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::{DateTime, DocId, Score, SegmentOrdinal, SegmentReader};
+use trawl_indexer::{Indexer, StreamSnapshot, StreamStats};
+use trawl_model::Timestamp;
+
+use crate::access::Scope;
+use crate::error::{Error, Result};
+use crate::routes::SnapshotSource;
+use crate::search::TIMESTAMP_FIELD;
+
+/// Where the stream statistics come from: the whole-stream figures, and snapshots to count a
+/// scope's share of them.
+pub trait StatsSource: SnapshotSource {
+    /// Every stream's statistics, unscoped.
+    fn stream_stats(&self) -> Vec<StreamStats>;
+}
+
+impl StatsSource for Indexer {
+    fn stream_stats(&self) -> Vec<StreamStats> {
+        Indexer::stream_stats(self)
+    }
+}
+
+/// `GET /api/v1/streams` over `source`, scoped to the caller.
+pub fn routes<S: StatsSource>(source: Arc<S>) -> Router {
+    Router::new()
+        .route("/api/v1/streams", get(streams::<S>))
+        .with_state(source)
+}
+
+async fn streams<S: StatsSource>(State(source): State<Arc<S>>, scope: Scope) -> Response {
+    let stats = tokio::task::spawn_blocking(move || {
+        let stats = source.stream_stats();
+        if !scope.is_restricted() {
+            return Ok(stats);
+        }
+        stats
+            .into_iter()
+            .map(|s| scoped_stats(source.as_ref(), s, &scope))
+            .collect::<Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|join| Error::Internal(format!("stream statistics task failed: {join}")))
+    .and_then(|r| r);
+    match stats {
+        Ok(stats) => Json(json!({ "streams": stats })).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// `stats` as `scope` may see them.
+fn scoped_stats<S: SnapshotSource + ?Sized>(
+    source: &S,
+    stats: StreamStats,
+    scope: &Scope,
+) -> Result<StreamStats> {
+    let snapshot = source.snapshot(&stats.name, None, None)?;
+    let visible = visible_counts(&snapshot, scope)?;
+    Ok(StreamStats {
+        bytes: proportional(stats.bytes, visible.docs, stats.docs),
+        docs: visible.docs,
+        splits: visible.splits,
+        min_timestamp: visible.min_timestamp.map(Timestamp::to_rfc3339),
+        max_timestamp: visible.max_timestamp.map(Timestamp::to_rfc3339),
+        name: stats.name,
+    })
+}
+
+/// What a scope sees of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Visible {
+    /// Documents matching the scope.
+    pub docs: u64,
+    /// Splits (not the hot index) holding at least one of them.
+    pub splits: usize,
+    pub min_timestamp: Option<Timestamp>,
+    pub max_timestamp: Option<Timestamp>,
+}
+
+/// Counts the documents of `snapshot` that `scope` may see, over every target.
+pub(crate) fn visible_counts(snapshot: &StreamSnapshot, scope: &Scope) -> Result<Visible> {
+    let query = scope.restrict(&snapshot.schema, Box::new(tantivy::query::AllQuery));
+    let mut visible = Visible::default();
+    for target in &snapshot.targets {
+        let part = target
+            .searcher
+            .search(query.as_ref(), &VisibleCollector)
+            .map_err(|err| Error::Internal(format!("counting {}: {err}", target.id)))?;
+        visible.docs += part.docs;
+        // The hot index has no time bounds of its own; splits always do.
+        if part.docs > 0 && target.min_timestamp.is_some() {
+            visible.splits += 1;
+        }
+        visible.min_timestamp = extreme(visible.min_timestamp, part.min_timestamp, true);
+        visible.max_timestamp = extreme(visible.max_timestamp, part.max_timestamp, false);
+    }
+    Ok(visible)
+}
+
+/// `bytes` × `part` / `whole`, rounded down; 0 for an empty whole.
+pub(crate) fn proportional(bytes: u64, part: u64, whole: u64) -> u64 {
+    if whole == 0 {
+        return 0;
+    }
+    let scaled = u128::from(bytes) * u128::from(part.min(whole)) / u128::from(whole);
+    u64::try_from(scaled).unwrap_or(u64::MAX)
+}
+
+/// The smaller (`smallest`) or larger of two optional instants.
+fn extreme(a: Option<Timestamp>, b: Option<Timestamp>, smallest: bool) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if smallest { a.min(b) } else { a.max(b) }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Counts matching documents and the range of their timestamps.
+struct VisibleCollector;
+
+struct VisibleSegment {
+    column: Option<Column<DateTime>>,
+    visible: Visible,
+}
+
+impl Collector for VisibleCollector {
+    type Fruit = Visible;
+    type Child = VisibleSegment;
+
+    fn for_segment(
+        &self,
+        _ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<VisibleSegment> {
+        Ok(VisibleSegment {
+            column: reader
+                .fast_fields()
+                .column_opt::<DateTime>(TIMESTAMP_FIELD)?,
+            visible: Visible::default(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Visible>) -> tantivy::Result<Visible> {
+        let mut merged = Visible::default();
+        for fruit in fruits {
+            merged.docs += fruit.docs;
+            merged.min_timestamp = extreme(merged.min_timestamp, fruit.min_timestamp, true);
+            merged.max_timestamp = extreme(merged.max_timestamp, fruit.max_timestamp, false);
+        }
+        Ok(merged)
+    }
+}
+
+impl SegmentCollector for VisibleSegment {
+    type Fruit = Visible;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.visible.docs += 1;
+        if let Some(column) = &self.column {
+            for value in column.values_for_doc(doc) {
+                let ts = Some(Timestamp(value.into_timestamp_nanos()));
+                self.visible.min_timestamp = extreme(self.visible.min_timestamp, ts, true);
+                self.visible.max_timestamp = extreme(self.visible.max_timestamp, ts, false);
+            }
+        }
+    }
+
+    fn harvest(self) -> Visible {
+        self.visible
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{snapshot, MIN, T0};
+
+    #[test]
+    fn counts_only_the_scope() {
+        let snapshot = snapshot();
+        let all = visible_counts(&snapshot, &Scope::All).unwrap();
+        assert_eq!(
+            all,
+            Visible {
+                docs: 12,
+                splits: 3,
+                min_timestamp: Some(Timestamp(T0)),
+                max_timestamp: Some(Timestamp(T0 + 6 * MIN)),
+            }
+        );
+        let kube = visible_counts(&snapshot, &Scope::namespaces(["kube-system"])).unwrap();
+        assert_eq!(
+            kube,
+            Visible {
+                docs: 1,
+                splits: 1,
+                min_timestamp: Some(Timestamp(T0 + 6 * MIN)),
+                max_timestamp: Some(Timestamp(T0 + 6 * MIN)),
+            }
+        );
+        let payments = visible_counts(&snapshot, &Scope::namespaces(["payments"])).unwrap();
+        assert_eq!(payments.docs, 7);
+        assert_eq!(payments.splits, 3);
+        assert_eq!(payments.min_timestamp, Some(Timestamp(T0)));
+        assert_eq!(payments.max_timestamp, Some(Timestamp(T0 + 5 * MIN)));
+        let none = visible_counts(&snapshot, &Scope::namespaces(["nope"])).unwrap();
+        assert_eq!(none, Visible::default());
+    }
+
+    #[test]
+    fn proportional_bytes() {
+        assert_eq!(proportional(1000, 1, 4), 250);
+        assert_eq!(proportional(1000, 0, 4), 0);
+        assert_eq!(proportional(1000, 4, 4), 1000);
+        assert_eq!(proportional(1000, 9, 4), 1000);
+        assert_eq!(proportional(1000, 0, 0), 0);
+        assert_eq!(proportional(u64::MAX, 3, 3), u64::MAX);
+    }
+}
