@@ -9,6 +9,7 @@
 pub mod api;
 mod catalog;
 pub mod compat;
+pub mod dead_letter;
 mod doc;
 mod entry;
 mod error;
