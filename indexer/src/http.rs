@@ -215,7 +215,12 @@ async fn ingest_inner(
     };
     let received = receive(state, headers, body, admit).await?;
     let delivery = headers.contains_key(DELIVERY_HEADER);
-    match state.indexer.ingest(stream, received.body, delivery).await {
+    let body = if delivery {
+        received.body
+    } else {
+        crate::compat::shapes::json_array_as_ndjson(received.body)
+    };
+    match state.indexer.ingest(stream, body, delivery).await {
         Ok(outcome) => Ok(Json(outcome).into_response()),
         Err(err) => Err(ingest_error(err)),
     }

@@ -47,6 +47,25 @@ pub(crate) fn normalise_line<'a>(
     }
 }
 
+/// A body that is one JSON array (Fluent Bit's `http` output with `Format json`, Vector's
+/// `http` sink with its default framing) as NDJSON, one element a line; any other body as it
+/// came (an array that does not parse stays one line, refused as not an object).
+pub(crate) fn json_array_as_ndjson(body: Vec<u8>) -> Vec<u8> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return body;
+    }
+    let Ok(items) = serde_json::from_slice::<Vec<Value>>(&body) else {
+        return body;
+    };
+    let mut out = Vec::with_capacity(body.len());
+    for item in items {
+        // Writing a parsed value to memory cannot fail.
+        let _ = serde_json::to_writer(&mut out, &item);
+        out.push(b'\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +97,12 @@ mod tests {
         let audit: Value = serde_json::from_slice(&audit).unwrap();
         assert_eq!(audit["timestamp"], "2026-11-25T10:15:00Z");
         assert!(audit.get("@timestamp").is_none());
+        assert_eq!(
+            json_array_as_ndjson(b" [{\"a\":1},\n {\"b\":[2]}]".to_vec()),
+            b"{\"a\":1}\n{\"b\":[2]}\n"
+        );
+        assert_eq!(json_array_as_ndjson(b"[oops".to_vec()), b"[oops");
+        assert_eq!(json_array_as_ndjson(b"{}\n".to_vec()), b"{}\n");
         let generic = br#"{"log":"x"}"#;
         assert_eq!(
             normalise_line(StreamKind::Generic, generic, MapOptions::default()).unwrap(),
