@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Interop: the official `elasticsearch` Python client (8.x) against a running trawl.
+"""Interop: the official `elasticsearch` Python client (8.x or 9.x) against a running trawl.
 
 Usage: interop_elastic.py BASE_URL   (or TRAWL_URL in the environment), e.g.
        interop_elastic.py http://127.0.0.1:7400
@@ -8,7 +8,10 @@ Bulk-indexes Fluent Bit- and Filebeat-shaped documents into `logs` through
 `/api/v1/_elastic/_bulk` with `helpers.bulk`, waits until they are searchable, then checks
 exact answers of: cluster info, `query_string`, `bool` with a `range` on `@timestamp`,
 `terms` + `date_histogram` aggregations (as Grafana sends them), `count`, `msearch`, the
-index mapping and field capabilities, and the error of an unsupported construct. Every
+index mapping and field capabilities, and the error of an unsupported construct. Then
+documents in Trawl's own field names (`namespace`, `pod`, `level`, `message`, `timestamp`)
+are bulk-indexed and must land on those fields: `namespace:hdfs` finds them, as do the
+shippers' names of the same fields (`kubernetes.namespace_name`, `container.image.name`). Every
 document carries a marker word unique to this run, and every query filters on it, so the
 script can run against a server that holds other data. Exits non-zero on the first mismatch.
 """
@@ -18,6 +21,7 @@ import sys
 import time
 import uuid
 
+import elasticsearch
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
 
 N = 120
@@ -106,6 +110,7 @@ def main():
     marker = "esrun" + uuid.uuid4().hex[:12]
     mine = {"query_string": {"query": marker}}
 
+    print(f"elasticsearch-py {elasticsearch.__versionstr__}")
     info = es.info()
     check("cluster info version", info["version"]["number"].split(".")[0], "8")
     check("tagline", info["tagline"], "You Know, for Search")
@@ -257,7 +262,46 @@ def main():
     except NotFoundError as err:
         check("unknown index error", err.body["error"]["type"], "index_not_found_exception")
 
+    trawl_shaped(es, marker + "own")
     print("elasticsearch client interop: all checks passed")
+
+
+def trawl_shaped(es, marker):
+    """Documents in Trawl's own field names land on those fields (regression: they landed
+    under `attributes.*`, and `namespace:hdfs` found none of them)."""
+    n = 12
+    actions = []
+    for i in range(n):
+        actions.append({"_index": "logs", "_source": {
+            "timestamp": iso(BASE_MS + i * STEP_MS)[:-1] + "000001Z",
+            "namespace": "hdfs" if i % 3 == 0 else "yarn",
+            "pod": f"datanode-{i % 2}",
+            "container": "dn",
+            "image": "apache/hadoop:3.4.1",
+            "level": "warn" if i % 4 == 0 else "info",
+            "message": f"block report {i} {marker}",
+            "labels": {"app": "hdfs"},
+        }})
+    indexed, errors = helpers.bulk(es, actions, raise_on_error=False, refresh="wait_for")
+    check("Trawl-shaped bulk indexed", (indexed, errors), (n, []))
+    hdfs = [i for i in range(n) if i % 3 == 0]
+    for q, expected in [
+        (f"{marker} AND namespace:hdfs", hdfs),
+        (f"{marker} AND kubernetes.namespace_name:hdfs", hdfs),
+        (f"{marker} AND namespace:hdfs AND level:warn", [i for i in hdfs if i % 4 == 0]),
+        (f"{marker} AND container.image.name:\"apache/hadoop:3.4.1\"", list(range(n))),
+    ]:
+        r = es.search(index="logs", query={"query_string": {"query": q}}, size=100,
+                      sort=[{"@timestamp": "asc"}])
+        check(f"Trawl-shaped `{q}`",
+              [int(h["_source"]["message"].split()[2]) for h in r["hits"]["hits"]], expected)
+    r = es.search(index="logs", size=1, query={"bool": {"filter": [
+        {"query_string": {"query": marker}}, {"term": {"namespace": "hdfs"}}]}},
+        sort=[{"@timestamp": "asc"}])
+    source = r["hits"]["hits"][0]["_source"]
+    check("Trawl-shaped fields", (source["namespace"], source["pod"], source["level"],
+                                  source.get("attributes")),
+          ("hdfs", "datanode-0", "warn", None))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ enum Command {
     Export(client::export::ExportArgs),
     /// Runs a ready audit report, e.g. `trawl reports top-users --since 24h`.
     Reports(client::reports::ReportsArgs),
+    /// Lists the lines ingest refused in a stream, newest first, with their errors.
+    #[command(name = "dead-letters")]
+    DeadLetters(client::dead_letters::DeadLettersArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -198,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => return runtime()?.block_on(client::tail::run(args)),
         Command::Export(args) => return runtime()?.block_on(client::export::run(args)),
         Command::Reports(args) => return runtime()?.block_on(client::reports::run(args)),
+        Command::DeadLetters(args) => return runtime()?.block_on(client::dead_letters::run(args)),
         Command::Token {
             command: TokenCommand::Hash { token },
         } => {

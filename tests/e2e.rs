@@ -36,6 +36,10 @@
 //!   (exact per-item statuses, mapped fields), a declared generic stream (dynamic and declared
 //!   fields, export), auto-creation surviving a restart, OTLP/HTTP protobuf and JSON, Loki push
 //!   JSON and snappy protobuf.
+//! - `agents`    — every agent fixture under tests/fixtures/agents/ (recorded or hand-written
+//!   from the agent's documented output) replayed against a fresh server: exact record counts
+//!   and sample fields; `_bulk` documents in Trawl's own names; Fluent Bit `http` lines on the
+//!   native ingest API, the small ingest answer and the dead-letter store (API and CLI).
 //! - `config_check` — `trawl config check` passes a good file and names a bad key with its file.
 //! - `faults`    — 200,000 lines through real collector and indexer processes under seeded
 //!   SIGKILLs, rotations, a full disk (507) and a window in which every batch is refused
@@ -57,6 +61,8 @@ mod fault_proxy;
 #[path = "e2e/support.rs"]
 mod support;
 
+#[path = "e2e/agents.rs"]
+mod agents;
 #[path = "e2e/audit_dedup.rs"]
 mod audit_dedup;
 #[path = "e2e/auth.rs"]

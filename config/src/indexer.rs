@@ -35,6 +35,10 @@ pub struct IndexerConfig {
     pub max_line_bytes: usize,
     /// Most records in one ingest request; more answers 413. Default 100000.
     pub max_records_per_batch: usize,
+    /// Bound of the dead-letter store of each stream (the lines ingest refused, kept with their
+    /// error under `<data_dir>/indexer/dead-letters/`); past it the oldest half is dropped.
+    /// Default 64 MiB.
+    pub dead_letter_max_bytes: u64,
     /// Ingest requests processed at once; further requests wait for a slot. Default 4.
     pub max_concurrent_ingest: usize,
     /// How long an ingest request waits for a slot before it is answered 429 with
@@ -84,6 +88,7 @@ impl Default for IndexerConfig {
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_line_bytes: default_max_line_bytes(),
             max_records_per_batch: default_max_records_per_batch(),
+            dead_letter_max_bytes: default_dead_letter_max_bytes(),
             max_concurrent_ingest: default_max_concurrent_ingest(),
             ingest_wait_ms: default_ingest_wait_ms(),
             merge_min_splits: default_merge_min_splits(),
@@ -129,6 +134,10 @@ fn default_max_body_bytes() -> usize {
 
 fn default_max_decompressed_bytes() -> usize {
     128 * 1024 * 1024
+}
+
+fn default_dead_letter_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_max_line_bytes() -> usize {

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 /// Names of the streams every installation has; their schemas are fixed.
 pub const BUILTIN_STREAMS: [&str; 2] = ["logs", "audit"];
 
-/// `[streams.<name>]` section. For the built-in streams (`logs`, `audit`) only retention and
-/// `commit_interval_ms` may be set; the schema keys are for declared streams (generic JSON
+/// `[streams.<name>]` section. For the built-in streams (`logs`, `audit`) only retention,
+/// `commit_interval_ms` and `unwrap_agent_json` may be set; the schema keys are for declared streams (generic JSON
 /// documents, e.g. from `_bulk` or OTLP).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +29,11 @@ pub struct StreamConfig {
     /// Fields a query term without a field name searches. Empty (the default) searches the
     /// document's full text.
     pub default_fields: Vec<String>,
+    /// `logs`-shaped streams: a message that is an agent's JSON object (it has a string `log`
+    /// or a `message`, e.g. Fluent Bit's `Line_Format json` on Loki) is unwrapped: that
+    /// field becomes the message, the others fill the record and its attributes. Records a
+    /// Trawl collector ships are never unwrapped. Default true.
+    pub unwrap_agent_json: bool,
 }
 
 impl Default for StreamConfig {
@@ -42,6 +47,7 @@ impl Default for StreamConfig {
             keyword_fields: Vec::new(),
             numeric_fields: Vec::new(),
             default_fields: Vec::new(),
+            unwrap_agent_json: true,
         }
     }
 }

@@ -322,6 +322,11 @@ fn indexer(problems: &mut Problems, x: &IndexerConfig) {
     );
     problems.at_least("indexer.max_line_bytes", to_u64(x.max_line_bytes), 1);
     problems.at_least(
+        "indexer.dead_letter_max_bytes",
+        x.dead_letter_max_bytes,
+        4096,
+    );
+    problems.at_least(
         "indexer.max_records_per_batch",
         to_u64(x.max_records_per_batch),
         1,
@@ -417,8 +422,8 @@ fn stream(problems: &mut Problems, name: &str, s: &StreamConfig) {
             if changed {
                 problems.add(
                     format!("{key}.{field}"),
-                    "the schema of a built-in stream is fixed; only retention and \
-                     commit_interval_ms may be set",
+                    "the schema of a built-in stream is fixed; only retention, \
+                     commit_interval_ms and unwrap_agent_json may be set",
                 );
             }
         }

@@ -186,7 +186,7 @@ impl Window {
             &window.path,
             "resend window",
             FILE_VERSION,
-            |f: &WindowFile| f.version,
+            &[],
         ) {
             Ok(file) => file,
             Err(err) => {

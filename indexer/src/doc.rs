@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use tantivy::schema::{Field, OwnedValue, Schema};
 use tantivy::{DateTime, TantivyDocument};
 use trawl_config::{StreamConfig, TimestampFormat};
+use trawl_model::path::take;
 use trawl_model::schema::{FieldDef, FieldKind, LOG_DEFAULT_FIELDS, LOG_FIELDS};
 use trawl_model::{Level, Timestamp};
 
@@ -231,7 +232,7 @@ impl DocBuilder {
         let Some((source, dynamic, text)) = &self.generic else {
             return Err("stream is not generic".into());
         };
-        let timestamp = match take_path(&mut map, &source.field) {
+        let timestamp = match take(&mut map, &source.field) {
             None | Some(Value::Null) => received_at,
             Some(value) => parse_timestamp(&value, source.format)
                 .map_err(|e| format!("field `{}` {e}", source.field))?,
@@ -241,7 +242,7 @@ impl DocBuilder {
             if *field == self.timestamp {
                 continue;
             }
-            let Some(value) = take_path(&mut map, def.name()) else {
+            let Some(value) = take(&mut map, def.name()) else {
                 continue;
             };
             let items = match value {
@@ -393,27 +394,6 @@ impl DocBuilder {
     }
 }
 
-/// Removes the value at a dotted path: the key itself if the object has it (`"service.name"`),
-/// else the path walked through nested objects (`{"service": {"name": ...}}`); a parent left
-/// empty is removed too.
-fn take_path(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
-    if let Some(value) = map.remove(path) {
-        return Some(value);
-    }
-    for (i, _) in path.match_indices('.') {
-        let (head, rest) = (&path[..i], &path[i + 1..]);
-        if let Some(Value::Object(inner)) = map.get_mut(head) {
-            if let Some(value) = take_path(inner, rest) {
-                if inner.is_empty() {
-                    map.remove(head);
-                }
-                return Some(value);
-            }
-        }
-    }
-    None
-}
-
 /// Every string value of a JSON value, depth first.
 fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     match value {
@@ -482,7 +462,7 @@ fn decimal_nanos(text: &str, scale: i128) -> Option<i128> {
     Some(if negative { -nanos } else { nanos })
 }
 
-fn json_error(err: &serde_json::Error) -> String {
+pub(crate) fn json_error(err: &serde_json::Error) -> String {
     if err.is_data() {
         format!("not a JSON object: {err}")
     } else {

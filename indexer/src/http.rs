@@ -1,5 +1,5 @@
 //! The indexer's HTTP routes: `POST /api/v1/{stream}/ingest`, `GET /api/v1/streams` (unscoped,
-//! for builds without the query role), and the
+//! for builds without the query role), `GET /api/v1/{stream}/dead-letters`, and the
 //! ingest routes of other systems' agents (Elasticsearch `_bulk`, OTLP/HTTP logs, Loki push;
 //! see [`crate::compat`]). Every ingest route is admitted the same way ([`receive`]): readiness,
 //! `Content-Encoding`, a slot among `max_concurrent_ingest` (429 with `Retry-After` after
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,6 +42,7 @@ pub fn routes(indexer: Indexer) -> Router {
     let state = IngestState { indexer, permits };
     Router::new()
         .route("/api/v1/{stream}/ingest", post(ingest))
+        .route("/api/v1/{stream}/dead-letters", get(dead_letters))
         .with_state(state.clone())
         .merge(crate::compat::routes(state))
 }
@@ -159,6 +160,37 @@ async fn streams(State(indexer): State<Indexer>) -> Json<serde_json::Value> {
     Json(json!({ "streams": stats }))
 }
 
+/// How many dead letters one listing returns by default, and at most.
+const DEAD_LETTERS_DEFAULT: usize = 100;
+const DEAD_LETTERS_MAX: usize = 10_000;
+
+/// `GET /api/v1/{stream}/dead-letters?limit=`: the newest lines ingest refused, newest first,
+/// `{"stream", "total", "dead_letters": [{"time", "line", "error", "raw"}]}` (`total`: how many
+/// the store holds).
+async fn dead_letters(
+    State(state): State<IngestState>,
+    Path(stream): Path<String>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let limit = match params.get("limit").map(|l| l.trim().parse::<usize>()) {
+        None => DEAD_LETTERS_DEFAULT,
+        Some(Ok(limit)) if limit <= DEAD_LETTERS_MAX => limit,
+        Some(_) => {
+            return ApiError::bad_request(format!(
+                "`limit` must be an integer from 0 to {DEAD_LETTERS_MAX}"
+            ))
+            .into_response()
+        }
+    };
+    match state.indexer.dead_letters(&stream, limit).await {
+        Ok((letters, total)) => {
+            Json(json!({"stream": stream, "total": total, "dead_letters": letters})).into_response()
+        }
+        Err(crate::Error::UnknownStream(s)) => ApiError::unknown_stream(&s).into_response(),
+        Err(err) => ApiError::internal(err).into_response(),
+    }
+}
+
 async fn ingest(
     State(state): State<IngestState>,
     Path(stream): Path<String>,
@@ -193,9 +225,12 @@ async fn ingest_inner(
     let result = if delivery {
         indexer.ingest(stream, received.body, true).await
     } else {
-        // A batch without delivery envelope is recognised when sent again.
-        let push = Push::from(Surface::Ingest);
-        indexer.ingest_push(stream, received.body, push).await
+        // A batch without delivery envelope is recognised when sent again; a body that is one
+        // JSON array is taken as its elements.
+        let body = crate::compat::shapes::json_array_as_ndjson(received.body);
+        indexer
+            .ingest_push(stream, body, Push::from(Surface::Ingest))
+            .await
     };
     match result {
         Ok(outcome) => Ok(Json(outcome).into_response()),

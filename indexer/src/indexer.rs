@@ -15,6 +15,8 @@ use trawl_model::codec::ndjson_lines;
 use trawl_model::Timestamp;
 
 use crate::catalog::Catalog;
+use crate::compat::shapes::normalise_line;
+use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::dedup::{self, Lookup, Push, Window};
 use crate::doc::{Prepared, StreamSpec};
 use crate::entry::Batch;
@@ -33,8 +35,12 @@ use crate::{Error, Result, StreamSnapshot};
 const INDEX_QUEUE_BATCHES: usize = 16;
 /// At most this many queued appends share one fsync.
 const GROUP_COMMIT_MAX: usize = 256;
-/// How many refused lines an ingest answer lists (the count covers them all).
-const MAX_REPORTED_ERRORS: usize = 100;
+/// How many refused lines an ingest answer lists (the count covers them all; the dead-letter
+/// store keeps every one): with messages of at most [`MAX_ERROR_CHARS`], the answer stays
+/// under the 4 KB an agent's `http` output reads.
+const MAX_REPORTED_ERRORS: usize = 10;
+/// The longest error message an ingest answer carries, in characters.
+const MAX_ERROR_CHARS: usize = 200;
 
 /// A line of an ingest body that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -149,6 +155,8 @@ struct Inner {
     resent: Mutex<Window>,
     wal_tx: Mutex<Option<Sender<WalMsg>>>,
     metrics: Arc<Metrics>,
+    /// Every line ingest refused, per stream.
+    dead_letters: DeadLetters,
     ready: AtomicBool,
     stopping: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -263,6 +271,8 @@ impl Indexer {
         metrics.wal_bytes.set(wal.disk_bytes() as i64);
 
         let (wal_tx, wal_rx) = mpsc::channel();
+        let dead_letters =
+            DeadLetters::new(&root.join("dead-letters"), settings.dead_letter_max_bytes);
         let inner = Arc::new(Inner {
             settings,
             streams: RwLock::new(streams),
@@ -277,6 +287,7 @@ impl Indexer {
             resent: Mutex::new(resent),
             wal_tx: Mutex::new(Some(wal_tx)),
             metrics,
+            dead_letters,
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             threads: Mutex::new(threads),
@@ -479,8 +490,24 @@ impl Indexer {
         upkeep_round(&self.inner)
     }
 
-    /// Ingests a decoded body and waits until it is durable. The outcome lists the first 100
-    /// refused lines.
+    /// The newest `limit` lines ingest refused in `stream`, newest first, and how many the
+    /// dead-letter store holds.
+    pub async fn dead_letters(
+        &self,
+        stream: &str,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, usize)> {
+        self.stream(stream)?;
+        let this = self.clone();
+        let stream = stream.to_string();
+        tokio::task::spawn_blocking(move || this.inner.dead_letters.list(&stream, limit))
+            .await
+            .map_err(|_| Error::InvalidArgument("the indexer is shutting down".into()))?
+            .map_err(Error::from)
+    }
+
+    /// Ingests a decoded body and waits until it is durable. The outcome lists the first 10
+    /// refused lines; every refused line goes to the dead-letter store.
     pub async fn ingest(
         &self,
         stream: &str,
@@ -623,6 +650,9 @@ impl Indexer {
         let mut outcome = IngestOutcome::default();
         let mut valid = Vec::with_capacity(lines.len());
         let max_line = self.inner.settings.max_line_bytes;
+        // Collector batches are records already; everything else is mapped onto them.
+        let map_options = (!delivery).then(|| self.inner.settings.map_options(stream_name));
+        let mut refused = Vec::new();
         let mut marks = lock(&self.inner.marks);
         let keep = match &envelope {
             None => None,
@@ -650,18 +680,26 @@ impl Indexer {
                     line.len()
                 ))
             } else {
-                stream.builder.prepare(line, received_at)
+                let record = match map_options {
+                    Some(options) => normalise_line(stream.spec.kind, line, options),
+                    None => Ok(std::borrow::Cow::Borrowed(*line)),
+                };
+                record.and_then(|record| {
+                    let doc = stream.builder.prepare(&record, received_at)?;
+                    Ok((record, doc))
+                })
             };
             match prepared {
-                Ok(doc) => valid.push((i, *line, doc)),
+                Ok((record, doc)) => valid.push((i, record, doc)),
                 Err(message) => {
                     outcome.rejected += 1;
                     if outcome.errors.len() < max_errors {
                         outcome.errors.push(LineError {
                             line: *line_no,
-                            message,
+                            message: message.chars().take(MAX_ERROR_CHARS).collect(),
                         });
                     }
+                    refused.push(DeadLetter::new(*line_no, message, line));
                 }
             }
         }
@@ -715,7 +753,7 @@ impl Indexer {
                 ids_by_line.next();
             }
             bytes += line.len() as u64;
-            records.push(line.to_vec());
+            records.push(line.into_owned());
             docs.push(doc);
         }
         outcome.accepted = docs.len();
@@ -742,6 +780,8 @@ impl Indexer {
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
         if docs.is_empty() && advance.is_empty() {
+            drop(marks);
+            self.dead_letter(stream_name, &refused);
             let _ = reply.send(Ok(0));
             return Ok(Queued::Reply(rx, outcome));
         }
@@ -776,7 +816,23 @@ impl Indexer {
         marks.reserve(&advance);
         // The WAL thread settles (or forgets) the fingerprint from here on.
         claim.fingerprint = None;
+        drop((marks, wal_tx));
+        self.dead_letter(stream_name, &refused);
         Ok(Queued::Reply(rx, outcome))
+    }
+
+    /// Keeps refused lines in the dead-letter store, counted; a store that cannot be written
+    /// is logged with the count of the letters lost (the answer still names the first ones).
+    fn dead_letter(&self, stream: &str, refused: &[DeadLetter]) {
+        if refused.is_empty() {
+            return;
+        }
+        self.inner
+            .metrics
+            .dead_lettered(stream, refused.len() as u64);
+        if let Err(err) = self.inner.dead_letters.record(stream, refused) {
+            tracing::error!(stream, lines = refused.len(), %err, "refused lines could not be dead-lettered");
+        }
     }
 
     /// Stops accepting ingest, drains the WAL queue, commits every stream and stops the

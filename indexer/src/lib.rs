@@ -10,6 +10,7 @@ pub mod api;
 mod audit_dedup;
 mod catalog;
 pub mod compat;
+pub mod dead_letter;
 pub mod dedup;
 mod doc;
 mod entry;

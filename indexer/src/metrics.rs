@@ -17,6 +17,7 @@ pub struct Metrics {
     pub records_ingested: Family<StreamLabel, Counter>,
     pub bytes_ingested: Family<StreamLabel, Counter>,
     pub records_rejected: Family<StreamLabel, Counter>,
+    pub records_dead_lettered: Family<StreamLabel, Counter>,
     pub records_deduplicated: Family<StreamLabel, Counter>,
     pub ingest_throttled: Counter,
     pub wal_bytes: Gauge,
@@ -56,6 +57,11 @@ impl Metrics {
             "records_rejected",
             "Records refused at ingest",
             self.records_rejected.clone(),
+        );
+        r.register(
+            "records_dead_lettered",
+            "Refused records written to the dead-letter store",
+            self.records_dead_lettered.clone(),
         );
         r.register(
             "records_deduplicated",
@@ -137,6 +143,12 @@ impl Metrics {
 
     pub fn rejected(&self, stream: &str, records: u64) {
         self.records_rejected
+            .get_or_create(&label(stream))
+            .inc_by(records);
+    }
+
+    pub fn dead_lettered(&self, stream: &str, records: u64) {
+        self.records_dead_lettered
             .get_or_create(&label(stream))
             .inc_by(records);
     }

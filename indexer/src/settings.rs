@@ -165,6 +165,8 @@ pub struct IndexerSettings {
     pub max_decompressed_bytes: usize,
     pub max_line_bytes: usize,
     pub max_records_per_batch: usize,
+    /// Bound of each stream's dead-letter store.
+    pub dead_letter_max_bytes: u64,
     pub max_concurrent_ingest: usize,
     pub ingest_wait: Duration,
     pub merge_min_splits: usize,
@@ -224,6 +226,7 @@ impl IndexerSettings {
             max_decompressed_bytes: c.max_decompressed_bytes,
             max_line_bytes: c.max_line_bytes,
             max_records_per_batch: c.max_records_per_batch,
+            dead_letter_max_bytes: c.dead_letter_max_bytes,
             max_concurrent_ingest: c.max_concurrent_ingest.max(1),
             ingest_wait: Duration::from_millis(c.ingest_wait_ms),
             merge_min_splits: c.merge_min_splits.max(2),
@@ -264,6 +267,17 @@ impl IndexerSettings {
     /// The fault point every storage write consults.
     pub fn fault_point(&self) -> FaultPoint {
         FaultPoint::new(self.storage_fault.clone())
+    }
+
+    /// How the lines of a `logs`-shaped stream are mapped onto records
+    /// (`streams.<name>.unwrap_agent_json`).
+    pub fn map_options(&self, stream: &str) -> trawl_model::shippers::MapOptions {
+        trawl_model::shippers::MapOptions {
+            unwrap_agent_json: self
+                .declared_streams
+                .get(stream)
+                .is_none_or(|s| s.unwrap_agent_json),
+        }
     }
 
     /// The settings of one stream's indexing.

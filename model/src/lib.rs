@@ -5,8 +5,11 @@
 pub mod audit;
 pub mod codec;
 mod error;
+pub mod level;
 pub mod log;
+pub mod path;
 pub mod schema;
+pub mod shippers;
 pub mod time;
 
 pub use audit::AuditEvent;

@@ -9,6 +9,7 @@ use serde_json::{Map, Number, Value};
 use tantivy::schema::{Field, OwnedValue, Schema};
 use tantivy::TantivyDocument;
 use trawl_indexer::schema::{DYNAMIC_FIELD, ID_FIELD};
+use trawl_model::path::lookup;
 use trawl_model::schema::{FieldKind, AUDIT_FIELDS, LOG_FIELDS};
 use trawl_model::Timestamp;
 
@@ -169,18 +170,6 @@ impl HitFormat {
             }
         }
     }
-}
-
-/// The value at a dotted path: the key itself (`"a.b"`), or the path through nested objects.
-fn lookup<'a>(object: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(value) = object.get(path) {
-        return Some(value);
-    }
-    path.match_indices('.')
-        .find_map(|(i, _)| match object.get(&path[..i]) {
-            Some(Value::Object(inner)) => lookup(inner, &path[i + 1..]),
-            _ => None,
-        })
 }
 
 /// The fields of a stream returned as arrays even when they hold a single value: the keyword

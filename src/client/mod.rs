@@ -1,4 +1,5 @@
-//! The command-line client: `trawl search`, `trawl tail`, `trawl export`, `trawl reports`.
+//! The command-line client: `trawl search`, `trawl tail`, `trawl export`, `trawl reports`,
+//! `trawl dead-letters`.
 //! Each talks HTTP to a running server (`--url`, or `TRAWL_URL`; default
 //! `http://127.0.0.1:7400`) with an optional bearer token (`--token`, or `TRAWL_TOKEN`) and,
 //! for an `https://` server whose certificate is not signed by a public CA, the PEM bundle of
@@ -6,6 +7,7 @@
 //! say what to do. Needs no server-side feature: it builds
 //! with any role set.
 
+pub mod dead_letters;
 pub mod export;
 pub mod output;
 pub mod reports;

@@ -45,15 +45,17 @@ fn bad_requests_get_exact_errors_and_good_lines_stay_searchable() {
     assert_eq!(errors[0]["line"], 3, "{answer}");
     assert!(!errors[0]["message"].as_str().unwrap().is_empty());
 
-    // An unknown top-level field is a bad line too, named in the message.
+    // An unknown top-level field is kept in `attributes`; a line without a message is the bad
+    // one, named in the message.
     let mut lines = gen::lines(5..8, "goodfield");
     lines[1] = r#"{"message":"x goodfield","colour":"red"}"#.to_string();
+    lines.push(r#"{"colour":"blue"}"#.to_string());
     let answer = server.ingest_plain("logs", &lines);
-    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["accepted"], 3, "{answer}");
     assert_eq!(answer["rejected"], 1, "{answer}");
-    assert_eq!(answer["errors"][0]["line"], 2, "{answer}");
+    assert_eq!(answer["errors"][0]["line"], 4, "{answer}");
     let message = answer["errors"][0]["message"].as_str().unwrap();
-    assert!(message.contains("colour"), "{answer}");
+    assert!(message.contains("no message"), "{answer}");
 
     // (b) A line that is not UTF-8, compressed with zstd like a collector's batch.
     let mut body = ndjson(&gen::lines(8..9, "goodutf"));
@@ -125,7 +127,8 @@ fn bad_requests_get_exact_errors_and_good_lines_stay_searchable() {
     let live = server.get("/health/live");
     assert_eq!(live.status(), StatusCode::OK);
     assert_eq!(server.total("goodjson", &[]), 4);
-    assert_eq!(server.total("goodfield", &[]), 2);
+    assert_eq!(server.total("goodfield", &[]), 3);
+    assert_eq!(server.total("attributes.colour:red", &[]), 1);
     assert_eq!(server.total("goodutf", &[]), 2);
     for refused in [
         "oversized",
@@ -137,7 +140,7 @@ fn bad_requests_get_exact_errors_and_good_lines_stay_searchable() {
     ] {
         assert_eq!(server.total(refused, &[]), 0, "{refused}");
     }
-    assert_eq!(server.total("*", &[]), 4 + 2 + 2 + 200);
+    assert_eq!(server.total("*", &[]), 4 + 3 + 2 + 200);
     let answer = server.search("logs", &[("q", "goodjson"), ("sort", "asc")]);
     let ids: Vec<Value> = answer["hits"]
         .as_array()

@@ -107,9 +107,9 @@ fn bulk_maps_agent_shapes_reports_every_item_and_fills_a_declared_stream() {
             "kubernetes": {"namespace": "pay", "pod": {"name": "api-1", "uid": "uid-3"},
                 "container": {"name": "srv"}, "node": {"name": "node-c"}},
             "container": {"image": {"name": "pay/api:3"}}, "agent": {"type": "filebeat"}}),
-        // 4. A time that is not one.
+        // 4. A document without a message (the one thing that refuses a `logs` document).
         json!({"index": {"_index": "logs"}}),
-        json!({"@timestamp": "yesterday", "message": "bad time"}),
+        json!({"@timestamp": "2026-11-25T10:15:00.400Z", "stream": "stdout"}),
         // 5. delete: refused by name.
         json!({"delete": {"_index": "logs", "_id": "fb-1"}}),
         // 6. An unknown index.

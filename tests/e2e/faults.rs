@@ -3,6 +3,8 @@
 //! moments, rotates files by rename and by copytruncate, fills the indexer's disk for a while
 //! (the `TRAWL_TEST_FAULT_DIR` hook: 507 with `Retry-After`), and has the proxy between the two
 //! refuse every batch for a while (404, then 413 for every batch as the collector builds it).
+//! The indexer also aborts once right after the metastore publishes a merge (the
+//! `crash_after_merge_publish` hook), before the merge's inputs are removed.
 //! At the end the set of (file, line number) written equals the set exported back, each once.
 //!
 //! The seed is printed; `FAULT_SEED=<n>` replays a run's schedule.
@@ -10,6 +12,7 @@
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -143,6 +146,8 @@ struct Cluster {
     collector_config: String,
     listen: String,
     fault_dir: PathBuf,
+    /// Times the indexer aborted at the merge-publish crash point.
+    merge_crashes: usize,
 }
 
 impl Cluster {
@@ -163,6 +168,7 @@ impl Cluster {
             collector_dir,
             listen,
             fault_dir,
+            merge_crashes: 0,
         };
         cluster.start_indexer();
         cluster.start_collector();
@@ -206,6 +212,60 @@ impl Cluster {
             fs::write(flag, b"").unwrap();
         } else {
             fs::remove_file(flag).unwrap();
+        }
+    }
+
+    /// Arms (or disarms) the crash point right after a merge is published.
+    fn arm_merge_crash(&self, armed: bool) {
+        let flag = self
+            .fault_dir
+            .join(trawl_indexer::CRASH_AFTER_MERGE_PUBLISH);
+        if armed {
+            fs::write(flag, b"").unwrap();
+        } else if flag.exists() {
+            fs::remove_file(flag).unwrap();
+        }
+    }
+
+    /// When the indexer aborted at the merge-publish crash point: reaps it (SIGABRT), disarms
+    /// the point and starts the indexer again on the same data.
+    fn revive_after_merge_crash(&mut self) {
+        if !self.indexer.as_mut().unwrap().has_exited() {
+            return;
+        }
+        let status = self.indexer.take().unwrap().wait_exit(Duration::ZERO);
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "the indexer died otherwise: {status}"
+        );
+        self.arm_merge_crash(false);
+        self.merge_crashes += 1;
+        self.start_indexer();
+    }
+
+    /// Every `logs` record the indexer holds; a request that fails because the indexer has just
+    /// aborted at the crash point is asked again of the restarted indexer.
+    fn indexed(&mut self) -> u64 {
+        let client = Client::new();
+        loop {
+            self.revive_after_merge_crash();
+            let url = self.indexer().at("/api/v1/logs/search?q=*&limit=0");
+            match client
+                .get(url)
+                .send()
+                .and_then(|r| r.json::<serde_json::Value>())
+            {
+                Ok(body) => return body["total"].as_u64().expect("a total"),
+                Err(err) => {
+                    wait_until(
+                        "the indexer that did not answer has aborted at the crash point",
+                        Duration::from_secs(10),
+                        || self.indexer.as_mut().unwrap().has_exited(),
+                    );
+                    eprintln!("search failed while the indexer aborted: {err}");
+                }
+            }
         }
     }
 
@@ -343,6 +403,8 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
     let dir = tempfile::tempdir().unwrap();
     let mut pods = pods(&dir.path().join("pods"), PODS);
     let mut cluster = Cluster::start(dir.path());
+    // The first merge the indexer publishes aborts it before the inputs are removed.
+    cluster.arm_merge_crash(true);
 
     // The schedule: KILLS rounds with a kill (at least a third of each process), one window of
     // DISK_FULL_ROUNDS rounds with a full disk.
@@ -376,6 +438,7 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
     let (mut not_found_seen, mut too_large_seen) = (false, false);
 
     for (round, kill) in kills.iter().enumerate() {
+        cluster.revive_after_merge_crash();
         if round == refused.start {
             cluster.proxy.set(Mode::Refuse(404));
         }
@@ -386,6 +449,9 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
             cluster.proxy.set(Mode::Forward);
         }
         if round == full.start {
+            // The window's direct ingests must reach a live indexer: no abort meanwhile.
+            cluster.arm_merge_crash(false);
+            cluster.revive_after_merge_crash();
             cluster.set_disk_full(true);
             assert_direct_ingest_refused(cluster.indexer());
         }
@@ -414,6 +480,7 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
         if round + 1 == full.end {
             assert_direct_ingest_refused(cluster.indexer());
             cluster.set_disk_full(false);
+            cluster.arm_merge_crash(cluster.merge_crashes == 0);
         }
         // The collector meets each refusal (it is not over before the collector sent anything).
         if round + 1 == too_large_from {
@@ -442,6 +509,7 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
                     cluster.start_collector();
                 }
                 Kill::Indexer => {
+                    cluster.revive_after_merge_crash();
                     cluster.indexer.take().unwrap().kill9();
                     indexer_kills += 1;
                     // Sometimes away for a while: the collector buffers meanwhile.
@@ -458,16 +526,17 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
 
     let deadline = Instant::now() + CATCH_UP;
     loop {
-        let indexed = cluster.indexer().total("*", &[]);
-        if indexed >= written as u64 {
+        let indexed = cluster.indexed();
+        if indexed >= written as u64 && cluster.merge_crashes == 1 {
             break;
         }
         if Instant::now() >= deadline {
             // Say what is missing rather than only that time ran out.
             let tally = tally(cluster.indexer(), &pods);
             panic!(
-                "seed {seed}: {indexed} of {written} lines indexed after {CATCH_UP:?}; \
-                 collector retries {}; {tally:?}",
+                "seed {seed}: {indexed} of {written} lines indexed after {CATCH_UP:?}, \
+                 {} merge-publish aborts; collector retries {}; {tally:?}",
+                cluster.merge_crashes,
                 cluster.collector_retries()
             );
         }
@@ -481,7 +550,8 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
         "fault run: written {}, indexed {}, missing {}, duplicated {}, never written {} \
          ({collector_kills} collector and {indexer_kills} indexer SIGKILLs, {renames} rename and \
          {copytruncates} copytruncate rotations, disk full in rounds {full:?}, every batch \
-         refused in rounds {refused:?} ({} answered 404, {} answered 413); wrote in {:.1}s, \
+         refused in rounds {refused:?} ({} answered 404, {} answered 413), {} abort right after a \
+         merge was published; wrote in {:.1}s, \
          indexed all by {:.1}s, checked by {:.1}s)",
         tally.written,
         tally.indexed,
@@ -490,6 +560,7 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
         tally.foreign,
         cluster.proxy.refused(),
         cluster.proxy.too_large(),
+        cluster.merge_crashes,
         wrote_at.as_secs_f64(),
         caught_up_at.as_secs_f64(),
         began.elapsed().as_secs_f64(),

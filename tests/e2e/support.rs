@@ -199,6 +199,12 @@ impl Server {
         child.wait().unwrap();
     }
 
+    /// Whether the process has exited by itself. `Child` keeps the status it reaped, so
+    /// [`Server::wait_exit`] still returns it.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.as_mut().unwrap().try_wait().unwrap().is_some()
+    }
+
     /// Waits (at most `timeout`) for the process to exit by itself (a crash point of the fault
     /// hook), reaps it and returns its exit status; panics if it is still running then.
     pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {

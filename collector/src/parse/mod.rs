@@ -12,7 +12,6 @@ mod assemble;
 mod cri;
 mod docker;
 mod error;
-pub mod level;
 
 use std::borrow::Cow;
 
@@ -20,7 +19,7 @@ use trawl_model::Timestamp;
 
 pub use assemble::{Assembled, Assembler};
 pub use error::ParseError;
-pub use level::{enrich, Enrichment};
+pub use trawl_model::level::{enrich, Enrichment};
 
 /// The on-disk format of a container log file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,8 +3,8 @@
 //! The body is NDJSON action/document pairs. `index` and `create` put a document into the
 //! stream named by `_index` (or the path's index); `delete` and `update` are answered per item
 //! with 400 naming the action, never dropped silently. Documents sent to `logs` are mapped from
-//! the shapes of Fluent Bit, Vector and Filebeat ([`crate::compat::shapes`]); documents for
-//! `audit` are audit events; any other index is a generic stream. An unknown index answers
+//! the shapes of Fluent Bit, Vector, Filebeat and Trawl's own names by the ingest
+//! ([`crate::compat::shapes`]); documents for `audit` are audit events; any other index is a generic stream. An unknown index answers
 //! 404 `index_not_found_exception` per item, unless `indexer.auto_create_streams` is on (the
 //! stream is then created with `@timestamp` as its time field).
 //!
@@ -35,7 +35,7 @@ use trawl_config::StreamConfig;
 use trawl_model::codec::ndjson_lines;
 
 use crate::api::{ApiError, ErrorCode};
-use crate::compat::{filter_path, shapes};
+use crate::compat::filter_path;
 use crate::dedup::{body_hash, Push, Surface};
 use crate::http::{ingest_error, receive, IngestState};
 use crate::Error;
@@ -377,7 +377,7 @@ async fn index_items(
             let Some(source) = items[i].source.take() else {
                 continue;
             };
-            match document_line(&stream, &source) {
+            match document_line(&source) {
                 Ok(line) => {
                     body.extend_from_slice(&line);
                     body.push(b'\n');
@@ -432,17 +432,13 @@ async fn index_items(
     Ok(())
 }
 
-/// The NDJSON line a document becomes in its stream: a mapped log record for `logs`, the
-/// document itself elsewhere (the stream validates it). The error is the item's reason.
-pub(crate) fn document_line(stream: &str, source: &[u8]) -> Result<Vec<u8>, String> {
-    let doc: Map<String, Value> =
-        serde_json::from_slice(source).map_err(|e| format!("failed to parse the document: {e}"))?;
-    if stream == trawl_model::LOGS_STREAM {
-        let record = shapes::log_record(doc)?;
-        serde_json::to_vec(&record).map_err(|e| format!("failed to encode the record: {e}"))
-    } else {
-        Ok(source.to_vec())
-    }
+/// The NDJSON line a document becomes in its stream: the document itself, once it is known to
+/// be a JSON object; the ingest maps it onto the stream's record (for `logs`, the shippers'
+/// aliases of [`crate::compat::shapes`]). The error is the item's reason.
+pub(crate) fn document_line(source: &[u8]) -> Result<Vec<u8>, String> {
+    serde_json::from_slice::<Map<String, Value>>(source)
+        .map_err(|e| format!("failed to parse the document: {e}"))?;
+    Ok(source.to_vec())
 }
 
 /// A whole-request refusal (readiness, capacity, limits, storage) in Elasticsearch's shape,
@@ -613,16 +609,10 @@ mod tests {
     }
 
     #[test]
-    fn documents_for_logs_are_mapped() {
-        let line =
-            document_line("logs", br#"{"log":"hi\n","kubernetes":{"pod_name":"p"}}"#).unwrap();
-        let value: Value = serde_json::from_slice(&line).unwrap();
-        assert_eq!(
-            value,
-            json!({"timestamp": null, "pod": "p", "message": "hi"})
-        );
-        assert_eq!(document_line("web", b"{\"a\":1}").unwrap(), b"{\"a\":1}");
-        assert!(document_line("web", b"[1]")
+    fn documents_are_json_objects() {
+        let line = br#"{"log":"hi\n","kubernetes":{"pod_name":"p"}}"#;
+        assert_eq!(document_line(line).unwrap(), line);
+        assert!(document_line(b"[1]")
             .unwrap_err()
             .starts_with("failed to parse the document"));
     }

@@ -33,9 +33,9 @@ use serde_json::{Map, Value};
 use trawl_model::{Level, LogRecord, Timestamp};
 
 use crate::api::{ApiError, ErrorCode};
-use crate::compat::level;
 use crate::http::{ingest_error, receive, IngestState};
 use crate::{Push, Surface};
+use trawl_model::level;
 
 /// The Loki push route.
 pub(crate) fn routes(state: IngestState) -> Router {

@@ -8,10 +8,10 @@
 //! ```text
 //! elastic.rs  POST|PUT /api/v1/_elastic/_bulk, /api/v1/_elastic/{index}/_bulk
 //! filter_path.rs  Elasticsearch's response filtering (`filter_path`)
-//! shapes.rs   Fluent Bit / Vector / Filebeat documents -> logs records
+//! shapes.rs   every ingest line -> its stream's record (the shippers' aliases of
+//!             trawl_model::shippers; level detection is trawl_model::level)
 //! otlp.rs     POST /v1/logs (protobuf, JSON)
 //! loki.rs     POST /loki/api/v1/push (JSON, snappy protobuf)
-//! level.rs    severity detection shared by the three
 //! ```
 
 use axum::Router;
@@ -20,7 +20,6 @@ use crate::http::IngestState;
 
 pub mod elastic;
 pub mod filter_path;
-pub mod level;
 pub mod loki;
 pub mod otlp;
 pub mod shapes;

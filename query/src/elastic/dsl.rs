@@ -29,39 +29,11 @@ use super::datemath::{parse_date, parse_time_zone, DatePeriod};
 use super::error::{EsError, EsResult};
 use crate::search::TIMESTAMP_FIELD;
 
-/// Field names Fluent Bit, Vector and Filebeat use for what the `logs` stream stores under its
-/// own names, so that dashboards written for those shippers' documents keep working.
-const LOG_ALIASES: &[(&str, &str)] = &[
-    ("log", "message"),
-    ("kubernetes.namespace_name", "namespace"),
-    ("kubernetes.pod_namespace", "namespace"),
-    ("kubernetes.namespace", "namespace"),
-    ("kubernetes.pod_name", "pod"),
-    ("kubernetes.pod.name", "pod"),
-    ("kubernetes.pod_id", "pod_uid"),
-    ("kubernetes.pod_uid", "pod_uid"),
-    ("kubernetes.pod.uid", "pod_uid"),
-    ("kubernetes.container_name", "container"),
-    ("kubernetes.container.name", "container"),
-    ("kubernetes.container_image", "image"),
-    ("kubernetes.container.image", "image"),
-    ("kubernetes.host", "node"),
-    ("kubernetes.pod_node_name", "node"),
-    ("kubernetes.node.name", "node"),
-    ("kubernetes.docker_id", "container_id"),
-    ("kubernetes.container_id", "container_id"),
-    ("log.level", "level"),
-];
-
-/// Object-path prefixes of the same shippers that map onto the `labels` object.
-const LOG_PREFIX_ALIASES: &[(&str, &str)] = &[
-    ("kubernetes.labels.", "labels."),
-    ("kubernetes.pod_labels.", "labels."),
-];
-
 /// The name a client's field name stands for in `stream`: `@timestamp` is `timestamp`, a
 /// `.keyword` sub-field is the field itself (our keyword fields are already exact), and on
-/// `logs` the shippers' `kubernetes.*` names are ours. Names the schema has are kept as given.
+/// `logs` the shippers' names are ours, by the alias table ingest uses
+/// ([`trawl_model::shippers::LOG_ALIASES`]: `kubernetes.pod_name`, `container.image.name`,
+/// `log`, ...). Names the schema has are kept as given.
 pub(crate) fn canonical_field(schema: &Schema, stream: &str, name: &str) -> String {
     let known = match schema.find_field(name) {
         Some((_, "")) => true,
@@ -80,13 +52,8 @@ pub(crate) fn canonical_field(schema: &Schema, stream: &str, name: &str) -> Stri
         return TIMESTAMP_FIELD.to_string();
     }
     if stream == trawl_model::LOGS_STREAM {
-        if let Some((_, ours)) = LOG_ALIASES.iter().find(|(theirs, _)| *theirs == base) {
-            return (*ours).to_string();
-        }
-        for (theirs, ours) in LOG_PREFIX_ALIASES {
-            if let Some(rest) = base.strip_prefix(theirs) {
-                return format!("{ours}{rest}");
-            }
+        if let Some(ours) = trawl_model::shippers::log_field(base) {
+            return ours;
         }
     }
     base.to_string()

@@ -97,6 +97,23 @@ fn query_string() {
         ),
         [4, 9]
     );
+    // Filebeat's ECS names map back like on ingest (regression: `container.image.name` was
+    // accepted on ingest only).
+    assert_eq!(
+        pods(json!({"query_string": {"query": "kubernetes.namespace:shop AND log.level:error"}})),
+        [4, 9]
+    );
+    let schema = snapshot().schema.clone();
+    for (theirs, ours) in [
+        ("container.image.name", "image"),
+        ("kubernetes.container_image", "image"),
+        ("kubernetes.pod.uid", "pod_uid"),
+        ("log", "message"),
+        ("kubernetes.labels.app", "labels.app"),
+        ("namespace", "namespace"),
+    ] {
+        assert_eq!(canonical_field(&schema, "logs", theirs), ours, "{theirs}");
+    }
     assert_eq!(
         pods(json!({"query_string": {"query": "_exists_:labels -level:debug"}})),
         [0, 1, 3, 4, 5, 6, 7, 9, 11]

@@ -1,5 +1,6 @@
-//! Enrichment of a message: the fields of a JSON log line, and the severity, from JSON fields
-//! or from the usual textual shapes.
+//! Severity detection, the one implementation every surface uses (the collector on each line
+//! it tails, the indexer on what other systems' agents send): the fields of a JSON log line, and
+//! the severity, from JSON fields or from the usual textual shapes.
 //!
 //! It runs on every line, so the text path allocates nothing and looks only at the start of the
 //! message: a level word deep inside a message body is not the line's level.
@@ -21,7 +22,8 @@
 //! is not a level: those are sentences, not severities.
 
 use serde_json::{Map, Value};
-use trawl_model::Level;
+
+use crate::Level;
 
 /// What [`enrich`] found in a message.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -65,7 +67,14 @@ pub fn enrich(message: &str) -> Enrichment {
     }
 }
 
-fn json_level(map: &Map<String, Value>) -> Option<Level> {
+/// The level of a message: from its fields when it is a JSON object, else by the text rules.
+pub fn detect(message: &str) -> Option<Level> {
+    enrich(message).level
+}
+
+/// The level named by the fields of a JSON object (`level`, `lvl`, `severity`, `loglevel`,
+/// `log.level` flat or nested, `@l`, `levelname`), if any.
+pub fn json_level(map: &Map<String, Value>) -> Option<Level> {
     JSON_LEVEL_KEYS
         .iter()
         .filter_map(|key| map.get(*key))
@@ -77,7 +86,9 @@ fn json_level(map: &Map<String, Value>) -> Option<Level> {
         .find_map(value_level)
 }
 
-fn value_level(value: &Value) -> Option<Level> {
+/// A level from a JSON value: a level word in any spelling, or a bunyan/pino (10 to 60) or
+/// syslog (0 to 7) number; `None` for anything else.
+pub fn value_level(value: &Value) -> Option<Level> {
     match value {
         Value::String(text) => Level::normalise(text).or_else(|| word_level(text.as_bytes())),
         Value::Number(n) => n.as_u64().and_then(numeric_level),
@@ -346,6 +357,12 @@ mod tests {
             ("Warning: something odd", Some(Warn)),
             ("TRACE entering fn", Some(Trace)),
             ("INFO request failed with ERROR", Some(Info)),
+            ("ts=1 level=debug msg=hi", Some(Debug)),
+            ("ts=1 lvl=\"warn\" msg=hi", Some(Warn)),
+            ("[core:error] [pid 1] AH00001", Some(Error)),
+            ("ünïcödé ERROR ünïcödé", Some(Error)),
+            ("no errors here, Error handling done", None),
+            ("GET /healthz 200", None),
             // Negatives.
             ("no errors here", None),
             ("Error handling done", None),

@@ -1,0 +1,428 @@
+//! The shippers' field aliases: what Fluent Bit, Vector, Filebeat (and clients writing Trawl's
+//! own field names) send, mapped onto the `logs` stream's record. One table, [`LOG_ALIASES`],
+//! serves every ingest surface (the native ingest API, `_bulk`, Loki push, OTLP) and the
+//! Elasticsearch query translator ([`log_field`]), so that a field accepted on ingest under an
+//! agent's name is found under that name in a query too.
+//!
+//! | record field | Trawl | Fluent Bit (`kubernetes` filter) | Vector (`kubernetes_logs`) | Filebeat (ECS) |
+//! |---|---|---|---|---|
+//! | `timestamp` | `timestamp` | `time` (CRI, ns), `@timestamp`, `date` | `timestamp` | `@timestamp` |
+//! | `message` | `message` | `log` (one trailing newline removed) | `message` | `message` |
+//! | `stream` | `stream` | `stream` | `stream` | `stream` |
+//! | `namespace` | `namespace` | `kubernetes.namespace_name` | `kubernetes.pod_namespace` | `kubernetes.namespace` |
+//! | `pod` | `pod` | `kubernetes.pod_name` | `kubernetes.pod_name` | `kubernetes.pod.name` |
+//! | `pod_uid` | `pod_uid` | `kubernetes.pod_id` | `kubernetes.pod_uid` | `kubernetes.pod.uid` |
+//! | `container` | `container` | `kubernetes.container_name` | `kubernetes.container_name` | `kubernetes.container.name` |
+//! | `container_id` | `container_id` | `kubernetes.docker_id` | `kubernetes.container_id` | `container.id` |
+//! | `image` | `image` | `kubernetes.container_image` | `kubernetes.container_image` | `container.image.name` |
+//! | `node` | `node` | `kubernetes.host` | `kubernetes.pod_node_name` | `kubernetes.node.name` |
+//! | `labels` | `labels` | `kubernetes.labels` | `kubernetes.pod_labels` | `kubernetes.labels` |
+//! | `level` | `level` | `level` | `level` | `log.level` |
+//! | `file`, `offset` | `file`, `offset` | — | `file` | `log.file.path`, `log.offset` |
+//!
+//! Each path is looked up dotted (`{"kubernetes.pod.name": ...}`) and nested
+//! (`{"kubernetes": {"pod": {"name": ...}}}`); the first key of a field holding a value of the
+//! field's type wins. A value of the wrong type (Filebeat's `container` object, a `level` that
+//! is no level, a time that does not parse) is not an error: it stays where it was and lands
+//! in `attributes` with everything else the document holds. Agent artefacts are dropped
+//! (Fluent Bit's CRI partial flag `_p`, and every time key that parsed). A document is refused
+//! only when it has no message (neither `message` nor a string `log`).
+//!
+//! A message that is itself an agent's JSON object (it has a string `log` or a `message`: a
+//! docker json-file line, Fluent Bit's `Line_Format json` on Loki, ...) is unwrapped when
+//! [`MapOptions::unwrap_agent_json`] is on: its `log`/`message` becomes the message, its other
+//! fields fill the record's fields still empty and the attributes (up to three layers). Then the level, when no
+//! field gave it, is detected from the message ([`crate::level`]), and the fields of a JSON
+//! message join the attributes (a document field wins over a message field of the same name).
+
+use serde_json::{Map, Value};
+
+use crate::path::{lookup, take};
+use crate::{level, LogRecord, Timestamp};
+
+/// A record field and the keys agents write it under, in order of preference: Trawl's own
+/// name first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alias {
+    pub field: &'static str,
+    pub keys: &'static [&'static str],
+}
+
+const fn alias(field: &'static str, keys: &'static [&'static str]) -> Alias {
+    Alias { field, keys }
+}
+
+/// The `logs` stream's fields and the keys of each agent that hold them (see the module docs).
+pub const LOG_ALIASES: &[Alias] = &[
+    alias("timestamp", &["timestamp", "time", "@timestamp", "date"]),
+    alias("message", &["log", "message"]),
+    alias("stream", &["stream"]),
+    alias(
+        "namespace",
+        &[
+            "namespace",
+            "kubernetes.namespace_name",
+            "kubernetes.pod_namespace",
+            "kubernetes.namespace",
+            "k8s.namespace.name",
+        ],
+    ),
+    alias(
+        "pod",
+        &[
+            "pod",
+            "kubernetes.pod_name",
+            "kubernetes.pod.name",
+            "k8s.pod.name",
+        ],
+    ),
+    alias(
+        "pod_uid",
+        &[
+            "pod_uid",
+            "kubernetes.pod_id",
+            "kubernetes.pod_uid",
+            "kubernetes.pod.uid",
+            "k8s.pod.uid",
+        ],
+    ),
+    alias(
+        "container",
+        &[
+            "container",
+            "kubernetes.container_name",
+            "kubernetes.container.name",
+            "k8s.container.name",
+        ],
+    ),
+    alias(
+        "container_id",
+        &[
+            "container_id",
+            "kubernetes.docker_id",
+            "kubernetes.container_id",
+            "kubernetes.container.id",
+            "container.id",
+        ],
+    ),
+    alias(
+        "image",
+        &[
+            "image",
+            "kubernetes.container_image",
+            "kubernetes.container.image",
+            "container.image.name",
+        ],
+    ),
+    alias(
+        "node",
+        &[
+            "node",
+            "kubernetes.host",
+            "kubernetes.pod_node_name",
+            "kubernetes.node.name",
+            "k8s.node.name",
+        ],
+    ),
+    alias(
+        "cluster",
+        &["cluster", "kubernetes.cluster.name", "k8s.cluster.name"],
+    ),
+    alias(
+        "labels",
+        &["labels", "kubernetes.labels", "kubernetes.pod_labels"],
+    ),
+    alias("level", &["level", "log.level", "severity"]),
+    alias("file", &["file", "log.file.path"]),
+    alias("offset", &["offset", "log.offset"]),
+    alias("attributes", &["attributes"]),
+];
+
+/// Object-path prefixes that map onto the `labels` object (`kubernetes.labels.app` is
+/// `labels.app`).
+pub const LOG_PREFIX_ALIASES: &[(&str, &str)] = &[
+    ("kubernetes.labels.", "labels."),
+    ("kubernetes.pod_labels.", "labels."),
+];
+
+/// Keys of an agent's own bookkeeping, dropped: Fluent Bit's CRI parser keeps the partial-line
+/// flag as `_p`.
+pub const AGENT_ARTEFACTS: &[&str] = &["_p"];
+
+/// The `logs` field an agent's key stands for in a query (`kubernetes.pod_name` is `pod`,
+/// `kubernetes.labels.app` is `labels.app`); `None` for a key no agent uses for a record field.
+/// Trawl's own names map onto themselves.
+pub fn log_field(key: &str) -> Option<String> {
+    if let Some(alias) = LOG_ALIASES.iter().find(|a| a.keys.contains(&key)) {
+        return Some(alias.field.to_string());
+    }
+    LOG_PREFIX_ALIASES
+        .iter()
+        .find_map(|(theirs, ours)| key.strip_prefix(theirs).map(|rest| format!("{ours}{rest}")))
+}
+
+/// How many layers of agents' JSON [`log_record`] unwraps from a message.
+const MAX_UNWRAP: usize = 3;
+
+/// How [`log_record`] maps a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapOptions {
+    /// Unwrap a message that is an agent's JSON object (see the module docs). On by default;
+    /// `streams.<name>.unwrap_agent_json = false` turns it off.
+    pub unwrap_agent_json: bool,
+}
+
+impl Default for MapOptions {
+    fn default() -> MapOptions {
+        MapOptions {
+            unwrap_agent_json: true,
+        }
+    }
+}
+
+/// Maps one document (an agent's, or a record in Trawl's own names) onto a log record, by the
+/// rules of the module docs. The only error is a document without a message; its text says
+/// so, for the ingest answer and the dead-letter store.
+pub fn log_record(doc: Map<String, Value>, options: MapOptions) -> Result<LogRecord, String> {
+    let mut rec = map_fields(doc).ok_or_else(|| {
+        "no message: a record needs a `message` (or an agent's string `log`)".to_string()
+    })?;
+    if options.unwrap_agent_json {
+        // An agent's line may wrap another's (Vector's event on Loki wrapping an application's
+        // JSON line): a few layers, never unbounded.
+        for _ in 0..MAX_UNWRAP {
+            match agent_json(&rec.message).and_then(map_fields) {
+                Some(inner) => fill_from(&mut rec, inner),
+                None => break,
+            }
+        }
+    }
+    let fields = json_object(&rec.message);
+    if rec.level.is_none() {
+        rec.level = match &fields {
+            Some(fields) => level::json_level(fields),
+            None => level::text_level(&rec.message),
+        };
+    }
+    for (key, value) in fields.unwrap_or_default() {
+        rec.attributes.entry(key).or_insert(value);
+    }
+    Ok(rec)
+}
+
+/// The keys of a field in [`LOG_ALIASES`].
+fn keys(field: &str) -> &'static [&'static str] {
+    LOG_ALIASES
+        .iter()
+        .find(|a| a.field == field)
+        .map_or(&[], |a| a.keys)
+}
+
+/// The record fields of a document, without level detection or unwrapping; `None` when it has
+/// no message.
+fn map_fields(mut doc: Map<String, Value>) -> Option<LogRecord> {
+    let message = take_message(&mut doc)?;
+    let mut rec = LogRecord {
+        timestamp: take_time(&mut doc),
+        message,
+        ..LogRecord::default()
+    };
+    for (field, slot) in string_fields(&mut rec) {
+        *slot = take_string(&mut doc, keys(field));
+    }
+    rec.labels = take_object(&mut doc, keys("labels"));
+    rec.level = take_first(&mut doc, keys("level"), level::value_level);
+    rec.offset = take_first(&mut doc, keys("offset"), Value::as_u64);
+    let explicit = take_object(&mut doc, keys("attributes"));
+    for key in AGENT_ARTEFACTS {
+        doc.remove(*key);
+    }
+    let mut attributes = prune(doc);
+    attributes.extend(explicit);
+    rec.attributes = attributes;
+    Some(rec)
+}
+
+/// The string fields of a record with their names, for filling them alike.
+fn string_fields(rec: &mut LogRecord) -> [(&'static str, &mut String); 10] {
+    [
+        ("stream", &mut rec.stream),
+        ("namespace", &mut rec.namespace),
+        ("pod", &mut rec.pod),
+        ("pod_uid", &mut rec.pod_uid),
+        ("container", &mut rec.container),
+        ("container_id", &mut rec.container_id),
+        ("image", &mut rec.image),
+        ("node", &mut rec.node),
+        ("cluster", &mut rec.cluster),
+        ("file", &mut rec.file),
+    ]
+}
+
+/// Fills what `outer` lacks from the record an unwrapped message made: the message itself,
+/// then every field still empty; attributes merged, `outer`'s winning.
+fn fill_from(outer: &mut LogRecord, mut inner: LogRecord) {
+    outer.message = std::mem::take(&mut inner.message);
+    outer.timestamp = outer.timestamp.or(inner.timestamp);
+    outer.level = outer.level.or(inner.level);
+    outer.offset = outer.offset.or(inner.offset);
+    if outer.labels.is_empty() {
+        outer.labels = std::mem::take(&mut inner.labels);
+    }
+    let inner_attributes = std::mem::take(&mut inner.attributes);
+    for ((_, slot), (_, value)) in string_fields(outer)
+        .into_iter()
+        .zip(string_fields(&mut inner))
+    {
+        if slot.is_empty() {
+            *slot = std::mem::take(value);
+        }
+    }
+    for (key, value) in inner_attributes {
+        outer.attributes.entry(key).or_insert(value);
+    }
+}
+
+/// The message: a string `log` (Fluent Bit's line, one trailing newline removed), else a
+/// non-null `message` (a non-string as its JSON text). Filebeat's `log` object stays.
+fn take_message(doc: &mut Map<String, Value>) -> Option<String> {
+    if let Some(Value::String(_)) = doc.get("log") {
+        if let Some(Value::String(line)) = doc.remove("log") {
+            return Some(strip_newline(line));
+        }
+    }
+    match doc.remove("message") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text),
+        Some(other) => Some(other.to_string()),
+    }
+}
+
+/// An agent's JSON object in a message: a JSON object with a string `log` or a `message`.
+fn agent_json(message: &str) -> Option<Map<String, Value>> {
+    let fields = json_object(message)?;
+    let agent = matches!(fields.get("log"), Some(Value::String(_)))
+        || fields.get("message").is_some_and(|m| !m.is_null());
+    agent.then_some(fields)
+}
+
+fn json_object(message: &str) -> Option<Map<String, Value>> {
+    if !message.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(message).ok()
+}
+
+/// The record's time from the first time key that parses (RFC 3339 strings; numbers as epoch
+/// seconds, milliseconds, microseconds or nanoseconds by magnitude). Every key that parsed is
+/// removed (agents repeat the time under several keys); one that does not parse stays.
+fn take_time(doc: &mut Map<String, Value>) -> Option<Timestamp> {
+    let mut found = None;
+    for key in keys("timestamp") {
+        let parsed = match lookup(doc, key) {
+            Some(Value::String(s)) => Timestamp::parse_rfc3339(s).ok(),
+            Some(Value::Number(n)) => epoch_number(n),
+            _ => None,
+        };
+        if let Some(ts) = parsed {
+            take(doc, key);
+            found = found.or(Some(ts));
+        }
+    }
+    found
+}
+
+/// Time since the epoch in the unit its magnitude suggests (seconds below 1e11, then
+/// milliseconds below 1e14, microseconds below 1e17, else nanoseconds). Integers are scaled
+/// exactly; a fraction is kept to the nanosecond.
+fn epoch_number(n: &serde_json::Number) -> Option<Timestamp> {
+    let value = n.as_f64()?;
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    let scale: i128 = if value < 1e11 {
+        1_000_000_000
+    } else if value < 1e14 {
+        1_000_000
+    } else if value < 1e17 {
+        1_000
+    } else {
+        1
+    };
+    let nanos = match n.as_u64() {
+        Some(int) => i128::from(int) * scale,
+        None => {
+            let whole = value.trunc();
+            whole as i128 * scale + ((value - whole) * scale as f64).round() as i128
+        }
+    };
+    i64::try_from(nanos).ok().map(Timestamp)
+}
+
+fn strip_newline(mut line: String) -> String {
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    line
+}
+
+/// The first of `paths` holding a scalar, as text; other values stay where they are.
+fn take_string(doc: &mut Map<String, Value>, paths: &[&str]) -> String {
+    take_first(doc, paths, |value| match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    })
+    .unwrap_or_default()
+}
+
+/// The first of `paths` holding an object; other values stay where they are.
+fn take_object(doc: &mut Map<String, Value>, paths: &[&str]) -> Map<String, Value> {
+    take_first(doc, paths, |value| value.as_object().cloned()).unwrap_or_default()
+}
+
+/// The first of `paths` whose value `read` accepts, removed from the document; values `read`
+/// refuses stay (they end in the attributes).
+fn take_first<T>(
+    doc: &mut Map<String, Value>,
+    paths: &[&str],
+    read: impl Fn(&Value) -> Option<T>,
+) -> Option<T> {
+    for path in paths {
+        if let Some(found) = lookup(doc, path).and_then(&read) {
+            take(doc, path);
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Drops nulls and the empty objects left behind.
+fn prune(map: Map<String, Value>) -> Map<String, Value> {
+    map.into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::Null => None,
+            Value::Object(inner) => {
+                let inner = prune(inner);
+                (!inner.is_empty()).then_some((k, Value::Object(inner)))
+            }
+            other => Some((k, other)),
+        })
+        .collect()
+}
+
+/// Flat audit documents sent in an agent's habit: `@timestamp` for a missing `timestamp`.
+pub fn audit_aliases(doc: &mut Map<String, Value>) {
+    if !doc.contains_key("timestamp") {
+        if let Some(value) = doc.remove("@timestamp") {
+            doc.insert("timestamp".into(), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

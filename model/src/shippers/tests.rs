@@ -1,0 +1,272 @@
+//! The table of the shippers' document shapes and what each becomes.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::Level;
+
+fn map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+fn record(doc: Value) -> LogRecord {
+    log_record(map(doc), MapOptions::default()).unwrap()
+}
+
+/// The record as JSON, for whole-record comparisons.
+fn as_json(rec: &LogRecord) -> Value {
+    serde_json::to_value(rec).unwrap()
+}
+
+/// One case per shape: a document and the record it becomes, in full.
+#[test]
+fn every_shape_lands_on_the_record_fields() {
+    let cases: Vec<(&str, Value, Value)> = vec![
+        (
+            "Fluent Bit es/http (kubernetes filter, CRI parser)",
+            json!({
+                "@timestamp": "2026-11-25T10:15:00.123Z",
+                "date": 1_795_601_700.123,
+                "time": "2026-11-25T10:15:00.123456789Z",
+                "log": "2026-11-25 10:15:00 ERROR db down\n",
+                "stream": "stderr",
+                "_p": "F",
+                "kubernetes": {
+                    "pod_name": "web-1",
+                    "namespace_name": "shop",
+                    "pod_id": "uid-1",
+                    "labels": {"app": "web", "app.kubernetes.io/name": "web"},
+                    "annotations": {"prometheus.io/scrape": "true"},
+                    "host": "node-a",
+                    "container_name": "app",
+                    "docker_id": "abc",
+                    "container_hash": "sha256:1",
+                    "container_image": "shop/web:1.2"
+                }
+            }),
+            json!({
+                "timestamp": "2026-11-25T10:15:00.123456789Z",
+                "node": "node-a", "namespace": "shop", "pod": "web-1", "pod_uid": "uid-1",
+                "container": "app", "container_id": "abc", "image": "shop/web:1.2",
+                "labels": {"app": "web", "app.kubernetes.io/name": "web"},
+                "stream": "stderr", "level": "error",
+                "message": "2026-11-25 10:15:00 ERROR db down",
+                "attributes": {"kubernetes": {
+                    "annotations": {"prometheus.io/scrape": "true"},
+                    "container_hash": "sha256:1"
+                }}
+            }),
+        ),
+        (
+            "Vector kubernetes_logs",
+            json!({
+                "message": "GET /healthz 200",
+                "timestamp": "2026-11-25T10:15:00.000000001Z",
+                "stream": "stdout",
+                "source_type": "kubernetes_logs",
+                "file": "/var/log/pods/shop_web-1_uid-1/app/0.log",
+                "kubernetes": {
+                    "pod_namespace": "shop",
+                    "pod_name": "web-1",
+                    "pod_uid": "uid-1",
+                    "container_name": "app",
+                    "container_id": "containerd://abc",
+                    "container_image": "shop/web:1.2",
+                    "pod_labels": {"app": "web"},
+                    "pod_node_name": "node-a",
+                    "pod_ip": "10.0.0.7"
+                }
+            }),
+            json!({
+                "timestamp": "2026-11-25T10:15:00.000000001Z",
+                "node": "node-a", "namespace": "shop", "pod": "web-1", "pod_uid": "uid-1",
+                "container": "app", "container_id": "containerd://abc", "image": "shop/web:1.2",
+                "labels": {"app": "web"}, "stream": "stdout",
+                "message": "GET /healthz 200",
+                "attributes": {"source_type": "kubernetes_logs", "kubernetes": {"pod_ip": "10.0.0.7"}},
+                "file": "/var/log/pods/shop_web-1_uid-1/app/0.log"
+            }),
+        ),
+        (
+            "Filebeat (ECS, add_kubernetes_metadata)",
+            json!({
+                "@timestamp": "2026-11-25T10:15:00.250Z",
+                "message": "level=info msg=started",
+                "stream": "stdout",
+                "log": {"level": "debug", "offset": 4096, "file": {"path": "/var/log/containers/web.log"}},
+                "input": {"type": "container"},
+                "container": {"id": "abc", "runtime": "containerd", "image": {"name": "shop/web:1.2"}},
+                "kubernetes": {
+                    "namespace": "shop",
+                    "pod": {"name": "web-1", "uid": "uid-1", "ip": "10.0.0.7"},
+                    "container": {"name": "app"},
+                    "node": {"name": "node-a", "hostname": "node-a"},
+                    "labels": {"app": "web"}
+                },
+                "host": {"name": "node-a"},
+                "agent": {"type": "filebeat", "version": "8.15.0"},
+                "ecs": {"version": "8.0.0"}
+            }),
+            json!({
+                "timestamp": "2026-11-25T10:15:00.250000000Z",
+                "node": "node-a", "namespace": "shop", "pod": "web-1", "pod_uid": "uid-1",
+                "container": "app", "container_id": "abc", "image": "shop/web:1.2",
+                "labels": {"app": "web"}, "stream": "stdout",
+                // The agent's own field wins over the text of the message.
+                "level": "debug",
+                "message": "level=info msg=started",
+                "attributes": {
+                    "input": {"type": "container"},
+                    "container": {"runtime": "containerd"},
+                    "kubernetes": {"pod": {"ip": "10.0.0.7"}, "node": {"hostname": "node-a"}},
+                    "host": {"name": "node-a"},
+                    "agent": {"type": "filebeat", "version": "8.15.0"},
+                    "ecs": {"version": "8.0.0"}
+                },
+                "file": "/var/log/containers/web.log",
+                "offset": 4096
+            }),
+        ),
+        (
+            "Trawl's own field names (regression: they landed under attributes.*)",
+            json!({
+                "timestamp": "2026-11-25T10:15:00.5Z",
+                "namespace": "hdfs", "pod": "datanode-0", "container": "dn",
+                "level": "WARNING", "message": "slow block report",
+                "labels": {"app": "hdfs"}, "attributes": {"seq": 7},
+                "file": "/var/log/pods/x/dn/0.log", "offset": 100
+            }),
+            json!({
+                "timestamp": "2026-11-25T10:15:00.500000000Z",
+                "namespace": "hdfs", "pod": "datanode-0", "container": "dn",
+                "labels": {"app": "hdfs"}, "level": "warn", "message": "slow block report",
+                "attributes": {"seq": 7}, "file": "/var/log/pods/x/dn/0.log", "offset": 100
+            }),
+        ),
+        (
+            "Fluent Bit http json_lines: epoch seconds in `date`, CRI fields, unknown keys",
+            json!({
+                "date": 1_795_601_700.5,
+                "log": "{\"level\":\"warn\",\"msg\":\"slow\",\"ms\":900}\r\n",
+                "colour": "red"
+            }),
+            json!({
+                "timestamp": "2026-11-25T10:15:00.500000000Z",
+                "level": "warn",
+                "message": "{\"level\":\"warn\",\"msg\":\"slow\",\"ms\":900}",
+                "attributes": {"colour": "red", "level": "warn", "msg": "slow", "ms": 900}
+            }),
+        ),
+        (
+            "wrong types stay in the attributes instead of refusing the line",
+            json!({
+                "message": "x",
+                "@timestamp": "yesterday",
+                "level": "loud",
+                "offset": "7",
+                "kubernetes": {"pod_name": ["a"], "labels": "x"},
+                "labels": "not an object"
+            }),
+            json!({
+                "message": "x",
+                "attributes": {
+                    "@timestamp": "yesterday", "level": "loud", "offset": "7",
+                    "kubernetes": {"pod_name": ["a"], "labels": "x"}, "labels": "not an object"
+                }
+            }),
+        ),
+        (
+            "dotted keys and epoch milliseconds",
+            json!({"kubernetes.pod.name": "web-1", "message": "x", "@timestamp": 1_795_601_700_123i64}),
+            json!({"timestamp": "2026-11-25T10:15:00.123000000Z", "pod": "web-1", "message": "x"}),
+        ),
+    ];
+    for (name, doc, want) in cases {
+        let rec = record(doc);
+        let mut got = as_json(&rec);
+        if got["timestamp"].is_null() {
+            got.as_object_mut().unwrap().remove("timestamp");
+        }
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn agent_json_in_a_message_is_unwrapped_unless_turned_off() {
+    // Fluent Bit's loki output with `Line_Format json`, after the Loki labels were mapped.
+    let line = r#"{"time":"2026-11-25T10:15:00.123456789Z","stream":"stderr","_p":"F","log":"E1125 10:15:00.123456 1 main.go:1] boom\n"}"#;
+    let doc = json!({"timestamp": "2026-11-25T10:15:00.123456789Z", "namespace": "shop", "message": line});
+    let rec = record(doc.clone());
+    assert_eq!(rec.message, "E1125 10:15:00.123456 1 main.go:1] boom");
+    assert_eq!(rec.level, Some(Level::Error));
+    assert_eq!(rec.stream, "stderr");
+    assert_eq!(rec.namespace, "shop");
+    assert_eq!(rec.timestamp, Some(Timestamp(1_795_601_700_123_456_789)));
+    assert!(rec.attributes.is_empty(), "{:?}", rec.attributes);
+
+    // An application's JSON with a `message`: its message and fields.
+    let rec = record(json!({"message": r#"{"message":"started","level":"info","port":80}"#}));
+    assert_eq!(rec.message, "started");
+    assert_eq!(rec.level, Some(Level::Info));
+    assert_eq!(Value::Object(rec.attributes), json!({"port": 80}));
+
+    let off = MapOptions {
+        unwrap_agent_json: false,
+    };
+    let rec = log_record(map(doc), off).unwrap();
+    assert_eq!(rec.message, line);
+    assert_eq!(rec.stream, "");
+    assert_eq!(rec.level, None);
+    assert_eq!(rec.attributes["_p"], json!("F"));
+}
+
+#[test]
+fn only_a_line_without_message_is_refused() {
+    for doc in [
+        json!({}),
+        json!({"namespace": "x"}),
+        json!({"message": null}),
+        json!({"log": {"level": "info"}}),
+    ] {
+        let err = log_record(map(doc.clone()), MapOptions::default()).unwrap_err();
+        assert_eq!(
+            err, "no message: a record needs a `message` (or an agent's string `log`)",
+            "{doc}"
+        );
+    }
+    assert_eq!(record(json!({"message": ""})).message, "");
+    assert_eq!(record(json!({"message": {"a": 1}})).message, r#"{"a":1}"#);
+}
+
+#[test]
+fn query_field_names_map_like_ingest() {
+    let cases = [
+        ("kubernetes.namespace_name", Some("namespace")),
+        ("kubernetes.namespace", Some("namespace")),
+        ("container.image.name", Some("image")),
+        ("kubernetes.container_image", Some("image")),
+        ("log", Some("message")),
+        ("log.level", Some("level")),
+        ("log.file.path", Some("file")),
+        ("@timestamp", Some("timestamp")),
+        ("namespace", Some("namespace")),
+        ("kubernetes.labels.app", Some("labels.app")),
+        (
+            "kubernetes.pod_labels.app.kubernetes.io/name",
+            Some("labels.app.kubernetes.io/name"),
+        ),
+        ("colour", None),
+    ];
+    for (key, want) in cases {
+        assert_eq!(log_field(key).as_deref(), want, "{key}");
+    }
+    // Every key of the table maps onto its field: ingest and queries agree.
+    for alias in LOG_ALIASES {
+        for key in alias.keys {
+            assert_eq!(log_field(key).as_deref(), Some(alias.field), "{key}");
+        }
+    }
+}
