@@ -112,10 +112,6 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
                 .context("serving HTTP")
         }),
     };
-    // The one line a script or test reads to find the port actually bound; `/health/ready`
-    // says when the roles are up.
-    println!("trawl listening on {scheme}://{addr}");
-    tracing::info!(%addr, scheme, "listening");
     let mut registry = Registry::default();
     let mut router = Router::new();
     let mut ready: Ready = Arc::new(|| true);
@@ -207,7 +203,10 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     };
     let router = router.layer(tower_http::catch_panic::CatchPanicLayer::new());
     front.install(router);
-    tracing::info!("every role is up");
+    // The one line a script or test reads to find the port actually bound, printed once every
+    // role is up (the port already answered 503 meanwhile).
+    println!("trawl listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, "listening");
     tokio::select! {
         _ = shutdown_signal() => {}
         served = &mut server => {

@@ -196,14 +196,19 @@ fn answers_503_until_every_role_is_up() {
     std::fs::create_dir_all(&faults).unwrap();
     let hold = faults.join("hold_start");
     std::fs::write(&hold, b"").unwrap();
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let mut server = Server::spawn_with_env(
         "standalone",
         &data,
         "[collector]\nenabled = false\n",
-        "127.0.0.1:0",
+        &listen,
         reqwest::blocking::Client::new(),
         &[("TRAWL_TEST_FAULT_DIR", faults.as_os_str())],
+        false,
     );
+    wait_until("the port is bound", SEARCHABLE_TIMEOUT, || {
+        reqwest::blocking::get(server.at("/health/live")).is_ok()
+    });
     for path in ["/health/ready", "/api/v1/logs/search?q=*"] {
         let (status, body) = crate::support::json_of(server.get(path));
         assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{path}");

@@ -92,13 +92,15 @@ impl Server {
         client: Client,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Server {
-        let mut server = Server::spawn_with_env(role, data_dir, config, listen, client, env);
+        let mut server = Server::spawn_with_env(role, data_dir, config, listen, client, env, true);
         server.wait_ready();
         server
     }
 
     /// [`Server::start_with_env`] without waiting for `/health/ready`: returns once the
-    /// process has printed the address it listens on.
+    /// process has printed the address it listens on, or (`wait_for_address` false, with a
+    /// plain-HTTP `listen` naming its port) at once: the server prints its address only once
+    /// every role is up.
     pub fn spawn_with_env(
         role: &str,
         data_dir: &Path,
@@ -106,6 +108,7 @@ impl Server {
         listen: &str,
         client: Client,
         env: &[(&str, &std::ffi::OsStr)],
+        wait_for_address: bool,
     ) -> Server {
         let n = STARTS.fetch_add(1, Ordering::SeqCst);
         let parent = data_dir.parent().expect("data_dir has a parent");
@@ -154,6 +157,10 @@ impl Server {
             log_path,
             client,
         };
+        if !wait_for_address {
+            server.url = format!("http://{listen}");
+            return server;
+        }
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => line,
             Err(err) => panic!("the server printed no address ({err})"),
