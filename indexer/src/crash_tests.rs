@@ -13,16 +13,29 @@ use crate::settings::{CRASH_AFTER_MERGE_PUBLISH, CRASH_AFTER_RETENTION_PUBLISH};
 use crate::tests::logs_stats;
 use crate::{Indexer, IndexerSettings, Metrics};
 
-/// Copies a directory tree.
+/// Copies a directory tree, as a crash at this moment would leave it. The indexer's own threads
+/// (commits, the WAL) go on meanwhile: an entry removed between the listing and the copy is
+/// left out, as it would be by a crash just after its removal.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
+    let gone = |err: &std::io::Error| err.kind() == std::io::ErrorKind::NotFound;
+    let entries = match std::fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(err) if gone(&err) => return,
+        Err(err) => panic!("listing {}: {err}", from.display()),
+    };
+    for entry in entries {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        let is_dir = match entry.file_type() {
+            Ok(kind) => kind.is_dir(),
+            Err(err) if gone(&err) => continue,
+            Err(err) => panic!("reading {}: {err}", entry.path().display()),
+        };
+        if is_dir {
             copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
+        } else if let Err(err) = std::fs::copy(entry.path(), &target) {
+            assert!(gone(&err), "copying {}: {err}", entry.path().display());
         }
     }
 }
