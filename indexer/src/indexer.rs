@@ -15,7 +15,7 @@ use trawl_model::codec::ndjson_lines;
 use trawl_model::Timestamp;
 
 use crate::catalog::Catalog;
-use crate::compat::shapes::normalise_line;
+use crate::compat::shapes::{normalise_line, Normalised};
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::dedup::{self, Lookup, Push, Window};
 use crate::doc::{Prepared, StreamSpec};
@@ -682,11 +682,17 @@ impl Indexer {
             } else {
                 let record = match map_options {
                     Some(options) => normalise_line(stream.spec.kind, line, options),
-                    None => Ok(std::borrow::Cow::Borrowed(*line)),
+                    None => Ok(Normalised {
+                        bytes: std::borrow::Cow::Borrowed(*line),
+                        log: None,
+                    }),
                 };
                 record.and_then(|record| {
-                    let doc = stream.builder.prepare(&record, received_at)?;
-                    Ok((record, doc))
+                    let doc = match record.log {
+                        Some(log) => stream.builder.prepare_log(log, received_at)?,
+                        None => stream.builder.prepare(&record.bytes, received_at)?,
+                    };
+                    Ok((record.bytes, doc))
                 })
             };
             match prepared {

@@ -9,41 +9,59 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 use trawl_model::shippers::{self, MapOptions};
+use trawl_model::LogRecord;
 
 use crate::doc::{json_error, StreamKind};
 
-/// The line `line` becomes in a stream of `kind`; the WAL keeps this form, so that a replay
-/// builds the very record the first pass built. The error (not JSON, not an object, no
+/// A line mapped onto its stream's record: the bytes the WAL keeps (so that a replay builds the
+/// very record the first pass built) and, for a `logs` line, the typed record they encode, so
+/// that its document is built without parsing the line again.
+pub(crate) struct Normalised<'a> {
+    pub bytes: Cow<'a, [u8]>,
+    pub log: Option<LogRecord>,
+}
+
+/// The line `line` becomes in a stream of `kind`. The error (not JSON, not an object, no
 /// message) is the line's rejection.
 pub(crate) fn normalise_line<'a>(
     kind: StreamKind,
     line: &'a [u8],
     options: MapOptions,
-) -> Result<Cow<'a, [u8]>, String> {
+) -> Result<Normalised<'a>, String> {
+    let as_it_came = |line| Normalised {
+        bytes: Cow::Borrowed(line),
+        log: None,
+    };
     match kind {
         StreamKind::Logs => {
             let doc: Map<String, Value> =
                 serde_json::from_slice(line).map_err(|e| json_error(&e))?;
             let record = shippers::log_record(doc, options)?;
-            serde_json::to_vec(&record)
-                .map(Cow::Owned)
-                .map_err(|e| format!("the record could not be encoded: {e}"))
+            let bytes = serde_json::to_vec(&record)
+                .map_err(|e| format!("the record could not be encoded: {e}"))?;
+            Ok(Normalised {
+                bytes: Cow::Owned(bytes),
+                log: Some(record),
+            })
         }
         StreamKind::Audit => {
             // Only a flat document written with `@timestamp` changes; anything else is
             // validated as it came.
             let Ok(mut doc) = serde_json::from_slice::<Map<String, Value>>(line) else {
-                return Ok(Cow::Borrowed(line));
+                return Ok(as_it_came(line));
             };
             if doc.contains_key("timestamp") || !doc.contains_key("@timestamp") {
-                return Ok(Cow::Borrowed(line));
+                return Ok(as_it_came(line));
             }
             shippers::audit_aliases(&mut doc);
-            serde_json::to_vec(&doc)
-                .map(Cow::Owned)
-                .map_err(|e| format!("the record could not be encoded: {e}"))
+            let bytes = serde_json::to_vec(&doc)
+                .map_err(|e| format!("the record could not be encoded: {e}"))?;
+            Ok(Normalised {
+                bytes: Cow::Owned(bytes),
+                log: None,
+            })
         }
-        StreamKind::Generic => Ok(Cow::Borrowed(line)),
+        StreamKind::Generic => Ok(as_it_came(line)),
     }
 }
 
@@ -72,7 +90,7 @@ mod tests {
 
     fn logs(line: &str) -> Result<String, String> {
         normalise_line(StreamKind::Logs, line.as_bytes(), MapOptions::default())
-            .map(|l| String::from_utf8(l.into_owned()).unwrap())
+            .map(|l| String::from_utf8(l.bytes.into_owned()).unwrap())
     }
 
     #[test]
@@ -94,7 +112,8 @@ mod tests {
             MapOptions::default(),
         )
         .unwrap();
-        let audit: Value = serde_json::from_slice(&audit).unwrap();
+        assert!(audit.log.is_none());
+        let audit: Value = serde_json::from_slice(&audit.bytes).unwrap();
         assert_eq!(audit["timestamp"], "2026-11-25T10:15:00Z");
         assert!(audit.get("@timestamp").is_none());
         assert_eq!(
@@ -105,7 +124,9 @@ mod tests {
         assert_eq!(json_array_as_ndjson(b"{}\n".to_vec()), b"{}\n");
         let generic = br#"{"log":"x"}"#;
         assert_eq!(
-            normalise_line(StreamKind::Generic, generic, MapOptions::default()).unwrap(),
+            normalise_line(StreamKind::Generic, generic, MapOptions::default())
+                .unwrap()
+                .bytes,
             &generic[..]
         );
     }
