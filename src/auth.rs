@@ -1,7 +1,7 @@
 //! Bearer-token authentication and role-based authorization of every HTTP endpoint, and the
 //! token hashes of `[[auth.tokens]]` (`trawl token hash`, `trawl token new`).
 //!
-//! When `[auth]` lists tokens, every request except `/health/*` must carry
+//! When `[auth]` lists tokens, every request except `/health/*` and the console's files must carry
 //! `Authorization: Bearer <token>`. A missing or unknown token is 401 (with
 //! `WWW-Authenticate: Bearer`), a token whose role does not cover the endpoint is 403; both
 //! answer the API's JSON error body and never echo the token. What each endpoint needs is
@@ -146,6 +146,8 @@ pub fn classify(method: &Method, path: &str) -> Need {
     let read_method = matches!(*method, Method::GET | Method::POST | Method::HEAD);
     match segments.as_slice() {
         ["health", ..] => Need::Public,
+        // The web console's page and files hold no data; it asks for a token on a 401.
+        [] | ["console", ..] if matches!(*method, Method::GET | Method::HEAD) => Need::Public,
         // OTLP/HTTP logs and Loki push.
         ["v1", "logs"] if post => Need::Ingest,
         ["loki", "api", "v1", "push"] if post => Need::Ingest,
@@ -459,6 +461,10 @@ mod tests {
         let cases: &[(&str, &str, Need)] = &[
             ("GET", "/health/live", Public),
             ("GET", "/health/ready", Public),
+            ("GET", "/", Public),
+            ("GET", "/console/js/app.js", Public),
+            ("POST", "/", Admin),
+            ("DELETE", "/console/style.css", Admin),
             ("POST", "/api/v1/logs/ingest", Ingest),
             ("POST", "/api/v1/my-app/ingest", Ingest),
             ("GET", "/api/v1/logs/ingest", Admin),
@@ -494,7 +500,6 @@ mod tests {
             ("GET", "/api/v1/_elastic/_bulk", Admin),
             ("PUT", "/api/v1/_elastic/logs", Admin),
             ("GET", "/metrics", Admin),
-            ("GET", "/", Admin),
             ("GET", "/api/v1/nope", Admin),
             ("DELETE", "/api/v1/logs/search", Admin),
         ];

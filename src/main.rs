@@ -3,6 +3,8 @@
 
 mod auth;
 mod client;
+#[cfg(feature = "query")]
+mod console;
 #[cfg(all(feature = "collector", feature = "indexer"))]
 mod demo;
 mod server;

@@ -137,6 +137,11 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
             .with_state(()),
         );
     }
+    // The web console, wherever queries are answered.
+    #[cfg(feature = "query")]
+    if roles.indexer || roles.searcher {
+        router = router.merge(crate::console::routes().with_state(()));
+    }
     #[cfg(feature = "collector")]
     let collector = if roles.collector && config.collector.enabled {
         // In standalone the collector ships to this very server, at the port actually bound.

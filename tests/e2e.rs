@@ -41,6 +41,9 @@
 //!   and sample fields; `_bulk` documents in Trawl's own names; Fluent Bit `http` lines on the
 //!   native ingest API, the small ingest answer and the dead-letter store (API and CLI).
 //! - `config_check` — `trawl config check` passes a good file and names a bad key with its file.
+//! - `console`   — the web console's page and files from standalone, an indexer and a searcher:
+//!   content types, ETag and 304, gzip (the whole under 300 KB), 404, public with auth on; a
+//!   searcher's streams say which indexers answered.
 //! - `faults`    — 200,000 lines through real collector and indexer processes under seeded
 //!   SIGKILLs, rotations, a full disk (507) and a window in which every batch is refused
 //!   (404, then 413): every line exported back exactly once.
@@ -75,6 +78,8 @@ mod collector;
 mod compat_ingest;
 #[path = "e2e/config_check.rs"]
 mod config_check;
+#[path = "e2e/console.rs"]
+mod console;
 #[path = "e2e/crash_merge.rs"]
 mod crash_merge;
 #[path = "e2e/distributed.rs"]

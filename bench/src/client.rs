@@ -149,7 +149,20 @@ pub fn post_batch(
 
 /// GETs `url` and parses JSON; `Ok(None)` on 404 (an endpoint not built yet).
 pub fn get_json(client: &Client, url: &str) -> Result<Option<Value>> {
-    let response = client.get(url).send()?;
+    answer_json(url, client.get(url).send()?)
+}
+
+/// POSTs `body` as JSON to `url` and parses the JSON answer; `Ok(None)` on 404.
+pub fn post_json(client: &Client, url: &str, body: &Value) -> Result<Option<Value>> {
+    let request = client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    answer_json(url, request.send()?)
+}
+
+/// The JSON of a 200 answer, `None` for a 404, an error for any other status.
+fn answer_json(url: &str, response: reqwest::blocking::Response) -> Result<Option<Value>> {
     let status = response.status().as_u16();
     let body = response.text()?;
     if status == 404 {

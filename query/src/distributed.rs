@@ -335,11 +335,16 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
     let answers = futures::future::join_all(calls).await;
     let mut merged: std::collections::BTreeMap<String, Value> = Default::default();
     let mut failed = 0;
-    for answer in answers {
+    // Which indexers answered, for the console's overview of a split deployment.
+    let mut indexers = Vec::with_capacity(answers.len());
+    for (base, answer) in state.fanin.indexers.iter().zip(answers) {
         let Some(streams) = answer.as_ref().and_then(|a| a["streams"].as_array()) else {
             failed += 1;
+            indexers.push(json!({"url": base, "ok": false}));
             continue;
         };
+        let docs: u64 = streams.iter().filter_map(|s| s["docs"].as_u64()).sum();
+        indexers.push(json!({"url": base, "ok": true, "docs": docs}));
         for s in streams {
             let Some(name) = s["name"].as_str() else {
                 continue;
@@ -355,7 +360,8 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
             merge_bound(entry, s, "max_timestamp", |a, b| a > b);
         }
     }
-    let mut body = json!({"streams": merged.into_values().collect::<Vec<_>>()});
+    let mut body =
+        json!({"streams": merged.into_values().collect::<Vec<_>>(), "indexers": indexers});
     if failed > 0 {
         body["partial"] = Value::Bool(true);
     }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::client::{client, encode, get_json, stream_stats};
+use crate::client::{client, encode, get_json, post_json, stream_stats};
 use crate::corpus::{logs::LogGenerator, Civil, CORPUS_START_NS};
 use crate::scenarios::{load, loaded_indexer, time_runs, Ctx};
 use crate::{report, Error, Result};
@@ -62,6 +62,34 @@ fn queries(docs: u64) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The web console's requests (POST bodies) over the newest 15 minutes of the corpus, as the
+/// console sends them on opening: the volume histogram by level, the six facets, and both
+/// together with the first page of hits (the one request the search view makes).
+fn console_requests(docs: u64) -> Vec<(&'static str, Value)> {
+    let span_ns = (docs as f64 / DOCS_PER_SEC * 1e9) as i64;
+    let end = CORPUS_START_NS + span_ns + 1;
+    let start = end - 15 * 60 * 1_000_000_000;
+    let histogram = serde_json::json!({"histogram": {
+        "date_histogram": {"field": "timestamp", "fixed_interval": "30s", "min_doc_count": 0},
+        "aggs": {"level": {"terms": {"field": "level", "size": 20}}}
+    }});
+    let mut facets = serde_json::Map::new();
+    for field in ["namespace", "pod", "container", "node", "level", "cluster"] {
+        facets.insert(
+            format!("facet_{field}"),
+            serde_json::json!({"terms": {"field": field, "size": 10}}),
+        );
+    }
+    let mut both = facets.clone();
+    both.extend(histogram.as_object().cloned().unwrap_or_default());
+    let body = |limit: u32, aggs: Value| serde_json::json!({"q": "*", "start": rfc3339(start), "end": rfc3339(end), "limit": limit, "aggs": aggs});
+    vec![
+        ("console_histogram", body(0, histogram)),
+        ("console_facets", body(0, Value::Object(facets))),
+        ("console_first_page", body(50, Value::Object(both))),
+    ]
+}
+
 /// Runs the scenario over 10M documents (200k with `--quick`, `--docs` to choose).
 pub fn run(ctx: &Ctx) -> Result<()> {
     let docs = ctx.docs_or(200_000, 10_000_000);
@@ -75,23 +103,32 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let runs = ctx.runs();
     for (name, params) in queries(docs) {
         let url = format!("{}/api/v1/logs/search?{params}", indexer.url());
-        let mut total = 0;
-        let result = time_runs(runs, || {
-            let answer = get_json(&http, &url)?.ok_or_else(|| Error::Status {
-                what: url.clone(),
-                status: 404,
-                body: String::new(),
-            })?;
-            total = answer.get("total").and_then(Value::as_u64).unwrap_or(0);
-            Ok(())
-        });
-        match result {
-            Ok(samples) => {
-                report::percentiles(S, name, &samples);
-                report::metric(S, &format!("{name}_total"), total as f64, "docs");
-            }
-            Err(e) => report::unavailable(S, name, &e.to_string()),
-        }
+        measure(name, runs, &url, || get_json(&http, &url));
+    }
+    let url = format!("{}/api/v1/logs/search", indexer.url());
+    for (name, body) in console_requests(docs) {
+        measure(name, runs, &url, || post_json(&http, &url, &body));
     }
     Ok(())
+}
+
+/// Times `runs` answers of `request` and reports their percentiles and the answer's `total`.
+fn measure(name: &str, runs: usize, url: &str, mut request: impl FnMut() -> Result<Option<Value>>) {
+    let mut total = 0;
+    let result = time_runs(runs, || {
+        let answer = request()?.ok_or_else(|| Error::Status {
+            what: url.to_string(),
+            status: 404,
+            body: String::new(),
+        })?;
+        total = answer.get("total").and_then(Value::as_u64).unwrap_or(0);
+        Ok(())
+    });
+    match result {
+        Ok(samples) => {
+            report::percentiles(S, name, &samples);
+            report::metric(S, &format!("{name}_total"), total as f64, "docs");
+        }
+        Err(e) => report::unavailable(S, name, &e.to_string()),
+    }
 }
