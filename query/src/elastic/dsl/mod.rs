@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use tantivy::query::{AllQuery, EmptyQuery, Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{Delimiter, UserInputAst, UserInputLeaf, UserInputLiteral};
 use tantivy::schema::{Field, FieldType, Schema};
+use tantivy::tokenizer::TokenStream;
 use trawl_indexer::StreamSnapshot;
 use trawl_model::Timestamp;
 
@@ -31,7 +32,7 @@ use crate::search::TIMESTAMP_FIELD;
 use compound::boolean;
 use term::{regex_escape, wildcard_to_regex};
 
-pub(crate) use range::{time_bounds, RangeSpec};
+pub(crate) use range::time_bounds;
 
 /// The name a client's field name stands for in `stream`: `@timestamp` is `timestamp`, a
 /// `.keyword` sub-field is the field itself (our keyword fields are already exact), and on
@@ -60,7 +61,28 @@ pub(crate) fn canonical_field(schema: &Schema, stream: &str, name: &str) -> Stri
             return ours;
         }
     }
+    if stream == trawl_model::AUDIT_STREAM {
+        if let Some(ours) = trawl_model::shippers::audit_field(base) {
+            return ours.to_string();
+        }
+    }
     base.to_string()
+}
+
+/// Refuses a field of KubeSphere's audit events that the `audit` stream does not keep
+/// (`Workspace`, `ResponseStatus.status`, ...): a query on it could only match nothing, which
+/// would look like an answer.
+fn check_kept(schema: &Schema, stream: &str, name: &str) -> EsResult<()> {
+    let base = name.strip_suffix(".keyword").unwrap_or(name);
+    if stream == trawl_model::AUDIT_STREAM
+        && schema.find_field(base).is_none()
+        && trawl_model::shippers::KUBE_AUDITING_NOT_KEPT.contains(&base)
+    {
+        return Err(EsError::unsupported(format!(
+            "field [{name}] (trawl's audit stream does not keep it)"
+        )));
+    }
+    Ok(())
 }
 
 /// A query translated for one stream, with the time bounds its conjunctive `range` clauses on
@@ -217,11 +239,15 @@ impl<'a> Translator<'a> {
 
     /// Resolves a client's field name: the schema field, the path inside it (object fields),
     /// and the full name to give the query parser; `None` when the stream has no such field.
-    pub(super) fn resolve(&self, name: &str) -> Option<Resolved> {
+    /// A KubeSphere audit field the stream does not keep is a 400.
+    fn resolve(&self, name: &str) -> EsResult<Option<Resolved>> {
         let schema = &self.snapshot.schema;
+        check_kept(schema, &self.snapshot.stream, name)?;
         let full = canonical_field(schema, &self.snapshot.stream, name);
-        let (field, path) = schema.find_field(&full)?;
-        Some(Resolved {
+        let Some((field, path)) = schema.find_field(&full) else {
+            return Ok(None);
+        };
+        Ok(Some(Resolved {
             field,
             json: !path.is_empty()
                 || matches!(
@@ -229,16 +255,37 @@ impl<'a> Translator<'a> {
                     FieldType::JsonObject(_)
                 ),
             full,
-        })
+        }))
     }
 
-    pub(super) fn field_type(&self, field: Field) -> &FieldType {
+    /// The terms `text` is indexed as in an analysed field (its tokenizer's output); the text
+    /// itself, whole, in a keyword field.
+    fn tokens(&self, resolved: &Resolved, text: &str) -> EsResult<Vec<String>> {
+        let Some(tokenizer_name) = self.text_tokenizer(resolved) else {
+            return Ok(vec![text.to_string()]);
+        };
+        let mut tokenizer = self
+            .snapshot
+            .tokenizers
+            .get(&tokenizer_name)
+            .ok_or_else(|| {
+                EsError::illegal_argument(format!("unknown tokenizer `{tokenizer_name}`"))
+            })?;
+        let mut stream = tokenizer.token_stream(text);
+        let mut tokens = Vec::new();
+        while stream.advance() {
+            tokens.push(stream.token().text.clone());
+        }
+        Ok(tokens)
+    }
+
+    fn field_type(&self, field: Field) -> &FieldType {
         self.snapshot.schema.get_field_entry(field).field_type()
     }
 
     /// The tokenizer of an analysed text field (or object field), `None` for keywords
     /// (`raw`), numbers, dates and booleans.
-    pub(super) fn text_tokenizer(&self, resolved: &Resolved) -> Option<String> {
+    fn text_tokenizer(&self, resolved: &Resolved) -> Option<String> {
         let options = match self.field_type(resolved.field) {
             FieldType::Str(options) => options.get_indexing_options()?,
             FieldType::JsonObject(options) => options.get_text_indexing_options()?,
@@ -249,7 +296,7 @@ impl<'a> Translator<'a> {
     }
 
     /// One literal leaf built by tantivy's parser (it knows object paths, types and analysis).
-    pub(super) fn parsed_literal(
+    fn parsed_literal(
         &self,
         field: &str,
         phrase: &str,
@@ -268,7 +315,7 @@ impl<'a> Translator<'a> {
         ))))
     }
 
-    pub(super) fn build_ast(&self, ast: UserInputAst) -> EsResult<Box<dyn Query>> {
+    fn build_ast(&self, ast: UserInputAst) -> EsResult<Box<dyn Query>> {
         let parser = QueryParser::new(
             self.snapshot.schema.clone(),
             self.snapshot.default_fields.clone(),
@@ -288,11 +335,11 @@ struct Resolved {
     full: String,
 }
 
-pub(super) fn utc() -> chrono::FixedOffset {
+fn utc() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("zero is a valid offset"))
 }
 
-pub(super) fn parser_error(kind: &str, err: QueryParserError) -> EsError {
+fn parser_error(kind: &str, err: QueryParserError) -> EsError {
     match err {
         QueryParserError::FieldDoesNotExist(field) => {
             EsError::parsing(format!("[{kind}] field [{field}] does not exist"))
@@ -301,13 +348,13 @@ pub(super) fn parser_error(kind: &str, err: QueryParserError) -> EsError {
     }
 }
 
-pub(super) fn field_obj<'v>(body: &'v Value, kind: &str) -> EsResult<&'v Map<String, Value>> {
+fn field_obj<'v>(body: &'v Value, kind: &str) -> EsResult<&'v Map<String, Value>> {
     body.as_object()
         .ok_or_else(|| EsError::parsing(format!("[{kind}] query malformed, expected an object")))
 }
 
 /// The one `{field: spec}` pair of a leaf query (ignoring `boost` and `_name`).
-pub(super) fn one_field<'v>(body: &'v Value, kind: &str) -> EsResult<(&'v str, &'v Value)> {
+fn one_field<'v>(body: &'v Value, kind: &str) -> EsResult<(&'v str, &'v Value)> {
     let object = field_obj(body, kind)?;
     let mut fields = object
         .iter()
@@ -324,7 +371,7 @@ pub(super) fn one_field<'v>(body: &'v Value, kind: &str) -> EsResult<(&'v str, &
 }
 
 /// A scalar query value as text (strings as is, numbers and booleans printed).
-pub(super) fn scalar_text(value: &Value) -> EsResult<String> {
+fn scalar_text(value: &Value) -> EsResult<String> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),

@@ -22,7 +22,7 @@ impl Translator<'_> {
             .as_object()
             .ok_or_else(|| EsError::parsing("[range] bounds must be an object"))?;
         let bounds = RangeSpec::parse(spec)?;
-        let Some(resolved) = self.resolve(name) else {
+        let Some(resolved) = self.resolve(name)? else {
             return Ok(Box::new(EmptyQuery));
         };
         if !resolved.json {

@@ -17,7 +17,7 @@ use crate::elastic::error::{EsError, EsResult};
 impl Translator<'_> {
     /// Exact value: a keyword as is, a number, a boolean, a date (its whole period).
     pub(super) fn term(&self, name: &str, value: &Value) -> EsResult<Box<dyn Query>> {
-        let Some(resolved) = self.resolve(name) else {
+        let Some(resolved) = self.resolve(name)? else {
             return Ok(Box::new(EmptyQuery));
         };
         if resolved.json {
@@ -99,7 +99,7 @@ impl Translator<'_> {
 
     /// `prefix`, `wildcard` and `regexp` on a keyword or text field (matched against its terms).
     pub(super) fn regex(&self, name: &str, pattern: &str, kind: &str) -> EsResult<Box<dyn Query>> {
-        let Some(resolved) = self.resolve(name) else {
+        let Some(resolved) = self.resolve(name)? else {
             return Ok(Box::new(EmptyQuery));
         };
         if resolved.json || !matches!(self.field_type(resolved.field), FieldType::Str(_)) {
@@ -112,7 +112,7 @@ impl Translator<'_> {
         Ok(Box::new(query))
     }
     pub(super) fn exists(&self, name: &str) -> EsResult<Box<dyn Query>> {
-        let Some(resolved) = self.resolve(name) else {
+        let Some(resolved) = self.resolve(name)? else {
             return Ok(Box::new(EmptyQuery));
         };
         let entry = self.snapshot.schema.get_field_entry(resolved.field);

@@ -5,10 +5,10 @@ use serde_json::{Map, Value};
 use tantivy::query::{AllQuery, EmptyQuery, Query, QueryParser, TermQuery};
 use tantivy::query_grammar::{Delimiter, UserInputAst, UserInputLeaf};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::tokenizer::TokenStream;
 use tantivy::Term;
 
 use super::compound::{boolean, minimum_should_match};
+use super::term::regex_escape;
 use super::{canonical_field, field_obj, parser_error, scalar_text, utc, Translator};
 use crate::elastic::datemath::parse_time_zone;
 use crate::elastic::error::{EsError, EsResult};
@@ -22,12 +22,12 @@ impl Translator<'_> {
         value: &Value,
         options: &Map<String, Value>,
     ) -> EsResult<Box<dyn Query>> {
-        let Some(resolved) = self.resolve(name) else {
+        let Some(resolved) = self.resolve(name)? else {
             return Ok(Box::new(EmptyQuery));
         };
-        let Some(tokenizer_name) = self.text_tokenizer(&resolved) else {
+        if self.text_tokenizer(&resolved).is_none() {
             return self.term(name, value);
-        };
+        }
         if resolved.json {
             return self.parsed_literal(
                 &resolved.full,
@@ -37,20 +37,14 @@ impl Translator<'_> {
                 false,
             );
         }
-        let mut tokenizer = self
-            .snapshot
-            .tokenizers
-            .get(&tokenizer_name)
-            .ok_or_else(|| {
-                EsError::illegal_argument(format!("unknown tokenizer `{tokenizer_name}`"))
-            })?;
-        let text = scalar_text(value)?;
-        let mut stream = tokenizer.token_stream(&text);
-        let mut terms: Vec<Box<dyn Query>> = Vec::new();
-        while stream.advance() {
-            let term = Term::from_field_text(resolved.field, &stream.token().text);
-            terms.push(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
-        }
+        let terms: Vec<Box<dyn Query>> = self
+            .tokens(&resolved, &scalar_text(value)?)?
+            .iter()
+            .map(|token| {
+                let term = Term::from_field_text(resolved.field, token);
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>
+            })
+            .collect();
         if terms.is_empty() {
             return Ok(
                 match options.get("zero_terms_query").and_then(Value::as_str) {
@@ -79,7 +73,9 @@ impl Translator<'_> {
         Ok(boolean(Vec::new(), terms, Vec::new(), msm))
     }
 
-    /// A phrase (with `slop`), or a phrase whose last word is a prefix.
+    /// A phrase (with `slop`), or a phrase whose last word is a prefix. As in Elasticsearch, a
+    /// `match_phrase_prefix` of one term (one word of text, any value of a keyword) is a prefix
+    /// query on it, and one of no term matches nothing.
     pub(super) fn phrase(
         &self,
         name: &str,
@@ -87,11 +83,19 @@ impl Translator<'_> {
         options: &Map<String, Value>,
         prefix: bool,
     ) -> EsResult<Box<dyn Query>> {
-        let Some(resolved) = self.resolve(name) else {
+        let Some(resolved) = self.resolve(name)? else {
             return Ok(Box::new(EmptyQuery));
         };
         if self.text_tokenizer(&resolved).is_none() && !resolved.json && !prefix {
             return self.term(name, value);
+        }
+        if prefix && !resolved.json {
+            let tokens = self.tokens(&resolved, &scalar_text(value)?)?;
+            match tokens.as_slice() {
+                [] => return Ok(Box::new(EmptyQuery)),
+                [only] => return self.regex(name, &format!("{}.*", regex_escape(only)), "prefix"),
+                _ => {}
+            }
         }
         let slop = match options.get("slop") {
             None => 0,
@@ -212,7 +216,7 @@ impl Translator<'_> {
             } else {
                 default_fields
                     .iter()
-                    .filter_map(|name| self.resolve(name))
+                    .filter_map(|name| self.resolve(name).ok().flatten())
                     .filter(|r| !r.json)
                     .map(|r| r.field)
                     .collect()
