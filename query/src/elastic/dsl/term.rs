@@ -95,8 +95,6 @@ impl Translator<'_> {
         Ok(boolean(Vec::new(), clauses, Vec::new(), 1))
     }
 
-    /// Analysed match: the text's tokens, all required (`operator: and`) or any (`or`, the
-
     /// `prefix`, `wildcard` and `regexp` on a keyword or text field (matched against its terms).
     pub(super) fn regex(&self, name: &str, pattern: &str, kind: &str) -> EsResult<Box<dyn Query>> {
         let Some(resolved) = self.resolve(name)? else {
