@@ -342,6 +342,7 @@ mod query {
         .merge(trawl_query::elastic::routes(
             Arc::new(indexer.clone()),
             limits.clone(),
+            trawl_query::elastic::ElasticSettings::from_config(&config.query),
         ))
         .merge(trawl_query::stats::routes(Arc::new(indexer.clone())))
         .merge(trawl_query::tail::routes(

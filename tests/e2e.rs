@@ -54,6 +54,12 @@
 //!   matching records; exports in every format hold exactly the matching records (sorted in
 //!   hit order when asked); the `trawl search` and `trawl export` client commands, and their
 //!   error messages.
+//! - `kubesphere` — KubeSphere's ks-apiserver as a client: Fluent Bit and kube-auditing
+//!   documents `_bulk`-written to `ks-logstash-*-<date>`, then the exact bodies of its logging
+//!   and auditing clients (search, count over time, statistics, every filter kind) answered
+//!   with counts, buckets, pages and `_source` shapes equal to a computed ground truth; its
+//!   version probe, `hits.total` by client major, events without an events stream, refusals
+//!   (scroll, audit fields not kept) and a namespace-scoped token.
 //! - `resend`    — a batch resent to `_bulk`, the ingest API, OTLP or Loki push (after a dropped
 //!   answer, `"errors": true`, SIGKILL, a seal) is answered again and indexed once; `_bulk`
 //!   `create` of a written `_id` is a 409 item; lean answers and `filter_path`; WAL replay
@@ -90,6 +96,8 @@ mod elastic;
 mod export_tail;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/kubesphere.rs"]
+mod kubesphere;
 #[path = "e2e/merge.rs"]
 mod merge;
 #[path = "e2e/resend.rs"]

@@ -1,5 +1,6 @@
 //! `[query]`: search limits and the leaves a searcher fans out to.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,14 @@ pub struct QueryConfig {
     /// Default `system:nodes` and `system:serviceaccounts:kube-system`; `system:masters` is
     /// deliberately not in it, since people hold it.
     pub audit_system_groups: Vec<String>,
+    /// Index names of the Elasticsearch-compatible API and the streams they are: pattern
+    /// (`*` matches any run of characters) → stream. `_bulk` to a matching index writes to the
+    /// stream, a search of a matching name or pattern searches it, and its hits come back in
+    /// the shape the KubeSphere writers give them (Fluent Bit's names for `logs`,
+    /// kube-auditing's for `audit`). Read by the indexer (`_bulk`) and the searcher alike.
+    /// Default: KubeSphere's `ks-logstash-log*` → `logs`, `ks-logstash-auditing*` → `audit`,
+    /// `ks-logstash-events*` → `events` (a stream that exists only when declared).
+    pub elastic_index_patterns: BTreeMap<String, String>,
 }
 
 impl Default for QueryConfig {
@@ -60,6 +69,7 @@ impl Default for QueryConfig {
             report_group_limit: default_report_group_limit(),
             audit_system_users: default_audit_system_users(),
             audit_system_groups: default_audit_system_groups(),
+            elastic_index_patterns: default_elastic_index_patterns(),
         }
     }
 }
@@ -103,5 +113,12 @@ fn default_audit_system_groups() -> Vec<String> {
     ["system:nodes", "system:serviceaccounts:kube-system"]
         .into_iter()
         .map(String::from)
+        .collect()
+}
+
+fn default_elastic_index_patterns() -> BTreeMap<String, String> {
+    trawl_model::elastic::KUBESPHERE_INDEX_PATTERNS
+        .iter()
+        .map(|(pattern, stream)| (pattern.to_string(), stream.to_string()))
         .collect()
 }

@@ -387,6 +387,15 @@ fn query(problems: &mut Problems, q: &QueryConfig) {
     );
     problems.non_empty_entries("query.audit_system_users", &q.audit_system_users);
     problems.non_empty_entries("query.audit_system_groups", &q.audit_system_groups);
+    for (pattern, stream) in &q.elastic_index_patterns {
+        let key = format!("query.elastic_index_patterns.{pattern}");
+        if pattern.trim().is_empty() || pattern.contains(',') {
+            problems.add(key.clone(), "a pattern must be non-empty and hold no comma");
+        }
+        if let Err(error) = trawl_model::validate_stream_name(stream) {
+            problems.add(key, error.to_string());
+        }
+    }
 }
 
 fn stream(problems: &mut Problems, name: &str, s: &StreamConfig) {

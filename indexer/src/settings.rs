@@ -187,6 +187,9 @@ pub struct IndexerSettings {
     pub batch_dedup_window: Duration,
     /// Streams whose unsealed WAL records may be dropped when they are no longer configured.
     pub drop_unconfigured_streams: Vec<String>,
+    /// Index name patterns of `_bulk` and the streams they write to
+    /// (`query.elastic_index_patterns`: one table for both halves of the Elasticsearch API).
+    pub elastic_index_patterns: BTreeMap<String, String>,
     /// Fails storage writes on demand (fault tests); `None` in production.
     pub storage_fault: Option<StorageFault>,
     /// Called at the crash points (fault tests); `None` in production.
@@ -241,6 +244,7 @@ impl IndexerSettings {
             auto_create_streams: c.auto_create_streams,
             batch_dedup_window: Duration::from_secs(c.batch_dedup_window_secs),
             drop_unconfigured_streams: c.drop_unconfigured_streams.clone(),
+            elastic_index_patterns: config.query.elastic_index_patterns.clone(),
             storage_fault: None,
             crash_hook: None,
         }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod codec;
+pub mod elastic;
 mod error;
 pub mod level;
 pub mod log;

@@ -36,6 +36,27 @@ pub fn take(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
     None
 }
 
+/// Sets the value at a dotted path through nested objects, creating them (`a.b` is
+/// `{"a": {"b": value}}`); a non-object in the way is replaced.
+pub fn insert(map: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let slot = map
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            if let Value::Object(inner) = slot {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -55,6 +76,12 @@ mod tests {
         assert_eq!(lookup(&map, "c.x"), None);
         assert_eq!(take(&mut map, "c.d.e"), Some(json!(2)));
         assert_eq!(take(&mut map, "g.h.i"), Some(json!(4)));
-        assert_eq!(Value::Object(map), json!({"a.b": 1, "c": {"f": 3}}));
+        assert_eq!(Value::Object(map.clone()), json!({"a.b": 1, "c": {"f": 3}}));
+        insert(&mut map, "c.g.h", json!(5));
+        insert(&mut map, "i", json!(6));
+        assert_eq!(
+            Value::Object(map),
+            json!({"a.b": 1, "c": {"f": 3, "g": {"h": 5}}, "i": 6})
+        );
     }
 }

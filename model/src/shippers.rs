@@ -424,5 +424,167 @@ pub fn audit_aliases(doc: &mut Map<String, Value>) {
     }
 }
 
+/// The `logs` fields under the names KubeSphere's Fluent Bit writes them (its `es` output
+/// with the `kubernetes` filter), which ks-apiserver decodes from `_source`.
+pub const FLUENT_BIT_NAMES: &[(&str, &str)] = &[
+    ("timestamp", "time"),
+    ("message", "log"),
+    ("stream", "stream"),
+    ("namespace", "kubernetes.namespace_name"),
+    ("pod", "kubernetes.pod_name"),
+    ("pod_uid", "kubernetes.pod_id"),
+    ("container", "kubernetes.container_name"),
+    ("container_id", "kubernetes.docker_id"),
+    ("image", "kubernetes.container_image"),
+    ("node", "kubernetes.host"),
+    ("labels", "kubernetes.labels"),
+];
+
+/// An `audit` field, the path KubeSphere's kube-auditing writes it under (its Go struct
+/// marshalled without JSON tags: `AuditID`, `User.Username`, ...), and the path of the
+/// audit.k8s.io/v1 `Event` that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditAlias {
+    pub field: &'static str,
+    pub kubesphere: &'static str,
+    pub k8s: &'static str,
+}
+
+const fn audit_alias(
+    field: &'static str,
+    kubesphere: &'static str,
+    k8s: &'static str,
+) -> AuditAlias {
+    AuditAlias {
+        field,
+        kubesphere,
+        k8s,
+    }
+}
+
+/// KubeSphere's audit event names (kube-auditing's `Event`, as ks-apiserver's auditing client
+/// queries them) of the `audit` stream's fields.
+pub const KUBE_AUDITING_ALIASES: &[AuditAlias] = &[
+    audit_alias(
+        "timestamp",
+        "RequestReceivedTimestamp",
+        "requestReceivedTimestamp",
+    ),
+    audit_alias("stage_timestamp", "StageTimestamp", "stageTimestamp"),
+    audit_alias("audit_id", "AuditID", "auditID"),
+    audit_alias("stage", "Stage", "stage"),
+    audit_alias("level", "Level", "level"),
+    audit_alias("verb", "Verb", "verb"),
+    audit_alias("request_uri", "RequestURI", "requestURI"),
+    audit_alias("user", "User.Username", "user.username"),
+    audit_alias("user_uid", "User.UID", "user.uid"),
+    audit_alias("user_groups", "User.Groups", "user.groups"),
+    audit_alias(
+        "impersonated_user",
+        "ImpersonatedUser.Username",
+        "impersonatedUser.username",
+    ),
+    audit_alias(
+        "impersonated_groups",
+        "ImpersonatedUser.Groups",
+        "impersonatedUser.groups",
+    ),
+    audit_alias("source_ips", "SourceIPs", "sourceIPs"),
+    audit_alias("user_agent", "UserAgent", "userAgent"),
+    audit_alias("api_group", "ObjectRef.APIGroup", "objectRef.apiGroup"),
+    audit_alias(
+        "api_version",
+        "ObjectRef.APIVersion",
+        "objectRef.apiVersion",
+    ),
+    audit_alias("resource", "ObjectRef.Resource", "objectRef.resource"),
+    audit_alias(
+        "subresource",
+        "ObjectRef.Subresource",
+        "objectRef.subresource",
+    ),
+    audit_alias("namespace", "ObjectRef.Namespace", "objectRef.namespace"),
+    audit_alias("name", "ObjectRef.Name", "objectRef.name"),
+    audit_alias("status_code", "ResponseStatus.code", "responseStatus.code"),
+    audit_alias(
+        "status_message",
+        "ResponseStatus.message",
+        "responseStatus.message",
+    ),
+    audit_alias("annotations", "Annotations", "annotations"),
+    audit_alias("request_object", "RequestObject", "requestObject"),
+    audit_alias("response_object", "ResponseObject", "responseObject"),
+];
+
+/// Fields of kube-auditing's events that the `audit` stream does not keep: a query naming one
+/// is refused (it could only ever match nothing), never answered with a silent 0.
+pub const KUBE_AUDITING_NOT_KEPT: &[&str] = &[
+    "Workspace",
+    "Devops",
+    "Cluster",
+    "Message",
+    "HostName",
+    "HostIP",
+    "ResponseStatus.status",
+    "ResponseStatus.reason",
+    "ObjectRef.UID",
+    "ObjectRef.ResourceVersion",
+    "User.Extra",
+];
+
+/// The `audit` field a kube-auditing name stands for in a query (`User.Username` is `user`).
+pub fn audit_field(key: &str) -> Option<&'static str> {
+    KUBE_AUDITING_ALIASES
+        .iter()
+        .find(|a| a.kubesphere == key)
+        .map(|a| a.field)
+}
+
+/// Whether a document is one of kube-auditing's events (it has `AuditID`).
+pub fn is_kube_auditing(doc: &Map<String, Value>) -> bool {
+    doc.contains_key("AuditID")
+}
+
+/// A kube-auditing event as the audit.k8s.io/v1 `Event` it wraps (`AuditID` → `auditID`,
+/// `User.Username` → `user.username`, ...); what the `audit` stream does not keep is left out.
+pub fn kube_auditing_to_k8s(doc: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for alias in KUBE_AUDITING_ALIASES {
+        if let Some(value) = lookup(doc, alias.kubesphere).filter(|v| !v.is_null()) {
+            crate::path::insert(&mut out, alias.k8s, value.clone());
+        }
+    }
+    out
+}
+
+/// A flat `logs` or `audit` record (Trawl's field names) in the shape KubeSphere's writers
+/// give it: Fluent Bit's names for `logs`, kube-auditing's for `audit`; fields with no such
+/// name, and empty ones (a record does not tell an empty field from an absent one), are left
+/// out, and any other stream's record is returned as it is.
+pub fn kubesphere_source(stream: &str, record: &Map<String, Value>) -> Map<String, Value> {
+    let names: Vec<(&str, &str)> = match stream {
+        crate::LOGS_STREAM => FLUENT_BIT_NAMES.to_vec(),
+        crate::AUDIT_STREAM => KUBE_AUDITING_ALIASES
+            .iter()
+            .map(|a| (a.field, a.kubesphere))
+            .collect(),
+        _ => return record.clone(),
+    };
+    let mut out = Map::new();
+    for (field, path) in names {
+        let empty = |v: &&Value| match v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            Value::Object(fields) => fields.is_empty(),
+            _ => false,
+        };
+        if let Some(value) = record.get(field).filter(|v| !empty(v)) {
+            crate::path::insert(&mut out, path, value.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -400,24 +400,34 @@ fn run_parallel(
 
 /// Runs `work` on every item on up to `parallelism` threads, each pulling the next item when
 /// done with one, in the order of `visit` (a permutation of their positions). Results come
-/// back in item order. The first error wins and stops the others from starting new items.
-pub(crate) fn parallel_visit<I: Sync, T: Send>(
+/// back in item order. The first error wins and stops the others from starting new items. A
+/// panic inside `work` (tantivy on a damaged split) fails that item with
+/// [`Error::Internal`], never the process or the thread pool. The one executor of every
+/// search that visits targets (the search API, the reports, the Elasticsearch API); `E` is the
+/// caller's error type.
+pub(crate) fn parallel_visit<I: Sync, T: Send, E: Send + From<Error>>(
     items: &[I],
     visit: &[usize],
     parallelism: usize,
-    work: impl Fn(&I) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
+    work: impl Fn(&I) -> std::result::Result<T, E> + Sync,
+) -> std::result::Result<Vec<T>, E> {
     let workers = parallelism.max(1).min(items.len());
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let slots: Mutex<Vec<Option<Result<T>>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    let slots: Mutex<Vec<Option<std::result::Result<T, E>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
     let worker = || loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
         let Some(&i) = visit.get(n) else { break };
         if failed.load(Ordering::Relaxed) {
             break;
         }
-        let result = work(&items[i]);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&items[i])))
+            .unwrap_or_else(|_| {
+                Err(E::from(Error::Internal(
+                    "a search worker panicked".to_string(),
+                )))
+            });
         if result.is_err() {
             failed.store(true, Ordering::Relaxed);
         }
@@ -439,7 +449,7 @@ pub(crate) fn parallel_visit<I: Sync, T: Send>(
     }
     let slots = slots
         .into_inner()
-        .map_err(|_| Error::Internal("a search worker panicked".to_string()))?;
+        .map_err(|_| E::from(Error::Internal("a search worker panicked".to_string())))?;
     let mut results = Vec::with_capacity(slots.len());
     let mut first_error = None;
     let mut not_started = false;
@@ -455,7 +465,9 @@ pub(crate) fn parallel_visit<I: Sync, T: Send>(
     }
     match first_error {
         Some(err) => Err(err),
-        None if not_started => Err(Error::Internal("a search worker failed".to_string())),
+        None if not_started => Err(E::from(Error::Internal(
+            "a search worker failed".to_string(),
+        ))),
         None => Ok(results),
     }
 }

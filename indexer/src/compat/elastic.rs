@@ -2,7 +2,9 @@
 //!
 //! The body is NDJSON action/document pairs. `index` and `create` put a document into the
 //! stream named by `_index` (or the path's index); `delete` and `update` are answered per item
-//! with 400 naming the action, never dropped silently. Documents sent to `logs` are mapped from
+//! with 400 naming the action, never dropped silently. An index name matching a pattern of
+//! `query.elastic_index_patterns` (KubeSphere's daily `ks-logstash-log-<date>`, ...) writes to
+//! that pattern's stream. Documents sent to `logs` are mapped from
 //! the shapes of Fluent Bit, Vector, Filebeat and Trawl's own names by the ingest
 //! ([`crate::compat::shapes`]); documents for `audit` are audit events; any other index is a generic stream. An unknown index answers
 //! 404 `index_not_found_exception` per item, unless `indexer.auto_create_streams` is on (the
@@ -33,6 +35,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 use trawl_config::StreamConfig;
 use trawl_model::codec::ndjson_lines;
+use trawl_model::elastic;
 
 use crate::api::{ApiError, ErrorCode};
 use crate::compat::filter_path;
@@ -335,10 +338,13 @@ async fn index_items(
     items: &mut [BulkItem],
     origin: u128,
 ) -> Result<(), ApiError> {
+    // A daily index (`ks-logstash-log-2024.01.31`) writes to the stream its pattern names.
+    let patterns = &state.indexer.settings().elastic_index_patterns;
     let mut by_stream: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         if item.failure.is_none() {
-            by_stream.entry(item.index.clone()).or_default().push(i);
+            let stream = elastic::route_index(patterns, &item.index).unwrap_or(&item.index);
+            by_stream.entry(stream.to_string()).or_default().push(i);
         }
     }
     for (stream, members) in by_stream {
@@ -463,7 +469,7 @@ fn api_error(err: ApiError, request: &HeaderMap) -> Response {
     )
 }
 
-/// `{"error": {"root_cause": [{"type", "reason"}], "type", "reason"}, "status"}`.
+/// Elasticsearch's error body ([`elastic::error_body`]) with its status and `Retry-After`.
 pub(crate) fn error_response(
     status: StatusCode,
     kind: &str,
@@ -471,14 +477,7 @@ pub(crate) fn error_response(
     retry_after: Option<u64>,
     request: &HeaderMap,
 ) -> Response {
-    let body = json!({
-        "error": {
-            "root_cause": [{"type": kind, "reason": reason}],
-            "type": kind,
-            "reason": reason,
-        },
-        "status": status.as_u16(),
-    });
+    let body = elastic::error_body(status.as_u16(), kind, reason, None);
     let mut response = json_response(status, &body, request);
     if let Some(secs) = retry_after {
         if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
@@ -488,15 +487,17 @@ pub(crate) fn error_response(
     response
 }
 
-/// A JSON answer, typed `application/vnd.elasticsearch+json; compatible-with=8` when the client
-/// asked for the vendor type (the official clients do), else `application/json`.
+/// A JSON answer, typed [`elastic::COMPAT_JSON`] when the client asked for the compatibility
+/// mode in `Accept` or `Content-Type` (the official clients do), else `application/json`.
 fn json_response(status: StatusCode, body: &Value, request: &HeaderMap) -> Response {
-    let vendor = request
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("vnd.elasticsearch+json"));
-    let content_type = if vendor {
-        "application/vnd.elasticsearch+json;compatible-with=8"
+    let compat = [header::ACCEPT, header::CONTENT_TYPE].iter().any(|h| {
+        request
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(elastic::asks_compat)
+    });
+    let content_type = if compat {
+        elastic::COMPAT_JSON
     } else {
         "application/json"
     };

@@ -1,7 +1,8 @@
 //! Per-line mapping of what ingest receives onto its stream's records, before validation and
 //! the WAL: a `logs` line in any shipper's shape (Fluent Bit, Vector, Filebeat, Trawl's own
 //! names; see [`trawl_model::shippers`]) becomes a `logs` record, a flat audit document written
-//! with `@timestamp` gets its `timestamp`. Every ingest surface goes through it (the native
+//! with `@timestamp` gets its `timestamp`, and KubeSphere's kube-auditing event (`AuditID`,
+//! `User.Username`, ...) becomes the audit.k8s.io/v1 event it wraps. Every ingest surface goes through it (the native
 //! ingest API, `_bulk`, Loki push, OTLP), except the batches of Trawl's own collector, which
 //! are records already and are never rewritten.
 
@@ -50,6 +51,12 @@ pub(crate) fn normalise_line<'a>(
             let Ok(mut doc) = serde_json::from_slice::<Map<String, Value>>(line) else {
                 return Ok(as_it_came(line));
             };
+            // KubeSphere's kube-auditing writes the event under its Go names (`AuditID`).
+            if shippers::is_kube_auditing(&doc) {
+                return serde_json::to_vec(&shippers::kube_auditing_to_k8s(&doc))
+                    .map(Cow::Owned)
+                    .map_err(|e| format!("the record could not be encoded: {e}"));
+            }
             if doc.contains_key("timestamp") || !doc.contains_key("@timestamp") {
                 return Ok(as_it_came(line));
             }

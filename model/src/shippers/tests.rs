@@ -270,3 +270,49 @@ fn query_field_names_map_like_ingest() {
         }
     }
 }
+
+/// kube-auditing's Go names become the audit.k8s.io/v1 event, and an `audit` record goes back
+/// to kube-auditing's names (empty fields left out); a logs record to Fluent Bit's.
+#[test]
+fn kubesphere_shapes_round_trip() {
+    let Value::Object(doc) = json!({
+        "Workspace": "ws", "AuditID": "a1", "Stage": "ResponseComplete", "Verb": "get",
+        "User": {"Username": "alice", "Groups": ["g"], "Extra": null},
+        "ObjectRef": {"Namespace": "demo", "Resource": "pods", "Subresource": ""},
+        "ResponseStatus": {"metadata": {}, "status": "Failure", "code": 404},
+        "RequestReceivedTimestamp": "2026-01-14T23:00:30.000000Z"
+    }) else {
+        unreachable!()
+    };
+    assert!(is_kube_auditing(&doc));
+    assert_eq!(
+        Value::Object(kube_auditing_to_k8s(&doc)),
+        json!({"auditID": "a1", "stage": "ResponseComplete", "verb": "get",
+            "user": {"username": "alice", "groups": ["g"]},
+            "objectRef": {"namespace": "demo", "resource": "pods", "subresource": ""},
+            "responseStatus": {"code": 404},
+            "requestReceivedTimestamp": "2026-01-14T23:00:30.000000Z"})
+    );
+    assert_eq!(audit_field("User.Username"), Some("user"));
+    assert_eq!(audit_field("ResponseStatus.code"), Some("status_code"));
+    assert_eq!(audit_field("Workspace"), None);
+    let Value::Object(record) = json!({"audit_id": "a1", "user": "alice", "user_groups": ["g"],
+        "namespace": "demo", "subresource": "", "status_code": 404, "annotations": {}})
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        Value::Object(kubesphere_source("audit", &record)),
+        json!({"AuditID": "a1", "User": {"Username": "alice", "Groups": ["g"]},
+            "ObjectRef": {"Namespace": "demo"}, "ResponseStatus": {"code": 404}})
+    );
+    let Value::Object(record) = json!({"message": "hi", "timestamp": "t", "pod": "p",
+        "namespace": "n", "level": "info"})
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        Value::Object(kubesphere_source("logs", &record)),
+        json!({"log": "hi", "time": "t", "kubernetes": {"pod_name": "p", "namespace_name": "n"}})
+    );
+}

@@ -119,6 +119,17 @@ impl SourceFilter {
     }
 }
 
+impl SourceFilter {
+    /// Whether a field of a `_source` in a writer's shape (`log`, `kubernetes`) is shown: the
+    /// patterns match the names as written.
+    pub(crate) fn keeps_as_written(&self, name: &str) -> bool {
+        let matches = |pattern: &String| glob_match(pattern, name);
+        self.enabled
+            && (self.includes.is_empty() || self.includes.iter().any(matches))
+            && !self.excludes.iter().any(matches)
+    }
+}
+
 /// A `docvalue_fields` / `fields` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FieldRequest {
@@ -128,30 +139,7 @@ pub(crate) struct FieldRequest {
     pub format: Option<String>,
 }
 
-/// `*` matches any run of characters; everything else is literal.
-pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let mut rest = text;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            match rest.strip_prefix(part) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(pos) => rest = &rest[pos + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
+pub(crate) use trawl_model::elastic::glob_match;
 
 impl SearchBody {
     /// Validates a search body (an empty body is `match_all`); `params` are the URL's
@@ -304,6 +292,11 @@ impl SearchBody {
                     self.source.excludes = value.split(',').map(str::to_string).collect()
                 }
                 "timeout" => self.timeout = Some(parse_duration(value)?),
+                "scroll" => {
+                    return Err(EsError::unsupported(
+                        "[scroll] (page with search_after instead)",
+                    ))
+                }
                 // Transport and shard-routing options that mean nothing for one node.
                 _ => {}
             }
@@ -516,6 +509,9 @@ fn parse_fields(value: &Value, key: &str) -> EsResult<Vec<FieldRequest>> {
 pub(crate) struct AggFix {
     /// A `date_histogram`: integer keys, and `key_as_string` in this format when given.
     pub date_format: Option<Option<String>>,
+    /// A `cardinality` or `value_count`: its `value` is an integer (Elasticsearch's clients,
+    /// KubeSphere's among them, decode it into an integer type).
+    pub integer_value: bool,
     /// The fixes of the sub-aggregations, by name.
     pub children: BTreeMap<String, AggFix>,
 }
@@ -583,6 +579,7 @@ pub(crate) fn rewrite_aggs(
                             "[script] in aggregation [{name}]"
                         )));
                     }
+                    fix.integer_value = matches!(kind, "cardinality" | "value_count");
                     match kind {
                         "date_histogram" => {
                             fix.date_format = Some(rewrite_date_histogram(&mut body, name, now)?)
@@ -777,6 +774,11 @@ pub(crate) fn fix_agg_results(results: &mut Value, fixes: &BTreeMap<String, AggF
         let Some(result) = object.get_mut(name) else {
             continue;
         };
+        if fix.integer_value {
+            if let Some(value) = result.get("value").and_then(Value::as_f64) {
+                result["value"] = Value::from(value.round() as i64);
+            }
+        }
         let buckets: Vec<&mut Value> = match result.get_mut("buckets") {
             Some(Value::Array(items)) => items.iter_mut().collect(),
             Some(Value::Object(items)) => items.values_mut().collect(),
@@ -923,15 +925,5 @@ mod tests {
             "[geohash_grid] aggregation is not supported by trawl"
         );
         assert_eq!(err.status.as_u16(), 400);
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*", "x"));
-        assert!(glob_match("lev*", "level"));
-        assert!(glob_match("*el", "level"));
-        assert!(glob_match("l*v*l", "level"));
-        assert!(!glob_match("lev", "level"));
-        assert!(!glob_match("a*b", "ba"));
     }
 }

@@ -238,13 +238,20 @@ fn parse_iso(text: &str, zone: FixedOffset) -> Option<DatePeriod> {
     }
     let _ = given;
     let naive = date.and_hms_nano_opt(hour, minute, second, nanos)?;
-    let start = offset
-        .from_local_datetime(&naive)
-        .single()?
-        .timestamp_nanos_opt()?;
+    let local = offset.from_local_datetime(&naive).single()?;
+    // Outside the nanosecond range (1677 to 2262) a bound clamps to its end, as Elasticsearch
+    // clamps bounds on `date_nanos` fields: Go's zero time `0001-01-01T00:00:00Z`, which
+    // KubeSphere sends as "since forever", is the beginning of time.
+    let start = local
+        .timestamp_nanos_opt()
+        .unwrap_or(if local.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        });
     Some(DatePeriod {
         start,
-        next: start.checked_add(granularity)?,
+        next: start.saturating_add(granularity),
     })
 }
 
@@ -415,6 +422,14 @@ mod tests {
         let p = parse(json!("1699999980"), Some("epoch_second"));
         assert_eq!(p.start, 1_699_999_980_000_000_000);
         assert_eq!(p.next, 1_699_999_981_000_000_000);
+    }
+
+    #[test]
+    fn dates_outside_the_nanosecond_range_clamp() {
+        let at = |text: &str| parse_date(&json!(text), None, 0, utc()).unwrap();
+        assert_eq!(at("0001-01-01T00:00:00Z").start, i64::MIN);
+        assert_eq!(at("9999-12-31T23:59:59Z").start, i64::MAX);
+        assert_eq!(at("9999-12-31T23:59:59Z").next, i64::MAX);
     }
 
     #[test]

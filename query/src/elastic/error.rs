@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{Error, ErrorCode};
 
@@ -68,15 +68,12 @@ impl EsError {
 
     /// The error body Elasticsearch answers with.
     pub fn body(&self) -> Value {
-        let mut cause = json!({"type": self.kind, "reason": self.reason});
-        if let Some(index) = &self.index {
-            cause["index"] = json!(index);
-            cause["resource.type"] = json!("index_or_alias");
-            cause["resource.id"] = json!(index);
-        }
-        let mut error = cause.clone();
-        error["root_cause"] = json!([cause]);
-        json!({"error": error, "status": self.status.as_u16()})
+        trawl_model::elastic::error_body(
+            self.status.as_u16(),
+            self.kind,
+            &self.reason,
+            self.index.as_deref(),
+        )
     }
 }
 
@@ -137,6 +134,8 @@ impl From<Error> for EsError {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -6,8 +6,7 @@
 //! the direction of the first key, so that equal keys keep a stable order.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -247,7 +246,10 @@ pub(crate) fn execute(
         after: after.as_ref(),
         timed_out: &timed_out,
     };
-    let results = run_parallel(&job, &targets, limits.parallelism)?;
+    let visit: Vec<usize> = (0..targets.len()).collect();
+    let results = crate::search::parallel_visit(&targets, &visit, limits.parallelism, |t| {
+        search_target(&job, t.0, t.1)
+    })?;
 
     let mut total = 0u64;
     let mut candidates: Vec<(Keys, usize, u32, DocId)> = Vec::new();
@@ -336,63 +338,6 @@ struct TargetResult {
     count: u64,
     hits: Vec<(Keys, u32, DocId)>,
     aggs: Option<IntermediateAggregationResults>,
-}
-
-fn run_parallel(
-    job: &Job<'_>,
-    targets: &[(usize, &SearchTarget)],
-    parallelism: usize,
-) -> EsResult<Vec<TargetResult>> {
-    let workers = parallelism.max(1).min(targets.len());
-    if workers <= 1 {
-        return targets
-            .iter()
-            .map(|t| search_target(job, t.0, t.1))
-            .collect();
-    }
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let slots: Mutex<Vec<Option<EsResult<TargetResult>>>> =
-        Mutex::new((0..targets.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= targets.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                // A panic inside tantivy must fail this search, not the process.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    search_target(job, targets[i].0, targets[i].1)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(EsError::from(Error::Internal(format!(
-                        "searching target `{}` panicked",
-                        targets[i].1.id
-                    ))))
-                });
-                if result.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                if let Ok(mut slots) = slots.lock() {
-                    slots[i] = Some(result);
-                }
-            });
-        }
-    });
-    let slots = slots
-        .into_inner()
-        .map_err(|_| EsError::from(Error::Internal("a search worker panicked".into())))?;
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.unwrap_or_else(|| {
-                Err(EsError::from(Error::Internal(
-                    "a search worker failed".into(),
-                )))
-            })
-        })
-        .collect()
 }
 
 /// A sort key's reader over one segment.

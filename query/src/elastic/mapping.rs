@@ -2,6 +2,8 @@
 //! a stream's tantivy schema), `_field_caps`, `_cat/indices`, and index patterns (`logs`,
 //! `log*`, `logs,audit`, `_all`) resolved against the stream names.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 use tantivy::schema::{FieldType, Schema};
 use trawl_indexer::schema::{ID_FIELD, RAW_TOKENIZER};
@@ -10,42 +12,99 @@ use super::body::glob_match;
 use super::error::{EsError, EsResult};
 use super::IndexInfo;
 use crate::search::TIMESTAMP_FIELD;
+use trawl_model::elastic;
+
+/// A stream an index expression names, and whether it was named through an index pattern of
+/// `query.elastic_index_patterns` (its hits then come back in the KubeSphere writers' shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Chosen {
+    pub stream: String,
+    pub routed: bool,
+}
 
 /// The streams an index expression names, in order, without duplicates. `_all`, `*` and an
-/// empty expression name every stream; `a,b` is a list; `log*` a pattern; `-x` removes. A plain
-/// name that is not a stream is a 404 `index_not_found_exception`; a pattern that matches
-/// nothing names nothing (Elasticsearch's `allow_no_indices`).
-pub(crate) fn resolve_indices(expression: &str, streams: &[String]) -> EsResult<Vec<String>> {
-    let mut chosen: Vec<String> = Vec::new();
+/// empty expression name every stream; `a,b` is a list; `log*` a pattern; `-x` removes. A name
+/// or pattern matching a pattern of `patterns` (`ks-logstash-log-2024.01.31`,
+/// `ks-logstash-log*`) names that pattern's stream. A plain name that is not a stream (nor
+/// routed to one that exists) is a 404 `index_not_found_exception`, unless
+/// `ignore_unavailable`; a pattern that matches nothing names nothing (Elasticsearch's
+/// `allow_no_indices`).
+pub(crate) fn resolve_indices(
+    expression: &str,
+    streams: &[String],
+    patterns: &BTreeMap<String, String>,
+    ignore_unavailable: bool,
+) -> EsResult<Vec<Chosen>> {
+    let mut chosen: Vec<Chosen> = Vec::new();
+    let add = |chosen: &mut Vec<Chosen>, stream: &str, routed: bool| {
+        if !chosen.iter().any(|c| c.stream == stream) {
+            chosen.push(Chosen {
+                stream: stream.to_string(),
+                routed,
+            });
+        }
+    };
+    let exists = |stream: &str| streams.iter().any(|s| s == stream);
     for part in expression
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {
         if let Some(excluded) = part.strip_prefix('-') {
-            chosen.retain(|s| !glob_match(excluded, s));
+            let routed = elastic::routed_by_pattern(patterns, excluded);
+            chosen.retain(|c| {
+                !glob_match(excluded, &c.stream) && !routed.contains(&c.stream.as_str())
+            });
             continue;
         }
         if part == "_all" || part.contains('*') {
             let pattern = if part == "_all" { "*" } else { part };
             for stream in streams {
-                if glob_match(pattern, stream) && !chosen.contains(stream) {
-                    chosen.push(stream.clone());
+                if glob_match(pattern, stream) {
+                    add(&mut chosen, stream, false);
+                }
+            }
+            if part != "_all" {
+                for stream in elastic::routed_by_pattern(patterns, part) {
+                    if exists(stream) {
+                        add(&mut chosen, stream, true);
+                    }
                 }
             }
             continue;
         }
-        if !streams.iter().any(|s| s == part) {
-            return Err(EsError::index_not_found(part));
+        if exists(part) {
+            add(&mut chosen, part, false);
+            continue;
         }
-        if !chosen.iter().any(|s| s == part) {
-            chosen.push(part.to_string());
+        match elastic::route_index(patterns, part) {
+            Some(stream) if exists(stream) => add(&mut chosen, stream, true),
+            _ if ignore_unavailable => {}
+            _ => return Err(EsError::index_not_found(part)),
         }
     }
     if expression.trim().is_empty() {
-        chosen = streams.to_vec();
+        chosen = streams
+            .iter()
+            .map(|s| Chosen {
+                stream: s.clone(),
+                routed: false,
+            })
+            .collect();
     }
     Ok(chosen)
+}
+
+/// The names of [`resolve_indices`]'s streams.
+pub(crate) fn resolve_names(
+    expression: &str,
+    streams: &[String],
+    patterns: &BTreeMap<String, String>,
+) -> EsResult<Vec<String>> {
+    Ok(resolve_indices(expression, streams, patterns, false)?
+        .into_iter()
+        .map(|c| c.stream)
+        .collect())
 }
 
 /// The Elasticsearch type of each field of `schema`, in schema order, with whether it is
@@ -257,26 +316,67 @@ mod tests {
         vec!["audit".into(), "logs".into(), "logs-app".into()]
     }
 
+    fn names(expression: &str) -> EsResult<Vec<String>> {
+        resolve_names(expression, &streams(), &BTreeMap::new())
+    }
+
     #[test]
     fn index_expressions() {
-        assert_eq!(resolve_indices("logs", &streams()).unwrap(), vec!["logs"]);
-        assert_eq!(
-            resolve_indices("logs*", &streams()).unwrap(),
-            vec!["logs", "logs-app"]
-        );
-        assert_eq!(resolve_indices("_all", &streams()).unwrap(), streams());
-        assert_eq!(
-            resolve_indices("*,-logs-app", &streams()).unwrap(),
-            vec!["audit", "logs"]
-        );
-        assert_eq!(
-            resolve_indices("audit,logs,audit", &streams()).unwrap(),
-            vec!["audit", "logs"]
-        );
-        assert!(resolve_indices("nothing*", &streams()).unwrap().is_empty());
-        let err = resolve_indices("logs,nope", &streams()).unwrap_err();
+        assert_eq!(names("logs").unwrap(), vec!["logs"]);
+        assert_eq!(names("logs*").unwrap(), vec!["logs", "logs-app"]);
+        assert_eq!(names("_all").unwrap(), streams());
+        assert_eq!(names("*,-logs-app").unwrap(), vec!["audit", "logs"]);
+        assert_eq!(names("audit,logs,audit").unwrap(), vec!["audit", "logs"]);
+        assert!(names("nothing*").unwrap().is_empty());
+        let err = names("logs,nope").unwrap_err();
         assert_eq!(err.status.as_u16(), 404);
         assert_eq!(err.reason, "no such index [nope]");
+    }
+
+    #[test]
+    fn index_patterns_route_to_streams() {
+        let patterns: BTreeMap<String, String> = elastic::KUBESPHERE_INDEX_PATTERNS
+            .iter()
+            .map(|(p, s)| (p.to_string(), s.to_string()))
+            .collect();
+        let resolve = |expression: &str, ignore: bool| {
+            resolve_indices(expression, &streams(), &patterns, ignore)
+        };
+        let routed = |stream: &str| Chosen {
+            stream: stream.into(),
+            routed: true,
+        };
+        assert_eq!(
+            resolve("ks-logstash-log*", false).unwrap(),
+            vec![routed("logs")]
+        );
+        assert_eq!(
+            resolve(
+                "ks-logstash-log-2024.01.30,ks-logstash-log-2024.01.31",
+                false
+            )
+            .unwrap(),
+            vec![routed("logs")]
+        );
+        assert_eq!(
+            resolve("ks-logstash-auditing-2024.01.31", false).unwrap(),
+            vec![routed("audit")]
+        );
+        // The events stream does not exist here: a pattern names nothing, a daily name is a
+        // 404 unless the client ignores unavailable indices.
+        assert!(resolve("ks-logstash-events*", false).unwrap().is_empty());
+        assert!(resolve("ks-logstash-events-2024.01.31", true)
+            .unwrap()
+            .is_empty());
+        let err = resolve("ks-logstash-events-2024.01.31", false).unwrap_err();
+        assert_eq!(err.reason, "no such index [ks-logstash-events-2024.01.31]");
+        assert_eq!(
+            resolve("logs", false).unwrap(),
+            vec![Chosen {
+                stream: "logs".into(),
+                routed: false
+            }]
+        );
     }
 
     #[test]

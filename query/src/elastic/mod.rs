@@ -6,11 +6,12 @@
 //! routes.rs    GET /  _search  _msearch  _count  _mapping  _field_caps  _cat/indices
 //!              _cluster/health  /{index}; content types and the X-Elastic-Product header
 //! body.rs      the search body: size, from, sort, _source, fields, search_after, aggs rewrite
-//! dsl.rs       the query DSL -> tantivy queries (one stream's schema); time bounds for pruning
+//! dsl/         the query DSL -> tantivy queries (one stream's schema); time bounds for pruning
 //! datemath.rs  epoch_millis, ISO dates, `now-15m/m`, `||` anchors, range rounding
 //! exec.rs      search over one or more streams: count, sorted top hits, aggregations
 //! mapping.rs   Elasticsearch field types, _field_caps, _cat/indices, index patterns
-//! error.rs     {"error": {"root_cause", "type", "reason"}, "status"}
+//! error.rs     {"error": {"root_cause", "type", "reason"}, "status"} (the body itself is
+//!              trawl_model::elastic's, shared with the indexer's _bulk)
 //! ```
 //!
 //! Differences from Elasticsearch, by design: hits have no score (`_score` and `max_score`
@@ -33,7 +34,7 @@ use trawl_indexer::{Indexer, StreamSnapshot};
 use trawl_model::Timestamp;
 
 pub use error::{EsError, EsResult};
-pub use routes::routes;
+pub use routes::{routes, ElasticSettings};
 
 use crate::routes::SnapshotSource;
 

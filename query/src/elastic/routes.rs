@@ -1,7 +1,10 @@
 //! The HTTP routes of the Elasticsearch-compatible API, and the response conventions every
 //! Elasticsearch client relies on: the `X-Elastic-Product: Elasticsearch` header on every
-//! answer, and `application/vnd.elasticsearch+json; compatible-with=8` when the client asked
-//! for it (otherwise `application/json`).
+//! answer, [`trawl_model::elastic::COMPAT_JSON`] when the client asked for it (otherwise
+//! `application/json`), and the major version a client expects: `GET /` reports 8.x, or the
+//! major of an older go-elasticsearch client (KubeSphere's ks-apiserver detects the version
+//! with its v6 client and accepts 5, 6 and 7), and `hits.total` is a number for clients older
+//! than 7 (or with `rest_total_hits_as_int=true`), an object otherwise.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +25,9 @@ use super::body::{fix_agg_results, rewrite_aggs, FieldRequest, SearchBody, Track
 use super::dsl::{canonical_field, time_bounds, Translator};
 use super::error::{EsError, EsResult};
 use super::exec::{execute, resolve_sort, ExecOptions, Hit, StreamPlan};
-use super::mapping::{cat_rows, cat_text, field_caps, mapping, resolve_indices, uuid_of};
+use super::mapping::{
+    cat_rows, cat_text, field_caps, mapping, resolve_indices, resolve_names, uuid_of, Chosen,
+};
 use super::ElasticSource;
 use crate::access::Scope;
 use crate::error::Error;
@@ -34,16 +39,37 @@ const BASE: &str = "/api/v1/_elastic";
 /// The Elasticsearch version announced: 8.x, what current clients and Grafana expect.
 const VERSION: &str = "8.11.0";
 
+/// The version announced to a go-elasticsearch client of an older major, by major.
+const OLDER_VERSIONS: &[(u8, &str, &str)] = &[
+    (5, "5.6.16", "6.6.1"),
+    (6, "6.8.23", "7.7.3"),
+    (7, "7.17.0", "8.11.1"),
+];
+
 /// Extra time given to a search past its budget before the client gets an error (the budget
 /// is checked between segments).
 const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
-/// The content type of Elasticsearch's compatibility mode.
-const COMPAT_JSON: &str = "application/vnd.elasticsearch+json; compatible-with=8";
+/// What the Elasticsearch API takes from the configuration besides the query limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElasticSettings {
+    /// Index name patterns → streams (`query.elastic_index_patterns`).
+    pub index_patterns: BTreeMap<String, String>,
+}
+
+impl ElasticSettings {
+    /// The settings of the `[query]` section.
+    pub fn from_config(config: &trawl_config::QueryConfig) -> ElasticSettings {
+        ElasticSettings {
+            index_patterns: config.elastic_index_patterns.clone(),
+        }
+    }
+}
 
 struct AppState<S> {
     source: Arc<S>,
     limits: QueryLimits,
+    patterns: Arc<BTreeMap<String, String>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -51,8 +77,36 @@ impl<S> Clone for AppState<S> {
         AppState {
             source: Arc::clone(&self.source),
             limits: self.limits.clone(),
+            patterns: Arc::clone(&self.patterns),
         }
     }
+}
+
+/// The major version of the client, when it says: go-elasticsearch's `User-Agent`
+/// (`go-elasticsearch/6.8.2 (...)`), or `compatible-with=N` in `Accept`.
+fn client_major(headers: &HeaderMap) -> Option<u8> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(agent) = text(header::USER_AGENT) {
+        if let Some(rest) = agent.strip_prefix("go-elasticsearch/") {
+            return rest.split('.').next().and_then(|m| m.parse().ok());
+        }
+    }
+    let accept = text(header::ACCEPT)?;
+    let (_, rest) = accept.split_once("compatible-with=")?;
+    rest.trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Whether `hits.total` is a plain number for this request: clients before 7 know no other
+/// form, and 7's `rest_total_hits_as_int=true` asks for it.
+fn total_as_int(headers: &HeaderMap, params: &BTreeMap<String, String>) -> bool {
+    client_major(headers).is_some_and(|major| major < 7)
+        || params
+            .get("rest_total_hits_as_int")
+            .is_some_and(|v| v.is_empty() || v == "true")
 }
 
 /// The routes under `/api/v1/_elastic`: cluster info (`GET|HEAD /`), `_cluster/health`,
@@ -60,8 +114,19 @@ impl<S> Clone for AppState<S> {
 /// `[/{index}]/_mapping`, `[/{index}]/_field_caps`, `_cat/indices[/{index}]`, and
 /// `GET|HEAD /{index}`. `{index}` is a stream name, a comma list, a `*` pattern or `_all`.
 /// Bad input answers 4xx in Elasticsearch's error shape; nothing here panics on input.
-pub fn routes<S: ElasticSource>(source: Arc<S>, limits: QueryLimits) -> Router {
-    let state = AppState { source, limits };
+///
+/// Index names matching a pattern of `settings.index_patterns` are that pattern's stream; their
+/// hits come back in the KubeSphere writers' shape ([`trawl_model::shippers::kubesphere_source`]).
+pub fn routes<S: ElasticSource>(
+    source: Arc<S>,
+    limits: QueryLimits,
+    settings: ElasticSettings,
+) -> Router {
+    let state = AppState {
+        source,
+        limits,
+        patterns: Arc::new(settings.index_patterns),
+    };
     let path = |p: &str| format!("{BASE}{p}");
     Router::new()
         .route(BASE, get(info))
@@ -71,6 +136,10 @@ pub fn routes<S: ElasticSource>(source: Arc<S>, limits: QueryLimits) -> Router {
         .route(
             &path("/_search"),
             get(search_all::<S>).post(search_all::<S>),
+        )
+        .route(
+            &path("/_search/scroll"),
+            get(scroll).post(scroll).delete(scroll),
         )
         .route(
             &path("/{index}/_search"),
@@ -111,7 +180,7 @@ async fn elastic_headers(request: Request, next: Next) -> Response {
             .headers()
             .get(h)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("vnd.elasticsearch"))
+            .is_some_and(trawl_model::elastic::asks_compat)
     });
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -124,7 +193,10 @@ async fn elastic_headers(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if compat && is_json {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(COMPAT_JSON));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(trawl_model::elastic::COMPAT_JSON),
+        );
     }
     response
 }
@@ -152,19 +224,28 @@ fn respond(result: EsResult<Value>) -> Response {
     }
 }
 
-async fn info() -> Response {
+/// Scrolling is not implemented: 400 naming it (KubeSphere's log export scrolls).
+async fn scroll() -> Response {
+    EsError::unsupported("[scroll] (page with search_after instead)").into_response()
+}
+
+/// `GET /`: the cluster's name and version, the version a client of an older major expects.
+async fn info(headers: HeaderMap) -> Response {
+    let (number, lucene) = client_major(&headers)
+        .and_then(|major| OLDER_VERSIONS.iter().find(|(m, _, _)| *m == major))
+        .map_or((VERSION, "9.8.0"), |(_, number, lucene)| (*number, *lucene));
     Json(json!({
         "name": "trawl",
         "cluster_name": "trawl",
         "cluster_uuid": uuid_of("trawl-cluster"),
         "version": {
-            "number": VERSION,
+            "number": number,
             "build_flavor": "default",
             "build_type": "trawl",
             "build_hash": "trawl",
             "build_date": "2023-11-04T10:04:57.184859352Z",
             "build_snapshot": false,
-            "lucene_version": "9.8.0",
+            "lucene_version": lucene,
             "minimum_wire_compatibility_version": "7.17.0",
             "minimum_index_compatibility_version": "7.0.0",
             "trawl_version": env!("CARGO_PKG_VERSION"),
@@ -183,7 +264,7 @@ async fn health<S: ElasticSource>(
         let indices = blocking(move || Ok(source.indices())).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
         let chosen = match &index {
-            Some(Path(expr)) => resolve_indices(expr, &names)?,
+            Some(Path(expr)) => resolve_names(expr, &names, &state.patterns)?,
             None => names,
         };
         let shards = chosen.len();
@@ -222,20 +303,41 @@ async fn blocking<T: Send + 'static>(
 async fn streams_of<S: ElasticSource>(
     state: &AppState<S>,
     expression: &str,
-) -> EsResult<Vec<String>> {
+    ignore_unavailable: bool,
+) -> EsResult<Vec<Chosen>> {
     let source = Arc::clone(&state.source);
     let indices = blocking(move || Ok(source.indices())).await?;
     let names: Vec<String> = indices.into_iter().map(|i| i.name).collect();
-    resolve_indices(expression, &names)
+    resolve_indices(expression, &names, &state.patterns, ignore_unavailable)
+}
+
+/// How one search answers beyond its body: `hits.total` as a number or an object, and whether
+/// index names that are no stream are skipped (`ignore_unavailable`).
+#[derive(Debug, Clone, Copy)]
+struct Answering {
+    total_as_int: bool,
+    ignore_unavailable: bool,
+}
+
+impl Answering {
+    fn of(headers: &HeaderMap, params: &BTreeMap<String, String>) -> Answering {
+        Answering {
+            total_as_int: total_as_int(headers, params),
+            ignore_unavailable: params
+                .get("ignore_unavailable")
+                .is_some_and(|v| v.is_empty() || v == "true"),
+        }
+    }
 }
 
 async fn search_all<S: ElasticSource>(
     state: State<AppState<S>>,
     scope: Scope,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    search(state, scope, Path("_all".to_string()), uri, body).await
+    search(state, scope, Path("_all".to_string()), uri, headers, body).await
 }
 
 async fn search<S: ElasticSource>(
@@ -243,12 +345,14 @@ async fn search<S: ElasticSource>(
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
         let params = params_of(&uri)?;
         let body = json_body(&body)?;
-        run_search(&state, &index, &body, &params, &scope).await
+        let answering = Answering::of(&headers, &params);
+        run_search(&state, &index, &body, &params, &scope, answering).await
     }
     .await;
     respond(result)
@@ -258,9 +362,10 @@ async fn count_all<S: ElasticSource>(
     state: State<AppState<S>>,
     scope: Scope,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    count(state, scope, Path("_all".to_string()), uri, body).await
+    count(state, scope, Path("_all".to_string()), uri, headers, body).await
 }
 
 /// `_count`: `{"count": n, "_shards": {...}}` for an optional `query`.
@@ -269,10 +374,15 @@ async fn count<S: ElasticSource>(
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
         let mut params = params_of(&uri)?;
+        let answering = Answering {
+            total_as_int: false,
+            ..Answering::of(&headers, &params)
+        };
         params.retain(|k, _| matches!(k.as_str(), "q" | "df" | "default_operator"));
         let body = json_body(&body)?;
         let mut search_body = Map::new();
@@ -290,8 +400,8 @@ async fn count<S: ElasticSource>(
         }
         search_body.insert("size".into(), json!(0));
         search_body.insert("track_total_hits".into(), json!(true));
-        let answer =
-            run_search(&state, &index, &Value::Object(search_body), &params, &scope).await?;
+        let search_body = Value::Object(search_body);
+        let answer = run_search(&state, &index, &search_body, &params, &scope, answering).await?;
         Ok(json!({
             "count": answer["hits"]["total"]["value"],
             "_shards": answer["_shards"],
@@ -305,9 +415,10 @@ async fn msearch_all<S: ElasticSource>(
     state: State<AppState<S>>,
     scope: Scope,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    msearch_inner(state, scope, None, uri, body).await
+    msearch_inner(state, scope, None, uri, headers, body).await
 }
 
 async fn msearch<S: ElasticSource>(
@@ -315,9 +426,10 @@ async fn msearch<S: ElasticSource>(
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    msearch_inner(state, scope, Some(index), uri, body).await
+    msearch_inner(state, scope, Some(index), uri, headers, body).await
 }
 
 /// `_msearch`: NDJSON header/body pairs; each search answers on its own, an error in one is
@@ -327,11 +439,13 @@ async fn msearch_inner<S: ElasticSource>(
     scope: Scope,
     index: Option<String>,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
     let result = async {
         let params = params_of(&uri)?;
+        let answering = Answering::of(&headers, &params);
         let text = std::str::from_utf8(&body)
             .map_err(|_| EsError::parsing("the _msearch body is not UTF-8"))?;
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -360,7 +474,9 @@ async fn msearch_inner<S: ElasticSource>(
             async move {
                 match item {
                     Ok((index, body)) => {
-                        match run_search(&state, &index, &body, &item_params, &scope).await {
+                        match run_search(&state, &index, &body, &item_params, &scope, answering)
+                            .await
+                        {
                             Ok(mut answer) => {
                                 answer["status"] = json!(200);
                                 answer
@@ -417,9 +533,16 @@ async fn run_search<S: ElasticSource>(
     body: &Value,
     params: &BTreeMap<String, String>,
     scope: &Scope,
+    answering: Answering,
 ) -> EsResult<Value> {
     let started = Instant::now();
-    let streams = streams_of(state, index).await?;
+    let chosen = streams_of(state, index, answering.ignore_unavailable).await?;
+    let streams: Vec<String> = chosen.iter().map(|c| c.stream.clone()).collect();
+    let routed: Vec<String> = chosen
+        .into_iter()
+        .filter(|c| c.routed)
+        .map(|c| c.stream)
+        .collect();
     let scope = scope.clone();
     let parsed = SearchBody::parse(body, params, &state.limits)?;
     let now = Timestamp::now();
@@ -478,11 +601,17 @@ async fn run_search<S: ElasticSource>(
             .hits
             .into_iter()
             .skip(parsed.from)
-            .map(|hit| render_hit(hit, &parsed, &schemas))
+            .map(|hit| {
+                let shaped = routed.contains(&hit.stream);
+                render_hit(hit, &parsed, &schemas, shaped)
+            })
             .collect();
         let mut hits_object = Map::new();
         match parsed.track_total_hits {
             TrackTotalHits::Off => {}
+            _ if answering.total_as_int => {
+                hits_object.insert("total".into(), json!(outcome.total));
+            }
             TrackTotalHits::Exact => {
                 hits_object.insert(
                     "total".into(),
@@ -530,8 +659,9 @@ async fn run_search<S: ElasticSource>(
 }
 
 /// A hit in Elasticsearch's shape: `_source` filtered, `fields` for `docvalue_fields` and
-/// `fields` under the names requested, `sort` when the client sorted.
-fn render_hit(hit: Hit, parsed: &SearchBody, schemas: &[(String, Schema)]) -> Value {
+/// `fields` under the names requested, `sort` when the client sorted. `shaped`: the stream was
+/// named through an index pattern, and `_source` has the KubeSphere writers' names.
+fn render_hit(hit: Hit, parsed: &SearchBody, schemas: &[(String, Schema)], shaped: bool) -> Value {
     let schema = schemas
         .iter()
         .find(|(name, _)| *name == hit.stream)
@@ -542,12 +672,18 @@ fn render_hit(hit: Hit, parsed: &SearchBody, schemas: &[(String, Schema)]) -> Va
     out.insert("_score".into(), Value::Null);
     if let Some(schema) = schema {
         if parsed.source.enabled {
-            let source: Map<String, Value> = hit
-                .record
-                .iter()
-                .filter(|(name, _)| parsed.source.keeps(name, schema, &hit.stream))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let source: Map<String, Value> = if shaped {
+                trawl_model::shippers::kubesphere_source(&hit.stream, &hit.record)
+                    .into_iter()
+                    .filter(|(name, _)| parsed.source.keeps_as_written(name))
+                    .collect()
+            } else {
+                hit.record
+                    .iter()
+                    .filter(|(name, _)| parsed.source.keeps(name, schema, &hit.stream))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
             out.insert("_source".into(), Value::Object(source));
         }
         let fields = requested_fields(&hit.record, &parsed.fields, schema, &hit.stream);
@@ -627,7 +763,11 @@ async fn schemas_of<S: ElasticSource>(
     state: &AppState<S>,
     index: &str,
 ) -> EsResult<Vec<(String, Schema)>> {
-    let streams = streams_of(state, index).await?;
+    let streams: Vec<String> = streams_of(state, index, false)
+        .await?
+        .into_iter()
+        .map(|c| c.stream)
+        .collect();
     let source = Arc::clone(&state.source);
     blocking(move || {
         streams
@@ -722,7 +862,7 @@ async fn cat_of<S: ElasticSource>(
         let source = Arc::clone(&state.source);
         let indices = blocking(move || Ok(source.indices())).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
-        let chosen = resolve_indices(&index, &names)?;
+        let chosen = resolve_names(&index, &names, &state.patterns)?;
         let infos: Vec<_> = indices
             .into_iter()
             .filter(|i| chosen.contains(&i.name))

@@ -152,7 +152,7 @@ pub(crate) fn group(
     let mut visit: Vec<usize> = (0..units.len()).collect();
     visit.sort_by_key(|&u| std::cmp::Reverse(reader(&units[u]).max_doc()));
     let timed_out = AtomicBool::new(false);
-    let parts = parallel_visit(&units, &visit, parallelism, |unit| {
+    let parts = parallel_visit::<_, _, crate::error::Error>(&units, &visit, parallelism, |unit| {
         if Instant::now() >= deadline {
             timed_out.store(true, Ordering::Relaxed);
             return Ok(None);
