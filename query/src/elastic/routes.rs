@@ -27,6 +27,7 @@ use super::ElasticSource;
 use crate::access::Scope;
 use crate::error::Error;
 use crate::request::QueryLimits;
+use crate::state::AppState;
 
 /// Where the API is mounted.
 const BASE: &str = "/api/v1/_elastic";
@@ -41,27 +42,17 @@ const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 /// The content type of Elasticsearch's compatibility mode.
 const COMPAT_JSON: &str = "application/vnd.elasticsearch+json; compatible-with=8";
 
-struct AppState<S> {
-    source: Arc<S>,
-    limits: QueryLimits,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        AppState {
-            source: Arc::clone(&self.source),
-            limits: self.limits.clone(),
-        }
-    }
-}
-
 /// The routes under `/api/v1/_elastic`: cluster info (`GET|HEAD /`), `_cluster/health`,
 /// `[/{index}]/_search` (GET|POST), `[/{index}]/_msearch` (NDJSON), `[/{index}]/_count`,
 /// `[/{index}]/_mapping`, `[/{index}]/_field_caps`, `_cat/indices[/{index}]`, and
 /// `GET|HEAD /{index}`. `{index}` is a stream name, a comma list, a `*` pattern or `_all`.
 /// Bad input answers 4xx in Elasticsearch's error shape; nothing here panics on input.
 pub fn routes<S: ElasticSource>(source: Arc<S>, limits: QueryLimits) -> Router {
-    let state = AppState { source, limits };
+    let state = AppState {
+        source,
+        limits,
+        extra: (),
+    };
     let path = |p: &str| format!("{BASE}{p}");
     Router::new()
         .route(BASE, get(info))
