@@ -75,6 +75,18 @@ mod tests {
             .map(|l| String::from_utf8(l.into_owned()).unwrap())
     }
 
+    /// The model's table of level cases, as messages of agents' documents without a level
+    /// field: the compat path detects what the collector detects.
+    #[test]
+    fn levels_of_messages_follow_the_models_table() {
+        for (message, want) in trawl_model::level::cases::CASES {
+            let line = serde_json::json!({ "message": message }).to_string();
+            let record: trawl_model::LogRecord =
+                serde_json::from_str(&logs(&line).unwrap()).unwrap();
+            assert_eq!(record.level, *want, "{message:?}");
+        }
+    }
+
     #[test]
     fn agent_lines_become_records_and_bad_ones_say_why() {
         // Fluent Bit's `http` output, `Format json_lines` (regression: `unknown field `log``).
