@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Fuzz smoke run: builds every cargo-fuzz target of fuzz/ once and runs each for a short time
 # from its seed corpus (fuzz/corpus/<target>), failing on the first crash, leak or timeout.
+# Only where cargo-fuzz is already installed: elsewhere it says so and passes, since the seed
+# corpora run as ordinary tests in `cargo test` (tests/e2e/fuzz_seeds.rs), and installing
+# cargo-fuzz and building the fuzz targets would add their own builds to a cold CI run.
 #
 # Environment (all optional):
 #   FUZZ_SECONDS      seconds per target (default 20)
@@ -8,8 +11,8 @@
 #   FUZZ_BUILD_FLAGS  cargo-fuzz build flags (default "--dev --sanitizer none", see below)
 #   FUZZ_TARGET_DIR   cargo target dir of the fuzz build (default /var/tmp/trawl-fuzz-target
 #                     when /var/tmp is writable, else fuzz/target), reused between runs
-#   CARGO_INSTALL_ROOT where cargo-fuzz is installed if absent (default /var/tmp/trawl-cargo-tools
-#                     when /var/tmp is writable)
+#   CARGO_INSTALL_ROOT where else to look for cargo-fuzz (default /var/tmp/trawl-cargo-tools
+#                     when /var/tmp is writable); install it with `cargo install cargo-fuzz --locked`
 #
 # The toolchain is stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly-only flags
 # (-Zsanitizer, -Cpasses=sancov-module). Crashes are written to fuzz/artifacts/<target>/.
@@ -31,8 +34,8 @@ if [ -n "${CARGO_INSTALL_ROOT:-}" ]; then
   export PATH="$CARGO_INSTALL_ROOT/bin:$PATH"
 fi
 if ! cargo fuzz --version > /dev/null 2>&1; then
-  echo "installing cargo-fuzz${CARGO_INSTALL_ROOT:+ into $CARGO_INSTALL_ROOT}"
-  cargo install cargo-fuzz --locked
+  echo "cargo-fuzz is not installed: timed fuzzing skipped (the seed corpora ran in cargo test)"
+  exit 0
 fi
 
 targets="${FUZZ_TARGETS:-$(cargo fuzz list)}"

@@ -22,12 +22,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use trawl_config::{AuthConfig, Role};
+use trawl_model::{ApiError, ErrorCode};
 
 #[cfg(feature = "query")]
 use trawl_query::Scope;
@@ -329,21 +330,12 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The one place auth failures become statuses: 401 for who-are-you, 403 for not-allowed.
-    pub fn http_status(&self) -> StatusCode {
+    /// The code of the error answer: `unauthorized` (401) for who-are-you, `forbidden` (403)
+    /// for not-allowed.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AuthError::Missing | AuthError::Malformed | AuthError::Invalid => {
-                StatusCode::UNAUTHORIZED
-            }
-            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        }
-    }
-
-    /// The `code` of the JSON error body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::Forbidden { .. } => "forbidden",
-            _ => "unauthorized",
+            AuthError::Forbidden { .. } => ErrorCode::Forbidden,
+            _ => ErrorCode::Unauthorized,
         }
     }
 
@@ -380,9 +372,9 @@ fn role_name(role: Role) -> &'static str {
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.message()}});
-        let mut response = (self.http_status(), axum::Json(body)).into_response();
-        if self.http_status() == StatusCode::UNAUTHORIZED {
+        let code = self.code();
+        let mut response = ApiError::new(code, self.message()).into_response();
+        if code == ErrorCode::Unauthorized {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"trawl\""),
@@ -442,7 +434,7 @@ pub async fn middleware(
             tracing::debug!(
                 method = %request.method(),
                 path = request.uri().path(),
-                code = err.code(),
+                code = %err.code(),
                 "request refused"
             );
             err.into_response()
@@ -453,6 +445,7 @@ pub async fn middleware(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use trawl_config::TokenConfig;
 
     #[test]
@@ -652,6 +645,7 @@ mod tests {
                 false
             )
             .unwrap_err()
+            .code()
             .http_status(),
             StatusCode::FORBIDDEN
         );
@@ -665,7 +659,7 @@ mod tests {
             )
             .unwrap_err()
             .code(),
-            "forbidden"
+            ErrorCode::Forbidden
         );
         assert_eq!(
             check(

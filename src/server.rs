@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use trawl_config::Config;
+use trawl_model::{ApiError, ErrorCode};
 
 /// Which roles run in this process.
 pub struct Roles {
@@ -429,14 +430,11 @@ impl Front {
                     None if request.uri().path() == "/health/live" => {
                         axum::Json(serde_json::json!({"status": "live"})).into_response()
                     }
-                    None => (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(serde_json::json!({"error": {
-                            "code": "unavailable",
-                            "message": "starting: the write-ahead log is being replayed"
-                        }})),
+                    None => ApiError::new(
+                        ErrorCode::Unavailable,
+                        "starting: the write-ahead log is being replayed",
                     )
-                        .into_response(),
+                    .into_response(),
                 };
                 Ok::<_, std::convert::Infallible>(response)
             }
@@ -448,17 +446,13 @@ async fn ready_handler(
     axum::extract::State(shared): axum::extract::State<Shared>,
 ) -> impl IntoResponse {
     if (shared.ready)() {
-        (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready"})),
-        )
+        axum::Json(serde_json::json!({"status": "ready"})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(
-                serde_json::json!({"error": {"code": "unavailable", "message": "not ready: replaying the write-ahead log (indexer), or deliveries refused for collector.stuck_ready_after_secs (collector)"}}),
-            ),
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "not ready: replaying the write-ahead log (indexer), or deliveries refused for collector.stuck_ready_after_secs (collector)",
         )
+        .into_response()
     }
 }
 

@@ -47,6 +47,8 @@
 //! - `faults`    — 200,000 lines through real collector and indexer processes under seeded
 //!   SIGKILLs, rotations, a full disk (507) and a window in which every batch is refused
 //!   (404, then 413): every line exported back exactly once.
+//! - `fuzz_seeds` — not end to end: the seed corpus of every cargo-fuzz target run through
+//!   the target's check (fuzz/checks/), so that `cargo test` covers them without cargo-fuzz.
 //! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
 //!   hit order and aggregations equal what one index would answer; an indexer down makes the
 //!   answer partial and says so.
@@ -96,6 +98,8 @@ mod elastic;
 mod export_tail;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/fuzz_seeds.rs"]
+mod fuzz_seeds;
 #[path = "e2e/kubesphere.rs"]
 mod kubesphere;
 #[path = "e2e/merge.rs"]

@@ -1,6 +1,7 @@
 //! Starting and stopping the collector: [`Collector::start`] and [`CollectorHandle`].
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,18 +14,19 @@ use globset::Glob;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
+use trawl_config::{CollectorConfig, RateLimit};
 
 use crate::buffer::DiskBuffer;
 use crate::checkpoint::{CheckpointStore, Position};
 use crate::deadletter::DeadLetters;
 use crate::discovery::Filters;
 use crate::error::{Error, Result};
+use crate::follower::{Follower, FollowerConfig, MultilineMatch};
 use crate::kube::{MetaCache, Metadata, PodFilter, WatchSettings};
 use crate::metrics::Metrics;
-use crate::reader::{Reader, ReaderConfig};
 use crate::records::Stamp;
 use crate::redact::Redactor;
-use crate::shared::{lock, ReaderMsg, Shared};
+use crate::shared::{lock, FollowerMsg, Shared};
 use crate::ship::{ShipConfig, Shipper};
 use crate::webhook::WebhookState;
 
@@ -38,8 +40,8 @@ pub struct Collector;
 /// lost, what was not acknowledged is read again after a restart); prefer
 /// [`CollectorHandle::shutdown`].
 pub struct CollectorHandle {
-    reader_tx: std::sync::mpsc::Sender<ReaderMsg>,
-    reader: Option<JoinHandle<()>>,
+    follower_tx: std::sync::mpsc::Sender<FollowerMsg>,
+    follower: Option<JoinHandle<()>>,
     shipper: Option<tokio::task::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     webhook: Option<Arc<WebhookState>>,
@@ -66,15 +68,11 @@ impl Readiness {
     }
 }
 
-/// This node's name: the configured one, else `NODE_NAME`, else the host name.
+/// This node's name: the configured one (which loading took from `NODE_NAME` when unset, see
+/// `CollectorConfig::resolve_host`), else the host name.
 fn node_name(configured: &str) -> String {
     if !configured.is_empty() {
         return configured.to_string();
-    }
-    if let Ok(n) = std::env::var("NODE_NAME") {
-        if !n.trim().is_empty() {
-            return n.trim().to_string();
-        }
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -120,6 +118,152 @@ fn glob(pattern: &str, key: &str) -> Result<globset::GlobMatcher> {
         .map_err(|e| Error::Config(format!("{key}: {e}")))
 }
 
+/// What the follower of `config` is told to do (without Kubernetes metadata, added once the
+/// watch starts); an error names a redaction rule, glob or pattern that does not compile.
+fn follower_config(
+    config: &trawl_config::Config,
+    node: &str,
+    spool_dir: &Path,
+) -> Result<FollowerConfig> {
+    let cc = &config.collector;
+    let stamp = Stamp {
+        cluster: config.cluster.clone(),
+        node: node.to_string(),
+    };
+    let redactor = if cc.redact.is_empty() {
+        None
+    } else {
+        Some(Redactor::from_config(&cc.redact).map_err(|e| Error::Config(e.to_string()))?)
+    };
+    Ok(FollowerConfig {
+        stamp,
+        pods_dir: cc.pods_dir.clone(),
+        audit_paths: cc.audit_log_paths.clone(),
+        spool_dir: spool_dir.to_path_buf(),
+        filters: Filters::new(cc)?,
+        max_line_bytes: cc.max_line_bytes.max(1),
+        batch_max_bytes: cc.batch_max_bytes.max(1),
+        batch_max_wait: Duration::from_millis(cc.batch_max_wait_ms),
+        rescan_interval: Duration::from_millis(cc.rescan_interval_ms.max(10)),
+        multiline: multiline_rules(cc)?,
+        redactor,
+        rate_limits: rate_limit_rules(cc)?,
+        drop_policy: cc.drop_policy,
+        kube: None,
+    })
+}
+
+/// Positions of the sources in batches left in the buffer, from where the follower resumes
+/// them (they are resent first).
+fn buffered_positions(buffer: &DiskBuffer, queued: &[u64]) -> HashMap<String, Position> {
+    let mut hints = HashMap::new();
+    for &seq in queued {
+        match buffer.read_sources(seq) {
+            Ok((_, sources)) => {
+                for s in sources {
+                    hints.insert(
+                        s.id,
+                        Position {
+                            resume: s.resume,
+                            acked: s.end,
+                        },
+                    );
+                }
+            }
+            Err(e) => warn!(seq, error = %e, "buffered batch unreadable"),
+        }
+    }
+    hints
+}
+
+/// `collector.multiline` with its namespace and container globs compiled; a rule that does not
+/// compile is an error naming it.
+fn multiline_rules(cc: &CollectorConfig) -> Result<Vec<MultilineMatch>> {
+    let mut multiline = Vec::new();
+    for (i, rule) in cc.multiline.iter().enumerate() {
+        let ns = match &rule.namespace {
+            Some(n) => Some(glob(n, &format!("collector.multiline.{i}.namespace"))?),
+            None => None,
+        };
+        let c = glob(
+            &rule.container,
+            &format!("collector.multiline.{i}.container"),
+        )?;
+        crate::multiline::MultilineJoiner::from_rule(rule, cc.max_line_bytes)
+            .map_err(|e| Error::Config(format!("collector.multiline.{i}: {e}")))?;
+        multiline.push((ns, c, Arc::new(rule.clone())));
+    }
+    Ok(multiline)
+}
+
+/// `collector.rate_limits` with their namespace globs compiled.
+fn rate_limit_rules(cc: &CollectorConfig) -> Result<Vec<(globset::GlobMatcher, RateLimit)>> {
+    let mut rate_limits = Vec::new();
+    for (i, rule) in cc.rate_limits.iter().enumerate() {
+        let g = glob(
+            &rule.namespace,
+            &format!("collector.rate_limits.{i}.namespace"),
+        )?;
+        rate_limits.push((g, rule.clone()));
+    }
+    Ok(rate_limits)
+}
+
+/// Starts watching this node's pods when Kubernetes metadata is on, until `stop`; the metadata
+/// the follower enriches records with, `None` when off (pod label filters are then ignored,
+/// with a warning).
+fn start_kubernetes(
+    cc: &CollectorConfig,
+    node: &str,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<Metadata>> {
+    if !cc.kubernetes.watch_enabled() {
+        if !cc.include_pod_labels.is_empty() || !cc.exclude_pod_labels.is_empty() {
+            warn!("pod label filters need Kubernetes metadata, which is off outside a cluster (set collector.kubernetes.enabled or kubeconfig); they are ignored");
+        }
+        return Ok(None);
+    }
+    let metadata = Metadata {
+        cache: Arc::new(MetaCache::new(
+            Duration::from_secs(cc.kubernetes.metadata_grace_secs),
+            cc.kubernetes.namespace_labels,
+        )),
+        filter: PodFilter::from_config(cc)?,
+        wait: Duration::from_millis(cc.kubernetes.metadata_wait_ms),
+    };
+    let settings = WatchSettings {
+        node: node.to_string(),
+        annotations: cc.kubernetes.annotations.clone().into(),
+    };
+    tokio::spawn(watch_kubernetes(
+        cc.kubernetes.clone(),
+        settings,
+        metadata.cache.clone(),
+        metrics.clone(),
+        stop,
+    ));
+    Ok(Some(metadata))
+}
+
+/// The caller's shutdown signal starts the same graceful stop as `CollectorHandle::shutdown`.
+async fn forward_shutdown(
+    mut signal: watch::Receiver<bool>,
+    follower: std::sync::mpsc::Sender<FollowerMsg>,
+    stop: watch::Sender<bool>,
+) {
+    loop {
+        if *signal.borrow() {
+            let _ = follower.send(FollowerMsg::Stop { seal: true });
+            let _ = stop.send(true);
+            return;
+        }
+        if signal.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Collector {
     /// Starts the collector of `config` shipping to `indexer_url` (the binary passes
     /// `collector.indexer_url`, or in standalone the address its server bound). It stops when
@@ -140,23 +284,7 @@ impl Collector {
         let checkpoints = CheckpointStore::load(&data_dir.join("checkpoints.json"))?;
         let buffer = DiskBuffer::open(&data_dir.join("buffer"), cc.buffer_max_bytes)?;
         let queued = buffer.seqs();
-        let mut hints: HashMap<String, Position> = HashMap::new();
-        for &seq in &queued {
-            match buffer.read_sources(seq) {
-                Ok((_, sources)) => {
-                    for s in sources {
-                        hints.insert(
-                            s.id,
-                            Position {
-                                resume: s.resume,
-                                acked: s.end,
-                            },
-                        );
-                    }
-                }
-                Err(e) => warn!(seq, error = %e, "buffered batch unreadable"),
-            }
-        }
+        let hints = buffered_positions(&buffer, &queued);
         if !queued.is_empty() {
             info!(
                 batches = queued.len(),
@@ -173,89 +301,20 @@ impl Collector {
             stuck_since: Mutex::new(None),
         });
 
-        let stamp = Stamp {
-            cluster: config.cluster.clone(),
-            node: node.clone(),
-        };
-        let redactor = if cc.redact.is_empty() {
-            None
-        } else {
-            Some(Redactor::from_config(&cc.redact).map_err(|e| Error::Config(e.to_string()))?)
-        };
-        let mut multiline = Vec::new();
-        for (i, rule) in cc.multiline.iter().enumerate() {
-            let ns = match &rule.namespace {
-                Some(n) => Some(glob(n, &format!("collector.multiline.{i}.namespace"))?),
-                None => None,
-            };
-            let c = glob(
-                &rule.container,
-                &format!("collector.multiline.{i}.container"),
-            )?;
-            crate::multiline::MultilineJoiner::from_rule(rule, cc.max_line_bytes)
-                .map_err(|e| Error::Config(format!("collector.multiline.{i}: {e}")))?;
-            multiline.push((ns, c, Arc::new(rule.clone())));
-        }
-        let mut rate_limits = Vec::new();
-        for (i, rule) in cc.rate_limits.iter().enumerate() {
-            let g = glob(
-                &rule.namespace,
-                &format!("collector.rate_limits.{i}.namespace"),
-            )?;
-            rate_limits.push((g, rule.clone()));
-        }
         let spool_dir = data_dir.join("webhook");
-        let reader_cfg = ReaderConfig {
-            stamp,
-            pods_dir: cc.pods_dir.clone(),
-            audit_paths: cc.audit_log_paths.clone(),
-            spool_dir: spool_dir.clone(),
-            filters: Filters::new(cc)?,
-            max_line_bytes: cc.max_line_bytes.max(1),
-            batch_max_bytes: cc.batch_max_bytes.max(1),
-            batch_max_wait: Duration::from_millis(cc.batch_max_wait_ms),
-            rescan_interval: Duration::from_millis(cc.rescan_interval_ms.max(10)),
-            multiline,
-            redactor,
-            rate_limits,
-            drop_policy: cc.drop_policy,
-            kube: None,
-        };
-        let mut reader_cfg = reader_cfg;
+        let follower_cfg = follower_config(config, &node, &spool_dir)?;
+        let mut follower_cfg = follower_cfg;
         let (kube_stop, kube_stop_rx) = watch::channel(false);
-        if cc.kubernetes.watch_enabled(|k| std::env::var(k).ok()) {
-            let metadata = Metadata {
-                cache: Arc::new(MetaCache::new(
-                    Duration::from_secs(cc.kubernetes.metadata_grace_secs),
-                    cc.kubernetes.namespace_labels,
-                )),
-                filter: PodFilter::from_config(cc)?,
-                wait: Duration::from_millis(cc.kubernetes.metadata_wait_ms),
-            };
-            let settings = WatchSettings {
-                node: node.clone(),
-                annotations: cc.kubernetes.annotations.clone().into(),
-            };
-            tokio::spawn(watch_kubernetes(
-                cc.kubernetes.clone(),
-                settings,
-                metadata.cache.clone(),
-                metrics.clone(),
-                kube_stop_rx,
-            ));
-            reader_cfg.kube = Some(metadata);
-        } else if !cc.include_pod_labels.is_empty() || !cc.exclude_pod_labels.is_empty() {
-            warn!("pod label filters need Kubernetes metadata, which is off outside a cluster (set collector.kubernetes.enabled or kubeconfig); they are ignored");
-        }
+        follower_cfg.kube = start_kubernetes(cc, &node, &metrics, kube_stop_rx)?;
 
-        let (reader_tx, reader_rx) = std::sync::mpsc::channel();
+        let (follower_tx, follower_rx) = std::sync::mpsc::channel();
         let (ship_tx, ship_rx) = tokio::sync::mpsc::unbounded_channel();
         let webhook = if cc.audit_webhook {
             Some(Arc::new(WebhookState::new(
                 &spool_dir,
                 config.cluster.clone(),
                 metrics.clone(),
-                reader_tx.clone(),
+                follower_tx.clone(),
             )?))
         } else {
             std::fs::create_dir_all(&spool_dir).map_err(|e| Error::io(&spool_dir, e))?;
@@ -274,48 +333,37 @@ impl Collector {
             },
             shared.clone(),
             ship_rx,
-            reader_tx.clone(),
+            follower_tx.clone(),
             queued,
         )?;
-        let reader = Reader::new(
-            reader_cfg,
+        let follower = Follower::new(
+            follower_cfg,
             shared.clone(),
-            reader_rx,
-            reader_tx.clone(),
+            follower_rx,
+            follower_tx.clone(),
             ship_tx,
             hints,
         );
-        let reader = std::thread::Builder::new()
-            .name("trawl-reader".to_string())
-            .spawn(move || reader.run())
-            .map_err(|e| Error::Start(format!("reader thread: {e}")))?;
+        let follower = std::thread::Builder::new()
+            .name("trawl-follower".to_string())
+            .spawn(move || follower.run())
+            .map_err(|e| Error::Start(format!("follower thread: {e}")))?;
         let (stop, stop_rx) = watch::channel(false);
         let shipper = tokio::spawn(shipper.run(stop_rx, DRAIN_ON_SHUTDOWN));
 
-        // The caller's shutdown signal starts the same graceful stop as `shutdown()`.
-        let mut signal = shutdown;
-        let tx = reader_tx.clone();
-        let stop2 = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                if *signal.borrow() {
-                    let _ = tx.send(ReaderMsg::Stop { seal: true });
-                    let _ = stop2.send(true);
-                    return;
-                }
-                if signal.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
+        tokio::spawn(forward_shutdown(
+            shutdown,
+            follower_tx.clone(),
+            stop.clone(),
+        ));
 
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let shared_for_ready = shared.clone();
         info!(node = %node, pods_dir = %cc.pods_dir.display(), "collector started");
         Ok(CollectorHandle {
-            reader_tx,
-            reader: Some(reader),
+            follower_tx,
+            follower: Some(follower),
             shipper: Some(shipper),
             stop,
             webhook,
@@ -414,9 +462,9 @@ impl CollectorHandle {
     /// Stops gracefully: seals what was read into the disk buffer, ships for a few seconds
     /// more, persists the checkpoints.
     pub async fn shutdown(mut self) {
-        let _ = self.reader_tx.send(ReaderMsg::Stop { seal: true });
-        if let Some(reader) = self.reader.take() {
-            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        let _ = self.follower_tx.send(FollowerMsg::Stop { seal: true });
+        if let Some(follower) = self.follower.take() {
+            let _ = tokio::task::spawn_blocking(move || follower.join()).await;
         }
         let _ = self.stop.send(true);
         if let Some(shipper) = self.shipper.take() {
@@ -432,23 +480,23 @@ impl CollectorHandle {
     }
 
     /// Stops at once, as a crash would: nothing more is sealed, shipped or persisted. The
-    /// reader thread is joined, so a new collector may start on the same data directory.
+    /// follower thread is joined, so a new collector may start on the same data directory.
     pub async fn kill(mut self) {
-        let _ = self.reader_tx.send(ReaderMsg::Stop { seal: false });
+        let _ = self.follower_tx.send(FollowerMsg::Stop { seal: false });
         if let Some(shipper) = self.shipper.take() {
             shipper.abort();
             let _ = shipper.await;
         }
-        if let Some(reader) = self.reader.take() {
-            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        if let Some(follower) = self.follower.take() {
+            let _ = tokio::task::spawn_blocking(move || follower.join()).await;
         }
     }
 }
 
 impl Drop for CollectorHandle {
     fn drop(&mut self) {
-        if self.reader.is_some() || self.shipper.is_some() {
-            let _ = self.reader_tx.send(ReaderMsg::Stop { seal: false });
+        if self.follower.is_some() || self.shipper.is_some() {
+            let _ = self.follower_tx.send(FollowerMsg::Stop { seal: false });
             if let Some(shipper) = self.shipper.take() {
                 shipper.abort();
             }

@@ -139,7 +139,7 @@ pub fn scan_spool(dir: &Path, out: &mut Vec<(PathBuf, Found)>) {
     }
 }
 
-/// A message from the file-system watcher to the reader.
+/// A message from the file-system watcher to the follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsEvent {
     /// Files were created, renamed or removed: rescan.

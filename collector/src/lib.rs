@@ -1,12 +1,12 @@
-//! The node agent: finds container log files and Kubernetes audit logs, tails them through
+//! The node agent: finds container log files and Kubernetes audit logs, follows them through
 //! rotations, parses CRI and docker lines, receives the audit webhook, and ships records to the
 //! indexer exactly once (checkpoints advance only on acknowledgement; a bounded disk buffer
 //! holds what the indexer has not taken yet).
 //!
 //! ```text
-//! discovery ─▶ reader thread (tail, parse, records, batches) ─▶ disk buffer ─▶ shipper ─▶ indexer
-//!  webhook ─▶ spool (fsync) ─▶ reader thread                     checkpoints ◀── acknowledgements
-//!  API server ─▶ kube (watches, cache) ─▶ reader thread: labels, image, owner; label filters
+//! discovery ─▶ follower thread (follow, parse, records, batches) ─▶ disk buffer ─▶ shipper ─▶ indexer
+//!  webhook ─▶ spool (fsync) ─▶ follower thread                     checkpoints ◀── acknowledgements
+//!  API server ─▶ kube (watches, cache) ─▶ follower thread: labels, image, owner; label filters
 //! ```
 
 pub mod backoff;
@@ -17,6 +17,7 @@ mod collector;
 pub mod deadletter;
 pub mod discovery;
 mod error;
+mod follower;
 mod fsutil;
 pub mod identity;
 pub mod kube;
@@ -24,12 +25,10 @@ pub mod metrics;
 pub mod multiline;
 pub mod parse;
 pub mod ratelimit;
-mod reader;
 pub mod records;
 pub mod redact;
 mod shared;
 mod ship;
-mod tail;
 pub mod webhook;
 
 #[cfg(test)]

@@ -140,6 +140,24 @@ mod tests {
         assert_eq!(rec.timestamp, Some(Timestamp(1_000_000_000)));
     }
 
+    /// The model's table of level cases, as tailed lines: the collector detects what the
+    /// compat path detects.
+    #[test]
+    fn levels_of_lines_follow_the_models_table() {
+        for (message, want) in trawl_model::level::cases::CASES {
+            let json = log_record(
+                &Stamp::default(),
+                &pod(),
+                None,
+                "f",
+                &assembled(message),
+                None,
+            );
+            let rec: LogRecord = serde_json::from_slice(&json).unwrap();
+            assert_eq!(rec.level, *want, "{message:?}");
+        }
+    }
+
     #[test]
     fn redaction_happens_before_enrichment() {
         let r = Redactor::new(&[("pw", r#"hunter2"#, "[REDACTED]")]).unwrap();

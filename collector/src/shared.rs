@@ -1,4 +1,4 @@
-//! State shared by the reader thread, the shipper task and the webhook handler.
+//! State shared by the follower thread, the shipper task and the webhook handler.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -24,9 +24,9 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A message to the reader thread.
+/// A message to the follower thread.
 #[derive(Debug)]
-pub enum ReaderMsg {
+pub enum FollowerMsg {
     /// A file-system notification.
     Fs(crate::discovery::FsEvent),
     /// Something to read (the webhook spooled events).

@@ -31,7 +31,7 @@ use crate::buffer::{decompress, Stored};
 use crate::checkpoint::{unix_now, Position};
 use crate::deadletter::{now_rfc3339, DeadLetters, DeadRecord};
 use crate::error::Error;
-use crate::shared::{lock, ReaderMsg, Shared, ShipMsg};
+use crate::shared::{lock, FollowerMsg, Shared, ShipMsg};
 
 /// A 409 answered this many times for one batch: the remaining gaps are accepted knowingly
 /// rather than looping.
@@ -158,7 +158,7 @@ pub struct Shipper {
     client: reqwest::Client,
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<ShipMsg>,
-    reader: std::sync::mpsc::Sender<ReaderMsg>,
+    reader: std::sync::mpsc::Sender<FollowerMsg>,
     queue: VecDeque<u64>,
     window: BTreeMap<u64, Slot>,
     in_flight: JoinSet<(u64, Outcome)>,
@@ -177,7 +177,7 @@ impl Shipper {
         cfg: ShipConfig,
         shared: Arc<Shared>,
         rx: mpsc::UnboundedReceiver<ShipMsg>,
-        reader: std::sync::mpsc::Sender<ReaderMsg>,
+        reader: std::sync::mpsc::Sender<FollowerMsg>,
         queued: Vec<u64>,
     ) -> Result<Shipper, Error> {
         let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
@@ -211,7 +211,7 @@ impl Shipper {
         self.cfg.max_in_flight.max(1) * 2 + 2
     }
 
-    /// Ships until `stop` turns true and then, once the reader has stopped, for at most
+    /// Ships until `stop` turns true and then, once the follower has stopped, for at most
     /// `drain` more while batches remain.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>, drain: Duration) {
         let mut deadline: Option<Instant> = None;
@@ -668,7 +668,7 @@ impl Shipper {
                 already_there.push((id, mark.min(end)));
             } else if mark < start {
                 let (tx, rx) = oneshot::channel();
-                let msg = ReaderMsg::Rewind {
+                let msg = FollowerMsg::Rewind {
                     source: id.clone(),
                     mark,
                     reply: tx,

@@ -2,7 +2,7 @@
 //! spools the events durably, and only then answers 200.
 //!
 //! The spool is a directory of append-only segments (`<nanos>.jsonl`, one flat audit event a
-//! line) that the reader tails like an audit log file, with the source id
+//! line) that the follower follows like an audit log file, with the source id
 //! `<node>/webhook/<segment>`: from the spool on, delivery is exactly once like any file.
 //! (auditID, stage) pairs seen within the last [`DEDUP_WINDOW`] events are not spooled again,
 //! across restarts too: the window is kept in a key log beside the segments ([`KEYS_FILE`]) and
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,16 +24,17 @@ use axum::{Json, Router};
 use serde_json::json;
 use tracing::{error, warn};
 use trawl_model::codec::{decode_body, Encoding};
+use trawl_model::{ApiError, ErrorCode};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{ensure_dir, sync_dir, write_atomic};
 use crate::metrics::Metrics;
-use crate::shared::{lock, ReaderMsg};
+use crate::shared::{lock, FollowerMsg};
 
 /// (auditID, stage) pairs remembered for deduplication.
 pub const DEDUP_WINDOW: usize = 100_000;
 /// The key log in the spool directory: the dedup window's keys, one a line, oldest first. Not a
-/// `.jsonl` name, so the reader does not take it for a segment.
+/// `.jsonl` name, so the follower does not take it for a segment.
 pub const KEYS_FILE: &str = "dedup-keys.log";
 /// A segment is closed past this size and a new one started.
 const SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -292,17 +294,17 @@ pub struct WebhookState {
     inner: Mutex<(Spool, Dedup, KeyLog)>,
     cluster: String,
     metrics: Metrics,
-    wake: Mutex<std::sync::mpsc::Sender<ReaderMsg>>,
+    wake: Mutex<std::sync::mpsc::Sender<FollowerMsg>>,
 }
 
 impl WebhookState {
     /// The state for a spool in `dir`, its dedup window rebuilt from what the spool keeps;
-    /// `wake` tells the reader there is something to read.
+    /// `wake` tells the follower there is something to read.
     pub fn new(
         dir: &Path,
         cluster: String,
         metrics: Metrics,
-        wake: std::sync::mpsc::Sender<ReaderMsg>,
+        wake: std::sync::mpsc::Sender<FollowerMsg>,
     ) -> Result<WebhookState> {
         let spool = Spool::open(dir)?;
         let mut dedup = Dedup::new(DEDUP_WINDOW);
@@ -324,30 +326,22 @@ pub fn router(state: Arc<WebhookState>) -> Router {
         .with_state(state)
 }
 
-fn error_response(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
-}
-
 async fn receive(
     State(state): State<Arc<WebhookState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
     let encoding = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let encoding = match Encoding::from_header(encoding) {
         Ok(e) => e,
         Err(e) => {
-            return error_response(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_encoding",
-                e.to_string(),
-            )
+            return ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string()).into_response()
         }
     };
     let state2 = state.clone();
@@ -355,7 +349,7 @@ async fn receive(
     match result {
         Ok(Ok((accepted, deduplicated, rejected))) => {
             if accepted > 0 {
-                let _ = lock(&state.wake).send(ReaderMsg::Wake);
+                let _ = lock(&state.wake).send(FollowerMsg::Wake);
             }
             (
                 StatusCode::OK,
@@ -364,27 +358,17 @@ async fn receive(
                 .into_response()
         }
         Ok(Err(WebhookError::BadRequest(message))) => {
-            error_response(StatusCode::BAD_REQUEST, "bad_request", message)
+            ApiError::bad_request(message).into_response()
         }
         Ok(Err(WebhookError::TooLarge(message))) => {
-            error_response(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            ApiError::new(ErrorCode::PayloadTooLarge, message).into_response()
         }
         Ok(Err(WebhookError::Internal(message))) => {
             error!(error = %message, "audit events could not be spooled");
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the events could not be stored; retry".to_string(),
-            )
+            ApiError::new(ErrorCode::Internal, "the events could not be stored; retry")
+                .into_response()
         }
-        Err(e) => {
-            error!(error = %e, "webhook task failed");
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error".to_string(),
-            )
-        }
+        Err(e) => ApiError::internal(format!("webhook task failed: {e}")).into_response(),
     }
 }
 

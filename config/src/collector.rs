@@ -15,7 +15,7 @@ pub struct CollectorConfig {
     /// A directory that does not exist is watched for, not an error. Default `/var/log/pods`.
     pub pods_dir: PathBuf,
     /// Node name stamped on every record. Empty (the default) means: the `NODE_NAME`
-    /// environment variable at runtime, else the host name.
+    /// environment variable (read when the configuration is loaded), else the host name.
     pub node_name: String,
     /// Base URL of the indexer, e.g. `http://trawl-indexer:7400` (`http` or `https`, with a
     /// host). Empty (the default) means, in standalone, the address the server actually bound;
@@ -222,6 +222,10 @@ pub struct KubernetesConfig {
     /// With pod label filters, how long a new file waits for its pod's labels before it is
     /// read anyway (with path metadata only, never dropped). Default 5000.
     pub metadata_wait_ms: u64,
+    /// Whether the process runs in a cluster (`KUBERNETES_SERVICE_HOST` set and not blank), as
+    /// loading found it in the environment map ([`CollectorConfig::resolve_host`]). Not a key.
+    #[serde(skip)]
+    pub in_cluster: bool,
 }
 
 impl Default for KubernetesConfig {
@@ -233,19 +237,39 @@ impl Default for KubernetesConfig {
             annotations: Vec::new(),
             namespace_labels: false,
             metadata_wait_ms: default_metadata_wait_ms(),
+            in_cluster: false,
         }
     }
 }
 
 impl KubernetesConfig {
     /// Whether the API server is watched: `enabled` when set; when unset, whether the process
-    /// runs in a cluster (`env("KUBERNETES_SERVICE_HOST")` is non-empty) or `kubeconfig` is set.
-    /// `env` reads an environment variable (tests pass a map).
-    pub fn watch_enabled(&self, env: impl Fn(&str) -> Option<String>) -> bool {
-        self.enabled.unwrap_or_else(|| {
-            self.kubeconfig.is_some()
-                || env("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.trim().is_empty())
-        })
+    /// runs in a cluster (`in_cluster`, which loading sets from `KUBERNETES_SERVICE_HOST`) or
+    /// `kubeconfig` is set.
+    pub fn watch_enabled(&self) -> bool {
+        self.enabled
+            .unwrap_or(self.in_cluster || self.kubeconfig.is_some())
+    }
+}
+
+impl CollectorConfig {
+    /// Fills in what "unset" means on this host from its variables, so that the collector
+    /// library never reads the environment: an empty `node_name` becomes `NODE_NAME` (the
+    /// downward API's) when that is set and not blank; `kubernetes.in_cluster` is whether
+    /// `KUBERNETES_SERVICE_HOST` is set and not blank. `env` reads a variable (the binary
+    /// passes its environment map).
+    pub fn resolve_host(&mut self, env: impl Fn(&str) -> Option<String>) {
+        let set = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        if self.node_name.is_empty() {
+            if let Some(node) = set("NODE_NAME") {
+                self.node_name = node;
+            }
+        }
+        self.kubernetes.in_cluster = set("KUBERNETES_SERVICE_HOST").is_some();
     }
 }
 

@@ -29,7 +29,8 @@ impl Provider for TomlFile {
     }
 }
 
-/// Defaults, then `file`, then the `TRAWL_*` entries of `env`. Does not validate.
+/// Defaults, then `file`, then the `TRAWL_*` entries of `env`, then what the collector takes
+/// from its host's variables ([`crate::CollectorConfig::resolve_host`]). Does not validate.
 pub(crate) fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config> {
     let mut figment = Figment::new();
     if let Some(path) = file {
@@ -47,7 +48,9 @@ pub(crate) fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Resul
     for var in env::overrides(env, config_shape.as_ref(), stream_shape.as_ref()) {
         figment = figment.merge(var);
     }
-    figment.extract::<Config>().map_err(describe)
+    let mut config = figment.extract::<Config>().map_err(describe)?;
+    config.collector.resolve_host(|name| env.get(name).cloned());
+    Ok(config)
 }
 
 /// One line for a (possibly chained) figment error.

@@ -83,6 +83,7 @@ fn defaults_are_the_documented_ones() {
             annotations: vec![],
             namespace_labels: false,
             metadata_wait_ms: 5000,
+            in_cluster: false,
         }
     );
 
@@ -837,28 +838,54 @@ fn example_toml_documents_every_key() {
 
 #[test]
 fn kubernetes_metadata_is_on_in_a_cluster_unless_configured() {
-    let k = KubernetesConfig::default();
     let in_cluster =
         |name: &str| (name == "KUBERNETES_SERVICE_HOST").then(|| "10.0.0.1".to_string());
     let outside = |_: &str| None;
-    assert!(k.watch_enabled(in_cluster));
-    assert!(!k.watch_enabled(outside));
-    assert!(!k.watch_enabled(|_: &str| Some(" ".to_string())));
-    let with_kubeconfig = KubernetesConfig {
+    let blank = |_: &str| Some(" ".to_string());
+    let watched = |kubernetes: KubernetesConfig, env: &dyn Fn(&str) -> Option<String>| {
+        let mut collector = CollectorConfig {
+            kubernetes,
+            ..CollectorConfig::default()
+        };
+        collector.resolve_host(env);
+        collector.kubernetes.watch_enabled()
+    };
+    let k = KubernetesConfig::default;
+    assert!(watched(k(), &in_cluster));
+    assert!(!watched(k(), &outside));
+    assert!(!watched(k(), &blank));
+    let with_kubeconfig = || KubernetesConfig {
         kubeconfig: Some(PathBuf::from("/etc/kubeconfig")),
         ..KubernetesConfig::default()
     };
-    assert!(with_kubeconfig.watch_enabled(outside));
+    assert!(watched(with_kubeconfig(), &outside));
+    assert!(with_kubeconfig().watch_enabled());
     let off = KubernetesConfig {
         enabled: Some(false),
         ..KubernetesConfig::default()
     };
-    assert!(!off.watch_enabled(in_cluster));
+    assert!(!watched(off, &in_cluster));
     let on = KubernetesConfig {
         enabled: Some(true),
         ..KubernetesConfig::default()
     };
-    assert!(on.watch_enabled(outside));
+    assert!(watched(on, &outside));
+}
+
+#[test]
+fn node_name_comes_from_node_name_when_not_configured() {
+    let env: BTreeMap<String, String> = [("NODE_NAME".to_string(), " node-7 ".to_string())].into();
+    let config = Config::load(None, &env).unwrap();
+    assert_eq!(config.collector.node_name, "node-7");
+    let mut collector = CollectorConfig {
+        node_name: "configured".to_string(),
+        ..CollectorConfig::default()
+    };
+    collector.resolve_host(|name| env.get(name).cloned());
+    assert_eq!(collector.node_name, "configured");
+    let mut collector = CollectorConfig::default();
+    collector.resolve_host(|_| Some("  ".to_string()));
+    assert_eq!(collector.node_name, "");
 }
 
 #[test]

@@ -19,8 +19,8 @@ use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use trawl_model::codec::{decode_body, Encoding};
 
-use crate::api::{ApiError, ErrorCode};
 use crate::{Indexer, IngestError, Push, Surface};
+use trawl_model::{ApiError, ErrorCode};
 
 /// Header that marks a body whose first line is the delivery envelope.
 pub const DELIVERY_HEADER: &str = "x-trawl-delivery";
@@ -131,10 +131,9 @@ pub(crate) async fn receive(
 pub(crate) fn ingest_error(err: IngestError) -> ApiError {
     match err {
         IngestError::Gap(marks) => ApiError::new(
-            ErrorCode::Conflict,
+            ErrorCode::OffsetGap,
             "a source's batch starts past what the index holds: resend from its mark",
         )
-        .with_code("offset_gap")
         .with_extra("marks", json!(marks)),
         IngestError::BadEnvelope(message) => ApiError::bad_request(message),
         IngestError::TooManyRecords(message) => ApiError::new(ErrorCode::PayloadTooLarge, message),

@@ -6,7 +6,6 @@
 //! Exactly-once delivery from the collector rests on source marks (`marks`): per source, the
 //! end of the contiguous prefix the index holds, moved in the same WAL entry as the records.
 
-pub mod api;
 mod audit_dedup;
 mod catalog;
 pub mod compat;

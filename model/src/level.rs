@@ -25,6 +25,8 @@ use serde_json::{Map, Value};
 
 use crate::Level;
 
+pub mod cases;
+
 /// What [`enrich`] found in a message.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Enrichment {
@@ -296,133 +298,31 @@ fn leading_word_level(b: &[u8]) -> Option<Level> {
 mod tests {
     use serde_json::json;
 
+    use super::cases::{is_json_object, CASES};
     use super::*;
 
     #[test]
-    fn text_levels() {
-        use Level::*;
-        let cases: &[(&str, Option<Level>)] = &[
-            ("ERROR something broke", Some(Error)),
-            ("WARN disk at 91%", Some(Warn)),
-            (
-                "2026-11-25 10:15:00,123 WARN  [main] c.e.App - slow",
-                Some(Warn),
-            ),
-            (
-                "10:15:00.123 [http-nio-8080-exec-1] INFO  c.e.Web - GET /",
-                Some(Info),
-            ),
-            (
-                "2026-11-25 10:15:00.123  INFO 1 --- [main] o.s.b.App : Started",
-                Some(Info),
-            ),
-            ("WARNING:root:low memory", Some(Warn)),
-            ("CRITICAL:app.db:connection lost", Some(Fatal)),
-            (
-                "2026/11/25 10:15:00 [error] 7#7: *1 open() failed",
-                Some(Error),
-            ),
-            (
-                "[Mon Nov 25 10:15:00 2026] [core:error] [pid 1] AH00124",
-                Some(Error),
-            ),
-            ("[warn] deprecated option", Some(Warn)),
-            (
-                "time=\"2026-11-25T10:15:00Z\" level=warning msg=\"slow\"",
-                Some(Warn),
-            ),
-            (
-                "ts=2026-11-25T10:15:00Z caller=main.go:12 level=DEBUG msg=x",
-                Some(Debug),
-            ),
-            ("lvl=info msg=started", Some(Info)),
-            ("severity=Error component=x", Some(Error)),
-            ("level=\"fatal\" msg=bye", Some(Fatal)),
-            ("level=30 msg=bunyan-ish", Some(Info)),
-            (
-                "E1125 10:15:00.123456    1 reflector.go:138] watch failed",
-                Some(Error),
-            ),
-            (
-                "I1125 10:15:00.123456    1 main.go:42] starting",
-                Some(Info),
-            ),
-            ("W1125 10:15:00.123456    1 main.go:42] slow", Some(Warn)),
-            ("F1125 10:15:00.123456    1 main.go:42] dying", Some(Fatal)),
-            ("panic: runtime error: index out of range", Some(Fatal)),
-            ("fatal error: all goroutines are asleep", Some(Fatal)),
-            ("10:15:00 INF listening port=8080", Some(Info)),
-            ("npm ERR! code E404", Some(Error)),
-            ("error: could not open file", Some(Error)),
-            ("Warning: something odd", Some(Warn)),
-            ("TRACE entering fn", Some(Trace)),
-            ("INFO request failed with ERROR", Some(Info)),
-            ("ts=1 level=debug msg=hi", Some(Debug)),
-            ("ts=1 lvl=\"warn\" msg=hi", Some(Warn)),
-            ("[core:error] [pid 1] AH00001", Some(Error)),
-            ("ünïcödé ERROR ünïcödé", Some(Error)),
-            ("no errors here, Error handling done", None),
-            ("GET /healthz 200", None),
-            // Negatives.
-            ("no errors here", None),
-            ("Error handling done", None),
-            ("connection reset by peer", None),
-            ("GET /ERROR HTTP/1.1 404", None),
-            ("ERROR_CODE=5 returned", None),
-            ("INFORMATIONAL is not a token here", None),
-            ("E1125 is an id", None),
-            ("msg=\"done\" deep.level=warn", None),
-            (&format!("{} ERROR late", "x".repeat(70)), None),
-            ("", None),
-            ("[main] started", None),
-            ("   at com.example.Foo.bar(Foo.java:42)", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(text_level(text), *want, "{text:?}");
-            assert_eq!(enrich(text).level, *want, "{text:?}");
-            assert!(enrich(text).attributes.is_empty());
+    fn the_table_of_cases() {
+        for (text, want) in CASES {
+            let e = enrich(text);
+            assert_eq!(e.level, *want, "{text:?}");
+            assert_eq!(detect(text), *want, "{text:?}");
+            if is_json_object(text) {
+                assert!(!e.attributes.is_empty(), "{text}");
+            } else {
+                assert_eq!(text_level(text), *want, "{text:?}");
+                assert!(e.attributes.is_empty(), "{text}");
+            }
         }
     }
 
     #[test]
-    fn json_levels_and_attributes() {
+    fn json_attributes() {
         let e = enrich(r#"{"level":"warn","msg":"slow","ms":1200}"#);
         assert_eq!(e.level, Some(Level::Warn));
         assert_eq!(
             Value::Object(e.attributes),
             json!({"level":"warn","msg":"slow","ms":1200})
         );
-
-        let cases: &[(&str, Option<Level>)] = &[
-            (r#"{"severity":"ERROR"}"#, Some(Level::Error)),
-            (r#"{"lvl":"dbug","level":"info"}"#, Some(Level::Info)),
-            (r#"{"loglevel":"Warning"}"#, Some(Level::Warn)),
-            (r#"{"log.level":"info"}"#, Some(Level::Info)),
-            (r#"{"log":{"level":"debug"}}"#, Some(Level::Debug)),
-            (r#"{"@l":"Warning","@mt":"x"}"#, Some(Level::Warn)),
-            (r#"{"@l":"Verbose"}"#, Some(Level::Trace)),
-            (r#"{"levelname":"CRITICAL"}"#, Some(Level::Fatal)),
-            (r#"{"level":30}"#, Some(Level::Info)),
-            (r#"{"level":50}"#, Some(Level::Error)),
-            (r#"{"level":60}"#, Some(Level::Fatal)),
-            (r#"{"level":35}"#, None),
-            (r#"  {"msg":"ERROR in body"}"#, None),
-            (r#"{"status":"error"}"#, None),
-            (r#"{"level":{"nested":true}}"#, None),
-        ];
-        for (text, want) in cases {
-            let e = enrich(text);
-            assert_eq!(e.level, *want, "{text}");
-            assert!(!e.attributes.is_empty(), "{text}");
-        }
-    }
-
-    #[test]
-    fn broken_json_falls_back_to_text() {
-        let e = enrich("{oops ERROR not json");
-        assert_eq!(e.level, Some(Level::Error));
-        assert!(e.attributes.is_empty());
-        // A JSON array is not an object: text rules.
-        assert_eq!(enrich(r#"["ERROR"]"#).attributes.len(), 0);
     }
 }

@@ -1,7 +1,9 @@
 //! Trawl's data model: the records that flow from collector to index (container log lines and
 //! Kubernetes audit events), their field names, the time grammar of the HTTP API and the wire
-//! codec (NDJSON, optionally zstd- or gzip-compressed). No I/O and no async here.
+//! codec (NDJSON, optionally zstd- or gzip-compressed), and the error envelope every HTTP
+//! surface answers. No I/O and no async here.
 
+pub mod api_error;
 pub mod audit;
 pub mod codec;
 pub mod elastic;
@@ -13,6 +15,7 @@ pub mod schema;
 pub mod shippers;
 pub mod time;
 
+pub use api_error::{ApiError, ErrorCode};
 pub use audit::AuditEvent;
 pub use error::{Error, Result};
 pub use log::{Level, LogRecord};

@@ -7,19 +7,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use trawl_model::Timestamp;
+use trawl_model::{ApiError, ErrorCode, Timestamp};
 
 use crate::access::Scope;
 use crate::error::Error;
 use crate::fanin::{Caller, FanIn};
-use crate::request::{QueryLimits, SearchRequest, SortOrder};
+use crate::request::{json_or_default, QueryLimits, SearchRequest, SortOrder};
 use crate::search::{merge_leaves, LeafResponse};
 
 /// Path of the leaf search every indexer serves.
@@ -177,15 +177,9 @@ async fn post_search(
     scope: Scope,
     headers: HeaderMap,
     Path(stream): Path<String>,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(SearchRequest::default())
-    } else {
-        serde_json::from_slice::<SearchRequest>(&body)
-            .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
-    };
-    match request {
+    match json_or_default::<SearchRequest>(body) {
         Ok(request) => {
             let caller = Caller::new(&state.fanin, scope, &headers);
             fan_out(&state, &stream, request, &caller).await
@@ -260,10 +254,8 @@ async fn fan_out(
         }
     }
     if leaves.is_empty() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": {"code": "unavailable", "message": "no indexer answered"}, "failed_indexers": failed})),
-        )
+        return ApiError::new(ErrorCode::Unavailable, "no indexer answered")
+            .with_extra("failed_indexers", Value::Array(failed))
             .into_response();
     }
     let limits = state.limits.clone();

@@ -1,8 +1,9 @@
-//! The query crate's error type and the one place where errors become HTTP status codes.
+//! The query crate's error type; each error says its [`ErrorCode`], which decides the HTTP
+//! status and the envelope (`trawl_model::ApiError`).
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use trawl_model::ApiError;
+pub use trawl_model::ErrorCode;
 
 /// What can go wrong while serving a query.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,9 @@ pub enum Error {
     /// names a field it cannot aggregate on.
     #[error("invalid aggregation: {0}")]
     InvalidAggregation(String),
+    /// A request body over the route's size limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The stream is neither built in nor declared in the configuration.
     #[error("unknown stream `{0}`")]
     UnknownStream(String),
@@ -37,58 +41,18 @@ pub enum Error {
 /// Result with the query crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The closed set of outcomes a client can tell apart; each maps to one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// The request is malformed: 400.
-    BadRequest,
-    /// The addressed resource (a stream) does not exist: 404.
-    NotFound,
-    /// Well-formed but over the configured resource limits: 422.
-    TooExpensive,
-    /// The time budget ran out before any answer: 504.
-    Timeout,
-    /// A server-side failure: 500.
-    Internal,
-}
-
-impl ErrorCode {
-    /// The HTTP status of this code.
-    pub fn http_status(self) -> StatusCode {
-        match self {
-            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::TooExpensive => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
 impl Error {
-    /// Which class of error this is for the client.
+    /// The code of the error answer, which decides its HTTP status.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::InvalidQuery(_) | Error::InvalidArgument(_) | Error::InvalidAggregation(_) => {
-                ErrorCode::BadRequest
-            }
-            Error::UnknownStream(_) => ErrorCode::NotFound,
+            Error::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::InvalidAggregation(_) => ErrorCode::InvalidAggregation,
+            Error::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Error::UnknownStream(_) => ErrorCode::UnknownStream,
             Error::TooExpensive(_) => ErrorCode::TooExpensive,
             Error::Timeout(_) => ErrorCode::Timeout,
             Error::Internal(_) => ErrorCode::Internal,
-        }
-    }
-
-    /// The machine-readable `code` of the JSON error body: finer than [`ErrorCode`], stable.
-    pub fn code_name(&self) -> &'static str {
-        match self {
-            Error::InvalidQuery(_) => "invalid_query",
-            Error::InvalidArgument(_) => "invalid_argument",
-            Error::InvalidAggregation(_) => "invalid_aggregation",
-            Error::UnknownStream(_) => "unknown_stream",
-            Error::TooExpensive(_) => "too_expensive",
-            Error::Timeout(_) => "timeout",
-            Error::Internal(_) => "internal",
         }
     }
 
@@ -112,27 +76,39 @@ impl From<trawl_indexer::Error> for Error {
     }
 }
 
+impl From<axum::extract::rejection::BytesRejection> for Error {
+    /// A body that could not be read: too large past the route's limit, else a bad argument.
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        let message = format!("request body: {}", rejection.body_text());
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge(message)
+        } else {
+            Error::InvalidArgument(message)
+        }
+    }
+}
+
 impl From<trawl_model::Error> for Error {
     fn from(err: trawl_model::Error) -> Self {
         Error::InvalidArgument(err.to_string())
     }
 }
 
+impl From<Error> for ApiError {
+    /// The envelope of the error; a 5xx keeps its details as the logged cause only.
+    fn from(err: Error) -> ApiError {
+        let mut answer = ApiError::new(err.code(), err.public_message());
+        if let Error::Internal(_) = err {
+            answer.cause = Some(err.to_string());
+        }
+        answer
+    }
+}
+
 impl IntoResponse for Error {
     /// `{"error": {"code": "...", "message": "..."}}` with the status of [`Error::code`].
-    /// 5xx errors are logged here with their details; 4xx are the client's business and are
-    /// only traced at debug level.
     fn into_response(self) -> Response {
-        let code = self.code();
-        if code == ErrorCode::Internal {
-            tracing::error!(error = %self, "search failed");
-        } else {
-            tracing::debug!(error = %self, "search refused");
-        }
-        let body = serde_json::json!({
-            "error": { "code": self.code_name(), "message": self.public_message() }
-        });
-        (code.http_status(), Json(body)).into_response()
+        ApiError::from(self).into_response()
     }
 }
 
@@ -150,6 +126,7 @@ mod tests {
                 400,
                 "invalid_aggregation",
             ),
+            (Error::PayloadTooLarge("x".into()), 413, "payload_too_large"),
             (Error::UnknownStream("x".into()), 404, "unknown_stream"),
             (Error::TooExpensive("x".into()), 422, "too_expensive"),
             (Error::Timeout(5), 504, "timeout"),
@@ -157,7 +134,7 @@ mod tests {
         ];
         for (err, status, name) in cases {
             assert_eq!(err.code().http_status().as_u16(), status, "{err}");
-            assert_eq!(err.code_name(), name);
+            assert_eq!(err.code().as_str(), name);
         }
     }
 
@@ -167,6 +144,6 @@ mod tests {
         assert_eq!(err.public_message(), "internal error, see the server log");
         let err = Error::from(trawl_indexer::Error::UnknownStream("nope".into()));
         assert_eq!(err.public_message(), "unknown stream `nope`");
-        assert_eq!(err.code(), ErrorCode::NotFound);
+        assert_eq!(err.code(), ErrorCode::UnknownStream);
     }
 }

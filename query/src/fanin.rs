@@ -185,11 +185,11 @@ pub(crate) async fn tail(
         }
     }
     if reachable == 0 {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"error": {"code": "unavailable", "message": "no indexer accepted the tail"}})),
+        return trawl_model::ApiError::new(
+            trawl_model::ErrorCode::Unavailable,
+            "no indexer accepted the tail",
         )
-            .into_response();
+        .into_response();
     }
 
     let (tx, rx) = mpsc::channel::<Event>(EVENT_QUEUE);

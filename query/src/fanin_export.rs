@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 
 use arrow_array::RecordBatch;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +34,7 @@ use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::export::{ChunkWriter, ExportFormat, ExportRequest, CHANNEL_CHUNKS};
 use crate::fanin::{Caller, FanIn};
-use crate::request::{FieldList, QueryLimits};
+use crate::request::{json_or_default, FieldList, QueryLimits};
 
 /// State of the root's export routes.
 #[derive(Clone)]
@@ -70,17 +70,12 @@ pub(crate) async fn post_export(
     Path(stream): Path<String>,
     headers: HeaderMap,
     param: std::result::Result<Query<FormatParam>, QueryRejection>,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
     let request = param
         .map_err(|r| Error::InvalidArgument(format!("query string: {}", r.body_text())))
         .and_then(|Query(param)| {
-            let mut request = if body.iter().all(u8::is_ascii_whitespace) {
-                ExportRequest::default()
-            } else {
-                serde_json::from_slice::<ExportRequest>(&body)
-                    .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?
-            };
+            let mut request = json_or_default::<ExportRequest>(body)?;
             if param.format.is_some() {
                 request.format = param.format;
             }
@@ -225,14 +220,11 @@ async fn start(
 }
 
 fn unavailable(indexer: &str, reason: &str) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(serde_json::json!({"error": {
-            "code": "unavailable",
-            "message": format!("indexer {indexer} cannot export its part ({reason}); an export through the searcher needs every indexer"),
-        }})),
+    trawl_model::ApiError::new(
+        trawl_model::ErrorCode::Unavailable,
+        format!("indexer {indexer} cannot export its part ({reason}); an export through the searcher needs every indexer"),
     )
-        .into_response()
+    .into_response()
 }
 
 /// A part's body as a blocking reader (for the Arrow IPC and CSV readers). Must be used from a

@@ -7,7 +7,7 @@
 //! SearchRequest --parse--> ParsedRequest --search(snapshot)--> SearchResponse
 //!   request.rs                               search.rs, aggs.rs, hit.rs
 //! routes.rs: GET|POST /api/v1/{stream}/search over any SnapshotSource
-//! error.rs:  Error -> ErrorCode -> HTTP status and {"error": {"code", "message"}}
+//! error.rs:  Error -> trawl_model::ErrorCode -> HTTP status and {"error": {"code", "message"}}
 //! ```
 
 pub mod access;
@@ -26,6 +26,7 @@ pub mod reports;
 mod request;
 mod routes;
 mod search;
+mod state;
 pub mod stats;
 pub mod tail;
 #[cfg(test)]

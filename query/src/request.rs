@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tantivy::aggregation::agg_req::Aggregations;
 use trawl_config::{QueryConfig, MAX_LIMIT_CEILING};
@@ -10,6 +13,20 @@ use trawl_model::Timestamp;
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
+
+/// The JSON body of a POST route: an empty (or all-whitespace) body is `T::default()`, any
+/// content type is read as JSON (curl -d sends form encoding). A body past the route's limit
+/// is [`Error::PayloadTooLarge`]; one that is not `T` an [`Error::InvalidArgument`].
+pub(crate) fn json_or_default<T: DeserializeOwned + Default>(
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<T> {
+    let body = body?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
+}
 
 /// Limits applied to every search, from the `[query]` configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

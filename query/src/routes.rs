@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,7 +16,7 @@ use trawl_model::Timestamp;
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
-use crate::request::{QueryLimits, SearchRequest};
+use crate::request::{json_or_default, QueryLimits, SearchRequest};
 use crate::search::{search, SearchResponse};
 
 /// Where the routes get a stream's searchable state from. Implemented by the indexer (local
@@ -53,21 +53,8 @@ pub type SearchObserver = Arc<dyn Fn(&SearchObservation) + Send + Sync>;
 /// budget is checked between segments, so one large segment may overrun it a little.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
-struct AppState<S> {
-    source: Arc<S>,
-    limits: QueryLimits,
-    observer: Option<SearchObserver>,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        AppState {
-            source: Arc::clone(&self.source),
-            limits: self.limits.clone(),
-            observer: self.observer.clone(),
-        }
-    }
-}
+/// The search routes' state; `extra` is the observer of each search.
+type AppState<S> = crate::state::AppState<S, Option<SearchObserver>>;
 
 /// The search routes: `GET /api/v1/{stream}/search` (parameters in the query string) and
 /// `POST /api/v1/{stream}/search` (a JSON body, which may add `aggs`).
@@ -92,7 +79,7 @@ fn build<S: SnapshotSource>(
     let state = AppState {
         source,
         limits,
-        observer,
+        extra: observer,
     };
     Router::new()
         .route(
@@ -129,15 +116,9 @@ async fn post_search<S: SnapshotSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    // Any content type is read as JSON (curl -d sends form encoding); an empty body is `*`.
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(SearchRequest::default())
-    } else {
-        serde_json::from_slice::<SearchRequest>(&body)
-            .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
-    };
+    let request = json_or_default::<SearchRequest>(body);
     respond(state, stream, request, scope).await
 }
 
@@ -168,7 +149,7 @@ async fn respond<S: SnapshotSource>(
             err.into_response(),
         ),
     };
-    if let Some(observer) = &state.observer {
+    if let Some(observer) = &state.extra {
         observer(&SearchObservation {
             stream,
             elapsed: started.elapsed(),
@@ -373,6 +354,18 @@ mod tests {
         let (status, body) = post("/api/v1/logs/search", json!({"qq": "x"})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], json!("invalid_argument"));
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_413_payload_too_large() {
+        // Past axum's default body limit of 2 MiB: the envelope, not axum's plain text.
+        let body = json!({"q": "x".repeat(3 << 20)});
+        let (status, body) = post("/api/v1/logs/search", body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            body,
+            json!({"error": {"code": "payload_too_large", "message": "request body: Failed to buffer the request body: length limit exceeded"}})
+        );
     }
 
     #[tokio::test]

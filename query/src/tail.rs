@@ -184,21 +184,8 @@ fn timestamp(snapshot: &StreamSnapshot, doc: &TantivyDocument) -> i64 {
         .map_or(i64::MIN, |d| d.into_timestamp_nanos())
 }
 
-struct AppState<S> {
-    source: Arc<S>,
-    limits: QueryLimits,
-    shutdown: watch::Receiver<bool>,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        AppState {
-            source: Arc::clone(&self.source),
-            limits: self.limits.clone(),
-            shutdown: self.shutdown.clone(),
-        }
-    }
-}
+/// The tail route's state; `extra` turns `true` on shutdown.
+type AppState<S> = crate::state::AppState<S, watch::Receiver<bool>>;
 
 /// The tail route, `GET /api/v1/{stream}/tail?q=...&fields=...`. Every open tail ends when
 /// `shutdown` becomes true (send it before waiting for connections to drain, or graceful
@@ -215,7 +202,7 @@ pub fn routes<S: TailSource>(
         .with_state(AppState {
             source,
             limits,
-            shutdown,
+            extra: shutdown,
         })
 }
 
@@ -259,7 +246,7 @@ async fn open<S: TailSource>(
     .map_err(|join| Error::Internal(format!("tail task failed: {join}")))??;
 
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-    tokio::spawn(pump(Arc::new(matcher), batches, tx, state.shutdown.clone()));
+    tokio::spawn(pump(Arc::new(matcher), batches, tx, state.extra.clone()));
     let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
     Ok(sse.into_response())
 }
@@ -302,7 +289,7 @@ async fn pump(
             Ok(Err(err)) => {
                 tracing::error!(error = %err, "tail matching failed");
                 let _ = tx
-                    .send(Ok(error_event(err.code_name(), &err.public_message())))
+                    .send(Ok(error_event(err.code().as_str(), &err.public_message())))
                     .await;
                 return;
             }
@@ -441,7 +428,7 @@ mod tests {
         let err = TailMatcher::new(snapshot(), request, &QueryLimits::default())
             .err()
             .unwrap();
-        assert_eq!(err.code_name(), "invalid_query");
+        assert_eq!(err.code().as_str(), "invalid_query");
         let request = TailRequest {
             q: None,
             fields: Some(FieldList::Joined("nope".to_string())),

@@ -81,7 +81,7 @@ fn bad_requests_get_exact_errors_and_good_lines_stay_searchable() {
     assert!(big.len() > 65_536 * 2, "{} bytes", big.len());
     let (status, answer) = server.ingest_raw("logs", big, None);
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
-    assert_some_error(&answer);
+    assert_error(&answer, "payload_too_large");
 
     // (e) A small zstd body that decompresses past max_decompressed_bytes: 413.
     let line = gen::line(1_000, "zstdbomb");
@@ -94,7 +94,7 @@ fn bad_requests_get_exact_errors_and_good_lines_stay_searchable() {
     );
     let (status, answer) = server.ingest_raw("logs", bomb, Some("zstd"));
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
-    assert_some_error(&answer);
+    assert_error(&answer, "payload_too_large");
 
     // (f) A truncated zstd body: 400, and none of its lines ingested (checked below).
     let whole = zstd_body(&gen::lines(2_000..2_100, "truncated"));

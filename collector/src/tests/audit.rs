@@ -100,6 +100,26 @@ async fn webhook_duplicates_once_and_malformed_is_400() {
         .unwrap();
     assert_eq!(gz.status(), 400);
 
+    // Too large, as sent (past 64 MiB) or once decompressed (past 256 MiB): the one code of
+    // every 413.
+    let bomb = zstd::encode_all(&vec![b' '; 257 << 20][..], 1).unwrap();
+    let big = [("zstd", bomb), ("identity", vec![b' '; (64 << 20) + 1])];
+    for (encoding, body) in big {
+        let resp = client
+            .post(&hook)
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413, "{encoding}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "payload_too_large",
+            "{encoding}: {body}"
+        );
+    }
+
     // Events after the bad requests still go through.
     let more = json!({"kind": "EventList", "items": [event("a3", "ResponseComplete")]});
     assert_eq!(

@@ -46,7 +46,7 @@ async fn exactly_once_through_rotations_and_restarts() {
                 }
             }
             if i % 10 == 0 {
-                // Pacing only: lets the reader interleave with the writer.
+                // Pacing only: lets the follower interleave with the writer.
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
         }
@@ -137,7 +137,7 @@ async fn lost_index_data_is_resent_from_the_mark() {
 
 /// Redaction masks secrets before records leave the node, and a namespace over its rate limit is
 /// held back (counted) rather than dropped: every line arrives once. (The rate itself is
-/// measured on a fake clock by `reader::tests::a_rate_limited_namespace_is_read_at_exactly_its_rate`.)
+/// measured on a fake clock by `follower::tests::a_rate_limited_namespace_is_read_at_exactly_its_rate`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redaction_masks_secrets_and_rate_limits_hold_back_without_dropping() {
     let root = tempfile::tempdir().unwrap();
@@ -193,7 +193,7 @@ async fn redaction_masks_secrets_and_rate_limits_hold_back_without_dropping() {
     let expected_noisy: Vec<String> = (0..400).map(|n| format!("tick {n:04}")).collect();
     assert_eq!(records("noisy-batch"), expected_noisy);
     // 400 lines against a bucket of 20 refilled at 200/s: some had to wait, each counted once
-    // (how many depends on how often the reader came back, not on the limit), and never the
+    // (how many depends on how often the follower came back, not on the limit), and never the
     // first 20, which the full bucket let through.
     assert!(
         (1..=380).contains(&limited),

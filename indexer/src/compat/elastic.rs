@@ -37,11 +37,11 @@ use trawl_config::StreamConfig;
 use trawl_model::codec::ndjson_lines;
 use trawl_model::elastic;
 
-use crate::api::{ApiError, ErrorCode};
 use crate::compat::filter_path;
 use crate::dedup::{body_hash, Push, Surface};
 use crate::http::{ingest_error, receive, IngestState};
 use crate::Error;
+use trawl_model::{ApiError, ErrorCode};
 
 /// The product header the official Elasticsearch clients require on every answer.
 pub const PRODUCT_HEADER: &str = "x-elastic-product";
@@ -450,20 +450,20 @@ pub(crate) fn document_line(source: &[u8]) -> Result<Vec<u8>, String> {
 /// A whole-request refusal (readiness, capacity, limits, storage) in Elasticsearch's shape,
 /// with the status and `Retry-After` of the indexer's answer.
 fn api_error(err: ApiError, request: &HeaderMap) -> Response {
-    let kind = match err.code {
+    let kind = match err.code() {
         ErrorCode::TooManyRequests => "es_rejected_execution_exception",
         ErrorCode::PayloadTooLarge => "content_too_long_exception",
         ErrorCode::UnsupportedMediaType => "media_type_header_exception",
         ErrorCode::Unavailable => "cluster_block_exception",
         ErrorCode::InsufficientStorage => "cluster_block_exception",
-        ErrorCode::NotFound => "index_not_found_exception",
+        ErrorCode::NotFound | ErrorCode::UnknownStream => "index_not_found_exception",
         ErrorCode::BadRequest => "parse_exception",
         _ => "exception",
     };
     error_response(
-        err.code.http_status(),
+        err.http_status(),
         kind,
-        &err.message,
+        err.message(),
         err.retry_after_secs,
         request,
     )

@@ -32,10 +32,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use trawl_model::{Level, LogRecord, Timestamp};
 
-use crate::api::{ApiError, ErrorCode};
 use crate::http::{ingest_error, receive, IngestState};
 use crate::{Push, Surface};
 use trawl_model::level;
+use trawl_model::{ApiError, ErrorCode};
 
 /// The Loki push route.
 pub(crate) fn routes(state: IngestState) -> Router {
@@ -133,19 +133,15 @@ async fn push(State(state): State<IngestState>, headers: HeaderMap, body: Body) 
 /// Loki answers errors in plain text.
 fn text_error(err: &ApiError) -> Response {
     let mut response = (
-        err.code.http_status(),
+        err.http_status(),
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         )],
-        format!("{}\n", err.message),
+        format!("{}\n", err.message()),
     )
         .into_response();
-    if let Some(secs) = err.retry_after_secs {
-        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-    }
+    err.set_retry_after(response.headers_mut());
     response
 }
 

@@ -31,10 +31,10 @@ use prost::Message;
 use serde_json::{json, Map, Number, Value};
 use trawl_model::{Level, LogRecord, Timestamp};
 
-use crate::api::{ApiError, ErrorCode};
 use crate::http::{ingest_error, receive, IngestState};
 use crate::{Push, Surface};
 use trawl_model::level;
+use trawl_model::{ApiError, ErrorCode};
 
 /// The OTLP/HTTP logs route.
 pub(crate) fn routes(state: IngestState) -> Router {
@@ -167,15 +167,18 @@ pub(crate) struct RpcStatus {
 /// and `Retry-After` (429 and 503 are retried by OTLP exporters).
 fn status_response(err: &ApiError, wire: Wire) -> Response {
     // gRPC codes: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL.
-    let code = match err.code {
-        ErrorCode::BadRequest | ErrorCode::UnsupportedMediaType | ErrorCode::NotFound => 3,
+    let code = match err.code() {
+        ErrorCode::BadRequest
+        | ErrorCode::UnsupportedMediaType
+        | ErrorCode::NotFound
+        | ErrorCode::UnknownStream => 3,
         ErrorCode::TooManyRequests | ErrorCode::PayloadTooLarge => 8,
         ErrorCode::Unavailable | ErrorCode::InsufficientStorage => 14,
         _ => 13,
     };
     let status = RpcStatus {
         code,
-        message: err.message.clone(),
+        message: err.message().to_string(),
     };
     let body = match wire {
         Wire::Protobuf => status.encode_to_vec(),
@@ -184,7 +187,7 @@ fn status_response(err: &ApiError, wire: Wire) -> Response {
             .into_bytes(),
     };
     let mut response = (
-        err.code.http_status(),
+        err.http_status(),
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(wire.content_type()),
@@ -192,11 +195,7 @@ fn status_response(err: &ApiError, wire: Wire) -> Response {
         body,
     )
         .into_response();
-    if let Some(secs) = err.retry_after_secs {
-        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-    }
+    err.set_retry_after(response.headers_mut());
     response
 }
 

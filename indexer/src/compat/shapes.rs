@@ -54,7 +54,10 @@ pub(crate) fn normalise_line<'a>(
             // KubeSphere's kube-auditing writes the event under its Go names (`AuditID`).
             if shippers::is_kube_auditing(&doc) {
                 return serde_json::to_vec(&shippers::kube_auditing_to_k8s(&doc))
-                    .map(Cow::Owned)
+                    .map(|bytes| Normalised {
+                        bytes: Cow::Owned(bytes),
+                        log: None,
+                    })
                     .map_err(|e| format!("the record could not be encoded: {e}"));
             }
             if doc.contains_key("timestamp") || !doc.contains_key("@timestamp") {
@@ -98,6 +101,18 @@ mod tests {
     fn logs(line: &str) -> Result<String, String> {
         normalise_line(StreamKind::Logs, line.as_bytes(), MapOptions::default())
             .map(|l| String::from_utf8(l.bytes.into_owned()).unwrap())
+    }
+
+    /// The model's table of level cases, as messages of agents' documents without a level
+    /// field: the compat path detects what the collector detects.
+    #[test]
+    fn levels_of_messages_follow_the_models_table() {
+        for (message, want) in trawl_model::level::cases::CASES {
+            let line = serde_json::json!({ "message": message }).to_string();
+            let record: trawl_model::LogRecord =
+                serde_json::from_str(&logs(&line).unwrap()).unwrap();
+            assert_eq!(record.level, *want, "{message:?}");
+        }
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl From<Error> for EsError {
             (Error::UnknownStream(name), _) => EsError::index_not_found(name),
             (Error::InvalidQuery(_), _) => EsError::parsing(reason),
             (Error::InvalidAggregation(_), _) => EsError::illegal_argument(reason),
-            (_, ErrorCode::BadRequest) => EsError::illegal_argument(reason),
+            (_, ErrorCode::InvalidArgument) => EsError::illegal_argument(reason),
             (_, ErrorCode::TooExpensive) => EsError {
                 status,
                 kind: "too_many_buckets_exception",
@@ -119,7 +119,7 @@ impl From<Error> for EsError {
                 reason,
                 index: None,
             },
-            (_, ErrorCode::Internal) => {
+            (_, _) => {
                 tracing::error!(error = %err, "elasticsearch-compatible search failed");
                 EsError {
                     status,

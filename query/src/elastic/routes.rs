@@ -32,6 +32,7 @@ use super::ElasticSource;
 use crate::access::Scope;
 use crate::error::Error;
 use crate::request::QueryLimits;
+use crate::state::AppState;
 
 /// Where the API is mounted.
 const BASE: &str = "/api/v1/_elastic";
@@ -50,6 +51,9 @@ const OLDER_VERSIONS: &[(u8, &str, &str)] = &[
 /// is checked between segments).
 const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
+/// The index name patterns of the routes' state: pattern → stream.
+type Patterns = Arc<BTreeMap<String, String>>;
+
 /// What the Elasticsearch API takes from the configuration besides the query limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ElasticSettings {
@@ -62,22 +66,6 @@ impl ElasticSettings {
     pub fn from_config(config: &trawl_config::QueryConfig) -> ElasticSettings {
         ElasticSettings {
             index_patterns: config.elastic_index_patterns.clone(),
-        }
-    }
-}
-
-struct AppState<S> {
-    source: Arc<S>,
-    limits: QueryLimits,
-    patterns: Arc<BTreeMap<String, String>>,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        AppState {
-            source: Arc::clone(&self.source),
-            limits: self.limits.clone(),
-            patterns: Arc::clone(&self.patterns),
         }
     }
 }
@@ -125,7 +113,7 @@ pub fn routes<S: ElasticSource>(
     let state = AppState {
         source,
         limits,
-        patterns: Arc::new(settings.index_patterns),
+        extra: Arc::new(settings.index_patterns),
     };
     let path = |p: &str| format!("{BASE}{p}");
     Router::new()
@@ -256,7 +244,7 @@ async fn info(headers: HeaderMap) -> Response {
 }
 
 async fn health<S: ElasticSource>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, Patterns>>,
     index: Option<Path<String>>,
 ) -> Response {
     let result = async {
@@ -264,7 +252,7 @@ async fn health<S: ElasticSource>(
         let indices = blocking(move || Ok(source.indices())).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
         let chosen = match &index {
-            Some(Path(expr)) => resolve_names(expr, &names, &state.patterns)?,
+            Some(Path(expr)) => resolve_names(expr, &names, &state.extra)?,
             None => names,
         };
         let shards = chosen.len();
@@ -301,14 +289,14 @@ async fn blocking<T: Send + 'static>(
 
 /// The streams an index expression names (see [`resolve_indices`]).
 async fn streams_of<S: ElasticSource>(
-    state: &AppState<S>,
+    state: &AppState<S, Patterns>,
     expression: &str,
     ignore_unavailable: bool,
 ) -> EsResult<Vec<Chosen>> {
     let source = Arc::clone(&state.source);
     let indices = blocking(move || Ok(source.indices())).await?;
     let names: Vec<String> = indices.into_iter().map(|i| i.name).collect();
-    resolve_indices(expression, &names, &state.patterns, ignore_unavailable)
+    resolve_indices(expression, &names, &state.extra, ignore_unavailable)
 }
 
 /// How one search answers beyond its body: `hits.total` as a number or an object, and whether
@@ -331,7 +319,7 @@ impl Answering {
 }
 
 async fn search_all<S: ElasticSource>(
-    state: State<AppState<S>>,
+    state: State<AppState<S, Patterns>>,
     scope: Scope,
     uri: Uri,
     headers: HeaderMap,
@@ -341,7 +329,7 @@ async fn search_all<S: ElasticSource>(
 }
 
 async fn search<S: ElasticSource>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, Patterns>>,
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
@@ -359,7 +347,7 @@ async fn search<S: ElasticSource>(
 }
 
 async fn count_all<S: ElasticSource>(
-    state: State<AppState<S>>,
+    state: State<AppState<S, Patterns>>,
     scope: Scope,
     uri: Uri,
     headers: HeaderMap,
@@ -370,7 +358,7 @@ async fn count_all<S: ElasticSource>(
 
 /// `_count`: `{"count": n, "_shards": {...}}` for an optional `query`.
 async fn count<S: ElasticSource>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, Patterns>>,
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
@@ -412,7 +400,7 @@ async fn count<S: ElasticSource>(
 }
 
 async fn msearch_all<S: ElasticSource>(
-    state: State<AppState<S>>,
+    state: State<AppState<S, Patterns>>,
     scope: Scope,
     uri: Uri,
     headers: HeaderMap,
@@ -422,7 +410,7 @@ async fn msearch_all<S: ElasticSource>(
 }
 
 async fn msearch<S: ElasticSource>(
-    state: State<AppState<S>>,
+    state: State<AppState<S, Patterns>>,
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
@@ -435,7 +423,7 @@ async fn msearch<S: ElasticSource>(
 /// `_msearch`: NDJSON header/body pairs; each search answers on its own, an error in one is
 /// that item's `error` (with its `status`), never the whole request's.
 async fn msearch_inner<S: ElasticSource>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, Patterns>>,
     scope: Scope,
     index: Option<String>,
     uri: Uri,
@@ -528,7 +516,7 @@ fn millis(started: Instant) -> u64 {
 
 /// One `_search` over the streams `index` names, answered in Elasticsearch's shape.
 async fn run_search<S: ElasticSource>(
-    state: &AppState<S>,
+    state: &AppState<S, Patterns>,
     index: &str,
     body: &Value,
     params: &BTreeMap<String, String>,
@@ -754,13 +742,13 @@ fn format_value(value: Value, format: Option<&str>) -> Value {
     }
 }
 
-async fn mapping_all<S: ElasticSource>(state: State<AppState<S>>) -> Response {
+async fn mapping_all<S: ElasticSource>(state: State<AppState<S, Patterns>>) -> Response {
     mapping_of(state, Path("_all".to_string())).await
 }
 
 /// Schemas of the streams an expression names.
 async fn schemas_of<S: ElasticSource>(
-    state: &AppState<S>,
+    state: &AppState<S, Patterns>,
     index: &str,
 ) -> EsResult<Vec<(String, Schema)>> {
     let streams: Vec<String> = streams_of(state, index, false)
@@ -784,14 +772,14 @@ async fn schemas_of<S: ElasticSource>(
 }
 
 async fn mapping_of<S: ElasticSource>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, Patterns>>,
     Path(index): Path<String>,
 ) -> Response {
     respond(schemas_of(&state, &index).await.map(|s| mapping(&s)))
 }
 
 async fn field_caps_all<S: ElasticSource>(
-    state: State<AppState<S>>,
+    state: State<AppState<S, Patterns>>,
     uri: Uri,
     body: Bytes,
 ) -> Response {
@@ -804,7 +792,7 @@ async fn field_caps_all<S: ElasticSource>(
 
 /// `_field_caps`: `fields` from the URL (comma list of patterns) or the body.
 async fn field_caps_of<S: ElasticSource>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, Patterns>>,
     Path(index): Path<String>,
     uri: Uri,
     body: Bytes,
@@ -844,7 +832,7 @@ async fn field_caps_of<S: ElasticSource>(
     respond(result)
 }
 
-async fn cat_all<S: ElasticSource>(state: State<AppState<S>>, scope: Scope, uri: Uri) -> Response {
+async fn cat_all<S: ElasticSource>(state: State<AppState<S, Patterns>>, scope: Scope, uri: Uri) -> Response {
     cat_of(state, scope, Path("_all".to_string()), uri).await
 }
 
@@ -852,7 +840,7 @@ async fn cat_all<S: ElasticSource>(state: State<AppState<S>>, scope: Scope, uri:
 /// namespace-scoped caller sees the documents of its namespaces only, and the bytes in
 /// proportion (as `GET /api/v1/streams` reports them, see [`crate::stats`]).
 async fn cat_of<S: ElasticSource>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, Patterns>>,
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
@@ -862,7 +850,7 @@ async fn cat_of<S: ElasticSource>(
         let source = Arc::clone(&state.source);
         let indices = blocking(move || Ok(source.indices())).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
-        let chosen = resolve_names(&index, &names, &state.patterns)?;
+        let chosen = resolve_names(&index, &names, &state.extra)?;
         let infos: Vec<_> = indices
             .into_iter()
             .filter(|i| chosen.contains(&i.name))
@@ -918,7 +906,7 @@ async fn cat_of<S: ElasticSource>(
 /// `GET|HEAD /{index}`: the index's aliases, mappings and settings (`indices.exists` and
 /// `indices.get` of the clients); 404 when it does not exist.
 async fn index_info<S: ElasticSource>(
-    State(state): State<AppState<S>>,
+    State(state): State<AppState<S, Patterns>>,
     Path(index): Path<String>,
     method: Method,
     _headers: HeaderMap,

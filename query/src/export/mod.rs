@@ -29,7 +29,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,9 +46,12 @@ use trawl_model::Timestamp;
 use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::hit::list_fields;
-use crate::request::{FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
+use crate::request::{
+    json_or_default, FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder,
+};
 use crate::routes::SnapshotSource;
 use crate::search::search;
+use crate::state::AppState;
 
 pub(crate) use crate::query_text::build_query;
 pub(crate) use parquet::properties as parquet_properties;
@@ -341,21 +344,6 @@ impl Write for ChunkWriter {
     }
 }
 
-/// Where the export routes get snapshots from, and their limits.
-struct AppState<S> {
-    source: Arc<S>,
-    limits: QueryLimits,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        AppState {
-            source: Arc::clone(&self.source),
-            limits: self.limits.clone(),
-        }
-    }
-}
-
 /// The export routes: `GET /api/v1/{stream}/export` (parameters in the query string) and
 /// `POST /api/v1/{stream}/export` (the search body plus `format`; `?format=` in the query
 /// string overrides the body's). Do not put a timeout layer on them: an export lasts as long
@@ -368,7 +356,11 @@ pub fn routes<S: SnapshotSource>(source: Arc<S>, limits: QueryLimits) -> Router 
             "/api/v1/{stream}/export",
             get(get_export::<S>).post(post_export::<S>),
         )
-        .with_state(AppState { source, limits })
+        .with_state(AppState {
+            source,
+            limits,
+            extra: (),
+        })
 }
 
 /// `?format=` of a POST export.
@@ -399,15 +391,10 @@ async fn post_export<S: SnapshotSource>(
     scope: Scope,
     Path(stream): Path<String>,
     param: std::result::Result<Query<FormatParam>, QueryRejection>,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
     let request = param.map_err(|r| query_error(&r)).and_then(|Query(param)| {
-        let mut request = if body.iter().all(u8::is_ascii_whitespace) {
-            ExportRequest::default()
-        } else {
-            serde_json::from_slice::<ExportRequest>(&body)
-                .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?
-        };
+        let mut request = json_or_default::<ExportRequest>(body)?;
         if param.format.is_some() {
             request.format = param.format;
         }

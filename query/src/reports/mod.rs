@@ -2,36 +2,36 @@
 //! people ask of Kubernetes audit events (who did what, who was denied, who read secrets,
 //! exec'd into pods, changed RBAC, ...) as flat rows.
 //!
-//! Every report is one aggregation pass over fast fields of the `audit` stream, run through
-//! the search path (targets in parallel, intermediate results merged), never reading stored
-//! documents. Each row carries its group keys, an exact `count`, `first_seen` and `last_seen`,
-//! and `query`: a query string that, run over the same `[start, end)`, finds exactly the row's
-//! events. A request counts once: only the `ResponseComplete` and `Panic` stages are counted,
-//! except by `exec-attach`, which counts the `ResponseStarted` of exec, attach and port-forward
-//! sessions. Groups are enumerated exhaustively (a report with more groups than the
-//! aggregation bucket limit is refused as too expensive rather than answered approximately);
-//! `first_seen` and `last_seen` come from `min`/`max` aggregations, computed in `f64`, and are
-//! rounded to the microsecond, the precision of the API server's timestamps.
+//! Every report is one typed grouping pass over the fast fields of the `audit` stream
+//! ([`group`]: targets and segments in parallel, key ordinals merged by value), never reading
+//! stored documents. Each row carries its group keys, an exact `count`, `first_seen` and
+//! `last_seen` (to the nanosecond), and `query`: a query string that, run over the same
+//! `[start, end)`, finds exactly the row's events. A request counts once: only the
+//! `ResponseComplete` and `Panic` stages are counted, except by `exec-attach`, which counts the
+//! `ResponseStarted` of exec, attach and port-forward sessions. Groups are enumerated
+//! exhaustively: a report with more groups than `query.report_group_limit` is refused as too
+//! expensive rather than answered approximately.
 //!
 //! ```text
 //! mod.rs       the report names, parameters, settings, dispatch and the route
 //! filter.rs    query clauses, quoting, globs
-//! engine.rs    grouping by keys (multi_terms + min/max), rows, folding, order, rendering
+//! group/       the typed grouping pass (keys, count, first and last time, extras) and its cache
+//! engine.rs    what reports share over the pass: rows, folding, order, rendering, drill-down
 //! activity.rs  top-users, top-resources, top-source-ips, top-user-agents
 //! denials.rs   forbidden, forbidden-bursts
-//! access.rs    secret-access, token-requests, exec-attach, anonymous, impersonation
+//! sensitive.rs secret-access, token-requests, exec-attach, anonymous, impersonation
 //! changes.rs   deletions, privileged-pods, rbac-changes
 //! traffic.rs   timeline, latency
 //! tests/       a generated corpus with known answers (corpus.rs) and every report against it
 //! ```
 
-mod access;
 mod activity;
 mod changes;
 mod denials;
 mod engine;
 mod filter;
 mod group;
+mod sensitive;
 mod traffic;
 
 use std::sync::Arc;
@@ -394,11 +394,11 @@ pub fn run_report(
         Report::TopUserAgents => activity::top_user_agents(&ctx),
         Report::Forbidden => denials::forbidden(&ctx),
         Report::ForbiddenBursts => denials::forbidden_bursts(&ctx),
-        Report::SecretAccess => access::secret_access(&ctx),
-        Report::TokenRequests => access::token_requests(&ctx),
-        Report::ExecAttach => access::exec_attach(&ctx),
-        Report::Anonymous => access::anonymous(&ctx),
-        Report::Impersonation => access::impersonation(&ctx),
+        Report::SecretAccess => sensitive::secret_access(&ctx),
+        Report::TokenRequests => sensitive::token_requests(&ctx),
+        Report::ExecAttach => sensitive::exec_attach(&ctx),
+        Report::Anonymous => sensitive::anonymous(&ctx),
+        Report::Impersonation => sensitive::impersonation(&ctx),
         Report::Deletions => changes::deletions(&ctx),
         Report::PrivilegedPods => changes::privileged_pods(&ctx),
         Report::RbacChanges => changes::rbac_changes(&ctx),
@@ -417,21 +417,8 @@ pub fn run_report(
 /// checked between segments).
 const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
-struct AppState<S> {
-    source: Arc<S>,
-    settings: Arc<ReportSettings>,
-    limits: QueryLimits,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        AppState {
-            source: Arc::clone(&self.source),
-            settings: Arc::clone(&self.settings),
-            limits: self.limits.clone(),
-        }
-    }
-}
+/// The report route's state; `extra` is the report settings.
+type AppState<S> = crate::state::AppState<S, Arc<ReportSettings>>;
 
 /// The report route: `GET /api/v1/audit/reports/{name}` with `start`, `end`, `q`, `limit` and
 /// the report's own parameters, answering [`ReportResponse`] as JSON. An unknown report is a
@@ -443,8 +430,8 @@ pub fn routes<S: SnapshotSource>(
 ) -> Router {
     let state = AppState {
         source,
-        settings: Arc::new(settings),
         limits,
+        extra: Arc::new(settings),
     };
     Router::new()
         .route("/api/v1/audit/reports/{name}", get(get_report::<S>))
@@ -487,7 +474,7 @@ async fn execute<S: SnapshotSource>(
         let snapshot = state
             .source
             .snapshot(AUDIT_STREAM, request.start, request.end)?;
-        run_report(&snapshot, &request, &state.settings, &state.limits)
+        run_report(&snapshot, &request, &state.extra, &state.limits)
     });
     match tokio::time::timeout(budget + TIMEOUT_GRACE, task).await {
         Err(_) => Err(Error::Timeout(

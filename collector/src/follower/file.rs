@@ -1,4 +1,4 @@
-//! One tailed file: identity, read position, partial line, parser state and records held back.
+//! One followed file: identity, read position, partial line, parser state and records held back.
 //!
 //! Offsets (see [`crate::parse`] and [`crate::batch`]): `read_pos` is the next byte to read;
 //! `carry` holds the bytes of an unfinished line just before it; `cursor` is the envelope offset
@@ -75,7 +75,7 @@ pub struct LineCtx<'a> {
 
 /// One source: a file identity and where reading it stands.
 #[derive(Debug)]
-pub struct Entry {
+pub struct FollowedFile {
     pub id: String,
     pub kind: Kind,
     pub fp: Fingerprint,
@@ -110,7 +110,7 @@ pub struct Entry {
     pub meta_version: u64,
 }
 
-impl Entry {
+impl FollowedFile {
     /// A new source read from `resume`, dropping rebuilt records ending at or before `acked`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -125,8 +125,8 @@ impl Entry {
         acked: u64,
         multiline_rule: Option<Arc<trawl_config::MultilineRule>>,
         max_line_bytes: usize,
-    ) -> Entry {
-        let mut entry = Entry {
+    ) -> FollowedFile {
+        let mut entry = FollowedFile {
             id,
             kind,
             fp,
@@ -457,10 +457,10 @@ mod tests {
         }))
     }
 
-    fn entry(path: &std::path::Path, resume: u64, acked: u64) -> Entry {
+    fn entry(path: &std::path::Path, resume: u64, acked: u64) -> FollowedFile {
         let file = File::open(path).unwrap();
         let fp = fingerprint_file(&file).unwrap().unwrap();
-        Entry::new(
+        FollowedFile::new(
             "id".into(),
             pod(),
             fp,
@@ -475,7 +475,7 @@ mod tests {
         )
     }
 
-    fn messages(e: &Entry) -> Vec<String> {
+    fn messages(e: &FollowedFile) -> Vec<String> {
         e.held
             .iter()
             .map(|b| {
@@ -599,7 +599,7 @@ mod tests {
         std::fs::write(&path, format!("{first}{long}")).unwrap();
         let file = File::open(&path).unwrap();
         let fp = fingerprint_file(&file).unwrap().unwrap();
-        let mut e = Entry::new(
+        let mut e = FollowedFile::new(
             "id".into(),
             pod(),
             fp,
