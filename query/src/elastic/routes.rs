@@ -832,7 +832,11 @@ async fn field_caps_of<S: ElasticSource>(
     respond(result)
 }
 
-async fn cat_all<S: ElasticSource>(state: State<AppState<S, Patterns>>, scope: Scope, uri: Uri) -> Response {
+async fn cat_all<S: ElasticSource>(
+    state: State<AppState<S, Patterns>>,
+    scope: Scope,
+    uri: Uri,
+) -> Response {
     cat_of(state, scope, Path("_all".to_string()), uri).await
 }
 
