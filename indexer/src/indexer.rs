@@ -28,7 +28,7 @@ use crate::settings::{IndexerSettings, CRASH_AFTER_MERGE_PUBLISH, CRASH_AFTER_RE
 use crate::split::{self, SplitHandle, SplitMeta, SPLIT_FORMAT_VERSION};
 use crate::stream::{lock, run_indexing, IndexOp, OnSealed, Stream};
 use crate::wal::Wal;
-use crate::{Error, Result, StreamSnapshot};
+use crate::{Error, Result, StreamSnapshot, StreamStats, TailBatch};
 
 /// How many batches queue for one stream's indexing thread before the WAL writer waits: enough
 /// to ride out a commit, small enough that memory stays bounded (a batch is at most a few MiB).
@@ -125,11 +125,6 @@ struct StreamEntry {
 /// How many batches a live-tail subscriber may fall behind before it is cut off: a batch is at
 /// most a few MiB, and a client this far behind cannot catch up anyway.
 const TAIL_QUEUE_BATCHES: usize = 256;
-
-/// The documents of one durable batch, for live tail.
-pub struct TailBatch {
-    pub docs: Vec<tantivy::TantivyDocument>,
-}
 
 struct Inner {
     settings: IndexerSettings,
@@ -903,17 +898,6 @@ fn id_lookup(stream: &Stream) -> impl Fn(&str) -> bool {
 /// The resend window's span in nanoseconds.
 fn window_nanos(settings: &IndexerSettings) -> i64 {
     i64::try_from(settings.batch_dedup_window.as_nanos()).unwrap_or(i64::MAX)
-}
-
-/// Statistics of a stream.
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamStats {
-    pub name: String,
-    pub docs: u64,
-    pub bytes: u64,
-    pub splits: usize,
-    pub min_timestamp: Option<String>,
-    pub max_timestamp: Option<String>,
 }
 
 fn stream_dir(root: &Path, name: &str) -> PathBuf {
