@@ -22,7 +22,7 @@ use tantivy::query_grammar::{
 use tantivy::schema::{Field, FieldType, IndexRecordOption, Schema};
 use tantivy::tokenizer::TokenStream;
 use tantivy::{DateTime, DocId, DocSet, Score, SegmentReader, Term};
-use trawl_indexer::StreamSnapshot;
+use trawl_index::StreamSnapshot;
 use trawl_model::Timestamp;
 
 use super::datemath::{parse_date, parse_time_zone, DatePeriod};
@@ -684,7 +684,7 @@ impl<'a> Translator<'a> {
             _ => return None,
         };
         let name = options.tokenizer();
-        (name != trawl_indexer::schema::RAW_TOKENIZER).then(|| name.to_string())
+        (name != trawl_index::schema::RAW_TOKENIZER).then(|| name.to_string())
     }
 
     /// One literal leaf built by tantivy's parser (it knows object paths, types and analysis).

@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tantivy::schema::Schema;
+use trawl_index::StreamSource;
 use trawl_model::Timestamp;
 
 use super::body::{fix_agg_results, rewrite_aggs, FieldRequest, SearchBody, TrackTotalHits};
@@ -23,7 +24,6 @@ use super::dsl::{canonical_field, time_bounds, Translator};
 use super::error::{EsError, EsResult};
 use super::exec::{execute, resolve_sort, ExecOptions, Hit, StreamPlan};
 use super::mapping::{cat_rows, cat_text, field_caps, mapping, resolve_indices, uuid_of};
-use super::ElasticSource;
 use crate::access::Scope;
 use crate::error::Error;
 use crate::request::QueryLimits;
@@ -60,7 +60,7 @@ impl<S> Clone for AppState<S> {
 /// `[/{index}]/_mapping`, `[/{index}]/_field_caps`, `_cat/indices[/{index}]`, and
 /// `GET|HEAD /{index}`. `{index}` is a stream name, a comma list, a `*` pattern or `_all`.
 /// Bad input answers 4xx in Elasticsearch's error shape; nothing here panics on input.
-pub fn routes<S: ElasticSource>(source: Arc<S>, limits: QueryLimits) -> Router {
+pub fn routes<S: StreamSource>(source: Arc<S>, limits: QueryLimits) -> Router {
     let state = AppState { source, limits };
     let path = |p: &str| format!("{BASE}{p}");
     Router::new()
@@ -174,13 +174,13 @@ async fn info() -> Response {
     .into_response()
 }
 
-async fn health<S: ElasticSource>(
+async fn health<S: StreamSource>(
     State(state): State<AppState<S>>,
     index: Option<Path<String>>,
 ) -> Response {
     let result = async {
         let source = Arc::clone(&state.source);
-        let indices = blocking(move || Ok(source.indices())).await?;
+        let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
         let chosen = match &index {
             Some(Path(expr)) => resolve_indices(expr, &names)?,
@@ -219,17 +219,17 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The streams an index expression names (see [`resolve_indices`]).
-async fn streams_of<S: ElasticSource>(
+async fn streams_of<S: StreamSource>(
     state: &AppState<S>,
     expression: &str,
 ) -> EsResult<Vec<String>> {
     let source = Arc::clone(&state.source);
-    let indices = blocking(move || Ok(source.indices())).await?;
+    let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
     let names: Vec<String> = indices.into_iter().map(|i| i.name).collect();
     resolve_indices(expression, &names)
 }
 
-async fn search_all<S: ElasticSource>(
+async fn search_all<S: StreamSource>(
     state: State<AppState<S>>,
     scope: Scope,
     uri: Uri,
@@ -238,7 +238,7 @@ async fn search_all<S: ElasticSource>(
     search(state, scope, Path("_all".to_string()), uri, body).await
 }
 
-async fn search<S: ElasticSource>(
+async fn search<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(index): Path<String>,
@@ -254,7 +254,7 @@ async fn search<S: ElasticSource>(
     respond(result)
 }
 
-async fn count_all<S: ElasticSource>(
+async fn count_all<S: StreamSource>(
     state: State<AppState<S>>,
     scope: Scope,
     uri: Uri,
@@ -264,7 +264,7 @@ async fn count_all<S: ElasticSource>(
 }
 
 /// `_count`: `{"count": n, "_shards": {...}}` for an optional `query`.
-async fn count<S: ElasticSource>(
+async fn count<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(index): Path<String>,
@@ -301,7 +301,7 @@ async fn count<S: ElasticSource>(
     respond(result)
 }
 
-async fn msearch_all<S: ElasticSource>(
+async fn msearch_all<S: StreamSource>(
     state: State<AppState<S>>,
     scope: Scope,
     uri: Uri,
@@ -310,7 +310,7 @@ async fn msearch_all<S: ElasticSource>(
     msearch_inner(state, scope, None, uri, body).await
 }
 
-async fn msearch<S: ElasticSource>(
+async fn msearch<S: StreamSource>(
     state: State<AppState<S>>,
     scope: Scope,
     Path(index): Path<String>,
@@ -322,7 +322,7 @@ async fn msearch<S: ElasticSource>(
 
 /// `_msearch`: NDJSON header/body pairs; each search answers on its own, an error in one is
 /// that item's `error` (with its `status`), never the whole request's.
-async fn msearch_inner<S: ElasticSource>(
+async fn msearch_inner<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     index: Option<String>,
@@ -411,7 +411,7 @@ fn millis(started: Instant) -> u64 {
 }
 
 /// One `_search` over the streams `index` names, answered in Elasticsearch's shape.
-async fn run_search<S: ElasticSource>(
+async fn run_search<S: StreamSource>(
     state: &AppState<S>,
     index: &str,
     body: &Value,
@@ -618,12 +618,12 @@ fn format_value(value: Value, format: Option<&str>) -> Value {
     }
 }
 
-async fn mapping_all<S: ElasticSource>(state: State<AppState<S>>) -> Response {
+async fn mapping_all<S: StreamSource>(state: State<AppState<S>>) -> Response {
     mapping_of(state, Path("_all".to_string())).await
 }
 
 /// Schemas of the streams an expression names.
-async fn schemas_of<S: ElasticSource>(
+async fn schemas_of<S: StreamSource>(
     state: &AppState<S>,
     index: &str,
 ) -> EsResult<Vec<(String, Schema)>> {
@@ -643,14 +643,14 @@ async fn schemas_of<S: ElasticSource>(
     .await
 }
 
-async fn mapping_of<S: ElasticSource>(
+async fn mapping_of<S: StreamSource>(
     State(state): State<AppState<S>>,
     Path(index): Path<String>,
 ) -> Response {
     respond(schemas_of(&state, &index).await.map(|s| mapping(&s)))
 }
 
-async fn field_caps_all<S: ElasticSource>(
+async fn field_caps_all<S: StreamSource>(
     state: State<AppState<S>>,
     uri: Uri,
     body: Bytes,
@@ -663,7 +663,7 @@ async fn field_caps_all<S: ElasticSource>(
 }
 
 /// `_field_caps`: `fields` from the URL (comma list of patterns) or the body.
-async fn field_caps_of<S: ElasticSource>(
+async fn field_caps_of<S: StreamSource>(
     State(state): State<AppState<S>>,
     Path(index): Path<String>,
     uri: Uri,
@@ -704,14 +704,14 @@ async fn field_caps_of<S: ElasticSource>(
     respond(result)
 }
 
-async fn cat_all<S: ElasticSource>(state: State<AppState<S>>, scope: Scope, uri: Uri) -> Response {
+async fn cat_all<S: StreamSource>(state: State<AppState<S>>, scope: Scope, uri: Uri) -> Response {
     cat_of(state, scope, Path("_all".to_string()), uri).await
 }
 
 /// `_cat/indices`: a text table (`v` for a header, `h` for columns) or `format=json`. A
 /// namespace-scoped caller sees the documents of its namespaces only, and the bytes in
 /// proportion (as `GET /api/v1/streams` reports them, see [`crate::stats`]).
-async fn cat_of<S: ElasticSource>(
+async fn cat_of<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(index): Path<String>,
@@ -720,7 +720,7 @@ async fn cat_of<S: ElasticSource>(
     let result: EsResult<Response> = async {
         let params = params_of(&uri)?;
         let source = Arc::clone(&state.source);
-        let indices = blocking(move || Ok(source.indices())).await?;
+        let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
         let chosen = resolve_indices(&index, &names)?;
         let infos: Vec<_> = indices
@@ -777,7 +777,7 @@ async fn cat_of<S: ElasticSource>(
 
 /// `GET|HEAD /{index}`: the index's aliases, mappings and settings (`indices.exists` and
 /// `indices.get` of the clients); 404 when it does not exist.
-async fn index_info<S: ElasticSource>(
+async fn index_info<S: StreamSource>(
     State(state): State<AppState<S>>,
     Path(index): Path<String>,
     method: Method,

@@ -18,7 +18,6 @@ mod arrow;
 mod csv;
 mod ndjson;
 mod parquet;
-mod pread;
 mod table;
 mod walk;
 
@@ -40,14 +39,13 @@ use serde_json::{Map, Value};
 use tantivy::TantivyDocument;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_index::{SearchTarget, StreamSnapshot, StreamSource};
 use trawl_model::Timestamp;
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::hit::list_fields;
 use crate::request::{FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
-use crate::routes::SnapshotSource;
 use crate::search::search;
 
 pub(crate) use crate::query_text::build_query;
@@ -362,7 +360,7 @@ impl<S> Clone for AppState<S> {
 /// as it takes. Errors found before the first byte (bad query, unknown stream, bad
 /// aggregation) are answered as JSON errors with their status; a failure later aborts the
 /// chunked body, so that the client sees a truncated transfer, never a short but complete one.
-pub fn routes<S: SnapshotSource>(source: Arc<S>, limits: QueryLimits) -> Router {
+pub fn routes<S: StreamSource>(source: Arc<S>, limits: QueryLimits) -> Router {
     Router::new()
         .route(
             "/api/v1/{stream}/export",
@@ -378,7 +376,7 @@ struct FormatParam {
     format: Option<ExportFormat>,
 }
 
-async fn get_export<S: SnapshotSource>(
+async fn get_export<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
@@ -394,7 +392,7 @@ async fn get_export<S: SnapshotSource>(
     respond(state, stream, request, scope).await
 }
 
-async fn post_export<S: SnapshotSource>(
+async fn post_export<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
@@ -420,7 +418,7 @@ fn query_error(rejection: &QueryRejection) -> Error {
     Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
 }
 
-async fn respond<S: SnapshotSource>(
+async fn respond<S: StreamSource>(
     state: AppState<S>,
     stream: String,
     request: Result<ExportRequest>,
@@ -432,7 +430,7 @@ async fn respond<S: SnapshotSource>(
     }
 }
 
-async fn start<S: SnapshotSource>(
+async fn start<S: StreamSource>(
     state: AppState<S>,
     stream: String,
     request: Result<ExportRequest>,
