@@ -404,7 +404,7 @@ mod tests {
         let seen: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
         let sink = Arc::clone(&seen);
         let app = routes_with_observer(
-            Arc::new(Fixture(snapshot())),
+            Arc::new(Fixture::new(snapshot())),
             QueryLimits::default(),
             Arc::new(move |o: &SearchObservation| {
                 sink.lock().unwrap().push((o.stream.clone(), o.status));
