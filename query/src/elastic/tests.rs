@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::request::QueryLimits;
-use crate::testutil::{snapshot, Fixture, MIN, T0};
 use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 use tower::ServiceExt;
+
+use crate::request::QueryLimits;
+use crate::testutil::{snapshot, Fixture, MIN, T0};
 
 fn app() -> Router {
     super::routes(Arc::new(Fixture::new(snapshot())), QueryLimits::default())
