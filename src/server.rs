@@ -13,6 +13,7 @@ use trawl_config::Config;
 
 /// Which roles run in this process.
 pub struct Roles {
+    #[cfg_attr(not(feature = "indexer"), allow(dead_code))]
     pub indexer: bool,
     pub searcher: bool,
     pub collector: bool,
@@ -76,6 +77,11 @@ struct Shared {
 
 /// Runs the roles until SIGTERM or Ctrl-C, then shuts down cleanly: the listener stops, the
 /// indexer drains its WAL queue and commits.
+// The searcher-only build has no role that changes `config`, `registry` or `ready`.
+#[cfg_attr(
+    not(any(feature = "collector", feature = "indexer")),
+    allow(unused_mut)
+)]
 pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     #[cfg(all(feature = "collector", feature = "indexer"))]
     if roles.demo {
