@@ -3,8 +3,9 @@
 # tree holds no trawl-indexer (no WAL, no ingest decoders), and its `trawl searcher` answers a
 # search fanned out to an indexer of the full build.
 #
-# Uses the full build's target/debug/trawl (built by the test step; built here if absent) and
-# leaves the searcher-only binary in its place.
+# The indexer is `INDEXER_BIN` (not a `TRAWL_` name: trawl reads those as configuration), by
+# default the full build's target/debug/trawl (left there by the test step; built here if it is
+# absent or has no indexer role). Leaves the searcher-only binary at target/debug/trawl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -17,9 +18,13 @@ for tree in "-p trawl-query" "-p trawl --no-default-features --features searcher
   fi
 done
 
-work=$(mktemp -d)
-[ -x "$target/debug/trawl" ] || cargo build -p trawl --bin trawl
-cp "$target/debug/trawl" "$work/trawl-full"
+work=$(mktemp -d "${TMPDIR:-/tmp}/trawl-searcher-only.XXXXXX")
+full="${INDEXER_BIN:-$target/debug/trawl}"
+if ! "$full" indexer --help > /dev/null 2>&1; then
+  cargo build -p trawl --bin trawl
+  full="$target/debug/trawl"
+fi
+cp "$full" "$work/trawl-full"
 cargo build -p trawl --bin trawl --no-default-features --features searcher
 cp "$target/debug/trawl" "$work/trawl-searcher"
 
@@ -31,7 +36,7 @@ url_of() {
     [ -n "$url" ] && curl -sf "$url/health/ready" > /dev/null && { echo "$url"; return; }
     sleep 0.1
   done
-  cat "$2"
+  cat "$2" >&2
   echo "server did not start" >&2
   return 1
 }

@@ -16,6 +16,7 @@ pub struct Roles {
     #[cfg_attr(not(feature = "indexer"), allow(dead_code))]
     pub indexer: bool,
     pub searcher: bool,
+    #[cfg_attr(not(feature = "collector"), allow(dead_code))]
     pub collector: bool,
     pub demo: bool,
 }
