@@ -243,6 +243,7 @@ impl Authenticator {
     /// Adds a fresh random token with the `ingest` role for the in-process collector of
     /// `trawl standalone` (when `collector.token` is unset) and returns it. It lives only in
     /// this process's memory.
+    #[cfg_attr(not(feature = "collector"), allow(dead_code))]
     pub fn add_internal_ingest_token(&mut self) -> String {
         let token = new_token();
         let mut salt = [0u8; SALT_BYTES];

@@ -32,6 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Every role in one process on local disk: collector, indexer and query API.
+    #[cfg(feature = "indexer")]
     Standalone {
         #[command(flatten)]
         common: CommonArgs,
@@ -41,6 +42,7 @@ enum Command {
         demo: bool,
     },
     /// The indexer role: ingest, WAL, splits, and leaf searches over them.
+    #[cfg(feature = "indexer")]
     Indexer {
         #[command(flatten)]
         common: CommonArgs,
@@ -181,10 +183,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "indexer")]
         Command::Standalone { common, demo } => {
             let config = common.load(ServerRole::Standalone)?;
             runtime()?.block_on(server::run(config, server::Roles::standalone(demo)))?;
         }
+        #[cfg(feature = "indexer")]
         Command::Indexer { common } => {
             let config = common.load(ServerRole::Indexer)?;
             runtime()?.block_on(server::run(config, server::Roles::indexer()))?;

@@ -14,13 +14,16 @@ use trawl_model::{ApiError, ErrorCode};
 
 /// Which roles run in this process.
 pub struct Roles {
+    #[cfg_attr(not(feature = "indexer"), allow(dead_code))]
     pub indexer: bool,
     pub searcher: bool,
+    #[cfg_attr(not(feature = "collector"), allow(dead_code))]
     pub collector: bool,
     pub demo: bool,
 }
 
 impl Roles {
+    #[allow(dead_code)]
     pub fn standalone(demo: bool) -> Roles {
         Roles {
             indexer: true,
@@ -76,6 +79,11 @@ struct Shared {
 
 /// Runs the roles until SIGTERM or Ctrl-C, then shuts down cleanly: the listener stops, the
 /// indexer drains its WAL queue and commits.
+// The searcher-only build has no role that changes `config`, `registry` or `ready`.
+#[cfg_attr(
+    not(any(feature = "collector", feature = "indexer")),
+    allow(unused_mut)
+)]
 pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     #[cfg(all(feature = "collector", feature = "indexer"))]
     if roles.demo {
@@ -274,30 +282,15 @@ async fn start_indexer(
     Ok((indexer, routes.with_state(())))
 }
 
-#[cfg(feature = "query")]
+#[cfg(all(feature = "indexer", feature = "query"))]
 mod query {
     use std::sync::Arc;
 
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
     use prometheus_client::registry::Registry;
-    use trawl_indexer::{Indexer, StreamSnapshot};
-    use trawl_model::Timestamp;
-    use trawl_query::{QueryLimits, SearchObservation, SnapshotSource};
-
-    /// Searches this process's own splits and hot indexes.
-    pub struct LocalSource(pub Indexer);
-
-    impl SnapshotSource for LocalSource {
-        fn snapshot(
-            &self,
-            stream: &str,
-            start: Option<Timestamp>,
-            end: Option<Timestamp>,
-        ) -> Result<StreamSnapshot, trawl_indexer::Error> {
-            self.0.snapshot(stream, start, end)
-        }
-    }
+    use trawl_indexer::Indexer;
+    use trawl_query::{QueryLimits, SearchObservation};
 
     pub fn routes(
         indexer: Indexer,
@@ -326,31 +319,22 @@ mod query {
             super::shutdown_signal().await;
             let _ = stop_tails.send(true);
         });
-        trawl_query::routes_with_observer(
-            Arc::new(LocalSource(indexer.clone())),
-            limits.clone(),
-            observer,
-        )
-        .merge(trawl_query::export::routes(
-            Arc::new(LocalSource(indexer.clone())),
-            limits.clone(),
-        ))
-        .merge(trawl_query::reports::routes(
-            Arc::new(LocalSource(indexer.clone())),
-            trawl_query::reports::ReportSettings::from_config(&config.query),
-            limits.clone(),
-        ))
-        .merge(trawl_query::elastic::routes(
-            Arc::new(indexer.clone()),
-            limits.clone(),
-            trawl_query::elastic::ElasticSettings::from_config(&config.query),
-        ))
-        .merge(trawl_query::stats::routes(Arc::new(indexer.clone())))
-        .merge(trawl_query::tail::routes(
-            Arc::new(LocalTail(indexer)),
-            limits,
-            tails_stopped,
-        ))
+        // The indexer is the read contract's source of every route (`trawl_index::StreamSource`).
+        let source = Arc::new(indexer);
+        trawl_query::routes_with_observer(source.clone(), limits.clone(), observer)
+            .merge(trawl_query::export::routes(source.clone(), limits.clone()))
+            .merge(trawl_query::reports::routes(
+                source.clone(),
+                trawl_query::reports::ReportSettings::from_config(&config.query),
+                limits.clone(),
+            ))
+            .merge(trawl_query::elastic::routes(
+                source.clone(),
+                limits.clone(),
+                trawl_query::elastic::ElasticSettings::from_config(&config.query),
+            ))
+            .merge(trawl_query::stats::routes(source.clone()))
+            .merge(trawl_query::tail::routes(source, limits, tails_stopped))
     }
 
     /// `trawl_query_leaf_cache_{hits,misses}_total`: lookups of the per-split aggregation
@@ -383,25 +367,6 @@ mod query {
                 counter.encode(metric)?;
             }
             Ok(())
-        }
-    }
-
-    /// Live tail from this process's ingest path.
-    pub struct LocalTail(pub Indexer);
-
-    impl trawl_query::tail::TailSource for LocalTail {
-        fn subscribe(
-            &self,
-            stream: &str,
-        ) -> Result<
-            tokio::sync::broadcast::Receiver<Arc<trawl_indexer::TailBatch>>,
-            trawl_indexer::Error,
-        > {
-            self.0.subscribe(stream)
-        }
-
-        fn empty_snapshot(&self, stream: &str) -> Result<StreamSnapshot, trawl_indexer::Error> {
-            self.0.empty_snapshot(stream)
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tantivy::schema::Schema;
 use tantivy::{Index, TantivyDocument};
-use trawl_indexer::{SearchTarget, StreamSnapshot, StreamSpec};
+use trawl_indexer::{SearchTarget, StreamSnapshot, StreamSpec, TargetKind};
 use trawl_model::Timestamp;
 use trawl_query::{search, QueryLimits, SearchRequest};
 
@@ -49,7 +49,14 @@ fn snapshot() -> &'static StreamSnapshot {
             schema,
             default_fields,
             tokenizers: index.tokenizers().clone(),
-            targets: vec![SearchTarget::new("fuzz", searcher, None, None, None)],
+            targets: vec![SearchTarget::new(
+                TargetKind::Split,
+                "fuzz",
+                searcher,
+                None,
+                None,
+                None,
+            )],
         }
     })
 }

@@ -20,11 +20,10 @@ mod json_file;
 mod marks;
 mod metastore;
 pub mod metrics;
+mod read;
 mod replay;
 mod retire;
-pub mod schema;
 mod settings;
-mod snapshot;
 mod split;
 mod stream;
 mod wal;
@@ -32,13 +31,14 @@ mod wal;
 pub use dedup::{Push, Surface};
 pub use doc::{StreamKind, StreamSpec, TimestampSource};
 pub use error::{Error, Result};
-pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, StreamStats, TailBatch};
+pub use indexer::{Indexer, IngestError, IngestOutcome, LineError};
 pub use metrics::Metrics;
 pub use settings::{
     CrashHook, IndexerSettings, StorageFault, WriterTuning, CRASH_AFTER_MERGE_PUBLISH,
     CRASH_AFTER_RETENTION_PUBLISH, ENOSPC_FILE, TEST_FAULT_DIR_ENV,
 };
-pub use snapshot::{SearchTarget, StreamSnapshot};
+/// The read contract ([`trawl_index`]), which the indexer implements (`read.rs`).
+pub use trawl_index::{schema, SearchTarget, StreamSnapshot, StreamStats, TailBatch, TargetKind};
 
 /// Fuzzing entry point, not an API: validates each NDJSON line of `body` as a record of the
 /// built-in stream `stream` (`logs` or `audit`; any other name is `None`) exactly as ingest

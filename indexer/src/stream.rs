@@ -22,10 +22,10 @@ use trawl_model::Timestamp;
 use crate::doc::{DocBuilder, Prepared, StreamSpec};
 use crate::metrics::Metrics;
 use crate::settings::{FaultPoint, WriterTuning, MIN_THREAD_MEMORY_BYTES};
-use crate::snapshot::{SearchTarget, StreamSnapshot};
 use crate::split::{self, SplitHandle, SplitMeta, SPLIT_FORMAT_VERSION};
 use crate::wal::sync_dir;
 use crate::Result;
+use crate::{SearchTarget, StreamSnapshot, TargetKind};
 
 /// What the hot index's commit payload records.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -148,6 +148,7 @@ impl Stream {
         let mut targets = Vec::with_capacity(splits.len() + 1);
         for split in splits.iter() {
             let target = SearchTarget::new(
+                TargetKind::Split,
                 split.meta.id.clone(),
                 split.reader.searcher(),
                 Some(Timestamp(split.meta.min_timestamp)),
@@ -162,8 +163,15 @@ impl Stream {
         let hot_searcher = hot.reader.searcher();
         if hot_searcher.num_docs() > 0 {
             targets.push(
-                SearchTarget::new(hot.id.clone(), hot_searcher, None, None, None)
-                    .with_dir(self.dir.join("hot").join(&hot.id)),
+                SearchTarget::new(
+                    TargetKind::Hot,
+                    hot.id.clone(),
+                    hot_searcher,
+                    None,
+                    None,
+                    None,
+                )
+                .with_dir(self.dir.join("hot").join(&hot.id)),
             );
         }
         StreamSnapshot {

@@ -29,11 +29,11 @@ pub(crate) fn logs_stats(indexer: &Indexer) -> StreamStats {
         .expect("the logs stream is built in")
 }
 
-fn open(dir: &std::path::Path) -> Indexer {
+pub(crate) fn open(dir: &std::path::Path) -> Indexer {
     Indexer::open(settings(dir), Arc::new(Metrics::default())).unwrap()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

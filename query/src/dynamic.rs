@@ -9,7 +9,7 @@
 use tantivy::query::{Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
 use tantivy::schema::Schema;
-use trawl_indexer::schema::DYNAMIC_FIELD;
+use trawl_index::schema::DYNAMIC_FIELD;
 
 /// Parses `text` with `parser`, first rewriting field names unknown to `schema` into
 /// [`DYNAMIC_FIELD`] paths when the schema has one. Errors are the parser's own.
@@ -88,19 +88,20 @@ mod tests {
     use tantivy::collector::Count;
     use tantivy::schema::OwnedValue;
     use tantivy::{Index, TantivyDocument};
-    use trawl_config::StreamConfig;
-    use trawl_indexer::StreamSpec;
+    use trawl_index::schema::build_generic_schema;
+    use trawl_model::schema::{FieldDef, FieldKind};
 
     use super::*;
 
     /// A generic stream's index with three documents.
     fn index() -> (Index, Schema) {
-        let config = StreamConfig {
-            keyword_fields: vec!["service.name".into()],
-            numeric_fields: vec!["latency".into()],
-            ..StreamConfig::default()
-        };
-        let schema = StreamSpec::generic("web", &config).unwrap().schema();
+        // What the indexer builds for `keyword_fields = ["service.name"]`,
+        // `numeric_fields = ["latency"]`.
+        let schema = build_generic_schema(&[
+            FieldDef::new("timestamp", FieldKind::Timestamp),
+            FieldDef::new("service.name", FieldKind::Keyword),
+            FieldDef::new("latency", FieldKind::F64),
+        ]);
         let index = Index::create_in_ram(schema.clone());
         let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
         let f = |name| schema.get_field(name).unwrap();
@@ -165,7 +166,7 @@ mod tests {
 
     #[test]
     fn streams_without_a_dynamic_field_are_parsed_as_before() {
-        let schema = trawl_indexer::schema::build_schema(trawl_model::schema::LOG_FIELDS);
+        let schema = trawl_index::schema::build_schema(trawl_model::schema::LOG_FIELDS);
         let index = Index::create_in_ram(schema.clone());
         let parser = QueryParser::for_index(&index, vec![]);
         let err = parse_query(&parser, &schema, "colour:red").err().unwrap();

@@ -66,11 +66,11 @@ impl Error {
     }
 }
 
-impl From<trawl_indexer::Error> for Error {
-    fn from(err: trawl_indexer::Error) -> Self {
+impl From<trawl_index::Error> for Error {
+    fn from(err: trawl_index::Error) -> Self {
         match err {
-            trawl_indexer::Error::UnknownStream(name) => Error::UnknownStream(name),
-            trawl_indexer::Error::InvalidArgument(message) => Error::InvalidArgument(message),
+            trawl_index::Error::UnknownStream(name) => Error::UnknownStream(name),
+            trawl_index::Error::InvalidArgument(message) => Error::InvalidArgument(message),
             other => Error::Internal(other.to_string()),
         }
     }
@@ -142,7 +142,7 @@ mod tests {
     fn internal_details_are_not_shown() {
         let err = Error::Internal("/var/lib/trawl/splits/x: permission denied".into());
         assert_eq!(err.public_message(), "internal error, see the server log");
-        let err = Error::from(trawl_indexer::Error::UnknownStream("nope".into()));
+        let err = Error::from(trawl_index::Error::UnknownStream("nope".into()));
         assert_eq!(err.public_message(), "unknown stream `nope`");
         assert_eq!(err.code(), ErrorCode::UnknownStream);
     }

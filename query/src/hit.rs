@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Number, Value};
 use tantivy::schema::{Field, OwnedValue, Schema};
 use tantivy::TantivyDocument;
-use trawl_indexer::schema::{DYNAMIC_FIELD, ID_FIELD};
+use trawl_index::schema::{DYNAMIC_FIELD, ID_FIELD};
 use trawl_model::path::lookup;
 use trawl_model::schema::{FieldKind, AUDIT_FIELDS, LOG_FIELDS};
 use trawl_model::Timestamp;
@@ -225,7 +225,8 @@ mod tests {
 
     use super::*;
     use tantivy::DateTime;
-    use trawl_indexer::schema::build_schema;
+    use trawl_index::schema::build_schema;
+    use trawl_model::schema::FieldDef;
 
     fn doc(schema: &Schema) -> TantivyDocument {
         let f = |name| schema.get_field(name).unwrap();
@@ -303,13 +304,11 @@ mod tests {
 
     #[test]
     fn dynamic_fields_come_back_at_the_top_level() {
-        let config = trawl_config::StreamConfig {
-            keyword_fields: vec!["service.name".into()],
-            ..Default::default()
-        };
-        let schema = trawl_indexer::StreamSpec::generic("web", &config)
-            .unwrap()
-            .schema();
+        // What the indexer builds for `keyword_fields = ["service.name"]`.
+        let schema = trawl_index::schema::build_generic_schema(&[
+            FieldDef::new("timestamp", FieldKind::Timestamp),
+            FieldDef::new("service.name", FieldKind::Keyword),
+        ]);
         let doc = generic_doc(&schema);
         let format = HitFormat::new(&schema, None, &HashSet::new()).unwrap();
         assert_eq!(

@@ -4,11 +4,11 @@
 //! A split never changes once sealed, so the count and the aggregation intermediate result of
 //! one request over one split stay true until the split is merged away. Quickwit's split cache
 //! and Elasticsearch's shard request cache rest on the same fact. An entry is keyed by the
-//! split id (with its segments' ids) and everything that decides the result over that split: the query text, the
-//! caller's scope, the aggregations (canonical JSON), and the time bounds — or `full` when
-//! the split lies wholly inside them, so that `start=now-24h` asked again a minute later still
-//! hits for every split but the edges. The hot index (id `hot`) is never cached. Partial
-//! results (the time budget ran out) are never stored.
+//! split id (with its segments' ids) and everything that decides the result over that split:
+//! the query text, the caller's scope, the aggregations (canonical JSON), and the time bounds —
+//! or `full` when the split lies wholly inside them, so that `start=now-24h` asked again a
+//! minute later still hits for every split but the edges. The hot index ([`TargetKind::Hot`])
+//! is never cached. Partial results (the time budget ran out) are never stored.
 //!
 //! Every lookup counts as a hit or a miss ([`LeafCache::counters`], exported as
 //! `trawl_query_leaf_cache_{hits,misses}_total`), and each entry counts its own hits.
@@ -22,7 +22,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
-use trawl_indexer::SearchTarget;
+use trawl_index::{SearchTarget, TargetKind};
 
 use crate::request::ParsedRequest;
 
@@ -86,7 +86,7 @@ impl LeafCache {
     /// The cache key of `req` over `target`, or `None` when the result must not be cached: the
     /// hot index, or a request that returns hits or has no aggregations.
     pub(crate) fn key(target: &SearchTarget, req: &ParsedRequest) -> Option<String> {
-        if target.id == "hot" || req.limit != 0 {
+        if target.kind == TargetKind::Hot || req.limit != 0 {
             return None;
         }
         let aggs = serde_json::to_value(req.aggs.as_ref()?).ok()?;
@@ -238,6 +238,27 @@ pub(crate) fn content_key(target: &SearchTarget) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Regression: the hot index was told apart by `target.id == "hot"`, but its id is a ULID
+    /// like any split's. The kind decides: a hot target is never cached, even with time bounds,
+    /// and a split is, whatever its id.
+    #[test]
+    fn a_hot_target_is_never_cached_and_a_split_is() {
+        let split = crate::testutil::snapshot().targets[0].clone();
+        assert_eq!(split.kind, TargetKind::Split);
+        let like = |kind, id: &str| {
+            let (min, max) = (split.min_timestamp, split.max_timestamp);
+            SearchTarget::new(kind, id, split.searcher.clone(), min, max, None)
+        };
+        let mut req = ParsedRequest::new("*", &crate::QueryLimits::default());
+        req.limit = 0;
+        req.aggs = Some(crate::parse_aggs(json!({"l": {"terms": {"field": "level"}}})).unwrap());
+        let hot = like(TargetKind::Hot, "01KBNZ3V8Q6W2J5N4R7T9X1Y0C");
+        assert_eq!(LeafCache::key(&hot, &req), None);
+        let named_hot = like(TargetKind::Split, "hot");
+        assert!(LeafCache::key(&named_hot, &req).is_some_and(|k| k.starts_with("hot\u{1}")));
+        assert!(LeafCache::key(&split, &req).is_some());
+    }
 
     #[test]
     fn canonical_json_ignores_key_order() {

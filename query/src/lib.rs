@@ -6,7 +6,7 @@
 //! ```text
 //! SearchRequest --parse--> ParsedRequest --search(snapshot)--> SearchResponse
 //!   request.rs                               search.rs, aggs.rs, hit.rs
-//! routes.rs: GET|POST /api/v1/{stream}/search over any SnapshotSource
+//! routes.rs: GET|POST /api/v1/{stream}/search over any trawl_index::StreamSource
 //! error.rs:  Error -> trawl_model::ErrorCode -> HTTP status and {"error": {"code", "message"}}
 //! ```
 
@@ -38,7 +38,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use hit::{list_fields, HitFormat};
 pub use leaf_cache::CacheCounters;
 pub use request::{Cursor, FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
-pub use routes::{routes, routes_with_observer, SearchObservation, SearchObserver, SnapshotSource};
+pub use routes::{routes, routes_with_observer, SearchObservation, SearchObserver};
 pub use search::{
     merge_leaves, search, search_leaf, LeafHit, LeafResponse, SearchResponse, TIMESTAMP_FIELD,
 };

@@ -8,7 +8,7 @@ use tantivy::query::{
     Weight,
 };
 use tantivy::{DateTime, Searcher, TantivyError, Term};
-use trawl_indexer::StreamSnapshot;
+use trawl_index::StreamSnapshot;
 use trawl_model::Timestamp;
 
 use crate::access::Scope;

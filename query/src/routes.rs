@@ -1,5 +1,5 @@
-//! HTTP routes of the search API: `GET|POST /api/v1/{stream}/search`, over any source of
-//! stream snapshots (the local indexer in standalone, later a fan-out root).
+//! HTTP routes of the search API: `GET|POST /api/v1/{stream}/search`, over any
+//! [`StreamSource`] (the local indexer's hot indexes and splits).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,27 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tracing::Instrument;
-use trawl_indexer::StreamSnapshot;
+use trawl_index::StreamSource;
 use trawl_model::Timestamp;
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::request::{json_or_default, QueryLimits, SearchRequest};
 use crate::search::{search, SearchResponse};
-
-/// Where the routes get a stream's searchable state from. Implemented by the indexer (local
-/// splits and hot index); the query crate does not know its type.
-pub trait SnapshotSource: Send + Sync + 'static {
-    /// The targets of `stream` that may hold documents in `[start, end)`, pinned for the
-    /// duration of the search. May block (opening splits): it is called on a blocking thread.
-    /// An unknown stream is `trawl_indexer::Error::UnknownStream` (answered 404).
-    fn snapshot(
-        &self,
-        stream: &str,
-        start: Option<Timestamp>,
-        end: Option<Timestamp>,
-    ) -> std::result::Result<StreamSnapshot, trawl_indexer::Error>;
-}
 
 /// What the routes report about each search, for metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +44,12 @@ type AppState<S> = crate::state::AppState<S, Option<SearchObserver>>;
 
 /// The search routes: `GET /api/v1/{stream}/search` (parameters in the query string) and
 /// `POST /api/v1/{stream}/search` (a JSON body, which may add `aggs`).
-pub fn routes<S: SnapshotSource>(source: Arc<S>, limits: QueryLimits) -> Router {
+pub fn routes<S: StreamSource>(source: Arc<S>, limits: QueryLimits) -> Router {
     build(source, limits, None)
 }
 
 /// [`routes`] with a hook called after every search.
-pub fn routes_with_observer<S: SnapshotSource>(
+pub fn routes_with_observer<S: StreamSource>(
     source: Arc<S>,
     limits: QueryLimits,
     observer: SearchObserver,
@@ -71,7 +57,7 @@ pub fn routes_with_observer<S: SnapshotSource>(
     build(source, limits, Some(observer))
 }
 
-fn build<S: SnapshotSource>(
+fn build<S: StreamSource>(
     source: Arc<S>,
     limits: QueryLimits,
     observer: Option<SearchObserver>,
@@ -93,7 +79,7 @@ fn build<S: SnapshotSource>(
         .with_state(state)
 }
 
-async fn get_search<S: SnapshotSource>(
+async fn get_search<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
@@ -112,7 +98,7 @@ async fn get_search<S: SnapshotSource>(
     respond(state, stream, request, scope).await
 }
 
-async fn post_search<S: SnapshotSource>(
+async fn post_search<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
@@ -122,7 +108,7 @@ async fn post_search<S: SnapshotSource>(
     respond(state, stream, request, scope).await
 }
 
-async fn respond<S: SnapshotSource>(
+async fn respond<S: StreamSource>(
     state: AppState<S>,
     stream: String,
     request: Result<SearchRequest>,
@@ -160,7 +146,7 @@ async fn respond<S: SnapshotSource>(
     response
 }
 
-async fn execute<S: SnapshotSource>(
+async fn execute<S: StreamSource>(
     state: &AppState<S>,
     stream: String,
     request: SearchRequest,
@@ -192,7 +178,7 @@ async fn execute<S: SnapshotSource>(
 /// [`crate::LeafResponse`] out (errors as usual JSON). The body may carry the root caller's
 /// restriction as `"scope"` ([`crate::distributed::LEAF_SCOPE_KEY`]); the leaf applies it
 /// intersected with the scope of its own caller's token, so a forwarded scope can only narrow.
-async fn leaf_search<S: SnapshotSource>(
+async fn leaf_search<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
@@ -248,27 +234,10 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::testutil::snapshot;
-
-    struct Fixture(StreamSnapshot);
-
-    impl SnapshotSource for Fixture {
-        fn snapshot(
-            &self,
-            stream: &str,
-            _start: Option<Timestamp>,
-            _end: Option<Timestamp>,
-        ) -> std::result::Result<StreamSnapshot, trawl_indexer::Error> {
-            if stream == "logs" {
-                Ok(self.0.clone())
-            } else {
-                Err(trawl_indexer::Error::UnknownStream(stream.to_string()))
-            }
-        }
-    }
+    use crate::testutil::{snapshot, Fixture};
 
     fn app() -> Router {
-        routes(Arc::new(Fixture(snapshot())), QueryLimits::default())
+        routes(Arc::new(Fixture::new(snapshot())), QueryLimits::default())
     }
 
     async fn call(app: Router, request: Request<Body>) -> (StatusCode, Value) {
@@ -428,7 +397,7 @@ mod tests {
         let seen: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
         let sink = Arc::clone(&seen);
         let app = routes_with_observer(
-            Arc::new(Fixture(snapshot())),
+            Arc::new(Fixture::new(snapshot())),
             QueryLimits::default(),
             Arc::new(move |o: &SearchObservation| {
                 sink.lock().unwrap().push((o.stream.clone(), o.status));

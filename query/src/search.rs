@@ -20,7 +20,7 @@ use tantivy::collector::SegmentCollector;
 use tantivy::columnar::Column;
 use tantivy::query::{EnableScoring, Query, Weight};
 use tantivy::{DateTime, DocAddress, DocId, SegmentReader, TantivyDocument, TantivyError};
-use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_index::{SearchTarget, StreamSnapshot};
 
 use crate::aggs::AggRun;
 use crate::error::{Error, Result};

@@ -15,35 +15,22 @@ use serde_json::json;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::{DateTime, DocId, Score, SegmentOrdinal, SegmentReader};
-use trawl_indexer::{Indexer, StreamSnapshot, StreamStats};
+use trawl_index::{StreamSnapshot, StreamSource, StreamStats};
 use trawl_model::Timestamp;
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
-use crate::routes::SnapshotSource;
 use crate::search::TIMESTAMP_FIELD;
 
-/// Where the stream statistics come from: the whole-stream figures, and snapshots to count a
-/// scope's share of them.
-pub trait StatsSource: SnapshotSource {
-    /// Every stream's statistics, unscoped.
-    fn stream_stats(&self) -> Vec<StreamStats>;
-}
-
-impl StatsSource for Indexer {
-    fn stream_stats(&self) -> Vec<StreamStats> {
-        Indexer::stream_stats(self)
-    }
-}
-
-/// `GET /api/v1/streams` over `source`, scoped to the caller.
-pub fn routes<S: StatsSource>(source: Arc<S>) -> Router {
+/// `GET /api/v1/streams` over `source` (the whole-stream figures, and snapshots to count a
+/// scope's share of them), scoped to the caller.
+pub fn routes<S: StreamSource>(source: Arc<S>) -> Router {
     Router::new()
         .route("/api/v1/streams", get(streams::<S>))
         .with_state(source)
 }
 
-async fn streams<S: StatsSource>(State(source): State<Arc<S>>, scope: Scope) -> Response {
+async fn streams<S: StreamSource>(State(source): State<Arc<S>>, scope: Scope) -> Response {
     let stats = tokio::task::spawn_blocking(move || {
         let stats = source.stream_stats();
         if !scope.is_restricted() {
@@ -64,7 +51,7 @@ async fn streams<S: StatsSource>(State(source): State<Arc<S>>, scope: Scope) -> 
 }
 
 /// `stats` as `scope` may see them.
-fn scoped_stats<S: SnapshotSource + ?Sized>(
+fn scoped_stats<S: StreamSource + ?Sized>(
     source: &S,
     stats: StreamStats,
     scope: &Scope,
@@ -102,8 +89,7 @@ pub(crate) fn visible_counts(snapshot: &StreamSnapshot, scope: &Scope) -> Result
             .search(query.as_ref(), &VisibleCollector)
             .map_err(|err| Error::Internal(format!("counting {}: {err}", target.id)))?;
         visible.docs += part.docs;
-        // The hot index has no time bounds of its own; splits always do.
-        if part.docs > 0 && target.min_timestamp.is_some() {
+        if part.docs > 0 && !target.is_hot() {
             visible.splits += 1;
         }
         visible.min_timestamp = extreme(visible.min_timestamp, part.min_timestamp, true);

@@ -1,10 +1,11 @@
 //! Live tail: `GET /api/v1/{stream}/tail?q=...` as Server-Sent Events, one event per new
 //! matching record (its flat JSON on one `data:` line), fed from the ingest path.
 //!
-//! The indexer broadcasts each durable batch ([`TailBatch`]) to subscribers; a subscriber
-//! indexes the batch into a small in-RAM index with the stream's schema and tokenizers and runs
-//! its query over it with [`crate::search`], so that a tail matches exactly what a search
-//! would (phrases, ranges, JSON fields), whatever the records' timestamps. Records of a batch
+//! The [`StreamSource`] (the indexer) broadcasts each durable batch ([`TailBatch`]) to
+//! subscribers; a subscriber indexes the batch into a small in-RAM index with the stream's
+//! schema and tokenizers and runs its query over it with [`crate::search`], so that a tail
+//! matches exactly what a search would (phrases, ranges, JSON fields), whatever the records'
+//! timestamps. Records of a batch
 //! are sent in timestamp order. Keep-alive comments go out every [`KEEP_ALIVE`]. A client that
 //! falls more than the broadcast's capacity behind gets a final `event: error` with
 //! `{"error": {"code": "lagged", ...}}` and is disconnected; the stream also ends when the
@@ -27,7 +28,7 @@ use tantivy::schema::Value as _;
 use tantivy::{Index, IndexWriter, ReloadPolicy, TantivyDocument};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use trawl_indexer::{SearchTarget, StreamSnapshot, TailBatch};
+use trawl_index::{SearchTarget, StreamSnapshot, StreamSource, TailBatch, TargetKind};
 use trawl_model::Timestamp;
 
 use crate::access::Scope;
@@ -50,24 +51,6 @@ const FINAL_EVENT_WAIT: Duration = Duration::from_secs(5);
 /// Indexing memory of the per-batch in-RAM index: tantivy's minimum for one thread. A batch
 /// larger than this is split into several segments, which the search handles.
 const RAM_INDEX_BYTES: usize = 15_000_000;
-
-/// Where the tail routes get new documents from. Implemented by the indexer (its ingest
-/// broadcast) in the binary, and by a fan-in over indexers when roles are split; the query
-/// crate does not know their types.
-pub trait TailSource: Send + Sync + 'static {
-    /// A receiver of the stream's batches as they become durable. An unknown stream is
-    /// `trawl_indexer::Error::UnknownStream` (answered 404).
-    fn subscribe(
-        &self,
-        stream: &str,
-    ) -> std::result::Result<broadcast::Receiver<Arc<TailBatch>>, trawl_indexer::Error>;
-
-    /// The stream's schema, default fields and tokenizers, with no targets.
-    fn empty_snapshot(
-        &self,
-        stream: &str,
-    ) -> std::result::Result<StreamSnapshot, trawl_indexer::Error>;
-}
 
 /// The query string of a tail: `q` (absent means `*`) and `fields` (the projection of each
 /// record). Unknown parameters are refused.
@@ -149,7 +132,14 @@ impl TailMatcher {
             .ram_index(docs)
             .map_err(|err| Error::Internal(format!("indexing a tail batch in memory: {err}")))?;
         let snapshot = StreamSnapshot {
-            targets: vec![SearchTarget::new("tail", searcher, None, None, None)],
+            targets: vec![SearchTarget::new(
+                TargetKind::Hot,
+                "tail",
+                searcher,
+                None,
+                None,
+                None,
+            )],
             ..self.snapshot.clone()
         };
         let mut request = self.request.clone();
@@ -192,7 +182,7 @@ type AppState<S> = crate::state::AppState<S, watch::Receiver<bool>>;
 /// shutdown waits forever); a dropped sender means "never". Do not put a timeout layer on it.
 /// The subscription is in place when the response headers are sent: a record made durable
 /// after that is delivered.
-pub fn routes<S: TailSource>(
+pub fn routes<S: StreamSource>(
     source: Arc<S>,
     limits: QueryLimits,
     shutdown: watch::Receiver<bool>,
@@ -206,7 +196,7 @@ pub fn routes<S: TailSource>(
         })
 }
 
-async fn get_tail<S: TailSource>(
+async fn get_tail<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
@@ -225,7 +215,7 @@ async fn get_tail<S: TailSource>(
     }
 }
 
-async fn open<S: TailSource>(
+async fn open<S: StreamSource>(
     state: AppState<S>,
     stream: String,
     request: TailRequest,
@@ -237,7 +227,7 @@ async fn open<S: TailSource>(
     let source = Arc::clone(&state.source);
     let limits = state.limits.clone();
     let (matcher, batches) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let snapshot = source.empty_snapshot(&stream)?;
+        let snapshot = source.schema_snapshot(&stream)?;
         let matcher = TailMatcher::new(snapshot, request, &limits)?.with_scope(scope);
         let batches = source.subscribe(&stream)?;
         Ok((matcher, batches))
@@ -334,7 +324,7 @@ mod tests {
     use tantivy::DateTime;
 
     use super::*;
-    use crate::testutil::snapshot;
+    use crate::testutil::{snapshot, Fixture};
 
     fn doc(
         snapshot: &StreamSnapshot,
@@ -439,29 +429,6 @@ mod tests {
         assert_eq!(err.to_string(), "`fields`: unknown field(s) `nope`");
     }
 
-    struct FakeTail(broadcast::Sender<Arc<TailBatch>>);
-
-    impl TailSource for FakeTail {
-        fn subscribe(
-            &self,
-            stream: &str,
-        ) -> std::result::Result<broadcast::Receiver<Arc<TailBatch>>, trawl_indexer::Error>
-        {
-            self.empty_snapshot(stream)?;
-            Ok(self.0.subscribe())
-        }
-
-        fn empty_snapshot(
-            &self,
-            stream: &str,
-        ) -> std::result::Result<StreamSnapshot, trawl_indexer::Error> {
-            match stream {
-                "logs" => Ok(snapshot()),
-                other => Err(trawl_indexer::Error::UnknownStream(other.to_string())),
-            }
-        }
-    }
-
     async fn open_tail(
         uri: &str,
         capacity: usize,
@@ -475,7 +442,7 @@ mod tests {
         let (tx, _) = broadcast::channel(capacity);
         let (stop, stop_rx) = watch::channel(false);
         let app = routes(
-            Arc::new(FakeTail(tx.clone())),
+            Arc::new(Fixture::with_tail(snapshot(), tx.clone())),
             QueryLimits::default(),
             stop_rx,
         );

@@ -1,13 +1,16 @@
 //! A fixture for tests: twelve log records spread over three in-RAM splits (`a` and `b` with
-//! two segments each), with timestamp ties across splits and within a segment.
+//! two segments each), with timestamp ties across splits and within a segment; and
+//! [`Fixture`], the [`StreamSource`] the route tests serve a snapshot through.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tantivy::indexer::NoMergePolicy;
 use tantivy::schema::OwnedValue;
 use tantivy::{DateTime, Index, IndexWriter, TantivyDocument};
-use trawl_indexer::schema::build_schema;
-use trawl_indexer::{SearchTarget, StreamSnapshot};
+use tokio::sync::broadcast;
+use trawl_index::schema::build_schema;
+use trawl_index::{SearchTarget, StreamSnapshot, StreamSource, StreamStats, TailBatch, TargetKind};
 use trawl_model::schema::LOG_FIELDS;
 use trawl_model::Timestamp;
 
@@ -118,7 +121,7 @@ fn split_of(id: &str, records: &[(usize, &Rec)]) -> SearchTarget {
     let searcher = index.reader().unwrap().searcher();
     let min = records.iter().map(|(_, r)| r.ts).min().map(Timestamp);
     let max = records.iter().map(|(_, r)| r.ts).max().map(Timestamp);
-    SearchTarget::new(id, searcher, min, max, None)
+    SearchTarget::new(TargetKind::Split, id, searcher, min, max, None)
 }
 
 /// Three splits of two segments each, five records per segment, all at the same instant
@@ -178,5 +181,72 @@ pub fn single_split_snapshot() -> StreamSnapshot {
     let searcher = index.reader().unwrap().searcher();
     let min = RECORDS.iter().map(|r| r.ts).min().map(Timestamp);
     let max = RECORDS.iter().map(|r| r.ts).max().map(Timestamp);
-    snapshot_of(vec![SearchTarget::new("all", searcher, min, max, None)])
+    snapshot_of(vec![SearchTarget::new(
+        TargetKind::Split,
+        "all",
+        searcher,
+        min,
+        max,
+        None,
+    )])
+}
+
+/// A [`StreamSource`] over one snapshot, answering for its stream (`snapshot.stream`) only:
+/// the snapshot as it is whatever the time range, live tail from [`Fixture::tail`], and
+/// statistics counting the snapshot's documents, with [`FIXTURE_BYTES`] bytes.
+pub struct Fixture {
+    pub snapshot: StreamSnapshot,
+    /// What subscribers of the stream receive.
+    pub tail: broadcast::Sender<Arc<TailBatch>>,
+}
+
+/// The index bytes the fixture reports for its stream.
+pub const FIXTURE_BYTES: u64 = 4096;
+
+impl Fixture {
+    pub fn new(snapshot: StreamSnapshot) -> Fixture {
+        Fixture::with_tail(snapshot, broadcast::channel(16).0)
+    }
+
+    /// A fixture whose subscribers receive what is sent on `tail`.
+    pub fn with_tail(snapshot: StreamSnapshot, tail: broadcast::Sender<Arc<TailBatch>>) -> Fixture {
+        Fixture { snapshot, tail }
+    }
+
+    fn known(&self, stream: &str) -> trawl_index::Result<()> {
+        if stream == self.snapshot.stream {
+            Ok(())
+        } else {
+            Err(trawl_index::Error::UnknownStream(stream.to_string()))
+        }
+    }
+}
+
+impl StreamSource for Fixture {
+    fn snapshot(
+        &self,
+        stream: &str,
+        _start: Option<Timestamp>,
+        _end: Option<Timestamp>,
+    ) -> trawl_index::Result<StreamSnapshot> {
+        self.known(stream)?;
+        Ok(self.snapshot.clone())
+    }
+
+    fn subscribe(&self, stream: &str) -> trawl_index::Result<broadcast::Receiver<Arc<TailBatch>>> {
+        self.known(stream)?;
+        Ok(self.tail.subscribe())
+    }
+
+    fn stream_stats(&self) -> Vec<StreamStats> {
+        let targets = &self.snapshot.targets;
+        vec![StreamStats {
+            name: self.snapshot.stream.clone(),
+            docs: targets.iter().map(|t| t.searcher.num_docs()).sum(),
+            bytes: FIXTURE_BYTES,
+            splits: targets.iter().filter(|t| !t.is_hot()).count(),
+            min_timestamp: None,
+            max_timestamp: None,
+        }]
+    }
 }

@@ -38,7 +38,7 @@ use crate::settings::{IndexerSettings, CRASH_AFTER_MERGE_PUBLISH, CRASH_AFTER_RE
 use crate::split::{self, SplitHandle, SplitMeta, SPLIT_FORMAT_VERSION};
 use crate::stream::{lock, run_indexing, IndexOp, OnSealed, Stream};
 use crate::wal::Wal;
-use crate::{Error, Result, StreamSnapshot};
+use crate::{Error, Result, StreamSnapshot, StreamStats, TailBatch};
 
 mod ingest;
 mod open;
@@ -101,11 +101,6 @@ struct StreamEntry {
 /// How many batches a live-tail subscriber may fall behind before it is cut off: a batch is at
 /// most a few MiB, and a client this far behind cannot catch up anyway.
 const TAIL_QUEUE_BATCHES: usize = 256;
-
-/// The documents of one durable batch, for live tail.
-pub struct TailBatch {
-    pub docs: Vec<tantivy::TantivyDocument>,
-}
 
 struct Inner {
     settings: IndexerSettings,
@@ -289,17 +284,6 @@ impl Indexer {
             let _ = t.join();
         }
     }
-}
-
-/// Statistics of a stream.
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamStats {
-    pub name: String,
-    pub docs: u64,
-    pub bytes: u64,
-    pub splits: usize,
-    pub min_timestamp: Option<String>,
-    pub max_timestamp: Option<String>,
 }
 
 fn stream_dir(root: &Path, name: &str) -> PathBuf {

@@ -808,7 +808,7 @@ pub(crate) fn fix_agg_results(results: &mut Value, fixes: &BTreeMap<String, AggF
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use trawl_indexer::schema::build_schema;
+    use trawl_index::schema::build_schema;
     use trawl_model::schema::LOG_FIELDS;
 
     use super::*;

@@ -17,7 +17,7 @@ use tantivy::columnar::{Column, MonotonicallyMappableToU64, StrColumn};
 use tantivy::query::{EnableScoring, Query};
 use tantivy::schema::FieldType;
 use tantivy::{DateTime, DocAddress, DocId, SegmentReader, TantivyDocument};
-use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_index::{SearchTarget, StreamSnapshot};
 use trawl_model::Timestamp;
 
 use super::body::SortKey;

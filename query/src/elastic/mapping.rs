@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 use tantivy::schema::{FieldType, Schema};
-use trawl_indexer::schema::{ID_FIELD, RAW_TOKENIZER};
+use trawl_index::schema::{ID_FIELD, RAW_TOKENIZER};
 
 use super::body::glob_match;
 use super::error::{EsError, EsResult};
@@ -307,7 +307,7 @@ fn human_bytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use trawl_indexer::schema::build_schema;
+    use trawl_index::schema::build_schema;
     use trawl_model::schema::{AUDIT_FIELDS, LOG_FIELDS};
 
     use super::*;

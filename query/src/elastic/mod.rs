@@ -30,13 +30,10 @@ mod exec;
 mod mapping;
 mod routes;
 
-use trawl_indexer::{Indexer, StreamSnapshot};
-use trawl_model::Timestamp;
+use trawl_index::StreamSource;
 
 pub use error::{EsError, EsResult};
 pub use routes::{routes, ElasticSettings};
-
-use crate::routes::SnapshotSource;
 
 /// Parses a `range` bound of a date field as a `range` query does: `value` (a string or a
 /// number) in `format` (`||`-separated alternatives; the default without one), with date math
@@ -68,53 +65,19 @@ pub struct IndexInfo {
     pub bytes: u64,
 }
 
-/// What the Elasticsearch API needs beyond searching: which streams exist, and a stream's
-/// schema without opening its splits.
-pub trait ElasticSource: SnapshotSource {
-    /// Every stream, in name order.
-    fn indices(&self) -> Vec<IndexInfo>;
-
-    /// A stream's schema, default fields and tokenizers; the targets may be empty. An unknown
-    /// stream is `trawl_indexer::Error::UnknownStream`.
-    fn schema_snapshot(&self, stream: &str) -> Result<StreamSnapshot, trawl_indexer::Error> {
-        // An empty time range: no target needs to be searched.
-        let never = Some(Timestamp(i64::MIN));
-        let mut snapshot = self.snapshot(stream, never, never)?;
-        snapshot.targets.clear();
-        Ok(snapshot)
-    }
-}
-
-/// The local indexer searches its own hot indexes and splits.
-impl SnapshotSource for Indexer {
-    fn snapshot(
-        &self,
-        stream: &str,
-        start: Option<Timestamp>,
-        end: Option<Timestamp>,
-    ) -> Result<StreamSnapshot, trawl_indexer::Error> {
-        Indexer::snapshot(self, stream, start, end)
-    }
-}
-
-impl ElasticSource for Indexer {
-    fn indices(&self) -> Vec<IndexInfo> {
-        let mut infos: Vec<IndexInfo> = self
-            .stream_stats()
-            .into_iter()
-            .map(|s| IndexInfo {
-                name: s.name,
-                docs: s.docs,
-                bytes: s.bytes,
-            })
-            .collect();
-        infos.sort_by(|a, b| a.name.cmp(&b.name));
-        infos
-    }
-
-    fn schema_snapshot(&self, stream: &str) -> Result<StreamSnapshot, trawl_indexer::Error> {
-        self.empty_snapshot(stream)
-    }
+/// Every stream of `source` as `_cat/indices` shows it, in name order.
+fn indices<S: StreamSource + ?Sized>(source: &S) -> Vec<IndexInfo> {
+    let mut infos: Vec<IndexInfo> = source
+        .stream_stats()
+        .into_iter()
+        .map(|s| IndexInfo {
+            name: s.name,
+            docs: s.docs,
+            bytes: s.bytes,
+        })
+        .collect();
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+    infos
 }
 
 #[cfg(test)]

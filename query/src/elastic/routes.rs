@@ -19,6 +19,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tantivy::schema::Schema;
+use trawl_index::StreamSource;
 use trawl_model::Timestamp;
 
 use super::body::{fix_agg_results, rewrite_aggs, FieldRequest, SearchBody, TrackTotalHits};
@@ -28,7 +29,6 @@ use super::exec::{execute, resolve_sort, ExecOptions, Hit, StreamPlan};
 use super::mapping::{
     cat_rows, cat_text, field_caps, mapping, resolve_indices, resolve_names, uuid_of, Chosen,
 };
-use super::ElasticSource;
 use crate::access::Scope;
 use crate::error::Error;
 use crate::request::QueryLimits;
@@ -105,7 +105,7 @@ fn total_as_int(headers: &HeaderMap, params: &BTreeMap<String, String>) -> bool 
 ///
 /// Index names matching a pattern of `settings.index_patterns` are that pattern's stream; their
 /// hits come back in the KubeSphere writers' shape ([`trawl_model::shippers::kubesphere_source`]).
-pub fn routes<S: ElasticSource>(
+pub fn routes<S: StreamSource>(
     source: Arc<S>,
     limits: QueryLimits,
     settings: ElasticSettings,
@@ -243,13 +243,13 @@ async fn info(headers: HeaderMap) -> Response {
     .into_response()
 }
 
-async fn health<S: ElasticSource>(
+async fn health<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
     index: Option<Path<String>>,
 ) -> Response {
     let result = async {
         let source = Arc::clone(&state.source);
-        let indices = blocking(move || Ok(source.indices())).await?;
+        let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
         let chosen = match &index {
             Some(Path(expr)) => resolve_names(expr, &names, &state.extra)?,
@@ -288,13 +288,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The streams an index expression names (see [`resolve_indices`]).
-async fn streams_of<S: ElasticSource>(
+async fn streams_of<S: StreamSource>(
     state: &AppState<S, Patterns>,
     expression: &str,
     ignore_unavailable: bool,
 ) -> EsResult<Vec<Chosen>> {
     let source = Arc::clone(&state.source);
-    let indices = blocking(move || Ok(source.indices())).await?;
+    let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
     let names: Vec<String> = indices.into_iter().map(|i| i.name).collect();
     resolve_indices(expression, &names, &state.extra, ignore_unavailable)
 }
@@ -318,7 +318,7 @@ impl Answering {
     }
 }
 
-async fn search_all<S: ElasticSource>(
+async fn search_all<S: StreamSource>(
     state: State<AppState<S, Patterns>>,
     scope: Scope,
     uri: Uri,
@@ -328,7 +328,7 @@ async fn search_all<S: ElasticSource>(
     search(state, scope, Path("_all".to_string()), uri, headers, body).await
 }
 
-async fn search<S: ElasticSource>(
+async fn search<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
     scope: Scope,
     Path(index): Path<String>,
@@ -346,7 +346,7 @@ async fn search<S: ElasticSource>(
     respond(result)
 }
 
-async fn count_all<S: ElasticSource>(
+async fn count_all<S: StreamSource>(
     state: State<AppState<S, Patterns>>,
     scope: Scope,
     uri: Uri,
@@ -357,7 +357,7 @@ async fn count_all<S: ElasticSource>(
 }
 
 /// `_count`: `{"count": n, "_shards": {...}}` for an optional `query`.
-async fn count<S: ElasticSource>(
+async fn count<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
     scope: Scope,
     Path(index): Path<String>,
@@ -399,7 +399,7 @@ async fn count<S: ElasticSource>(
     respond(result)
 }
 
-async fn msearch_all<S: ElasticSource>(
+async fn msearch_all<S: StreamSource>(
     state: State<AppState<S, Patterns>>,
     scope: Scope,
     uri: Uri,
@@ -409,7 +409,7 @@ async fn msearch_all<S: ElasticSource>(
     msearch_inner(state, scope, None, uri, headers, body).await
 }
 
-async fn msearch<S: ElasticSource>(
+async fn msearch<S: StreamSource>(
     state: State<AppState<S, Patterns>>,
     scope: Scope,
     Path(index): Path<String>,
@@ -422,7 +422,7 @@ async fn msearch<S: ElasticSource>(
 
 /// `_msearch`: NDJSON header/body pairs; each search answers on its own, an error in one is
 /// that item's `error` (with its `status`), never the whole request's.
-async fn msearch_inner<S: ElasticSource>(
+async fn msearch_inner<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
     scope: Scope,
     index: Option<String>,
@@ -515,7 +515,7 @@ fn millis(started: Instant) -> u64 {
 }
 
 /// One `_search` over the streams `index` names, answered in Elasticsearch's shape.
-async fn run_search<S: ElasticSource>(
+async fn run_search<S: StreamSource>(
     state: &AppState<S, Patterns>,
     index: &str,
     body: &Value,
@@ -742,12 +742,12 @@ fn format_value(value: Value, format: Option<&str>) -> Value {
     }
 }
 
-async fn mapping_all<S: ElasticSource>(state: State<AppState<S, Patterns>>) -> Response {
+async fn mapping_all<S: StreamSource>(state: State<AppState<S, Patterns>>) -> Response {
     mapping_of(state, Path("_all".to_string())).await
 }
 
 /// Schemas of the streams an expression names.
-async fn schemas_of<S: ElasticSource>(
+async fn schemas_of<S: StreamSource>(
     state: &AppState<S, Patterns>,
     index: &str,
 ) -> EsResult<Vec<(String, Schema)>> {
@@ -771,14 +771,14 @@ async fn schemas_of<S: ElasticSource>(
     .await
 }
 
-async fn mapping_of<S: ElasticSource>(
+async fn mapping_of<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
     Path(index): Path<String>,
 ) -> Response {
     respond(schemas_of(&state, &index).await.map(|s| mapping(&s)))
 }
 
-async fn field_caps_all<S: ElasticSource>(
+async fn field_caps_all<S: StreamSource>(
     state: State<AppState<S, Patterns>>,
     uri: Uri,
     body: Bytes,
@@ -791,7 +791,7 @@ async fn field_caps_all<S: ElasticSource>(
 }
 
 /// `_field_caps`: `fields` from the URL (comma list of patterns) or the body.
-async fn field_caps_of<S: ElasticSource>(
+async fn field_caps_of<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
     Path(index): Path<String>,
     uri: Uri,
@@ -832,7 +832,7 @@ async fn field_caps_of<S: ElasticSource>(
     respond(result)
 }
 
-async fn cat_all<S: ElasticSource>(
+async fn cat_all<S: StreamSource>(
     state: State<AppState<S, Patterns>>,
     scope: Scope,
     uri: Uri,
@@ -843,7 +843,7 @@ async fn cat_all<S: ElasticSource>(
 /// `_cat/indices`: a text table (`v` for a header, `h` for columns) or `format=json`. A
 /// namespace-scoped caller sees the documents of its namespaces only, and the bytes in
 /// proportion (as `GET /api/v1/streams` reports them, see [`crate::stats`]).
-async fn cat_of<S: ElasticSource>(
+async fn cat_of<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
     scope: Scope,
     Path(index): Path<String>,
@@ -852,7 +852,7 @@ async fn cat_of<S: ElasticSource>(
     let result: EsResult<Response> = async {
         let params = params_of(&uri)?;
         let source = Arc::clone(&state.source);
-        let indices = blocking(move || Ok(source.indices())).await?;
+        let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
         let chosen = resolve_names(&index, &names, &state.extra)?;
         let infos: Vec<_> = indices
@@ -909,7 +909,7 @@ async fn cat_of<S: ElasticSource>(
 
 /// `GET|HEAD /{index}`: the index's aliases, mappings and settings (`indices.exists` and
 /// `indices.get` of the clients); 404 when it does not exist.
-async fn index_info<S: ElasticSource>(
+async fn index_info<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
     Path(index): Path<String>,
     method: Method,

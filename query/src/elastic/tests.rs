@@ -8,44 +8,13 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use trawl_indexer::StreamSnapshot;
-use trawl_model::Timestamp;
 
-use super::{ElasticSource, IndexInfo};
 use crate::request::QueryLimits;
-use crate::routes::SnapshotSource;
-use crate::testutil::{snapshot, MIN, T0};
-
-struct Fixture(StreamSnapshot);
-
-impl SnapshotSource for Fixture {
-    fn snapshot(
-        &self,
-        stream: &str,
-        _start: Option<Timestamp>,
-        _end: Option<Timestamp>,
-    ) -> Result<StreamSnapshot, trawl_indexer::Error> {
-        if stream == "logs" {
-            Ok(self.0.clone())
-        } else {
-            Err(trawl_indexer::Error::UnknownStream(stream.to_string()))
-        }
-    }
-}
-
-impl ElasticSource for Fixture {
-    fn indices(&self) -> Vec<IndexInfo> {
-        vec![IndexInfo {
-            name: "logs".into(),
-            docs: 12,
-            bytes: 4096,
-        }]
-    }
-}
+use crate::testutil::{snapshot, Fixture, MIN, T0};
 
 fn app() -> Router {
     super::routes(
-        Arc::new(Fixture(snapshot())),
+        Arc::new(Fixture::new(snapshot())),
         QueryLimits::default(),
         super::ElasticSettings::default(),
     )

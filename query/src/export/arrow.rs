@@ -35,7 +35,7 @@ use arrow_schema::{ArrowError, DataType, Field as ArrowField, Schema as ArrowSch
 use serde_json::{Map, Value as Json};
 use tantivy::schema::{Field, FieldType, OwnedValue, Schema, Value};
 use tantivy::TantivyDocument;
-use trawl_indexer::schema::{DYNAMIC_FIELD, ID_FIELD};
+use trawl_index::schema::{DYNAMIC_FIELD, ID_FIELD};
 
 use crate::error::{Error, Result};
 use crate::export::Encode;

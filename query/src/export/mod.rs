@@ -18,7 +18,6 @@ mod arrow;
 mod csv;
 mod ndjson;
 mod parquet;
-mod pread;
 mod table;
 mod walk;
 
@@ -40,7 +39,7 @@ use serde_json::{Map, Value};
 use tantivy::TantivyDocument;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_index::{SearchTarget, StreamSnapshot, StreamSource};
 use trawl_model::Timestamp;
 
 use crate::access::Scope;
@@ -49,7 +48,6 @@ use crate::hit::list_fields;
 use crate::request::{
     json_or_default, FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder,
 };
-use crate::routes::SnapshotSource;
 use crate::search::search;
 use crate::state::AppState;
 
@@ -350,7 +348,7 @@ impl Write for ChunkWriter {
 /// as it takes. Errors found before the first byte (bad query, unknown stream, bad
 /// aggregation) are answered as JSON errors with their status; a failure later aborts the
 /// chunked body, so that the client sees a truncated transfer, never a short but complete one.
-pub fn routes<S: SnapshotSource>(source: Arc<S>, limits: QueryLimits) -> Router {
+pub fn routes<S: StreamSource>(source: Arc<S>, limits: QueryLimits) -> Router {
     Router::new()
         .route(
             "/api/v1/{stream}/export",
@@ -370,7 +368,7 @@ struct FormatParam {
     format: Option<ExportFormat>,
 }
 
-async fn get_export<S: SnapshotSource>(
+async fn get_export<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
@@ -386,7 +384,7 @@ async fn get_export<S: SnapshotSource>(
     respond(state, stream, request, scope).await
 }
 
-async fn post_export<S: SnapshotSource>(
+async fn post_export<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(stream): Path<String>,
@@ -407,7 +405,7 @@ fn query_error(rejection: &QueryRejection) -> Error {
     Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
 }
 
-async fn respond<S: SnapshotSource>(
+async fn respond<S: StreamSource>(
     state: AppState<S>,
     stream: String,
     request: Result<ExportRequest>,
@@ -419,7 +417,7 @@ async fn respond<S: SnapshotSource>(
     }
 }
 
-async fn start<S: SnapshotSource>(
+async fn start<S: StreamSource>(
     state: AppState<S>,
     stream: String,
     request: Result<ExportRequest>,

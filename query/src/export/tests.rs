@@ -16,13 +16,13 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Map, Value};
 use tantivy::{DateTime, Index, IndexWriter, TantivyDocument};
 use tower::ServiceExt;
-use trawl_indexer::schema::build_schema;
-use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_index::schema::build_schema;
+use trawl_index::{SearchTarget, StreamSnapshot, TargetKind};
 use trawl_model::schema::LOG_FIELDS;
 use trawl_model::Timestamp;
 
 use super::*;
-use crate::testutil::{snapshot, ASC_ORDER, RECORDS};
+use crate::testutil::{snapshot, Fixture, ASC_ORDER, RECORDS};
 
 fn limits() -> QueryLimits {
     QueryLimits::default()
@@ -359,7 +359,14 @@ fn csv_quoting_is_rfc4180() {
     );
     writer.add_document(doc).unwrap();
     writer.commit().unwrap();
-    let target = SearchTarget::new("t", index.reader().unwrap().searcher(), None, None, None);
+    let target = SearchTarget::new(
+        TargetKind::Split,
+        "t",
+        index.reader().unwrap().searcher(),
+        None,
+        None,
+        None,
+    );
     let snap = StreamSnapshot {
         targets: vec![target],
         ..snapshot()
@@ -475,7 +482,14 @@ fn big_snapshot(n: usize) -> StreamSnapshot {
         writer.add_document(doc).unwrap();
     }
     writer.commit().unwrap();
-    let target = SearchTarget::new("big", index.reader().unwrap().searcher(), None, None, None);
+    let target = SearchTarget::new(
+        TargetKind::Split,
+        "big",
+        index.reader().unwrap().searcher(),
+        None,
+        None,
+        None,
+    );
     StreamSnapshot {
         targets: vec![target],
         ..snapshot()
@@ -533,25 +547,8 @@ fn cancellation_stops_at_the_next_block() {
     }
 }
 
-struct Fixture(StreamSnapshot);
-
-impl SnapshotSource for Fixture {
-    fn snapshot(
-        &self,
-        stream: &str,
-        _start: Option<Timestamp>,
-        _end: Option<Timestamp>,
-    ) -> std::result::Result<StreamSnapshot, trawl_indexer::Error> {
-        if stream == "logs" {
-            Ok(self.0.clone())
-        } else {
-            Err(trawl_indexer::Error::UnknownStream(stream.to_string()))
-        }
-    }
-}
-
 async fn call(request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
-    let app = routes(Arc::new(Fixture(snapshot())), limits());
+    let app = routes(Arc::new(Fixture::new(snapshot())), limits());
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
     let content_type = response
@@ -676,7 +673,14 @@ fn a_split_export_reads_its_store_file_and_matches_the_searcher() {
     let searcher = index.reader().unwrap().searcher();
     assert_eq!(searcher.segment_readers().len(), 2);
     let snapshot_with = |with_dir: bool| {
-        let target = SearchTarget::new("split", searcher.clone(), None, None, None);
+        let target = SearchTarget::new(
+            TargetKind::Split,
+            "split",
+            searcher.clone(),
+            None,
+            None,
+            None,
+        );
         let target = match with_dir {
             true => target.with_dir(dir.path().to_path_buf()),
             false => target,

@@ -12,7 +12,7 @@ use std::collections::BinaryHeap;
 
 use tantivy::query::Query;
 use tantivy::{DateTime, DocId, DocSet, TantivyDocument, TERMINATED};
-use trawl_indexer::SearchTarget;
+use trawl_index::SearchTarget;
 
 use crate::error::{Error, Result};
 use crate::query_text::weight;
@@ -29,25 +29,14 @@ pub const BLOCK_ROWS: usize = 8192;
 /// (unsorted) or from a handful of runs at a time (sorted), so one or two blocks are enough.
 const STORE_CACHE_BLOCKS: usize = 2;
 
-/// Opens a segment's doc store for an export: from its file with positioned reads when the
-/// target says where its files are (see [`super::pread`]), else — or when the file has moved
-/// since, a hot index sealed meanwhile — through the searcher's own mmap.
+/// Opens a segment's doc store for an export through the read contract's store reader
+/// ([`SearchTarget::store_reader`]: positioned reads of the target's own file where it can).
 fn store_reader(
     reader: &tantivy::SegmentReader,
     target: &SearchTarget,
 ) -> Result<tantivy::store::StoreReader> {
-    if let Some(dir) = &target.dir {
-        let path = dir.join(format!("{}.store", reader.segment_id().uuid_string()));
-        match super::pread::open(&path)
-            .and_then(|file| tantivy::store::StoreReader::open(file, STORE_CACHE_BLOCKS))
-        {
-            Ok(store) => return Ok(store),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(internal(&target.id, format!("{}: {e}", path.display()))),
-        }
-    }
-    reader
-        .get_store_reader(STORE_CACHE_BLOCKS)
+    target
+        .store_reader(reader, STORE_CACHE_BLOCKS)
         .map_err(|e| internal(&target.id, e))
 }
 

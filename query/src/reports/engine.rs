@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_index::{SearchTarget, StreamSnapshot};
 use trawl_model::Timestamp;
 
 use super::filter::{eq, join};

@@ -46,13 +46,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use trawl_config::QueryConfig;
-use trawl_indexer::StreamSnapshot;
+use trawl_index::{StreamSnapshot, StreamSource};
 use trawl_model::{Timestamp, AUDIT_STREAM};
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::request::QueryLimits;
-use crate::routes::SnapshotSource;
 use engine::Ctx;
 
 /// The ready reports.
@@ -423,7 +422,7 @@ type AppState<S> = crate::state::AppState<S, Arc<ReportSettings>>;
 /// The report route: `GET /api/v1/audit/reports/{name}` with `start`, `end`, `q`, `limit` and
 /// the report's own parameters, answering [`ReportResponse`] as JSON. An unknown report is a
 /// 404 whose message lists the reports; bad parameters are 400s.
-pub fn routes<S: SnapshotSource>(
+pub fn routes<S: StreamSource>(
     source: Arc<S>,
     settings: ReportSettings,
     limits: QueryLimits,
@@ -438,7 +437,7 @@ pub fn routes<S: SnapshotSource>(
         .with_state(state)
 }
 
-async fn get_report<S: SnapshotSource>(
+async fn get_report<S: StreamSource>(
     State(state): State<AppState<S>>,
     scope: Scope,
     Path(name): Path<String>,
@@ -460,7 +459,7 @@ async fn get_report<S: SnapshotSource>(
     }
 }
 
-async fn execute<S: SnapshotSource>(
+async fn execute<S: StreamSource>(
     state: &AppState<S>,
     report: Report,
     params: ReportParams,

@@ -24,7 +24,7 @@ use tantivy::query::{AllQuery, EmptyQuery, Query, QueryParser, QueryParserError}
 use tantivy::query_grammar::{Delimiter, UserInputAst, UserInputLeaf, UserInputLiteral};
 use tantivy::schema::{Field, FieldType, Schema};
 use tantivy::tokenizer::TokenStream;
-use trawl_indexer::StreamSnapshot;
+use trawl_index::StreamSnapshot;
 use trawl_model::Timestamp;
 
 use super::error::{EsError, EsResult};
@@ -292,7 +292,7 @@ impl<'a> Translator<'a> {
             _ => return None,
         };
         let name = options.tokenizer();
-        (name != trawl_indexer::schema::RAW_TOKENIZER).then(|| name.to_string())
+        (name != trawl_index::schema::RAW_TOKENIZER).then(|| name.to_string())
     }
 
     /// One literal leaf built by tantivy's parser (it knows object paths, types and analysis).

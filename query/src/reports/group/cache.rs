@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use trawl_indexer::SearchTarget;
+use trawl_index::{SearchTarget, TargetKind};
 
 use super::{Extra, ExtraValue, Grouped};
 use crate::reports::engine::{Key, KeyValue};
@@ -39,7 +39,7 @@ impl GroupCache {
     /// The key of a split's pass; `None` for the hot index (it changes every commit) and for
     /// a target without known bounds.
     pub(super) fn key(target: &SearchTarget, pass: &PassKey<'_>) -> Option<String> {
-        if target.id == "hot" {
+        if target.kind == TargetKind::Hot {
             return None;
         }
         let (min, max) = (target.min_timestamp?, target.max_timestamp?);
@@ -135,4 +135,35 @@ pub(crate) struct PassKey<'a> {
     pub scope: String,
     pub start: Option<trawl_model::Timestamp>,
     pub end: Option<trawl_model::Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the hot index was told apart by `target.id == "hot"`, but its id is a ULID
+    /// like any split's. The kind decides: a hot target is never cached, even with time bounds,
+    /// and a split is, whatever its id.
+    #[test]
+    fn a_hot_target_is_never_cached_and_a_split_is() {
+        let split = crate::testutil::snapshot().targets[0].clone();
+        assert_eq!(split.kind, TargetKind::Split);
+        let like = |kind, id: &str| {
+            let (min, max) = (split.min_timestamp, split.max_timestamp);
+            SearchTarget::new(kind, id, split.searcher.clone(), min, max, None)
+        };
+        let pass = PassKey {
+            query: "*",
+            keys: &[],
+            extras: &[],
+            scope: String::new(),
+            start: None,
+            end: None,
+        };
+        let hot = like(TargetKind::Hot, "01KBNZ3V8Q6W2J5N4R7T9X1Y0C");
+        assert_eq!(GroupCache::key(&hot, &pass), None);
+        let named_hot = like(TargetKind::Split, "hot");
+        assert!(GroupCache::key(&named_hot, &pass).is_some_and(|k| k.starts_with("hot|")));
+        assert!(GroupCache::key(&split, &pass).is_some());
+    }
 }

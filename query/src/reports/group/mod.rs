@@ -22,7 +22,7 @@ use sketches_ddsketch::{Config, DDSketch};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{Query, Weight};
 use tantivy::{DateTime, SegmentReader};
-use trawl_indexer::SearchTarget;
+use trawl_index::SearchTarget;
 
 use cache::GroupCache;
 pub(crate) use cache::PassKey;

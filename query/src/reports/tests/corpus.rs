@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 use tantivy::indexer::NoMergePolicy;
 use tantivy::{DateTime, Index, IndexWriter, TantivyDocument};
-use trawl_indexer::schema::build_schema;
-use trawl_indexer::{SearchTarget, StreamSnapshot};
+use trawl_index::schema::build_schema;
+use trawl_index::{SearchTarget, StreamSnapshot, TargetKind};
 use trawl_model::schema::{FieldKind, AUDIT_DEFAULT_FIELDS, AUDIT_FIELDS};
 use trawl_model::{AuditEvent, Timestamp};
 
@@ -701,7 +701,14 @@ pub(super) fn snapshot(events: &[(usize, AuditEvent)]) -> StreamSnapshot {
         let min = mine.iter().map(|e| e.timestamp).min();
         let max = mine.iter().map(|e| e.timestamp).max();
         let searcher = index.reader().unwrap().searcher();
-        targets.push(SearchTarget::new(id, searcher, min, max, None));
+        targets.push(SearchTarget::new(
+            TargetKind::Split,
+            id,
+            searcher,
+            min,
+            max,
+            None,
+        ));
     }
     StreamSnapshot {
         stream: "audit".to_string(),

@@ -13,7 +13,7 @@ use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Map, Value};
 use tower::ServiceExt;
-use trawl_indexer::StreamSnapshot;
+use trawl_index::StreamSnapshot;
 use trawl_model::{AuditEvent, Timestamp};
 
 use crate::reports::filter::{glob_match, quote};
@@ -957,22 +957,12 @@ fn report_names_round_trip() {
 // ---------------------------------------------------------------------------------------------
 // The route.
 
-struct Source;
-
-impl SnapshotSource for Source {
-    fn snapshot(
-        &self,
-        stream: &str,
-        _start: Option<Timestamp>,
-        _end: Option<Timestamp>,
-    ) -> std::result::Result<StreamSnapshot, trawl_indexer::Error> {
-        assert_eq!(stream, "audit");
-        Ok(fixture().snapshot.clone())
-    }
-}
-
 async fn get(uri: &str) -> (StatusCode, Value) {
-    let app = routes(Arc::new(Source), ReportSettings::default(), limits());
+    let app = routes(
+        Arc::new(crate::testutil::Fixture::new(fixture().snapshot.clone())),
+        ReportSettings::default(),
+        limits(),
+    );
     let response = app
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await

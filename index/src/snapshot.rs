@@ -10,11 +10,24 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::Searcher;
 use trawl_model::Timestamp;
 
+/// What a [`SearchTarget`] is. Decide on this, never on the target's id: a hot index has an id
+/// of its own (a ULID) like any split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A growing index (a stream's hot index, or a live tail's in-RAM batch): its content
+    /// changes with every commit, so nothing computed over it may be cached.
+    Hot,
+    /// A sealed split: immutable until merged away or retired.
+    Split,
+}
+
 /// One searchable unit: a sealed split or the hot index.
 #[derive(Clone)]
 pub struct SearchTarget {
-    /// The split id, or `hot` for the hot index.
+    /// The id of the split or hot index, unique within the stream; for messages and ordering.
     pub id: String,
+    /// Hot index or sealed split.
+    pub kind: TargetKind,
     /// A searcher opened on the split's tantivy index.
     pub searcher: Searcher,
     /// Smallest timestamp in the target (inclusive), if it holds any document.
@@ -22,16 +35,18 @@ pub struct SearchTarget {
     /// Largest timestamp in the target (inclusive), if it holds any document.
     pub max_timestamp: Option<Timestamp>,
     /// The directory of the target's files, for readers that bypass the searcher's mmap (a
-    /// large export). The files may have moved since (a sealed hot index is renamed into a
-    /// split): readers fall back to the searcher when they are not found.
-    pub dir: Option<PathBuf>,
+    /// large export, see [`SearchTarget::store_reader`]). The files may have moved since (a
+    /// sealed hot index is renamed into a split): readers fall back to the searcher when they
+    /// are not found.
+    pub(crate) dir: Option<PathBuf>,
     /// Keeps the split's files alive while the target is in use.
     _pin: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl SearchTarget {
-    /// A target over a searcher; `pin` is dropped with the last clone of the target.
+    /// A target of `kind` over a searcher; `pin` is dropped with the last clone of the target.
     pub fn new(
+        kind: TargetKind,
         id: impl Into<String>,
         searcher: Searcher,
         min_timestamp: Option<Timestamp>,
@@ -40,12 +55,18 @@ impl SearchTarget {
     ) -> SearchTarget {
         SearchTarget {
             id: id.into(),
+            kind,
             searcher,
             min_timestamp,
             max_timestamp,
             dir: None,
             _pin: pin,
         }
+    }
+
+    /// Whether this is a hot index (see [`TargetKind::Hot`]).
+    pub fn is_hot(&self) -> bool {
+        self.kind == TargetKind::Hot
     }
 
     /// The target with the directory of its files.
