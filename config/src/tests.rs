@@ -791,6 +791,10 @@ fn example_toml_documents_every_key() {
             key_path: PathBuf::new(),
             client_ca_path: None,
         }),
+        Value::serialize(crate::RuleTuning {
+            enabled: Some(true),
+            ..crate::RuleTuning::default()
+        }),
     ] {
         collect_keys(&value.unwrap(), &mut keys);
     }
@@ -806,6 +810,8 @@ fn example_toml_documents_every_key() {
         "rate_limits",
         "tokens",
         "tls",
+        "alerting",
+        "tune",
     ];
     let missing: Vec<&String> = keys
         .iter()
@@ -827,6 +833,8 @@ fn example_toml_documents_every_key() {
         "## [[collector.rate_limits]]",
         "## [[auth.tokens]]",
         "## [auth.tls]",
+        "# [alerting]",
+        "## [alerting.tune.K8sExecIntoPod]",
     ] {
         assert!(EXAMPLE.contains(section), "{section} not in example.toml");
     }
