@@ -13,6 +13,9 @@ use trawl_config::Config;
 
 /// Which roles run in this process.
 pub struct Roles {
+    /// Alerting runs here when `[alerting]` lists rules (standalone and searcher; see
+    /// src/alerting.rs for why not in an indexer).
+    pub alerting: bool,
     pub indexer: bool,
     pub searcher: bool,
     pub collector: bool,
@@ -22,6 +25,7 @@ pub struct Roles {
 impl Roles {
     pub fn standalone(demo: bool) -> Roles {
         Roles {
+            alerting: true,
             indexer: true,
             searcher: false,
             collector: true,
@@ -32,6 +36,7 @@ impl Roles {
     #[allow(dead_code)]
     pub fn indexer() -> Roles {
         Roles {
+            alerting: false,
             indexer: true,
             searcher: false,
             collector: false,
@@ -42,6 +47,7 @@ impl Roles {
     #[allow(dead_code)]
     pub fn collector() -> Roles {
         Roles {
+            alerting: false,
             indexer: false,
             searcher: false,
             collector: true,
@@ -52,6 +58,7 @@ impl Roles {
     #[allow(dead_code)]
     pub fn searcher() -> Roles {
         Roles {
+            alerting: true,
             indexer: false,
             searcher: true,
             collector: false,
@@ -180,6 +187,18 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         crate::demo::start(&config, addr).context("starting the demo cluster")?;
     }
     let _ = &roles.searcher;
+    #[cfg(feature = "query")]
+    if roles.alerting && config.alerting.is_enabled() {
+        router = router.merge(
+            crate::alerting::start(
+                &config,
+                indexer.clone(),
+                format!("{scheme}://{addr}"),
+                &mut registry,
+            )?
+            .with_state(()),
+        );
+    }
 
     let shared = Shared {
         registry: Arc::new(Mutex::new(registry)),
