@@ -352,10 +352,12 @@ pub fn sample_line(hit: &Map<String, Value>) -> String {
     }
 }
 
-/// The labels of a group: the field names made label names, the values as text.
+/// The labels of a group: the field names made label names, the values as text; a field the
+/// events lack (the empty value) is no label, as in Prometheus.
 pub fn group_labels(group: &[(String, Value)]) -> BTreeMap<String, String> {
     group
         .iter()
+        .filter(|(_, value)| !matches!(value, Value::String(s) if s.is_empty()))
         .map(|(field, value)| {
             let text = match value {
                 Value::String(s) => s.clone(),
@@ -384,7 +386,6 @@ mod tests {
         assert_eq!(
             group_labels(&group),
             BTreeMap::from([
-                ("namespace".to_string(), String::new()),
                 ("status_code".to_string(), "403".to_string()),
                 ("user".to_string(), "bob \"b\"".to_string()),
             ])

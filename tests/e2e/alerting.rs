@@ -1,0 +1,542 @@
+//! Alerting end to end through a real Alertmanager (Debian's `prometheus-alertmanager`),
+//! started on loopback with a route to a webhook receiver of the test's own: what Alertmanager
+//! routes onward is what these tests check (labels, sample lines, the query, the resolve).
+//!
+//! The Alertmanager binary is `$ALERTMANAGER_BIN`, else `/usr/bin/prometheus-alertmanager`
+//! (`.ci/run` installs it and sets the variable). Without it these tests fail with a message
+//! saying how to install it, unless `SKIP_ALERTMANAGER_TESTS=1` is set (for a developer's
+//! machine without the package; CI never sets it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{free_port, json_of, wait_until, Server};
+
+/// How long an alert may take from its events' ingest to Alertmanager's receiver: the
+/// evaluation interval, the `for`, Alertmanager's `group_wait`, on a loaded two-core machine.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long Alertmanager is kept down in `alertmanager_down_then_back_receives_the_alert`:
+/// 30 s, or `ALERTMANAGER_DOWN_SECS` (the retry path is the same either way).
+fn down_window() -> Duration {
+    let secs = std::env::var("ALERTMANAGER_DOWN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// The Alertmanager binary, or `None` when it is absent and the tests may skip.
+fn alertmanager_bin() -> Option<PathBuf> {
+    let path = std::env::var_os("ALERTMANAGER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus-alertmanager"));
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("SKIP_ALERTMANAGER_TESTS").as_deref() == Ok("1") {
+        eprintln!(
+            "alerting e2e skipped: no Alertmanager at {}",
+            path.display()
+        );
+        return None;
+    }
+    panic!(
+        "no Alertmanager at {}: install it (apt-get install -y prometheus-alertmanager), set \
+         ALERTMANAGER_BIN to its path, or set SKIP_ALERTMANAGER_TESTS=1 to skip these tests",
+        path.display()
+    );
+}
+
+/// A webhook receiver: every JSON body posted to it, in order.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let sink = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let sink = Arc::clone(&sink);
+                std::thread::spawn(move || serve(stream, sink));
+            }
+        });
+        Receiver { url, bodies }
+    }
+
+    /// Every alert Alertmanager sent, with the notification's status on each.
+    fn alerts(&self) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// The alerts sent for rule `name` with notification status `status`.
+    fn sent(&self, name: &str, status: &str) -> Vec<Value> {
+        self.alerts()
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == name && a["status"] == status)
+            .collect()
+    }
+}
+
+/// Answers HTTP/1.1 requests on one connection (Alertmanager keeps connections alive).
+fn serve(stream: std::net::TcpStream, sink: Arc<Mutex<Vec<Value>>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+            sink.lock().unwrap().push(value);
+        }
+        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A real Alertmanager on loopback routing every alert, one group per alert, to `receiver`.
+struct Alertmanager {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Alertmanager {
+    fn start(bin: &Path, dir: &Path, port: u16, receiver: &Receiver) -> Alertmanager {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: test\n  group_by: ['...']\n  group_wait: 1s\n  \
+                 group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    \
+                 webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
+                receiver.url
+            ),
+        )
+        .unwrap();
+        let log = dir.join("alertmanager.log");
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // No gossip: each test's Alertmanager stands alone.
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let am = Alertmanager {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let client = reqwest::blocking::Client::new();
+        wait_until("Alertmanager is ready", Duration::from_secs(30), || {
+            client
+                .get(format!("{}/-/ready", am.url))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        am
+    }
+
+    /// The alerts Alertmanager holds for rule `name`.
+    fn alerts(&self, name: &str) -> Vec<Value> {
+        let body: Value = reqwest::blocking::get(format!("{}/api/v2/alerts", self.url))
+            .unwrap()
+            .json()
+            .unwrap();
+        body.as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("----- alertmanager log -----\n{log}----- end -----");
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    trawl_model::Timestamp::now().to_rfc3339()
+}
+
+/// The real exec event of the fixture as `user` into pod `pod`, stamped now.
+fn exec_event(user: &str, pod: &str, audit_id: &str) -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/audit/exec_pod.json"
+    ))
+    .unwrap();
+    let mut event: Value = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["stage"] == "ResponseStarted")
+        .expect("the fixture has a ResponseStarted stage");
+    let now = now_rfc3339();
+    event["requestReceivedTimestamp"] = json!(now);
+    event["stageTimestamp"] = json!(now);
+    event["user"]["username"] = json!(user);
+    event["objectRef"]["name"] = json!(pod);
+    event["auditID"] = json!(audit_id);
+    event.to_string()
+}
+
+fn error_line(pod: &str, i: u32) -> String {
+    json!({
+        "timestamp": now_rfc3339(),
+        "namespace": "payments",
+        "pod": pod,
+        "level": "error",
+        "message": format!("charge failed attempt {i}"),
+    })
+    .to_string()
+}
+
+/// The alerts of `GET /api/v1/alerts` for rule `name`.
+fn trawl_alerts(server: &Server, name: &str) -> Vec<Value> {
+    let (status, body) = json_of(server.get("/api/v1/alerts"));
+    assert_eq!(status, 200, "{body}");
+    body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == name)
+        .cloned()
+        .collect()
+}
+
+fn wait_sent(receiver: &Receiver, name: &str, status: &str, n: usize) {
+    wait_until(
+        &format!("{n} {status} notification(s) of {name} reach the receiver"),
+        DELIVERY_TIMEOUT,
+        || receiver.sent(name, status).len() >= n,
+    );
+}
+
+fn write_rules(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const THRESHOLD_RULES: &str = r#"
+[[groups]]
+name = "payments"
+interval = "1s"
+
+[[groups.rules]]
+name = "PaymentErrors"
+kind = "threshold"
+stream = "logs"
+query = "level:error"
+window = "20s"
+group_by = ["namespace"]
+condition = "count >= 3"
+for = "3s"
+labels = { severity = "page" }
+annotations = { summary = "{{ $labels.namespace }}: {{ $value }} errors" }
+"#;
+
+#[test]
+fn threshold_rule_with_for_fires_once_and_resolves() {
+    let Some(bin) = alertmanager_bin() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let am = Alertmanager::start(&bin, &dir.path().join("am"), free_port(), &receiver);
+    let rules = write_rules(dir.path(), THRESHOLD_RULES);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &format!(
+            "[alerting]\nrule_files = [{rules:?}]\nalertmanagers = [\"{}\"]\n",
+            am.url
+        ),
+    );
+    let lines: Vec<String> = (0..3).map(|i| error_line(&format!("api-{i}"), i)).collect();
+    server.ingest_plain("logs", &lines);
+
+    // Pending first (`for` = 3s), then firing.
+    wait_until("the rule is pending or firing", DELIVERY_TIMEOUT, || {
+        !trawl_alerts(&server, "PaymentErrors").is_empty()
+    });
+    wait_sent(&receiver, "PaymentErrors", "firing", 1);
+    let firing = receiver.sent("PaymentErrors", "firing");
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    let alert = &firing[0];
+    assert_eq!(
+        alert["labels"],
+        json!({"alertname": "PaymentErrors", "namespace": "payments", "severity": "page"})
+    );
+    assert_eq!(alert["annotations"]["summary"], "payments: 3 errors");
+    let samples: Vec<&str> = alert["annotations"]["samples"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(samples.len(), 3, "{samples:?}");
+    for i in 0..3 {
+        assert_eq!(
+            samples
+                .iter()
+                .filter(|s| s.ends_with(&format!("payments/api-{i} charge failed attempt {i}")))
+                .count(),
+            1,
+            "{samples:?}"
+        );
+    }
+    // The query of the annotations finds exactly the events, over the alert's window.
+    let query = alert["annotations"]["query"].as_str().unwrap();
+    assert_eq!(query, "(level:error) namespace:\"payments\"");
+    let found = server.search(
+        "logs",
+        &[
+            ("q", query),
+            ("start", alert["annotations"]["start"].as_str().unwrap()),
+            ("end", alert["annotations"]["end"].as_str().unwrap()),
+            ("limit", "0"),
+        ],
+    );
+    assert_eq!(found["total"], 3);
+    let generator = alert["generatorURL"].as_str().unwrap();
+    assert!(
+        generator.starts_with(&format!("{}/api/v1/logs/search?q=", server.url)),
+        "{generator}"
+    );
+    let (status, linked) = json_of(reqwest::blocking::get(generator).unwrap());
+    assert_eq!(status, 200);
+    assert_eq!(linked["total"], 3);
+
+    // The events leave the 20 s window: resolved, once; never fired again.
+    wait_sent(&receiver, "PaymentErrors", "resolved", 1);
+    assert_eq!(receiver.sent("PaymentErrors", "firing").len(), 1);
+    assert_eq!(receiver.sent("PaymentErrors", "resolved").len(), 1);
+    assert!(trawl_alerts(&server, "PaymentErrors").is_empty());
+    let (_, rules) = json_of(server.get("/api/v1/rules"));
+    let rule = &rules["groups"][0]["rules"][0];
+    assert_eq!(rule["name"], "PaymentErrors");
+    assert_eq!(rule["health"], "ok");
+    assert_eq!(rule["error"], Value::Null);
+    assert!(rule["last_evaluation"].is_string());
+    assert!(
+        server
+            .metric(r#"trawl_alerting_notifications_sent_total{rule="PaymentErrors",receiver="alertmanager"}"#)
+            .unwrap()
+            >= 2.0
+    );
+    assert!(
+        server
+            .metric(r#"trawl_alerting_rule_evaluations_total{rule="PaymentErrors"}"#)
+            .unwrap()
+            >= 3.0
+    );
+}
+
+#[test]
+fn pack_exec_rule_fires_on_exec_and_not_on_an_excepted_user() {
+    let Some(bin) = alertmanager_bin() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let am = Alertmanager::start(&bin, &dir.path().join("am"), free_port(), &receiver);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &format!(
+            "[alerting]\npacks = [\"kubernetes-audit\"]\npack_interval_secs = 1\n\
+             match_lag_ms = 1000\nalertmanagers = [\"{}\"]\n\
+             [alerting.tune.K8sExecIntoPod]\nignore_users = [\"ci-*\"]\n",
+            am.url
+        ),
+    );
+    server.ingest_plain(
+        "audit",
+        &[
+            exec_event("alice", "web-1", "a1"),
+            exec_event("ci-runner", "web-2", "a2"),
+        ],
+    );
+    wait_sent(&receiver, "K8sExecIntoPod", "firing", 1);
+    // Both events were in the window that fired alice's alert: Alertmanager holds hers only.
+    let held = am.alerts("K8sExecIntoPod");
+    assert_eq!(held.len(), 1, "{held:?}");
+    let sent = receiver.sent("K8sExecIntoPod", "firing");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["labels"],
+        json!({
+            "alertname": "K8sExecIntoPod",
+            "name": "web-1",
+            "namespace": "default",
+            "pack": "kubernetes-audit",
+            "severity": "warning",
+            "subresource": "exec",
+            "user": "alice",
+        })
+    );
+    let samples = sent[0]["annotations"]["samples"].as_str().unwrap();
+    assert_eq!(samples.lines().count(), 1, "{samples}");
+    assert!(
+        samples.contains(
+            "user=alice verb=create resource=pods subresource=exec namespace=default name=web-1 \
+             status_code=101"
+        ),
+        "{samples}"
+    );
+    assert!(samples.contains("exec_command=bash"), "{samples}");
+    // The excepted user's exec is in the index all the same.
+    let found = server.search("audit", &[("q", "user:\"ci-runner\""), ("limit", "0")]);
+    assert_eq!(found["total"], 1);
+}
+
+const MATCH_RULES: &str = r#"
+[[groups]]
+name = "audit"
+interval = "1s"
+
+[[groups.rules]]
+name = "ExecSeen"
+kind = "match"
+stream = "audit"
+query = "resource:pods AND subresource:exec AND stage:ResponseStarted"
+group_by = ["user"]
+keep_firing_for = "15s"
+"#;
+
+#[test]
+fn a_restart_while_firing_neither_duplicates_nor_loses_the_alert() {
+    let Some(bin) = alertmanager_bin() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let am = Alertmanager::start(&bin, &dir.path().join("am"), free_port(), &receiver);
+    let rules = write_rules(dir.path(), MATCH_RULES);
+    let config = format!(
+        "[alerting]\nrule_files = [{rules:?}]\nmatch_lag_ms = 1000\nalertmanagers = [\"{}\"]\n",
+        am.url
+    );
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &config);
+    server.ingest_plain("audit", &[exec_event("bob", "db-0", "r1")]);
+    wait_sent(&receiver, "ExecSeen", "firing", 1);
+    let before = trawl_alerts(&server, "ExecSeen");
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0]["state"], "firing");
+
+    // Killed without a chance to say anything, then started again on the same data.
+    server.kill9();
+    let server = Server::start(&data, &config);
+    let after = trawl_alerts(&server, "ExecSeen");
+    assert_eq!(after.len(), 1, "the firing alert is remembered");
+    assert_eq!(after[0]["fired_at"], before[0]["fired_at"]);
+    assert_eq!(after[0]["labels"], before[0]["labels"]);
+
+    // It resolves 15 s after its event, through the restarted process; fired once only.
+    wait_sent(&receiver, "ExecSeen", "resolved", 1);
+    assert_eq!(receiver.sent("ExecSeen", "firing").len(), 1);
+    assert_eq!(receiver.sent("ExecSeen", "resolved").len(), 1);
+    assert_eq!(
+        receiver.sent("ExecSeen", "resolved")[0]["labels"],
+        json!({"alertname": "ExecSeen", "user": "bob"})
+    );
+}
+
+#[test]
+fn alertmanager_down_then_back_receives_the_alert() {
+    let Some(bin) = alertmanager_bin() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let port = free_port();
+    let am_url = format!("http://127.0.0.1:{port}");
+    let rules = write_rules(dir.path(), MATCH_RULES.replace("15s", "10m").as_str());
+    let server = Server::start(
+        &dir.path().join("data"),
+        &format!(
+            "[alerting]\nrule_files = [{rules:?}]\nmatch_lag_ms = 1000\n\
+             max_retry_backoff_ms = 2000\nalertmanagers = [\"{am_url}\"]\n"
+        ),
+    );
+    let down_since = Instant::now();
+    server.ingest_plain("audit", &[exec_event("carol", "cache-0", "d1")]);
+    wait_until("the alert fires in Trawl", DELIVERY_TIMEOUT, || {
+        trawl_alerts(&server, "ExecSeen")
+            .first()
+            .is_some_and(|a| a["state"] == "firing")
+    });
+    let failures =
+        format!(r#"trawl_alerting_delivery_failures_total{{url="{am_url}/api/v2/alerts"}}"#);
+    wait_until("a delivery attempt has failed", DELIVERY_TIMEOUT, || {
+        server.metric(&failures).is_some_and(|n| n >= 1.0)
+    });
+    // Alertmanager stays away for the whole window (deliberate downtime, not a wait for a
+    // condition), then comes up on the address Trawl keeps retrying.
+    if let Some(rest) = down_window().checked_sub(down_since.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let failed = server.metric(&failures).unwrap();
+    assert!(failed >= 2.0, "retried while down: {failed}");
+    let _am = Alertmanager::start(&bin, &dir.path().join("am"), port, &receiver);
+    wait_sent(&receiver, "ExecSeen", "firing", 1);
+    let sent = receiver.sent("ExecSeen", "firing");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["labels"],
+        json!({"alertname": "ExecSeen", "user": "carol"})
+    );
+    assert_eq!(receiver.alerts().len(), 1);
+}
