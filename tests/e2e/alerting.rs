@@ -540,3 +540,121 @@ fn alertmanager_down_then_back_receives_the_alert() {
     );
     assert_eq!(receiver.alerts().len(), 1);
 }
+
+/// The names of the rules `GET /api/v1/rules` lists, and its `reload_error`.
+fn rule_names(server: &Server) -> (Vec<String>, Value) {
+    let (status, body) = json_of(server.get("/api/v1/rules"));
+    assert_eq!(status, 200, "{body}");
+    let names = body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().clone())
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    (names, body["reload_error"].clone())
+}
+
+fn match_rule(name: &str) -> String {
+    format!("[[groups.rules]]\nname = \"{name}\"\nkind = \"match\"\nquery = \"panic\"\n")
+}
+
+#[test]
+fn rules_reload_on_change_and_on_sighup_and_a_bad_file_keeps_the_old_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "[[groups]]\nname = \"g\"\ninterval = \"1s\"\n";
+    let rules = write_rules(dir.path(), &format!("{head}{}", match_rule("A")));
+    let server = Server::start(
+        &dir.path().join("data"),
+        &format!("[alerting]\nrule_files = [{rules:?}]\nreload_check_ms = 100\n"),
+    );
+    assert_eq!(rule_names(&server), (vec!["A".to_string()], Value::Null));
+    std::fs::write(
+        &rules,
+        format!("{head}{}{}", match_rule("A"), match_rule("B")),
+    )
+    .unwrap();
+    wait_until("the changed file is loaded", DELIVERY_TIMEOUT, || {
+        rule_names(&server).0 == ["A", "B"]
+    });
+    std::fs::write(
+        &rules,
+        format!("{head}{}condition = \"x\"\n", match_rule("C")),
+    )
+    .unwrap();
+    wait_until("the bad file is refused", DELIVERY_TIMEOUT, || {
+        rule_names(&server).1.is_string()
+    });
+    let (names, error) = rule_names(&server);
+    assert_eq!(names, ["A", "B"], "the previous rules keep running");
+    let error = error.as_str().unwrap();
+    assert!(
+        error.contains(&format!("{}: groups.g.rules.C.condition", rules.display())),
+        "{error}"
+    );
+    drop(server);
+
+    // With change detection slowed to an hour, SIGHUP reloads.
+    let rules = write_rules(dir.path(), &format!("{head}{}", match_rule("A")));
+    let server = Server::start(
+        &dir.path().join("data2"),
+        &format!("[alerting]\nrule_files = [{rules:?}]\nreload_check_ms = 3600000\n"),
+    );
+    assert_eq!(rule_names(&server).0, ["A"]);
+    std::fs::write(&rules, format!("{head}{}", match_rule("D"))).unwrap();
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(server.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until("SIGHUP reloads the rules", DELIVERY_TIMEOUT, || {
+        rule_names(&server).0 == ["D"]
+    });
+}
+
+#[test]
+fn config_check_names_the_file_group_rule_and_key_of_a_bad_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "[[groups]]\nname = \"web\"\n[[groups.rules]]\nname = \"Errors\"\nkind = \"threshold\"\n\
+         query = \"level:error\"\nwindow = \"5m\"\ncondition = \"count >> 3\"\n",
+    );
+    let config = dir.path().join("trawl.toml");
+    std::fs::write(
+        &config,
+        format!("[alerting]\nrule_files = [{rules:?}]\npacks = [\"kubernetes-audit\"]\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "`{}: groups.web.rules.Errors.condition`: `> 3` is not a number",
+            rules.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::write(
+        &rules,
+        "[[groups]]\nname = \"web\"\n[[groups.rules]]\nname = \"Errors\"\nkind = \"threshold\"\n\
+         query = \"level:error\"\nwindow = \"5m\"\ncondition = \"count > 3\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
