@@ -7,6 +7,7 @@
 //! saying how to install it, unless `SKIP_ALERTMANAGER_TESTS=1` is set (for a developer's
 //! machine without the package; CI never sets it).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -657,4 +658,165 @@ fn config_check_names_the_file_group_rule_and_key_of_a_bad_rule() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The events of fixture `file`, stamped now, with fresh audit ids (`tag` + line), and with
+/// every field of `changes` (a JSON pointer and its value) set.
+fn fixture_events(file: &str, tag: &str, changes: &[(&str, Value)]) -> Vec<String> {
+    let path = format!("{}/tests/fixtures/audit/{file}", env!("CARGO_MANIFEST_DIR"));
+    let now = now_rfc3339();
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let mut event: Value = serde_json::from_str(line).unwrap();
+            event["apiVersion"] = json!("audit.k8s.io/v1");
+            event["requestReceivedTimestamp"] = json!(now);
+            event["stageTimestamp"] = json!(now);
+            if let Some(object) = event.as_object_mut() {
+                object.remove("timestamp");
+            }
+            event["auditID"] = json!(format!("{tag}-{i}"));
+            for (pointer, value) in changes {
+                *event.pointer_mut(pointer).unwrap() = value.clone();
+            }
+            event.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_audit_pack_on_real_events_fires_what_it_documents_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        "[alerting]\npacks = [\"kubernetes-audit\"]\npack_interval_secs = 1\nmatch_lag_ms = 1000\n",
+    );
+    let user = |name: &str| vec![("/user/username", json!(name))];
+    let mut events = Vec::new();
+    events.extend(fixture_events("attach_pod.json", "attach", &[]));
+    events.extend(fixture_events(
+        "attach_cluster_admin_role.json",
+        "crb-admin",
+        &[],
+    ));
+    events.extend(fixture_events(
+        "create_clusterrolebinding.json",
+        "crb-basic",
+        &[],
+    ));
+    events.extend(fixture_events(
+        "delete_namespace_foo.json",
+        "ns-delete",
+        &[],
+    ));
+    events.extend(fixture_events(
+        "anonymous_creates_namespace_foo.json",
+        "anon",
+        &[],
+    ));
+    // Pods of the replicaset controller are ignored; the same specs written by people are not.
+    events.extend(fixture_events(
+        "create_nginx_pod_privileged.json",
+        "priv-rs",
+        &[],
+    ));
+    events.extend(fixture_events(
+        "create_nginx_pod_privileged.json",
+        "priv",
+        &user("dave"),
+    ));
+    events.extend(fixture_events(
+        "create_nginx_pod_sensitive_mount.json",
+        "mount",
+        &user("erin"),
+    ));
+    events.extend(fixture_events(
+        "create_nginx_pod_unprivileged.json",
+        "plain",
+        &user("frank"),
+    ));
+    // A secret read by a person, and by a service account (ignored).
+    let get = |name: &str| {
+        vec![
+            ("/user/username", json!(name)),
+            ("/verb", json!("get")),
+            ("/responseStatus/code", json!(200)),
+        ]
+    };
+    events.extend(fixture_events(
+        "create_secret.json",
+        "get-grace",
+        &get("grace"),
+    ));
+    events.extend(fixture_events(
+        "create_secret.json",
+        "get-sa",
+        &get("system:serviceaccount:app:reader"),
+    ));
+    // 20 denials of one user within the window: a burst.
+    for i in 0..20 {
+        let mut denied = get("mallory");
+        denied[2] = ("/responseStatus/code", json!(403));
+        events.extend(fixture_events(
+            "create_secret.json",
+            &format!("deny-{i}"),
+            &denied,
+        ));
+    }
+    server.ingest_plain("audit", &events);
+
+    let expected: BTreeMap<String, Vec<String>> = [
+        ("K8sAnonymousAllowed", "create /api/v1/namespaces"),
+        (
+            "K8sClusterAdminBinding",
+            "minikube-user some-reader-binding",
+        ),
+        ("K8sExecIntoPod", "minikube-user attach"),
+        ("K8sForbiddenBurst", "mallory"),
+        ("K8sNamespaceDeleted", "minikube-user foo"),
+        ("K8sPrivilegedOrHostPathPod", "dave"),
+        ("K8sPrivilegedOrHostPathPod", "erin"),
+        ("K8sSecretReadByPerson", "grace example-secret"),
+    ]
+    .into_iter()
+    .fold(BTreeMap::new(), |mut map, (rule, what)| {
+        map.entry(rule.to_string())
+            .or_insert_with(Vec::new)
+            .push(what.to_string());
+        map
+    });
+    let describe = |alert: &Value| -> String {
+        let l = &alert["labels"];
+        let parts: Vec<&str> = match alert["rule"].as_str().unwrap() {
+            "K8sAnonymousAllowed" => vec!["verb", "request_path"],
+            "K8sClusterAdminBinding" | "K8sNamespaceDeleted" | "K8sSecretReadByPerson" => {
+                vec!["user", "name"]
+            }
+            "K8sExecIntoPod" => vec!["user", "subresource"],
+            _ => vec!["user"],
+        }
+        .into_iter()
+        .map(|k| l[k].as_str().unwrap_or("?"))
+        .collect();
+        parts.join(" ")
+    };
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    let last = loop {
+        let (_, body) = json_of(server.get("/api/v1/alerts"));
+        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for alert in body["alerts"].as_array().unwrap() {
+            seen.entry(alert["rule"].as_str().unwrap().to_string())
+                .or_default()
+                .push(describe(alert));
+        }
+        seen.values_mut().for_each(|v| v.sort());
+        if seen == expected || Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last, expected);
 }
