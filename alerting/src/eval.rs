@@ -370,7 +370,126 @@ pub fn group_labels(group: &[(String, Value)]) -> BTreeMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::source::{Found, SearchFuture};
+
+    /// Answers with canned results and records every search.
+    struct Fake {
+        answer: Box<dyn Fn(&Search) -> Found + Send + Sync>,
+        seen: Mutex<Vec<Search>>,
+    }
+
+    impl Searcher for Fake {
+        fn search(&self, search: Search) -> SearchFuture {
+            let found = (self.answer)(&search);
+            self.seen.lock().unwrap().push(search);
+            Box::pin(async move { Ok(found) })
+        }
+    }
+
+    fn rule(text: &str) -> Rule {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = trawl_config::AlertingConfig {
+            rule_files: vec![path],
+            ..Default::default()
+        };
+        trawl_config::load_rules(&config).unwrap()[0].rules[0].clone()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn exception_globs_become_exact_clauses_of_the_values_present() {
+        let rule = rule(
+            "[[groups]]\nname = \"g\"\n[[groups.rules]]\nname = \"R\"\nkind = \"match\"\n\
+             stream = \"audit\"\nquery = \"verb:get\"\nignore_users = [\"bot\", \"ci-*\"]\n\
+             ignore_namespaces = [\"kube-system\"]\n",
+        );
+        let fake = Fake {
+            answer: Box::new(|_| Found {
+                aggregations: Some(json!({"v": {"buckets": [
+                    {"key": "alice", "doc_count": 3},
+                    {"key": "ci-runner", "doc_count": 2},
+                    {"key": "ci-deploy", "doc_count": 1},
+                ]}})),
+                ..Found::default()
+            }),
+            seen: Mutex::default(),
+        };
+        let query = block_on(rule_query(&rule, &fake, Timestamp(0), Timestamp(10)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            query,
+            r#"(verb:get) -user:"bot" -user:"ci-runner" -user:"ci-deploy" -namespace:"kube-system""#
+        );
+        let seen = fake.seen.lock().unwrap();
+        assert_eq!(
+            seen.len(),
+            1,
+            "one terms search, for the one field with a glob"
+        );
+        assert_eq!(seen[0].query, "verb:get");
+        assert_eq!((seen[0].start, seen[0].end), (Timestamp(0), Timestamp(10)));
+    }
+
+    #[test]
+    fn nested_groups_flatten_with_their_values_most_events_first() {
+        let rule = rule(
+            "[[groups]]\nname = \"g\"\n[[groups.rules]]\nname = \"R\"\nkind = \"threshold\"\n\
+             query = \"*\"\nwindow = \"1m\"\ngroup_by = [\"namespace\", \"pod\"]\n\
+             condition = \"p99(latency_ms) > 1\"\n",
+        );
+        let fake = Fake {
+            answer: Box::new(|_| Found {
+                total: 6,
+                aggregations: Some(json!({"group": {"buckets": [
+                    {"key": "web", "doc_count": 5, "group": {"buckets": [
+                        {"key": "a", "doc_count": 4, "value": {"values": {"99.0": 7.0}}},
+                        {"key": "", "doc_count": 1, "value": {"values": {"99.0": 2.0}}},
+                    ]}},
+                    {"key": "db", "doc_count": 1, "group": {"buckets": [
+                        {"key": "b", "doc_count": 1, "value": {"values": {"99.0": null}}},
+                    ]}},
+                ]}})),
+                ..Found::default()
+            }),
+            seen: Mutex::default(),
+        };
+        let found = block_on(groups(&rule, &fake, "(*)", Timestamp(0), Timestamp(1), 10)).unwrap();
+        let summary: Vec<(String, u64, f64)> = found
+            .iter()
+            .map(|f| (f.query.clone(), f.count, f.value))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (r#"(*) namespace:"web" pod:"a""#.to_string(), 4, 7.0),
+                (r#"(*) namespace:"web" -pod:*"#.to_string(), 1, 2.0),
+            ],
+            "a group without a value for the field has no value to compare"
+        );
+        let seen = fake.seen.lock().unwrap();
+        assert_eq!(
+            seen[0].aggs,
+            Some(json!({"group": {
+                "terms": {"field": "namespace", "size": 10, "missing": ""},
+                "aggs": {"group": {
+                    "terms": {"field": "pod", "size": 10, "missing": ""},
+                    "aggs": {"value": {"percentiles": {"field": "latency_ms", "percents": [99.0]}}}
+                }}
+            }}))
+        );
+    }
 
     #[test]
     fn group_queries_are_exact_clauses() {
