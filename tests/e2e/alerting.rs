@@ -299,11 +299,12 @@ fn threshold_rule_with_for_fires_once_and_resolves() {
     let receiver = Receiver::start();
     let am = Alertmanager::start(&bin, &dir.path().join("am"), free_port(), &receiver);
     let rules = write_rules(dir.path(), THRESHOLD_RULES);
+    let hook = Receiver::start();
     let server = Server::start(
         &dir.path().join("data"),
         &format!(
-            "[alerting]\nrule_files = [{rules:?}]\nalertmanagers = [\"{}\"]\n",
-            am.url
+            "[alerting]\nrule_files = [{rules:?}]\nalertmanagers = [\"{}\"]\nwebhooks = [\"{}\"]\n",
+            am.url, hook.url
         ),
     );
     let lines: Vec<String> = (0..3).map(|i| error_line(&format!("api-{i}"), i)).collect();
@@ -365,6 +366,21 @@ fn threshold_rule_with_for_fires_once_and_resolves() {
     assert_eq!(receiver.sent("PaymentErrors", "firing").len(), 1);
     assert_eq!(receiver.sent("PaymentErrors", "resolved").len(), 1);
     assert!(trawl_alerts(&server, "PaymentErrors").is_empty());
+    // The plain webhook got the same two changes, in order, each once.
+    wait_until("the webhook gets the resolve", DELIVERY_TIMEOUT, || {
+        hook.bodies.lock().unwrap().len() >= 2
+    });
+    let bodies = hook.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    for (body, status) in bodies.iter().zip(["firing", "resolved"]) {
+        assert_eq!(body["version"], "1");
+        assert_eq!(body["source"], "trawl");
+        let alerts = body["alerts"].as_array().unwrap();
+        assert_eq!(alerts.len(), 1, "{body}");
+        assert_eq!(alerts[0]["status"], status);
+        assert_eq!(alerts[0]["labels"], alert["labels"]);
+        assert!(alerts[0]["generatorURL"].is_string());
+    }
     let (_, rules) = json_of(server.get("/api/v1/rules"));
     let rule = &rules["groups"][0]["rules"][0];
     assert_eq!(rule["name"], "PaymentErrors");
