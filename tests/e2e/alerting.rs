@@ -836,3 +836,45 @@ fn the_audit_pack_on_real_events_fires_what_it_documents_and_nothing_else() {
     };
     assert_eq!(last, expected);
 }
+
+#[test]
+fn split_roles_evaluate_in_the_searcher_over_every_indexer_and_not_in_an_indexer() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        &THRESHOLD_RULES.replace("for = \"3s\"", "for = \"0s\""),
+    );
+    let alerting = format!("[alerting]\nrule_files = [{rules:?}]\n");
+    // The indexers are given the same [alerting]: they must not evaluate (each sees a part).
+    let a = Server::start_role("indexer", &dir.path().join("a"), &alerting);
+    let b = Server::start_role("indexer", &dir.path().join("b"), &alerting);
+    let root = Server::start_role(
+        "searcher",
+        &dir.path().join("root"),
+        &format!(
+            "{alerting}[query]\nindexers = [\"{}\", \"{}\"]\n",
+            a.url, b.url
+        ),
+    );
+    // Two errors on one indexer, one on the other: only the whole cluster reaches 3.
+    a.ingest_plain("logs", &[error_line("api-0", 0), error_line("api-1", 1)]);
+    b.ingest_plain("logs", &[error_line("api-2", 2)]);
+    wait_until("the searcher fires", DELIVERY_TIMEOUT, || {
+        trawl_alerts(&root, "PaymentErrors")
+            .first()
+            .is_some_and(|alert| alert["state"] == "firing")
+    });
+    let alert = &trawl_alerts(&root, "PaymentErrors")[0];
+    assert_eq!(alert["count"], 3);
+    assert_eq!(
+        alert["annotations"]["samples"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    for indexer in [&a, &b] {
+        assert_eq!(indexer.get("/api/v1/rules").status(), 404);
+    }
+}
