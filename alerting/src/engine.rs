@@ -178,6 +178,11 @@ async fn run(inner: Arc<Inner>) {
             _ = hup => reload(&inner, "SIGHUP"),
         }
         if !inner.leader.is_leader() {
+            // Another process runs alerting now: stop resending what this one knew.
+            if !published.is_empty() {
+                inner.outbox.publish(Vec::new());
+                published.clear();
+            }
             continue;
         }
         let groups = lock(&inner.loaded).groups.clone();
