@@ -1,6 +1,8 @@
 //! `trawl`: log and audit aggregation for Kubernetes. This file parses arguments and dispatches
 //! to the roles; the work lives in the library crates.
 
+#[cfg(feature = "query")]
+mod alerting;
 mod auth;
 mod client;
 #[cfg(feature = "query")]

@@ -14,6 +14,9 @@ use trawl_model::{ApiError, ErrorCode};
 
 /// Which roles run in this process.
 pub struct Roles {
+    /// Alerting runs here when `[alerting]` lists rules (standalone and searcher; see
+    /// src/alerting.rs for why not in an indexer).
+    pub alerting: bool,
     #[cfg_attr(not(feature = "indexer"), allow(dead_code))]
     pub indexer: bool,
     pub searcher: bool,
@@ -26,6 +29,7 @@ impl Roles {
     #[allow(dead_code)]
     pub fn standalone(demo: bool) -> Roles {
         Roles {
+            alerting: true,
             indexer: true,
             searcher: false,
             collector: true,
@@ -36,6 +40,7 @@ impl Roles {
     #[allow(dead_code)]
     pub fn indexer() -> Roles {
         Roles {
+            alerting: false,
             indexer: true,
             searcher: false,
             collector: false,
@@ -46,6 +51,7 @@ impl Roles {
     #[allow(dead_code)]
     pub fn collector() -> Roles {
         Roles {
+            alerting: false,
             indexer: false,
             searcher: false,
             collector: true,
@@ -56,6 +62,7 @@ impl Roles {
     #[allow(dead_code)]
     pub fn searcher() -> Roles {
         Roles {
+            alerting: true,
             indexer: false,
             searcher: true,
             collector: false,
@@ -194,6 +201,19 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         crate::demo::start(&config, addr).context("starting the demo cluster")?;
     }
     let _ = &roles.searcher;
+    #[cfg(feature = "query")]
+    if roles.alerting && config.alerting.is_enabled() {
+        #[cfg(feature = "indexer")]
+        let local = indexer
+            .clone()
+            .map(|indexer| crate::alerting::local(Arc::new(indexer), &config));
+        #[cfg(not(feature = "indexer"))]
+        let local = None;
+        router = router.merge(
+            crate::alerting::start(&config, local, format!("{scheme}://{addr}"), &mut registry)?
+                .with_state(()),
+        );
+    }
 
     let shared = Shared {
         registry: Arc::new(Mutex::new(registry)),

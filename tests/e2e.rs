@@ -6,6 +6,10 @@
 //! - `support`   — the process harness (`Server`: start, SIGKILL, SIGTERM, ingest and search
 //!   helpers, `/metrics` lookup), `wait_until` for bounded polling, and `gen`, the
 //!   deterministic record generator every expected count is computed from.
+//! - `alerting`  — rules delivered through a real Alertmanager to a receiver of the test's
+//!   own: a threshold rule with `for` fires once and resolves, the audit pack's exec rule
+//!   fires and honours an excepted user, a kill -9 while firing neither duplicates nor loses
+//!   the alert, an Alertmanager down for 30 s gets the alert once back.
 //! - `skeleton`  — zstd ingest of 10,000 records, exact totals of time-bounded queries,
 //!   nanosecond-exact bounds, sort/limit/fields; SIGKILL right after an acknowledgement and
 //!   SIGTERM shutdown lose nothing and duplicate nothing.
@@ -74,6 +78,8 @@ mod support;
 
 #[path = "e2e/agents.rs"]
 mod agents;
+#[path = "e2e/alerting.rs"]
+mod alerting;
 #[path = "e2e/audit_dedup.rs"]
 mod audit_dedup;
 #[path = "e2e/auth.rs"]

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::{AuthConfig, CollectorConfig, IndexerConfig, QueryConfig, StreamConfig};
+use crate::{
+    AlertingConfig, AuthConfig, CollectorConfig, IndexerConfig, QueryConfig, StreamConfig,
+};
 
 /// The whole configuration. Top-level keys, then one section per concern.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +33,8 @@ pub struct Config {
     pub streams: BTreeMap<String, StreamConfig>,
     /// `[auth]`: tokens and TLS.
     pub auth: AuthConfig,
+    /// `[alerting]`: rule files and packs, Alertmanagers and webhooks.
+    pub alerting: AlertingConfig,
 }
 
 impl Default for Config {
@@ -44,6 +48,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             streams: BTreeMap::new(),
             auth: AuthConfig::default(),
+            alerting: AlertingConfig::default(),
         }
     }
 }
@@ -118,7 +123,8 @@ impl Config {
 
 /// Loads and validates the configuration file `path` with the overrides in `env`, for
 /// `trawl config check`: the same as [`Config::load`] with a file, then, with a `role`, the
-/// checks of [`Config::validate_for`] (what that role's start would refuse).
+/// checks of [`Config::validate_for`] (what that role's start would refuse), then the alerting
+/// rule files and packs ([`crate::load_rules`]).
 pub fn check_file(
     path: &Path,
     env: &BTreeMap<String, String>,
@@ -126,6 +132,7 @@ pub fn check_file(
 ) -> Result<Config> {
     let config = crate::load::load(Some(path), env)?;
     crate::validate::validate(&config, role)?;
+    crate::rules::check(&config)?;
     Ok(config)
 }
 

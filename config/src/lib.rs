@@ -9,6 +9,7 @@
 //!
 //! `example.toml` at the crate root documents every key with its default.
 
+mod alerting;
 mod auth;
 mod collector;
 mod config;
@@ -17,6 +18,7 @@ mod error;
 mod indexer;
 mod load;
 mod query;
+mod rules;
 mod selector;
 mod stream;
 mod validate;
@@ -24,6 +26,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use alerting::{AlertingConfig, RuleTuning, MAX_SAMPLES};
 pub use auth::{AuthConfig, Role, TlsConfig, TokenConfig};
 pub use collector::{
     CollectorConfig, DropPolicy, KubernetesConfig, MultilineRule, RateLimit, RedactRule,
@@ -33,5 +36,9 @@ pub use env::{ENV_PREFIX, IGNORED_ENV_VARS};
 pub use error::{Error, Problem, Result};
 pub use indexer::IndexerConfig;
 pub use query::{QueryConfig, MAX_LIMIT_CEILING};
+pub use rules::{
+    label_name, load_rules, parse_duration, parse_template, Aggregate, Comparison, Condition, Rule,
+    RuleGroup, RuleKind, TemplatePart, PACKS,
+};
 pub use selector::{LabelSelector, Requirement};
 pub use stream::{StreamConfig, TimestampFormat, BUILTIN_STREAMS};

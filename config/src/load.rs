@@ -53,6 +53,26 @@ pub(crate) fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Resul
     Ok(config)
 }
 
+/// A rule file's `text` as a `T`; errors name `source` (the file path, or `pack <name>`) and
+/// the key, as for the configuration file.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(source: &str, text: &str) -> Result<T> {
+    struct Named<'a>(&'a str, &'a str);
+    impl Provider for Named<'_> {
+        fn metadata(&self) -> Metadata {
+            Metadata::named(format!("rule file {}", self.0))
+        }
+
+        fn data(&self) -> std::result::Result<Map<Profile, Dict>, figment::Error> {
+            use figment::providers::{Format, Toml};
+            Toml::string(self.1).data()
+        }
+    }
+    Figment::new()
+        .merge(Named(source, text))
+        .extract::<T>()
+        .map_err(describe)
+}
+
 /// One line for a (possibly chained) figment error.
 fn describe(error: figment::Error) -> Error {
     let message = error

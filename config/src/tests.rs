@@ -792,6 +792,10 @@ fn example_toml_documents_every_key() {
             key_path: PathBuf::new(),
             client_ca_path: None,
         }),
+        Value::serialize(crate::RuleTuning {
+            enabled: Some(true),
+            ..crate::RuleTuning::default()
+        }),
     ] {
         collect_keys(&value.unwrap(), &mut keys);
     }
@@ -807,6 +811,8 @@ fn example_toml_documents_every_key() {
         "rate_limits",
         "tokens",
         "tls",
+        "alerting",
+        "tune",
     ];
     // The entries of a table-valued key (`query.elastic_index_patterns`) are data, not keys.
     let table_entries = QueryConfig::default().elastic_index_patterns;
@@ -831,6 +837,8 @@ fn example_toml_documents_every_key() {
         "## [[collector.rate_limits]]",
         "## [[auth.tokens]]",
         "## [auth.tls]",
+        "# [alerting]",
+        "## [alerting.tune.K8sExecIntoPod]",
     ] {
         assert!(EXAMPLE.contains(section), "{section} not in example.toml");
     }

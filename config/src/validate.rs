@@ -8,7 +8,8 @@ use crate::error::{Error, Problem, Result};
 use crate::query::MAX_LIMIT_CEILING;
 use crate::stream::BUILTIN_STREAMS;
 use crate::{
-    AuthConfig, CollectorConfig, Config, IndexerConfig, QueryConfig, ServerRole, StreamConfig,
+    AlertingConfig, AuthConfig, CollectorConfig, Config, IndexerConfig, QueryConfig, ServerRole,
+    StreamConfig, MAX_SAMPLES,
 };
 
 /// tantivy refuses an index writer with less memory than this per indexing thread.
@@ -33,6 +34,7 @@ pub(crate) fn validate(config: &Config, role: Option<ServerRole>) -> Result<()> 
         stream(&mut problems, name, stream_config);
     }
     auth(&mut problems, &config.auth);
+    alerting(&mut problems, &config.alerting);
     if let Some(role) = role {
         for_role(&mut problems, config, role);
     }
@@ -396,6 +398,44 @@ fn query(problems: &mut Problems, q: &QueryConfig) {
             problems.add(key, error.to_string());
         }
     }
+}
+
+fn alerting(problems: &mut Problems, a: &AlertingConfig) {
+    for (i, url) in a.alertmanagers.iter().enumerate() {
+        problems.url(format!("alerting.alertmanagers.{i}"), url);
+    }
+    for (i, url) in a.webhooks.iter().enumerate() {
+        problems.url(format!("alerting.webhooks.{i}"), url);
+    }
+    if !a.external_url.is_empty() {
+        problems.url("alerting.external_url", &a.external_url);
+    }
+    for (i, name) in a.packs.iter().enumerate() {
+        if !crate::PACKS.iter().any(|(pack, _)| pack == name) {
+            problems.0.push(crate::rules::unknown_pack(i, name));
+        }
+    }
+    for (i, path) in a.rule_files.iter().enumerate() {
+        if is_empty_path(path) {
+            problems.add(format!("alerting.rule_files.{i}"), "must not be empty");
+        }
+    }
+    if a.samples > MAX_SAMPLES {
+        problems.add(
+            "alerting.samples",
+            format!("must be at most {MAX_SAMPLES}, got {}", a.samples),
+        );
+    }
+    problems.at_least(
+        "alerting.max_alerts_per_rule",
+        a.max_alerts_per_rule as u64,
+        1,
+    );
+    problems.at_least("alerting.resend_interval_secs", a.resend_interval_secs, 1);
+    problems.at_least("alerting.delivery_timeout_ms", a.delivery_timeout_ms, 1);
+    problems.at_least("alerting.max_retry_backoff_ms", a.max_retry_backoff_ms, 1);
+    problems.at_least("alerting.reload_check_ms", a.reload_check_ms, 10);
+    problems.at_least("alerting.pack_interval_secs", a.pack_interval_secs, 1);
 }
 
 fn stream(problems: &mut Problems, name: &str, s: &StreamConfig) {

@@ -1,0 +1,164 @@
+//! The one place alerting meets query execution: a [`trawl_alerting::Searcher`] over this
+//! process's indexer (`trawl standalone`: the same `trawl_query::search` the search route runs)
+//! or over the searcher's fan-out (`trawl searcher`: the root search route, called in-process),
+//! and the start of the engine.
+//!
+//! Alerting runs in `trawl standalone` and, when roles are split, in `trawl searcher` (which
+//! sees every indexer); never in `trawl indexer`, whose data is only part of the cluster's.
+//! With several searchers each would evaluate: until the upkeep lease of issue #16 exists,
+//! run alerting in one of them (`[alerting]` set on that one only), or rely on
+//! Alertmanager's deduplication of identical alerts.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
+use trawl_alerting::{Found, Search, SearchFuture, Searcher};
+use trawl_config::Config;
+use trawl_index::StreamSource;
+use trawl_model::Timestamp;
+use trawl_query::QueryLimits;
+
+/// Largest search answer read from the searcher's route (samples are at most 100 hits).
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// Searches this process's own data through the read contract (the indexer in standalone).
+#[cfg_attr(not(feature = "indexer"), allow(dead_code))]
+struct Local<S> {
+    source: Arc<S>,
+    limits: QueryLimits,
+}
+
+impl<S: StreamSource> Searcher for Local<S> {
+    fn search(&self, search: Search) -> SearchFuture {
+        let source = Arc::clone(&self.source);
+        let limits = self.limits.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let request = trawl_query::SearchRequest {
+                    q: Some(search.query),
+                    start: Some(search.start.to_rfc3339()),
+                    end: Some(search.end.to_rfc3339()),
+                    limit: Some(search.limit),
+                    aggs: search.aggs,
+                    ..trawl_query::SearchRequest::default()
+                };
+                let parsed = request
+                    .parse(Timestamp::now(), &limits)
+                    .map_err(|err| err.to_string())?;
+                let snapshot = source
+                    .snapshot(&search.stream, parsed.start, parsed.end)
+                    .map_err(|err| err.to_string())?;
+                let answer =
+                    trawl_query::search(&snapshot, &parsed, &limits).map_err(|e| e.to_string())?;
+                Ok(Found {
+                    total: answer.total,
+                    hits: answer.hits,
+                    aggregations: answer.aggregations,
+                    timed_out: answer.timed_out,
+                })
+            })
+            .await
+            .map_err(|err| format!("search task failed: {err}"))?
+        })
+    }
+}
+
+/// Searches through the searcher's own search route (fan-out to every indexer), in-process.
+struct Root(Router);
+
+impl Searcher for Root {
+    fn search(&self, search: Search) -> SearchFuture {
+        let router = self.0.clone();
+        Box::pin(async move {
+            use tower::ServiceExt;
+            let body = json!({
+                "q": search.query,
+                "start": search.start.to_rfc3339(),
+                "end": search.end.to_rfc3339(),
+                "limit": search.limit,
+                "aggs": search.aggs,
+            });
+            let request = axum::http::Request::post(format!("/api/v1/{}/search", search.stream))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .map_err(|err| err.to_string())?;
+            let response = match router.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES)
+                .await
+                .map_err(|err| err.to_string())?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|err| err.to_string())?;
+            if !status.is_success() {
+                return Err(value["error"]["message"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("search answered {status}")));
+            }
+            Ok(Found {
+                total: value["total"].as_u64().unwrap_or(0),
+                hits: value["hits"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|hit| hit.as_object().cloned())
+                    .collect(),
+                aggregations: value.get("aggregations").cloned(),
+                timed_out: value["timed_out"].as_bool().unwrap_or(false)
+                    || value.get("partial").is_some(),
+            })
+        })
+    }
+}
+
+/// A searcher over this process's own data: the indexer's, in `trawl standalone`.
+#[cfg_attr(not(feature = "indexer"), allow(dead_code))]
+pub fn local<S: StreamSource>(source: Arc<S>, config: &Config) -> Arc<dyn Searcher> {
+    Arc::new(Local {
+        source,
+        limits: QueryLimits::from_config(&config.query),
+    })
+}
+
+/// Starts alerting when `[alerting]` lists rules, over `local` (standalone) or else the
+/// searcher's fan-out; answers the routes of `GET /api/v1/rules` and `GET /api/v1/alerts`.
+pub fn start(
+    config: &Config,
+    local: Option<Arc<dyn Searcher>>,
+    external_url: String,
+    registry: &mut Registry,
+) -> anyhow::Result<Router> {
+    let limits = QueryLimits::from_config(&config.query);
+    let searcher: Arc<dyn Searcher> = match local {
+        Some(local) => local,
+        None => {
+            let settings = trawl_query::distributed::RootSettings::from_config(&config.query)?;
+            Arc::new(Root(
+                trawl_query::distributed::root_routes(settings, limits)?.with_state(()),
+            ))
+        }
+    };
+    let settings = trawl_alerting::Settings {
+        config: config.alerting.clone(),
+        state_dir: config.data_dir.join("alerting"),
+        external_url: if config.alerting.external_url.is_empty() {
+            external_url
+        } else {
+            config.alerting.external_url.clone()
+        },
+    };
+    let engine = trawl_alerting::Engine::start(
+        settings,
+        searcher,
+        Arc::new(trawl_alerting::Always),
+        registry,
+    )
+    .context("starting alerting")?;
+    Ok(engine.routes())
+}
