@@ -16,6 +16,7 @@ use trawl_model::{ApiError, ErrorCode};
 pub struct Roles {
     /// Alerting runs here when `[alerting]` lists rules (standalone and searcher; see
     /// src/alerting.rs for why not in an indexer).
+    #[cfg_attr(not(feature = "query"), allow(dead_code))]
     pub alerting: bool,
     #[cfg_attr(not(feature = "indexer"), allow(dead_code))]
     pub indexer: bool,
