@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 use trawl_model::shippers::{self, MapOptions};
 use trawl_model::LogRecord;
@@ -22,6 +23,26 @@ pub(crate) struct Normalised<'a> {
     pub log: Option<LogRecord>,
 }
 
+impl<'a> Normalised<'a> {
+    /// The line as it came: validated, not rewritten.
+    pub(crate) fn as_it_came(line: &'a [u8]) -> Normalised<'a> {
+        Normalised {
+            bytes: Cow::Borrowed(line),
+            log: None,
+        }
+    }
+
+    /// `value` encoded as the line the WAL keeps, without a typed record.
+    fn encoded(value: &impl Serialize) -> Result<Normalised<'a>, String> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| format!("the record could not be encoded: {e}"))?;
+        Ok(Normalised {
+            bytes: Cow::Owned(bytes),
+            log: None,
+        })
+    }
+}
+
 /// The line `line` becomes in a stream of `kind`. The error (not JSON, not an object, no
 /// message) is the line's rejection.
 pub(crate) fn normalise_line<'a>(
@@ -29,49 +50,32 @@ pub(crate) fn normalise_line<'a>(
     line: &'a [u8],
     options: MapOptions,
 ) -> Result<Normalised<'a>, String> {
-    let as_it_came = |line| Normalised {
-        bytes: Cow::Borrowed(line),
-        log: None,
-    };
     match kind {
         StreamKind::Logs => {
             let doc: Map<String, Value> =
                 serde_json::from_slice(line).map_err(|e| json_error(&e))?;
             let record = shippers::log_record(doc, options)?;
-            let bytes = serde_json::to_vec(&record)
-                .map_err(|e| format!("the record could not be encoded: {e}"))?;
-            Ok(Normalised {
-                bytes: Cow::Owned(bytes),
-                log: Some(record),
-            })
+            let mut normalised = Normalised::encoded(&record)?;
+            normalised.log = Some(record);
+            Ok(normalised)
         }
         StreamKind::Audit => {
             // Only a flat document written with `@timestamp` changes; anything else is
             // validated as it came.
             let Ok(mut doc) = serde_json::from_slice::<Map<String, Value>>(line) else {
-                return Ok(as_it_came(line));
+                return Ok(Normalised::as_it_came(line));
             };
             // KubeSphere's kube-auditing writes the event under its Go names (`AuditID`).
             if shippers::is_kube_auditing(&doc) {
-                return serde_json::to_vec(&shippers::kube_auditing_to_k8s(&doc))
-                    .map(|bytes| Normalised {
-                        bytes: Cow::Owned(bytes),
-                        log: None,
-                    })
-                    .map_err(|e| format!("the record could not be encoded: {e}"));
+                return Normalised::encoded(&shippers::kube_auditing_to_k8s(&doc));
             }
             if doc.contains_key("timestamp") || !doc.contains_key("@timestamp") {
-                return Ok(as_it_came(line));
+                return Ok(Normalised::as_it_came(line));
             }
             shippers::audit_aliases(&mut doc);
-            let bytes = serde_json::to_vec(&doc)
-                .map_err(|e| format!("the record could not be encoded: {e}"))?;
-            Ok(Normalised {
-                bytes: Cow::Owned(bytes),
-                log: None,
-            })
+            Normalised::encoded(&doc)
         }
-        StreamKind::Generic => Ok(as_it_came(line)),
+        StreamKind::Generic => Ok(Normalised::as_it_came(line)),
     }
 }
 

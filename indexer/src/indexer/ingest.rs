@@ -340,10 +340,7 @@ impl Indexer {
             } else {
                 let record = match map_options {
                     Some(options) => normalise_line(stream.spec.kind, line, options),
-                    None => Ok(Normalised {
-                        bytes: Cow::Borrowed(*line),
-                        log: None,
-                    }),
+                    None => Ok(Normalised::as_it_came(line)),
                 };
                 record.and_then(|record| {
                     let doc = match record.log {
