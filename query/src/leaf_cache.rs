@@ -244,18 +244,11 @@ mod tests {
     /// and a split is, whatever its id.
     #[test]
     fn a_hot_target_is_never_cached_and_a_split_is() {
-        let split = crate::testutil::snapshot().targets[0].clone();
-        assert_eq!(split.kind, TargetKind::Split);
-        let like = |kind, id: &str| {
-            let (min, max) = (split.min_timestamp, split.max_timestamp);
-            SearchTarget::new(kind, id, split.searcher.clone(), min, max, None)
-        };
+        let (split, hot, named_hot) = crate::testutil::split_and_lookalikes();
         let mut req = ParsedRequest::new("*", &crate::QueryLimits::default());
         req.limit = 0;
         req.aggs = Some(crate::parse_aggs(json!({"l": {"terms": {"field": "level"}}})).unwrap());
-        let hot = like(TargetKind::Hot, "01KBNZ3V8Q6W2J5N4R7T9X1Y0C");
         assert_eq!(LeafCache::key(&hot, &req), None);
-        let named_hot = like(TargetKind::Split, "hot");
         assert!(LeafCache::key(&named_hot, &req).is_some_and(|k| k.starts_with("hot\u{1}")));
         assert!(LeafCache::key(&split, &req).is_some());
     }

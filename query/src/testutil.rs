@@ -170,6 +170,21 @@ pub fn snapshot() -> StreamSnapshot {
     ])
 }
 
+/// A split of [`snapshot`] and two targets over its data and time bounds that a cache must
+/// tell apart by kind, not by id: the hot index (its id a ULID, as the indexer's) and a split
+/// whose id is "hot".
+pub fn split_and_lookalikes() -> (SearchTarget, SearchTarget, SearchTarget) {
+    let split = snapshot().targets[0].clone();
+    assert_eq!(split.kind, TargetKind::Split);
+    let like = |kind, id: &str| {
+        let (min, max) = (split.min_timestamp, split.max_timestamp);
+        SearchTarget::new(kind, id, split.searcher.clone(), min, max, None)
+    };
+    let hot = like(TargetKind::Hot, "01KBNZ3V8Q6W2J5N4R7T9X1Y0C");
+    let named_hot = like(TargetKind::Split, "hot");
+    (split, hot, named_hot)
+}
+
 /// Every record in one split of one segment: the reference answer for merges.
 pub fn single_split_snapshot() -> StreamSnapshot {
     let index = Index::create_in_ram(build_schema(LOG_FIELDS));

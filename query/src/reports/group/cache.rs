@@ -146,12 +146,7 @@ mod tests {
     /// and a split is, whatever its id.
     #[test]
     fn a_hot_target_is_never_cached_and_a_split_is() {
-        let split = crate::testutil::snapshot().targets[0].clone();
-        assert_eq!(split.kind, TargetKind::Split);
-        let like = |kind, id: &str| {
-            let (min, max) = (split.min_timestamp, split.max_timestamp);
-            SearchTarget::new(kind, id, split.searcher.clone(), min, max, None)
-        };
+        let (split, hot, named_hot) = crate::testutil::split_and_lookalikes();
         let pass = PassKey {
             query: "*",
             keys: &[],
@@ -160,9 +155,7 @@ mod tests {
             start: None,
             end: None,
         };
-        let hot = like(TargetKind::Hot, "01KBNZ3V8Q6W2J5N4R7T9X1Y0C");
         assert_eq!(GroupCache::key(&hot, &pass), None);
-        let named_hot = like(TargetKind::Split, "hot");
         assert!(GroupCache::key(&named_hot, &pass).is_some_and(|k| k.starts_with("hot|")));
         assert!(GroupCache::key(&split, &pass).is_some());
     }
