@@ -19,6 +19,9 @@ for tree in "-p trawl-query" "-p trawl --no-default-features --features searcher
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/trawl-searcher-only.XXXXXX")
+pids=()
+# The two binaries are about 1 GB together: nothing is left behind on the runner.
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 full="${INDEXER_BIN:-$target/debug/trawl}"
 if ! "$full" indexer --help > /dev/null 2>&1; then
   cargo build -p trawl --bin trawl
@@ -41,8 +44,6 @@ url_of() {
   return 1
 }
 
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 "$work/trawl-full" indexer --listen 127.0.0.1:0 --data-dir "$work/indexer" \
   > "$work/indexer.out" 2> "$work/indexer.log" &
 pids+=($!)
