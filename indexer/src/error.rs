@@ -1,21 +1,5 @@
-//! The indexer's error type.
+//! The indexer's error type: the read contract's ([`trawl_index::Error`]), so that what the
+//! indexer says about a stream reaches query unchanged. Writing adds no kind of its own: a WAL,
+//! metastore or split write that fails is `Io`, a rejected request `InvalidArgument`.
 
-/// What can go wrong in the indexer.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The stream is neither built in nor declared in the configuration.
-    #[error("unknown stream `{0}`")]
-    UnknownStream(String),
-    /// A request that cannot be served as sent.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// Disk I/O failed (WAL, splits, metastore).
-    #[error("storage error: {0}")]
-    Io(#[from] std::io::Error),
-    /// tantivy failed.
-    #[error("index error: {0}")]
-    Tantivy(#[from] tantivy::TantivyError),
-}
-
-/// Result with the indexer's [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;
+pub use trawl_index::{Error, Result};

@@ -7,7 +7,7 @@ use tokio::sync::broadcast;
 use trawl_index::{StreamSource, StreamStats, TailBatch};
 use trawl_model::Timestamp;
 
-use crate::{Error, Indexer, StreamSnapshot};
+use crate::{Indexer, StreamSnapshot};
 
 impl StreamSource for Indexer {
     fn snapshot(
@@ -16,31 +16,19 @@ impl StreamSource for Indexer {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> trawl_index::Result<StreamSnapshot> {
-        Ok(Indexer::snapshot(self, stream, start, end)?)
+        Indexer::snapshot(self, stream, start, end)
     }
 
     fn schema_snapshot(&self, stream: &str) -> trawl_index::Result<StreamSnapshot> {
-        Ok(self.empty_snapshot(stream)?)
+        self.empty_snapshot(stream)
     }
 
     fn subscribe(&self, stream: &str) -> trawl_index::Result<broadcast::Receiver<Arc<TailBatch>>> {
-        Ok(Indexer::subscribe(self, stream)?)
+        Indexer::subscribe(self, stream)
     }
 
     fn stream_stats(&self) -> Vec<StreamStats> {
         Indexer::stream_stats(self)
-    }
-}
-
-/// The indexer's errors as the read contract says them (variant for variant).
-impl From<Error> for trawl_index::Error {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::UnknownStream(name) => trawl_index::Error::UnknownStream(name),
-            Error::InvalidArgument(message) => trawl_index::Error::InvalidArgument(message),
-            Error::Io(err) => trawl_index::Error::Io(err),
-            Error::Tantivy(err) => trawl_index::Error::Tantivy(err),
-        }
     }
 }
 

@@ -43,74 +43,8 @@ impl Indexer {
             streams.insert(name, opened.entry);
         }
 
-        // Replay: everything past the point each stream's durable state covers.
-        let from = replay_from
-            .values()
-            .copied()
-            .chain([state.marks_lsn])
-            .min()
-            .unwrap_or(0);
-        let (mut wal, entries) = Wal::open(&root.join("wal"), settings.wal_segment_bytes, from)?;
-        wal.set_fault(settings.fault_point());
-        let mut marks = Marks::from_snapshot(&state.marks);
-        let now = Timestamp::now().nanos();
-        let mut resent = Window::load(&root, window_nanos(&settings), now);
-        let mut replayed = 0usize;
-        let mut batches = Vec::new();
-        let mut unconfigured = BTreeSet::new();
-        for entry in entries {
-            let batch = Batch::decode(&entry.payload)?;
-            if !streams.contains_key(&batch.stream)
-                && entry.lsn >= state.sealed_lsn.get(&batch.stream).copied().unwrap_or(0)
-                && !batch.records.is_empty()
-            {
-                unconfigured.insert(batch.stream.clone());
-            }
-            batches.push((entry, batch));
-        }
-        crate::replay::check_unconfigured(&unconfigured, &settings.drop_unconfigured_streams)?;
-        for (entry, batch) in batches {
-            if entry.lsn >= state.marks_lsn {
-                marks.commit(&batch.marks, Timestamp::now().nanos());
-            }
-            if let Some(fp) = batch.fingerprint {
-                resent.restore(fp, batch.received_at, batch.conflicts.clone(), now);
-            }
-            let Some(target) = streams.get(&batch.stream) else {
-                if unconfigured.contains(&batch.stream) {
-                    tracing::warn!(
-                        stream = %batch.stream,
-                        records = batch.records.len(),
-                        "unsealed records of an unconfigured stream dropped \
-                         (indexer.drop_unconfigured_streams)"
-                    );
-                    metrics
-                        .replay_dropped_records
-                        .get_or_create(&crate::metrics::StreamLabel {
-                            stream: batch.stream.clone(),
-                        })
-                        .inc_by(batch.records.len() as u64);
-                }
-                continue;
-            };
-            if entry.lsn < replay_from.get(&batch.stream).copied().unwrap_or(0) {
-                continue;
-            }
-            let docs: Vec<Prepared> = crate::replay::batch_docs(&target.stream, &batch, &metrics);
-            replayed += docs.len();
-            lock(&target.stream.unsealed).push_back(entry.lsn);
-            let op = IndexOp::Add {
-                lsn: entry.lsn,
-                lsn_end: entry.end,
-                docs,
-            };
-            if target.tx.send(op).is_err() {
-                return Err(Error::InvalidArgument("indexing thread died".into()));
-            }
-        }
-        if replayed > 0 {
-            tracing::info!(records = replayed, "replayed the write-ahead log");
-        }
+        let Replayed { wal, marks, resent } =
+            replay_wal(&root, &settings, &state, &streams, &replay_from, &metrics)?;
         metrics.wal_bytes.set(wal.disk_bytes() as i64);
 
         let (wal_tx, wal_rx) = mpsc::channel();
@@ -238,6 +172,96 @@ struct OpenedStream {
     thread: JoinHandle<()>,
     /// Where the WAL replay must start for this stream.
     replay_from: u64,
+}
+
+/// What replaying the WAL hands to the running indexer.
+struct Replayed {
+    wal: Wal,
+    marks: Marks,
+    resent: Window,
+}
+
+/// Replays the WAL: every entry past the point a stream's durable state covers (its sealed
+/// splits and its hot index's commit) goes back to that stream's indexing thread, and the
+/// source marks and the resend window are rebuilt from the entries that carried them. Unsealed
+/// records of a stream that is no longer configured stop the opening, unless
+/// `indexer.drop_unconfigured_streams` names it: then they are counted and dropped.
+fn replay_wal(
+    root: &Path,
+    settings: &IndexerSettings,
+    state: &MetastoreState,
+    streams: &BTreeMap<String, Arc<StreamEntry>>,
+    replay_from: &HashMap<String, u64>,
+    metrics: &Metrics,
+) -> Result<Replayed> {
+    let from = replay_from
+        .values()
+        .copied()
+        .chain([state.marks_lsn])
+        .min()
+        .unwrap_or(0);
+    let (mut wal, entries) = Wal::open(&root.join("wal"), settings.wal_segment_bytes, from)?;
+    wal.set_fault(settings.fault_point());
+    let mut marks = Marks::from_snapshot(&state.marks);
+    let now = Timestamp::now().nanos();
+    let mut resent = Window::load(root, window_nanos(settings), now);
+    let mut replayed = 0usize;
+    let mut batches = Vec::new();
+    let mut unconfigured = BTreeSet::new();
+    for entry in entries {
+        let batch = Batch::decode(&entry.payload)?;
+        if !streams.contains_key(&batch.stream)
+            && entry.lsn >= state.sealed_lsn.get(&batch.stream).copied().unwrap_or(0)
+            && !batch.records.is_empty()
+        {
+            unconfigured.insert(batch.stream.clone());
+        }
+        batches.push((entry, batch));
+    }
+    crate::replay::check_unconfigured(&unconfigured, &settings.drop_unconfigured_streams)?;
+    for (entry, batch) in batches {
+        if entry.lsn >= state.marks_lsn {
+            marks.commit(&batch.marks, Timestamp::now().nanos());
+        }
+        if let Some(fp) = batch.fingerprint {
+            resent.restore(fp, batch.received_at, batch.conflicts.clone(), now);
+        }
+        let Some(target) = streams.get(&batch.stream) else {
+            if unconfigured.contains(&batch.stream) {
+                tracing::warn!(
+                    stream = %batch.stream,
+                    records = batch.records.len(),
+                    "unsealed records of an unconfigured stream dropped \
+                     (indexer.drop_unconfigured_streams)"
+                );
+                metrics
+                    .replay_dropped_records
+                    .get_or_create(&crate::metrics::StreamLabel {
+                        stream: batch.stream.clone(),
+                    })
+                    .inc_by(batch.records.len() as u64);
+            }
+            continue;
+        };
+        if entry.lsn < replay_from.get(&batch.stream).copied().unwrap_or(0) {
+            continue;
+        }
+        let docs: Vec<Prepared> = crate::replay::batch_docs(&target.stream, &batch, metrics);
+        replayed += docs.len();
+        lock(&target.stream.unsealed).push_back(entry.lsn);
+        let op = IndexOp::Add {
+            lsn: entry.lsn,
+            lsn_end: entry.end,
+            docs,
+        };
+        if target.tx.send(op).is_err() {
+            return Err(Error::InvalidArgument("indexing thread died".into()));
+        }
+    }
+    if replayed > 0 {
+        tracing::info!(records = replayed, "replayed the write-ahead log");
+    }
+    Ok(Replayed { wal, marks, resent })
 }
 
 /// Opens a stream's splits and hot index and starts its indexing thread.
