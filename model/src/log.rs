@@ -84,10 +84,6 @@ impl FromStr for Level {
     }
 }
 
-fn is_zero(v: &Option<u64>) -> bool {
-    v.is_none()
-}
-
 /// One container log record. Empty strings and maps are left out of the JSON form.
 ///
 /// Unknown top-level fields are refused rather than silently dropped: put free-form data in
@@ -132,8 +128,29 @@ pub struct LogRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub file: String,
     /// The byte offset of the record's first line in `file`.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+}
+
+impl LogRecord {
+    /// The record's text field named `field` (`namespace`, `pod`, `pod_uid`, `container`,
+    /// `container_id`, `image`, `node`, `cluster`, `stream`, `file`), to fill from a shipper's
+    /// key or label; `None` for any other name.
+    pub fn text_field_mut(&mut self, field: &str) -> Option<&mut String> {
+        Some(match field {
+            "namespace" => &mut self.namespace,
+            "pod" => &mut self.pod,
+            "pod_uid" => &mut self.pod_uid,
+            "container" => &mut self.container,
+            "container_id" => &mut self.container_id,
+            "image" => &mut self.image,
+            "node" => &mut self.node,
+            "cluster" => &mut self.cluster,
+            "stream" => &mut self.stream,
+            "file" => &mut self.file,
+            _ => return None,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,85 @@ const fn alias(field: &'static str, keys: &'static [&'static str]) -> Alias {
     Alias { field, keys }
 }
 
+/// OpenTelemetry resource attributes (the `k8s.*` and `container.*` semantic conventions) and
+/// the `logs` record field each fills on OTLP ingest. Besides these, `k8s.pod.labels.<name>`
+/// ([`OTLP_POD_LABEL_PREFIX`]) fills `labels`, and [`OTLP_IMAGE_TAG`] joins `image` as
+/// `name:tag`; every other resource attribute lands in `attributes`.
+pub const OTLP_RESOURCE_FIELDS: &[(&str, &str)] = &[
+    ("k8s.namespace.name", "namespace"),
+    ("k8s.pod.name", "pod"),
+    ("k8s.pod.uid", "pod_uid"),
+    ("k8s.container.name", "container"),
+    ("k8s.node.name", "node"),
+    ("k8s.cluster.name", "cluster"),
+    ("container.id", "container_id"),
+    ("container.image.name", "image"),
+];
+
+/// The resource attribute prefix of a pod label on OTLP ingest (`k8s.pod.labels.app`).
+pub const OTLP_POD_LABEL_PREFIX: &str = "k8s.pod.labels.";
+
+/// The resource attribute of an image's tag on OTLP ingest.
+pub const OTLP_IMAGE_TAG: &str = "container.image.tag";
+
+/// The record field an OTLP resource attribute fills, if any ([`OTLP_RESOURCE_FIELDS`]).
+pub fn otlp_resource_field(key: &str) -> Option<&'static str> {
+    OTLP_RESOURCE_FIELDS
+        .iter()
+        .find(|(attribute, _)| *attribute == key)
+        .map(|(_, field)| *field)
+}
+
+/// Loki stream labels and the `logs` record field each fills on Loki push: Trawl's own names
+/// first, then Promtail's and Grafana Alloy's `kubernetes_sd` relabelling, the OpenTelemetry
+/// collector's Loki exporter (`k8s_*`) and Fluent Bit's `loki` output (`*_name`). A label that
+/// fills no field, or whose field is already filled, stays a label.
+pub const LOKI_LABEL_ALIASES: &[Alias] = &[
+    alias(
+        "namespace",
+        &[
+            "namespace",
+            "k8s_namespace_name",
+            "kubernetes_namespace",
+            "namespace_name",
+        ],
+    ),
+    alias(
+        "pod",
+        &["pod", "k8s_pod_name", "kubernetes_pod_name", "pod_name"],
+    ),
+    alias("pod_uid", &["pod_uid", "k8s_pod_uid", "kubernetes_pod_uid"]),
+    alias(
+        "container",
+        &[
+            "container",
+            "k8s_container_name",
+            "kubernetes_container_name",
+            "container_name",
+        ],
+    ),
+    alias(
+        "node",
+        &["node", "node_name", "k8s_node_name", "kubernetes_node_name"],
+    ),
+    alias("cluster", &["cluster", "k8s_cluster_name"]),
+    alias("image", &["image", "container_image"]),
+    alias("stream", &["stream"]),
+    alias("file", &["filename"]),
+];
+
+/// Loki labels that give a record's level when it has none yet (Grafana's `detected_level`
+/// among them); a value that is no level stays a label.
+pub const LOKI_LEVEL_LABELS: &[&str] = &["level", "detected_level", "severity", "lvl"];
+
+/// The record field a Loki stream label fills, if any ([`LOKI_LABEL_ALIASES`]).
+pub fn loki_label_field(label: &str) -> Option<&'static str> {
+    LOKI_LABEL_ALIASES
+        .iter()
+        .find(|alias| alias.keys.contains(&label))
+        .map(|alias| alias.field)
+}
+
 /// The `logs` stream's fields and the keys of each agent that hold them (see the module docs).
 pub const LOG_ALIASES: &[Alias] = &[
     alias("timestamp", &["timestamp", "time", "@timestamp", "date"]),

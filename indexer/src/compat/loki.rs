@@ -17,7 +17,8 @@
 //! | `file` | `filename` |
 //! | `level` | `level`, `detected_level`, `severity`, `lvl` (else detected from the line) |
 //!
-//! Other labels go to `labels`, structured metadata to `attributes`, the line to `message`.
+//! The table is `trawl_model::shippers::LOKI_LABEL_ALIASES` and `LOKI_LEVEL_LABELS`. Other labels
+//! go to `labels`, structured metadata to `attributes`, the line to `message`.
 //! Success is 204 as in Loki; a body that does not decode, or holds an entry that cannot be
 //! indexed, is 400 with a plain-text reason and nothing of it is ingested.
 
@@ -34,7 +35,7 @@ use trawl_model::{Level, LogRecord, Timestamp};
 
 use crate::http::{ingest_error, receive, IngestState};
 use crate::{Push, Surface};
-use trawl_model::level;
+use trawl_model::{level, shippers};
 use trawl_model::{ApiError, ErrorCode};
 
 /// The Loki push route.
@@ -286,31 +287,13 @@ pub(crate) fn record(
         ..LogRecord::default()
     };
     for (name, value) in labels {
-        let slot = match name.as_str() {
-            "namespace" | "k8s_namespace_name" | "kubernetes_namespace" | "namespace_name" => {
-                Some(&mut rec.namespace)
+        if rec.level.is_none() && shippers::LOKI_LEVEL_LABELS.contains(&name.as_str()) {
+            if let Some(level) = Level::normalise(value) {
+                rec.level = Some(level);
+                continue;
             }
-            "pod" | "k8s_pod_name" | "kubernetes_pod_name" | "pod_name" => Some(&mut rec.pod),
-            "pod_uid" | "k8s_pod_uid" | "kubernetes_pod_uid" => Some(&mut rec.pod_uid),
-            "container" | "k8s_container_name" | "kubernetes_container_name" | "container_name" => {
-                Some(&mut rec.container)
-            }
-            "node" | "node_name" | "k8s_node_name" | "kubernetes_node_name" => Some(&mut rec.node),
-            "cluster" | "k8s_cluster_name" => Some(&mut rec.cluster),
-            "image" | "container_image" => Some(&mut rec.image),
-            "stream" => Some(&mut rec.stream),
-            "filename" => Some(&mut rec.file),
-            "level" | "detected_level" | "severity" | "lvl" if rec.level.is_none() => {
-                match Level::normalise(value) {
-                    Some(level) => {
-                        rec.level = Some(level);
-                        continue;
-                    }
-                    None => None,
-                }
-            }
-            _ => None,
-        };
+        }
+        let slot = shippers::loki_label_field(name).and_then(|field| rec.text_field_mut(field));
         match slot {
             Some(field) if field.is_empty() => *field = value.clone(),
             _ => {

@@ -13,6 +13,8 @@
 //! | `stream`, `file` | log attributes `log.iostream`, `log.file.path` |
 //! | `attributes` | the other resource attributes (`service.name`, ...), then the log attributes, `trace_id` and `span_id` (lower-case hex), `event_name` |
 //!
+//! The resource attributes' table is `trawl_model::shippers::OTLP_RESOURCE_FIELDS`.
+//!
 //! The answer is an `ExportLogsServiceResponse` in the request's encoding, with
 //! `partial_success` (`rejected_log_records`, `error_message`) when some records were refused.
 //! A body that does not decode is 400 with a `google.rpc.Status`; another content type is 415.
@@ -33,7 +35,7 @@ use trawl_model::{Level, LogRecord, Timestamp};
 
 use crate::http::{ingest_error, receive, IngestState};
 use crate::{Push, Surface};
-use trawl_model::level;
+use trawl_model::{level, shippers};
 use trawl_model::{ApiError, ErrorCode};
 
 /// The OTLP/HTTP logs route.
@@ -226,28 +228,22 @@ pub(crate) fn records(request: ExportLogsServiceRequest, now: Timestamp) -> Conv
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            match kv.key.as_str() {
-                "k8s.namespace.name" => base.namespace = text(),
-                "k8s.pod.name" => base.pod = text(),
-                "k8s.pod.uid" => base.pod_uid = text(),
-                "k8s.container.name" => base.container = text(),
-                "k8s.node.name" => base.node = text(),
-                "k8s.cluster.name" => base.cluster = text(),
-                "container.id" => base.container_id = text(),
-                "container.image.name" => base.image = text(),
-                "container.image.tag" => image_tag = Some(text()),
-                key => {
-                    if let Some(label) = key.strip_prefix("k8s.pod.labels.") {
-                        base.labels.insert(label.to_string(), value);
-                    } else {
-                        resource_attrs.insert(key.to_string(), value);
-                    }
-                }
+            let key = kv.key.as_str();
+            if let Some(slot) =
+                shippers::otlp_resource_field(key).and_then(|field| base.text_field_mut(field))
+            {
+                *slot = text();
+            } else if key == shippers::OTLP_IMAGE_TAG {
+                image_tag = Some(text());
+            } else if let Some(label) = key.strip_prefix(shippers::OTLP_POD_LABEL_PREFIX) {
+                base.labels.insert(label.to_string(), value);
+            } else {
+                resource_attrs.insert(key.to_string(), value);
             }
         }
         if let Some(tag) = image_tag {
             if base.image.is_empty() {
-                resource_attrs.insert("container.image.tag".into(), Value::String(tag));
+                resource_attrs.insert(shippers::OTLP_IMAGE_TAG.into(), Value::String(tag));
             } else if !tag.is_empty() {
                 base.image = format!("{}:{tag}", base.image);
             }

@@ -316,3 +316,48 @@ fn kubesphere_shapes_round_trip() {
         json!({"log": "hi", "time": "t", "kubernetes": {"pod_name": "p", "namespace_name": "n"}})
     );
 }
+
+#[test]
+fn loki_labels_and_otlp_resource_attributes_name_record_fields() {
+    for (label, field) in [
+        ("namespace", Some("namespace")),
+        ("k8s_namespace_name", Some("namespace")),
+        ("kubernetes_pod_name", Some("pod")),
+        ("pod_name", Some("pod")),
+        ("k8s_pod_uid", Some("pod_uid")),
+        ("container_name", Some("container")),
+        ("node_name", Some("node")),
+        ("k8s_cluster_name", Some("cluster")),
+        ("container_image", Some("image")),
+        ("filename", Some("file")),
+        ("stream", Some("stream")),
+        ("level", None),
+        ("app", None),
+    ] {
+        assert_eq!(loki_label_field(label), field, "Loki label {label}");
+    }
+    for (attribute, field) in [
+        ("k8s.namespace.name", Some("namespace")),
+        ("k8s.pod.uid", Some("pod_uid")),
+        ("container.id", Some("container_id")),
+        ("container.image.name", Some("image")),
+        (OTLP_IMAGE_TAG, None),
+        ("service.name", None),
+    ] {
+        assert_eq!(
+            otlp_resource_field(attribute),
+            field,
+            "resource attribute {attribute}"
+        );
+    }
+    // Every field either table names is one the record can be filled through.
+    let mut rec = LogRecord::default();
+    for field in LOKI_LABEL_ALIASES
+        .iter()
+        .map(|alias| alias.field)
+        .chain(OTLP_RESOURCE_FIELDS.iter().map(|(_, field)| *field))
+    {
+        let slot = rec.text_field_mut(field);
+        assert!(slot.is_some(), "{field} is not a text field of the record");
+    }
+}
