@@ -87,6 +87,11 @@ struct Shared {
 
 /// Runs the roles until SIGTERM or Ctrl-C, then shuts down cleanly: the listener stops, the
 /// indexer drains its WAL queue and commits.
+///
+/// Longer than most functions here on purpose: it is the start-up and shut-down sequence read
+/// in order (port, indexer, query routes, collector, demo, alerting, outer routes; then the
+/// collector stops before the listener, the indexer last), each role's own start a function of
+/// its own, and the `cfg` of each build beside the step it removes.
 // The searcher-only build has no role that changes `config`, `registry` or `ready`.
 #[cfg_attr(
     not(any(feature = "collector", feature = "indexer")),
@@ -114,21 +119,7 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // The port answers at once: 503 until every role is up (the indexer replays its WAL
     // first), so that probes and clients see "not ready" instead of a connection that hangs.
-    let front = Front::default();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let stopped = async move {
-        let _ = stopped.await;
-    };
-    let app = front.router();
-    let mut server = match tls {
-        Some(tls) => tokio::spawn(crate::tls::serve(listener, app, tls, stopped)),
-        None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-                .context("serving HTTP")
-        }),
-    };
+    let (front, mut server, stop) = serve_front(listener, tls);
     let mut registry = Registry::default();
     let mut router = Router::new();
     let mut ready: Ready = Arc::new(|| true);
@@ -144,42 +135,12 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         None
     };
     #[cfg(feature = "query")]
-    if roles.searcher {
-        let settings = trawl_query::distributed::RootSettings::from_config(&config.query)?;
-        router = router.merge(
-            trawl_query::distributed::root_routes(
-                settings,
-                trawl_query::QueryLimits::from_config(&config.query),
-            )?
-            .with_state(()),
-        );
-    }
-    // The web console, wherever queries are answered.
-    #[cfg(feature = "query")]
-    if roles.indexer || roles.searcher {
-        router = router.merge(crate::console::routes().with_state(()));
+    {
+        router = router.merge(query_routes(&config, &roles)?);
     }
     #[cfg(feature = "collector")]
     let collector = if roles.collector && config.collector.enabled {
-        // In standalone the collector ships to this very server, at the port actually bound.
-        let url = if config.collector.indexer_url.is_empty() {
-            if let Some(tls) = &config.auth.tls {
-                // Shipping to itself over TLS: trust the server's own (self-signed) certificate
-                // unless a CA is configured.
-                if config.collector.ca_path.is_none() {
-                    config.collector.ca_path = Some(tls.cert_path.clone());
-                }
-            }
-            if let Some(auth) = authenticator.as_mut() {
-                // ... and with authentication on, with a token of its own unless one is set.
-                if config.collector.token.is_empty() {
-                    config.collector.token = Arc::make_mut(auth).add_internal_ingest_token();
-                }
-            }
-            format!("{scheme}://{addr}")
-        } else {
-            config.collector.indexer_url.clone()
-        };
+        let url = collector_target(&mut config, &mut authenticator, scheme, addr);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let handle = trawl_collector::Collector::start(&config, url, rx)
             .await
@@ -216,27 +177,14 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         );
     }
 
-    let shared = Shared {
-        registry: Arc::new(Mutex::new(registry)),
-        ready,
-    };
-    let router = router
-        .route(
-            "/health/live",
-            get(|| async { axum::Json(serde_json::json!({"status": "live"})) }),
-        )
-        .route("/health/ready", get(ready_handler))
-        .route("/metrics", get(metrics_handler))
-        .with_state(shared);
-    // Every route, the collector's webhook included, is behind authentication when it is on.
-    let router = match authenticator {
-        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
-            auth,
-            crate::auth::middleware,
-        )),
-        None => router,
-    };
-    let router = router.layer(tower_http::catch_panic::CatchPanicLayer::new());
+    let router = outer_routes(
+        router,
+        Shared {
+            registry: Arc::new(Mutex::new(registry)),
+            ready,
+        },
+        authenticator,
+    );
     front.install(router);
     // The one line a script or test reads to find the port actually bound, printed once every
     // role is up (the port already answered 503 meanwhile).
@@ -265,6 +213,107 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The query roles' routes: the fan-out root of `trawl searcher`, and the web console wherever
+/// queries are answered (standalone, indexer, searcher).
+#[cfg(feature = "query")]
+fn query_routes(config: &Config, roles: &Roles) -> anyhow::Result<Router<Shared>> {
+    let mut router = Router::new();
+    if roles.searcher {
+        let settings = trawl_query::distributed::RootSettings::from_config(&config.query)?;
+        router = router.merge(
+            trawl_query::distributed::root_routes(
+                settings,
+                trawl_query::QueryLimits::from_config(&config.query),
+            )?
+            .with_state(()),
+        );
+    }
+    if roles.indexer || roles.searcher {
+        router = router.merge(crate::console::routes().with_state(()));
+    }
+    Ok(router)
+}
+
+/// Serves the listener at once with a [`Front`] that answers 503 until the roles' router is
+/// installed. Returns the front, the server's task, and the sender that stops it gracefully.
+fn serve_front(
+    listener: tokio::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+) -> (
+    Front,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let front = Front::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    let app = front.router();
+    let server = match tls {
+        Some(tls) => tokio::spawn(crate::tls::serve(listener, app, tls, stopped)),
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+                .context("serving HTTP")
+        }),
+    };
+    (front, server, stop)
+}
+
+/// Where the collector ships. In standalone (no `collector.indexer_url`) it is this very
+/// server at the port actually bound: over TLS it trusts the server's own certificate unless a
+/// CA is configured, and with authentication on it gets a token of its own unless one is set.
+#[cfg(feature = "collector")]
+fn collector_target(
+    config: &mut Config,
+    authenticator: &mut Option<Arc<crate::auth::Authenticator>>,
+    scheme: &str,
+    addr: std::net::SocketAddr,
+) -> String {
+    if !config.collector.indexer_url.is_empty() {
+        return config.collector.indexer_url.clone();
+    }
+    if let Some(tls) = &config.auth.tls {
+        if config.collector.ca_path.is_none() {
+            config.collector.ca_path = Some(tls.cert_path.clone());
+        }
+    }
+    if let Some(auth) = authenticator.as_mut() {
+        if config.collector.token.is_empty() {
+            config.collector.token = Arc::make_mut(auth).add_internal_ingest_token();
+        }
+    }
+    format!("{scheme}://{addr}")
+}
+
+/// The roles' routes with what every process serves (`/health/live`, `/health/ready`,
+/// `/metrics`), behind authentication when it is on (the collector's webhook included) and a
+/// layer that turns a handler's panic into a 500.
+fn outer_routes(
+    router: Router<Shared>,
+    shared: Shared,
+    authenticator: Option<Arc<crate::auth::Authenticator>>,
+) -> Router {
+    let router = router
+        .route(
+            "/health/live",
+            get(|| async { axum::Json(serde_json::json!({"status": "live"})) }),
+        )
+        .route("/health/ready", get(ready_handler))
+        .route("/metrics", get(metrics_handler))
+        .with_state(shared);
+    let router = match authenticator {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::middleware,
+        )),
+        None => router,
+    };
+    router.layer(tower_http::catch_panic::CatchPanicLayer::new())
 }
 
 #[cfg(feature = "indexer")]

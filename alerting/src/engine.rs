@@ -354,21 +354,9 @@ async fn evaluate_rule(
 ) -> Result<(Vec<Active>, Option<Timestamp>), String> {
     let config = &inner.settings.config;
     let searcher = inner.searcher.as_ref();
-    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-    let (start, end, until) = match &rule.kind {
-        RuleKind::Threshold { window, .. } => (Timestamp(now.0 - nanos(*window)), now, None),
-        RuleKind::Match { .. } => {
-            let end = Timestamp(now.0 - nanos(Duration::from_millis(config.match_lag_ms)));
-            let earliest = Timestamp(end.0 - nanos(MAX_CATCH_UP.max(group.interval)));
-            let start = previous
-                .evaluated_until
-                .unwrap_or(Timestamp(end.0 - nanos(group.interval)))
-                .max(earliest);
-            if start >= end {
-                return Ok((Vec::new(), None));
-            }
-            (start, end, Some(end))
-        }
+    let Some((start, end, until)) = rule_window(rule, group, previous, now, config.match_lag_ms)
+    else {
+        return Ok((Vec::new(), None));
     };
     let Some(query) = eval::rule_query(rule, searcher, start, end).await? else {
         return Ok((Vec::new(), until));
@@ -458,6 +446,32 @@ async fn evaluate_rule(
         });
     }
     Ok((active, until))
+}
+
+/// The time range one evaluation of `rule` reads at `now`, and for a match rule the end it
+/// reads up to (where the next evaluation starts). A threshold rule reads its window; a match
+/// rule reads from where it stopped (at most [`MAX_CATCH_UP`] or one interval back) up to
+/// `now` less the lag that lets late events land. `None`: a match rule has nothing new yet.
+fn rule_window(
+    rule: &Rule,
+    group: &RuleGroup,
+    previous: &RuleState,
+    now: Timestamp,
+    match_lag_ms: u64,
+) -> Option<(Timestamp, Timestamp, Option<Timestamp>)> {
+    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    match &rule.kind {
+        RuleKind::Threshold { window, .. } => Some((Timestamp(now.0 - nanos(*window)), now, None)),
+        RuleKind::Match { .. } => {
+            let end = Timestamp(now.0 - nanos(Duration::from_millis(match_lag_ms)));
+            let earliest = Timestamp(end.0 - nanos(MAX_CATCH_UP.max(group.interval)));
+            let start = previous
+                .evaluated_until
+                .unwrap_or(Timestamp(end.0 - nanos(group.interval)))
+                .max(earliest);
+            (start < end).then_some((start, end, Some(end)))
+        }
+    }
 }
 
 fn render(text: &str, labels: &BTreeMap<String, String>, finding: &eval::Finding) -> String {

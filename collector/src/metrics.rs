@@ -46,7 +46,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric in `registry` under its conventional name
-    /// (`trawl_collector_...`; counters get `_total` appended by the encoder).
+    /// (`trawl_collector_...`; counters get `_total` appended by the encoder). Long because it
+    /// is the list of the collector's metrics with their help texts, one registration each.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry;
         r.register(

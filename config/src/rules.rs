@@ -516,6 +516,30 @@ fn validate_rule(
         before.set(before.get() + 1);
         problem(format!("{at}.{key}"), message);
     };
+    validate_fields(&spec, &mut report);
+    let kind = validate_kind(&spec, &mut report);
+    if before.get() > 0 {
+        return None;
+    }
+    Some(Rule {
+        name: spec.name,
+        kind: kind?,
+        stream: spec.stream,
+        query: spec.query.trim().to_string(),
+        group_by: spec.group_by,
+        labels: spec.labels,
+        annotations: spec.annotations,
+        samples: spec.samples,
+        users: spec.users,
+        ignore_users: spec.ignore_users,
+        ignore_groups: spec.ignore_groups,
+        ignore_namespaces: spec.ignore_namespaces,
+    })
+}
+
+/// Checks what every rule has: its name, stream, query, grouping, samples, labels and
+/// annotation templates.
+fn validate_fields(spec: &RuleSpec, report: &mut impl FnMut(&str, String)) {
     if !valid_name(&spec.name) {
         report("name", "a rule name is letters, digits, `_` and `-`".into());
     }
@@ -564,11 +588,17 @@ fn validate_rule(
             report(&format!("annotations.{key}"), message);
         }
     }
+}
+
+/// Checks what a rule's kind asks for (a threshold's window, condition and `for`; a match
+/// rule's `keep_firing_for`) and refuses what belongs to the other kind. `None` when the
+/// kind cannot be built.
+fn validate_kind(spec: &RuleSpec, report: &mut impl FnMut(&str, String)) -> Option<RuleKind> {
     let duration = |key: &str, text: &Option<String>, default: Duration| match text {
         None => Ok(default),
         Some(text) => parse_duration(text).map_err(|message| (key.to_string(), message)),
     };
-    let kind = match spec.kind {
+    match spec.kind {
         KindSpec::Threshold => {
             let window = duration("window", &spec.window, Duration::ZERO).unwrap_or_else(
                 |(key, message)| {
@@ -643,24 +673,7 @@ fn validate_rule(
             });
             Some(RuleKind::Match { keep_firing_for })
         }
-    };
-    if before.get() > 0 {
-        return None;
     }
-    Some(Rule {
-        name: spec.name,
-        kind: kind?,
-        stream: spec.stream,
-        query: spec.query.trim().to_string(),
-        group_by: spec.group_by,
-        labels: spec.labels,
-        annotations: spec.annotations,
-        samples: spec.samples,
-        users: spec.users,
-        ignore_users: spec.ignore_users,
-        ignore_groups: spec.ignore_groups,
-        ignore_namespaces: spec.ignore_namespaces,
-    })
 }
 
 /// Loads the rules of `config` when its `[alerting]` lists any; used by `trawl config check`.

@@ -228,6 +228,26 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
             );
         }
     }
+    collector_line_rules(problems, c);
+    problems.non_empty_entries(
+        "collector.kubernetes.annotations",
+        &c.kubernetes.annotations,
+    );
+    if c.kubernetes
+        .kubeconfig
+        .as_deref()
+        .is_some_and(is_empty_path)
+    {
+        problems.add(
+            "collector.kubernetes.kubeconfig",
+            "must not be empty (leave it unset for the in-cluster service account)",
+        );
+    }
+}
+
+/// The collector's per-line rules: multiline joins, redactions (unique names, a pattern that
+/// cannot match the empty string) and per-namespace rate limits.
+fn collector_line_rules(problems: &mut Problems, c: &CollectorConfig) {
     for (i, rule) in c.multiline.iter().enumerate() {
         let key = format!("collector.multiline.{i}");
         if rule
@@ -276,20 +296,6 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
             problems.add(format!("{key}.namespace"), "must not be empty");
         }
         problems.at_least(format!("{key}.lines_per_sec"), limit.lines_per_sec, 1);
-    }
-    problems.non_empty_entries(
-        "collector.kubernetes.annotations",
-        &c.kubernetes.annotations,
-    );
-    if c.kubernetes
-        .kubeconfig
-        .as_deref()
-        .is_some_and(is_empty_path)
-    {
-        problems.add(
-            "collector.kubernetes.kubeconfig",
-            "must not be empty (leave it unset for the in-cluster service account)",
-        );
     }
 }
 

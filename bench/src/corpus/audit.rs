@@ -246,6 +246,9 @@ impl AuditGenerator {
         }
     }
 
+    /// The next event: its time (exponential gaps), namespace and resource (Zipf), then one
+    /// arm per activity of a cluster's day that sets what that activity changes. Long because
+    /// the activities are a table written as code; read it arm by arm.
     fn build(&mut self) -> Event {
         let gap = -self.rng.random::<f64>().max(1e-12).ln() * self.mean_gap_ns;
         self.now_ns += gap as i64 + 1;
@@ -586,6 +589,9 @@ impl AuditGenerator {
         e
     }
 
+    /// Writes `e` as one line of the API server's audit JSON, field by field in the API
+    /// server's order (a serializer would allocate a map per event): one statement a field,
+    /// hence the length.
     fn write(&self, id: &str, e: &Event, out: &mut Vec<u8>) {
         use std::io::Write as _;
         out.extend_from_slice(

@@ -12,7 +12,9 @@ use crate::{report, Error, Result};
 
 const S: &str = "export";
 
-/// Runs the scenario over 5M rows (200k with `--quick`, `--docs` to choose).
+/// Runs the scenario over 5M rows (200k with `--quick`, `--docs` to choose). One function
+/// past 100 lines: the measurement is a script (load, one export a format, report) whose steps
+/// share the timings they print.
 pub fn run(ctx: &Ctx) -> Result<()> {
     let docs = ctx.docs_or(200_000, 5_000_000);
     let indexer = Indexer::start(ctx, &[])?;

@@ -15,7 +15,9 @@ const S: &str = "index";
 /// The indexer's default `writer_memory_bytes`, given to raw tantivy too.
 const WRITER_MEMORY: usize = 134_217_728;
 
-/// Runs the scenario: 1 GB by default, 50 MB with `--quick`, `--size-mb` to choose.
+/// Runs the scenario: 1 GB by default, 50 MB with `--quick`, `--size-mb` to choose. One
+/// function past 100 lines: the measurement is a script (corpus, Trawl, raw tantivy, report)
+/// whose steps share the timings they print.
 pub fn run(ctx: &Ctx) -> Result<()> {
     let target = ctx.bytes_or(50, 1000);
     let cores = cores() as f64;

@@ -29,25 +29,34 @@ impl Follower {
         self.read_all_at(Instant::now());
     }
 
-    /// One reading turn as of `now` (passed in, so that tests drive the rate limits on a fake
-    /// clock).
-    pub(super) fn read_all_at(&mut self, now: Instant) {
-        self.refresh_metadata();
-        self.busy = false;
-        let metrics = self.shared.metrics.clone();
+    /// Whether this turn may read: nothing is waiting to be saved and the disk buffer has room
+    /// (or the policy drops the newest lines instead). The time spent without room is counted
+    /// as backpressure once room is back.
+    fn has_room(&mut self, now: Instant) -> bool {
         let room = self.unsaved.is_empty()
             && (self.cfg.drop_policy == DropPolicy::DropNewest
                 || lock(&self.shared.buffer).has_room());
         match (room, self.blocked_since) {
             (false, None) => self.blocked_since = Some(now),
             (true, Some(since)) => {
-                metrics
+                self.shared
+                    .metrics
                     .backpressure_seconds
                     .inc_by(now.duration_since(since).as_secs_f64());
                 self.blocked_since = None;
             }
             _ => {}
         }
+        room
+    }
+
+    /// One reading turn as of `now` (passed in, so that tests drive the rate limits on a fake
+    /// clock).
+    pub(super) fn read_all_at(&mut self, now: Instant) {
+        self.refresh_metadata();
+        self.busy = false;
+        let metrics = self.shared.metrics.clone();
+        let room = self.has_room(now);
         let Follower {
             cfg,
             entries,

@@ -504,6 +504,9 @@ fn parse_fields(value: &Value, key: &str) -> EsResult<Vec<FieldRequest>> {
         .collect()
 }
 
+/// What each named aggregation of a request needs done to its result, by name.
+pub(crate) type AggFixes = BTreeMap<String, AggFix>;
+
 /// What to change in an aggregation's result so that it reads as Elasticsearch's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct AggFix {
@@ -513,7 +516,7 @@ pub(crate) struct AggFix {
     /// KubeSphere's among them, decode it into an integer type).
     pub integer_value: bool,
     /// The fixes of the sub-aggregations, by name.
-    pub children: BTreeMap<String, AggFix>,
+    pub children: AggFixes,
 }
 
 /// The aggregation types tantivy computes (Elasticsearch names).
@@ -544,7 +547,7 @@ pub(crate) fn rewrite_aggs(
     schema: &Schema,
     stream: &str,
     now: i64,
-) -> EsResult<(Value, BTreeMap<String, AggFix>)> {
+) -> EsResult<(Value, AggFixes)> {
     let object = aggs
         .as_object()
         .ok_or_else(|| EsError::parsing("[aggs] must be an object of named aggregations"))?;
@@ -766,7 +769,7 @@ fn numberize_value(value: &mut Value) {
 /// Applies the [`AggFix`]es to finished aggregation results: `date_histogram` keys become
 /// integers (milliseconds), and `key_as_string` follows the requested `format`
 /// (`epoch_millis`, `epoch_second`; RFC 3339 otherwise).
-pub(crate) fn fix_agg_results(results: &mut Value, fixes: &BTreeMap<String, AggFix>) {
+pub(crate) fn fix_agg_results(results: &mut Value, fixes: &AggFixes) {
     let Some(object) = results.as_object_mut() else {
         return;
     };

@@ -276,6 +276,32 @@ pub(crate) fn execute(
     });
     candidates.truncate(options.window);
 
+    let hits = fetch_hits(plans, &targets, keys, candidates)?;
+
+    let aggregations = match runs.iter().flatten().next() {
+        Some(run) => {
+            let merged = AggRun::merge(intermediates).map_err(EsError::from)?;
+            Some(run.finish(merged).map_err(EsError::from)?)
+        }
+        None => None,
+    };
+    Ok(Outcome {
+        total,
+        hits,
+        aggregations,
+        timed_out: timed_out.load(Ordering::Relaxed),
+        shards: targets.len(),
+    })
+}
+
+/// The stored documents of the hits kept, in their order, each rendered in its stream's
+/// format (built once a stream) with its sort values and an `_id` of target, segment and doc.
+fn fetch_hits(
+    plans: &[StreamPlan],
+    targets: &[(usize, &SearchTarget)],
+    keys: &[Key],
+    candidates: Vec<(Keys, usize, u32, DocId)>,
+) -> EsResult<Vec<Hit>> {
     let mut formats: Vec<Option<HitFormat>> = plans.iter().map(|_| None).collect();
     let mut hits = Vec::with_capacity(candidates.len());
     for (values, pos, segment, doc) in candidates {
@@ -307,21 +333,7 @@ pub(crate) fn execute(
                 .collect(),
         });
     }
-
-    let aggregations = match runs.iter().flatten().next() {
-        Some(run) => {
-            let merged = AggRun::merge(intermediates).map_err(EsError::from)?;
-            Some(run.finish(merged).map_err(EsError::from)?)
-        }
-        None => None,
-    };
-    Ok(Outcome {
-        total,
-        hits,
-        aggregations,
-        timed_out: timed_out.load(Ordering::Relaxed),
-        shards: targets.len(),
-    })
+    Ok(hits)
 }
 
 /// Shared by the workers.

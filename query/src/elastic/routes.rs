@@ -22,7 +22,9 @@ use tantivy::schema::Schema;
 use trawl_index::StreamSource;
 use trawl_model::Timestamp;
 
-use super::body::{fix_agg_results, rewrite_aggs, FieldRequest, SearchBody, TrackTotalHits};
+use super::body::{
+    fix_agg_results, rewrite_aggs, AggFixes, FieldRequest, SearchBody, TrackTotalHits,
+};
 use super::dsl::{canonical_field, time_bounds, Translator};
 use super::error::{EsError, EsResult};
 use super::exec::{execute, resolve_sort, ExecOptions, Hit, StreamPlan};
@@ -541,38 +543,7 @@ async fn run_search<S: StreamSource>(
     let source = Arc::clone(&state.source);
     let limits = state.limits.clone();
     let task = tokio::task::spawn_blocking(move || -> EsResult<Value> {
-        let mut plans = Vec::with_capacity(streams.len());
-        let mut fixes = None;
-        for stream in &streams {
-            let snapshot = source
-                .snapshot(stream, start, end)
-                .map_err(|e| EsError::from(Error::from(e)))?;
-            let translator = Translator::new(&snapshot, now);
-            // The caller's namespaces, whatever the request's query says.
-            let query = scope.restrict(
-                &snapshot.schema,
-                translator.translate(parsed.query.as_ref())?.query,
-            );
-            let keys = resolve_sort(&parsed.sort, &snapshot)?;
-            let aggs = match &parsed.aggs {
-                Some(aggs) => {
-                    let (rewritten, agg_fixes) =
-                        rewrite_aggs(aggs, &snapshot.schema, stream, now.0)?;
-                    fixes.get_or_insert(agg_fixes);
-                    Some(crate::aggs::parse_aggs(rewritten).map_err(|err| match err {
-                        Error::InvalidAggregation(m) => EsError::parsing(format!("[aggs] {m}")),
-                        other => EsError::from(other),
-                    })?)
-                }
-                None => None,
-            };
-            plans.push(StreamPlan {
-                snapshot,
-                query,
-                keys,
-                aggs,
-            });
-        }
+        let (plans, fixes) = plan_streams(&*source, &streams, (start, end), now, &parsed, &scope)?;
         let options = ExecOptions {
             window: parsed.from + parsed.size,
             search_after: parsed.search_after.clone(),
@@ -595,26 +566,8 @@ async fn run_search<S: StreamSource>(
             })
             .collect();
         let mut hits_object = Map::new();
-        match parsed.track_total_hits {
-            TrackTotalHits::Off => {}
-            _ if answering.total_as_int => {
-                hits_object.insert("total".into(), json!(outcome.total));
-            }
-            TrackTotalHits::Exact => {
-                hits_object.insert(
-                    "total".into(),
-                    json!({"value": outcome.total, "relation": "eq"}),
-                );
-            }
-            TrackTotalHits::UpTo(limit) if outcome.total > limit => {
-                hits_object.insert("total".into(), json!({"value": limit, "relation": "gte"}));
-            }
-            TrackTotalHits::UpTo(_) => {
-                hits_object.insert(
-                    "total".into(),
-                    json!({"value": outcome.total, "relation": "eq"}),
-                );
-            }
+        if let Some(total) = hits_total(&parsed.track_total_hits, outcome.total, answering) {
+            hits_object.insert("total".into(), total);
         }
         hits_object.insert("max_score".into(), Value::Null);
         hits_object.insert("hits".into(), Value::Array(hits));
@@ -643,6 +596,68 @@ async fn run_search<S: StreamSource>(
             "search task failed: {join}"
         )))),
         Ok(Ok(answer)) => answer,
+    }
+}
+
+/// One plan a stream: its snapshot over the time bounds, the query translated and restricted
+/// to the caller's namespaces, the sort keys and the aggregations rewritten for its schema.
+/// Also the fixes the aggregations' results need (the first stream's: every stream of one
+/// search is asked the same aggregations).
+fn plan_streams<S: StreamSource>(
+    source: &S,
+    streams: &[String],
+    (start, end): (Option<Timestamp>, Option<Timestamp>),
+    now: Timestamp,
+    parsed: &SearchBody,
+    scope: &Scope,
+) -> EsResult<(Vec<StreamPlan>, Option<AggFixes>)> {
+    let mut plans = Vec::with_capacity(streams.len());
+    let mut fixes = None;
+    for stream in streams {
+        let snapshot = source
+            .snapshot(stream, start, end)
+            .map_err(|e| EsError::from(Error::from(e)))?;
+        let translator = Translator::new(&snapshot, now);
+        // The caller's namespaces, whatever the request's query says.
+        let query = scope.restrict(
+            &snapshot.schema,
+            translator.translate(parsed.query.as_ref())?.query,
+        );
+        let keys = resolve_sort(&parsed.sort, &snapshot)?;
+        let aggs = match &parsed.aggs {
+            Some(aggs) => {
+                let (rewritten, agg_fixes) = rewrite_aggs(aggs, &snapshot.schema, stream, now.0)?;
+                fixes.get_or_insert(agg_fixes);
+                Some(crate::aggs::parse_aggs(rewritten).map_err(|err| match err {
+                    Error::InvalidAggregation(m) => EsError::parsing(format!("[aggs] {m}")),
+                    other => EsError::from(other),
+                })?)
+            }
+            None => None,
+        };
+        plans.push(StreamPlan {
+            snapshot,
+            query,
+            keys,
+            aggs,
+        });
+    }
+    Ok((plans, fixes))
+}
+
+/// `hits.total` as the request asked (`track_total_hits`): none, a bare number for the clients
+/// that expect one (go-elasticsearch before 7, see [`Answering`]), or `{value, relation}` with
+/// `gte` once a limit is passed.
+fn hits_total(track: &TrackTotalHits, total: u64, answering: Answering) -> Option<Value> {
+    match track {
+        TrackTotalHits::Off => None,
+        _ if answering.total_as_int => Some(json!(total)),
+        TrackTotalHits::UpTo(limit) if total > *limit => {
+            Some(json!({"value": limit, "relation": "gte"}))
+        }
+        TrackTotalHits::Exact | TrackTotalHits::UpTo(_) => {
+            Some(json!({"value": total, "relation": "eq"}))
+        }
     }
 }
 

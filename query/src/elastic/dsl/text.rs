@@ -122,79 +122,7 @@ impl Translator<'_> {
             .get("query")
             .and_then(Value::as_str)
             .ok_or_else(|| EsError::parsing("[query_string] requires a string [query]"))?;
-        let mut default_fields = Vec::new();
-        let mut conjunction = true;
-        for (key, value) in object {
-            match key.as_str() {
-                "query"
-                | "analyze_wildcard"
-                | "lenient"
-                | "boost"
-                | "_name"
-                | "allow_leading_wildcard"
-                | "auto_generate_synonyms_phrase_query"
-                | "escape"
-                | "max_determinized_states" => {}
-                "default_field" => {
-                    let name = value.as_str().ok_or_else(|| {
-                        EsError::parsing("[query_string] [default_field] must be a string")
-                    })?;
-                    default_fields.push(name.to_string());
-                }
-                "fields" => {
-                    let names = value.as_array().ok_or_else(|| {
-                        EsError::parsing("[query_string] [fields] must be an array")
-                    })?;
-                    for name in names {
-                        let name = name.as_str().ok_or_else(|| {
-                            EsError::parsing("[query_string] [fields] must hold strings")
-                        })?;
-                        // `field^2` boosts do not change which documents match.
-                        default_fields.push(name.split('^').next().unwrap_or(name).to_string());
-                    }
-                }
-                "default_operator" => {
-                    match value.as_str().map(str::to_ascii_lowercase).as_deref() {
-                        Some("and") => conjunction = true,
-                        Some("or") => conjunction = false,
-                        _ => {
-                            return Err(EsError::parsing(format!(
-                                "[query_string] unknown default_operator {value}"
-                            )))
-                        }
-                    }
-                }
-                "time_zone" => {
-                    if let Some(zone) = value.as_str() {
-                        if parse_time_zone(zone)? != utc() {
-                            return Err(EsError::unsupported(
-                                "[query_string] [time_zone] other than UTC",
-                            ));
-                        }
-                    }
-                }
-                "fuzziness"
-                | "fuzzy_max_expansions"
-                | "fuzzy_prefix_length"
-                | "phrase_slop"
-                | "quote_field_suffix"
-                | "analyzer"
-                | "quote_analyzer"
-                | "rewrite"
-                | "minimum_should_match"
-                | "type"
-                | "tie_breaker" => {
-                    return Err(EsError::unsupported(format!(
-                        "[query_string] option [{key}]"
-                    )))
-                }
-                other => {
-                    return Err(EsError::parsing(format!(
-                        "[query_string] does not support [{other}]"
-                    )))
-                }
-            }
-        }
+        let (default_fields, conjunction) = query_string_options(object)?;
         let trimmed = text.trim();
         if trimmed.is_empty() || trimmed == "*" {
             return Ok(Box::new(AllQuery));
@@ -286,4 +214,83 @@ impl Translator<'_> {
             })),
         }
     }
+}
+
+/// The options of a `query_string` beside its text: the default fields (`default_field`,
+/// `fields`, boosts dropped: they do not change which documents match) and whether terms are
+/// joined by AND (`default_operator`, AND by default). Options that only tune scoring are
+/// accepted; those that would change the matches are refused by name.
+fn query_string_options(object: &Map<String, Value>) -> EsResult<(Vec<String>, bool)> {
+    let mut default_fields = Vec::new();
+    let mut conjunction = true;
+    for (key, value) in object {
+        match key.as_str() {
+            "query"
+            | "analyze_wildcard"
+            | "lenient"
+            | "boost"
+            | "_name"
+            | "allow_leading_wildcard"
+            | "auto_generate_synonyms_phrase_query"
+            | "escape"
+            | "max_determinized_states" => {}
+            "default_field" => {
+                let name = value.as_str().ok_or_else(|| {
+                    EsError::parsing("[query_string] [default_field] must be a string")
+                })?;
+                default_fields.push(name.to_string());
+            }
+            "fields" => {
+                let names = value
+                    .as_array()
+                    .ok_or_else(|| EsError::parsing("[query_string] [fields] must be an array"))?;
+                for name in names {
+                    let name = name.as_str().ok_or_else(|| {
+                        EsError::parsing("[query_string] [fields] must hold strings")
+                    })?;
+                    // `field^2` boosts do not change which documents match.
+                    default_fields.push(name.split('^').next().unwrap_or(name).to_string());
+                }
+            }
+            "default_operator" => match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+                Some("and") => conjunction = true,
+                Some("or") => conjunction = false,
+                _ => {
+                    return Err(EsError::parsing(format!(
+                        "[query_string] unknown default_operator {value}"
+                    )))
+                }
+            },
+            "time_zone" => {
+                if let Some(zone) = value.as_str() {
+                    if parse_time_zone(zone)? != utc() {
+                        return Err(EsError::unsupported(
+                            "[query_string] [time_zone] other than UTC",
+                        ));
+                    }
+                }
+            }
+            "fuzziness"
+            | "fuzzy_max_expansions"
+            | "fuzzy_prefix_length"
+            | "phrase_slop"
+            | "quote_field_suffix"
+            | "analyzer"
+            | "quote_analyzer"
+            | "rewrite"
+            | "minimum_should_match"
+            | "type"
+            | "tie_breaker" => {
+                return Err(EsError::unsupported(format!(
+                    "[query_string] option [{key}]"
+                )))
+            }
+            other => {
+                return Err(EsError::parsing(format!(
+                    "[query_string] does not support [{other}]"
+                )))
+            }
+        }
+    }
+    Ok((default_fields, conjunction))
 }

@@ -21,7 +21,7 @@ use rustc_hash::FxHasher;
 use sketches_ddsketch::{Config, DDSketch};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{Query, Weight};
-use tantivy::{DateTime, SegmentReader};
+use tantivy::{DateTime, DocId, SegmentReader};
 use trawl_index::SearchTarget;
 
 use cache::GroupCache;
@@ -464,6 +464,10 @@ impl Segment {
 
     /// [`Segment::collect`] with keys of `N - 1` slots and the missing-key mask in slot
     /// `N - 1`.
+    ///
+    /// About 100 lines on purpose: it is the hot loop of every grouped report, and the
+    /// per-block closure shares its scratch buffers, column readers and group index with the
+    /// code around it, which a split would pass as a dozen arguments.
     fn collect_n<const N: usize>(
         &self,
         weight: &dyn Weight,
@@ -551,24 +555,7 @@ impl Segment {
                     tally.first = tally.first.min(nanos);
                     tally.last = tally.last.max(nanos);
                 }
-                for (extra, column) in tally.extras.iter_mut().zip(&self.extras) {
-                    match (extra, column) {
-                        (RawExtra::Terms(counts), ExtraColumn::Terms(Some(column))) => {
-                            if let Some(ord) = column.ords().first(doc) {
-                                *counts.entry(ord).or_default() += 1;
-                            }
-                        }
-                        (RawExtra::Any(any), ExtraColumn::Any(Some(column))) => {
-                            *any |= column.values_for_doc(doc).any(|v| v);
-                        }
-                        (RawExtra::Sketch(sketch), ExtraColumn::Sketch(Some(column))) => {
-                            if let Some(value) = column.first(doc) {
-                                sketch.add(value as f64);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+                add_extras(tally, &self.extras, doc);
             }
         })?;
         if overflow {
@@ -691,4 +678,28 @@ fn sorted_distinct(values: impl Iterator<Item = u64>) -> Vec<u64> {
 /// `ords[i]` → `ids[i]`.
 fn table(ords: &[u64], ids: Vec<u64>) -> FxMap<u64, u64> {
     ords.iter().copied().zip(ids).collect()
+}
+
+/// Adds one document's extra columns (top terms, any-true flags, distinct-count sketches) to
+/// its group's tally.
+#[inline]
+fn add_extras(tally: &mut RawTally, extras: &[ExtraColumn], doc: DocId) {
+    for (extra, column) in tally.extras.iter_mut().zip(extras) {
+        match (extra, column) {
+            (RawExtra::Terms(counts), ExtraColumn::Terms(Some(column))) => {
+                if let Some(ord) = column.ords().first(doc) {
+                    *counts.entry(ord).or_default() += 1;
+                }
+            }
+            (RawExtra::Any(any), ExtraColumn::Any(Some(column))) => {
+                *any |= column.values_for_doc(doc).any(|v| v);
+            }
+            (RawExtra::Sketch(sketch), ExtraColumn::Sketch(Some(column))) => {
+                if let Some(value) = column.first(doc) {
+                    sketch.add(value as f64);
+                }
+            }
+            _ => {}
+        }
+    }
 }
