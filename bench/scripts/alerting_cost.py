@@ -6,6 +6,8 @@ growing, against a release `trawl standalone`.
    spread over the last `--spread-secs` (so the rules' 5-minute windows hold real data), until
    `--docs` documents or `--preload-secs` have passed (whichever first: the figure says which).
 2. Keeps ingesting at `--rate-mb` MB/s, stamped now, on a thread.
+   With `--settle-secs`, waits that long first (the rules' windows fill with documents stamped
+   now).
 3. For each rule count (rule file reloaded in place, group interval `--interval-secs`): waits one
    round, then reads the process's CPU time (/proc/<pid>/stat) and the sum of
    `trawl_alerting_rule_evaluation_duration_seconds` over `--measure-secs`. The count 0 is the
@@ -87,6 +89,9 @@ def main():
     ap.add_argument("--counts", default="0,10,50,100")
     ap.add_argument("--interval-secs", type=int, default=20)
     ap.add_argument("--measure-secs", type=int, default=60)
+    ap.add_argument("--settle-secs", type=int, default=0,
+                    help="steady ingest before the first measure, so that the rules' 5-minute "
+                         "windows are full of documents stamped now (300 for that)")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="trawl-alert-bench-")
@@ -162,6 +167,10 @@ def main():
 
     t = threading.Thread(target=steady, daemon=True)
     t.start()
+    if args.settle_secs:
+        time.sleep(args.settle_secs)
+        print(f"bench alerting settled {args.settle_secs} s, steady ingest "
+              f"{sent[1] / 1e6 / args.settle_secs:.1f} MB/s", flush=True)
 
     # 3. Rule counts.
     results = {}
