@@ -89,6 +89,8 @@ def main():
     ap.add_argument("--counts", default="0,10,50,100")
     ap.add_argument("--interval-secs", type=int, default=20)
     ap.add_argument("--measure-secs", type=int, default=60)
+    ap.add_argument("--data-dir", help="reuse this data directory (kept afterwards): with "
+                    "--docs 0, a stream loaded by an earlier run is measured again")
     ap.add_argument("--settle-secs", type=int, default=0,
                     help="steady ingest before the first measure, so that the rules' 5-minute "
                          "windows are full of documents stamped now (300 for that)")
@@ -103,7 +105,7 @@ def main():
         '[collector]\nenabled = false\n')
     out = open(os.path.join(work, "out"), "w+")
     proc = subprocess.Popen([args.trawl, "standalone", "--config", config, "--listen",
-                             "127.0.0.1:0", "--data-dir", os.path.join(work, "data")],
+                             "127.0.0.1:0", "--data-dir", args.data_dir or os.path.join(work, "data")],
                             stdout=out, stderr=open(os.path.join(work, "log"), "w"))
     url = None
     for _ in range(600):
@@ -146,7 +148,7 @@ def main():
     took = time.time() - started
     print(f"bench alerting preload_docs {docs} docs")
     print(f"bench alerting preload_mb {raw / 1e6:.0f} MB in {took:.0f} s "
-          f"({raw / 1e6 / took:.1f} MB/s)", flush=True)
+          f"({raw / 1e6 / max(took, 1e-9):.1f} MB/s)", flush=True)
 
     # 2. Steady ingest, stamped now.
     stop = threading.Event()
@@ -192,18 +194,22 @@ def main():
             url, "trawl_alerting_rule_evaluation_duration_seconds_sum")
         secs = time.time() - t0
         rounds = secs / args.interval_secs
-        results[n] = (cpu1 - cpu0) / secs * 60
-        print(f"bench alerting rules {n} cpu_per_min {results[n]:.1f} s "
+        results.setdefault(n, []).append((cpu1 - cpu0) / secs * 60)
+        print(f"bench alerting rules {n} cpu_per_min {results[n][-1]:.1f} s "
               f"eval_wall_per_round {(eval1 - eval0) / rounds:.2f} s "
               f"ingest {(sent[1] - sent0) / 1e6 / secs:.1f} MB/s "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
-    base = results.get(0)
+    # A count given more than once (`--counts 0,100,0,100`) is averaged: the ingest's own CPU
+    # swings with its merges, and alternating the counts spreads those swings over both.
+    mean = {n: sum(v) / len(v) for n, v in results.items()}
+    base = mean.get(0)
     if base is not None:
         per_round = args.interval_secs / 60
-        for n, cpu in results.items():
+        for n, cpu in sorted(mean.items()):
             if n:
                 print(f"bench alerting rules {n} cpu_per_round_over_ingest "
-                      f"{(cpu - base) * per_round:.2f} s")
+                      f"{(cpu - base) * per_round:.2f} s (means of {len(results[n])} and "
+                      f"{len(results[0])} measures)")
     body = json.loads(urllib.request.urlopen(url + "/api/v1/streams").read())
     for s in body["streams"]:
         if s["name"] == "logs":
