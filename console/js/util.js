@@ -143,7 +143,7 @@ export function highlight(text, re) {
 export const STREAM_FIELDS = {
   logs: ["timestamp", "cluster", "node", "namespace", "pod", "pod_uid", "container", "container_id", "image", "labels", "stream", "level", "message", "attributes", "file", "offset"],
   audit: ["timestamp", "stage_timestamp", "latency_ms", "audit_id", "stage", "level", "verb", "request_uri", "user", "user_groups", "user_uid", "impersonated_user", "source_ips", "user_agent", "api_group", "api_version", "resource", "subresource", "namespace", "name", "status_code", "status_message", "decision", "reason", "annotations", "request_object", "response_object", "cluster"],
-  events: ["timestamp", "cluster", "type", "reason", "message", "namespace", "kind", "name", "uid", "related_kind", "related_name", "reporting_controller", "reporting_instance", "count", "first_seen", "event_uid"],
+  events: ["timestamp", "first_seen", "cluster", "type", "reason", "message", "namespace", "kind", "name", "uid", "field_path", "related_kind", "related_name", "reporting_controller", "reporting_instance", "action", "node", "count", "event_uid", "event_name", "resource_version"],
   journal: ["timestamp", "cluster", "node", "unit", "identifier", "pid", "priority", "level", "message", "boot_id", "cursor"],
 };
 
@@ -151,9 +151,9 @@ export const STREAM_FIELDS = {
 export const FACETS = {
   logs: ["namespace", "pod", "container", "node", "level", "cluster"],
   audit: ["namespace", "user", "verb", "resource", "status_code", "cluster"],
-  events: ["namespace", "type", "reason", "kind", "cluster"],
+  events: ["namespace", "type", "reason", "kind", "node", "cluster"],
   journal: ["node", "unit", "level", "cluster"],
 };
 
 /** Keyword fields that take value suggestions. */
-export const KEYWORDS = new Set(["cluster", "node", "namespace", "pod", "container", "image", "stream", "level", "stage", "verb", "user", "resource", "subresource", "decision", "api_group", "type", "reason", "kind", "unit", "identifier", "status_code", "source_ips", "user_agent", "name"]);
+export const KEYWORDS = new Set(["cluster", "node", "namespace", "pod", "container", "image", "stream", "level", "stage", "verb", "user", "resource", "subresource", "decision", "api_group", "type", "reason", "kind", "reporting_controller", "unit", "identifier", "status_code", "source_ips", "user_agent", "name"]);

@@ -1,10 +1,10 @@
-//! Deduplication of identified records (audit events by `(audit_id, stage)`) against the sealed
-//! splits, so that it holds across seals and restarts: the hot index replaces a second copy by
-//! its identity, and the in-memory window drops recent ones, but neither sees a first copy that
-//! was already sealed. Each record is looked up by its `_id` term only in the splits whose time
-//! range covers its timestamp (a resent event carries the same timestamp), one term-dictionary
-//! lookup per segment; records newer than every split, the usual case of fresh events, cost no
-//! lookup at all.
+//! Deduplication of identified records (audit events by `(audit_id, stage)`, Kubernetes Events
+//! by their object's uid and resourceVersion) against the sealed splits, so that it holds across
+//! seals and restarts: the hot index replaces a second copy by its identity, and the in-memory
+//! window drops recent ones, but neither sees a first copy that was already sealed. Each record
+//! is looked up by its `_id` term only in the splits whose time range covers its timestamp (a
+//! resent event carries the same timestamp), one term-dictionary lookup per segment; records
+//! newer than every split, the usual case of fresh events, cost no lookup at all.
 
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocSet, InvertedIndexReader, SegmentReader, Term, TERMINATED};
@@ -183,6 +183,45 @@ mod tests {
         rt.block_on(indexer.ingest("audit", body(&again), false))
             .unwrap();
         assert_eq!(audit_docs(&indexer), 4);
+        indexer.shutdown();
+    }
+
+    /// A core v1 Event of the kubelet at one update (`rv`, `count`).
+    fn kube_event(uid: &str, rv: u32, count: u32) -> String {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Event","metadata":{{"name":"web-1.17a","namespace":"shop","uid":"{uid}","resourceVersion":"{rv}"}},"involvedObject":{{"kind":"Pod","namespace":"shop","name":"web-1","uid":"p-1"}},"reason":"BackOff","message":"Back-off restarting failed container","source":{{"component":"kubelet","host":"node-1"}},"firstTimestamp":"2026-11-25T10:00:00Z","lastTimestamp":"2026-11-25T10:{count:02}:00Z","count":{count},"type":"Warning"}}"#
+        )
+    }
+
+    #[test]
+    fn a_kubernetes_event_relisted_after_a_seal_and_a_restart_is_one_document_per_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let s = settings(dir.path(), None);
+        let indexer = open(&s);
+        let first = vec![kube_event("e-1", 10, 1), kube_event("e-2", 11, 1)];
+        let outcome = rt
+            .block_on(indexer.ingest("events", body(&first), false))
+            .unwrap();
+        assert_eq!(outcome.accepted, 2);
+        indexer.seal_all();
+        indexer.shutdown();
+        drop(indexer);
+
+        // A relist after a restart: both objects again at the same resourceVersions, and one
+        // of them updated (count 2, a new resourceVersion): one new document.
+        let indexer = open(&s);
+        let mut relist = first.clone();
+        relist.push(kube_event("e-1", 12, 2));
+        rt.block_on(indexer.ingest("events", body(&relist), false))
+            .unwrap();
+        assert_eq!(docs(&indexer, "events"), 3);
+        // The same update again in the hot index, in another batch: still three.
+        rt.block_on(indexer.ingest("events", body(&relist[2..]), false))
+            .unwrap();
+        rt.block_on(indexer.ingest("events", body(&relist[1..]), false))
+            .unwrap();
+        assert_eq!(docs(&indexer, "events"), 3);
         indexer.shutdown();
     }
 

@@ -23,6 +23,9 @@ pub enum StreamKind {
     /// Kubernetes audit events, raw (`audit.k8s.io` Event) or flat; identified by
     /// `(audit_id, stage)`.
     Audit,
+    /// Kubernetes Events, raw (`events.k8s.io/v1` or core v1 `Event`, or a watch event) or
+    /// flat; identified by the Event object's uid and resourceVersion.
+    Events,
     /// Operator-declared JSON documents (`[streams.<name>]`): a timestamp taken from a named
     /// field, declared keyword and numeric fields, everything else in the dynamic JSON field.
     Generic,
@@ -69,6 +72,20 @@ impl StreamSpec {
             kind: StreamKind::Audit,
             fields: trawl_model::schema::AUDIT_FIELDS.to_vec(),
             default_fields: trawl_model::schema::AUDIT_DEFAULT_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            timestamp: None,
+        }
+    }
+
+    /// The built-in `events` stream.
+    pub fn events() -> StreamSpec {
+        StreamSpec {
+            name: trawl_model::EVENTS_STREAM.into(),
+            kind: StreamKind::Events,
+            fields: trawl_model::schema::EVENT_FIELDS.to_vec(),
+            default_fields: trawl_model::schema::EVENT_DEFAULT_FIELDS
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -138,7 +155,7 @@ impl StreamSpec {
     pub fn schema(&self) -> Schema {
         match self.kind {
             StreamKind::Generic => build_generic_schema(&self.fields),
-            StreamKind::Logs | StreamKind::Audit => build_schema(&self.fields),
+            StreamKind::Logs | StreamKind::Audit | StreamKind::Events => build_schema(&self.fields),
         }
     }
 }
@@ -212,6 +229,15 @@ impl DocBuilder {
                 match serde_json::to_value(&event) {
                     Ok(Value::Object(map)) => self.build(map, received_at, Some(id)),
                     _ => Err("audit event could not be converted".into()),
+                }
+            }
+            StreamKind::Events => {
+                let event =
+                    trawl_model::events::parse_event_line(line).map_err(|e| e.to_string())?;
+                let id = event.dedup_key();
+                match serde_json::to_value(&event) {
+                    Ok(Value::Object(map)) => self.build(map, received_at, id),
+                    _ => Err("Kubernetes event could not be converted".into()),
                 }
             }
             StreamKind::Generic => {

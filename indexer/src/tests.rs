@@ -164,7 +164,7 @@ fn splits_merge_without_losing_or_duplicating() {
         assert_eq!(outcome.accepted, 50);
         indexer.seal_all();
     }
-    assert_eq!(indexer.stream_stats()[1].splits, 6);
+    assert_eq!(logs_stats(&indexer).splits, 6);
     indexer.run_upkeep_once().unwrap();
     let stats = logs_stats(&indexer);
     assert_eq!(stats.splits, 1);

@@ -1,6 +1,6 @@
-//! Trawl's data model: the records that flow from collector to index (container log lines and
-//! Kubernetes audit events), their field names, the time grammar of the HTTP API and the wire
-//! codec (NDJSON, optionally zstd- or gzip-compressed), and the error envelope every HTTP
+//! Trawl's data model: the records that flow from collector to index (container log lines,
+//! Kubernetes audit events and Kubernetes Events), their field names, the time grammar of the
+//! HTTP API and the wire codec (NDJSON, optionally zstd- or gzip-compressed), and the error envelope every HTTP
 //! surface answers. No I/O and no async here.
 
 pub mod api_error;
@@ -8,6 +8,7 @@ pub mod audit;
 pub mod codec;
 pub mod elastic;
 mod error;
+pub mod events;
 pub mod level;
 pub mod log;
 pub mod path;
@@ -18,6 +19,7 @@ pub mod time;
 pub use api_error::{ApiError, ErrorCode};
 pub use audit::AuditEvent;
 pub use error::{Error, Result};
+pub use events::KubeEvent;
 pub use log::{Level, LogRecord};
 pub use time::Timestamp;
 
@@ -25,6 +27,8 @@ pub use time::Timestamp;
 pub const LOGS_STREAM: &str = "logs";
 /// The built-in stream of Kubernetes audit events.
 pub const AUDIT_STREAM: &str = "audit";
+/// The built-in stream of Kubernetes Events.
+pub const EVENTS_STREAM: &str = "events";
 
 /// Checks that a stream name is safe to use as a path component and in URLs: 1 to 64 characters
 /// of `[a-z0-9_-]`, starting with a letter or digit. Anything else (`..`, `/`, upper case) is

@@ -133,6 +133,35 @@ pub const AUDIT_FIELDS: &[FieldDef] = &[
 /// The default search fields of the `audit` stream.
 pub const AUDIT_DEFAULT_FIELDS: &[&str] = &["request_uri", "user", "name"];
 
+/// The `events` stream's fields (Kubernetes Events; see [`crate::events::KubeEvent`]).
+pub const EVENT_FIELDS: &[FieldDef] = &[
+    f("timestamp", FieldKind::Timestamp),
+    f("first_seen", FieldKind::Timestamp),
+    f("cluster", FieldKind::Keyword),
+    f("type", FieldKind::Keyword),
+    f("reason", FieldKind::Keyword),
+    f("message", FieldKind::Text),
+    f("namespace", FieldKind::Keyword),
+    f("kind", FieldKind::Keyword),
+    f("name", FieldKind::Keyword),
+    f("uid", FieldKind::Keyword),
+    f("field_path", FieldKind::Keyword),
+    f("related_kind", FieldKind::Keyword),
+    f("related_name", FieldKind::Keyword),
+    f("reporting_controller", FieldKind::Keyword),
+    f("reporting_instance", FieldKind::Keyword),
+    f("action", FieldKind::Keyword),
+    f("node", FieldKind::Keyword),
+    f("count", FieldKind::I64),
+    f("event_uid", FieldKind::Keyword),
+    f("event_name", FieldKind::Keyword),
+    f("resource_version", FieldKind::Keyword),
+];
+
+/// What a term without a field name searches in `events`: the note, then the reason and the
+/// regarding object's name.
+pub const EVENT_DEFAULT_FIELDS: &[&str] = &["message", "reason", "name"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,19 +214,61 @@ mod tests {
             source_ip: x(),
             status_class: x(),
         };
-        let value = serde_json::to_value(&ev).unwrap();
-        let mut in_doc: Vec<&str> = value
+        assert_fields_match(
+            serde_json::to_value(&ev).unwrap(),
+            AUDIT_FIELDS,
+            AUDIT_DEFAULT_FIELDS,
+        );
+    }
+
+    /// A document with every field set has exactly the table's fields, and the default fields
+    /// are among them.
+    fn assert_fields_match(doc: serde_json::Value, table: &[FieldDef], defaults: &[&str]) {
+        let mut in_doc: Vec<&str> = doc
             .as_object()
             .unwrap()
             .keys()
             .map(|k| k.as_str())
             .collect();
-        let mut in_table: Vec<&str> = AUDIT_FIELDS.iter().map(|d| d.name()).collect();
+        let mut in_table: Vec<&str> = table.iter().map(|d| d.name()).collect();
         in_doc.sort_unstable();
         in_table.sort_unstable();
         assert_eq!(in_doc, in_table);
-        for name in AUDIT_DEFAULT_FIELDS {
+        for name in defaults {
             assert!(in_table.contains(name), "{name}");
         }
+    }
+
+    #[test]
+    fn event_fields_match_the_document() {
+        let x = || "x".to_string();
+        let ev = crate::KubeEvent {
+            timestamp: Some(crate::Timestamp(1)),
+            first_seen: Some(crate::Timestamp(1)),
+            cluster: x(),
+            event_type: x(),
+            reason: x(),
+            message: x(),
+            namespace: x(),
+            kind: x(),
+            name: x(),
+            uid: x(),
+            field_path: x(),
+            related_kind: x(),
+            related_name: x(),
+            reporting_controller: x(),
+            reporting_instance: x(),
+            action: x(),
+            node: x(),
+            count: Some(1),
+            event_uid: x(),
+            event_name: x(),
+            resource_version: x(),
+        };
+        assert_fields_match(
+            serde_json::to_value(&ev).unwrap(),
+            EVENT_FIELDS,
+            EVENT_DEFAULT_FIELDS,
+        );
     }
 }

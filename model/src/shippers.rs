@@ -636,8 +636,89 @@ pub fn kube_auditing_to_k8s(doc: &Map<String, Value>) -> Map<String, Value> {
     out
 }
 
-/// A flat `logs` or `audit` record (Trawl's field names) in the shape KubeSphere's writers
-/// give it: Fluent Bit's names for `logs`, kube-auditing's for `audit`; fields with no such
+/// An `events` field, the path of the core v1 `Event` that holds it (what KubeSphere's events
+/// exporter writes and ks-apiserver's events client queries: `involvedObject.name`,
+/// `lastTimestamp`, ...) and the path of the events.k8s.io/v1 `Event` that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventAlias {
+    pub field: &'static str,
+    pub core: &'static str,
+    pub v1: &'static str,
+}
+
+const fn event_alias(field: &'static str, core: &'static str, v1: &'static str) -> EventAlias {
+    EventAlias { field, core, v1 }
+}
+
+/// The `events` stream's fields under the names of the two `Event` versions.
+pub const EVENT_ALIASES: &[EventAlias] = &[
+    event_alias("timestamp", "lastTimestamp", "series.lastObservedTime"),
+    event_alias("first_seen", "firstTimestamp", "eventTime"),
+    event_alias("type", "type", "type"),
+    event_alias("reason", "reason", "reason"),
+    event_alias("message", "message", "note"),
+    event_alias(
+        "namespace",
+        "involvedObject.namespace",
+        "regarding.namespace",
+    ),
+    event_alias("kind", "involvedObject.kind", "regarding.kind"),
+    event_alias("name", "involvedObject.name", "regarding.name"),
+    event_alias("uid", "involvedObject.uid", "regarding.uid"),
+    event_alias(
+        "field_path",
+        "involvedObject.fieldPath",
+        "regarding.fieldPath",
+    ),
+    event_alias("related_kind", "related.kind", "related.kind"),
+    event_alias("related_name", "related.name", "related.name"),
+    event_alias(
+        "reporting_controller",
+        "source.component",
+        "reportingController",
+    ),
+    event_alias(
+        "reporting_instance",
+        "reportingInstance",
+        "reportingInstance",
+    ),
+    event_alias("action", "action", "action"),
+    event_alias("node", "source.host", "deprecatedSource.host"),
+    event_alias("count", "count", "series.count"),
+    event_alias("event_uid", "metadata.uid", "metadata.uid"),
+    event_alias("event_name", "metadata.name", "metadata.name"),
+    event_alias(
+        "resource_version",
+        "metadata.resourceVersion",
+        "metadata.resourceVersion",
+    ),
+];
+
+/// Further core v1 names of `events` fields: the Event's own namespace (the regarding object's,
+/// for every namespaced object) and the newer name of the reporting component.
+const EVENT_CORE_EXTRA: &[(&str, &str)] = &[
+    ("namespace", "metadata.namespace"),
+    ("reporting_controller", "reportingComponent"),
+];
+
+/// The `events` field a name of either `Event` version stands for in a query
+/// (`involvedObject.name` and `regarding.name` are `name`).
+pub fn event_field(key: &str) -> Option<&'static str> {
+    EVENT_ALIASES
+        .iter()
+        .find(|a| a.core == key || a.v1 == key)
+        .map(|a| a.field)
+        .or_else(|| {
+            EVENT_CORE_EXTRA
+                .iter()
+                .find(|(_, path)| *path == key)
+                .map(|(field, _)| *field)
+        })
+}
+
+/// A flat `logs`, `audit` or `events` record (Trawl's field names) in the shape KubeSphere's
+/// writers give it: Fluent Bit's names for `logs`, kube-auditing's for `audit`, the core v1
+/// `Event`'s for `events` (what its events exporter writes); fields with no such
 /// name, and empty ones (a record does not tell an empty field from an absent one), are left
 /// out, and any other stream's record is returned as it is.
 pub fn kubesphere_source(stream: &str, record: &Map<String, Value>) -> Map<String, Value> {
@@ -646,6 +727,11 @@ pub fn kubesphere_source(stream: &str, record: &Map<String, Value>) -> Map<Strin
         crate::AUDIT_STREAM => KUBE_AUDITING_ALIASES
             .iter()
             .map(|a| (a.field, a.kubesphere))
+            .collect(),
+        crate::EVENTS_STREAM => EVENT_ALIASES
+            .iter()
+            .map(|a| (a.field, a.core))
+            .chain(EVENT_CORE_EXTRA.iter().copied())
             .collect(),
         _ => return record.clone(),
     };

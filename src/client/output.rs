@@ -166,6 +166,16 @@ pub fn default_columns(stream: &str, hits: &[Map<String, Value>]) -> Vec<String>
             "status_code",
             "request_uri",
         ],
+        "events" => &[
+            "timestamp",
+            "type",
+            "reason",
+            "namespace",
+            "kind",
+            "name",
+            "count",
+            "message",
+        ],
         _ => &[],
     };
     let present = |name: &str| hits.iter().any(|h| h.contains_key(name));

@@ -1,13 +1,14 @@
 //! KubeSphere's ks-apiserver as an Elasticsearch client of the real binary: documents in the
 //! shapes KubeSphere's writers give them (Fluent Bit's `es` output with the `kubernetes`
 //! filter into `ks-logstash-log-<date>`, kube-auditing's events into
-//! `ks-logstash-auditing-<date>`) sent with `_bulk`, then the exact request bodies of
-//! ks-apiserver's logging and auditing clients (`pkg/simple/client/{logging,auditing}/
-//! elasticsearch`, v3.4) on the daily index lists it resolves, one test per client method;
-//! counts, histogram buckets, sorted pages and `_source` shapes against a ground truth computed
-//! here. Also: the version `GET /` reports to its version probe, `hits.total` by client major,
-//! the events client without an events stream, what is refused (scroll, audit fields Trawl does
-//! not keep) and a namespace-scoped token on these paths.
+//! `ks-logstash-auditing-<date>`, the events exporter's core v1 `Event` objects into
+//! `ks-logstash-events-<date>`) sent with `_bulk`, then the exact request bodies of
+//! ks-apiserver's logging, auditing and events clients (`pkg/simple/client/{logging,auditing,
+//! events}/elasticsearch`, v3.4) on the daily index lists they resolve, one test per client
+//! method; counts, histogram buckets, sorted pages and `_source` shapes against a ground truth
+//! computed here. Also: the version `GET /` reports to its version probe, `hits.total` by
+//! client major, what is refused (scroll, audit fields Trawl does not keep) and a
+//! namespace-scoped token on these paths.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -26,6 +27,8 @@ const START: i64 = DAY_14 + 23 * 3600;
 const MINUTE: i64 = 60;
 const LOGS: usize = 120;
 const EVENTS: usize = 60;
+/// Kubernetes Events (the events stream), besides the audit events above.
+const KEVENTS: usize = 48;
 
 /// What ks-apiserver's go-elasticsearch v7 client sends as `User-Agent`.
 const UA_V7: &str = "go-elasticsearch/7.3.0 (linux amd64; Go 1.20.14)";
@@ -250,6 +253,149 @@ impl Audit {
     }
 }
 
+/// One Kubernetes Event as KubeSphere's events exporter writes it: the core v1 `Event`.
+#[derive(Debug, Clone)]
+struct KEvent {
+    /// `lastTimestamp`.
+    secs: i64,
+    count: i64,
+    /// The regarding object's namespace; empty for a cluster-scoped one (a Node).
+    namespace: &'static str,
+    kind: &'static str,
+    name: &'static str,
+    reason: &'static str,
+    etype: &'static str,
+    message: String,
+    uid: String,
+}
+
+/// The objects the events are about: namespace, kind, name.
+const OBJECTS: [(&str, &str, &str); 8] = [
+    ("demo", "Pod", "web-5d8f7b9c6d-x2x4k"),
+    ("demo", "Pod", "web-5d8f7b9c6d-qz7mn"),
+    ("default", "Pod", "db-0"),
+    ("default", "StatefulSet", "db"),
+    ("demo", "Deployment", "web"),
+    ("demo", "ReplicaSet", "web-5d8f7b9c6d"),
+    ("", "Node", "node-1"),
+    ("kube-system", "Pod", "coredns-7db6d8ff4d-abcde"),
+];
+
+fn kevents() -> Vec<KEvent> {
+    (0..KEVENTS)
+        .map(|i| {
+            let (namespace, kind, name) = OBJECTS[i % OBJECTS.len()];
+            let (reason, etype, message) = match (kind, i % 4) {
+                ("Pod", 0) => (
+                    "BackOff",
+                    "Warning",
+                    format!("Back-off restarting failed container app in pod {name}"),
+                ),
+                ("Pod", 1) => (
+                    "Unhealthy",
+                    "Warning",
+                    "Liveness probe failed: HTTP probe failed with statuscode: 500".to_string(),
+                ),
+                ("Pod", 2) => (
+                    "Pulled",
+                    "Normal",
+                    "Container image \"nginx:1.25\" already present on machine".to_string(),
+                ),
+                ("Pod", _) => (
+                    "FailedScheduling",
+                    "Warning",
+                    "0/12 nodes are available: 12 Insufficient memory.".to_string(),
+                ),
+                ("Deployment", _) => (
+                    "ScalingReplicaSet",
+                    "Normal",
+                    "Scaled up replica set web-5d8f7b9c6d to 2".to_string(),
+                ),
+                ("Node", _) => (
+                    "NodeNotReady",
+                    "Normal",
+                    "Node node-1 status is now: NodeNotReady".to_string(),
+                ),
+                _ => (
+                    "SuccessfulCreate",
+                    "Normal",
+                    format!("create Pod {name}-{i} in {kind} {name} successful"),
+                ),
+            };
+            KEvent {
+                secs: START + i as i64 * 3 * MINUTE + 15,
+                count: 1 + (i % 4) as i64,
+                namespace,
+                kind,
+                name,
+                reason,
+                etype,
+                message,
+                uid: format!("e0e0e0e0-0000-4000-8000-{i:012}"),
+            }
+        })
+        .collect()
+}
+
+impl KEvent {
+    fn index(&self) -> String {
+        daily_indices("ks-logstash-events", self.secs, self.secs)
+    }
+
+    fn last(&self) -> String {
+        rfc3339(self.secs, None, 0)
+    }
+
+    fn first(&self) -> String {
+        rfc3339(self.secs - (self.count - 1) * MINUTE, None, 0)
+    }
+
+    fn object_uid(&self) -> String {
+        format!("uid-{}-{}", self.kind, self.name)
+    }
+
+    fn component(&self) -> &'static str {
+        match self.kind {
+            "Pod" if self.reason == "FailedScheduling" => "default-scheduler",
+            "Pod" => "kubelet",
+            "Node" => "node-controller",
+            "Deployment" => "deployment-controller",
+            _ => "statefulset-controller",
+        }
+    }
+
+    /// The `Event` as the exporter writes it, with the nulls and empty strings of Go's encoder.
+    fn document(&self) -> Value {
+        let mut object = json!({"kind": self.kind, "name": self.name, "uid": self.object_uid(),
+            "apiVersion": "v1", "resourceVersion": "4242"});
+        if !self.namespace.is_empty() {
+            object["namespace"] = json!(self.namespace);
+        }
+        json!({
+            "kind": "Event",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": format!("{}.{:016x}", self.name, self.secs),
+                "namespace": if self.namespace.is_empty() { "default" } else { self.namespace },
+                "uid": self.uid,
+                "resourceVersion": format!("{}", 7000 + self.secs - START),
+                "creationTimestamp": self.first(),
+            },
+            "involvedObject": object,
+            "reason": self.reason,
+            "message": self.message,
+            "source": {"component": self.component(), "host": if self.component() == "kubelet" { "node-2" } else { "" }},
+            "firstTimestamp": self.first(),
+            "lastTimestamp": self.last(),
+            "count": self.count,
+            "type": self.etype,
+            "eventTime": null,
+            "reportingComponent": "",
+            "reportingInstance": ""
+        })
+    }
+}
+
 // --- the server ----------------------------------------------------------------------------
 
 fn client() -> Client {
@@ -324,6 +470,14 @@ fn start(extra_config: &str, tokens: Option<Tokens>) -> (tempfile::TempDir, Serv
         body.push_str(&audit.document().to_string());
         body.push('\n');
     }
+    // The first Event twice, as a relist sends it again: one document.
+    let events = kevents();
+    for event in events.iter().chain(&events[..1]) {
+        body.push_str(&json!({"index": {"_index": event.index(), "_type": "_doc"}}).to_string());
+        body.push('\n');
+        body.push_str(&event.document().to_string());
+        body.push('\n');
+    }
     let request = client()
         .post(server.at("/api/v1/_elastic/_bulk"))
         .header("content-type", "application/x-ndjson")
@@ -335,7 +489,10 @@ fn start(extra_config: &str, tokens: Option<Tokens>) -> (tempfile::TempDir, Serv
     );
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["errors"], json!(false), "{answer}");
-    assert_eq!(answer["items"].as_array().unwrap().len(), LOGS + EVENTS);
+    assert_eq!(
+        answer["items"].as_array().unwrap().len(),
+        LOGS + EVENTS + KEVENTS + 1
+    );
     assert_eq!(
         answer["items"][0]["index"]["_index"],
         json!("ks-logstash-log-2026.01.14")
@@ -343,6 +500,7 @@ fn start(extra_config: &str, tokens: Option<Tokens>) -> (tempfile::TempDir, Serv
     for (pattern, expected) in [
         ("ks-logstash-log*", LOGS),
         ("ks-logstash-auditing*", EVENTS),
+        ("ks-logstash-events*", KEVENTS),
     ] {
         wait_until(
             &format!("{expected} documents in {pattern}"),
@@ -548,6 +706,36 @@ fn sources(answer: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// The buckets Elasticsearch's `date_histogram` of `width` seconds answers for documents at
+/// `times` (in order): every bucket from the first document's to the last one's, empty ones
+/// included, as `[key in ms, doc_count]`.
+fn expected_buckets(times: &[i64], width: i64) -> Vec<Value> {
+    let bucket = |secs: i64| secs.div_euclid(width) * width;
+    let (Some(first), Some(last)) = (times.first(), times.last()) else {
+        return Vec::new();
+    };
+    let (first, last) = (bucket(*first), bucket(*last));
+    (0..=(last - first) / width)
+        .map(|k| {
+            let key = first + k * width;
+            json!([
+                key * 1000,
+                times.iter().filter(|t| bucket(**t) == key).count()
+            ])
+        })
+        .collect()
+}
+
+/// The aggregation `name`'s buckets, as `[key, doc_count]`.
+fn buckets(answer: &Value, name: &str) -> Vec<Value> {
+    answer["aggregations"][name]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| json!([b["key"], b["doc_count"]]))
+        .collect()
+}
+
 // --- logging client -------------------------------------------------------------------------
 
 #[test]
@@ -593,30 +781,9 @@ fn ks_logging_count_logs_by_interval() {
     assert_eq!(answer["hits"]["total"]["value"], json!(matching.len()));
     assert_eq!(answer["hits"]["hits"], json!([]));
     // 15-minute buckets from the first to the last line, in milliseconds.
-    let bucket = |secs: i64| secs.div_euclid(900) * 900;
-    let first = bucket(matching.first().unwrap().secs);
-    let last = bucket(matching.last().unwrap().secs);
-    let expected: Vec<(i64, usize)> = (0..=(last - first) / 900)
-        .map(|k| {
-            let key = first + k * 900;
-            (
-                key * 1000,
-                matching.iter().filter(|l| bucket(l.secs) == key).count(),
-            )
-        })
-        .collect();
-    let got: Vec<(i64, usize)> = answer["aggregations"]["date_histogram_aggregation"]["buckets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["key"].as_i64().unwrap(),
-                b["doc_count"].as_u64().unwrap() as usize,
-            )
-        })
-        .collect();
-    assert_eq!(got, expected);
+    let times: Vec<i64> = matching.iter().map(|l| l.secs).collect();
+    let expected = expected_buckets(&times, 900);
+    assert_eq!(buckets(&answer, "date_histogram_aggregation"), expected);
     assert_eq!(expected.len(), 8, "two hours of 15-minute buckets");
 }
 
@@ -909,25 +1076,13 @@ fn ks_auditing_count_over_time_and_statistics() {
         });
         let answer = ks_search(&server, &audit_indices(), &body);
         assert_eq!(answer["hits"]["total"]["value"], json!(expected.len()));
-        let bucket = |secs: i64| secs.div_euclid(1800) * 1800;
-        let first = bucket(expected.first().unwrap().secs);
-        let last = bucket(expected.last().unwrap().secs);
-        let want: Vec<Value> = (0..=(last - first) / 1800)
-            .map(|k| {
-                let key = first + k * 1800;
-                json!([
-                    key * 1000,
-                    expected.iter().filter(|a| bucket(a.secs) == key).count()
-                ])
-            })
-            .collect();
-        let got: Vec<Value> = answer["aggregations"]["date_histogram_aggregation"]["buckets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| json!([b["key"], b["doc_count"]]))
-            .collect();
-        assert_eq!(got, want, "{}", case.name);
+        let times: Vec<i64> = expected.iter().map(|a| a.secs).collect();
+        assert_eq!(
+            buckets(&answer, "date_histogram_aggregation"),
+            expected_buckets(&times, 1800),
+            "{}",
+            case.name
+        );
         // StatisticsOnResources.
         let body = json!({
             "query": audit_query(&case.clause, AUDIT_FROM, AUDIT_TO),
@@ -967,37 +1122,222 @@ fn ks_auditing_fields_trawl_does_not_keep_are_refused() {
 
 // --- events client, versions, refusals, scopes ------------------------------------------------
 
+/// One filter kind of the events client (`parseToQueryPart`): its clause, and which events it
+/// keeps.
+struct EventCase {
+    name: &'static str,
+    clause: Value,
+    keeps: fn(&KEvent) -> bool,
+}
+
+fn event_cases() -> Vec<EventCase> {
+    let should = |items: Vec<Value>| json!({"bool": {"should": items, "minimum_should_match": 1}});
+    vec![
+        EventCase {
+            name: "namespace map (with creation time) and cluster-scoped objects",
+            clause: should(vec![
+                json!({"bool": {"filter": [
+                    {"match_phrase": {"involvedObject.namespace.keyword": "demo"}},
+                    {"range": {"lastTimestamp": {"gte": go_time(START + 40 * MINUTE)}}}
+                ]}}),
+                json!({"bool": {"must_not": [{"exists": {"field": "involvedObject.namespace"}}]}}),
+            ]),
+            keeps: |e| {
+                (e.namespace == "demo" && e.secs >= START + 40 * MINUTE) || e.namespace.is_empty()
+            },
+        },
+        EventCase {
+            name: "object names",
+            clause: should(vec![
+                json!({"match_phrase": {"involvedObject.name.keyword": "db-0"}}),
+                json!({"match_phrase": {"involvedObject.name.keyword": "web"}}),
+            ]),
+            keeps: |e| e.name == "db-0" || e.name == "web",
+        },
+        EventCase {
+            name: "object name fuzzy",
+            clause: should(vec![
+                json!({"match_phrase_prefix": {"involvedObject.name": "web-5d8f"}}),
+            ]),
+            keeps: |e| e.name.starts_with("web-5d8f"),
+        },
+        EventCase {
+            // As Elasticsearch's text mapping does, the case of the kind is ignored.
+            name: "object kinds",
+            clause: should(vec![
+                json!({"match_phrase": {"involvedObject.kind": "pod"}}),
+                json!({"match_phrase": {"involvedObject.kind": "Node"}}),
+            ]),
+            keeps: |e| e.kind == "Pod" || e.kind == "Node",
+        },
+        EventCase {
+            name: "reasons",
+            clause: should(vec![
+                json!({"match_phrase": {"reason": "BackOff"}}),
+                json!({"match_phrase": {"reason": "unhealthy"}}),
+            ]),
+            keeps: |e| e.reason == "BackOff" || e.reason == "Unhealthy",
+        },
+        EventCase {
+            name: "reason fuzzy",
+            clause: should(vec![json!({"wildcard": {"reason": "*ailed*"}})]),
+            keeps: |e| e.reason.contains("ailed"),
+        },
+        EventCase {
+            name: "message fuzzy",
+            clause: should(vec![
+                json!({"match_phrase_prefix": {"message": "Liveness probe fail"}}),
+            ]),
+            keeps: |e| e.message.starts_with("Liveness probe failed"),
+        },
+        EventCase {
+            name: "type",
+            clause: should(vec![json!({"match_phrase": {"type": "Warning"}})]),
+            keeps: |e| e.etype == "Warning",
+        },
+    ]
+}
+
+/// The events client's query: the case's clause and the time range on `lastTimestamp`.
+fn event_query(clause: &Value, start: i64, end: i64) -> Value {
+    json!({"bool": {"filter": [
+        clause,
+        {"range": {"lastTimestamp": {"gte": go_time(start), "lte": go_time(end)}}}
+    ]}})
+}
+
+const EVENTS_FROM: i64 = START + 20 * MINUTE;
+const EVENTS_TO: i64 = START + 130 * MINUTE;
+
+fn event_indices() -> String {
+    daily_indices("ks-logstash-events", EVENTS_FROM, EVENTS_TO)
+}
+
+fn expected_events(case: &EventCase) -> Vec<KEvent> {
+    kevents()
+        .into_iter()
+        .filter(|e| e.secs >= EVENTS_FROM && e.secs <= EVENTS_TO && (case.keeps)(e))
+        .collect()
+}
+
 #[test]
-fn ks_events_search_without_an_events_stream_answers_as_for_a_missing_index() {
+fn ks_events_search_with_each_filter_kind() {
     let (_tmp, server) = start("", None);
-    let body = json!({
-        "query": {"bool": {"filter": [{"range": {"lastTimestamp": {"gte": go_time(START), "lte": go_time(START + 3600)}}}]}},
-        "sort": [{"lastTimestamp": "desc"}], "from": 0, "size": 10
-    });
-    // The pattern and the daily names (ignored when unavailable): no index, no hits.
-    for indices in [
-        "ks-logstash-events*".to_string(),
-        daily_indices("ks-logstash-events", START, START + 3600),
-    ] {
-        let answer = ks_search(&server, &indices, &body);
-        assert_eq!(
-            answer["hits"]["total"],
-            json!({"value": 0, "relation": "eq"})
-        );
-        assert_eq!(answer["_shards"]["total"], json!(0));
+    for case in event_cases() {
+        let expected = expected_events(&case);
+        assert!(!expected.is_empty(), "{}", case.name);
+        for (order, from, size) in [("desc", 0, 100), ("asc", 2, 3)] {
+            let body = json!({
+                "from": from, "size": size,
+                "query": event_query(&case.clause, EVENTS_FROM, EVENTS_TO),
+                "sort": [{"lastTimestamp": {"order": order}}]
+            });
+            let answer = ks_search(&server, &event_indices(), &body);
+            assert_eq!(
+                answer["hits"]["total"]["value"],
+                json!(expected.len()),
+                "{}",
+                case.name
+            );
+            let mut want: Vec<&str> = expected.iter().map(|e| e.uid.as_str()).collect();
+            if order == "desc" {
+                want.reverse();
+            }
+            let want: Vec<&str> = want.into_iter().skip(from).take(size).collect();
+            let got: Vec<&str> = answer["hits"]["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["_source"]["metadata"]["uid"].as_str().unwrap())
+                .collect();
+            assert_eq!(got, want, "{} {order}", case.name);
+        }
     }
-    // A daily name without `ignore_unavailable`: 404, as Elasticsearch answers.
-    let (status, answer) = es(
-        client().post(server.at("/api/v1/_elastic/ks-logstash-events-2026.01.14/_search")),
-        UA_V7,
-        &body,
-    );
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(answer["error"]["type"], json!("index_not_found_exception"));
+    // `_source` is the core v1 `Event` ks-apiserver decodes, with what it carried.
+    let one = &kevents()[17];
+    let clause = json!({"bool": {"should": [{"match_phrase": {"metadata.uid.keyword": one.uid}}], "minimum_should_match": 1}});
+    let body = json!({"query": event_query(&clause, EVENTS_FROM, EVENTS_TO), "size": 10});
+    let answer = ks_search(&server, &event_indices(), &body);
+    assert_eq!(answer["hits"]["total"]["value"], json!(1));
+    assert_eq!(answer["hits"]["hits"][0]["_index"], json!("events"));
+    let source = &answer["hits"]["hits"][0]["_source"];
+    let sent = one.document();
     assert_eq!(
-        answer["error"]["reason"],
-        json!("no such index [ks-logstash-events-2026.01.14]")
+        source["involvedObject"]["kind"],
+        sent["involvedObject"]["kind"]
     );
+    assert_eq!(
+        source["involvedObject"]["name"],
+        sent["involvedObject"]["name"]
+    );
+    assert_eq!(
+        source["involvedObject"]["namespace"],
+        sent["involvedObject"]["namespace"]
+    );
+    assert_eq!(
+        source["involvedObject"]["uid"],
+        sent["involvedObject"]["uid"]
+    );
+    for key in ["reason", "message", "type", "count"] {
+        assert_eq!(source[key], sent[key], "{key}");
+    }
+    assert_eq!(source["metadata"]["name"], sent["metadata"]["name"]);
+    assert_eq!(
+        source["metadata"]["resourceVersion"],
+        sent["metadata"]["resourceVersion"]
+    );
+    assert_eq!(source["source"]["component"], sent["source"]["component"]);
+    assert_eq!(
+        source["lastTimestamp"],
+        json!(rfc3339(one.secs, Some(0), 0))
+    );
+    assert_eq!(
+        source["firstTimestamp"],
+        json!(rfc3339(one.secs - (one.count - 1) * MINUTE, Some(0), 0))
+    );
+}
+
+#[test]
+fn ks_events_count_over_time_and_statistics_on_resources() {
+    let (_tmp, server) = start("", None);
+    for case in event_cases() {
+        let expected = expected_events(&case);
+        // CountOverTime: 15-minute buckets of `lastTimestamp` (the client's default interval).
+        let body = json!({
+            "query": event_query(&case.clause, EVENTS_FROM, EVENTS_TO),
+            "aggs": {"events_count_over_lasttimestamp": {"date_histogram": {"field": "lastTimestamp", "interval": "15m"}}},
+            "size": 0
+        });
+        let answer = ks_search(&server, &event_indices(), &body);
+        assert_eq!(
+            answer["hits"]["total"]["value"],
+            json!(expected.len()),
+            "{}",
+            case.name
+        );
+        let times: Vec<i64> = expected.iter().map(|e| e.secs).collect();
+        assert_eq!(
+            buckets(&answer, "events_count_over_lasttimestamp"),
+            expected_buckets(&times, 900),
+            "{}",
+            case.name
+        );
+        // StatisticsOnResources: the events and the distinct objects they are about.
+        let body = json!({
+            "query": event_query(&case.clause, EVENTS_FROM, EVENTS_TO),
+            "aggs": {"resources_count": {"cardinality": {"field": "involvedObject.uid.keyword"}}},
+            "size": 0
+        });
+        let answer = ks_search(&server, &event_indices(), &body);
+        let objects: BTreeSet<String> = expected.iter().map(KEvent::object_uid).collect();
+        assert_eq!(answer["hits"]["total"]["value"], json!(expected.len()));
+        assert_eq!(
+            answer["aggregations"]["resources_count"]["value"],
+            json!(objects.len()),
+            "{}",
+            case.name
+        );
+    }
 }
 
 #[test]
@@ -1096,6 +1436,32 @@ fn ks_queries_with_a_namespace_scoped_token_see_only_its_namespace() {
         .unwrap()
         .iter()
         .map(|h| h["_source"]["ObjectRef"]["Namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, BTreeSet::from(["demo"]));
+    // And the events search: `demo`'s objects only, no cluster-scoped object's events.
+    let all =
+        json!({"bool": {"should": [{"wildcard": {"reason": "*"}}], "minimum_should_match": 1}});
+    let (status, answer) = ks_search_raw(
+        &server,
+        &event_indices(),
+        &json!({"query": event_query(&all, EVENTS_FROM, EVENTS_TO), "size": 100}),
+        Some(demo),
+    );
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let want = kevents()
+        .iter()
+        .filter(|e| e.secs >= EVENTS_FROM && e.secs <= EVENTS_TO && e.namespace == "demo")
+        .count();
+    assert_eq!(answer["hits"]["total"]["value"], json!(want));
+    let namespaces: BTreeSet<&str> = answer["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            h["_source"]["involvedObject"]["namespace"]
+                .as_str()
+                .unwrap()
+        })
         .collect();
     assert_eq!(namespaces, BTreeSet::from(["demo"]));
 }

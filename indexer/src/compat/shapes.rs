@@ -75,7 +75,8 @@ pub(crate) fn normalise_line<'a>(
             shippers::audit_aliases(&mut doc);
             Normalised::encoded(&doc)
         }
-        StreamKind::Generic => Ok(Normalised::as_it_came(line)),
+        // Raw Event objects and flat documents alike are read by the stream's document builder.
+        StreamKind::Events | StreamKind::Generic => Ok(Normalised::as_it_came(line)),
     }
 }
 

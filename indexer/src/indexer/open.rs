@@ -150,6 +150,10 @@ impl Indexer {
 
 /// The streams to open: the built-in ones, those declared in the configuration, and those
 /// created on first write earlier (a declaration in the configuration wins over the catalog).
+///
+/// The built-in `events` stream gives way to a generic `events` stream declared in the
+/// configuration or created on first write before it was built in: its splits were written
+/// with that stream's schema, which stays theirs.
 fn stream_specs(settings: &IndexerSettings, catalog: &Catalog) -> Result<Vec<StreamSpec>> {
     let mut specs = vec![StreamSpec::logs(), StreamSpec::audit()];
     let builtin = |name: &str| trawl_config::BUILTIN_STREAMS.contains(&name);
@@ -162,6 +166,14 @@ fn stream_specs(settings: &IndexerSettings, catalog: &Catalog) -> Result<Vec<Str
         if !builtin(&name) && !settings.declared_streams.contains_key(&name) {
             specs.push(StreamSpec::generic(&name, &config)?);
         }
+    }
+    if !specs.iter().any(|s| s.name == trawl_model::EVENTS_STREAM) {
+        specs.push(StreamSpec::events());
+    } else {
+        tracing::warn!(
+            "a generic stream named `events` is declared or was created on first write: it \
+             keeps its own fields, and Kubernetes Event objects are not mapped into it"
+        );
     }
     Ok(specs)
 }

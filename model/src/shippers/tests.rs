@@ -361,3 +361,51 @@ fn loki_labels_and_otlp_resource_attributes_name_record_fields() {
         assert!(slot.is_some(), "{field} is not a text field of the record");
     }
 }
+
+/// An `events` record given back in the core v1 shape (what ks-apiserver's events client
+/// decodes) reads as the same event again, and every name of either version finds its field.
+#[test]
+fn events_records_go_back_to_core_v1_events_and_names_find_their_fields() {
+    let raw = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "web-1.17a", "namespace": "shop", "uid": "e-1", "resourceVersion": "9"},
+        "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "web-1", "uid": "p-1",
+                           "fieldPath": "spec.containers{app}"},
+        "reason": "Unhealthy", "message": "Liveness probe failed: HTTP probe failed with statuscode: 500",
+        "source": {"component": "kubelet", "host": "node-1"},
+        "firstTimestamp": "2026-11-25T10:00:00Z", "lastTimestamp": "2026-11-25T10:01:00Z",
+        "count": 4, "type": "Warning"
+    });
+    let event = crate::events::parse_event_line(raw.to_string().as_bytes()).unwrap();
+    let flat = map(serde_json::to_value(&event).unwrap());
+    let core = kubesphere_source(crate::EVENTS_STREAM, &flat);
+    assert_eq!(core["involvedObject"]["name"], "web-1");
+    assert_eq!(core["involvedObject"]["fieldPath"], "spec.containers{app}");
+    assert_eq!(core["metadata"]["namespace"], "shop");
+    assert_eq!(
+        core["source"],
+        json!({"component": "kubelet", "host": "node-1"})
+    );
+    assert_eq!(core["reportingComponent"], "kubelet");
+    assert_eq!(core["lastTimestamp"], "2026-11-25T10:01:00.000000000Z");
+    assert_eq!(core["count"], 4);
+    let again =
+        crate::events::parse_event_line(Value::Object(core).to_string().as_bytes()).unwrap();
+    assert_eq!(again, event);
+
+    for (name, field) in [
+        ("involvedObject.namespace", "namespace"),
+        ("regarding.namespace", "namespace"),
+        ("metadata.namespace", "namespace"),
+        ("involvedObject.uid", "uid"),
+        ("lastTimestamp", "timestamp"),
+        ("note", "message"),
+        ("message", "message"),
+        ("reportingComponent", "reporting_controller"),
+        ("source.component", "reporting_controller"),
+        ("series.count", "count"),
+    ] {
+        assert_eq!(event_field(name), Some(field), "{name}");
+    }
+    assert_eq!(event_field("involvedObject.apiVersion"), None);
+}

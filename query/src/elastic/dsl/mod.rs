@@ -38,7 +38,9 @@ pub(crate) use range::time_bounds;
 /// `.keyword` sub-field is the field itself (our keyword fields are already exact), and on
 /// `logs` the shippers' names are ours, by the alias table ingest uses
 /// ([`trawl_model::shippers::LOG_ALIASES`]: `kubernetes.pod_name`, `container.image.name`,
-/// `log`, ...). Names the schema has are kept as given.
+/// `log`, ...), on `audit` kube-auditing's ([`trawl_model::shippers::KUBE_AUDITING_ALIASES`]),
+/// on `events` those of both `Event` versions ([`trawl_model::shippers::EVENT_ALIASES`]:
+/// `involvedObject.name`, `lastTimestamp`, ...). Names the schema has are kept as given.
 pub(crate) fn canonical_field(schema: &Schema, stream: &str, name: &str) -> String {
     let known = match schema.find_field(name) {
         Some((_, "")) => true,
@@ -63,6 +65,11 @@ pub(crate) fn canonical_field(schema: &Schema, stream: &str, name: &str) -> Stri
     }
     if stream == trawl_model::AUDIT_STREAM {
         if let Some(ours) = trawl_model::shippers::audit_field(base) {
+            return ours.to_string();
+        }
+    }
+    if stream == trawl_model::EVENTS_STREAM {
+        if let Some(ours) = trawl_model::shippers::event_field(base) {
             return ours.to_string();
         }
     }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use tantivy::query::{AllQuery, EmptyQuery, Query, QueryParser, TermQuery};
 use tantivy::query_grammar::{Delimiter, UserInputAst, UserInputLeaf};
-use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::schema::{Field, FieldType, IndexRecordOption};
 use tantivy::Term;
 
 use super::compound::{boolean, minimum_should_match};
@@ -87,6 +87,17 @@ impl Translator<'_> {
             return Ok(Box::new(EmptyQuery));
         };
         if self.text_tokenizer(&resolved).is_none() && !resolved.json && !prefix {
+            let text = matches!(self.field_type(resolved.field), FieldType::Str(_));
+            if text
+                && self.snapshot.stream == trawl_model::EVENTS_STREAM
+                && !name.ends_with(".keyword")
+            {
+                // Elasticsearch maps an Event's strings as text beside a `.keyword`: a phrase on
+                // the text ignores case (ks-apiserver's events client relies on it for `type`,
+                // `reason` and `involvedObject.kind`), one on `.keyword` does not.
+                let pattern = format!("(?i){}", regex_escape(&scalar_text(value)?));
+                return self.regex(name, &pattern, "match_phrase");
+            }
             return self.term(name, value);
         }
         if prefix && !resolved.json {
