@@ -1,7 +1,8 @@
 //! `trawl standalone --demo`: a synthetic cluster under the data directory, so that a newcomer
 //! has live data to search at once. Pods in several namespaces write CRI log files (JSON and
 //! text logs, partial lines, stack traces, restarts, rotations) that the real collector tails,
-//! and an "API server" posts audit events to the real webhook.
+//! and an "API server" posts audit events to the real webhook and Kubernetes Events to the
+//! `events` stream's ingest endpoint.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -130,7 +131,8 @@ fn pods() -> Vec<Pod> {
 }
 
 /// Starts the synthetic cluster: a thread writing pod logs and a task posting audit events to
-/// the webhook at `addr`. Both run until the process exits.
+/// the webhook at `addr` and Kubernetes Events to its `events` stream. Both run until the
+/// process exits.
 pub fn start(config: &Config, addr: SocketAddr) -> anyhow::Result<()> {
     let root = pods_dir(config);
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
@@ -142,7 +144,9 @@ pub fn start(config: &Config, addr: SocketAddr) -> anyhow::Result<()> {
             }
         })?;
     tokio::spawn(run_api_server(addr));
-    tracing::info!("demo cluster started: pods write logs, the API server posts audit events");
+    tracing::info!(
+        "demo cluster started: pods write logs, the API server posts audit and Kubernetes events"
+    );
     Ok(())
 }
 
@@ -286,7 +290,9 @@ fn message(kind: Kind, rng: &mut Rng) -> (&'static str, String) {
 async fn run_api_server(addr: SocketAddr) {
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/api/v1/audit/webhook");
+    let events_url = format!("http://{addr}/api/v1/events/ingest");
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut kube = KubeEvents::default();
     let now = Timestamp::now().nanos();
     let hour = 3_600_000_000_000i64;
     let mut seq = 0u64;
@@ -298,6 +304,10 @@ async fn run_api_server(addr: SocketAddr) {
         })
         .collect();
     post(&client, &url, history).await;
+    let history: Vec<Value> = (0..60)
+        .map(|i| kube.next(&mut rng, now - hour + i * (hour / 60)))
+        .collect();
+    post_kube_events(&client, &events_url, history).await;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let events: Vec<Value> = (0..rng.below(5) + 1)
@@ -307,6 +317,79 @@ async fn run_api_server(addr: SocketAddr) {
             })
             .collect();
         post(&client, &url, events).await;
+        if rng.below(3) == 0 {
+            let event = kube.next(&mut rng, Timestamp::now().nanos());
+            post_kube_events(&client, &events_url, vec![event]).await;
+        }
+    }
+}
+
+/// The demo's Kubernetes Events: what its pods and nodes go through, each Event object updated
+/// in place (its count grows, a new resourceVersion) when the same thing happens again.
+#[derive(Default)]
+struct KubeEvents {
+    /// Per kind of occurrence below: how many times it happened so far, and when first.
+    counts: Vec<u64>,
+    first: Vec<Option<i64>>,
+    resource_version: u64,
+}
+
+impl KubeEvents {
+    /// namespace, kind, name, container, reason, type, component, message.
+    const KINDS: [[&'static str; 8]; 8] = [
+        ["shop", "Pod", "web-7d9f8-x2k4p", "web", "Pulled", "Normal", "kubelet", "Container image \"registry.example.com/shop/web:2.4.1\" already present on machine"],
+        ["shop", "Pod", "web-7d9f8-q8m2z", "web", "Unhealthy", "Warning", "kubelet", "Readiness probe failed: HTTP probe failed with statuscode: 503"],
+        ["payments", "Pod", "checkout-5c7b9-hh2lk", "checkout", "BackOff", "Warning", "kubelet", "Back-off restarting failed container checkout in pod checkout-5c7b9-hh2lk_payments"],
+        ["payments", "Pod", "checkout-5c7b9-hh2lk", "checkout", "Killing", "Normal", "kubelet", "Container checkout failed liveness probe, will be restarted"],
+        ["monitoring", "Pod", "prometheus-0", "prometheus", "FailedScheduling", "Warning", "default-scheduler", "0/12 nodes are available: 3 Insufficient memory, 9 node(s) didn't match pod anti-affinity rules."],
+        ["shop", "Deployment", "web", "", "ScalingReplicaSet", "Normal", "deployment-controller", "Scaled up replica set web-7d9f8 to 2"],
+        ["", "Node", "node-2", "", "NodeHasDiskPressure", "Warning", "kubelet", "Node node-2 status is now: NodeHasDiskPressure"],
+        ["kube-system", "Pod", "coredns-5d78c-9xk2w", "coredns", "Pulling", "Normal", "kubelet", "Pulling image \"registry.k8s.io/coredns/coredns:v1.11.1\""],
+    ];
+
+    /// The next update, at `ts`: a core v1 Event as `kubectl get events -o json` lists it.
+    fn next(&mut self, rng: &mut Rng, ts: i64) -> Value {
+        self.counts.resize(Self::KINDS.len(), 0);
+        self.first.resize(Self::KINDS.len(), None);
+        let i = rng.below(Self::KINDS.len() as u64) as usize;
+        let [namespace, kind, name, container, reason, event_type, component, message] =
+            Self::KINDS[i];
+        self.counts[i] += 1;
+        let first = *self.first[i].get_or_insert(ts);
+        self.resource_version += 1;
+        let mut object = json!({"kind": kind, "name": name, "uid": format!("demo-{kind}-{name}")});
+        if !namespace.is_empty() {
+            object["namespace"] = json!(namespace);
+        }
+        if !container.is_empty() {
+            object["fieldPath"] = json!(format!("spec.containers{{{container}}}"));
+        }
+        let host = if component == "kubelet" { "node-2" } else { "" };
+        json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": format!("{name}.demo{i}"),
+                "namespace": if namespace.is_empty() { "default" } else { namespace },
+                "uid": format!("demo-event-{i}"),
+                "resourceVersion": self.resource_version.to_string(),
+            },
+            "involvedObject": object,
+            "reason": reason,
+            "message": message,
+            "type": event_type,
+            "source": {"component": component, "host": host},
+            "count": self.counts[i],
+            "firstTimestamp": Timestamp(first).to_rfc3339(),
+            "lastTimestamp": Timestamp(ts).to_rfc3339(),
+        })
+    }
+}
+
+async fn post_kube_events(client: &reqwest::Client, url: &str, events: Vec<Value>) {
+    let body: String = events.iter().map(|e| format!("{e}\n")).collect();
+    if let Err(err) = client.post(url).body(body).send().await {
+        tracing::warn!(%err, "demo API server could not post Kubernetes events");
     }
 }
 

@@ -1,5 +1,6 @@
-//! The walking skeleton: zstd ingest, exact totals under time bounds, sort/limit/fields, and
-//! durability of acknowledged records across SIGKILL and SIGTERM.
+//! The walking skeleton: zstd ingest, exact totals under time bounds, sort/limit/fields,
+//! durability of acknowledged records across SIGKILL and SIGTERM, and the demo cluster a
+//! newcomer runs first.
 
 use serde_json::Value;
 
@@ -224,4 +225,36 @@ fn answers_503_until_every_role_is_up() {
     server.wait_ready();
     let (status, body) = server.search_raw("logs", &[("q", "*")]);
     assert_eq!((status.as_u16(), body["total"].as_u64()), (200, Some(0)));
+}
+
+/// `trawl standalone --demo` (the README's first command): its pods' logs come through the
+/// real collector, its audit events through the webhook, its Kubernetes Events through the
+/// `events` ingest endpoint; each stream holds at least the hour of history written at start.
+#[test]
+fn the_demo_cluster_fills_logs_audit_and_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start_with_config("standalone --demo", &data, "");
+    let total = |stream: &str, q: &str| -> u64 {
+        let body = server.search(stream, &[("q", q), ("start", "now-2h"), ("limit", "0")]);
+        body["total"].as_u64().unwrap()
+    };
+    wait_until(
+        "the demo's history in every stream",
+        SEARCHABLE_TIMEOUT,
+        || total("logs", "*") > 0 && total("audit", "*") >= 200 && total("events", "*") >= 60,
+    );
+    // What the demo's pods and nodes go through, as the Kubernetes fields say it.
+    assert!(total("events", "type:Warning AND reason:BackOff AND kind:Pod") > 0);
+    let node = server.search("events", &[("q", "kind:Node"), ("limit", "1")]);
+    assert_eq!(node["hits"][0]["name"], "node-2");
+    assert!(node["hits"][0].get("namespace").is_none(), "{node}");
+    assert!(total("logs", "namespace:shop") > 0);
+    assert!(total("audit", "subresource:exec") > 0);
+    let hit = server.search("events", &[("q", "reason:BackOff"), ("limit", "1")]);
+    let hit: &Value = &hit["hits"][0];
+    assert_eq!(hit["namespace"], "payments");
+    assert_eq!(hit["field_path"], "spec.containers{checkout}");
+    assert_eq!(hit["node"], "node-2");
+    server.stop();
 }

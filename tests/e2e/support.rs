@@ -123,8 +123,9 @@ impl Server {
                 command.env_remove(key);
             }
         }
+        // `role` may carry the role's flags (`standalone --demo`).
         let mut child = command
-            .arg(role)
+            .args(role.split_whitespace())
             .arg("--listen")
             .arg(listen)
             .arg("--data-dir")
