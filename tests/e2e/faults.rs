@@ -362,12 +362,22 @@ fn tally(indexer: &Server, pods: &[PodLog]) -> Tally {
         }
     }
     for (pod, counts) in seen.iter().enumerate() {
-        for (n, &count) in counts.iter().enumerate() {
-            if count == 0 {
-                tally.missing += 1;
-                if tally.missing <= 5 {
-                    eprintln!("missing: {} line {n}", pods[pod].name);
+        // Missing lines as ranges (a lost file or batch is one range), for the investigation
+        // of a failed run.
+        let mut from: Option<usize> = None;
+        for (n, &count) in counts.iter().chain([&1]).enumerate() {
+            match (count == 0, from) {
+                (true, None) => from = Some(n),
+                (false, Some(start)) => {
+                    tally.missing += n - start;
+                    eprintln!(
+                        "missing: {} lines {start}..{n} ({} lines)",
+                        pods[pod].name,
+                        n - start
+                    );
+                    from = None;
                 }
+                _ => {}
             }
         }
     }
@@ -531,13 +541,16 @@ fn two_hundred_thousand_lines_exactly_once_through_kills_rotations_and_a_full_di
             break;
         }
         if Instant::now() >= deadline {
-            // Say what is missing rather than only that time ran out.
+            // Say what is missing rather than only that time ran out, and keep the run's
+            // files (pods, both data directories, every process's log) for the investigation.
             let tally = tally(cluster.indexer(), &pods);
+            let kept = dir.keep();
             panic!(
                 "seed {seed}: {indexed} of {written} lines indexed after {CATCH_UP:?}, \
-                 {} merge-publish aborts; collector retries {}; {tally:?}",
+                 {} merge-publish aborts; collector retries {}; {tally:?}; files kept in {}",
                 cluster.merge_crashes,
-                cluster.collector_retries()
+                cluster.collector_retries(),
+                kept.display()
             );
         }
         std::thread::sleep(Duration::from_millis(250));
