@@ -60,12 +60,15 @@
 //!   matching records; exports in every format hold exactly the matching records (sorted in
 //!   hit order when asked); the `trawl search` and `trawl export` client commands, and their
 //!   error messages.
-//! - `kubesphere` — KubeSphere's ks-apiserver as a client: Fluent Bit and kube-auditing
-//!   documents `_bulk`-written to `ks-logstash-*-<date>`, then the exact bodies of its logging
-//!   and auditing clients (search, count over time, statistics, every filter kind) answered
-//!   with counts, buckets, pages and `_source` shapes equal to a computed ground truth; its
-//!   version probe, `hits.total` by client major, events without an events stream, refusals
-//!   (scroll, audit fields not kept) and a namespace-scoped token.
+//! - `events`    — Kubernetes Events of both API versions and watch events: one document per
+//!   update across relists, resends and a SIGKILL; the `pod-failures` report against a ground
+//!   truth, each row's query finding its documents.
+//! - `kubesphere` — KubeSphere's ks-apiserver as a client: Fluent Bit, kube-auditing and
+//!   events-exporter documents `_bulk`-written to `ks-logstash-*-<date>`, then the exact bodies
+//!   of its logging, auditing and events clients (search, count over time, statistics, every
+//!   filter kind) answered with counts, buckets, pages and `_source` shapes equal to a
+//!   computed ground truth; its version probe, `hits.total` by client major, refusals (scroll,
+//!   audit fields not kept) and a namespace-scoped token.
 //! - `resend`    — a batch resent to `_bulk`, the ingest API, OTLP or Loki push (after a dropped
 //!   answer, `"errors": true`, SIGKILL, a seal) is answered again and indexed once; `_bulk`
 //!   `create` of a written `_id` is a 409 item; lean answers and `filter_path`; WAL replay
@@ -100,6 +103,8 @@ mod crash_merge;
 mod distributed;
 #[path = "e2e/elastic.rs"]
 mod elastic;
+#[path = "e2e/events.rs"]
+mod events;
 #[path = "e2e/export_tail.rs"]
 mod export_tail;
 #[path = "e2e/faults.rs"]

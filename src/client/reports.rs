@@ -1,5 +1,5 @@
-//! `trawl reports <name>`: a ready audit report (`GET /api/v1/audit/reports/{name}`) as a
-//! table or JSON.
+//! `trawl reports <name>`: a ready report (`GET /api/v1/audit/reports/{name}`, or
+//! `/api/v1/events/reports/pod-failures`) as a table or JSON.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ pub enum ReportOutput {
 
 #[derive(Args, Debug)]
 pub struct ReportsArgs {
-    /// Report name, e.g. top-users.
+    /// Report name, e.g. top-users or pod-failures.
     pub name: String,
     #[command(flatten)]
     pub time: TimeArgs,
@@ -52,7 +52,13 @@ pub async fn run(args: ReportsArgs) -> anyhow::Result<ExitCode> {
     if let Some(limit) = args.limit {
         params.push(("limit", limit.to_string()));
     }
-    let path = format!("/api/v1/audit/reports/{}", args.name);
+    // The one report of the `events` stream; the others read `audit`.
+    let stream = if args.name == "pod-failures" {
+        "events"
+    } else {
+        "audit"
+    };
+    let path = format!("/api/v1/{stream}/reports/{}", args.name);
     let answer = conn.json(conn.get(&path).query(&params)).await?;
     let mut out = std::io::stdout().lock();
     if args.output == ReportOutput::Json {

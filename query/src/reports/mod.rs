@@ -1,8 +1,9 @@
-//! Ready audit reports: `GET /api/v1/audit/reports/{name}` answers the questions security
-//! people ask of Kubernetes audit events (who did what, who was denied, who read secrets,
-//! exec'd into pods, changed RBAC, ...) as flat rows.
+//! Ready reports: `GET /api/v1/audit/reports/{name}` answers the questions security people ask
+//! of Kubernetes audit events (who did what, who was denied, who read secrets, exec'd into
+//! pods, changed RBAC, ...) as flat rows, and `GET /api/v1/events/reports/pod-failures` what
+//! went wrong with pods, from Kubernetes Events.
 //!
-//! Every report is one typed grouping pass over the fast fields of the `audit` stream
+//! Every report is one typed grouping pass over the fast fields of its stream
 //! ([`group`]: targets and segments in parallel, key ordinals merged by value), never reading
 //! stored documents. Each row carries its group keys, an exact `count`, `first_seen` and
 //! `last_seen` (to the nanosecond), and `query`: a query string that, run over the same
@@ -22,6 +23,7 @@
 //! sensitive.rs secret-access, token-requests, exec-attach, anonymous, impersonation
 //! changes.rs   deletions, privileged-pods, rbac-changes
 //! traffic.rs   timeline, latency
+//! pods.rs      pod-failures (the `events` stream)
 //! tests/       a generated corpus with known answers (corpus.rs) and every report against it
 //! ```
 
@@ -31,6 +33,7 @@ mod denials;
 mod engine;
 mod filter;
 mod group;
+mod pods;
 mod sensitive;
 mod traffic;
 
@@ -47,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use trawl_config::QueryConfig;
 use trawl_index::{StreamSnapshot, StreamSource};
-use trawl_model::{Timestamp, AUDIT_STREAM};
+use trawl_model::{Timestamp, AUDIT_STREAM, EVENTS_STREAM};
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
@@ -94,11 +97,14 @@ pub enum Report {
     Timeline,
     /// p50, p90 and p99 of `latency_ms` per verb and resource.
     Latency,
+    /// Kubernetes Events of pods that failed (crash loops, image pulls, OOM kills, scheduling,
+    /// evictions, probes) per namespace, pod and reason: the `events` stream.
+    PodFailures,
 }
 
 impl Report {
     /// Every report, in the order they are documented.
-    pub const ALL: [Report; 16] = [
+    pub const ALL: [Report; 17] = [
         Report::TopUsers,
         Report::TopResources,
         Report::TopSourceIps,
@@ -115,6 +121,7 @@ impl Report {
         Report::Impersonation,
         Report::Timeline,
         Report::Latency,
+        Report::PodFailures,
     ];
 
     /// The report's name in the URL.
@@ -136,6 +143,15 @@ impl Report {
             Report::Impersonation => "impersonation",
             Report::Timeline => "timeline",
             Report::Latency => "latency",
+            Report::PodFailures => "pod-failures",
+        }
+    }
+
+    /// The stream the report reads (and the path it is served under).
+    pub fn stream(self) -> &'static str {
+        match self {
+            Report::PodFailures => EVENTS_STREAM,
+            _ => AUDIT_STREAM,
         }
     }
 
@@ -403,6 +419,7 @@ pub fn run_report(
         Report::RbacChanges => changes::rbac_changes(&ctx),
         Report::Timeline => traffic::timeline(&ctx),
         Report::Latency => traffic::latency(&ctx),
+        Report::PodFailures => pods::pod_failures(&ctx),
     }?;
     Ok(ReportResponse {
         report: request.report.name().to_string(),
@@ -419,8 +436,9 @@ const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 /// The report route's state; `extra` is the report settings.
 type AppState<S> = crate::state::AppState<S, Arc<ReportSettings>>;
 
-/// The report route: `GET /api/v1/audit/reports/{name}` with `start`, `end`, `q`, `limit` and
-/// the report's own parameters, answering [`ReportResponse`] as JSON. An unknown report is a
+/// The report routes: `GET /api/v1/audit/reports/{name}` (and `/api/v1/events/reports/{name}`
+/// for the `events` stream's) with `start`, `end`, `q`, `limit` and the report's own
+/// parameters, answering [`ReportResponse`] as JSON. An unknown report is a
 /// 404 whose message lists the reports; bad parameters are 400s.
 pub fn routes<S: StreamSource>(
     source: Arc<S>,
@@ -433,18 +451,39 @@ pub fn routes<S: StreamSource>(
         extra: Arc::new(settings),
     };
     Router::new()
-        .route("/api/v1/audit/reports/{name}", get(get_report::<S>))
+        .route("/api/v1/audit/reports/{name}", get(get_audit_report::<S>))
+        .route("/api/v1/events/reports/{name}", get(get_events_report::<S>))
         .with_state(state)
 }
 
-async fn get_report<S: StreamSource>(
-    State(state): State<AppState<S>>,
+async fn get_audit_report<S: StreamSource>(
+    state: State<AppState<S>>,
     scope: Scope,
     Path(name): Path<String>,
     params: std::result::Result<Query<ReportParams>, QueryRejection>,
 ) -> Response {
-    let Some(report) = Report::from_name(&name) else {
-        return unknown_report(&name);
+    get_report(AUDIT_STREAM, state, scope, name, params).await
+}
+
+async fn get_events_report<S: StreamSource>(
+    state: State<AppState<S>>,
+    scope: Scope,
+    Path(name): Path<String>,
+    params: std::result::Result<Query<ReportParams>, QueryRejection>,
+) -> Response {
+    get_report(EVENTS_STREAM, state, scope, name, params).await
+}
+
+/// A report of `stream` (a report of another stream is unknown here, as under its own path).
+async fn get_report<S: StreamSource>(
+    stream: &str,
+    State(state): State<AppState<S>>,
+    scope: Scope,
+    name: String,
+    params: std::result::Result<Query<ReportParams>, QueryRejection>,
+) -> Response {
+    let Some(report) = Report::from_name(&name).filter(|r| r.stream() == stream) else {
+        return unknown_report(stream, &name);
     };
     let params = match params {
         Ok(Query(params)) => params,
@@ -470,9 +509,10 @@ async fn execute<S: StreamSource>(
     let budget = state.limits.timeout;
     let state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
-        let snapshot = state
-            .source
-            .snapshot(AUDIT_STREAM, request.start, request.end)?;
+        let snapshot =
+            state
+                .source
+                .snapshot(request.report.stream(), request.start, request.end)?;
         run_report(&snapshot, &request, &state.extra, &state.limits)
     });
     match tokio::time::timeout(budget + TIMEOUT_GRACE, task).await {
@@ -484,9 +524,13 @@ async fn execute<S: StreamSource>(
     }
 }
 
-/// 404 in the API's error shape, naming the reports that exist.
-fn unknown_report(name: &str) -> Response {
-    let known: Vec<&str> = Report::ALL.iter().map(|r| r.name()).collect();
+/// 404 in the API's error shape, naming the reports of `stream`.
+fn unknown_report(stream: &str, name: &str) -> Response {
+    let known: Vec<&str> = Report::ALL
+        .iter()
+        .filter(|r| r.stream() == stream)
+        .map(|r| r.name())
+        .collect();
     let shown: String = name.chars().take(80).collect();
     let body = serde_json::json!({
         "error": {

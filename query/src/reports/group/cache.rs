@@ -120,6 +120,7 @@ fn estimate(groups: &Grouped) -> usize {
                     ExtraValue::Terms(terms) => terms.len() * 48,
                     ExtraValue::Any(_) => 1,
                     ExtraValue::Sketch(_) => 2048,
+                    ExtraValue::Max(_) => 16,
                 })
                 .sum();
             96 + names + extras

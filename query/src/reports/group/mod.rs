@@ -52,6 +52,8 @@ pub(crate) enum Extra {
     /// A sketch of an integer field's values, for percentiles (relative error 1 %, as
     /// tantivy's and Elasticsearch's `percentiles`).
     Sketch(&'static str),
+    /// The largest value of an integer field (`None` when no document has it).
+    Max(&'static str),
 }
 
 /// What an [`Extra`] gathered over a group.
@@ -60,6 +62,7 @@ pub(crate) enum ExtraValue {
     Terms(FxMap<Arc<str>, u64>),
     Any(bool),
     Sketch(Box<DDSketch>),
+    Max(Option<i64>),
 }
 
 impl ExtraValue {
@@ -74,6 +77,7 @@ impl ExtraValue {
             (ExtraValue::Sketch(into), ExtraValue::Sketch(from)) => into
                 .merge(&from)
                 .map_err(|err| Error::Internal(format!("merging sketches: {err}")))?,
+            (ExtraValue::Max(into), ExtraValue::Max(from)) => *into = max_opt(*into, from),
             _ => return Err(Error::Internal("mismatched report extras".to_string())),
         }
         Ok(())
@@ -339,6 +343,7 @@ fn name(
                 }
                 RawExtra::Any(any) => ExtraValue::Any(any),
                 RawExtra::Sketch(sketch) => ExtraValue::Sketch(sketch),
+                RawExtra::Max(max) => ExtraValue::Max(max),
             })
             .collect();
         let tally = Tally {
@@ -364,6 +369,7 @@ enum ExtraColumn {
     Terms(Option<StrColumn>),
     Any(Option<Column<bool>>),
     Sketch(Option<Column<i64>>),
+    Max(Option<Column<i64>>),
 }
 
 /// A group of one segment: keys still as ordinals.
@@ -378,6 +384,7 @@ enum RawExtra {
     Terms(FxMap<u64, u64>),
     Any(bool),
     Sketch(Box<DDSketch>),
+    Max(Option<i64>),
 }
 
 impl RawTally {
@@ -397,6 +404,7 @@ impl RawTally {
                     // Both are made with `Config::defaults()`: merging cannot fail.
                     let _ = into.merge(&from);
                 }
+                (RawExtra::Max(into), RawExtra::Max(from)) => *into = max_opt(*into, from),
                 _ => {}
             }
         }
@@ -430,6 +438,7 @@ impl Segment {
                     Extra::Terms(field) => ExtraColumn::Terms(fast.str(field)?),
                     Extra::Any(field) => ExtraColumn::Any(fast.column_opt::<bool>(field)?),
                     Extra::Sketch(field) => ExtraColumn::Sketch(fast.column_opt::<i64>(field)?),
+                    Extra::Max(field) => ExtraColumn::Max(fast.column_opt::<i64>(field)?),
                 })
             })
             .collect::<tantivy::Result<Vec<_>>>()?;
@@ -586,6 +595,7 @@ impl Segment {
                     ExtraColumn::Sketch(_) => {
                         RawExtra::Sketch(Box::new(DDSketch::new(Config::defaults())))
                     }
+                    ExtraColumn::Max(_) => RawExtra::Max(None),
                 })
                 .collect(),
         }
@@ -698,6 +708,9 @@ fn add_extras(tally: &mut RawTally, extras: &[ExtraColumn], doc: DocId) {
                 if let Some(value) = column.first(doc) {
                     sketch.add(value as f64);
                 }
+            }
+            (RawExtra::Max(max), ExtraColumn::Max(Some(column))) => {
+                *max = max_opt(*max, column.values_for_doc(doc).max());
             }
             _ => {}
         }

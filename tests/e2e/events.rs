@@ -1,0 +1,344 @@
+//! The `events` stream through the real binary: Kubernetes Event objects of both API versions
+//! and watch events ingested as a watcher or `kubectl get events -o json` gives them, each
+//! update one document however often it is resent (also across a SIGKILL), and the
+//! `pod-failures` report over them: rows equal to a ground truth computed here, each row's
+//! query finding exactly its documents.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::support::{json_of, wait_until, Server, SEARCHABLE_TIMEOUT};
+
+/// 2026-11-25T10:00:00Z in seconds: the fixture's first event.
+const T0: i64 = 1_795_600_800;
+
+/// One update of one Event object: which object, its reason and type, its count at this
+/// update and when.
+#[derive(Debug, Clone)]
+struct Update {
+    namespace: &'static str,
+    kind: &'static str,
+    name: &'static str,
+    reason: &'static str,
+    event_type: &'static str,
+    /// The Event object's own uid: one per (object, reason, container) as the kubelet keys them.
+    uid: String,
+    count: i64,
+    resource_version: u64,
+    secs: i64,
+    node: &'static str,
+}
+
+fn rfc3339(secs: i64) -> String {
+    let of_day = secs - T0 + 10 * 3600;
+    format!(
+        "2026-11-25T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// What happens to a small cluster over an hour: a crash-looping pod (its BackOff Event updated
+/// 12 times), a pod that cannot be scheduled, an image that cannot be pulled, probes failing
+/// on two containers of one pod (two Event objects), a normal life (Scheduled, Pulled,
+/// Started) that is no failure, and a Node's event that is about no pod.
+/// One Event object's updates: namespace, kind, name, reason, type, the Event's uid, how many
+/// updates, the reporting node, the first update's time after `T0` and the seconds between.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+    &'static str,
+    i64,
+    i64,
+);
+
+fn updates() -> Vec<Update> {
+    #[rustfmt::skip]
+    const SERIES: [Series; 10] = [
+        ("shop", "Pod", "web-7d9f8-x2k4p", "BackOff", "Warning", "ev-backoff-web", 12, "node-1", 60, 120),
+        ("shop", "Pod", "web-7d9f8-x2k4p", "Scheduled", "Normal", "ev-sched-web", 1, "", 0, 1),
+        ("shop", "Pod", "web-7d9f8-x2k4p", "Started", "Normal", "ev-started-web", 3, "node-1", 30, 600),
+        ("jobs", "Pod", "report-28391-abcde", "FailedScheduling", "Warning", "ev-fs-report", 4, "", 100, 300),
+        ("jobs", "Pod", "etl-0", "Failed", "Warning", "ev-pull-etl", 2, "node-2", 200, 60),
+        ("jobs", "Pod", "etl-0", "BackOff", "Normal", "ev-pullbackoff-etl", 5, "node-2", 400, 60),
+        ("shop", "Pod", "cart-0", "Unhealthy", "Warning", "ev-probe-cart-app", 3, "node-2", 900, 30),
+        ("shop", "Pod", "cart-0", "Unhealthy", "Warning", "ev-probe-cart-sidecar", 2, "node-2", 950, 30),
+        ("", "Node", "node-2", "NodeHasDiskPressure", "Warning", "ev-node-2", 1, "node-2", 1200, 1),
+        ("shop", "Deployment", "web", "ScalingReplicaSet", "Normal", "ev-scale-web", 2, "", 10, 5),
+    ];
+    let mut out = Vec::new();
+    let mut rv = 1000;
+    for (namespace, kind, name, reason, event_type, uid, times, node, start, every) in SERIES {
+        for i in 0..times {
+            rv += 1;
+            out.push(Update {
+                namespace,
+                kind,
+                name,
+                reason,
+                event_type,
+                uid: uid.to_string(),
+                count: i + 1,
+                resource_version: rv,
+                secs: T0 + start + i * every,
+                node,
+            });
+        }
+    }
+    out
+}
+
+/// The update as the API server gives it: core v1 for most, events.k8s.io/v1 for the
+/// scheduler's (as recent schedulers write them), every third one inside a watch event.
+fn raw(u: &Update, i: usize) -> Value {
+    let object = if u.reason == "FailedScheduling" {
+        json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{}", u.name, u.uid), "namespace": u.namespace,
+                "uid": u.uid, "resourceVersion": u.resource_version.to_string()},
+            "eventTime": rfc3339(T0 + 100),
+            "series": {"count": u.count, "lastObservedTime": rfc3339(u.secs)},
+            "reportingController": "default-scheduler", "reportingInstance": "default-scheduler-cp-1",
+            "action": "Scheduling", "reason": u.reason,
+            "regarding": {"kind": u.kind, "namespace": u.namespace, "name": u.name, "uid": format!("uid-{}", u.name)},
+            "note": "0/12 nodes are available: 12 Insufficient memory.", "type": u.event_type
+        })
+    } else {
+        let mut regarding =
+            json!({"kind": u.kind, "name": u.name, "uid": format!("uid-{}", u.name)});
+        if !u.namespace.is_empty() {
+            regarding["namespace"] = json!(u.namespace);
+        }
+        json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{}", u.name, u.uid),
+                "namespace": if u.namespace.is_empty() { "default" } else { u.namespace },
+                "uid": u.uid, "resourceVersion": u.resource_version.to_string()},
+            "involvedObject": regarding, "reason": u.reason,
+            "message": format!("{} of {}", u.reason, u.name),
+            "source": {"component": "kubelet", "host": u.node},
+            "firstTimestamp": rfc3339(u.secs - (u.count - 1) * 60), "lastTimestamp": rfc3339(u.secs),
+            "count": u.count, "type": u.event_type, "eventTime": null
+        })
+    };
+    if i.is_multiple_of(3) {
+        json!({"type": if u.count == 1 { "ADDED" } else { "MODIFIED" }, "object": object})
+    } else {
+        object
+    }
+}
+
+fn lines(updates: &[(usize, Update)]) -> Vec<String> {
+    updates
+        .iter()
+        .map(|(i, u)| raw(u, *i).to_string())
+        .collect()
+}
+
+/// Ingests an Event of its own (`uid`) and waits until it is searchable.
+fn sentinel(server: &Server, uid: &str) {
+    let line = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"uid": uid, "resourceVersion": "1"},
+        "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "sentinel"},
+        "reason": "Pulled", "type": "Normal", "lastTimestamp": rfc3339(T0 + 3000)});
+    server.ingest_plain("events", &[line.to_string()]);
+    wait_until(
+        &format!("sentinel {uid} searchable"),
+        SEARCHABLE_TIMEOUT,
+        || events_total(server, &format!("event_uid:{uid}")) == 1,
+    );
+}
+
+/// A `pod-failures` row as computed here: updates, the largest count of each Event object,
+/// the nodes, the first and last time.
+type Expected = (u64, BTreeMap<String, i64>, BTreeSet<String>, i64, i64);
+
+fn events_total(server: &Server, q: &str) -> u64 {
+    let body = server.search("events", &[("q", q), ("limit", "0")]);
+    body["total"].as_u64().unwrap()
+}
+
+#[test]
+fn events_of_both_versions_are_one_document_per_update_across_resends_and_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, "[indexer]\ncommit_interval_ms = 200\n");
+    let all: Vec<(usize, Update)> = updates().into_iter().enumerate().collect();
+    let answer = server.ingest_plain("events", &lines(&all));
+    assert_eq!(answer["accepted"], json!(all.len()), "{answer}");
+    assert_eq!(answer["rejected"], json!(0), "{answer}");
+    // A relist: every object again at its latest resourceVersion, in another batch.
+    let mut latest: BTreeMap<String, (usize, Update)> = BTreeMap::new();
+    for (i, u) in &all {
+        latest.insert(u.uid.clone(), (*i, u.clone()));
+    }
+    let relist: Vec<(usize, Update)> = latest.values().cloned().collect();
+    server.ingest_plain("events", &lines(&relist));
+    // Batches are committed in order: once a later one is searchable, the relist is too.
+    sentinel(&server, "s-1");
+    assert_eq!(events_total(&server, "*"), all.len() as u64 + 1);
+    server.kill9();
+
+    // After a SIGKILL, the relist once more (reversed), and the first update alone in its
+    // core v1 form (it came inside a watch event): still one document per update.
+    let server = Server::start(&data, "[indexer]\ncommit_interval_ms = 200\n");
+    let mut again = relist.clone();
+    again.reverse();
+    server.ingest_plain("events", &lines(&again));
+    server.ingest_plain("events", &[raw(&all[0].1, 1).to_string()]);
+    sentinel(&server, "s-2");
+    assert_eq!(events_total(&server, "*"), all.len() as u64 + 2);
+    // The fields of both versions.
+    let fs = server.search(
+        "events",
+        &[("q", "reason:FailedScheduling"), ("limit", "1")],
+    );
+    let hit = &fs["hits"][0];
+    assert_eq!(hit["reporting_controller"], "default-scheduler");
+    assert_eq!(hit["count"], 4);
+    assert_eq!(hit["timestamp"], "2026-11-25T10:16:40.000000000Z");
+    assert_eq!(hit["first_seen"], "2026-11-25T10:01:40.000000000Z");
+    let node = server.search("events", &[("q", "kind:Node"), ("limit", "1")]);
+    assert!(node["hits"][0].get("namespace").is_none());
+    assert_eq!(
+        events_total(&server, "type:Warning AND namespace:shop"),
+        12 + 3 + 2
+    );
+    server.stop();
+}
+
+#[test]
+fn pod_failures_report_counts_each_pod_and_reason_and_its_queries_find_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        "[indexer]\ncommit_interval_ms = 200\n",
+    );
+    let all: Vec<(usize, Update)> = updates().into_iter().enumerate().collect();
+    server.ingest_plain("events", &lines(&all));
+    wait_until("every update searchable", SEARCHABLE_TIMEOUT, || {
+        events_total(&server, "*") == all.len() as u64
+    });
+    let range = [
+        ("start", "2026-11-25T09:00:00Z"),
+        ("end", "2026-11-25T12:00:00Z"),
+    ];
+    let url = |q: &str| {
+        let params: Vec<String> = range.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        server.at(&format!(
+            "/api/v1/events/reports/pod-failures?{}{q}",
+            params.join("&")
+        ))
+    };
+    let (status, answer) = json_of(reqwest::blocking::get(url("")).unwrap());
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+
+    // The ground truth: failure reasons of pods, per namespace, pod and reason.
+    let failures = ["BackOff", "Failed", "FailedScheduling", "Unhealthy"];
+    let mut want: BTreeMap<(String, String, String), Expected> = BTreeMap::new();
+    for (_, u) in &all {
+        if u.kind != "Pod" || !failures.contains(&u.reason) {
+            continue;
+        }
+        let row = want
+            .entry((
+                u.namespace.to_string(),
+                u.name.to_string(),
+                u.reason.to_string(),
+            ))
+            .or_insert((0, BTreeMap::new(), BTreeSet::new(), i64::MAX, i64::MIN));
+        row.0 += 1;
+        let max = row.1.entry(u.uid.clone()).or_insert(0);
+        *max = (*max).max(u.count);
+        if !u.node.is_empty() {
+            row.2.insert(u.node.to_string());
+        }
+        row.3 = row.3.min(u.secs);
+        row.4 = row.4.max(u.secs);
+    }
+    let rows = answer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), want.len(), "{answer}");
+    let mut got = BTreeMap::new();
+    for row in rows {
+        let key = (
+            row["namespace"].as_str().unwrap().to_string(),
+            row["pod"].as_str().unwrap().to_string(),
+            row["reason"].as_str().unwrap().to_string(),
+        );
+        got.insert(key, row.clone());
+    }
+    for (key, (count, maxes, nodes, first, last)) in &want {
+        let row = &got[key];
+        assert_eq!(row["count"], json!(count), "{key:?}");
+        assert_eq!(
+            row["occurrences"],
+            json!(maxes.values().sum::<i64>()),
+            "{key:?}"
+        );
+        assert_eq!(row["nodes"], json!(nodes), "{key:?}");
+        assert_eq!(
+            row["first_seen"],
+            json!(rfc3339(*first).replace('Z', ".000000000Z"))
+        );
+        assert_eq!(
+            row["last_seen"],
+            json!(rfc3339(*last).replace('Z', ".000000000Z"))
+        );
+        // The row's query finds exactly its documents.
+        let q = row["query"].as_str().unwrap();
+        let found = server.search(
+            "events",
+            &[
+                ("q", q),
+                ("start", range[0].1),
+                ("end", range[1].1),
+                ("limit", "0"),
+            ],
+        );
+        assert_eq!(found["total"], json!(count), "{q}");
+    }
+    // Ordered by count: the crash loop first.
+    assert_eq!(rows[0]["pod"], "web-7d9f8-x2k4p");
+    assert_eq!(rows[0]["occurrences"], 12);
+    // Two probe Event objects of one pod are one row that adds their counts.
+    let cart = &got[&(
+        "shop".to_string(),
+        "cart-0".to_string(),
+        "Unhealthy".to_string(),
+    )];
+    assert_eq!(cart["occurrences"], 5);
+
+    // `q` narrows; the report lives under its stream's path only.
+    let (_, narrowed) = json_of(reqwest::blocking::get(url("&q=namespace:jobs")).unwrap());
+    let pods: BTreeSet<&str> = narrowed["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pod"].as_str().unwrap())
+        .collect();
+    assert_eq!(pods, BTreeSet::from(["etl-0", "report-28391-abcde"]));
+    let (status, wrong) =
+        json_of(reqwest::blocking::get(server.at("/api/v1/audit/reports/pod-failures")).unwrap());
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    let message = wrong["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("unknown report `pod-failures`; the reports are: top-users,")
+            && message.ends_with(", timeline, latency"),
+        "{message}"
+    );
+    let (status, wrong) =
+        json_of(reqwest::blocking::get(server.at("/api/v1/events/reports/forbidden")).unwrap());
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(
+        wrong["error"]["message"],
+        "unknown report `forbidden`; the reports are: pod-failures"
+    );
+    server.stop();
+}
