@@ -83,6 +83,32 @@ fn node_name(configured: &str) -> String {
 
 /// Connects to the API server (retrying with backoff while that fails) and runs the watches
 /// until `stop`. Never returns an error: without the API, records carry path metadata.
+/// The API client of `cfg`, retried with backoff (each failure counted in `errors` and logged
+/// with `why`); `None` once `stop` says so.
+async fn api_client(
+    cfg: &trawl_config::KubernetesConfig,
+    errors: &prometheus_client::metrics::counter::Counter,
+    why: &str,
+    mut stop: watch::Receiver<bool>,
+) -> Option<kube::Client> {
+    let mut failures = 0u32;
+    loop {
+        match crate::kube::client(cfg).await {
+            Ok(client) => return Some(client),
+            Err(e) => {
+                errors.inc();
+                let delay = crate::backoff::next_delay(failures, None);
+                failures = failures.saturating_add(1);
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "{why}");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return None,
+                }
+            }
+        }
+    }
+}
+
 async fn watch_kubernetes(
     cfg: trawl_config::KubernetesConfig,
     settings: WatchSettings,
@@ -90,23 +116,10 @@ async fn watch_kubernetes(
     metrics: Metrics,
     stop: watch::Receiver<bool>,
 ) {
-    let mut failures = 0u32;
-    let client = loop {
-        match crate::kube::client(&cfg).await {
-            Ok(client) => break client,
-            Err(e) => {
-                metrics.kube_watch_errors.inc();
-                let delay = crate::backoff::next_delay(failures, None);
-                failures = failures.saturating_add(1);
-                warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
-                    "no Kubernetes API client; records carry path metadata meanwhile");
-                let mut stop = stop.clone();
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-        }
+    let errors = metrics.kube_watch_errors.clone();
+    let why = "no Kubernetes API client; records carry path metadata meanwhile";
+    let Some(client) = api_client(&cfg, &errors, why, stop.clone()).await else {
+        return;
     };
     info!(node = %settings.node, "watching this node's pods on the Kubernetes API");
     crate::kube::run(client, settings, cache, metrics, stop).await;
@@ -246,6 +259,41 @@ fn start_kubernetes(
     Ok(Some(metadata))
 }
 
+/// Starts collecting the cluster's Kubernetes Events (`collector.kubernetes.events`) into the
+/// indexer's `events` stream, while this collector holds the Events lease
+/// ([`crate::kube::events`]). The API client is retried with backoff like the pods' watch.
+fn start_events(
+    config: &trawl_config::Config,
+    node: &str,
+    indexer_url: &str,
+    data_dir: &Path,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let cc = &config.collector;
+    let settings = crate::kube::events::EventsSettings {
+        identity: node.to_string(),
+        lease_namespace: cc.kubernetes.events_lease_namespace.clone(),
+        lease_name: cc.kubernetes.events_lease_name.clone(),
+        lease: Duration::from_secs(cc.kubernetes.events_lease_secs.max(1)),
+        state_path: data_dir.join("events.json"),
+        ingest_url: format!("{}/api/v1/events/ingest", indexer_url.trim_end_matches('/')),
+        token: cc.token.clone(),
+        cluster: config.cluster.clone(),
+        http: crate::ship::http_client(cc.ca_path.as_deref())?,
+    };
+    let kube_config = cc.kubernetes.clone();
+    let metrics = metrics.clone();
+    tokio::spawn(async move {
+        let errors = metrics.events_errors.clone();
+        let why = "no Kubernetes API client for the Events";
+        if let Some(client) = api_client(&kube_config, &errors, why, stop.clone()).await {
+            crate::kube::events::run(client, settings, metrics, stop).await;
+        }
+    });
+    Ok(())
+}
+
 /// The caller's shutdown signal starts the same graceful stop as `CollectorHandle::shutdown`.
 async fn forward_shutdown(
     mut signal: watch::Receiver<bool>,
@@ -305,6 +353,16 @@ impl Collector {
         let follower_cfg = follower_config(config, &node, &spool_dir)?;
         let mut follower_cfg = follower_cfg;
         let (kube_stop, kube_stop_rx) = watch::channel(false);
+        if cc.kubernetes.events {
+            start_events(
+                config,
+                &node,
+                &indexer_url,
+                &data_dir,
+                &metrics,
+                kube_stop_rx.clone(),
+            )?;
+        }
         follower_cfg.kube = start_kubernetes(cc, &node, &metrics, kube_stop_rx)?;
 
         let (follower_tx, follower_rx) = std::sync::mpsc::channel();

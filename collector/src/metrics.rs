@@ -41,6 +41,10 @@ pub struct Metrics {
     pub kube_watch_restarts: Counter,
     pub kube_watch_errors: Counter,
     pub pods_excluded_by_labels: Counter,
+    pub events_leader: Gauge,
+    pub events_shipped: Counter,
+    pub events_relists: Counter,
+    pub events_errors: Counter,
     lag_series: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -172,6 +176,26 @@ impl Metrics {
             "trawl_collector_pods_excluded_by_labels",
             "Pods whose log files are not collected because of their labels",
             self.pods_excluded_by_labels.clone(),
+        );
+        r.register(
+            "trawl_collector_events_leader",
+            "1 while this collector holds the Kubernetes Events lease and collects the Events",
+            self.events_leader.clone(),
+        );
+        r.register(
+            "trawl_collector_events_shipped",
+            "Kubernetes Event updates shipped to the indexer's events stream",
+            self.events_shipped.clone(),
+        );
+        r.register(
+            "trawl_collector_events_relists",
+            "Lists of the cluster's Events (the first, and after a watch expired with 410 Gone)",
+            self.events_relists.clone(),
+        );
+        r.register(
+            "trawl_collector_events_errors",
+            "Errors of the Events watch, the lease or their shipping (each retried with backoff)",
+            self.events_errors.clone(),
         );
     }
 

@@ -180,15 +180,7 @@ impl Shipper {
         reader: std::sync::mpsc::Sender<FollowerMsg>,
         queued: Vec<u64>,
     ) -> Result<Shipper, Error> {
-        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
-        if let Some(path) = &cfg.ca_path {
-            for cert in read_ca_bundle(path)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| Error::Start(format!("http client: {e}")))?;
+        let client = http_client(cfg.ca_path.as_deref())?;
         Ok(Shipper {
             cfg,
             client,
@@ -778,6 +770,20 @@ async fn sleep_until(at: Option<Instant>) {
 struct GapBody {
     #[serde(default)]
     marks: HashMap<String, u64>,
+}
+
+/// The client that talks to the indexer: the request timeout, and the CAs of
+/// `collector.ca_path` trusted besides the public roots.
+pub(crate) fn http_client(ca_path: Option<&std::path::Path>) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+    if let Some(path) = ca_path {
+        for cert in read_ca_bundle(path)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Start(format!("http client: {e}")))
 }
 
 /// The certificates of the PEM bundle at `path` (`collector.ca_path`); a configuration error

@@ -222,6 +222,19 @@ pub struct KubernetesConfig {
     /// With pod label filters, how long a new file waits for its pod's labels before it is
     /// read anyway (with path metadata only, never dropped). Default 5000.
     pub metadata_wait_ms: u64,
+    /// Collect the cluster's Kubernetes Events (core v1, every namespace) into the `events`
+    /// stream. One collector of the cluster does it at a time, the one holding the Lease
+    /// `events_lease_namespace`/`events_lease_name`; it resumes from the last
+    /// resourceVersion it shipped and relists when the API answers 410 Gone. Needs RBAC to
+    /// list and watch `events` and to get, create and update `leases`. Default `false`.
+    pub events: bool,
+    /// The namespace of the Events lease. Default `default`.
+    pub events_lease_namespace: String,
+    /// The name of the Events lease. Default `trawl-events`.
+    pub events_lease_name: String,
+    /// How long the lease lasts without renewal before another collector takes it over
+    /// (renewed every third of it). Default 15.
+    pub events_lease_secs: u64,
     /// Whether the process runs in a cluster (`KUBERNETES_SERVICE_HOST` set and not blank), as
     /// loading found it in the environment map ([`CollectorConfig::resolve_host`]). Not a key.
     #[serde(skip)]
@@ -237,6 +250,10 @@ impl Default for KubernetesConfig {
             annotations: Vec::new(),
             namespace_labels: false,
             metadata_wait_ms: default_metadata_wait_ms(),
+            events: false,
+            events_lease_namespace: "default".to_string(),
+            events_lease_name: "trawl-events".to_string(),
+            events_lease_secs: 15,
             in_cluster: false,
         }
     }

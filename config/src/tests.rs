@@ -83,6 +83,10 @@ fn defaults_are_the_documented_ones() {
             annotations: vec![],
             namespace_labels: false,
             metadata_wait_ms: 5000,
+            events: false,
+            events_lease_namespace: "default".into(),
+            events_lease_name: "trawl-events".into(),
+            events_lease_secs: 15,
             in_cluster: false,
         }
     );

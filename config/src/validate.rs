@@ -180,6 +180,25 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
     problems.at_least("collector.batch_max_bytes", to_u64(c.batch_max_bytes), 1);
     problems.at_least("collector.batch_max_wait_ms", c.batch_max_wait_ms, 1);
     problems.at_least("collector.max_in_flight", to_u64(c.max_in_flight), 1);
+    problems.at_least(
+        "collector.kubernetes.events_lease_secs",
+        c.kubernetes.events_lease_secs,
+        3,
+    );
+    for (key, value) in [
+        (
+            "events_lease_namespace",
+            &c.kubernetes.events_lease_namespace,
+        ),
+        ("events_lease_name", &c.kubernetes.events_lease_name),
+    ] {
+        if c.kubernetes.events && value.trim().is_empty() {
+            problems.add(
+                format!("collector.kubernetes.{key}"),
+                "must not be empty when collector.kubernetes.events is on",
+            );
+        }
+    }
     if c.buffer_max_bytes < to_u64(c.batch_max_bytes) {
         problems.add(
             "collector.buffer_max_bytes",

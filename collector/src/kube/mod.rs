@@ -10,12 +10,16 @@
 //!            ──watch namespaces (metadata only)───▶           uid, refreshed when it changes
 //! ```
 //!
+//! With `collector.kubernetes.events`, one collector of the cluster also collects its
+//! Kubernetes Events ([`events`]).
+//!
 //! Nothing waits on the API: lookups are in memory, a pod not in the cache yet leaves its
 //! records with what the path says, and a failing watch is retried with backoff. A deleted pod
 //! (or one missing after a relist) stays for `metadata_grace_secs`, so its last lines are still
 //! enriched.
 
 mod cache;
+pub mod events;
 mod pod;
 mod watch;
 

@@ -8,9 +8,11 @@
 //! - `model`: proptest of the tailer against a simple model
 //! - `fake_api`: a fake Kubernetes API server replaying recorded responses
 //! - `kubernetes`: records enriched with pod metadata end to end, pod label filters
+//! - `events`: the cluster's Kubernetes Events under a Lease, resumed and relisted
 
 mod audit;
 mod delivery;
+mod events;
 pub(crate) mod fake;
 pub(crate) mod fake_api;
 mod kubernetes;
