@@ -63,6 +63,8 @@
 //! - `events`    — Kubernetes Events of both API versions and watch events: one document per
 //!   update across relists, resends and a SIGKILL; the `pod-failures` report against a ground
 //!   truth, each row's query finding its documents.
+//! - `kube_events` — `trawl standalone` collecting the cluster's Events from a fake Kubernetes
+//!   API under the Events lease: through a 410 relist and a SIGKILL, each update indexed once.
 //! - `kubesphere` — KubeSphere's ks-apiserver as a client: Fluent Bit, kube-auditing and
 //!   events-exporter documents `_bulk`-written to `ks-logstash-*-<date>`, then the exact bodies
 //!   of its logging, auditing and events clients (search, count over time, statistics, every
@@ -111,6 +113,8 @@ mod export_tail;
 mod faults;
 #[path = "e2e/fuzz_seeds.rs"]
 mod fuzz_seeds;
+#[path = "e2e/kube_events.rs"]
+mod kube_events;
 #[path = "e2e/kubesphere.rs"]
 mod kubesphere;
 #[path = "e2e/merge.rs"]

@@ -195,17 +195,6 @@ impl FakeApi {
 
     /// Writes a kubeconfig file pointing at this server into `dir`.
     pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
-        let path = dir.join("kubeconfig");
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
-                 contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
-                 current-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
-                self.addr
-            ),
-        )
-        .unwrap();
-        path
+        super::fake_events_api::write_kubeconfig(dir, self.addr)
     }
 }

@@ -8,6 +8,7 @@
 //! - `model`: proptest of the tailer against a simple model
 //! - `fake_api`: a fake Kubernetes API server replaying recorded responses
 //! - `kubernetes`: records enriched with pod metadata end to end, pod label filters
+//! - `fake_events_api`: a fake Kubernetes API for Events and Leases (also used by the e2e tests)
 //! - `events`: the cluster's Kubernetes Events under a Lease, resumed and relisted
 
 mod audit;
@@ -15,6 +16,7 @@ mod delivery;
 mod events;
 pub(crate) mod fake;
 pub(crate) mod fake_api;
+pub(crate) mod fake_events_api;
 mod kubernetes;
 mod model;
 mod refusals;
