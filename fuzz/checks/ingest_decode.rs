@@ -1,6 +1,6 @@
 //! The ingest decoder: a body with a `Content-Encoding` (identity, zstd or gzip, chosen by the
 //! first byte) decoded under a decompressed-size limit, split into NDJSON lines, each line
-//! validated as a record of the `logs`, `audit` and `events` streams as ingest does.
+//! validated as a record of the `logs`, `audit`, `events` and `journal` streams as ingest does.
 //!
 //! Checked: nothing panics; a decoded body never exceeds the limit; zstd and gzip round trips
 //! of the input give it back.
@@ -34,6 +34,7 @@ pub fn run(data: &[u8]) {
         let _ = trawl_indexer::fuzz_prepare_lines("logs", &decoded);
         let _ = trawl_indexer::fuzz_prepare_lines("audit", &decoded);
         let _ = trawl_indexer::fuzz_prepare_lines("events", &decoded);
+        let _ = trawl_indexer::fuzz_prepare_lines("journal", &decoded);
     }
 
     // What the collector compresses, the indexer decodes back exactly.

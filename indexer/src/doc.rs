@@ -26,6 +26,8 @@ pub enum StreamKind {
     /// Kubernetes Events, raw (`events.k8s.io/v1` or core v1 `Event`, or a watch event) or
     /// flat; identified by the Event object's uid and resourceVersion.
     Events,
+    /// The nodes' journal entries (`journalctl -o json` or flat); identified by the cursor.
+    Journal,
     /// Operator-declared JSON documents (`[streams.<name>]`): a timestamp taken from a named
     /// field, declared keyword and numeric fields, everything else in the dynamic JSON field.
     Generic,
@@ -54,43 +56,53 @@ pub struct StreamSpec {
 }
 
 impl StreamSpec {
-    /// The built-in `logs` stream.
-    pub fn logs() -> StreamSpec {
+    /// A built-in stream: its name, how its records are read, its field table and the
+    /// fields a bare word searches.
+    fn builtin(
+        name: &str,
+        kind: StreamKind,
+        fields: &[FieldDef],
+        default_fields: &[&str],
+    ) -> StreamSpec {
         StreamSpec {
-            name: trawl_model::LOGS_STREAM.into(),
-            kind: StreamKind::Logs,
-            fields: LOG_FIELDS.to_vec(),
-            default_fields: LOG_DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+            name: name.into(),
+            kind,
+            fields: fields.to_vec(),
+            default_fields: default_fields.iter().map(|s| s.to_string()).collect(),
             timestamp: None,
         }
+    }
+
+    /// The built-in `logs` stream.
+    pub fn logs() -> StreamSpec {
+        let name = trawl_model::LOGS_STREAM;
+        StreamSpec::builtin(name, StreamKind::Logs, LOG_FIELDS, LOG_DEFAULT_FIELDS)
     }
 
     /// The built-in `audit` stream.
     pub fn audit() -> StreamSpec {
-        StreamSpec {
-            name: trawl_model::AUDIT_STREAM.into(),
-            kind: StreamKind::Audit,
-            fields: trawl_model::schema::AUDIT_FIELDS.to_vec(),
-            default_fields: trawl_model::schema::AUDIT_DEFAULT_FIELDS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            timestamp: None,
-        }
+        use trawl_model::schema::{AUDIT_DEFAULT_FIELDS, AUDIT_FIELDS};
+        let name = trawl_model::AUDIT_STREAM;
+        StreamSpec::builtin(name, StreamKind::Audit, AUDIT_FIELDS, AUDIT_DEFAULT_FIELDS)
     }
 
     /// The built-in `events` stream.
     pub fn events() -> StreamSpec {
-        StreamSpec {
-            name: trawl_model::EVENTS_STREAM.into(),
-            kind: StreamKind::Events,
-            fields: trawl_model::schema::EVENT_FIELDS.to_vec(),
-            default_fields: trawl_model::schema::EVENT_DEFAULT_FIELDS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            timestamp: None,
-        }
+        use trawl_model::schema::{EVENT_DEFAULT_FIELDS, EVENT_FIELDS};
+        let name = trawl_model::EVENTS_STREAM;
+        StreamSpec::builtin(name, StreamKind::Events, EVENT_FIELDS, EVENT_DEFAULT_FIELDS)
+    }
+
+    /// The built-in `journal` stream.
+    pub fn journal() -> StreamSpec {
+        use trawl_model::schema::{JOURNAL_DEFAULT_FIELDS, JOURNAL_FIELDS};
+        let name = trawl_model::JOURNAL_STREAM;
+        StreamSpec::builtin(
+            name,
+            StreamKind::Journal,
+            JOURNAL_FIELDS,
+            JOURNAL_DEFAULT_FIELDS,
+        )
     }
 
     /// A generic stream declared by a `[streams.<name>]` section (or auto-created with its
@@ -155,7 +167,9 @@ impl StreamSpec {
     pub fn schema(&self) -> Schema {
         match self.kind {
             StreamKind::Generic => build_generic_schema(&self.fields),
-            StreamKind::Logs | StreamKind::Audit | StreamKind::Events => build_schema(&self.fields),
+            StreamKind::Logs | StreamKind::Audit | StreamKind::Events | StreamKind::Journal => {
+                build_schema(&self.fields)
+            }
         }
     }
 }
@@ -238,6 +252,15 @@ impl DocBuilder {
                 match serde_json::to_value(&event) {
                     Ok(Value::Object(map)) => self.build(map, received_at, id),
                     _ => Err("Kubernetes event could not be converted".into()),
+                }
+            }
+            StreamKind::Journal => {
+                let entry =
+                    trawl_model::journal::parse_journal_line(line).map_err(|e| e.to_string())?;
+                let id = entry.dedup_key();
+                match serde_json::to_value(&entry) {
+                    Ok(Value::Object(map)) => self.build(map, received_at, id),
+                    _ => Err("journal entry could not be converted".into()),
                 }
             }
             StreamKind::Generic => {

@@ -41,7 +41,7 @@ pub use settings::{
 pub use trawl_index::{schema, SearchTarget, StreamSnapshot, StreamStats, TailBatch, TargetKind};
 
 /// Fuzzing entry point, not an API: validates each NDJSON line of `body` as a record of the
-/// built-in stream `stream` (`logs`, `audit` or `events`; any other name is `None`) exactly as ingest
+/// built-in stream `stream` (`logs`, `audit`, `events` or `journal`; any other name is `None`) exactly as ingest
 /// does, and returns how many lines were accepted. Never panics on any input.
 #[doc(hidden)]
 pub fn fuzz_prepare_lines(stream: &str, body: &[u8]) -> Option<usize> {
@@ -49,6 +49,7 @@ pub fn fuzz_prepare_lines(stream: &str, body: &[u8]) -> Option<usize> {
         "logs" => StreamSpec::logs(),
         "audit" => StreamSpec::audit(),
         "events" => StreamSpec::events(),
+        "journal" => StreamSpec::journal(),
         _ => return None,
     };
     let builder = doc::DocBuilder::new(&spec, &spec.schema()).ok()?;

@@ -1,5 +1,5 @@
 //! Trawl's data model: the records that flow from collector to index (container log lines,
-//! Kubernetes audit events and Kubernetes Events), their field names, the time grammar of the
+//! Kubernetes audit events, Kubernetes Events and journal entries), their field names, the time grammar of the
 //! HTTP API and the wire codec (NDJSON, optionally zstd- or gzip-compressed), and the error envelope every HTTP
 //! surface answers. No I/O and no async here.
 
@@ -9,6 +9,7 @@ pub mod codec;
 pub mod elastic;
 mod error;
 pub mod events;
+pub mod journal;
 pub mod level;
 pub mod log;
 pub mod path;
@@ -20,6 +21,7 @@ pub use api_error::{ApiError, ErrorCode};
 pub use audit::AuditEvent;
 pub use error::{Error, Result};
 pub use events::KubeEvent;
+pub use journal::JournalEntry;
 pub use log::{Level, LogRecord};
 pub use time::Timestamp;
 
@@ -29,6 +31,8 @@ pub const LOGS_STREAM: &str = "logs";
 pub const AUDIT_STREAM: &str = "audit";
 /// The built-in stream of Kubernetes Events.
 pub const EVENTS_STREAM: &str = "events";
+/// The built-in stream of the nodes' journal entries.
+pub const JOURNAL_STREAM: &str = "journal";
 
 /// Checks that a stream name is safe to use as a path component and in URLs: 1 to 64 characters
 /// of `[a-z0-9_-]`, starting with a letter or digit. Anything else (`..`, `/`, upper case) is

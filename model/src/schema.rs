@@ -158,6 +158,24 @@ pub const EVENT_FIELDS: &[FieldDef] = &[
     f("resource_version", FieldKind::Keyword),
 ];
 
+/// The `journal` stream's fields (the nodes' journald; see [`crate::journal::JournalEntry`]).
+pub const JOURNAL_FIELDS: &[FieldDef] = &[
+    f("timestamp", FieldKind::Timestamp),
+    f("cluster", FieldKind::Keyword),
+    f("node", FieldKind::Keyword),
+    f("unit", FieldKind::Keyword),
+    f("identifier", FieldKind::Keyword),
+    f("pid", FieldKind::I64),
+    f("priority", FieldKind::I64),
+    f("level", FieldKind::Keyword),
+    f("message", FieldKind::Text),
+    f("boot_id", FieldKind::Keyword),
+    f("cursor", FieldKind::Keyword),
+];
+
+/// What a term without a field name searches in `journal`.
+pub const JOURNAL_DEFAULT_FIELDS: &[&str] = &["message"];
+
 /// What a term without a field name searches in `events`: the note, then the reason and the
 /// regarding object's name.
 pub const EVENT_DEFAULT_FIELDS: &[&str] = &["message", "reason", "name"];
@@ -269,6 +287,29 @@ mod tests {
             serde_json::to_value(&ev).unwrap(),
             EVENT_FIELDS,
             EVENT_DEFAULT_FIELDS,
+        );
+    }
+
+    #[test]
+    fn journal_fields_match_the_document() {
+        let x = || "x".to_string();
+        let entry = crate::JournalEntry {
+            timestamp: Some(crate::Timestamp(1)),
+            cluster: x(),
+            node: x(),
+            unit: x(),
+            identifier: x(),
+            pid: Some(1),
+            priority: Some(1),
+            level: x(),
+            message: x(),
+            boot_id: x(),
+            cursor: x(),
+        };
+        assert_fields_match(
+            serde_json::to_value(&entry).unwrap(),
+            JOURNAL_FIELDS,
+            JOURNAL_DEFAULT_FIELDS,
         );
     }
 }

@@ -316,7 +316,7 @@ fn bulk_auto_creates_a_stream_that_survives_a_restart() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["audit", "events", "fresh", "logs"]);
+    assert_eq!(names, ["audit", "events", "fresh", "journal", "logs"]);
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {

@@ -2,7 +2,7 @@
 //! and watch events ingested as a watcher or `kubectl get events -o json` gives them, each
 //! update one document however often it is resent (also across a SIGKILL), and the
 //! `pod-failures` report over them: rows equal to a ground truth computed here, each row's
-//! query finding exactly its documents.
+//! query finding exactly its documents. And the nodes' journal entries, once each by cursor.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -340,5 +340,73 @@ fn pod_failures_report_counts_each_pod_and_reason_and_its_queries_find_them() {
         wrong["error"]["message"],
         "unknown report `forbidden`; the reports are: pod-failures"
     );
+    server.stop();
+}
+
+/// `journalctl -o json` lines of a node (kubelet, containerd, the kernel's OOM killer) into the
+/// `journal` stream: levels from priorities, units, and each entry once by its cursor when the
+/// same entries come again in another batch (a reader restarted from an older cursor).
+#[test]
+fn journal_entries_from_journalctl_are_indexed_once_by_cursor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        "[indexer]\ncommit_interval_ms = 200\n",
+    );
+    let entry = |i: u64, unit: &str, identifier: &str, priority: u8, message: &str| {
+        let mut e = json!({
+            "__CURSOR": format!("s=ab12;i={i:x};b=boot1;m={i:x};t={i:x};x=00"),
+            "__REALTIME_TIMESTAMP": format!("{}", 1_795_601_700_000_000u64 + i * 1_000_000),
+            "_BOOT_ID": "boot1", "_HOSTNAME": "node-3", "PRIORITY": priority.to_string(),
+            "SYSLOG_IDENTIFIER": identifier, "MESSAGE": message, "_PID": "812"
+        });
+        if !unit.is_empty() {
+            e["_SYSTEMD_UNIT"] = json!(unit);
+        }
+        e.to_string()
+    };
+    let lines = vec![
+        entry(1, "kubelet.service", "kubelet", 6, "Started kubelet"),
+        entry(2, "kubelet.service", "kubelet", 4, "Readiness probe failed"),
+        entry(
+            3,
+            "containerd.service",
+            "containerd",
+            3,
+            "failed to pull image",
+        ),
+        entry(
+            4,
+            "",
+            "kernel",
+            3,
+            "Memory cgroup out of memory: Killed process 4242 (java)",
+        ),
+        entry(5, "kubelet.service", "kubelet", 7, "SyncLoop (PLEG)"),
+    ];
+    let answer = server.ingest_plain("journal", &lines);
+    assert_eq!(answer["accepted"], json!(5), "{answer}");
+    // Entries 3 to 5 again, with a new one: only the new one adds a document.
+    let mut again = lines[2..].to_vec();
+    again.push(entry(6, "kubelet.service", "kubelet", 6, "SyncLoop (ADD)"));
+    server.ingest_plain("journal", &again);
+    let total = |q: &str| -> u64 {
+        let body = server.search("journal", &[("q", q), ("limit", "0")]);
+        body["total"].as_u64().unwrap()
+    };
+    wait_until("the new entry searchable", SEARCHABLE_TIMEOUT, || {
+        total("message:ADD") == 1
+    });
+    assert_eq!(total("*"), 6);
+    assert_eq!(total("level:error"), 2);
+    assert_eq!(total("unit:\"kubelet.service\""), 4);
+    assert_eq!(total("identifier:kernel AND node:\"node-3\""), 1);
+    let hit = server.search("journal", &[("q", "identifier:kernel"), ("limit", "1")]);
+    assert_eq!(hit["hits"][0]["priority"], 3);
+    assert_eq!(
+        hit["hits"][0]["timestamp"],
+        "2026-11-25T10:15:04.000000000Z"
+    );
+    assert!(hit["hits"][0].get("unit").is_none());
     server.stop();
 }

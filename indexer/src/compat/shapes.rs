@@ -75,8 +75,11 @@ pub(crate) fn normalise_line<'a>(
             shippers::audit_aliases(&mut doc);
             Normalised::encoded(&doc)
         }
-        // Raw Event objects and flat documents alike are read by the stream's document builder.
-        StreamKind::Events | StreamKind::Generic => Ok(Normalised::as_it_came(line)),
+        // Raw Event objects, journal entries and flat documents alike are read by the stream's
+        // document builder.
+        StreamKind::Events | StreamKind::Journal | StreamKind::Generic => {
+            Ok(Normalised::as_it_came(line))
+        }
     }
 }
 

@@ -151,9 +151,9 @@ impl Indexer {
 /// The streams to open: the built-in ones, those declared in the configuration, and those
 /// created on first write earlier (a declaration in the configuration wins over the catalog).
 ///
-/// The built-in `events` stream gives way to a generic `events` stream declared in the
-/// configuration or created on first write before it was built in: its splits were written
-/// with that stream's schema, which stays theirs.
+/// The built-in `events` and `journal` streams give way to a generic stream of the same name
+/// declared in the configuration or created on first write before they were built in: its
+/// splits were written with that stream's schema, which stays theirs.
 fn stream_specs(settings: &IndexerSettings, catalog: &Catalog) -> Result<Vec<StreamSpec>> {
     let mut specs = vec![StreamSpec::logs(), StreamSpec::audit()];
     let builtin = |name: &str| trawl_config::BUILTIN_STREAMS.contains(&name);
@@ -167,13 +167,16 @@ fn stream_specs(settings: &IndexerSettings, catalog: &Catalog) -> Result<Vec<Str
             specs.push(StreamSpec::generic(&name, &config)?);
         }
     }
-    if !specs.iter().any(|s| s.name == trawl_model::EVENTS_STREAM) {
-        specs.push(StreamSpec::events());
-    } else {
-        tracing::warn!(
-            "a generic stream named `events` is declared or was created on first write: it \
-             keeps its own fields, and Kubernetes Event objects are not mapped into it"
-        );
+    for builtin in [StreamSpec::events(), StreamSpec::journal()] {
+        if specs.iter().any(|s| s.name == builtin.name) {
+            tracing::warn!(
+                stream = %builtin.name,
+                "a generic stream of this name is declared or was created on first write: it \
+                 keeps its own fields, and the built-in mapping does not apply to it"
+            );
+        } else {
+            specs.push(builtin);
+        }
     }
     Ok(specs)
 }
