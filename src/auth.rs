@@ -156,6 +156,7 @@ pub fn classify(method: &Method, path: &str) -> Need {
         ["api", "v1", "audit", "webhook"] if post => Need::Ingest,
         ["api", "v1", "audit", "reports", _] if read_method => Need::Read,
         ["api", "v1", "events", "reports", _] if read_method => Need::Read,
+        ["api", "v1", "pods", _, _, "story"] if read_method => Need::Read,
         ["api", "v1", "streams"] if read_method => Need::Read,
         ["api", "v1", _, "ingest"] if post => Need::Ingest,
         ["api", "v1", _, "search" | "export"] if read_method => Need::Read,

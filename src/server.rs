@@ -398,6 +398,7 @@ mod query {
                 trawl_query::reports::ReportSettings::from_config(&config.query),
                 limits.clone(),
             ))
+            .merge(trawl_query::story::routes(source.clone(), limits.clone()))
             .merge(trawl_query::elastic::routes(
                 source.clone(),
                 limits.clone(),

@@ -28,6 +28,7 @@ mod routes;
 mod search;
 mod state;
 pub mod stats;
+pub mod story;
 pub mod tail;
 #[cfg(test)]
 mod testutil;

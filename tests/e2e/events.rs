@@ -410,3 +410,96 @@ fn journal_entries_from_journalctl_are_indexed_once_by_cursor() {
     assert!(hit["hits"][0].get("unit").is_none());
     server.stop();
 }
+
+/// A pod's story: its logs, its Events and its node's journal over one range, in one answer
+/// ordered by time, each source's part with the query that finds it.
+#[test]
+fn a_pods_story_holds_its_logs_events_and_its_nodes_journal_in_time_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        "[indexer]\ncommit_interval_ms = 200\n",
+    );
+    let at = |secs: i64| rfc3339(T0 + secs);
+    let logs = [
+        json!({"timestamp": at(10), "namespace": "shop", "pod": "web-1", "container": "app", "node": "node-1", "message": "starting"}),
+        json!({"timestamp": at(40), "namespace": "shop", "pod": "web-1", "container": "app", "node": "node-1", "level": "error", "message": "java.lang.OutOfMemoryError: Java heap space"}),
+        json!({"timestamp": at(20), "namespace": "shop", "pod": "web-2", "container": "app", "node": "node-2", "message": "another pod"}),
+    ];
+    server.ingest_plain(
+        "logs",
+        &logs.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+    );
+    let backoff = Update {
+        namespace: "shop",
+        kind: "Pod",
+        name: "web-1",
+        reason: "BackOff",
+        event_type: "Warning",
+        uid: "ev-web-1".into(),
+        count: 1,
+        resource_version: 7,
+        secs: T0 + 60,
+        node: "node-1",
+    };
+    server.ingest_plain("events", &[raw(&backoff, 1).to_string()]);
+    let journal = |secs: i64, node: &str, cursor: &str, message: &str| {
+        json!({"__CURSOR": cursor, "__REALTIME_TIMESTAMP": format!("{}", (T0 + secs) * 1_000_000),
+            "_HOSTNAME": node, "PRIORITY": "3", "SYSLOG_IDENTIFIER": "kernel", "MESSAGE": message})
+        .to_string()
+    };
+    server.ingest_plain(
+        "journal",
+        &[
+            journal(
+                50,
+                "node-1",
+                "c-1",
+                "Memory cgroup out of memory: Killed process 4242 (java)",
+            ),
+            journal(55, "node-2", "c-2", "not this node"),
+        ],
+    );
+    wait_until("every part searchable", SEARCHABLE_TIMEOUT, || {
+        events_total(&server, "*") == 1
+            && server.search("journal", &[("q", "*"), ("limit", "0")])["total"] == 2
+            && server.search("logs", &[("q", "*"), ("limit", "0")])["total"] == 3
+    });
+    let url = server.at(&format!(
+        "/api/v1/pods/shop/web-1/story?start={}&end={}",
+        at(0),
+        at(3600)
+    ));
+    let (status, story) = json_of(reqwest::blocking::get(url).unwrap());
+    assert_eq!(status, reqwest::StatusCode::OK, "{story}");
+    assert_eq!(story["nodes"], json!(["node-1"]));
+    let told: Vec<(String, String)> = story["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = e["message"].as_str().unwrap_or_default();
+            (
+                e["stream"].as_str().unwrap().to_string(),
+                text.chars().take(20).collect(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("logs", "starting"),
+        ("logs", "java.lang.OutOfMemor"),
+        ("journal", "Memory cgroup out of"),
+        ("events", "BackOff of web-1"),
+    ]
+    .iter()
+    .map(|(s, m)| (s.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(told, want);
+    assert_eq!(story["sources"]["logs"]["total"], 2);
+    assert_eq!(story["sources"]["journal"]["query"], "(node:\"node-1\")");
+    assert_eq!(
+        story["sources"]["events"]["query"],
+        "namespace:\"shop\" AND kind:Pod AND name:\"web-1\""
+    );
+    server.stop();
+}

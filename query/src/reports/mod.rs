@@ -33,6 +33,7 @@ mod denials;
 mod engine;
 mod filter;
 mod group;
+pub(crate) use filter::quote as filter_quote;
 mod pods;
 mod sensitive;
 mod traffic;
