@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::records::Stamp;
 use crate::redact::Redactor;
 use crate::shared::{lock, FollowerMsg, Shared};
-use crate::ship::{ShipConfig, Shipper};
+use crate::ship::{ShipConfig, Shipper, StreamIngest};
 use crate::webhook::WebhookState;
 
 /// How long a graceful shutdown keeps shipping what is buffered.
@@ -259,6 +259,31 @@ fn start_kubernetes(
     Ok(Some(metadata))
 }
 
+/// Starts reading the node's journal (`collector.journal`) into the indexer's `journal`
+/// stream ([`crate::journal`]).
+fn start_journal(
+    config: &trawl_config::Config,
+    node: &str,
+    indexer_url: &str,
+    data_dir: &Path,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let cc = &config.collector;
+    let settings = crate::journal::JournalSettings {
+        command: cc.journal.command.clone(),
+        units: cc.journal.units.clone(),
+        kernel: cc.journal.kernel,
+        batch_max_entries: cc.journal.batch_max_entries,
+        state_path: data_dir.join("journal.json"),
+        ingest: StreamIngest::new(indexer_url, "journal", &cc.token, cc.ca_path.as_deref())?,
+        node: node.to_string(),
+        cluster: config.cluster.clone(),
+    };
+    tokio::spawn(crate::journal::run(settings, metrics.clone(), stop));
+    Ok(())
+}
+
 /// Starts collecting the cluster's Kubernetes Events (`collector.kubernetes.events`) into the
 /// indexer's `events` stream, while this collector holds the Events lease
 /// ([`crate::kube::events`]). The API client is retried with backoff like the pods' watch.
@@ -277,10 +302,8 @@ fn start_events(
         lease_name: cc.kubernetes.events_lease_name.clone(),
         lease: Duration::from_secs(cc.kubernetes.events_lease_secs.max(1)),
         state_path: data_dir.join("events.json"),
-        ingest_url: format!("{}/api/v1/events/ingest", indexer_url.trim_end_matches('/')),
-        token: cc.token.clone(),
+        ingest: StreamIngest::new(indexer_url, "events", &cc.token, cc.ca_path.as_deref())?,
         cluster: config.cluster.clone(),
-        http: crate::ship::http_client(cc.ca_path.as_deref())?,
     };
     let kube_config = cc.kubernetes.clone();
     let metrics = metrics.clone();
@@ -355,6 +378,16 @@ impl Collector {
         let (kube_stop, kube_stop_rx) = watch::channel(false);
         if cc.kubernetes.events {
             start_events(
+                config,
+                &node,
+                &indexer_url,
+                &data_dir,
+                &metrics,
+                kube_stop_rx.clone(),
+            )?;
+        }
+        if cc.journal.enabled {
+            start_journal(
                 config,
                 &node,
                 &indexer_url,

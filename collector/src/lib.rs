@@ -20,6 +20,7 @@ mod error;
 mod follower;
 mod fsutil;
 pub mod identity;
+pub mod journal;
 pub mod kube;
 pub mod metrics;
 pub mod multiline;

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub events_shipped: Counter,
     pub events_relists: Counter,
     pub events_errors: Counter,
+    pub journal_entries: Counter,
+    pub journal_errors: Counter,
     lag_series: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -191,6 +193,16 @@ impl Metrics {
             "trawl_collector_events_relists",
             "Lists of the cluster's Events (the first, and after a watch expired with 410 Gone)",
             self.events_relists.clone(),
+        );
+        r.register(
+            "trawl_collector_journal_entries",
+            "Journal entries shipped to the indexer's journal stream (acknowledged)",
+            self.journal_entries.clone(),
+        );
+        r.register(
+            "trawl_collector_journal_errors",
+            "Errors reading the journal (journalctl ended, an unreadable line) or shipping it",
+            self.journal_errors.clone(),
         );
         r.register(
             "trawl_collector_events_errors",

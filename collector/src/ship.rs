@@ -772,6 +772,70 @@ struct GapBody {
     marks: HashMap<String, u64>,
 }
 
+/// Where the collector's own documents (Kubernetes Events, journal entries) go: NDJSON posted
+/// to `<indexer>/api/v1/<stream>/ingest`, with the collector's token and CAs.
+#[derive(Debug, Clone)]
+pub struct StreamIngest {
+    pub url: String,
+    /// Bearer token; empty for none.
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl StreamIngest {
+    /// The ingest endpoint of `stream` at `indexer_url`.
+    pub(crate) fn new(
+        indexer_url: &str,
+        stream: &str,
+        token: &str,
+        ca_path: Option<&std::path::Path>,
+    ) -> Result<StreamIngest, Error> {
+        Ok(StreamIngest {
+            url: format!(
+                "{}/api/v1/{stream}/ingest",
+                indexer_url.trim_end_matches('/')
+            ),
+            token: token.to_string(),
+            http: http_client(ca_path)?,
+        })
+    }
+
+    /// Posts `docs`, one a line, each with the `stamp` fields set (empty values left out).
+    /// The indexer's answer on a 2xx; otherwise what went wrong.
+    pub async fn post(
+        &self,
+        docs: &[serde_json::Value],
+        stamp: &[(&str, &str)],
+    ) -> Result<serde_json::Value, String> {
+        let mut body = Vec::with_capacity(docs.len() * 512);
+        for doc in docs {
+            let mut doc = doc.clone();
+            for (key, value) in stamp.iter().filter(|(_, v)| !v.is_empty()) {
+                doc[*key] = serde_json::Value::String((*value).to_string());
+            }
+            // Writing a value to memory cannot fail.
+            let _ = serde_json::to_writer(&mut body, &doc);
+            body.push(b'\n');
+        }
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            .body(body);
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let shown: String = text.chars().take(300).collect();
+            return Err(format!("the indexer answered {status}: {shown}"));
+        }
+        Ok(response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
 /// The client that talks to the indexer: the request timeout, and the CAs of
 /// `collector.ca_path` trusted besides the public roots.
 pub(crate) fn http_client(ca_path: Option<&std::path::Path>) -> Result<reqwest::Client, Error> {

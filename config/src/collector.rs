@@ -90,6 +90,8 @@ pub struct CollectorConfig {
     pub drop_policy: DropPolicy,
     /// Pod metadata from the Kubernetes API (labels, image, annotations).
     pub kubernetes: KubernetesConfig,
+    /// The node's journal (kubelet, containerd, the kernel) into the `journal` stream.
+    pub journal: JournalConfig,
 }
 
 impl Default for CollectorConfig {
@@ -123,6 +125,38 @@ impl Default for CollectorConfig {
             rate_limits: Vec::new(),
             drop_policy: DropPolicy::default(),
             kubernetes: KubernetesConfig::default(),
+            journal: JournalConfig::default(),
+        }
+    }
+}
+
+/// `[collector.journal]`: the node's journald entries, read through `journalctl -o json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Read the journal. Default `false`.
+    pub enabled: bool,
+    /// The systemd units whose entries are read. Default `kubelet.service` and
+    /// `containerd.service`.
+    pub units: Vec<String>,
+    /// Also the kernel's messages (the OOM killer). Default `true`.
+    pub kernel: bool,
+    /// The program run as `journalctl` (its `-o json --follow` output is read). Default
+    /// `journalctl`; in a container, one that reads the node's journal directory (mounted at
+    /// `/var/log/journal`), e.g. `journalctl --directory=/var/log/journal`.
+    pub command: Vec<String>,
+    /// Entries per request to the indexer at most. Default 1000.
+    pub batch_max_entries: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            enabled: false,
+            units: vec!["kubelet.service".into(), "containerd.service".into()],
+            kernel: true,
+            command: vec!["journalctl".into()],
+            batch_max_entries: 1000,
         }
     }
 }

@@ -29,7 +29,8 @@ mod tests;
 pub use alerting::{AlertingConfig, RuleTuning, MAX_SAMPLES};
 pub use auth::{AuthConfig, Role, TlsConfig, TokenConfig};
 pub use collector::{
-    CollectorConfig, DropPolicy, KubernetesConfig, MultilineRule, RateLimit, RedactRule,
+    CollectorConfig, DropPolicy, JournalConfig, KubernetesConfig, MultilineRule, RateLimit,
+    RedactRule,
 };
 pub use config::{check_file, Config, ServerRole};
 pub use env::{ENV_PREFIX, IGNORED_ENV_VARS};

@@ -90,6 +90,10 @@ fn defaults_are_the_documented_ones() {
             in_cluster: false,
         }
     );
+    assert!(!c.journal.enabled && c.journal.kernel);
+    assert_eq!(c.journal.units, ["kubelet.service", "containerd.service"]);
+    assert_eq!(c.journal.command, ["journalctl"]);
+    assert_eq!(c.journal.batch_max_entries, 1000);
 
     let x = &config.indexer;
     assert_eq!(x.commit_interval_ms, 1000);
@@ -806,6 +810,7 @@ fn example_toml_documents_every_key() {
     let sections = [
         "collector",
         "kubernetes",
+        "journal",
         "indexer",
         "query",
         "streams",
@@ -832,6 +837,7 @@ fn example_toml_documents_every_key() {
     for section in [
         "# [collector]",
         "# [collector.kubernetes]",
+        "# [collector.journal]",
         "# [indexer]",
         "# [query]",
         "# [streams.logs]",

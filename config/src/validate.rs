@@ -180,6 +180,29 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
     problems.at_least("collector.batch_max_bytes", to_u64(c.batch_max_bytes), 1);
     problems.at_least("collector.batch_max_wait_ms", c.batch_max_wait_ms, 1);
     problems.at_least("collector.max_in_flight", to_u64(c.max_in_flight), 1);
+    if c.journal.enabled {
+        if c.journal
+            .command
+            .first()
+            .is_none_or(|p| p.trim().is_empty())
+        {
+            problems.add(
+                "collector.journal.command",
+                "must name the journalctl program to run",
+            );
+        }
+        if c.journal.units.is_empty() && !c.journal.kernel {
+            problems.add(
+                "collector.journal.units",
+                "names no unit and collector.journal.kernel is off: nothing would be read",
+            );
+        }
+        problems.at_least(
+            "collector.journal.batch_max_entries",
+            to_u64(c.journal.batch_max_entries),
+            1,
+        );
+    }
     problems.at_least(
         "collector.kubernetes.events_lease_secs",
         c.kubernetes.events_lease_secs,

@@ -503,3 +503,68 @@ fn a_pods_story_holds_its_logs_events_and_its_nodes_journal_in_time_order() {
     );
     server.stop();
 }
+
+/// The node's journal through the collector of `trawl standalone` (a fake journalctl: recorded
+/// entries, `--after-cursor`, `--follow`), across a SIGKILL: every entry indexed once.
+#[test]
+fn journal_entries_through_the_collector_across_a_sigkill_are_each_indexed_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(tmp.path().join("pods")).unwrap();
+    let entries = tmp.path().join("journal.ndjson");
+    let write = |from: u64, to: u64| {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&entries)
+            .unwrap();
+        for i in from..to {
+            let line = json!({"__CURSOR": format!("s=e2e;i={i}"),
+                "__REALTIME_TIMESTAMP": format!("{}", (T0 as u64 + i) * 1_000_000),
+                "_SYSTEMD_UNIT": "kubelet.service", "SYSLOG_IDENTIFIER": "kubelet",
+                "PRIORITY": if i % 10 == 0 { "3" } else { "6" }, "MESSAGE": format!("kubelet line {i}")});
+            writeln!(file, "{line}").unwrap();
+        }
+    };
+    write(0, 2000);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("collector/src/tests/fake-journalctl.sh");
+    let config = format!(
+        "[indexer]\ncommit_interval_ms = 200\n[collector]\npods_dir = \"{}\"\nnode_name = \"node-j\"\n\
+         audit_webhook = false\n[collector.journal]\nenabled = true\nbatch_max_entries = 50\n\
+         command = [\"sh\", \"{}\", \"{}\"]\n",
+        tmp.path().join("pods").display(),
+        script.display(),
+        entries.display()
+    );
+    let total = |server: &Server, q: &str| -> u64 {
+        let body = server.search("journal", &[("q", q), ("limit", "0")]);
+        body["total"].as_u64().unwrap()
+    };
+    let server = Server::start_with_config("standalone", &data, &config);
+    wait_until("some entries indexed", SEARCHABLE_TIMEOUT, || {
+        total(&server, "*") > 0
+    });
+    server.kill9();
+    write(2000, 2500);
+    let server = Server::start_with_config("standalone", &data, &config);
+    wait_until("every entry indexed", SEARCHABLE_TIMEOUT, || {
+        total(&server, "*") >= 2500
+    });
+    // Once the last entry is searchable, everything sent before it is: exactly once each.
+    wait_until("the last entry", SEARCHABLE_TIMEOUT, || {
+        total(&server, "cursor:\"s=e2e;i=2499\"") == 1
+    });
+    assert_eq!(total(&server, "*"), 2500);
+    assert_eq!(total(&server, "level:error"), 250);
+    assert_eq!(
+        total(&server, "node:\"node-j\" AND unit:\"kubelet.service\""),
+        2500
+    );
+    let calls = std::fs::read_to_string(tmp.path().join("journal.ndjson.args")).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[1].contains("--after-cursor=s=e2e;i="), "{}", calls[1]);
+    server.stop();
+}

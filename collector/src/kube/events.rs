@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
+use crate::ship::StreamIngest;
 
 /// Events per page of a list, and at most per request to the indexer.
 const PAGE: u32 = 500;
@@ -49,13 +50,10 @@ pub struct EventsSettings {
     pub lease: Duration,
     /// Where the last acknowledged resourceVersion is kept.
     pub state_path: PathBuf,
-    /// `<indexer>/api/v1/events/ingest`.
-    pub ingest_url: String,
-    /// Bearer token for the indexer; empty for none.
-    pub token: String,
+    /// The indexer's `events` stream.
+    pub ingest: StreamIngest,
     /// Stamped on every Event as `cluster`.
     pub cluster: String,
-    pub http: reqwest::Client,
 }
 
 /// Why collecting stopped.
@@ -359,42 +357,16 @@ async fn flush(
     Ok(())
 }
 
-/// Posts Events to the indexer as NDJSON, `cluster` stamped on each; only a 2xx counts.
+/// Posts Events to the indexer, `cluster` stamped on each; only a 2xx counts.
 async fn ship(s: &EventsSettings, metrics: &Metrics, events: Vec<Value>) -> Result<(), Stop> {
     if events.is_empty() {
         return Ok(());
     }
-    let count = events.len() as u64;
-    let mut body = Vec::with_capacity(events.len() * 512);
-    for mut event in events {
-        if !s.cluster.is_empty() {
-            event["cluster"] = json!(s.cluster);
-        }
-        // Writing a value to memory cannot fail.
-        let _ = serde_json::to_writer(&mut body, &event);
-        body.push(b'\n');
-    }
-    let mut request = s
-        .http
-        .post(&s.ingest_url)
-        .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
-        .body(body);
-    if !s.token.is_empty() {
-        request = request.bearer_auth(&s.token);
-    }
-    let response = request
-        .send()
+    let answer = s
+        .ingest
+        .post(&events, &[("cluster", &s.cluster)])
         .await
         .map_err(|e| Stop::Failed(format!("shipping Events: {e}")))?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        let shown: String = text.chars().take(300).collect();
-        return Err(Stop::Failed(format!(
-            "the indexer answered {status} to Events: {shown}"
-        )));
-    }
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
     if let Some(rejected) = answer["rejected"].as_u64().filter(|n| *n > 0) {
         // Kept in the indexer's dead-letter store with their error.
         warn!(
@@ -402,6 +374,6 @@ async fn ship(s: &EventsSettings, metrics: &Metrics, events: Vec<Value>) -> Resu
             "the indexer refused some Events (see its dead letters)"
         );
     }
-    metrics.events_shipped.inc_by(count);
+    metrics.events_shipped.inc_by(events.len() as u64);
     Ok(())
 }

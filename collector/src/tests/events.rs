@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::fake_events_api::{event, FakeEventsApi};
 use crate::kube::events::{run, EventsSettings};
 use crate::metrics::Metrics;
+use crate::ship::StreamIngest;
 
 /// What the fake indexer was sent, a line each.
 type Received = Arc<Mutex<Vec<Value>>>;
@@ -99,10 +100,12 @@ impl Fakes {
             lease_name: "trawl-events".into(),
             lease,
             state_path: dir.join("events.json"),
-            ingest_url: self.ingest_url.clone(),
-            token: String::new(),
+            ingest: StreamIngest {
+                url: self.ingest_url.clone(),
+                token: String::new(),
+                http: reqwest::Client::new(),
+            },
             cluster: "prod".into(),
-            http: reqwest::Client::new(),
         };
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(run(self.client.clone(), settings, metrics.clone(), stop_rx));

@@ -10,6 +10,7 @@
 //! - `kubernetes`: records enriched with pod metadata end to end, pod label filters
 //! - `fake_events_api`: a fake Kubernetes API for Events and Leases (also used by the e2e tests)
 //! - `events`: the cluster's Kubernetes Events under a Lease, resumed and relisted
+//! - `journal`: the node's journal through a fake journalctl, after the saved cursor
 
 mod audit;
 mod delivery;
@@ -17,6 +18,7 @@ mod events;
 pub(crate) mod fake;
 pub(crate) mod fake_api;
 pub(crate) mod fake_events_api;
+mod journal;
 mod kubernetes;
 mod model;
 mod refusals;
