@@ -209,6 +209,8 @@ struct Token {
     role: Role,
     #[cfg_attr(not(feature = "query"), allow(dead_code))]
     namespaces: Vec<String>,
+    #[cfg_attr(not(feature = "query"), allow(dead_code))]
+    clusters: Vec<String>,
 }
 
 /// Checks requests against `[[auth.tokens]]`.
@@ -236,6 +238,7 @@ impl Authenticator {
                     hash,
                     role: t.role,
                     namespaces: t.namespaces.clone(),
+                    clusters: t.clusters.clone(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -258,6 +261,7 @@ impl Authenticator {
             },
             role: Role::Ingest,
             namespaces: Vec::new(),
+            clusters: Vec::new(),
         });
         token
     }
@@ -387,14 +391,11 @@ impl IntoResponse for AuthError {
     }
 }
 
-/// Gives the request its token's namespace scope, which the query routes enforce.
+/// Gives the request its token's namespace and cluster scope, which the query routes enforce.
 #[cfg(feature = "query")]
 fn attach_scope(request: &mut Request, token: &Token) {
-    let scope = if token.namespaces.is_empty() {
-        Scope::All
-    } else {
-        Scope::namespaces(token.namespaces.iter().cloned())
-    };
+    let set = |list: &[String]| (!list.is_empty()).then(|| list.iter().cloned().collect());
+    let scope = Scope::of(set(&token.namespaces), set(&token.clusters));
     request.extensions_mut().insert(scope);
 }
 
@@ -562,6 +563,7 @@ mod tests {
             hash: hash_token(secret),
             role,
             namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            clusters: Vec::new(),
         };
         let config = AuthConfig {
             tokens: vec![

@@ -30,6 +30,8 @@
 //!   stays up with the good lines searchable.
 //! - `fault_proxy` — a proxy between collector and indexer that forwards, refuses every
 //!   request with a status, or answers 413 over a body size, switchable during a test.
+//! - `clusters`  — two clusters' records searched, aggregated and reported apart; a read token
+//!   scoped to one cluster sees that cluster only.
 //! - `collector` — real `trawl collector` and `trawl indexer` processes: pod logs rotated by
 //!   rename and copytruncate, the collector SIGKILLed and restarted, the indexer down for a
 //!   while; every line indexed exactly once and whole. A collector pointed at a 404 and then
@@ -91,6 +93,8 @@ mod audit_dedup;
 mod auth;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/clusters.rs"]
+mod clusters;
 #[path = "e2e/collector.rs"]
 mod collector;
 #[path = "e2e/compat_ingest.rs"]

@@ -40,6 +40,11 @@ pub struct TokenConfig {
     /// only without a list. Empty (the default) means all.
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Clusters whose records the token may read (their `cluster` field), likewise in every
+    /// read endpoint; with `namespaces` too, records must be in both. Empty (the default)
+    /// means all.
+    #[serde(default)]
+    pub clusters: Vec<String>,
 }
 
 /// What a token may do: `ingest` and `read` only what they say, `admin` everything.

@@ -794,6 +794,7 @@ fn example_toml_documents_every_key() {
             hash: String::new(),
             role: Role::Read,
             namespaces: vec![],
+            clusters: vec![],
         }),
         Value::serialize(TlsConfig {
             cert_path: PathBuf::new(),

@@ -14,9 +14,10 @@
 //! indexers may authenticate the searcher with a token of their own, unscoped, and the caller's
 //! scope still holds.
 //!
-//! A restricted scope matches only documents whose `namespace` field holds one of its
-//! namespaces: cluster-scoped audit events (empty `namespace`) and streams without a keyword
-//! `namespace` field yield nothing.
+//! A scope restricted to namespaces matches only documents whose `namespace` field holds one of
+//! them: cluster-scoped audit events (empty `namespace`) and streams without a keyword
+//! `namespace` field yield nothing. A scope restricted to clusters likewise matches only
+//! documents whose `cluster` is one of its clusters (and, with namespaces too, both).
 
 use std::collections::BTreeSet;
 
@@ -28,8 +29,10 @@ use tantivy::query::{BooleanQuery, EmptyQuery, Occur, Query, TermSetQuery};
 use tantivy::schema::{FieldType, Schema};
 use tantivy::Term;
 
-/// The field a restricted scope filters on.
+/// The field a namespace restriction filters on.
 pub const NAMESPACE_FIELD: &str = "namespace";
+/// The field a cluster restriction filters on.
+pub const CLUSTER_FIELD: &str = "cluster";
 
 /// Header in which a searcher forwards its caller's resolved scope to the indexers: the
 /// scope's JSON (`{"namespaces":["a","b"]}`), non-ASCII characters escaped. Absent means no
@@ -40,11 +43,46 @@ pub const SCOPE_HEADER: &str = "x-trawl-scope";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// Every record (a token without a namespace list, or no authentication).
+    /// Every record (a token without a namespace or cluster list, or no authentication).
     #[default]
     All,
     /// Only records whose `namespace` is one of these (exact names). An empty set sees nothing.
     Namespaces(BTreeSet<String>),
+    /// Only records whose `cluster` is one of `clusters`, and, when `namespaces` is given, whose
+    /// `namespace` is one of those too.
+    Clusters {
+        clusters: BTreeSet<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespaces: Option<BTreeSet<String>>,
+    },
+}
+
+/// The intersection of two optional restrictions (`None`: unrestricted).
+fn intersect_sets(
+    a: Option<&BTreeSet<String>>,
+    b: Option<&BTreeSet<String>>,
+) -> Option<BTreeSet<String>> {
+    match (a, b) {
+        (None, other) | (other, None) => other.cloned(),
+        (Some(a), Some(b)) => Some(a.intersection(b).cloned().collect()),
+    }
+}
+
+/// Documents whose indexed string `field` holds one of `values`; nothing when the schema has
+/// no such field or `values` is empty (a restriction never widens to everything).
+fn term_set(schema: &Schema, field: &str, values: &BTreeSet<String>) -> Box<dyn Query> {
+    let field = schema.get_field(field).ok().filter(|field| {
+        matches!(
+            schema.get_field_entry(*field).field_type(),
+            FieldType::Str(options) if options.get_indexing_options().is_some()
+        )
+    });
+    match field {
+        Some(field) if !values.is_empty() => Box::new(TermSetQuery::new(
+            values.iter().map(|v| Term::from_field_text(field, v)),
+        )),
+        _ => Box::new(EmptyQuery),
+    }
 }
 
 impl Scope {
@@ -58,54 +96,72 @@ impl Scope {
         Scope::Namespaces(namespaces.into_iter().map(Into::into).collect())
     }
 
-    /// Whether this scope hides anything.
-    pub fn is_restricted(&self) -> bool {
-        matches!(self, Scope::Namespaces(_))
+    /// The scope of optional namespace and cluster lists (`None`: that dimension is open).
+    pub fn of(namespaces: Option<BTreeSet<String>>, clusters: Option<BTreeSet<String>>) -> Scope {
+        match (namespaces, clusters) {
+            (None, None) => Scope::All,
+            (Some(namespaces), None) => Scope::Namespaces(namespaces),
+            (namespaces, Some(clusters)) => Scope::Clusters {
+                clusters,
+                namespaces,
+            },
+        }
     }
 
-    /// Whether a record of `namespace` is visible (the empty namespace of a cluster-scoped
-    /// event only to [`Scope::All`]).
-    pub fn allows_namespace(&self, namespace: &str) -> bool {
+    /// The namespaces this scope is limited to, `None` when it is not.
+    pub fn namespace_set(&self) -> Option<&BTreeSet<String>> {
         match self {
-            Scope::All => true,
-            Scope::Namespaces(set) => set.contains(namespace),
+            Scope::All => None,
+            Scope::Namespaces(set) => Some(set),
+            Scope::Clusters { namespaces, .. } => namespaces.as_ref(),
         }
+    }
+
+    /// The clusters this scope is limited to, `None` when it is not.
+    pub fn cluster_set(&self) -> Option<&BTreeSet<String>> {
+        match self {
+            Scope::Clusters { clusters, .. } => Some(clusters),
+            _ => None,
+        }
+    }
+
+    /// Whether this scope hides anything.
+    pub fn is_restricted(&self) -> bool {
+        !matches!(self, Scope::All)
+    }
+
+    /// Whether a record of `namespace` may be visible (the empty namespace of a cluster-scoped
+    /// event only to a scope without a namespace list).
+    pub fn allows_namespace(&self, namespace: &str) -> bool {
+        self.namespace_set()
+            .is_none_or(|set| set.contains(namespace))
     }
 
     /// What both scopes may see: the scope a leaf applies when a root forwards one and the
     /// caller's token has one too.
     pub fn intersect(&self, other: &Scope) -> Scope {
-        match (self, other) {
-            (Scope::All, other) | (other, Scope::All) => other.clone(),
-            (Scope::Namespaces(a), Scope::Namespaces(b)) => {
-                Scope::Namespaces(a.intersection(b).cloned().collect())
-            }
-        }
+        Scope::of(
+            intersect_sets(self.namespace_set(), other.namespace_set()),
+            intersect_sets(self.cluster_set(), other.cluster_set()),
+        )
     }
 
     /// The query a document must also match to be visible, `None` for [`Scope::All`]. For a
-    /// restricted scope over a schema without an indexed string `namespace` field it is a query
-    /// matching nothing, never everything.
+    /// restriction on a field the schema lacks (no keyword `namespace` or `cluster`) it is a
+    /// query matching nothing, never everything.
     pub fn filter(&self, schema: &Schema) -> Option<Box<dyn Query>> {
-        let Scope::Namespaces(namespaces) = self else {
-            return None;
-        };
-        let field = schema.get_field(NAMESPACE_FIELD).ok().filter(|field| {
-            matches!(
-                schema.get_field_entry(*field).field_type(),
-                FieldType::Str(options) if options.get_indexing_options().is_some()
-            )
-        });
-        let Some(field) = field else {
-            return Some(Box::new(EmptyQuery));
-        };
-        if namespaces.is_empty() {
-            return Some(Box::new(EmptyQuery));
+        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if let Some(namespaces) = self.namespace_set() {
+            must.push((Occur::Must, term_set(schema, NAMESPACE_FIELD, namespaces)));
         }
-        let terms = namespaces
-            .iter()
-            .map(|namespace| Term::from_field_text(field, namespace));
-        Some(Box::new(TermSetQuery::new(terms)))
+        if let Some(clusters) = self.cluster_set() {
+            must.push((Occur::Must, term_set(schema, CLUSTER_FIELD, clusters)));
+        }
+        match must.len() {
+            0 => None,
+            1 => must.pop().map(|(_, query)| query),
+            _ => Some(Box::new(BooleanQuery::new(must))),
+        }
     }
 
     /// The [`SCOPE_HEADER`] value that forwards this scope, `None` for [`Scope::All`] (nothing
@@ -325,5 +381,48 @@ mod tests {
             Scope::from_request_parts(&mut parts, &()).await.unwrap(),
             Scope::namespaces(["a"])
         );
+    }
+
+    /// One document per (cluster, namespace) pair.
+    fn two_clusters() -> Index {
+        let mut builder = Schema::builder();
+        let cluster = builder.add_text_field(CLUSTER_FIELD, STRING);
+        let ns = builder.add_text_field(NAMESPACE_FIELD, STRING);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer = index
+            .writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000)
+            .unwrap();
+        for (c, n) in [("prod", "a"), ("prod", "b"), ("test", "a"), ("test", "")] {
+            writer.add_document(doc!(cluster => c, ns => n)).unwrap();
+        }
+        writer.commit().unwrap();
+        index
+    }
+
+    #[test]
+    fn cluster_scopes_see_their_clusters_and_narrow_with_namespaces() {
+        let clusters = two_clusters();
+        let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let test = Scope::of(None, Some(set(&["test"])));
+        assert_eq!(
+            count(&clusters, &test),
+            2,
+            "cluster-scoped records of test too"
+        );
+        let test_a = Scope::of(Some(set(&["a"])), Some(set(&["test"])));
+        assert_eq!(count(&clusters, &test_a), 1);
+        assert_eq!(count(&clusters, &Scope::of(None, Some(set(&[])))), 0);
+        // A cluster token narrowed by a namespace scope forwarded by a searcher, and back.
+        assert_eq!(test.intersect(&Scope::namespaces(["a"])), test_a);
+        assert_eq!(Scope::namespaces(["a"]).intersect(&test), test_a);
+        assert_eq!(
+            test.intersect(&Scope::of(None, Some(set(&["prod"])))),
+            Scope::of(None, Some(set(&[])))
+        );
+        // The header round trip.
+        let header = test_a.header_value().unwrap();
+        assert_eq!(Scope::from_header(&header).unwrap(), test_a);
+        // A schema without `cluster` shows nothing to a cluster scope.
+        assert_eq!(count(&index(&["a"]), &test), 0);
     }
 }

@@ -171,8 +171,9 @@ fn story<S: StreamSource>(
     )?;
     let node_set: BTreeSet<String> = nodes(&logs).into_iter().chain(nodes(&events)).collect();
     let node_list: Vec<String> = node_set.into_iter().take(MAX_NODES).collect();
-    // The nodes' journal holds no namespace: a namespace-scoped caller does not read it.
-    let journal = if node_list.is_empty() || !matches!(scope, Scope::All) {
+    // The nodes' journal holds no namespace: a namespace-scoped caller does not read it (a
+    // cluster-scoped one does, within its clusters).
+    let journal = if node_list.is_empty() || scope.namespace_set().is_some() {
         None
     } else {
         let any: Vec<String> = node_list
