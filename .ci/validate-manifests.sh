@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Render the Kubernetes overlays in deploy/kubernetes and check what they render:
 #
-#   1. render overlays/cluster and overlays/standalone with Debian's kubectl (package
+#   1. render overlays/cluster, overlays/standalone and overlays/remote-collector with Debian's kubectl (package
 #      kubernetes-client: kubectl 1.20, whose embedded kustomize is v2, the oldest we support);
 #      where another, current kubectl is also installed, render with it too and require the
 #      same objects (what CI renders must be what `kubectl apply -k` applies);
@@ -26,7 +26,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 K8S="$ROOT/deploy/kubernetes"
-OVERLAYS=(cluster standalone)
+OVERLAYS=(cluster standalone remote-collector)
 VENV=${VENV:-/var/tmp/trawl-ci-venv}
 KUBE_VERSIONS=${KUBE_VERSIONS:-"1.25 1.34"}
 KUBECTL_CACHE=${KUBECTL_CACHE:-/var/tmp/trawl-ci-kubernetes-client}
