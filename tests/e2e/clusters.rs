@@ -1,6 +1,7 @@
 //! Two clusters in one Trawl: records of `prod` and `test` (stamped `cluster` by their
-//! collectors or agents) searched, aggregated and reported apart, and a read token scoped to
-//! one cluster that sees that cluster only, in search, aggregations, reports and statistics.
+//! collectors or agents) searched, aggregated and reported apart (`group_by=cluster`), and a
+//! read token scoped to one cluster that sees that cluster only, in search, aggregations,
+//! reports and statistics.
 
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
@@ -127,6 +128,44 @@ fn two_clusters_are_searched_and_reported_apart_and_a_token_sees_its_cluster_onl
         .map(|r| (r["user"].as_str().unwrap(), r["count"].as_u64().unwrap()))
         .collect();
     assert_eq!(users, [("bob", 4)]);
+    // Reports grouped by cluster too: a row per user and cluster, each row's query exact.
+    let report = get(
+        &server,
+        ADMIN,
+        &format!("/api/v1/audit/reports/top-users?group_by=cluster&{range}"),
+    );
+    let rows = report["rows"].as_array().unwrap();
+    let by_cluster: Vec<(&str, &str, u64)> = rows
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap();
+            (text("cluster"), text("user"), r["count"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(by_cluster, [("prod", "alice", 5), ("test", "bob", 4)]);
+    for row in rows {
+        let q = row["query"].as_str().unwrap();
+        let url = format!("/api/v1/audit/search?limit=0&{range}");
+        let found = Client::new()
+            .get(server.at(&url))
+            .query(&[("q", q)])
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap();
+        assert_eq!(json_of(found).1["total"], row["count"], "{q}");
+    }
+    let (status, refused) = json_of(
+        Client::new()
+            .get(server.at("/api/v1/audit/reports/top-users?group_by=node"))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused["error"]["message"],
+        "`group_by` takes `cluster` only, not \"node\""
+    );
 
     // The test team's token: its cluster only, whatever the query says.
     let all = get(

@@ -78,6 +78,16 @@ impl<'a> Ctx<'a> {
     /// and the `extras` (kept in [`Group::extras`], in order).
     pub fn groups(&self, clauses: &[String], keys: &[Key], extras: &[Extra]) -> Result<Vec<Group>> {
         let request = self.request;
+        // `group_by=cluster`: every group (and so every row, see [`Row::of`]) per cluster too.
+        let with_cluster: Vec<Key>;
+        let keys = if request.by_cluster {
+            with_cluster = std::iter::once(Key::Str(CLUSTER_KEY))
+                .chain(keys.iter().copied())
+                .collect();
+            &with_cluster[..]
+        } else {
+            keys
+        };
         let text = join(clauses);
         let query = crate::query_text::build_query(
             self.snapshot,
@@ -142,6 +152,9 @@ impl Key {
         }
     }
 }
+
+/// The key `group_by=cluster` adds to every report's groups.
+const CLUSTER_KEY: &str = "cluster";
 
 /// `user` and `impersonated_user`: the keys of every report that groups by user.
 pub(crate) const USER_KEYS: [Key; 2] = [Key::Str("user"), Key::Str("impersonated_user")];
@@ -267,13 +280,23 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    /// A row counting the group's events, without columns yet.
+    /// A row counting the group's events: without columns yet, but for `cluster` when the
+    /// report groups by cluster too (`group_by=cluster`).
     pub fn of(group: &Group) -> Row {
-        Row {
+        let row = Row {
             count: group.count,
             first: group.first,
             last: group.last,
             ..Row::default()
+        };
+        let by_cluster = group
+            .values
+            .iter()
+            .any(|(key, _)| matches!(key, Key::Str(CLUSTER_KEY)));
+        if by_cluster {
+            row.key(group, CLUSTER_KEY)
+        } else {
+            row
         }
     }
 

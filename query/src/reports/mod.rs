@@ -218,6 +218,8 @@ pub struct ReportParams {
     /// `timeline`: the interval (default: about 60 intervals over `[start, end)` when both are
     /// given, else `1h`).
     pub interval: Option<String>,
+    /// `cluster`: every row per cluster too (with a `cluster` column and clause).
+    pub group_by: Option<String>,
 }
 
 /// A validated report request.
@@ -240,6 +242,8 @@ pub struct ReportRequest {
     pub burst_window: i64,
     /// `timeline`: the interval in nanoseconds (whole seconds), `None` for automatic.
     pub interval: Option<i64>,
+    /// `group_by=cluster`: rows per cluster too.
+    pub by_cluster: bool,
     /// The events the caller may see (by `namespace`; cluster-scoped events only for
     /// [`Scope::All`]): every aggregation of the report is restricted to it.
     pub scope: Scope,
@@ -262,6 +266,7 @@ impl ReportRequest {
             burst_min_resources: 3,
             burst_window: 5 * 60 * NANOS_PER_SECOND,
             interval: None,
+            by_cluster: false,
             scope: Scope::All,
         }
     }
@@ -332,6 +337,16 @@ impl ReportRequest {
         if let Some(window) = params.window {
             request.burst_window = parse_interval("window", &window)?;
         }
+        request.by_cluster = match params.group_by.as_deref().map(str::trim) {
+            None | Some("") => false,
+            Some("cluster") => true,
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!(
+                    "`group_by` takes `cluster` only, not {:?}",
+                    other.chars().take(40).collect::<String>()
+                )))
+            }
+        };
         request.interval = params
             .interval
             .filter(|i| !i.trim().is_empty() && i.trim() != "auto")
