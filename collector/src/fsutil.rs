@@ -23,6 +23,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// The string at `key` of the JSON object saved at `path` (a resume position: a Kubernetes
+/// resourceVersion, a journal cursor); `None` when the file is absent, unreadable or holds no
+/// non-empty string there, so that the caller starts from the beginning.
+pub fn read_position(path: &Path, key: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    value[key]
+        .as_str()
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// Saves `{key: value}` at `path` atomically ([`write_atomic`]).
+pub fn save_position(path: &Path, key: &str, value: &str) -> Result<()> {
+    let body = serde_json::json!({ key: value }).to_string();
+    write_atomic(path, body.as_bytes())
+}
+
 /// Fsyncs a directory so that the creations, renames and removals in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
@@ -70,18 +70,11 @@ pub fn arguments(s: &JournalSettings, after: Option<&str>) -> Vec<String> {
     args
 }
 
-fn load_cursor(s: &JournalSettings) -> Option<String> {
-    let value: Value = serde_json::from_slice(&std::fs::read(&s.state_path).ok()?).ok()?;
-    value["cursor"]
-        .as_str()
-        .filter(|c| !c.is_empty())
-        .map(str::to_string)
-}
+/// Where the saved cursor is kept in the state file.
+const CURSOR_KEY: &str = "cursor";
 
-fn save_cursor(s: &JournalSettings, cursor: &str) -> std::io::Result<()> {
-    let body = json!({ "cursor": cursor }).to_string();
-    crate::fsutil::write_atomic(&s.state_path, body.as_bytes())
-        .map_err(|e| std::io::Error::other(e.to_string()))
+fn load_cursor(s: &JournalSettings) -> Option<String> {
+    crate::fsutil::read_position(&s.state_path, CURSOR_KEY)
 }
 
 /// Runs journalctl and ships what it prints until `stop` turns `true`; a journalctl that ends
@@ -187,7 +180,7 @@ async fn ship_until_acked(s: &JournalSettings, metrics: &Metrics, batch: &mut Ve
         .rev()
         .find_map(|e| e["__CURSOR"].as_str().map(str::to_string));
     if let Some(cursor) = cursor {
-        if let Err(err) = save_cursor(s, &cursor) {
+        if let Err(err) = crate::fsutil::save_position(&s.state_path, CURSOR_KEY, &cursor) {
             // The entries are in the index: a restart sends them again, and they are one
             // document each by their cursor.
             warn!(error = %err, "cannot save the journal cursor");

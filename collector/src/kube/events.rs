@@ -196,19 +196,16 @@ async fn renew(leases: &Api<Lease>, s: &EventsSettings, every: Duration) -> Stri
     }
 }
 
+/// Where the saved resourceVersion is kept in the state file.
+const VERSION_KEY: &str = "resource_version";
+
 /// The saved resourceVersion, if any.
 fn load_version(s: &EventsSettings) -> Option<String> {
-    let bytes = std::fs::read(&s.state_path).ok()?;
-    let value: Value = serde_json::from_slice(&bytes).ok()?;
-    value["resource_version"]
-        .as_str()
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
+    crate::fsutil::read_position(&s.state_path, VERSION_KEY)
 }
 
 fn save_version(s: &EventsSettings, version: &str) -> Result<(), String> {
-    let body = json!({ "resource_version": version }).to_string();
-    crate::fsutil::write_atomic(&s.state_path, body.as_bytes()).map_err(|e| e.to_string())
+    crate::fsutil::save_position(&s.state_path, VERSION_KEY, version).map_err(|e| e.to_string())
 }
 
 /// Lists and watches for as long as the lease is held: after 410 Gone it lists again, after
