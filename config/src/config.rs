@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::{
-    AlertingConfig, AuthConfig, CollectorConfig, IndexerConfig, QueryConfig, StreamConfig,
+    AlertingConfig, AuthConfig, CollectorConfig, IndexerConfig, MetastoreConfig, QueryConfig,
+    StorageConfig, StreamConfig,
 };
 
 /// The whole configuration. Top-level keys, then one section per concern.
@@ -35,6 +36,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[alerting]`: rule files and packs, Alertmanagers and webhooks.
     pub alerting: AlertingConfig,
+    /// `[storage]`: object storage for sealed splits and the local split cache.
+    pub storage: StorageConfig,
+    /// `[metastore]`: `file` or PostgreSQL.
+    pub metastore: MetastoreConfig,
 }
 
 impl Default for Config {
@@ -49,6 +54,8 @@ impl Default for Config {
             streams: BTreeMap::new(),
             auth: AuthConfig::default(),
             alerting: AlertingConfig::default(),
+            storage: StorageConfig::default(),
+            metastore: MetastoreConfig::default(),
         }
     }
 }

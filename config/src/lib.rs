@@ -20,6 +20,7 @@ mod load;
 mod query;
 mod rules;
 mod selector;
+mod storage;
 mod stream;
 mod validate;
 
@@ -42,4 +43,5 @@ pub use rules::{
     RuleGroup, RuleKind, TemplatePart, PACKS,
 };
 pub use selector::{LabelSelector, Requirement};
+pub use storage::{MetastoreConfig, S3Config, StorageConfig};
 pub use stream::{StreamConfig, TimestampFormat, BUILTIN_STREAMS};

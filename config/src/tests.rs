@@ -823,6 +823,9 @@ fn example_toml_documents_every_key() {
         "tls",
         "alerting",
         "tune",
+        "storage",
+        "s3",
+        "metastore",
     ];
     // The entries of a table-valued key (`query.elastic_index_patterns`) are data, not keys.
     let table_entries = QueryConfig::default().elastic_index_patterns;
@@ -938,5 +941,49 @@ fn pod_label_selectors_are_validated() {
         "invalid configuration: `collector.exclude_pod_labels.1`: `=x`: `` is not a label key; \
          `collector.kubernetes.kubeconfig`: must not be empty (leave it unset for the in-cluster \
          service account)"
+    );
+}
+
+#[test]
+fn storage_and_metastore_go_together_and_are_checked() {
+    let config = load_text(
+        "[storage]\nuri = \"s3://logs/prod\"\n[storage.s3]\nendpoint = \"http://minio:9000\"\n\
+         [metastore]\nuri = \"postgres://trawl@db:5432/trawl\"\n",
+        &[],
+    )
+    .unwrap();
+    assert!(config.storage.is_remote() && config.metastore.is_postgres());
+    assert_eq!(config.storage.s3.endpoint, "http://minio:9000");
+    // The environment overrides as for every key.
+    let config = load_text(
+        "",
+        &[
+            ("TRAWL_STORAGE__URI", "file:///srv/splits"),
+            ("TRAWL_METASTORE__URI", "postgresql://db/trawl"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.storage.uri, "file:///srv/splits");
+    let keys = |text: &str| problem_keys(load_text(text, &[]));
+    assert_eq!(
+        keys("[storage]\nuri = \"gs://bucket\"\n[metastore]\nuri = \"postgres://db\"\n"),
+        ["storage.uri"]
+    );
+    assert_eq!(
+        keys("[storage]\nuri = \"file://relative\"\n[metastore]\nuri = \"postgres://db\"\n"),
+        ["storage.uri"]
+    );
+    assert_eq!(keys("[storage]\nuri = \"s3://b\"\n"), ["metastore.uri"]);
+    assert_eq!(
+        keys("[metastore]\nuri = \"postgres://db\"\n"),
+        ["metastore.uri"]
+    );
+    assert_eq!(
+        keys("[metastore]\nuri = \"mysql://db\"\n"),
+        ["metastore.uri"]
+    );
+    assert_eq!(
+        keys("[storage]\nuri = \"s3://b\"\ncache_max_bytes = 0\n[storage.s3]\nendpoint = \"minio:9000\"\n[metastore]\nuri = \"postgres://db\"\n"),
+        ["storage.s3.endpoint", "storage.cache_max_bytes"]
     );
 }

@@ -8,8 +8,8 @@ use crate::error::{Error, Problem, Result};
 use crate::query::MAX_LIMIT_CEILING;
 use crate::stream::BUILTIN_STREAMS;
 use crate::{
-    AlertingConfig, AuthConfig, CollectorConfig, Config, IndexerConfig, QueryConfig, ServerRole,
-    StreamConfig, MAX_SAMPLES,
+    AlertingConfig, AuthConfig, CollectorConfig, Config, IndexerConfig, MetastoreConfig,
+    QueryConfig, ServerRole, StorageConfig, StreamConfig, MAX_SAMPLES,
 };
 
 /// tantivy refuses an index writer with less memory than this per indexing thread.
@@ -35,6 +35,7 @@ pub(crate) fn validate(config: &Config, role: Option<ServerRole>) -> Result<()> 
     }
     auth(&mut problems, &config.auth);
     alerting(&mut problems, &config.alerting);
+    storage(&mut problems, &config.storage, &config.metastore);
     if let Some(role) = role {
         for_role(&mut problems, config, role);
     }
@@ -445,6 +446,42 @@ fn query(problems: &mut Problems, q: &QueryConfig) {
         if let Err(error) = trawl_model::validate_stream_name(stream) {
             problems.add(key, error.to_string());
         }
+    }
+}
+
+fn storage(problems: &mut Problems, s: &StorageConfig, m: &MetastoreConfig) {
+    let uri = s.uri.trim();
+    if !uri.is_empty() {
+        match uri.split_once("://") {
+            Some(("s3", rest)) if !rest.split('/').next().unwrap_or("").is_empty() => {}
+            Some(("file", rest)) if rest.starts_with('/') => {}
+            _ => problems.add(
+                "storage.uri",
+                format!("`{uri}` is neither `s3://bucket[/prefix]` nor `file:///absolute/path`"),
+            ),
+        }
+    }
+    if !s.s3.endpoint.is_empty() {
+        problems.url("storage.s3.endpoint", &s.s3.endpoint);
+    }
+    if s.cache_max_bytes == 0 {
+        problems.add("storage.cache_max_bytes", "must be at least 1");
+    }
+    let meta = m.uri.trim();
+    if meta != "file" && !m.is_postgres() {
+        problems.add(
+            "metastore.uri",
+            format!("`{meta}` is neither `file` nor `postgres://...`"),
+        );
+    }
+    if m.is_postgres() != s.is_remote() {
+        problems.add(
+            "metastore.uri",
+            "object storage (`storage.uri`) and a PostgreSQL metastore go together: set both or neither",
+        );
+    }
+    if m.poll_interval_ms == 0 {
+        problems.add("metastore.poll_interval_ms", "must be at least 1");
     }
 }
 

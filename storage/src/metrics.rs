@@ -1,0 +1,37 @@
+//! Counters of object storage, the split cache and the metastore, read by the role that
+//! exports `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by [`crate::ObjectStorage`], [`crate::SplitCache`] and
+/// [`crate::PgMetastore`]. All monotonic but the cache's current bytes.
+#[derive(Debug, Default)]
+pub struct StorageMetrics {
+    pub uploads: AtomicU64,
+    pub upload_bytes: AtomicU64,
+    pub upload_errors: AtomicU64,
+    pub downloads: AtomicU64,
+    pub download_bytes: AtomicU64,
+    /// Requests made to object storage (every GET, ranged GET, PUT, part, HEAD, LIST, DELETE).
+    pub requests: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub cache_evictions: AtomicU64,
+    /// Bytes in the cache now.
+    pub cache_bytes: AtomicU64,
+    pub metastore_calls: AtomicU64,
+    pub metastore_errors: AtomicU64,
+    /// Sum of metastore call latencies, microseconds (with `metastore_calls`, the mean).
+    pub metastore_micros: AtomicU64,
+}
+
+impl StorageMetrics {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A counter's value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,361 @@
+//! The metastore against a real PostgreSQL server, object storage and the split cache against
+//! a real S3-protocol server (see `support/servers.rs`).
+
+#[path = "support/servers.rs"]
+mod servers;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use servers::{Postgres, S3Server};
+use tantivy::collector::Count;
+use tantivy::query::AllQuery;
+use tantivy::schema::{Schema, TEXT};
+use tantivy::{doc, Index};
+use trawl_config::{S3Config, StorageConfig};
+use trawl_storage::pg::{Publish, SplitRecord, SplitState, SCHEMA_VERSION};
+use trawl_storage::{write_bundle, Error, ObjectStorage, PgMetastore, SplitCache, StorageMetrics};
+
+fn split(id: &str, indexer: &str, parents: &[&str]) -> SplitRecord {
+    SplitRecord {
+        stream: "logs".into(),
+        split_id: id.into(),
+        state: SplitState::Staged,
+        object_key: ObjectStorage::split_key("logs", id),
+        min_timestamp: 1,
+        max_timestamp: 2,
+        docs: 10,
+        bytes: 1000,
+        created_at: 5,
+        merge_level: u32::from(!parents.is_empty()),
+        indexer: indexer.into(),
+        parents: parents.iter().map(|p| p.to_string()).collect(),
+        meta: serde_json::json!({ "id": id }),
+    }
+}
+
+fn ids(splits: &[SplitRecord]) -> Vec<&str> {
+    splits.iter().map(|s| s.split_id.as_str()).collect()
+}
+
+fn publish(
+    indexer: &str,
+    splits: &[&str],
+    replaced: &[&str],
+    marks: &[(&str, u64)],
+    fence: &[(&str, i64)],
+) -> Publish {
+    Publish {
+        stream: "logs".into(),
+        indexer: indexer.into(),
+        splits: splits.iter().map(|s| s.to_string()).collect(),
+        replaced: replaced.iter().map(|s| s.to_string()).collect(),
+        marks: marks.iter().map(|(s, e)| (s.to_string(), *e)).collect(),
+        fence: fence.iter().map(|(s, t)| (s.to_string(), *t)).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metastore_publishes_atomically_fences_stale_owners_and_leases_upkeep() {
+    if !servers::postgres_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let metrics = Arc::new(StorageMetrics::default());
+    // Four processes starting at once: the migrations run once.
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let uri = pg.uri();
+            let metrics = metrics.clone();
+            tokio::spawn(async move { PgMetastore::connect(&uri, metrics).await })
+        })
+        .collect();
+    for s in starts {
+        s.await.unwrap().unwrap();
+    }
+    let a = PgMetastore::connect(&pg.uri(), metrics.clone())
+        .await
+        .unwrap();
+    let b = PgMetastore::connect(&pg.uri(), metrics.clone())
+        .await
+        .unwrap();
+    assert_eq!(a.schema_version().await.unwrap(), SCHEMA_VERSION);
+
+    // Indexer a owns node-1, stages two splits and publishes them with their marks.
+    let owned = a.acquire_source("node-1", "a").await.unwrap();
+    assert_eq!((owned.token, owned.previous_owner), (1, None));
+    assert_eq!(a.acquire_source("node-1", "a").await.unwrap().token, 1);
+    a.stage(&split("s1", "a", &[])).await.unwrap();
+    a.stage(&split("s2", "a", &[])).await.unwrap();
+    // Staging again (a retried upload) is fine.
+    a.stage(&split("s2", "a", &[])).await.unwrap();
+    assert!(
+        a.published("logs").await.unwrap().is_empty(),
+        "staged is not visible"
+    );
+    let first = publish(
+        "a",
+        &["s1", "s2"],
+        &[],
+        &[("node-1", 100)],
+        &[("node-1", 1)],
+    );
+    a.publish(&first).await.unwrap();
+    assert_eq!(ids(&b.published("logs").await.unwrap()), ["s1", "s2"]);
+    assert_eq!(
+        b.marks().await.unwrap(),
+        BTreeMap::from([("node-1".into(), 100)])
+    );
+    // The same publish again (its answer was lost): nothing changes.
+    a.publish(&first).await.unwrap();
+    assert_eq!(ids(&b.published("logs").await.unwrap()), ["s1", "s2"]);
+    // Staging over a published split is a conflict.
+    assert!(matches!(
+        a.stage(&split("s1", "a", &[])).await,
+        Err(Error::Conflict(_))
+    ));
+
+    // b takes node-1 over: a's token is stale, its publish refused whole.
+    let taken = b.acquire_source("node-1", "b").await.unwrap();
+    assert_eq!(
+        (taken.token, taken.previous_owner.as_deref()),
+        (2, Some("a"))
+    );
+    a.stage(&split("s3", "a", &[])).await.unwrap();
+    let stale = publish("a", &["s3"], &[], &[("node-1", 200)], &[("node-1", 1)]);
+    match a.publish(&stale).await {
+        Err(Error::Fenced {
+            source_id,
+            owner,
+            token,
+            presented,
+        }) => {
+            assert_eq!(
+                (source_id.as_str(), owner.as_str(), token, presented),
+                ("node-1", "b", 2, 1)
+            );
+        }
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert_eq!(b.marks().await.unwrap()["node-1"], 100);
+    assert_eq!(
+        ids(&b.splits(Some("logs"), &[SplitState::Staged]).await.unwrap()),
+        ["s3"]
+    );
+
+    // b merges s1 and s2 into m1: one transaction.
+    b.stage(&split("m1", "b", &["s1", "s2"])).await.unwrap();
+    let merge = publish("b", &["m1"], &["s1", "s2"], &[], &[]);
+    b.publish(&merge).await.unwrap();
+    let published = a.published("logs").await.unwrap();
+    assert_eq!(ids(&published), ["m1"]);
+    assert_eq!(published[0].parents, ["s1", "s2"]);
+    assert_eq!(published[0].meta, serde_json::json!({ "id": "m1" }));
+    assert_eq!(
+        ids(&a.splits(Some("logs"), &[SplitState::Marked]).await.unwrap()),
+        ["s1", "s2"]
+    );
+    b.publish(&merge).await.unwrap();
+    // Replacing a split that is not published changes nothing, not even the new split.
+    b.stage(&split("m2", "b", &["s3"])).await.unwrap();
+    let bad = publish("b", &["m2"], &["s3"], &[], &[]);
+    assert!(matches!(b.publish(&bad).await, Err(Error::Conflict(_))));
+    assert_eq!(
+        ids(&a.splits(Some("logs"), &[SplitState::Staged]).await.unwrap()),
+        ["m2", "s3"],
+        "ordered by creation time, then id"
+    );
+    // Publishing another indexer's staged split is a conflict too.
+    assert!(matches!(
+        a.publish(&publish("a", &["m2"], &[], &[], &[])).await,
+        Err(Error::Conflict(_))
+    ));
+
+    // The janitor's view: staged and marked rows past the grace period.
+    let expired = a.expired(Duration::ZERO).await.unwrap();
+    let mut expired_ids = ids(&expired);
+    expired_ids.sort();
+    assert_eq!(expired_ids, ["m2", "s1", "s2", "s3"]);
+    assert!(a
+        .expired(Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .is_empty());
+    let all: Vec<String> = ["m1", "m2", "s1", "s2", "s3"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        a.delete_splits("logs", &all).await.unwrap(),
+        4,
+        "m1 is published"
+    );
+    assert_eq!(
+        ids(&a
+            .splits(
+                None,
+                &[
+                    SplitState::Staged,
+                    SplitState::Published,
+                    SplitState::Marked
+                ]
+            )
+            .await
+            .unwrap()),
+        ["m1"]
+    );
+    assert_eq!(a.streams().await.unwrap(), ["logs"]);
+
+    // Leases: one holder at a time; an expired one is taken over.
+    let hour = Duration::from_secs(3600);
+    assert!(a.try_lease("upkeep", "a", hour).await.unwrap());
+    assert!(!b.try_lease("upkeep", "b", hour).await.unwrap());
+    assert!(
+        a.try_lease("upkeep", "a", Duration::ZERO).await.unwrap(),
+        "renewed"
+    );
+    assert!(
+        b.try_lease("upkeep", "b", hour).await.unwrap(),
+        "expired, taken over"
+    );
+    assert!(!a.try_lease("upkeep", "a", hour).await.unwrap());
+    b.release_lease("upkeep", "b").await.unwrap();
+    assert!(a.try_lease("upkeep", "a", hour).await.unwrap());
+    assert!(metrics.metastore_calls.load(Ordering::Relaxed) > 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metastore_reconnects_after_postgres_restarts() {
+    if !servers::postgres_available() {
+        return;
+    }
+    let mut pg = Postgres::start();
+    let metrics = Arc::new(StorageMetrics::default());
+    let store = PgMetastore::connect(&pg.uri(), metrics.clone())
+        .await
+        .unwrap();
+    store.stage(&split("s1", "a", &[])).await.unwrap();
+    pg.stop();
+    let publish_s1 = publish("a", &["s1"], &[], &[("n", 5)], &[]);
+    assert!(matches!(
+        store.publish(&publish_s1).await,
+        Err(Error::Postgres(_))
+    ));
+    assert!(metrics.metastore_errors.load(Ordering::Relaxed) >= 1);
+    // Nothing was published by the failed call; after the restart the retry goes through.
+    pg.start_again();
+    store.publish(&publish_s1).await.unwrap();
+    assert_eq!(ids(&store.published("logs").await.unwrap()), ["s1"]);
+    assert_eq!(store.marks().await.unwrap()["n"], 5);
+    // A newer schema than this build knows is refused.
+    {
+        let (client, conn) = tokio_postgres::connect(&pg.uri(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .execute(
+                "INSERT INTO trawl_schema_migrations (version) VALUES ($1)",
+                &[&(SCHEMA_VERSION + 1)],
+            )
+            .await
+            .unwrap();
+    }
+    let err = PgMetastore::connect(&pg.uri(), metrics).await.unwrap_err();
+    assert!(err.to_string().contains("schema is version 2"), "{err}");
+}
+
+fn s3_config(s3: &S3Server, prefix: &str) -> StorageConfig {
+    StorageConfig {
+        uri: format!("s3://{}/{prefix}", servers::S3_BUCKET),
+        s3: S3Config {
+            endpoint: s3.endpoint(),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: servers::S3_ACCESS_KEY.into(),
+            secret_access_key: servers::S3_SECRET_KEY.into(),
+        },
+        ..StorageConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splits_go_through_a_real_s3_server_and_open_cold_in_one_request() {
+    if !servers::s3_available() {
+        return;
+    }
+    let mut s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(StorageMetrics::default());
+    let storage = ObjectStorage::open(&s3_config(&s3, "cluster-a"), metrics.clone()).unwrap();
+
+    // A split of 20,000 documents, bundled (several parts: a multipart upload).
+    let dir = tmp.path().join("split");
+    std::fs::create_dir(&dir).unwrap();
+    let mut builder = Schema::builder();
+    let body = builder.add_text_field("body", TEXT | tantivy::schema::STORED);
+    let index = Index::create_in_dir(&dir, builder.build()).unwrap();
+    let mut writer = index.writer_with_num_threads(1, 50_000_000).unwrap();
+    for i in 0..20_000u64 {
+        // Incompressible enough that the doc store is several MiB.
+        writer
+            .add_document(doc!(body => format!("line {i} {:x} {:x}", i.wrapping_mul(0x9e3779b97f4a7c15), i.wrapping_mul(0xc2b2ae3d27d4eb4f))))
+            .unwrap();
+    }
+    writer.commit().unwrap();
+    drop(writer);
+    let bundle = tmp.path().join("s1.split");
+    let size = write_bundle(&dir, &serde_json::json!({ "id": "s1" }), &bundle).unwrap();
+    let key = ObjectStorage::split_key("logs", "s1");
+    assert_eq!(storage.upload_file(&key, &bundle).await.unwrap(), size);
+    // It is a file in the server's directory, under the prefix.
+    let on_server = s3
+        .root()
+        .join(servers::S3_BUCKET)
+        .join("cluster-a")
+        .join(&key);
+    assert_eq!(
+        std::fs::read(&on_server).unwrap(),
+        std::fs::read(&bundle).unwrap()
+    );
+    let listed = storage.list("splits/").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].key.as_str(), listed[0].size),
+        (key.as_str(), size)
+    );
+
+    // A cold open through the cache: one request.
+    let cache = SplitCache::open(&tmp.path().join("cache"), 1 << 40, storage.clone()).unwrap();
+    let before = metrics.requests.load(Ordering::Relaxed);
+    let split = cache.open_split(&key).await.unwrap();
+    assert_eq!(metrics.requests.load(Ordering::Relaxed) - before, 1);
+    let opened = Index::open(split.directory.clone()).unwrap();
+    let searcher = opened.reader().unwrap().searcher();
+    assert_eq!(searcher.search(&AllQuery, &Count).unwrap(), 20_000);
+    // Warm: no request at all.
+    let before = metrics.requests.load(Ordering::Relaxed);
+    drop(cache.open_split(&key).await.unwrap());
+    assert_eq!(metrics.requests.load(Ordering::Relaxed), before);
+
+    // The server away: a clear error, nothing half-written; back: the upload goes through.
+    s3.stop();
+    let key2 = ObjectStorage::split_key("logs", "s2");
+    let err = storage.upload_file(&key2, &bundle).await.unwrap_err();
+    assert!(matches!(err, Error::Object(_)), "{err}");
+    assert!(metrics.upload_errors.load(Ordering::Relaxed) >= 1);
+    s3.start_again();
+    assert_eq!(storage.size(&key2).await.unwrap(), None);
+    storage.upload_file(&key2, &bundle).await.unwrap();
+    assert_eq!(storage.size(&key2).await.unwrap(), Some(size));
+    storage.delete(&key2).await.unwrap();
+    assert_eq!(storage.size(&key2).await.unwrap(), None);
+
+    // Wrong credentials are refused by the server.
+    let mut wrong = s3_config(&s3, "cluster-a");
+    wrong.s3.secret_access_key = "nope".into();
+    let wrong = ObjectStorage::open(&wrong, metrics.clone()).unwrap();
+    assert!(wrong.size(&key).await.is_err());
+}
