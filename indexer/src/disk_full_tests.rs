@@ -68,7 +68,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A delivery batch of source `a`: one record per offset in `offsets`, each 10 bytes long.
-fn delivery(offsets: std::ops::Range<u64>) -> Vec<u8> {
+pub(crate) fn delivery(offsets: std::ops::Range<u64>) -> Vec<u8> {
     let starts: Vec<u64> = offsets.clone().map(|o| o * 10).collect();
     let env = serde_json::json!({"sources": [{
         "id": "a", "start": offsets.start * 10, "end": offsets.end * 10, "offsets": starts,

@@ -4,7 +4,9 @@
 //! each record starts. A range wholly below the mark was delivered before and is dropped; a range
 //! starting past the mark is a gap and the batch is refused, so that the collector resends from
 //! the mark. Marks move in two steps: `pending` when a batch is queued for the WAL (so that the
-//! next batch of the same source may follow it at once), `durable` once it is fsynced.
+//! next batch of the same source may follow it at once), `durable` once it is fsynced. A pending
+//! mark is a promise only: an ingest answer judged by one (records dropped below it, a gap
+//! reported at it) waits until the batches queued before it are durable (`indexer::ingest`).
 
 use std::collections::{BTreeMap, HashMap};
 

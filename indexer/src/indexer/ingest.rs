@@ -1,6 +1,13 @@
 //! Ingest: a decoded body validated line by line, what the source marks say is there dropped,
 //! the resend window claimed, the refused lines dead-lettered, and the batch queued for the WAL
 //! writer, whose answer comes once it is durable.
+//!
+//! Every answer comes from the WAL writer, in queue order, also when the batch writes nothing
+//! (all of it dropped by the marks) or is refused for a gap: the marks it was judged by may be
+//! pending ones, reserved by batches still queued, and those may yet fail (a full disk) or
+//! never be written (a kill). An answer given before them would tell the sender that the
+//! indexer holds lines it then does not: the sender moves on, and the indexer's mark, which
+//! did not move, lets the next batch through without seeing the hole.
 
 use std::borrow::Cow;
 
@@ -24,18 +31,22 @@ pub(super) struct WalRequest {
     pub(super) fingerprint: Option<u128>,
     /// Ids claimed by the batch, released if it is not written.
     pub(super) claimed_ids: Vec<String>,
-    pub(super) reply: tokio::sync::oneshot::Sender<std::result::Result<u64, String>>,
+    pub(super) reply: WalReply,
 }
+
+/// Where the answer of a queued request comes from (see [`WalReply`]).
+type WalAnswer = tokio::sync::oneshot::Receiver<std::result::Result<u64, String>>;
 
 /// What preparing an ingest came to.
 enum Queued {
     /// The same batch is being written by another request: wait for it, then look again.
     Wait(tokio::sync::watch::Receiver<bool>),
-    /// The batch is queued (or needs no write): the WAL's answer and the outcome.
-    Reply(
-        tokio::sync::oneshot::Receiver<std::result::Result<u64, String>>,
-        IngestOutcome,
-    ),
+    /// The batch is queued (or needs no write, and waits behind what is queued): the WAL's
+    /// answer and the outcome.
+    Reply(WalAnswer, IngestOutcome),
+    /// A source starts past its mark: refused with these marks once what is queued before is
+    /// durable (the marks may be pending ones of those batches), or with their storage error.
+    Gap(WalAnswer, BTreeMap<String, u64>),
 }
 
 /// The valid lines of a batch: index among its lines, the record, its document.
@@ -137,6 +148,13 @@ impl Indexer {
                         Err(_) => Err(IngestError::ShuttingDown),
                     }
                 }
+                Queued::Gap(rx, marks) => {
+                    return match rx.await {
+                        Ok(Ok(_)) => Err(IngestError::Gap(marks)),
+                        Ok(Err(message)) => Err(IngestError::Storage(message)),
+                        Err(_) => Err(IngestError::ShuttingDown),
+                    }
+                }
             }
         }
     }
@@ -144,6 +162,8 @@ impl Indexer {
     /// Prepares a body and queues it for the WAL writer (on a blocking thread): limits and
     /// envelope, the resend window, the marks' plan, the lines checked ([`Self::check_lines`]),
     /// the ids claimed ([`Self::claim_ids`]), the batch assembled ([`assemble`]) and queued.
+    /// A batch that writes nothing, or is refused for a gap, queues a barrier instead: its
+    /// answer, too, waits for the batches queued before it ([`Self::queue_barrier`]).
     /// It stays one function past 100 lines because the marks' lock it takes for the plan must
     /// be held until the batch is queued (the WAL order of a source's batches is the order of
     /// their marks), and each early return must drop it and the resend claim in that order.
@@ -212,7 +232,10 @@ impl Indexer {
         let keep = match &envelope {
             None => None,
             Some(env) => match marks.plan(&env.sources) {
-                Plan::Gap { marks } => return Err(IngestError::Gap(marks)),
+                // Answered behind the batches queued before: the marks may be theirs.
+                Plan::Gap { marks: at } => {
+                    return Ok(Queued::Gap(self.queue_barrier(&marks)?, at));
+                }
                 Plan::Take {
                     keep,
                     advance,
@@ -267,13 +290,17 @@ impl Indexer {
                 .metrics
                 .deduplicated(stream_name, outcome.deduplicated as u64);
         }
-        let (reply, rx) = tokio::sync::oneshot::channel();
         if docs.is_empty() && advance.is_empty() {
+            // Nothing to write, but the records the marks dropped may be held only by a batch
+            // still queued for the WAL (the same batch sent again while its first copy waits,
+            // as a collector does with its buffer after a restart): answered once that is
+            // durable, and refused if it fails, never before.
+            let rx = self.queue_barrier(&marks)?;
             drop(marks);
             self.dead_letter(stream_name, &refused);
-            let _ = reply.send(Ok(0));
             return Ok(Queued::Reply(rx, outcome));
         }
+        let (reply, rx) = tokio::sync::oneshot::channel();
         let batch = Batch {
             stream: stream_name.to_string(),
             received_at,
@@ -308,6 +335,22 @@ impl Indexer {
         drop((marks, wal_tx));
         self.dead_letter(stream_name, &refused);
         Ok(Queued::Reply(rx, outcome))
+    }
+
+    /// Queues a [`WalMsg::Barrier`] and returns where its answer comes from. `_marks` is the
+    /// marks' lock, held: the barrier is then queued behind every batch whose pending marks the
+    /// caller may have judged by, and before a failure of theirs aborts those marks (which
+    /// fails what is queued behind it, the barrier included).
+    fn queue_barrier(
+        &self,
+        _marks: &std::sync::MutexGuard<'_, Marks>,
+    ) -> std::result::Result<WalAnswer, IngestError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let wal_tx = lock(&self.inner.wal_tx);
+        let tx = wal_tx.as_ref().ok_or(IngestError::ShuttingDown)?;
+        tx.send(WalMsg::Barrier(reply))
+            .map_err(|_| IngestError::ShuttingDown)?;
+        Ok(rx)
     }
 
     /// Validates the lines `keep` selects (by index): within `max_line_bytes`, mapped onto
@@ -491,3 +534,6 @@ fn id_lookup(stream: &Stream) -> impl Fn(&str) -> bool {
 pub(super) fn window_nanos(settings: &IndexerSettings) -> i64 {
     i64::try_from(settings.batch_dedup_window.as_nanos()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests;

@@ -47,7 +47,7 @@ mod wal_writer;
 
 use ingest::WalRequest;
 use upkeep::upkeep_round;
-use wal_writer::WalMsg;
+use wal_writer::{WalMsg, WalReply};
 
 /// A line of an ingest body that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

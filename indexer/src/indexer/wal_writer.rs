@@ -1,13 +1,24 @@
 //! The WAL writer thread: appends queued batches with one fsync per group, hands the documents
 //! to the indexing threads in log order, acknowledges, and truncates the log once sealed.
+//! Ingest answers that write nothing themselves but rest on batches queued before them come
+//! through here too ([`WalMsg::Barrier`]), so that no answer overtakes a write it depends on.
 
 use super::*;
 
 /// At most this many queued appends share one fsync.
 const GROUP_COMMIT_MAX: usize = 256;
 
+/// Where the WAL thread answers a request: the position of its entry once durable (0 for a
+/// barrier), or why it was not written.
+pub(super) type WalReply = tokio::sync::oneshot::Sender<std::result::Result<u64, String>>;
+
 pub(super) enum WalMsg {
     Append(WalRequest),
+    /// Answered once every append queued before it is durable, or with the error of the write
+    /// that failed if one of them fails. For an ingest answer that writes nothing but rests on
+    /// source marks reserved by batches still queued (see `Indexer::prepare_and_queue`); sent
+    /// with the marks locked, so that a failure that aborts those marks fails it too.
+    Barrier(WalReply),
     /// Cut the WAL before what every stream still needs; snapshot the marks first.
     Truncate,
 }
@@ -17,19 +28,29 @@ pub(super) enum WalMsg {
 pub(super) fn run_wal(inner: Arc<Inner>, mut wal: Wal, rx: Receiver<WalMsg>) {
     while let Ok(first) = rx.recv() {
         let mut group = Vec::new();
+        let mut barriers = Vec::new();
         let mut truncate = false;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
                 WalMsg::Append(req) => group.push(req),
+                WalMsg::Barrier(reply) => barriers.push(reply),
                 WalMsg::Truncate => truncate = true,
             }
             if group.len() < GROUP_COMMIT_MAX {
                 next = rx.try_recv().ok();
             }
         }
-        if !group.is_empty() {
-            write_group(&inner, &mut wal, group, &rx);
+        let written = if group.is_empty() {
+            Ok(())
+        } else {
+            write_group(&inner, &mut wal, group, &rx)
+        };
+        // Every append queued before these barriers was in this group or an earlier one (each
+        // answered already; a failed one failed the barriers queued behind it, see
+        // `write_group`): the group's outcome is theirs.
+        for reply in barriers {
+            let _ = reply.send(written.clone().map(|()| 0));
         }
         if truncate {
             if let Err(err) = truncate_wal(&inner, &mut wal) {
@@ -40,7 +61,14 @@ pub(super) fn run_wal(inner: Arc<Inner>, mut wal: Wal, rx: Receiver<WalMsg>) {
     let _ = wal.sync();
 }
 
-fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiver<WalMsg>) {
+/// Appends and syncs a group, then hands it on and acknowledges it; on failure refuses it and
+/// everything queued behind it, and returns the error they were refused with.
+fn write_group(
+    inner: &Inner,
+    wal: &mut Wal,
+    group: Vec<WalRequest>,
+    rx: &Receiver<WalMsg>,
+) -> std::result::Result<(), String> {
     let start = wal.end();
     let payloads: Vec<&[u8]> = group.iter().map(|r| r.payload.as_slice()).collect();
     let result = wal.append(&payloads).and_then(|p| wal.sync().map(|_| p));
@@ -87,18 +115,24 @@ fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiv
                 }
                 let _ = req.reply.send(Ok(lsn));
             }
+            Ok(())
         }
         Err(err) => {
             wal.rollback(start);
             let message = format!("write-ahead log write failed: {err}");
             tracing::error!(%err, "write-ahead log write failed, refusing the batches queued");
-            // Everything queued behind the failed group reserved marks that chain on it: fail
-            // it too, under the marks lock so that nothing new chains meanwhile.
+            // Everything queued behind the failed group reserved marks that chain on it, or
+            // (a barrier) is an answer judged by such marks: fail it too, under the marks lock
+            // so that nothing new chains meanwhile.
             let mut marks = lock(&inner.marks);
             let mut failed = group;
+            let mut barriers = Vec::new();
             while let Ok(msg) = rx.try_recv() {
-                if let WalMsg::Append(req) = msg {
-                    failed.push(req);
+                match msg {
+                    WalMsg::Append(req) => failed.push(req),
+                    WalMsg::Barrier(reply) => barriers.push(reply),
+                    // Dropped as before: the next seal asks for a truncation again.
+                    WalMsg::Truncate => {}
                 }
             }
             marks.abort_pending();
@@ -115,6 +149,10 @@ fn write_group(inner: &Inner, wal: &mut Wal, group: Vec<WalRequest>, rx: &Receiv
             for req in failed {
                 let _ = req.reply.send(Err(message.clone()));
             }
+            for reply in barriers {
+                let _ = reply.send(Err(message.clone()));
+            }
+            Err(message)
         }
     }
 }
