@@ -10,6 +10,8 @@ mod console;
 #[cfg(all(feature = "collector", feature = "indexer"))]
 mod demo;
 mod server;
+#[cfg(feature = "indexer")]
+mod storage_cmd;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -78,6 +80,13 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The shared tier (`[storage]` and a PostgreSQL `[metastore]`): list splits, check
+    /// object storage against the metastore.
+    #[cfg(feature = "indexer")]
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
     /// Bearer tokens for `[[auth.tokens]]`.
     Token {
         #[command(subcommand)]
@@ -95,6 +104,42 @@ enum TokenCommand {
     },
     /// Prints a new random token (256 bits) and its hash.
     New,
+}
+
+#[cfg(feature = "indexer")]
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Prints the splits the metastore records (NDJSON: stream, id, state, object key, time
+    /// range, documents, bytes, indexer, parents), oldest first.
+    Splits {
+        /// Configuration file (TOML) naming `[storage]` and `[metastore]`.
+        #[arg(long, short = 'c', env = "TRAWL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only this state: staged, published or marked.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<trawl_storage::pg::SplitState>,
+    },
+    /// Compares object storage with the metastore: objects without a row, rows without an
+    /// object. Exits 1 if it finds any.
+    Check {
+        /// Configuration file (TOML) naming `[storage]` and `[metastore]`.
+        #[arg(long, short = 'c', env = "TRAWL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[cfg(feature = "indexer")]
+fn parse_state(s: &str) -> Result<trawl_storage::pg::SplitState, String> {
+    use trawl_storage::pg::SplitState;
+    match s {
+        "staged" => Ok(SplitState::Staged),
+        "published" => Ok(SplitState::Published),
+        "marked" => Ok(SplitState::Marked),
+        other => Err(format!("`{other}`: one of staged, published, marked")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -210,6 +255,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => return runtime()?.block_on(client::export::run(args)),
         Command::Reports(args) => return runtime()?.block_on(client::reports::run(args)),
         Command::DeadLetters(args) => return runtime()?.block_on(client::dead_letters::run(args)),
+        #[cfg(feature = "indexer")]
+        Command::Storage { command } => {
+            let load = |file: Option<PathBuf>| {
+                trawl_config::Config::load(file.as_deref(), &env_map())
+                    .context("loading the configuration")
+            };
+            return match command {
+                StorageCommand::Splits {
+                    config,
+                    stream,
+                    state,
+                } => {
+                    let config = load(config)?;
+                    runtime()?.block_on(storage_cmd::splits(&config, stream.as_deref(), state))
+                }
+                StorageCommand::Check { config } => {
+                    let config = load(config)?;
+                    runtime()?.block_on(storage_cmd::check(&config))
+                }
+            };
+        }
         Command::Token {
             command: TokenCommand::Hash { token },
         } => {

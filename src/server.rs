@@ -338,6 +338,9 @@ async fn start_indexer(
         tokio::task::spawn_blocking(move || trawl_indexer::Indexer::open(settings, metrics))
             .await?
             .context("opening the indexer")?;
+    if config.storage.is_remote() {
+        start_publisher(config, &indexer, registry).await?;
+    }
     let mut routes: Router = trawl_indexer::http::routes(indexer.clone());
     // `GET /api/v1/streams`: scoped to the caller's namespaces where the query role can count
     // them, the indexer's plain totals otherwise.
@@ -350,6 +353,159 @@ async fn start_indexer(
         routes = routes.merge(trawl_indexer::http::streams_routes(indexer.clone()));
     }
     Ok((indexer, routes.with_state(())))
+}
+
+/// `[storage] uri` and a PostgreSQL `[metastore]`: the publisher uploads this indexer's sealed
+/// and merged splits and publishes them in the shared metastore, until shutdown.
+#[cfg(feature = "indexer")]
+async fn start_publisher(
+    config: &Config,
+    indexer: &trawl_indexer::Indexer,
+    registry: &mut Registry,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(trawl_storage::StorageMetrics::default());
+    registry.register_collector(Box::new(StorageMetricsCollector(metrics.clone())));
+    let storage = trawl_storage::ObjectStorage::open(&config.storage, metrics.clone())
+        .context("opening [storage]")?;
+    let metastore = trawl_storage::PgMetastore::connect(&config.metastore.uri, metrics)
+        .await
+        .context("connecting to the [metastore]")?;
+    let indexer_id = indexer_id(config);
+    tracing::info!(storage = storage.uri(), indexer = %indexer_id, "publishing splits to the shared tier");
+    let publisher = trawl_indexer::publish::Publisher::new(
+        storage,
+        Arc::new(metastore),
+        indexer_id,
+        indexer.root(),
+        Duration::from_secs(config.metastore.grace_secs),
+    );
+    let interval = Duration::from_millis(config.metastore.poll_interval_ms);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    tokio::spawn(trawl_indexer::publish::run(
+        publisher,
+        indexer.clone(),
+        interval,
+        stopped,
+    ));
+    Ok(())
+}
+
+/// This indexer's name in the shared metastore: `[indexer] id`, else the host name (a pod's
+/// name in a StatefulSet, stable across restarts).
+#[cfg(feature = "indexer")]
+fn indexer_id(config: &Config) -> String {
+    let configured = config.indexer.id.trim();
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "indexer".into())
+}
+
+/// `trawl_storage_*`: uploads, downloads, requests, the split cache and the metastore, read at
+/// each scrape.
+#[cfg(feature = "indexer")]
+#[derive(Debug)]
+struct StorageMetricsCollector(Arc<trawl_storage::StorageMetrics>);
+
+#[cfg(feature = "indexer")]
+impl prometheus_client::collector::Collector for StorageMetricsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use trawl_storage::StorageMetrics as M;
+        let m = &self.0;
+        for (name, help, value) in [
+            (
+                "trawl_storage_uploads",
+                "Split objects uploaded",
+                M::get(&m.uploads),
+            ),
+            (
+                "trawl_storage_upload_bytes",
+                "Bytes of split objects uploaded",
+                M::get(&m.upload_bytes),
+            ),
+            (
+                "trawl_storage_upload_errors",
+                "Uploads that failed (retried later)",
+                M::get(&m.upload_errors),
+            ),
+            (
+                "trawl_storage_downloads",
+                "Split objects downloaded into the cache",
+                M::get(&m.downloads),
+            ),
+            (
+                "trawl_storage_download_bytes",
+                "Bytes downloaded into the cache",
+                M::get(&m.download_bytes),
+            ),
+            (
+                "trawl_storage_requests",
+                "Requests made to object storage",
+                M::get(&m.requests),
+            ),
+            (
+                "trawl_storage_cache_hits",
+                "Split opens answered by the local cache",
+                M::get(&m.cache_hits),
+            ),
+            (
+                "trawl_storage_cache_misses",
+                "Split opens that fetched the object",
+                M::get(&m.cache_misses),
+            ),
+            (
+                "trawl_storage_cache_evictions",
+                "Splits removed from the cache",
+                M::get(&m.cache_evictions),
+            ),
+            (
+                "trawl_metastore_calls",
+                "Calls to the shared metastore",
+                M::get(&m.metastore_calls),
+            ),
+            (
+                "trawl_metastore_errors",
+                "Metastore calls that failed",
+                M::get(&m.metastore_errors),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let seconds = ConstCounter::new(M::get(&m.metastore_micros) as f64 / 1e6);
+        let metric = encoder.encode_descriptor(
+            "trawl_metastore_call_seconds",
+            "Time spent in metastore calls (with trawl_metastore_calls, the mean latency)",
+            None,
+            seconds.metric_type(),
+        )?;
+        seconds.encode(metric)?;
+        let gauge = ConstGauge::new(M::get(&m.cache_bytes) as i64);
+        let metric = encoder.encode_descriptor(
+            "trawl_storage_cache_bytes",
+            "Bytes in the split cache now",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)?;
+        Ok(())
+    }
 }
 
 #[cfg(all(feature = "indexer", feature = "query"))]

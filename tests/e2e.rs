@@ -55,6 +55,10 @@
 //!   (404, then 413): every line exported back exactly once.
 //! - `fuzz_seeds` — not end to end: the seed corpus of every cargo-fuzz target run through
 //!   the target's check (fuzz/checks/), so that `cargo test` covers them without cargo-fuzz.
+//! - `shared_tier` — a `trawl indexer` publishing to a real S3-protocol server (`s3s-fs`) and
+//!   a real PostgreSQL metastore: every sealed split uploaded once and published exactly; the
+//!   S3 server away during ingest, a merge (output published, inputs marked, then collected),
+//!   a kill between upload and publish, and a lost volume; `trawl storage check` stays clean.
 //! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
 //!   hit order and aggregations equal what one index would answer; an indexer down makes the
 //!   answer partial and says so.
@@ -125,5 +129,7 @@ mod kubesphere;
 mod merge;
 #[path = "e2e/resend.rs"]
 mod resend;
+#[path = "e2e/shared_tier.rs"]
+mod shared_tier;
 #[path = "e2e/skeleton.rs"]
 mod skeleton;

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IndexerConfig {
+    /// This indexer's name in a shared (PostgreSQL) metastore: the owner of the splits it
+    /// publishes. Empty (the default): the host name, a pod's stable name in a StatefulSet.
+    pub id: String,
     /// How often the hot index is committed (and becomes searchable). A stream may override it
     /// with `streams.<name>.commit_interval_ms`. Default 1000.
     pub commit_interval_ms: u64,
@@ -77,6 +80,7 @@ pub struct IndexerConfig {
 impl Default for IndexerConfig {
     fn default() -> Self {
         IndexerConfig {
+            id: String::new(),
             commit_interval_ms: default_commit_interval_ms(),
             split_max_docs: default_split_max_docs(),
             split_max_age_secs: default_split_max_age_secs(),

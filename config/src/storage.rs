@@ -76,7 +76,8 @@ pub struct MetastoreConfig {
     /// `file` (the default: a versioned JSON file under `data_dir`) or
     /// `postgres://user:password@host:port/database`.
     pub uri: String,
-    /// How often a searcher reads the list of published splits, milliseconds. Default 2000.
+    /// How often an indexer publishes its new splits, and a searcher reads the list of
+    /// published ones, milliseconds. Default 2000.
     pub poll_interval_ms: u64,
     /// How long a staged object that was never published, or a split marked for deletion, is
     /// kept before the janitor removes it, seconds. Default 600.

@@ -20,11 +20,12 @@ mod json_file;
 mod marks;
 mod metastore;
 pub mod metrics;
+pub mod publish;
 mod read;
 mod replay;
 mod retire;
 mod settings;
-mod split;
+pub mod split;
 mod stream;
 mod wal;
 
@@ -35,7 +36,7 @@ pub use indexer::{Indexer, IngestError, IngestOutcome, LineError};
 pub use metrics::Metrics;
 pub use settings::{
     CrashHook, IndexerSettings, StorageFault, WriterTuning, CRASH_AFTER_MERGE_PUBLISH,
-    CRASH_AFTER_RETENTION_PUBLISH, ENOSPC_FILE, TEST_FAULT_DIR_ENV,
+    CRASH_AFTER_RETENTION_PUBLISH, CRASH_AFTER_UPLOAD, ENOSPC_FILE, TEST_FAULT_DIR_ENV,
 };
 /// The read contract ([`trawl_index`]), which the indexer implements (`read.rs`).
 pub use trawl_index::{schema, SearchTarget, StreamSnapshot, StreamStats, TailBatch, TargetKind};

@@ -37,6 +37,11 @@ pub const CRASH_AFTER_MERGE_PUBLISH: &str = "crash_after_merge_publish";
 /// files are. Also the name of the fault file that makes the process abort there.
 pub const CRASH_AFTER_RETENTION_PUBLISH: &str = "crash_after_retention_publish";
 
+/// Crash point of the publisher right after a split's object was uploaded, before the publish
+/// that makes it visible: the row stays staged, the object unpublished. Also the name of the
+/// fault file that makes the process abort there.
+pub const CRASH_AFTER_UPLOAD: &str = "crash_after_upload";
+
 /// The hook of [`TEST_FAULT_DIR_ENV`] for crash points: the process aborts (no destructor, no
 /// shutdown: what a kill -9 leaves) at a point whose file exists in `dir`.
 pub fn crash_file_hook(dir: PathBuf) -> CrashHook {
@@ -262,7 +267,7 @@ impl IndexerSettings {
     }
 
     /// Calls the crash hook, if one is set, at crash point `point`.
-    pub(crate) fn crash_point(&self, point: &str) {
+    pub fn crash_point(&self, point: &str) {
         if let Some(hook) = &self.crash_hook {
             hook(point);
         }

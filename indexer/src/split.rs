@@ -35,6 +35,10 @@ pub struct SplitMeta {
     /// How many merges produced it (0 for a sealed hot index).
     #[serde(default)]
     pub merge_level: u32,
+    /// The splits a merge made it from (empty for a sealed hot index). Readers of the shared
+    /// metastore use it to tell a merge's output from its inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
 }
 
 /// Decompressed doc-store blocks each segment of an open split keeps cached. tantivy's default

@@ -688,6 +688,7 @@ impl HotWriter {
             bytes: split::dir_bytes(&hot_dir),
             created_at: Timestamp::now().nanos(),
             merge_level: 0,
+            parents: Vec::new(),
         };
         let meta_file = hot_dir.join(split::SPLIT_META_FILE);
         if let Err(err) = split::write_meta(&hot_dir, &meta) {

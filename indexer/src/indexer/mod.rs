@@ -205,6 +205,20 @@ impl Indexer {
         Ok(snapshot)
     }
 
+    /// Every stream's sealed splits as they are now, held open (their files stay while the
+    /// handles live), in stream name order.
+    pub fn local_splits(&self) -> Vec<(String, Vec<Arc<SplitHandle>>)> {
+        stream_list(&self.inner)
+            .into_iter()
+            .map(|(name, entry)| (name, entry.stream.splits()))
+            .collect()
+    }
+
+    /// The indexer's directory (`<data_dir>/indexer`).
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
     /// Per-stream statistics for `GET /api/v1/streams`.
     pub fn stream_stats(&self) -> Vec<StreamStats> {
         stream_list(&self.inner)

@@ -230,6 +230,7 @@ fn merge_group(
         bytes: split::dir_bytes(&dir),
         created_at: Timestamp::now().nanos(),
         merge_level: group.iter().map(|h| h.meta.merge_level).max().unwrap_or(0) + 1,
+        parents: group.iter().map(|h| h.meta.id.clone()).collect(),
     };
     split::write_meta(&dir, &meta)?;
     crate::wal::sync_dir(&stream.splits_dir())?;

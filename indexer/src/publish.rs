@@ -1,0 +1,321 @@
+//! The publisher (`[storage] uri` and a PostgreSQL `[metastore]`): every sealed or merged split
+//! of this indexer is uploaded once as one object and published in the shared metastore; what
+//! a merge replaced or retention dropped is marked there for deletion — a stream's new splits
+//! and the splits they replace in one transaction, so a reader never sees half a merge.
+//!
+//! ```text
+//! local metastore (this indexer's splits)      shared tier
+//!   new split  ── stage row ── bundle ── upload ──┐
+//!   merged away / retired ────────────────────────┴─ publish (one transaction)
+//!   publisher.json: the splits of this data directory that are published
+//! ```
+//!
+//! The local split directories stay the indexer's own (its leaf searches read them as before);
+//! the shared tier is what survives the loss of the indexer's volume. `publisher.json` tells a
+//! split this data directory published and then dropped (mark it) from one another data
+//! directory published (a volume lost and started afresh: leave it published).
+//!
+//! A janitor, under a lease so that one indexer of the cluster runs it, deletes the objects and
+//! rows of splits staged but never published, and of splits marked, once `grace` has passed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use trawl_storage::pg::{Publish, SplitRecord, SplitState};
+use trawl_storage::{write_bundle, ObjectStorage, PgMetastore};
+
+use crate::json_file;
+use crate::split::SplitHandle;
+use crate::Indexer;
+
+/// Version of `publisher.json`.
+const PUBLISHER_STATE_VERSION: u32 = 1;
+
+/// Lease of the janitor, one holder per cluster.
+const JANITOR_LEASE: &str = "janitor";
+
+/// What this data directory has published, per stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublisherState {
+    version: u32,
+    published: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Default for PublisherState {
+    fn default() -> Self {
+        PublisherState {
+            version: PUBLISHER_STATE_VERSION,
+            published: BTreeMap::new(),
+        }
+    }
+}
+
+/// The shared tier an indexer publishes to.
+pub struct Publisher {
+    pub storage: ObjectStorage,
+    pub metastore: Arc<PgMetastore>,
+    /// This indexer's name in the metastore (its pod name in a cluster).
+    pub indexer_id: String,
+    /// Where bundles are written before their upload.
+    pub upload_dir: PathBuf,
+    /// `publisher.json`.
+    pub state_path: PathBuf,
+    /// How long staged and marked splits are kept before the janitor removes them.
+    pub grace: Duration,
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoundOutcome {
+    pub uploaded: usize,
+    pub published: usize,
+    pub replaced: usize,
+}
+
+impl Publisher {
+    /// The publisher of `indexer_id`, keeping its files under `dir` (the indexer's directory).
+    pub fn new(
+        storage: ObjectStorage,
+        metastore: Arc<PgMetastore>,
+        indexer_id: String,
+        dir: &Path,
+        grace: Duration,
+    ) -> Publisher {
+        Publisher {
+            storage,
+            metastore,
+            indexer_id,
+            upload_dir: dir.join("upload"),
+            state_path: dir.join("publisher.json"),
+            grace,
+        }
+    }
+
+    fn load_state(&self) -> Result<PublisherState> {
+        Ok(json_file::load(
+            &self.state_path,
+            "publisher state",
+            PUBLISHER_STATE_VERSION,
+            &[],
+        )?)
+    }
+
+    fn store_state(&self, state: &PublisherState) -> Result<()> {
+        let bytes = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+        Ok(json_file::replace(&self.state_path, &bytes)?)
+    }
+
+    /// Uploads and publishes what changed since the last round, stream by stream. A stream
+    /// whose upload or publish fails is left for the next round (nothing it did is visible
+    /// until its publish).
+    pub async fn round(&self, indexer: &Indexer) -> Result<RoundOutcome> {
+        let mut state = self.load_state()?;
+        let mine: HashMap<(String, String), SplitState> = self
+            .metastore
+            .splits(
+                None,
+                &[
+                    SplitState::Staged,
+                    SplitState::Published,
+                    SplitState::Marked,
+                ],
+            )
+            .await?
+            .into_iter()
+            .filter(|r| r.indexer == self.indexer_id)
+            .map(|r| ((r.stream, r.split_id), r.state))
+            .collect();
+        let mut outcome = RoundOutcome::default();
+        let mut first_error = None;
+        for (stream, splits) in indexer.local_splits() {
+            let before = state.published.get(&stream).cloned().unwrap_or_default();
+            let local: BTreeSet<String> = splits.iter().map(|s| s.meta.id.clone()).collect();
+            let new: Vec<&Arc<SplitHandle>> = splits
+                .iter()
+                .filter(|s| !before.contains(&s.meta.id))
+                .collect();
+            let gone: Vec<String> = before.difference(&local).cloned().collect();
+            if new.is_empty() && gone.is_empty() {
+                continue;
+            }
+            match self
+                .publish_stream(indexer, &stream, &new, &gone, &mine)
+                .await
+            {
+                Ok(uploaded) => {
+                    outcome.uploaded += uploaded;
+                    outcome.published += new.len();
+                    outcome.replaced += gone.len();
+                    state.published.insert(stream.clone(), local);
+                    self.store_state(&state)?;
+                }
+                Err(err) => {
+                    tracing::warn!(stream, %err, "publishing splits failed; retrying next round");
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(outcome),
+        }
+    }
+
+    /// Stages and uploads the `new` splits of `stream` that are not published yet, then
+    /// publishes them with the `gone` ones replaced, in one transaction. Returns how many were
+    /// uploaded.
+    async fn publish_stream(
+        &self,
+        indexer: &Indexer,
+        stream: &str,
+        new: &[&Arc<SplitHandle>],
+        gone: &[String],
+        mine: &HashMap<(String, String), SplitState>,
+    ) -> Result<usize> {
+        let mut uploaded = 0;
+        for split in new {
+            let key = (stream.to_string(), split.meta.id.clone());
+            if mine.get(&key) == Some(&SplitState::Published) {
+                // Published by a round whose state file write was cut short.
+                continue;
+            }
+            let record = self.record(split);
+            self.metastore.stage(&record).await?;
+            self.upload(split, &record.object_key).await?;
+            uploaded += 1;
+            indexer
+                .settings()
+                .crash_point(crate::settings::CRASH_AFTER_UPLOAD);
+        }
+        let publish = Publish {
+            stream: stream.to_string(),
+            indexer: self.indexer_id.clone(),
+            splits: new.iter().map(|s| s.meta.id.clone()).collect(),
+            replaced: gone.to_vec(),
+            marks: BTreeMap::new(),
+            fence: BTreeMap::new(),
+        };
+        self.metastore.publish(&publish).await?;
+        tracing::info!(
+            stream,
+            published = publish.splits.len(),
+            replaced = publish.replaced.len(),
+            "splits published to the shared tier"
+        );
+        Ok(uploaded)
+    }
+
+    fn record(&self, split: &SplitHandle) -> SplitRecord {
+        let meta = &split.meta;
+        SplitRecord {
+            stream: meta.stream.clone(),
+            split_id: meta.id.clone(),
+            state: SplitState::Staged,
+            object_key: ObjectStorage::split_key(&meta.stream, &meta.id),
+            min_timestamp: meta.min_timestamp,
+            max_timestamp: meta.max_timestamp,
+            docs: meta.docs,
+            bytes: meta.bytes,
+            created_at: meta.created_at,
+            merge_level: meta.merge_level,
+            indexer: self.indexer_id.clone(),
+            parents: meta.parents.clone(),
+            meta: serde_json::to_value(meta).unwrap_or_default(),
+        }
+    }
+
+    /// Bundles the split's directory into `upload/` and uploads it.
+    async fn upload(&self, split: &SplitHandle, key: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.upload_dir)?;
+        let bundle = self.upload_dir.join(format!("{}.split", split.meta.id));
+        let dir = split.dir.clone();
+        let meta = serde_json::json!({
+            "split": &split.meta,
+            "indexer": &self.indexer_id,
+        });
+        let out = bundle.clone();
+        tokio::task::spawn_blocking(move || write_bundle(&dir, &meta, &out))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let result = self.storage.upload_file(key, &bundle).await;
+        let _ = std::fs::remove_file(&bundle);
+        result?;
+        Ok(())
+    }
+
+    /// The janitor, if this indexer holds its lease: deletes the objects, then the rows, of
+    /// splits staged and never published or marked for deletion, older than `grace`. Returns
+    /// how many it removed.
+    pub async fn janitor(&self, lease: Duration) -> Result<usize> {
+        if !self
+            .metastore
+            .try_lease(JANITOR_LEASE, &self.indexer_id, lease)
+            .await?
+        {
+            return Ok(0);
+        }
+        let expired = self.metastore.expired(self.grace).await?;
+        let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for split in &expired {
+            self.storage.delete(&split.object_key).await?;
+            by_stream
+                .entry(split.stream.clone())
+                .or_default()
+                .push(split.split_id.clone());
+        }
+        let mut removed = 0;
+        for (stream, ids) in by_stream {
+            removed += self.metastore.delete_splits(&stream, &ids).await? as usize;
+        }
+        if removed > 0 {
+            tracing::info!(removed, "janitor removed unpublished and marked splits");
+        }
+        Ok(removed)
+    }
+}
+
+/// Why a publisher round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Storage(#[from] trawl_storage::Error),
+    #[error(transparent)]
+    Local(#[from] crate::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T, E = PublishError> = std::result::Result<T, E>;
+
+/// Runs the publisher until `stop` turns true: a round every `interval` (and the janitor every
+/// tenth), retrying what failed at the next.
+pub async fn run(
+    publisher: Publisher,
+    indexer: Indexer,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut rounds = 0u64;
+    loop {
+        if let Err(err) = publisher.round(&indexer).await {
+            tracing::warn!(%err, "publisher round failed");
+        }
+        if rounds.is_multiple_of(10) {
+            if let Err(err) = publisher.janitor(interval * 30).await {
+                tracing::warn!(%err, "janitor round failed");
+            }
+        }
+        rounds += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}

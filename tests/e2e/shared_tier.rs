@@ -1,0 +1,260 @@
+//! The shared tier with real servers: a `trawl indexer` process publishing its splits to a
+//! real S3-protocol server (`s3s-fs`) and a real PostgreSQL metastore, checked with
+//! `trawl storage splits` and `trawl storage check`.
+//!
+//! - every sealed split is uploaded once and published with its exact document count;
+//! - the S3 server stopped while ingest goes on: ingest is acknowledged and searchable, uploads
+//!   fail and are retried, and once the server is back everything is published;
+//! - a merge publishes its output and marks its inputs in one step; the janitor removes the
+//!   marked objects and rows; a restart uploads nothing again;
+//! - the indexer aborted between an upload and its publish: the split is published at the
+//!   restart, once;
+//! - the indexer's volume deleted: what was published stays published (nothing is marked
+//!   for the splits the new volume does not have), and the janitor collects the staged object
+//!   whose split was lost with the volume.
+
+#[path = "../../storage/tests/support/servers.rs"]
+mod servers;
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+use crate::support::gen;
+use crate::support::{wait_until, Server, START_TIMEOUT};
+use servers::{Postgres, S3Server};
+
+const BATCH: u64 = 100;
+const SEALED: &str = "trawl_indexer_splits_sealed_total{stream=\"logs\"}";
+const UPLOAD_ERRORS: &str = "trawl_storage_upload_errors_total";
+const UPLOADS: &str = "trawl_storage_uploads_total";
+
+/// The indexer's configuration: one split per batch of `BATCH`, merges from `merge_min`
+/// splits, the publisher every 200 ms and a janitor that removes at once.
+fn config(pg: &Postgres, s3: &S3Server, merge_min: u32) -> String {
+    format!(
+        "[indexer]\nid = \"indexer-a\"\ncommit_interval_ms = 100\nsplit_max_docs = {BATCH}\n\
+         split_max_age_secs = 3600\nmerge_min_splits = {merge_min}\njanitor_interval_secs = 1\n\
+         [storage]\nuri = \"s3://{bucket}/cluster-a\"\n\
+         [storage.s3]\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"{key}\"\nsecret_access_key = \"{secret}\"\n\
+         [metastore]\nuri = \"{uri}\"\npoll_interval_ms = 200\ngrace_secs = 0\n",
+        bucket = servers::S3_BUCKET,
+        endpoint = s3.endpoint(),
+        key = servers::S3_ACCESS_KEY,
+        secret = servers::S3_SECRET_KEY,
+        uri = pg.uri(),
+    )
+}
+
+/// `trawl storage <args> -c <config>`: exit code and standard output.
+fn storage_cmd(config_path: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .arg("storage")
+        .args(args)
+        .arg("-c")
+        .arg(config_path)
+        .env("TRAWL_LOG", "warn")
+        .output()
+        .expect("trawl storage");
+    assert!(
+        out.status.code().is_some(),
+        "trawl storage {args:?} died: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The rows `trawl storage splits --state <state>` prints.
+fn splits(config_path: &Path, state: &str) -> Vec<Value> {
+    let (code, out) = storage_cmd(config_path, &["splits", "--state", state]);
+    assert_eq!(code, 0, "trawl storage splits: {out}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("an NDJSON row"))
+        .collect()
+}
+
+fn docs(rows: &[Value]) -> u64 {
+    rows.iter().map(|r| r["docs"].as_u64().unwrap()).sum()
+}
+
+/// `trawl storage check`: its report, asserted to say ok.
+fn check_ok(config_path: &Path) -> Value {
+    let (code, out) = storage_cmd(config_path, &["check"]);
+    let report: Value = serde_json::from_str(&out).expect("a JSON report");
+    assert_eq!((code, report["ok"].as_bool()), (0, Some(true)), "{report}");
+    report
+}
+
+/// Ingests batch `b` (records `b*BATCH..(b+1)*BATCH`) and waits until it is sealed
+/// (`sealed` splits in all since the process started).
+fn ingest_batch(server: &Server, b: u64, sealed: u64) {
+    let lines = gen::lines(b * BATCH..(b + 1) * BATCH, &format!("tier{b}"));
+    let answer = server.ingest_zstd("logs", &lines);
+    assert_eq!(answer["accepted"], BATCH, "batch {b}: {answer}");
+    wait_until(
+        &format!("batch {b} is sealed"),
+        Duration::from_secs(30),
+        || server.metric(SEALED) == Some(sealed as f64),
+    );
+}
+
+fn wait_published(config_path: &Path, what: &str, docs_total: u64, count: usize) -> Vec<Value> {
+    let mut last = Vec::new();
+    wait_until(what, Duration::from_secs(60), || {
+        last = splits(config_path, "published");
+        docs(&last) == docs_total && last.len() == count
+    });
+    last
+}
+
+/// Starts the indexer with the crash point after an upload armed, ingests batch `b` and waits
+/// for the abort there; disarms it.
+fn crash_after_upload(data: &Path, faults: &Path, config: &str, b: u64) {
+    std::fs::create_dir_all(faults).unwrap();
+    std::fs::write(faults.join("crash_after_upload"), b"").unwrap();
+    let server = Server::start_with_env(
+        "indexer",
+        data,
+        &format!("{config}\n\n[collector]\nenabled = false\n"),
+        "127.0.0.1:0",
+        Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        &[("TRAWL_TEST_FAULT_DIR", faults.as_os_str())],
+    );
+    let lines = gen::lines(b * BATCH..(b + 1) * BATCH, &format!("tier{b}"));
+    assert_eq!(server.ingest_zstd("logs", &lines)["accepted"], BATCH);
+    let status = server.wait_exit(START_TIMEOUT);
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "aborted at the crash point: {status}"
+    );
+    std::fs::remove_file(faults.join("crash_after_upload")).unwrap();
+}
+
+#[test]
+fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_lost_volume() {
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let mut s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config_path = tmp.path().join("storage.toml");
+    std::fs::write(&config_path, config(&pg, &s3, 1000)).unwrap();
+
+    // Four sealed splits: four objects, four published rows, 400 documents.
+    let server = Server::start_role("indexer", &data, &config(&pg, &s3, 1000));
+    for b in 0..4 {
+        ingest_batch(&server, b, b + 1);
+    }
+    let published = wait_published(&config_path, "4 splits published", 400, 4);
+    assert!(published
+        .iter()
+        .all(|r| r["indexer"] == "indexer-a" && r["stream"] == "logs"));
+    let report = check_ok(&config_path);
+    assert_eq!(report["objects"], 4);
+    let objects = s3
+        .root()
+        .join(servers::S3_BUCKET)
+        .join("cluster-a/splits/logs");
+    let files: BTreeSet<String> = std::fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let ids: BTreeSet<String> = published
+        .iter()
+        .map(|r| format!("{}.split", r["split_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        files, ids,
+        "one object per published split, named by its id"
+    );
+
+    // The S3 server away: ingest goes on and is searchable; uploads fail and are retried.
+    s3.stop();
+    ingest_batch(&server, 4, 5);
+    ingest_batch(&server, 5, 6);
+    server.wait_total("*", 600);
+    wait_until("an upload failed", Duration::from_secs(120), || {
+        server.metric(UPLOAD_ERRORS).unwrap_or(0.0) >= 1.0
+    });
+    assert_eq!(docs(&splits(&config_path, "published")), 400);
+    s3.start_again();
+    wait_published(&config_path, "6 splits published after the outage", 600, 6);
+    check_ok(&config_path);
+    server.stop();
+
+    // Merges on: one output published, its six inputs marked in the same step, then removed
+    // by the janitor (grace 0). The restart uploads only the merge's output.
+    let server = Server::start_role("indexer", &data, &config(&pg, &s3, 2));
+    let merged = wait_published(&config_path, "the merge published", 600, 1);
+    assert_eq!(merged[0]["merge_level"], 1);
+    let parents: BTreeSet<String> = merged[0]["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(parents.len(), 6);
+    wait_until(
+        "the janitor removed the inputs",
+        Duration::from_secs(60),
+        || splits(&config_path, "marked").is_empty(),
+    );
+    let report = check_ok(&config_path);
+    assert_eq!(report["objects"], 1);
+    assert_eq!(report["rows"]["published"], 1);
+    assert_eq!(server.metric(UPLOADS), Some(1.0), "nothing uploaded twice");
+    server.wait_total("*", 600);
+    server.stop();
+
+    // Aborted between the upload of a new split and its publish: staged, then published by
+    // the restart, once.
+    let faults = tmp.path().join("faults");
+    let indexer_config = config(&pg, &s3, 1000);
+    crash_after_upload(&data, &faults, &indexer_config, 6);
+    let staged = splits(&config_path, "staged");
+    assert_eq!((staged.len(), docs(&staged)), (1, BATCH));
+    let server = Server::start_role("indexer", &data, &config(&pg, &s3, 1000));
+    wait_published(&config_path, "the staged split published", 700, 2);
+    assert!(splits(&config_path, "staged").is_empty());
+    server.wait_total("*", 700);
+    check_ok(&config_path);
+
+    // Once more to the crash point, then the volume is lost: the new, empty data directory
+    // leaves what was published alone, and the janitor collects the orphaned staged object.
+    server.stop();
+    crash_after_upload(&data, &faults, &indexer_config, 7);
+    assert_eq!(splits(&config_path, "staged").len(), 1);
+    std::fs::remove_dir_all(&data).unwrap();
+    let server = Server::start_role("indexer", &data, &config(&pg, &s3, 1000));
+    wait_until(
+        "the janitor collected the staged object",
+        Duration::from_secs(60),
+        || splits(&config_path, "staged").is_empty(),
+    );
+    let published = splits(&config_path, "published");
+    assert_eq!(
+        (published.len(), docs(&published)),
+        (2, 700),
+        "nothing was unpublished"
+    );
+    let report = check_ok(&config_path);
+    assert_eq!(report["objects"], 2);
+    // The fresh indexer holds nothing of it: the shared tier does.
+    server.wait_total("*", 0);
+    server.stop();
+}
