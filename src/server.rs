@@ -136,7 +136,19 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     };
     #[cfg(feature = "query")]
     {
-        router = router.merge(query_routes(&config, &roles)?);
+        // A searcher over the shared tier searches the published splits itself.
+        let remote = if roles.searcher && config.storage.is_remote() {
+            let metrics = Arc::new(trawl_storage::StorageMetrics::default());
+            registry.register_collector(Box::new(StorageMetricsCollector(metrics.clone())));
+            let remote = trawl_query::remote::RemoteSplits::connect(&config, metrics)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(storage = %config.storage.uri, "searching the shared tier's published splits");
+            Some(Arc::new(remote))
+        } else {
+            None
+        };
+        router = router.merge(query_routes(&config, &roles, remote)?);
     }
     #[cfg(feature = "collector")]
     let collector = if roles.collector && config.collector.enabled {
@@ -218,10 +230,15 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
 /// The query roles' routes: the fan-out root of `trawl searcher`, and the web console wherever
 /// queries are answered (standalone, indexer, searcher).
 #[cfg(feature = "query")]
-fn query_routes(config: &Config, roles: &Roles) -> anyhow::Result<Router<Shared>> {
+fn query_routes(
+    config: &Config,
+    roles: &Roles,
+    remote: Option<Arc<trawl_query::remote::RemoteSplits>>,
+) -> anyhow::Result<Router<Shared>> {
     let mut router = Router::new();
     if roles.searcher {
-        let settings = trawl_query::distributed::RootSettings::from_config(&config.query)?;
+        let mut settings = trawl_query::distributed::RootSettings::from_config(&config.query)?;
+        settings.remote = remote;
         router = router.merge(
             trawl_query::distributed::root_routes(
                 settings,
@@ -412,11 +429,11 @@ fn indexer_id(config: &Config) -> String {
 
 /// `trawl_storage_*`: uploads, downloads, requests, the split cache and the metastore, read at
 /// each scrape.
-#[cfg(feature = "indexer")]
+#[cfg(any(feature = "indexer", feature = "query"))]
 #[derive(Debug)]
 struct StorageMetricsCollector(Arc<trawl_storage::StorageMetrics>);
 
-#[cfg(feature = "indexer")]
+#[cfg(any(feature = "indexer", feature = "query"))]
 impl prometheus_client::collector::Collector for StorageMetricsCollector {
     fn encode(
         &self,

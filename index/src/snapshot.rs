@@ -39,6 +39,9 @@ pub struct SearchTarget {
     /// sealed hot index is renamed into a split): readers fall back to the searcher when they
     /// are not found.
     pub(crate) dir: Option<PathBuf>,
+    /// The splits a merge made this one from (empty for a hot index or a sealed one): a root
+    /// that searched those itself leaves this one out (see the query crate's `remote`).
+    pub parents: Arc<[String]>,
     /// Keeps the split's files alive while the target is in use.
     _pin: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -60,6 +63,7 @@ impl SearchTarget {
             min_timestamp,
             max_timestamp,
             dir: None,
+            parents: Arc::new([]),
             _pin: pin,
         }
     }
@@ -72,6 +76,12 @@ impl SearchTarget {
     /// The target with the directory of its files.
     pub fn with_dir(mut self, dir: PathBuf) -> SearchTarget {
         self.dir = Some(dir);
+        self
+    }
+
+    /// The target with the splits a merge made it from.
+    pub fn with_parents(mut self, parents: &[String]) -> SearchTarget {
+        self.parents = parents.into();
         self
     }
 

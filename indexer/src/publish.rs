@@ -131,7 +131,7 @@ impl Publisher {
             .collect();
         let mut outcome = RoundOutcome::default();
         let mut first_error = None;
-        for (stream, splits) in indexer.local_splits() {
+        for (stream, default_fields, splits) in indexer.local_splits() {
             let before = state.published.get(&stream).cloned().unwrap_or_default();
             let local: BTreeSet<String> = splits.iter().map(|s| s.meta.id.clone()).collect();
             let new: Vec<&Arc<SplitHandle>> = splits
@@ -143,7 +143,7 @@ impl Publisher {
                 continue;
             }
             match self
-                .publish_stream(indexer, &stream, &new, &gone, &mine)
+                .publish_stream(indexer, &stream, &default_fields, &new, &gone, &mine)
                 .await
             {
                 Ok(uploaded) => {
@@ -172,6 +172,7 @@ impl Publisher {
         &self,
         indexer: &Indexer,
         stream: &str,
+        default_fields: &[String],
         new: &[&Arc<SplitHandle>],
         gone: &[String],
         mine: &HashMap<(String, String), SplitState>,
@@ -185,7 +186,8 @@ impl Publisher {
             }
             let record = self.record(split);
             self.metastore.stage(&record).await?;
-            self.upload(split, &record.object_key).await?;
+            self.upload(split, default_fields, &record.object_key)
+                .await?;
             uploaded += 1;
             indexer
                 .settings()
@@ -229,13 +231,19 @@ impl Publisher {
     }
 
     /// Bundles the split's directory into `upload/` and uploads it.
-    async fn upload(&self, split: &SplitHandle, key: &str) -> Result<()> {
+    async fn upload(
+        &self,
+        split: &SplitHandle,
+        default_fields: &[String],
+        key: &str,
+    ) -> Result<()> {
         std::fs::create_dir_all(&self.upload_dir)?;
         let bundle = self.upload_dir.join(format!("{}.split", split.meta.id));
         let dir = split.dir.clone();
         let meta = serde_json::json!({
             "split": &split.meta,
             "indexer": &self.indexer_id,
+            "default_fields": default_fields,
         });
         let out = bundle.clone();
         tokio::task::spawn_blocking(move || write_bundle(&dir, &meta, &out))

@@ -155,7 +155,8 @@ impl Stream {
                 Some(Timestamp(split.meta.max_timestamp)),
                 Some(split.clone() as Arc<dyn std::any::Any + Send + Sync>),
             )
-            .with_dir(split.dir.clone());
+            .with_dir(split.dir.clone())
+            .with_parents(&split.meta.parents);
             if target.overlaps(start, end) {
                 targets.push(target);
             }
@@ -181,6 +182,14 @@ impl Stream {
             tokenizers: tantivy::tokenizer::TokenizerManager::default(),
             targets,
         }
+    }
+
+    /// The names of the fields a query term without a field name searches.
+    pub fn default_field_names(&self) -> Vec<String> {
+        self.default_fields
+            .iter()
+            .map(|f| self.schema.get_field_name(*f).to_string())
+            .collect()
     }
 
     /// The sealed splits.

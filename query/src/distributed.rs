@@ -42,6 +42,15 @@ pub struct RootSettings {
     /// PEM certificates (one or more) trusted, besides the system roots, for `https://`
     /// indexers.
     pub indexer_ca_pem: Option<Vec<u8>>,
+    /// The shared tier's published splits, searched by the root itself (`[storage]` and a
+    /// PostgreSQL `[metastore]`); the indexers are then asked only for the rest.
+    pub remote: Option<Arc<crate::remote::RemoteSplits>>,
+}
+
+impl std::fmt::Debug for crate::remote::RemoteSplits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteSplits")
+    }
 }
 
 impl RootSettings {
@@ -64,6 +73,7 @@ impl RootSettings {
             indexers: config.indexers.clone(),
             indexer_token: Some(config.indexer_token.trim().to_string()).filter(|t| !t.is_empty()),
             indexer_ca_pem,
+            remote: None,
         })
     }
 
@@ -93,6 +103,7 @@ impl RootSettings {
 struct RootState {
     fanin: FanIn,
     limits: QueryLimits,
+    remote: Option<Arc<crate::remote::RemoteSplits>>,
 }
 
 /// The routes of the searcher role: `GET|POST /api/v1/{stream}/search`,
@@ -125,6 +136,7 @@ pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result
     let state = RootState {
         fanin: fanin.clone(),
         limits,
+        remote: settings.remote.clone(),
     };
     let export = crate::fanin_export::RootExport {
         fanin: fanin.clone(),
@@ -208,10 +220,18 @@ async fn fan_out(
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
     };
-    if state.fanin.indexers.is_empty() {
+    if state.fanin.indexers.is_empty() && state.remote.is_none() {
         return Error::Internal("no indexers are configured (`query.indexers`)".into())
             .into_response();
     }
+    // The shared tier's published splits, searched here; their ids go to the indexers.
+    let remote_leaf = match &state.remote {
+        Some(remote) => match remote_leaf(remote, stream, &parsed, caller, &state.limits).await {
+            Ok(leaf) => Some(leaf),
+            Err(err) => return err.into_response(),
+        },
+        None => None,
+    };
     // Times resolved once here, so that every leaf searches the same range.
     let mut body = json!({
         "q": parsed.query,
@@ -227,6 +247,11 @@ async fn fan_out(
     if caller.scope().is_restricted() {
         body[LEAF_SCOPE_KEY] = serde_json::to_value(caller.scope()).unwrap_or(Value::Null);
     }
+    let mut leaves = Vec::new();
+    if let Some((searched, leaf)) = remote_leaf {
+        body[crate::remote::EXCLUDE_SPLITS_KEY] = json!(searched);
+        leaves.push(leaf);
+    }
     let deadline = parsed.timeout + Duration::from_secs(2);
     let calls = state.fanin.indexers.iter().map(|base| {
         let url = format!("{base}{}", LEAF_SEARCH_PATH.replace("{stream}", stream));
@@ -234,7 +259,6 @@ async fn fan_out(
         async move { (base.clone(), leaf_call(request).await) }
     });
     let outcomes = futures::future::join_all(calls).await;
-    let mut leaves = Vec::new();
     let mut failed = Vec::new();
     for (base, outcome) in outcomes {
         match outcome {
@@ -283,6 +307,35 @@ async fn fan_out(
         }
     }
     Json(value).into_response()
+}
+
+/// The root's own leaf over the published splits of `stream`: the ids it searched and its
+/// answer. A metastore or object storage that cannot be read fails the search (the indexers
+/// alone would answer without the splits only the shared tier holds).
+async fn remote_leaf(
+    remote: &Arc<crate::remote::RemoteSplits>,
+    stream: &str,
+    parsed: &crate::request::ParsedRequest,
+    caller: &Caller,
+    limits: &QueryLimits,
+) -> crate::Result<(Vec<String>, LeafResponse)> {
+    let records = remote.published(stream).await?;
+    let searched: Vec<String> = records.iter().map(|r| r.split_id.clone()).collect();
+    let snapshot = remote
+        .snapshot(stream, &records, parsed.start, parsed.end)
+        .await?;
+    let Some(snapshot) = snapshot else {
+        return Ok((searched, LeafResponse::default()));
+    };
+    let mut parsed = parsed.clone();
+    parsed.scope = caller.scope().clone();
+    let limits = limits.clone();
+    let leaf = tokio::task::spawn_blocking(move || {
+        crate::search::search_leaf(&snapshot, &parsed, &limits)
+    })
+    .await
+    .map_err(|join| Error::Internal(format!("leaf search task failed: {join}")))??;
+    Ok((searched, leaf))
 }
 
 async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {

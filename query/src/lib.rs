@@ -22,6 +22,7 @@ mod fanin_export;
 mod hit;
 mod leaf_cache;
 mod query_text;
+pub mod remote;
 pub mod reports;
 mod request;
 mod routes;

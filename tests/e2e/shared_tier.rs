@@ -258,3 +258,159 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
     server.wait_total("*", 0);
     server.stop();
 }
+
+/// Ingests `lines` records `range` with `marker` and waits until `sealed` splits were sealed by
+/// the process (`None`: the batch stays in the hot index).
+fn ingest_range(server: &Server, range: std::ops::Range<u64>, marker: &str, sealed: Option<u64>) {
+    let n = range.end - range.start;
+    let answer = server.ingest_zstd("logs", &gen::lines(range, marker));
+    assert_eq!(answer["accepted"], n, "{marker}: {answer}");
+    if let Some(sealed) = sealed {
+        wait_until(&format!("{marker} sealed"), Duration::from_secs(30), || {
+            server.metric(SEALED) == Some(sealed as f64)
+        });
+    }
+}
+
+/// Every record of the logs stream through `searcher`: (total, distinct timestamps, whether
+/// the answer says it is partial).
+fn search_all(searcher: &Server) -> (u64, usize, bool) {
+    let answer = searcher.search(
+        "logs",
+        &[("q", "*"), ("limit", "10000"), ("fields", "timestamp")],
+    );
+    let hits = answer["hits"].as_array().unwrap();
+    let distinct: BTreeSet<&str> = hits
+        .iter()
+        .map(|h| h["timestamp"].as_str().unwrap())
+        .collect();
+    assert_eq!(hits.len(), distinct.len(), "duplicate hits: {answer}");
+    (
+        answer["total"].as_u64().unwrap(),
+        distinct.len(),
+        answer["partial"].as_bool().unwrap_or(false),
+    )
+}
+
+#[test]
+fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_volume() {
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = |id: &str, merge_min: u32| {
+        config(&pg, &s3, merge_min).replace("id = \"indexer-a\"", &format!("id = \"{id}\""))
+    };
+    let config_path = tmp.path().join("storage.toml");
+    std::fs::write(&config_path, shared("cli", 1000)).unwrap();
+    for dir in ["a", "b", "s1", "s2"] {
+        std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+    }
+    let data_a = tmp.path().join("a/data");
+    let data_b = tmp.path().join("b/data");
+    let a = Server::start_role("indexer", &data_a, &shared("indexer-a", 1000));
+    let b = Server::start_role("indexer", &data_b, &shared("indexer-b", 1000));
+    // Three sealed splits on each, and 50 records in a's hot index.
+    for i in 0..3 {
+        ingest_range(
+            &a,
+            i * BATCH..(i + 1) * BATCH,
+            &format!("a{i}"),
+            Some(i + 1),
+        );
+        ingest_range(
+            &b,
+            (3 + i) * BATCH..(4 + i) * BATCH,
+            &format!("b{i}"),
+            Some(i + 1),
+        );
+    }
+    ingest_range(&a, 600..650, "ahot", None);
+    a.wait_total("*", 350);
+    wait_published(&config_path, "six splits published", 600, 6);
+
+    let searcher_config = |n: &str| {
+        format!(
+            "{}\n[query]\nindexers = [\"{}\", \"{}\"]\n",
+            shared(n, 1000).replace("[indexer]\nid", "[indexer]\n# searcher\nid"),
+            a.url,
+            b.url
+        )
+    };
+    let s1 = Server::start_role(
+        "searcher",
+        &tmp.path().join("s1/data"),
+        &searcher_config("s1"),
+    );
+    let s2 = Server::start_role(
+        "searcher",
+        &tmp.path().join("s2/data"),
+        &searcher_config("s2"),
+    );
+    for s in [&s1, &s2] {
+        assert_eq!(search_all(s), (650, 650, false));
+        assert_eq!(
+            s.total("ahot", &[]),
+            50,
+            "the hot records come from the indexer"
+        );
+        assert_eq!(s.total("b1", &[]), 100);
+    }
+    // Each searcher fetched every published split into its cache once.
+    assert_eq!(s1.metric("trawl_storage_downloads_total"), Some(6.0));
+    assert_eq!(search_all(&s1), (650, 650, false));
+    assert_eq!(
+        s1.metric("trawl_storage_downloads_total"),
+        Some(6.0),
+        "warm: no download"
+    );
+
+    // b merges its three splits: every answer during and after is exact.
+    let b_url = b.url.clone();
+    b.stop();
+    let b = Server::start_listening(
+        "indexer",
+        &data_b,
+        &format!(
+            "{}\n\n[collector]\nenabled = false\n",
+            shared("indexer-b", 2)
+        ),
+        b_url.trim_start_matches("http://"),
+    );
+    let mut merged = false;
+    wait_until("b's merge published", Duration::from_secs(60), || {
+        for s in [&s1, &s2] {
+            assert_eq!(search_all(s), (650, 650, false), "exact while merging");
+        }
+        merged = splits(&config_path, "published")
+            .iter()
+            .any(|r| r["indexer"] == "indexer-b" && r["merge_level"] == 1);
+        merged
+    });
+    assert!(merged);
+
+    // a's volume lost while it is down: its sealed records stay searchable from the shared
+    // tier (the answer says a did not answer); its hot records are gone with the volume.
+    let a_url = a.url.clone();
+    a.kill9();
+    std::fs::remove_dir_all(&data_a).unwrap();
+    for s in [&s1, &s2] {
+        assert_eq!(search_all(s), (600, 600, true));
+    }
+    let a = Server::start_listening(
+        "indexer",
+        &data_a,
+        &format!(
+            "{}\n\n[collector]\nenabled = false\n",
+            shared("indexer-a", 1000)
+        ),
+        a_url.trim_start_matches("http://"),
+    );
+    for s in [&s1, &s2] {
+        assert_eq!(search_all(s), (600, 600, false));
+        assert_eq!(s.total("a2", &[]), 100);
+    }
+    drop((a, b));
+}

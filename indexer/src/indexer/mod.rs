@@ -206,11 +206,14 @@ impl Indexer {
     }
 
     /// Every stream's sealed splits as they are now, held open (their files stay while the
-    /// handles live), in stream name order.
-    pub fn local_splits(&self) -> Vec<(String, Vec<Arc<SplitHandle>>)> {
+    /// handles live), with the names of its default fields, in stream name order.
+    pub fn local_splits(&self) -> Vec<(String, Vec<String>, Vec<Arc<SplitHandle>>)> {
         stream_list(&self.inner)
             .into_iter()
-            .map(|(name, entry)| (name, entry.stream.splits()))
+            .map(|(name, entry)| {
+                let fields = entry.stream.default_field_names();
+                (name, fields, entry.stream.splits())
+            })
             .collect()
     }
 

@@ -1,0 +1,249 @@
+//! A searcher's own leaf over the shared tier: the published splits of the PostgreSQL
+//! metastore, opened from object storage through the local split cache. The indexers are
+//! asked only for what these do not cover: every search sends them the ids of the splits the
+//! searcher searched itself ([`EXCLUDE_SPLITS_KEY`]), and an indexer skips those splits and any
+//! split made from one of them by a merge (its `parents`), so that each record is counted once
+//! whichever side holds it.
+//!
+//! The list of published splits is read from the metastore at each search (one query), so a
+//! merge published since is seen at once; splits stay open between searches while the bytes
+//! of those open stay within three quarters of the cache's bound.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tantivy::{Index, IndexReader, ReloadPolicy};
+use trawl_index::{SearchTarget, StreamSnapshot, TargetKind};
+use trawl_model::Timestamp;
+use trawl_storage::cache::CachedSplit;
+use trawl_storage::pg::SplitRecord;
+use trawl_storage::{ObjectStorage, PgMetastore, SplitCache, StorageMetrics};
+
+use crate::error::Error;
+
+/// Key of the leaf search body listing the splits the root searched itself.
+pub const EXCLUDE_SPLITS_KEY: &str = "exclude_splits";
+
+/// Decompressed doc-store blocks cached per segment of an open split (as the indexer's).
+const DOC_STORE_CACHE_BLOCKS: usize = 8;
+
+struct OpenSplit {
+    record: SplitRecord,
+    reader: IndexReader,
+    default_fields: Vec<String>,
+    last_used: AtomicU64,
+    _cached: CachedSplit,
+}
+
+/// The published splits of the shared tier, for a searcher.
+pub struct RemoteSplits {
+    metastore: PgMetastore,
+    cache: SplitCache,
+    open: Mutex<HashMap<String, Arc<OpenSplit>>>,
+    clock: AtomicU64,
+    max_open_bytes: u64,
+}
+
+impl RemoteSplits {
+    /// Connects to the metastore and opens the cache of `config`'s `[storage]`.
+    pub async fn connect(
+        config: &trawl_config::Config,
+        metrics: Arc<StorageMetrics>,
+    ) -> crate::Result<RemoteSplits> {
+        let internal =
+            |what: &str, e: trawl_storage::Error| Error::Internal(format!("{what}: {e}"));
+        let storage = ObjectStorage::open(&config.storage, metrics.clone())
+            .map_err(|e| internal("opening [storage]", e))?;
+        let cache_dir = config
+            .storage
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("cache"));
+        let cache = SplitCache::open(&cache_dir, config.storage.cache_max_bytes, storage)
+            .map_err(|e| internal("opening the split cache", e))?;
+        let metastore = PgMetastore::connect(&config.metastore.uri, metrics)
+            .await
+            .map_err(|e| internal("connecting to the [metastore]", e))?;
+        Ok(RemoteSplits {
+            metastore,
+            cache,
+            open: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            max_open_bytes: config.storage.cache_max_bytes / 4 * 3,
+        })
+    }
+
+    /// The published splits of `stream` now.
+    pub async fn published(&self, stream: &str) -> crate::Result<Vec<SplitRecord>> {
+        self.metastore
+            .published(stream)
+            .await
+            .map_err(|e| Error::Internal(format!("metastore: {e}")))
+    }
+
+    /// A snapshot of the splits of `records` that may hold documents in `[start, end)`,
+    /// opened (fetched into the cache first where needed), or `None` if none does.
+    pub async fn snapshot(
+        &self,
+        stream: &str,
+        records: &[SplitRecord],
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> crate::Result<Option<StreamSnapshot>> {
+        let mut opened = Vec::new();
+        for record in records {
+            let overlaps = start.is_none_or(|s| record.max_timestamp >= s.0)
+                && end.is_none_or(|e| record.min_timestamp < e.0);
+            if overlaps {
+                opened.push(self.open_split(record).await?);
+            }
+        }
+        self.close_least_used();
+        // The newest split's schema and default fields: the stream's current ones.
+        let Some(newest) = opened.iter().max_by_key(|s| s.record.created_at) else {
+            return Ok(None);
+        };
+        let schema = newest.reader.searcher().schema().clone();
+        let default_fields = newest
+            .default_fields
+            .iter()
+            .filter_map(|name| schema.get_field(name).ok())
+            .collect();
+        let targets = opened
+            .iter()
+            .map(|split| {
+                SearchTarget::new(
+                    TargetKind::Split,
+                    split.record.split_id.clone(),
+                    split.reader.searcher(),
+                    Some(Timestamp(split.record.min_timestamp)),
+                    Some(Timestamp(split.record.max_timestamp)),
+                    Some(split.clone() as Arc<dyn std::any::Any + Send + Sync>),
+                )
+            })
+            .collect();
+        Ok(Some(StreamSnapshot {
+            stream: stream.to_string(),
+            schema,
+            default_fields,
+            tokenizers: tantivy::tokenizer::TokenizerManager::default(),
+            targets,
+        }))
+    }
+
+    async fn open_split(&self, record: &SplitRecord) -> crate::Result<Arc<OpenSplit>> {
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        if let Some(split) = lock(&self.open).get(&record.object_key) {
+            split.last_used.store(now, Ordering::Relaxed);
+            return Ok(split.clone());
+        }
+        let cached = self
+            .cache
+            .open_split(&record.object_key)
+            .await
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "split {} of {}: {e}",
+                    record.split_id, record.stream
+                ))
+            })?;
+        let default_fields = cached.directory.footer().meta["default_fields"]
+            .as_array()
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unreadable = |e: tantivy::TantivyError| {
+            Error::Internal(format!(
+                "split {} of {}: {e}",
+                record.split_id, record.stream
+            ))
+        };
+        let index = Index::open(cached.directory.clone()).map_err(unreadable)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .doc_store_cache_num_blocks(DOC_STORE_CACHE_BLOCKS)
+            .try_into()
+            .map_err(unreadable)?;
+        let split = Arc::new(OpenSplit {
+            record: record.clone(),
+            reader,
+            default_fields,
+            last_used: AtomicU64::new(now),
+            _cached: cached,
+        });
+        lock(&self.open).insert(record.object_key.clone(), split.clone());
+        Ok(split)
+    }
+
+    /// Closes the least recently used open splits while those open hold more than their share
+    /// of the cache (a search holding one keeps it until it ends).
+    fn close_least_used(&self) {
+        let mut open = lock(&self.open);
+        let mut total: u64 = open.values().map(|s| s.record.bytes).sum();
+        if total <= self.max_open_bytes {
+            return;
+        }
+        let mut by_age: Vec<(u64, String, u64)> = open
+            .iter()
+            .map(|(k, s)| {
+                (
+                    s.last_used.load(Ordering::Relaxed),
+                    k.clone(),
+                    s.record.bytes,
+                )
+            })
+            .collect();
+        by_age.sort();
+        for (_, key, bytes) in by_age {
+            if total <= self.max_open_bytes {
+                break;
+            }
+            open.remove(&key);
+            total -= bytes;
+        }
+    }
+}
+
+/// Whether an indexer's split must be left out of a leaf search because the root searched it
+/// itself: its id, or a merge input's (a merge the root's list predates), is in `excluded`.
+pub fn excluded(target: &SearchTarget, excluded: &HashSet<String>) -> bool {
+    target.kind == TargetKind::Split
+        && (excluded.contains(&target.id) || target.parents.iter().any(|p| excluded.contains(p)))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::snapshot;
+
+    #[test]
+    fn a_split_is_left_out_when_it_or_a_merge_input_of_it_was_searched_by_the_root() {
+        let target = snapshot().targets.remove(0);
+        assert_eq!(target.kind, TargetKind::Split);
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        let id = target.id.clone();
+        assert!(excluded(&target, &set(&[&id])));
+        assert!(!excluded(&target, &set(&["other"])));
+        let merged = target.with_parents(&["s1".to_string(), "s2".to_string()]);
+        assert!(excluded(&merged, &set(&["s2"])), "the root holds an input");
+        assert!(!excluded(&merged, &set(&["s3"])));
+        let mut hot = merged.clone();
+        hot.kind = TargetKind::Hot;
+        assert!(
+            !excluded(&hot, &set(&[&id, "s1"])),
+            "a hot index is never left out"
+        );
+    }
+}
