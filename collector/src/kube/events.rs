@@ -34,6 +34,9 @@ use crate::ship::StreamIngest;
 
 /// Events per page of a list, and at most per request to the indexer.
 const PAGE: u32 = 500;
+/// Attempts to ship one batch of Events before the collection starts over (and lists again).
+const SHIP_ATTEMPTS: u32 = 6;
+
 /// How long shipped-but-unflushed watch events wait for more before they are sent.
 const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// The server-side timeout of one watch request; the watch is then resumed.
@@ -359,11 +362,24 @@ async fn ship(s: &EventsSettings, metrics: &Metrics, events: Vec<Value>) -> Resu
     if events.is_empty() {
         return Ok(());
     }
-    let answer = s
-        .ingest
-        .post(&events, &[("cluster", &s.cluster)])
-        .await
-        .map_err(|e| Stop::Failed(format!("shipping Events: {e}")))?;
+    // A few attempts before giving up: an indexer briefly away (replaying its WAL, a disk
+    // full for a moment) must not cost a relist of every Event of the cluster.
+    let mut attempt = 0u32;
+    let answer = loop {
+        match s.ingest.post(&events, &[("cluster", &s.cluster)]).await {
+            Ok(answer) => break answer,
+            Err(e) if attempt + 1 >= SHIP_ATTEMPTS => {
+                return Err(Stop::Failed(format!("shipping Events: {e}")))
+            }
+            Err(e) => {
+                attempt += 1;
+                metrics.events_errors.inc();
+                let delay = crate::backoff::next_delay(attempt, None);
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "shipping Events failed; sending them again");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
     if let Some(rejected) = answer["rejected"].as_u64().filter(|n| *n > 0) {
         // Kept in the indexer's dead-letter store with their error.
         warn!(

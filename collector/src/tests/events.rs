@@ -25,7 +25,17 @@ use crate::ship::StreamIngest;
 /// What the fake indexer was sent, a line each.
 type Received = Arc<Mutex<Vec<Value>>>;
 
-async fn ingest(State(received): State<Received>, body: Bytes) -> Response {
+/// How many requests the fake indexer still answers 503 (an indexer replaying its WAL).
+type Refuse = Arc<std::sync::atomic::AtomicUsize>;
+
+async fn ingest(State((received, refuse)): State<(Received, Refuse)>, body: Bytes) -> Response {
+    use std::sync::atomic::Ordering;
+    if refuse
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let mut received = received.lock().unwrap();
     let mut n = 0;
     for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -41,6 +51,7 @@ struct Fakes {
     /// A client of the fake API, made from a kubeconfig as `collector.kubernetes.kubeconfig`.
     client: kube::Client,
     received: Received,
+    refuse: Refuse,
     ingest_url: String,
     _dir: tempfile::TempDir,
 }
@@ -54,9 +65,10 @@ async fn fakes(lists: Vec<(Vec<Value>, u64)>) -> Fakes {
     };
     let client = crate::kube::client(&config).await.unwrap();
     let received: Received = Arc::default();
+    let refuse: Refuse = Arc::default();
     let indexer = Router::new()
         .route("/api/v1/events/ingest", post(ingest))
-        .with_state(received.clone());
+        .with_state((received.clone(), refuse.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let indexer_addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, indexer).await.unwrap() });
@@ -64,6 +76,7 @@ async fn fakes(lists: Vec<(Vec<Value>, u64)>) -> Fakes {
         api,
         client,
         received,
+        refuse,
         ingest_url: format!("http://{indexer_addr}/api/v1/events/ingest"),
         _dir: dir,
     }
@@ -163,6 +176,28 @@ async fn the_lease_holder_lists_watches_ships_and_saves_where_it_is() {
     assert_eq!(metrics.events_leader.get(), 1);
     assert_eq!(metrics.events_relists.get(), 1);
     assert_eq!(metrics.events_shipped.get(), 4);
+}
+
+#[tokio::test]
+async fn an_indexer_briefly_unavailable_gets_the_same_list_again_without_a_relist() {
+    let fakes = fakes(vec![
+        (vec![event("web-1", "e-1", 90, 1)], 100),
+        (vec![event("web-1", "e-1", 99, 2)], 110),
+    ])
+    .await;
+    fakes.refuse.store(2, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::default();
+    let _stop = fakes.start("node-a", dir.path(), Duration::from_secs(15), &metrics);
+    wait_for("the list shipped", || fakes.uids().len() == 1).await;
+    assert_eq!(fakes.uids(), ["e-1@90"], "the first list, sent again");
+    wait_for("the watch", || {
+        fakes.api.state(|s| s.watches_from.clone()) == ["100"]
+    })
+    .await;
+    assert_eq!(fakes.api.state(|s| s.list_calls), 1);
+    assert_eq!(metrics.events_relists.get(), 1);
+    assert_eq!(metrics.events_errors.get(), 2);
 }
 
 #[tokio::test]
