@@ -163,8 +163,16 @@ impl std::fmt::Debug for PgMetastore {
     }
 }
 
+/// Connects to `uri`; a URI without a password takes libpq's standard `PGPASSWORD` from the
+/// environment (a Kubernetes Secret, kept out of the configuration file).
 async fn connect(uri: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(uri, NoTls).await?;
+    let mut config: tokio_postgres::Config = uri.parse()?;
+    if config.get_password().is_none() {
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "metastore connection ended");
