@@ -195,6 +195,24 @@ impl Postgres {
             .spawn()
             .expect("postgres");
         wait_for_port(self.port, "postgres", &mut child, &log);
+        // Listening is not accepting: after a restart the server says "starting up" until its
+        // recovery is done. pg_isready answers 0 once connections are accepted.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not accept connections within 60 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.child = Some(child);
     }
 
