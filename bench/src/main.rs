@@ -27,6 +27,9 @@ enum Command {
     Latency(Common),
     /// A fixed query set over N documents: p50/p99.
     Search(Common),
+    /// The search query set with splits in a real S3 server and PostgreSQL: local, warm cache,
+    /// cold cache; upload beside indexing.
+    Tier(Common),
     /// Every audit report over N audit events: p50/p99.
     Audit(Common),
     /// Arrow and Parquet export: rows/s and memory growth.
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
         Command::Index(c) => with_ctx(&c, scenarios::index::run),
         Command::Latency(c) => with_ctx(&c, scenarios::latency::run),
         Command::Search(c) => with_ctx(&c, scenarios::search::run),
+        Command::Tier(c) => with_ctx(&c, scenarios::tier::run),
         Command::Audit(c) => with_ctx(&c, scenarios::audit::run),
         Command::Export(c) => with_ctx(&c, scenarios::export::run),
         Command::Collect(c) => with_ctx(&c, scenarios::collect::run),

@@ -7,6 +7,7 @@ pub mod export;
 pub mod index;
 pub mod latency;
 pub mod search;
+pub mod tier;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};

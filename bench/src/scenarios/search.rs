@@ -10,7 +10,7 @@ use crate::{report, Error, Result};
 const S: &str = "search";
 
 /// Log-time rate of the search corpus, documents per second.
-const DOCS_PER_SEC: f64 = 2000.0;
+pub(crate) const DOCS_PER_SEC: f64 = 2000.0;
 
 fn rfc3339(ns: i64) -> String {
     let mut out = Vec::new();
@@ -19,7 +19,7 @@ fn rfc3339(ns: i64) -> String {
 }
 
 /// The query set: (name, query string parameters without the stream).
-fn queries(docs: u64) -> Vec<(&'static str, String)> {
+pub(crate) fn queries(docs: u64) -> Vec<(&'static str, String)> {
     let span_ns = (docs as f64 / DOCS_PER_SEC * 1e9) as i64;
     let mid = CORPUS_START_NS + span_ns / 2;
     let window = format!(

@@ -1,0 +1,206 @@
+//! `tier`: the search query set over N `logs` documents whose splits are in a real
+//! S3-protocol server (`s3s-fs`) and a real PostgreSQL metastore, three ways in one run:
+//! the indexer over its local splits (`local`), a searcher whose cache is warm (`warm`), and
+//! the first search of a searcher with an empty cache (`cold`, once per query: each query is
+//! asked of a fresh searcher). Also what uploading costs beside indexing: the load's rate, and
+//! how long after the load the last split was published.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client::{client, get_json};
+use crate::corpus::logs::LogGenerator;
+use crate::proc::TrawlChild;
+use crate::scenarios::search::{queries, DOCS_PER_SEC};
+use crate::scenarios::{load, time_runs, Ctx, Indexer};
+use crate::{report, Error, Result};
+
+#[path = "../../../storage/tests/support/servers.rs"]
+#[allow(dead_code, clippy::all)]
+mod servers;
+
+const S: &str = "tier";
+
+/// The value of `series` on a `/metrics` page.
+fn metric(http: &reqwest::blocking::Client, url: &str, series: &str) -> f64 {
+    http.get(format!("{url}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0.0)
+}
+
+/// The documents of the published splits (`trawl storage splits --state published`).
+fn published_docs(ctx: &Ctx, envs: &[(String, String)]) -> Result<u64> {
+    let out = std::process::Command::new(&ctx.bin)
+        .args(["storage", "splits", "--state", "published"])
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("TRAWL_LOG", "warn")
+        .output()
+        .map_err(Error::Io)?;
+    if !out.status.success() {
+        return Err(Error::Child(format!(
+            "trawl storage splits: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|row| row["docs"].as_u64())
+        .sum())
+}
+
+/// Starts a searcher over the indexer and the shared tier, with its cache in `dir`.
+fn searcher(ctx: &Ctx, config: &Path, dir: &Path) -> Result<TrawlChild> {
+    let data = dir.to_string_lossy().into_owned();
+    let config = config.to_string_lossy().into_owned();
+    TrawlChild::start(
+        &ctx.bin,
+        &[
+            "searcher",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--config",
+            &config,
+        ],
+        &[],
+        Duration::from_secs(60),
+    )
+}
+
+pub fn run(ctx: &Ctx) -> Result<()> {
+    if !servers::postgres_available() || !servers::s3_available() {
+        return Err(Error::Child("PostgreSQL or s3s-fs missing".into()));
+    }
+    let docs = ctx.docs_or(200_000, 10_000_000);
+    let http = client()?;
+    let pg = servers::Postgres::start();
+    let s3 = servers::S3Server::start();
+    let shared = format!(
+        "[storage]\nuri = \"s3://{}/bench\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n[metastore]\nuri = \"{}\"\n\
+         poll_interval_ms = 500\n",
+        servers::S3_BUCKET,
+        s3.endpoint(),
+        servers::S3_ACCESS_KEY,
+        servers::S3_SECRET_KEY,
+        pg.uri()
+    );
+    let envs: Vec<(String, String)> = [
+        (
+            "TRAWL_STORAGE__URI",
+            format!("s3://{}/bench", servers::S3_BUCKET),
+        ),
+        ("TRAWL_STORAGE__S3__ENDPOINT", s3.endpoint()),
+        ("TRAWL_STORAGE__S3__REGION", "us-east-1".into()),
+        (
+            "TRAWL_STORAGE__S3__ACCESS_KEY_ID",
+            servers::S3_ACCESS_KEY.into(),
+        ),
+        (
+            "TRAWL_STORAGE__S3__SECRET_ACCESS_KEY",
+            servers::S3_SECRET_KEY.into(),
+        ),
+        ("TRAWL_METASTORE__URI", pg.uri()),
+        ("TRAWL_METASTORE__POLL_INTERVAL_MS", "500".into()),
+        ("TRAWL_INDEXER__ID", "bench".into()),
+        // Everything sealed (and so published) soon after the load.
+        ("TRAWL_INDEXER__SPLIT_MAX_AGE_SECS", "10".into()),
+        ("TRAWL_COLLECTOR__ENABLED", "false".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let indexer = Indexer::start(ctx, &envs)?;
+    let loaded = Instant::now();
+    let gen = LogGenerator::new(ctx.seed, "bench", 800, DOCS_PER_SEC);
+    load(ctx, S, &http, &indexer, "logs", gen, docs)?;
+    let load_secs = loaded.elapsed().as_secs_f64();
+    // Published: the metastore's published splits hold every document.
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while published_docs(ctx, &envs)? != docs {
+        if Instant::now() > deadline {
+            return Err(Error::Child("splits not published within 900 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let published_after = loaded.elapsed().as_secs_f64() - load_secs;
+    let upload_mb = metric(&http, indexer.url(), "trawl_storage_upload_bytes_total") / 1e6;
+    report::metric(S, "uploaded", upload_mb, "MB");
+    report::metric(S, "published_after_load", published_after, "s");
+    report::metric(
+        S,
+        "upload_rate_over_load_and_publish",
+        upload_mb / (load_secs + published_after),
+        "MB/s",
+    );
+
+    let work = tempfile::Builder::new()
+        .prefix("trawl-bench-tier-")
+        .tempdir_in(crate::scenarios::bench_tmp())
+        .map_err(Error::Io)?;
+    let config = work.path().join("searcher.toml");
+    std::fs::write(
+        &config,
+        format!("{shared}[query]\nindexers = [\"{}\"]\n", indexer.url()),
+    )
+    .map_err(Error::Io)?;
+    let runs = ctx.runs();
+    let queries = queries(docs);
+    let warm = searcher(ctx, &config, &work.path().join("warm"))?;
+    for (name, params) in &queries {
+        for (side, url) in [("local", indexer.url()), ("warm", warm.url.as_str())] {
+            let url = format!("{url}/api/v1/logs/search?{params}");
+            let mut total = 0;
+            match time_runs(runs, || {
+                let answer: Value = get_json(&http, &url)?.unwrap_or_default();
+                total = answer["total"].as_u64().unwrap_or(0);
+                Ok(())
+            }) {
+                Ok(samples) => {
+                    report::percentiles(S, &format!("{name}_{side}"), &samples);
+                    report::metric(S, &format!("{name}_{side}_total"), total as f64, "docs");
+                }
+                Err(e) => report::unavailable(S, &format!("{name}_{side}"), &e.to_string()),
+            }
+        }
+    }
+    let downloads = metric(&http, &warm.url, "trawl_storage_downloads_total");
+    let requests = metric(&http, &warm.url, "trawl_storage_requests_total");
+    report::metric(S, "warm_searcher_downloads", downloads, "splits");
+    report::metric(
+        S,
+        "requests_per_split_opened",
+        requests / downloads.max(1.0),
+        "requests",
+    );
+    drop(warm);
+    // Cold: a fresh searcher, empty cache, for each query's first answer.
+    for (i, (name, params)) in queries.iter().enumerate() {
+        let cold = searcher(ctx, &config, &work.path().join(format!("cold{i}")))?;
+        let url = format!("{}/api/v1/logs/search?{params}", cold.url);
+        let t = Instant::now();
+        get_json(&http, &url)?;
+        report::metric(
+            S,
+            &format!("{name}_cold"),
+            t.elapsed().as_secs_f64() * 1e3,
+            "ms",
+        );
+        drop(cold);
+        let _ = std::fs::remove_dir_all(work.path().join(format!("cold{i}")));
+    }
+    Ok(())
+}
