@@ -5,13 +5,18 @@
 //! - every sealed split is uploaded once and published with its exact document count;
 //! - the S3 server stopped while ingest goes on: ingest is acknowledged and searchable, uploads
 //!   fail and are retried, and once the server is back everything is published;
+//! - PostgreSQL restarted while a split waits to be published: published once, when it is back;
 //! - a merge publishes its output and marks its inputs in one step; the janitor removes the
 //!   marked objects and rows; a restart uploads nothing again;
 //! - the indexer aborted between an upload and its publish: the split is published at the
 //!   restart, once;
 //! - the indexer's volume deleted: what was published stays published (nothing is marked
 //!   for the splits the new volume does not have), and the janitor collects the staged object
-//!   whose split was lost with the volume.
+//!   whose split was lost with the volume;
+//! - two indexers and two searchers on the same tier: every answer exact from either searcher,
+//!   warm searches fetch nothing, a searcher's cache deleted while it serves, a merge while
+//!   searches run, and an indexer's volume lost while it is down (its sealed records stay
+//!   searchable).
 
 #[path = "../../storage/tests/support/servers.rs"]
 mod servers;
@@ -148,7 +153,7 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
     if !servers::postgres_available() || !servers::s3_available() {
         return;
     }
-    let pg = Postgres::start();
+    let mut pg = Postgres::start();
     let mut s3 = S3Server::start();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -195,12 +200,22 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
     s3.start_again();
     wait_published(&config_path, "6 splits published after the outage", 600, 6);
     check_ok(&config_path);
+
+    // PostgreSQL restarted while a split waits to be published: published once it is back.
+    pg.stop();
+    ingest_batch(&server, 6, 7);
+    wait_until("a metastore call failed", Duration::from_secs(60), || {
+        server.metric("trawl_metastore_errors_total").unwrap_or(0.0) >= 1.0
+    });
+    pg.start_again();
+    wait_published(&config_path, "7 splits published after the restart", 700, 7);
+    check_ok(&config_path);
     server.stop();
 
-    // Merges on: one output published, its six inputs marked in the same step, then removed
+    // Merges on: one output published, its seven inputs marked in the same step, then removed
     // by the janitor (grace 0). The restart uploads only the merge's output.
     let server = Server::start_role("indexer", &data, &config(&pg, &s3, 2));
-    let merged = wait_published(&config_path, "the merge published", 600, 1);
+    let merged = wait_published(&config_path, "the merge published", 700, 1);
     assert_eq!(merged[0]["merge_level"], 1);
     let parents: BTreeSet<String> = merged[0]["parents"]
         .as_array()
@@ -208,7 +223,7 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
         .iter()
         .map(|p| p.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(parents.len(), 6);
+    assert_eq!(parents.len(), 7);
     wait_until(
         "the janitor removed the inputs",
         Duration::from_secs(60),
@@ -218,26 +233,26 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
     assert_eq!(report["objects"], 1);
     assert_eq!(report["rows"]["published"], 1);
     assert_eq!(server.metric(UPLOADS), Some(1.0), "nothing uploaded twice");
-    server.wait_total("*", 600);
+    server.wait_total("*", 700);
     server.stop();
 
     // Aborted between the upload of a new split and its publish: staged, then published by
     // the restart, once.
     let faults = tmp.path().join("faults");
     let indexer_config = config(&pg, &s3, 1000);
-    crash_after_upload(&data, &faults, &indexer_config, 6);
+    crash_after_upload(&data, &faults, &indexer_config, 7);
     let staged = splits(&config_path, "staged");
     assert_eq!((staged.len(), docs(&staged)), (1, BATCH));
     let server = Server::start_role("indexer", &data, &config(&pg, &s3, 1000));
-    wait_published(&config_path, "the staged split published", 700, 2);
+    wait_published(&config_path, "the staged split published", 800, 2);
     assert!(splits(&config_path, "staged").is_empty());
-    server.wait_total("*", 700);
+    server.wait_total("*", 800);
     check_ok(&config_path);
 
     // Once more to the crash point, then the volume is lost: the new, empty data directory
     // leaves what was published alone, and the janitor collects the orphaned staged object.
     server.stop();
-    crash_after_upload(&data, &faults, &indexer_config, 7);
+    crash_after_upload(&data, &faults, &indexer_config, 8);
     assert_eq!(splits(&config_path, "staged").len(), 1);
     std::fs::remove_dir_all(&data).unwrap();
     let server = Server::start_role("indexer", &data, &config(&pg, &s3, 1000));
@@ -249,7 +264,7 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
     let published = splits(&config_path, "published");
     assert_eq!(
         (published.len(), docs(&published)),
-        (2, 700),
+        (2, 800),
         "nothing was unpublished"
     );
     let report = check_ok(&config_path);
@@ -366,6 +381,10 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         Some(6.0),
         "warm: no download"
     );
+    // s2's cache deleted while it serves: its open splits answer on, and it fetches again
+    // what it opens anew.
+    std::fs::remove_dir_all(tmp.path().join("s2/data/cache")).unwrap();
+    assert_eq!(search_all(&s2), (650, 650, false));
 
     // b merges its three splits: every answer during and after is exact.
     let b_url = b.url.clone();
