@@ -384,30 +384,48 @@ async fn start_publisher(
     registry.register_collector(Box::new(StorageMetricsCollector(metrics.clone())));
     let storage = trawl_storage::ObjectStorage::open(&config.storage, metrics.clone())
         .context("opening [storage]")?;
-    let metastore = trawl_storage::PgMetastore::connect(&config.metastore.uri, metrics)
-        .await
-        .context("connecting to the [metastore]")?;
     let indexer_id = indexer_id(config);
     tracing::info!(storage = storage.uri(), indexer = %indexer_id, "publishing splits to the shared tier");
-    let publisher = trawl_indexer::publish::Publisher::new(
-        storage,
-        Arc::new(metastore),
-        indexer_id,
-        indexer.root(),
-        Duration::from_secs(config.metastore.grace_secs),
-    );
     let interval = Duration::from_millis(config.metastore.poll_interval_ms);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let grace = Duration::from_secs(config.metastore.grace_secs);
+    let uri = config.metastore.uri.clone();
+    let root = indexer.root().to_path_buf();
+    let indexer = indexer.clone();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    tokio::spawn(trawl_indexer::publish::run(
-        publisher,
-        indexer.clone(),
-        interval,
-        stopped,
-    ));
+    // Ingest does not wait for the metastore: an indexer starts and takes batches while
+    // PostgreSQL is away, and publishes once it can connect.
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        let metastore = loop {
+            match trawl_storage::PgMetastore::connect(&uri, metrics.clone()).await {
+                Ok(metastore) => break metastore,
+                Err(err) => {
+                    metrics
+                        .metastore_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    failures = failures.saturating_add(1);
+                    let wait = interval * failures.min(15);
+                    tracing::warn!(%err, retry_in_ms = wait.as_millis() as u64, "cannot reach the [metastore]; splits are published once it answers");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stopped.changed() => return,
+                    }
+                }
+            }
+        };
+        let publisher = trawl_indexer::publish::Publisher::new(
+            storage,
+            Arc::new(metastore),
+            indexer_id,
+            &root,
+            grace,
+        );
+        trawl_indexer::publish::run(publisher, indexer, interval, stopped).await;
+    });
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //! - every sealed split is uploaded once and published with its exact document count;
 //! - the S3 server stopped while ingest goes on: ingest is acknowledged and searchable, uploads
 //!   fail and are retried, and once the server is back everything is published;
-//! - PostgreSQL restarted while a split waits to be published: published once, when it is back;
+//! - PostgreSQL away while a split waits to be published, and the indexer restarted meanwhile
+//!   (it starts and serves): published once, when PostgreSQL is back;
 //! - a merge publishes its output and marks its inputs in one step; the janitor removes the
 //!   marked objects and rows; a restart uploads nothing again;
 //! - the indexer aborted between an upload and its publish: the split is published at the
@@ -205,6 +206,13 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
     pg.stop();
     ingest_batch(&server, 6, 7);
     wait_until("a metastore call failed", Duration::from_secs(60), || {
+        server.metric("trawl_metastore_errors_total").unwrap_or(0.0) >= 1.0
+    });
+    // An indexer (re)started while PostgreSQL is away starts, serves and takes ingest.
+    server.stop();
+    let server = Server::start_role("indexer", &data, &config(&pg, &s3, 1000));
+    server.wait_total("*", 700);
+    wait_until("the metastore found away", Duration::from_secs(60), || {
         server.metric("trawl_metastore_errors_total").unwrap_or(0.0) >= 1.0
     });
     pg.start_again();
