@@ -224,11 +224,19 @@ async fn fan_out(
         return Error::Internal("no indexers are configured (`query.indexers`)".into())
             .into_response();
     }
-    // The shared tier's published splits, searched here; their ids go to the indexers.
+    // The shared tier's published splits, searched here; their ids go to the indexers. When
+    // the metastore or object storage cannot be read, the indexers answer alone (each holds
+    // its own splits) and the answer says it is partial: what only the shared tier holds
+    // (a lost volume's splits) is missing.
+    let mut failed = Vec::new();
     let remote_leaf = match &state.remote {
         Some(remote) => match remote_leaf(remote, stream, &parsed, caller, &state.limits).await {
             Ok(leaf) => Some(leaf),
-            Err(err) => return err.into_response(),
+            Err(err) => {
+                tracing::warn!(%err, "the shared tier could not be searched; asking the indexers alone");
+                failed.push(json!({"indexer": "shared tier", "reason": err.to_string()}));
+                None
+            }
         },
         None => None,
     };
@@ -259,7 +267,6 @@ async fn fan_out(
         async move { (base.clone(), leaf_call(request).await) }
     });
     let outcomes = futures::future::join_all(calls).await;
-    let mut failed = Vec::new();
     for (base, outcome) in outcomes {
         match outcome {
             LeafOutcome::Answer(leaf) => leaves.push(leaf),

@@ -46,7 +46,7 @@ pub struct RemoteSplits {
 }
 
 impl RemoteSplits {
-    /// Connects to the metastore and opens the cache of `config`'s `[storage]`.
+    /// Opens the cache of `config`'s `[storage]`; the metastore is connected to on first use.
     pub async fn connect(
         config: &trawl_config::Config,
         metrics: Arc<StorageMetrics>,
@@ -62,9 +62,8 @@ impl RemoteSplits {
             .unwrap_or_else(|| config.data_dir.join("cache"));
         let cache = SplitCache::open(&cache_dir, config.storage.cache_max_bytes, storage)
             .map_err(|e| internal("opening the split cache", e))?;
-        let metastore = PgMetastore::connect(&config.metastore.uri, metrics)
-            .await
-            .map_err(|e| internal("connecting to the [metastore]", e))?;
+        // Connected on the first search: a searcher starts while PostgreSQL is away.
+        let metastore = PgMetastore::lazy(&config.metastore.uri, metrics);
         Ok(RemoteSplits {
             metastore,
             cache,

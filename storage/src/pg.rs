@@ -219,6 +219,17 @@ impl PgMetastore {
         })
     }
 
+    /// A client of `uri` that connects on its first call, and migrates nothing: for readers
+    /// (searchers), which must start while PostgreSQL is away and leave the schema to the
+    /// indexers. Calls fail until the server answers and the schema exists.
+    pub fn lazy(uri: &str, metrics: Arc<StorageMetrics>) -> PgMetastore {
+        PgMetastore {
+            uri: uri.to_string(),
+            client: tokio::sync::Mutex::new(None),
+            metrics,
+        }
+    }
+
     /// Runs `op` on the connection (connecting first if the last one broke), counting its
     /// latency; a connection found closed after an error is dropped, to be made anew.
     async fn run<T>(&self, op: impl for<'c> AsyncFnOnce(&'c mut Client) -> Result<T>) -> Result<T> {

@@ -320,11 +320,17 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     if !servers::postgres_available() || !servers::s3_available() {
         return;
     }
-    let pg = Postgres::start();
+    let mut pg = Postgres::start();
     let s3 = S3Server::start();
     let tmp = tempfile::tempdir().unwrap();
+    let template = config(&pg, &s3, 1000);
     let shared = |id: &str, merge_min: u32| {
-        config(&pg, &s3, merge_min).replace("id = \"indexer-a\"", &format!("id = \"{id}\""))
+        template
+            .replace("id = \"indexer-a\"", &format!("id = \"{id}\""))
+            .replace(
+                "merge_min_splits = 1000",
+                &format!("merge_min_splits = {merge_min}"),
+            )
     };
     let config_path = tmp.path().join("storage.toml");
     std::fs::write(&config_path, shared("cli", 1000)).unwrap();
@@ -417,6 +423,23 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         merged
     });
     assert!(merged);
+
+    // PostgreSQL away: the searchers answer from the indexers alone (each holds its own
+    // splits) and say the answer is partial; exact and whole again once it is back.
+    pg.stop();
+    for s in [&s1, &s2] {
+        let answer = s.search("logs", &[("q", "*"), ("limit", "0")]);
+        assert_eq!(answer["total"], 650, "{answer}");
+        assert_eq!(answer["partial"], true, "{answer}");
+        assert_eq!(
+            answer["failed_indexers"][0]["indexer"], "shared tier",
+            "{answer}"
+        );
+    }
+    pg.start_again();
+    for s in [&s1, &s2] {
+        assert_eq!(search_all(s), (650, 650, false));
+    }
 
     // a's volume lost while it is down: its sealed records stay searchable from the shared
     // tier (the answer says a did not answer); its hot records are gone with the volume.
