@@ -230,7 +230,17 @@ async fn fan_out(
     // (a lost volume's splits) is missing.
     let mut failed = Vec::new();
     let remote_leaf = match &state.remote {
-        Some(remote) => match remote_leaf(remote, stream, &parsed, caller, &state.limits).await {
+        Some(remote) => match tokio::time::timeout(
+            parsed.timeout,
+            remote_leaf(remote, stream, &parsed, caller, &state.limits),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Internal(format!(
+                "the shared tier did not answer within {} ms",
+                parsed.timeout.as_millis()
+            )))
+        }) {
             Ok(leaf) => Some(leaf),
             Err(err) => {
                 tracing::warn!(%err, "the shared tier could not be searched; asking the indexers alone");
@@ -326,7 +336,7 @@ async fn remote_leaf(
     caller: &Caller,
     limits: &QueryLimits,
 ) -> crate::Result<(Vec<String>, LeafResponse)> {
-    let records = remote.published(stream).await?;
+    let records = remote.published(stream, parsed.start, parsed.end).await?;
     let searched: Vec<String> = records.iter().map(|r| r.split_id.clone()).collect();
     let snapshot = remote
         .snapshot(stream, &records, parsed.start, parsed.end)

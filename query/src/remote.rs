@@ -5,8 +5,10 @@
 //! split made from one of them by a merge (its `parents`), so that each record is counted once
 //! whichever side holds it.
 //!
-//! The list of published splits is read from the metastore at each search (one query), so a
-//! merge published since is seen at once; splits stay open between searches while the bytes
+//! The list of published splits that the search's time range covers is read from the
+//! metastore at each search (one query), so a merge published since is seen at once; an
+//! indexer's merged split of which only some inputs are in the range is left out rightly, for
+//! its documents in the range come from those inputs; splits stay open between searches while the bytes
 //! of those open stay within three quarters of the cache's bound.
 
 use std::collections::{HashMap, HashSet};
@@ -73,10 +75,15 @@ impl RemoteSplits {
         })
     }
 
-    /// The published splits of `stream` now.
-    pub async fn published(&self, stream: &str) -> crate::Result<Vec<SplitRecord>> {
+    /// The published splits of `stream` now that may hold documents in `[start, end)`.
+    pub async fn published(
+        &self,
+        stream: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> crate::Result<Vec<SplitRecord>> {
         self.metastore
-            .published(stream)
+            .published_in(stream, start.map(|t| t.0), end.map(|t| t.0))
             .await
             .map_err(|e| Error::Internal(format!("metastore: {e}")))
     }

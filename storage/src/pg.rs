@@ -431,6 +431,32 @@ impl PgMetastore {
         .await
     }
 
+    /// The published splits of `stream` that may hold documents in `[start, end)` (nanoseconds;
+    /// `None` is unbounded), without their `meta` and `parents`: what a searcher searches.
+    pub async fn published_in(
+        &self,
+        stream: &str,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Vec<SplitRecord>> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT stream, split_id, state, object_key, min_timestamp, max_timestamp, \
+                     docs, bytes, created_at, merge_level, indexer, \
+                     '{}'::TEXT[] AS parents, 'null'::JSONB AS meta FROM trawl_splits \
+                     WHERE stream = $1 AND state = 'published' \
+                     AND ($2::BIGINT IS NULL OR max_timestamp >= $2) \
+                     AND ($3::BIGINT IS NULL OR min_timestamp < $3) \
+                     ORDER BY created_at, split_id",
+                    &[&stream, &start, &end],
+                )
+                .await?;
+            rows.iter().map(record).collect()
+        })
+        .await
+    }
+
     /// The published splits of `stream`: what a searcher searches.
     pub async fn published(&self, stream: &str) -> Result<Vec<SplitRecord>> {
         self.splits(Some(stream), &[SplitState::Published]).await

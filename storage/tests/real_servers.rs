@@ -104,6 +104,30 @@ async fn the_metastore_publishes_atomically_fences_stale_owners_and_leases_upkee
     );
     a.publish(&first).await.unwrap();
     assert_eq!(ids(&b.published("logs").await.unwrap()), ["s1", "s2"]);
+    // By time range (the splits hold 1..=2): what a searcher asks for.
+    assert_eq!(
+        ids(&b.published_in("logs", Some(2), Some(3)).await.unwrap()),
+        ["s1", "s2"]
+    );
+    assert_eq!(
+        ids(&b.published_in("logs", None, None).await.unwrap()),
+        ["s1", "s2"]
+    );
+    assert!(b
+        .published_in("logs", Some(3), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b
+        .published_in("logs", None, Some(1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b
+        .published_in("audit", None, None)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         b.marks().await.unwrap(),
         BTreeMap::from([("node-1".into(), 100)])

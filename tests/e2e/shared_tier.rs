@@ -386,6 +386,10 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
             "the hot records come from the indexer"
         );
         assert_eq!(s.total("b1", &[]), 100);
+        // A time range across both indexers' splits: records 150..450.
+        let range = [("start", gen::ts(150)), ("end", gen::ts(450))];
+        let range: Vec<(&str, &str)> = range.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(s.total("*", &range), 300);
     }
     // Each searcher fetched every published split into its cache once.
     assert_eq!(s1.metric("trawl_storage_downloads_total"), Some(6.0));
