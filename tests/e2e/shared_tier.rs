@@ -3,7 +3,7 @@
 //! `trawl storage splits` and `trawl storage check`.
 //!
 //! - every sealed split is uploaded once and published with its exact document count;
-//! - the S3 server stopped while ingest goes on: ingest is acknowledged and searchable, uploads
+//! - the S3 server stopped for 30 s while ingest goes on: ingest is acknowledged and searchable, uploads
 //!   fail and are retried, and once the server is back everything is published;
 //! - PostgreSQL away while a split waits to be published, and the indexer restarted meanwhile
 //!   (it starts and serves): published once, when PostgreSQL is back;
@@ -189,7 +189,9 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
         "one object per published split, named by its id"
     );
 
-    // The S3 server away: ingest goes on and is searchable; uploads fail and are retried.
+    // The S3 server away for 30 s (longer than one upload's own retries, 30 s at most): ingest
+    // goes on and is searchable; uploads fail and are retried by the next rounds.
+    let outage = std::time::Instant::now();
     s3.stop();
     ingest_batch(&server, 4, 5);
     ingest_batch(&server, 5, 6);
@@ -197,7 +199,10 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
     wait_until("an upload failed", Duration::from_secs(120), || {
         server.metric(UPLOAD_ERRORS).unwrap_or(0.0) >= 1.0
     });
+    // The outage is the scenario, not a wait for an outcome: it lasts 30 s whatever happens.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed()));
     assert_eq!(docs(&splits(&config_path, "published")), 400);
+    server.wait_total("*", 600);
     s3.start_again();
     wait_published(&config_path, "6 splits published after the outage", 600, 6);
     check_ok(&config_path);
