@@ -116,8 +116,8 @@ impl Publisher {
         let mut state = self.load_state()?;
         let mine: HashMap<(String, String), SplitState> = self
             .metastore
-            .splits(
-                None,
+            .states_of(
+                &self.indexer_id,
                 &[
                     SplitState::Staged,
                     SplitState::Published,
@@ -126,8 +126,7 @@ impl Publisher {
             )
             .await?
             .into_iter()
-            .filter(|r| r.indexer == self.indexer_id)
-            .map(|r| ((r.stream, r.split_id), r.state))
+            .map(|(stream, id, state)| ((stream, id), state))
             .collect();
         let mut outcome = RoundOutcome::default();
         let mut first_error = None;

@@ -431,6 +431,35 @@ impl PgMetastore {
         .await
     }
 
+    /// Every split of `indexer` in `states`: stream, id and state only (what a publisher
+    /// compares its own data directory with).
+    pub async fn states_of(
+        &self,
+        indexer: &str,
+        states: &[SplitState],
+    ) -> Result<Vec<(String, String, SplitState)>> {
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT stream, split_id, state FROM trawl_splits \
+                     WHERE indexer = $1 AND state = ANY($2)",
+                    &[&indexer, &states],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        SplitState::parse(r.try_get(2)?)?,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// The published splits of `stream` that may hold documents in `[start, end)` (nanoseconds;
     /// `None` is unbounded), without their `meta` and `parents`: what a searcher searches.
     pub async fn published_in(

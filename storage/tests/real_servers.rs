@@ -231,6 +231,16 @@ async fn the_metastore_publishes_atomically_fences_stale_owners_and_leases_upkee
         ["m1"]
     );
     assert_eq!(a.streams().await.unwrap(), ["logs"]);
+    let all = [
+        SplitState::Staged,
+        SplitState::Published,
+        SplitState::Marked,
+    ];
+    assert_eq!(
+        b.states_of("b", &all).await.unwrap(),
+        [("logs".to_string(), "m1".to_string(), SplitState::Published)]
+    );
+    assert!(a.states_of("a", &all).await.unwrap().is_empty());
 
     // Leases: one holder at a time; an expired one is taken over.
     let hour = Duration::from_secs(3600);
