@@ -2,6 +2,7 @@
 //! recorded in the metastore. A split's files are deleted only once the last search holding it
 //! lets it go.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,22 @@ pub struct SplitMeta {
     /// metastore use it to tell a merge's output from its inputs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<String>,
+    /// Source marks the split's records bring the index to: per source (a collector's file),
+    /// the end of the last delivery batch whose records it holds. A merge carries the largest
+    /// of its inputs'. Published with the split, these are where a source's new owner resumes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub marks: BTreeMap<String, u64>,
+}
+
+/// Merges source marks into `into`, keeping the larger end of each source.
+pub fn merge_marks<'a>(
+    into: &mut BTreeMap<String, u64>,
+    from: impl IntoIterator<Item = (&'a String, &'a u64)>,
+) {
+    for (source, end) in from {
+        let entry = into.entry(source.clone()).or_insert(0);
+        *entry = (*entry).max(*end);
+    }
 }
 
 /// Decompressed doc-store blocks each segment of an open split keeps cached. tantivy's default

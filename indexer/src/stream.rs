@@ -6,7 +6,7 @@
 //! hot index back as it was; both are retried with backoff, and while either fails the stream
 //! says so ([`Stream::storage_failing`]) so that ingest refuses new batches with 507.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,21 +28,25 @@ use crate::Result;
 use crate::{SearchTarget, StreamSnapshot, TargetKind};
 
 /// What the hot index's commit payload records.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CommitPayload {
     /// Every WAL entry of the stream before this position is in the hot index or a split.
     pub lsn: u64,
     /// The position of the first WAL entry in the hot index, if it holds any.
     pub first_lsn: Option<u64>,
+    /// The source marks of the delivery batches the hot index holds (see [`SplitMeta::marks`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub marks: BTreeMap<String, u64>,
 }
 
 /// Work for a stream's indexing thread.
 pub enum IndexOp {
-    /// Documents of the WAL entry ending at `lsn_end`.
+    /// Documents of the WAL entry ending at `lsn_end`, and the source marks its batch advances.
     Add {
         lsn: u64,
         lsn_end: u64,
         docs: Vec<Prepared>,
+        marks: Vec<(String, u64)>,
     },
     /// Commit now and answer once searchable.
     Flush(std::sync::mpsc::Sender<()>),
@@ -351,7 +355,13 @@ pub fn run_indexing(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         match op {
-            Some(IndexOp::Add { lsn, lsn_end, docs }) => {
+            Some(IndexOp::Add {
+                lsn,
+                lsn_end,
+                docs,
+                marks,
+            }) => {
+                state.note_marks(&marks);
                 if let Err(err) = state.add(&stream, lsn, lsn_end, docs, &mut dedup, &metrics) {
                     tracing::error!(stream = %stream.spec.name, %err, "indexing failed, the writer is redone at the next commit");
                 }
@@ -404,6 +414,8 @@ struct HotWriter {
     docs: u64,
     dirty: bool,
     lsn: u64,
+    /// Source marks of what the hot index holds, committed with it and given to its split.
+    marks: BTreeMap<String, u64>,
     /// The documents added since the last good commit, in order. A commit that fails (a full
     /// disk kills tantivy's indexing workers and loses what they held) is redone from these on
     /// a fresh writer, so that what the WAL acknowledged reaches the index without a restart.
@@ -425,6 +437,7 @@ impl HotWriter {
     fn new(stream: &Stream, index: Index, settings: &StreamSettings) -> Result<HotWriter> {
         let writer = open_writer(&index, &settings.writer, settings.writer_memory_bytes)?;
         let docs = index.reader()?.searcher().num_docs();
+        let marks = committed_payload(&index)?.marks;
         Ok(HotWriter {
             index,
             id_field: stream.schema.get_field(crate::schema::ID_FIELD)?,
@@ -434,6 +447,7 @@ impl HotWriter {
             docs,
             dirty: false,
             lsn: *lock(&stream.committed_lsn),
+            marks,
             uncommitted: Vec::new(),
             broken: false,
             failed_commit: None,
@@ -442,6 +456,11 @@ impl HotWriter {
             created: Instant::now(),
             last_commit: Instant::now(),
         })
+    }
+
+    /// Records the marks of a batch added to the hot index.
+    fn note_marks(&mut self, marks: &[(String, u64)]) {
+        split::merge_marks(&mut self.marks, marks.iter().map(|(s, e)| (s, e)));
     }
 
     /// How long until the next commit (or retry) is due.
@@ -579,6 +598,7 @@ impl HotWriter {
         let payload = serde_json::to_string(&CommitPayload {
             lsn: self.lsn,
             first_lsn: lock(&stream.unsealed).front().copied(),
+            marks: self.marks.clone(),
         })
         .unwrap_or_default();
         let result = match self.writer.as_mut() {
@@ -658,6 +678,7 @@ impl HotWriter {
         }
         self.index = new_index;
         self.docs = 0;
+        self.marks.clear();
         self.created = Instant::now();
         // A new writer; if it cannot be opened now, the next commit attempt opens it.
         match open_writer(&self.index, &self.tuning, self.writer_memory_bytes) {
@@ -698,6 +719,7 @@ impl HotWriter {
             created_at: Timestamp::now().nanos(),
             merge_level: 0,
             parents: Vec::new(),
+            marks: self.marks.clone(),
         };
         let meta_file = hot_dir.join(split::SPLIT_META_FILE);
         if let Err(err) = split::write_meta(&hot_dir, &meta) {

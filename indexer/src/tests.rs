@@ -304,3 +304,82 @@ fn retention_deletes_splits_by_age_and_by_size() {
     assert!(newest >= now, "the newest split is kept");
     indexer.shutdown();
 }
+
+/// The source marks of a local split: what a publish carries to the shared metastore.
+fn split_marks(indexer: &Indexer) -> Vec<std::collections::BTreeMap<String, u64>> {
+    indexer
+        .local_splits()
+        .into_iter()
+        .filter(|(stream, _, _)| stream == "logs")
+        .flat_map(|(_, _, splits)| splits.into_iter().map(|s| s.meta.marks.clone()))
+        .collect()
+}
+
+#[test]
+fn splits_carry_the_marks_of_their_records_through_restarts_and_merges() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut s = settings(dir.path());
+    s.merge_min_splits = 2;
+    let indexer = Indexer::open(s.clone(), Arc::new(Metrics::default())).unwrap();
+    ingest(
+        &rt,
+        &indexer,
+        "logs",
+        delivery("a", &[0, 10], 20, "x"),
+        true,
+    )
+    .unwrap();
+    ingest(&rt, &indexer, "logs", delivery("b", &[0], 5, "x"), true).unwrap();
+    // A push batch has no marks.
+    ingest(
+        &rt,
+        &indexer,
+        "logs",
+        b"{\"message\":\"push\"}".to_vec(),
+        false,
+    )
+    .unwrap();
+    indexer.seal_all();
+    assert_eq!(
+        split_marks(&indexer),
+        [BTreeMap::from([("a".into(), 20), ("b".into(), 5)])]
+    );
+    // The hot index's marks survive a restart (its commit payload), not only its records.
+    ingest(
+        &rt,
+        &indexer,
+        "logs",
+        delivery("a", &[20, 30], 40, "y"),
+        true,
+    )
+    .unwrap();
+    assert_eq!(docs(&indexer, "logs"), 6);
+    indexer.shutdown();
+    drop(indexer);
+    let indexer = Indexer::open(s.clone(), Arc::new(Metrics::default())).unwrap();
+    ingest(&rt, &indexer, "logs", delivery("c", &[0], 7, "y"), true).unwrap();
+    indexer.seal_all();
+    let mut sealed = split_marks(&indexer);
+    sealed.sort();
+    assert_eq!(
+        sealed,
+        [
+            BTreeMap::from([("a".into(), 20), ("b".into(), 5)]),
+            BTreeMap::from([("a".into(), 40), ("c".into(), 7)]),
+        ]
+    );
+    // A merge carries the largest of its inputs'.
+    indexer.run_upkeep_once().unwrap();
+    assert_eq!(
+        split_marks(&indexer),
+        [BTreeMap::from([
+            ("a".into(), 40),
+            ("b".into(), 5),
+            ("c".into(), 7)
+        ])]
+    );
+    assert_eq!(docs(&indexer, "logs"), 7);
+    indexer.shutdown();
+}

@@ -61,6 +61,7 @@ impl Indexer {
             metastore: Mutex::new((metastore, state)),
             pins: Pins::default(),
             marks: Mutex::new(marks),
+            ownership: std::sync::OnceLock::new(),
             resent: Mutex::new(resent),
             wal_tx: Mutex::new(Some(wal_tx)),
             metrics,
@@ -268,6 +269,7 @@ fn replay_wal(
             lsn: entry.lsn,
             lsn_end: entry.end,
             docs,
+            marks: batch.marks,
         };
         if target.tx.send(op).is_err() {
             return Err(Error::InvalidArgument("indexing thread died".into()));

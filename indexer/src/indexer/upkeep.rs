@@ -231,6 +231,13 @@ fn merge_group(
         created_at: Timestamp::now().nanos(),
         merge_level: group.iter().map(|h| h.meta.merge_level).max().unwrap_or(0) + 1,
         parents: group.iter().map(|h| h.meta.id.clone()).collect(),
+        marks: {
+            let mut marks = std::collections::BTreeMap::new();
+            for h in group {
+                split::merge_marks(&mut marks, &h.meta.marks);
+            }
+            marks
+        },
     };
     split::write_meta(&dir, &meta)?;
     crate::wal::sync_dir(&stream.splits_dir())?;

@@ -107,6 +107,7 @@ fn write_group(
                             lsn,
                             lsn_end: end,
                             docs: req.docs,
+                            marks: req.advance,
                         };
                         if entry.tx.send(op).is_err() {
                             tracing::error!(stream = %req.stream.spec.name, "indexing thread is gone");
