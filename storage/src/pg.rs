@@ -148,6 +148,9 @@ pub struct Ownership {
     pub token: i64,
     /// The owner before, if another indexer held the source.
     pub previous_owner: Option<String>,
+    /// The source's mark as published (what the published splits hold of it), if any: where
+    /// a new owner resumes the source.
+    pub published_mark: Option<u64>,
 }
 
 /// The metastore client: one connection, re-established after a failure.
@@ -542,6 +545,7 @@ impl PgMetastore {
                     Ownership {
                         token: 1,
                         previous_owner: None,
+                        published_mark: None,
                     }
                 }
                 Some(row) => {
@@ -550,6 +554,7 @@ impl PgMetastore {
                         Ownership {
                             token,
                             previous_owner: None,
+                            published_mark: None,
                         }
                     } else {
                         tx.execute(
@@ -561,12 +566,42 @@ impl PgMetastore {
                         Ownership {
                             token: token + 1,
                             previous_owner: Some(was),
+                            published_mark: None,
                         }
                     }
                 }
             };
+            let mut ownership = ownership;
+            // Read under the owner row's lock: a publish of the source's marks takes the same
+            // lock (its fence check), so the mark cannot move between this read and the commit.
+            ownership.published_mark = tx
+                .query_opt(
+                    "SELECT end_offset FROM trawl_marks WHERE source = $1",
+                    &[&source],
+                )
+                .await?
+                .map(|row| row.try_get::<_, i64>(0))
+                .transpose()?
+                .map(|end| end.max(0) as u64);
             tx.commit().await?;
             Ok(ownership)
+        })
+        .await
+    }
+
+    /// The owners and tokens of those of `sources` that have one.
+    pub async fn owners(&self, sources: &[String]) -> Result<BTreeMap<String, (String, i64)>> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT source, owner, token FROM trawl_source_owners \
+                     WHERE source = ANY($1)",
+                    &[&sources],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+                .collect()
         })
         .await
     }

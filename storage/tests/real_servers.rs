@@ -85,7 +85,10 @@ async fn the_metastore_publishes_atomically_fences_stale_owners_and_leases_upkee
 
     // Indexer a owns node-1, stages two splits and publishes them with their marks.
     let owned = a.acquire_source("node-1", "a").await.unwrap();
-    assert_eq!((owned.token, owned.previous_owner), (1, None));
+    assert_eq!(
+        (owned.token, owned.previous_owner, owned.published_mark),
+        (1, None, None)
+    );
     assert_eq!(a.acquire_source("node-1", "a").await.unwrap().token, 1);
     a.stage(&split("s1", "a", &[])).await.unwrap();
     a.stage(&split("s2", "a", &[])).await.unwrap();
@@ -144,8 +147,17 @@ async fn the_metastore_publishes_atomically_fences_stale_owners_and_leases_upkee
     // b takes node-1 over: a's token is stale, its publish refused whole.
     let taken = b.acquire_source("node-1", "b").await.unwrap();
     assert_eq!(
-        (taken.token, taken.previous_owner.as_deref()),
-        (2, Some("a"))
+        (
+            taken.token,
+            taken.previous_owner.as_deref(),
+            taken.published_mark
+        ),
+        (2, Some("a"), Some(100)),
+        "the new owner resumes where a's published splits end"
+    );
+    assert_eq!(
+        b.owners(&["node-1".into(), "node-9".into()]).await.unwrap(),
+        BTreeMap::from([("node-1".into(), ("b".into(), 2))])
     );
     a.stage(&split("s3", "a", &[])).await.unwrap();
     let stale = publish("a", &["s3"], &[], &[("node-1", 200)], &[("node-1", 1)]);
