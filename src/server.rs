@@ -294,6 +294,10 @@ fn collector_target(
     if !config.collector.indexer_url.is_empty() {
         return config.collector.indexer_url.clone();
     }
+    if let Some(first) = config.collector.indexer_urls.first() {
+        // The collector orders `indexer_urls` itself (see `Collector::start`).
+        return first.clone();
+    }
     if let Some(tls) = &config.auth.tls {
         if config.collector.ca_path.is_none() {
             config.collector.ca_path = Some(tls.cert_path.clone());
@@ -389,6 +393,12 @@ async fn start_publisher(
     let interval = Duration::from_millis(config.metastore.poll_interval_ms);
     let grace = Duration::from_secs(config.metastore.grace_secs);
     let uri = config.metastore.uri.clone();
+    // Delivery batches claim their sources in the metastore (exactly once across indexers);
+    // its own connection, so that a slow publish never holds an ingest answer.
+    indexer.set_ownership(Arc::new(trawl_indexer::ownership::Ownership::new(
+        Arc::new(trawl_storage::PgMetastore::lazy(&uri, metrics.clone())),
+        indexer_id.clone(),
+    )));
     let root = indexer.root().to_path_buf();
     let indexer = indexer.clone();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);

@@ -146,6 +146,14 @@ pub(crate) fn ingest_error(err: IngestError) -> ApiError {
             )
             .retry_after(5)
         }
+        IngestError::Metastore(message) => {
+            tracing::warn!(%message, "ingest refused: the shared metastore is unreachable");
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "the indexer cannot reach its metastore to claim a new source, retry later",
+            )
+            .retry_after(2)
+        }
         IngestError::ShuttingDown => {
             ApiError::new(ErrorCode::Unavailable, "indexer is shutting down").retry_after(1)
         }

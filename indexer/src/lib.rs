@@ -20,6 +20,7 @@ mod json_file;
 mod marks;
 mod metastore;
 pub mod metrics;
+pub mod ownership;
 pub mod publish;
 mod read;
 mod replay;

@@ -158,6 +158,24 @@ impl Marks {
         }
     }
 
+    /// Sets a source's mark to `end`, up or down: where a source taken over from another
+    /// indexer resumes (the mark its published splits carry).
+    pub fn resume(&mut self, id: &str, end: u64, now: i64) {
+        self.pending.remove(id);
+        self.durable.insert(
+            id.to_string(),
+            MarkState {
+                end,
+                updated_at: now,
+            },
+        );
+    }
+
+    /// Whether the table knows `id`.
+    pub fn knows(&self, id: &str) -> bool {
+        self.current(id).is_some()
+    }
+
     /// Forgets every pending mark after a WAL failure: what was queued was not made durable.
     pub fn abort_pending(&mut self) {
         self.pending.clear();

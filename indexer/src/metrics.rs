@@ -20,6 +20,7 @@ pub struct Metrics {
     pub records_dead_lettered: Family<StreamLabel, Counter>,
     pub records_deduplicated: Family<StreamLabel, Counter>,
     pub ingest_throttled: Counter,
+    pub sources_taken_over: Counter,
     pub wal_bytes: Gauge,
     pub wal_fsyncs: Counter,
     pub commits: Family<StreamLabel, Counter>,
@@ -72,6 +73,11 @@ impl Metrics {
             "ingest_throttled",
             "Ingest requests answered 429",
             self.ingest_throttled.clone(),
+        );
+        r.register(
+            "sources_taken_over",
+            "Sources this indexer took over from another in the shared metastore",
+            self.sources_taken_over.clone(),
         );
         r.register(
             "wal_bytes",

@@ -192,15 +192,33 @@ impl Publisher {
                 .settings()
                 .crash_point(crate::settings::CRASH_AFTER_UPLOAD);
         }
+        // The source marks the new splits carry, with the tokens that prove this indexer
+        // still owns those sources.
+        let mut carried = BTreeMap::new();
+        for split in new {
+            crate::split::merge_marks(&mut carried, &split.meta.marks);
+        }
+        let (marks, fence) = match indexer.ownership() {
+            Some(ownership) if !carried.is_empty() => ownership.fence_for(&carried).await?,
+            _ => (BTreeMap::new(), BTreeMap::new()),
+        };
         let publish = Publish {
             stream: stream.to_string(),
             indexer: self.indexer_id.clone(),
             splits: new.iter().map(|s| s.meta.id.clone()).collect(),
             replaced: gone.to_vec(),
-            marks: BTreeMap::new(),
-            fence: BTreeMap::new(),
+            marks,
+            fence,
         };
-        self.metastore.publish(&publish).await?;
+        if let Err(err) = self.metastore.publish(&publish).await {
+            if let (trawl_storage::Error::Fenced { source_id, .. }, Some(ownership)) =
+                (&err, indexer.ownership())
+            {
+                // Taken over meanwhile: the next round publishes without its mark.
+                ownership.lost(source_id);
+            }
+            return Err(err.into());
+        }
         tracing::info!(
             stream,
             published = publish.splits.len(),

@@ -125,6 +125,9 @@ impl Indexer {
                 Err(err) => return Err(IngestError::Storage(err.to_string())),
             }
         }
+        if delivery {
+            self.claim_sources(&body).await?;
+        }
         let job = Arc::new((stream.to_string(), body, push));
         loop {
             let this = self.clone();
@@ -157,6 +160,33 @@ impl Indexer {
                 }
             }
         }
+    }
+
+    /// In a shared metastore, makes this indexer the owner of the batch's sources, and sets
+    /// the mark of each source it resumes (see [`crate::ownership`]).
+    async fn claim_sources(&self, body: &[u8]) -> std::result::Result<(), IngestError> {
+        let Some(ownership) = self.inner.ownership.get() else {
+            return Ok(());
+        };
+        let ids = crate::ownership::envelope_sources(body);
+        let claimed = ownership
+            .claim(&ids, |id| lock(&self.inner.marks).knows(id))
+            .await
+            .map_err(|err| IngestError::Metastore(err.to_string()))?;
+        if !claimed.resume.is_empty() {
+            let now = Timestamp::now().nanos();
+            let mut marks = lock(&self.inner.marks);
+            for (id, end) in &claimed.resume {
+                marks.resume(id, *end, now);
+            }
+        }
+        if claimed.taken_over > 0 {
+            self.inner
+                .metrics
+                .sources_taken_over
+                .inc_by(claimed.taken_over as u64);
+        }
+        Ok(())
     }
 
     /// Prepares a body and queues it for the WAL writer (on a blocking thread): limits and

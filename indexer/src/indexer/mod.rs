@@ -87,6 +87,8 @@ pub enum IngestError {
     Storage(String),
     /// The batch holds more records than `max_records_per_batch`.
     TooManyRecords(String),
+    /// The shared metastore could not be asked who owns a source: retry later.
+    Metastore(String),
     /// The indexer is shutting down.
     ShuttingDown,
 }
@@ -122,6 +124,8 @@ struct Inner {
     /// Retired splits that searches may still hold (see [`retire`]).
     pins: Pins,
     marks: Mutex<Marks>,
+    /// Source ownership in a shared metastore (`postgres://`); unset on one machine.
+    ownership: std::sync::OnceLock<Arc<crate::ownership::Ownership>>,
     /// Push batches made durable lately, and ids written lately (see [`crate::dedup`]).
     resent: Mutex<Window>,
     wal_tx: Mutex<Option<Sender<WalMsg>>>,
@@ -140,6 +144,17 @@ pub struct Indexer {
 }
 
 impl Indexer {
+    /// Makes delivery batches claim their sources in the shared metastore (see
+    /// [`crate::ownership`]). Set once, before ingest starts; a second call changes nothing.
+    pub fn set_ownership(&self, ownership: Arc<crate::ownership::Ownership>) {
+        let _ = self.inner.ownership.set(ownership);
+    }
+
+    /// The source ownership of a shared metastore, if set.
+    pub fn ownership(&self) -> Option<&Arc<crate::ownership::Ownership>> {
+        self.inner.ownership.get()
+    }
+
     /// Whether the WAL was replayed and what it held is searchable.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::SeqCst) && !self.inner.stopping.load(Ordering::SeqCst)

@@ -1,0 +1,185 @@
+//! Source ownership in a shared PostgreSQL metastore: each source (a collector's file) is
+//! indexed by one indexer at a time.
+//!
+//! - **Claim on first sight.** The first delivery batch of a source this process does not own
+//!   yet acquires it in the metastore ([`PgMetastore::acquire_source`]). Taking it from another
+//!   indexer bumps its token, which fences that indexer out: a publish of the source's marks
+//!   with the old token is refused.
+//! - **Resume at the published mark.** When the source comes from another indexer (a
+//!   collector that failed over), or this indexer has no mark for it (its volume was lost),
+//!   its local mark is set to the mark its published splits carry. A batch starting past it is
+//!   then a gap: the collector reads the file again from there, so what the old owner
+//!   acknowledged but never published is delivered again, once.
+//! - **Publish with tokens.** The publisher presents the token of every source whose marks it
+//!   publishes ([`Ownership::fence_for`]); a source another indexer owns now is published
+//!   without its marks (they are the new owner's to move).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use trawl_storage::PgMetastore;
+
+use crate::stream::lock;
+
+/// The sources this indexer owns, with their tokens.
+pub struct Ownership {
+    metastore: Arc<PgMetastore>,
+    /// This indexer's name in the metastore.
+    me: String,
+    owned: Mutex<HashMap<String, i64>>,
+    /// One claim at a time: two batches of a new source must not both seed its mark.
+    claiming: tokio::sync::Mutex<()>,
+}
+
+/// What a claim found: sources whose local mark must be set before the batch is planned.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// `(source, published mark)`: resume the source there.
+    pub resume: Vec<(String, u64)>,
+    /// Sources taken over from another indexer.
+    pub taken_over: usize,
+}
+
+impl Ownership {
+    pub fn new(metastore: Arc<PgMetastore>, me: String) -> Ownership {
+        Ownership {
+            metastore,
+            me,
+            owned: Mutex::new(HashMap::new()),
+            claiming: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// This indexer's name.
+    pub fn indexer_id(&self) -> &str {
+        &self.me
+    }
+
+    /// Acquires the sources of `ids` not owned yet. `has_mark` tells whether the local marks
+    /// know a source. Errors when the metastore cannot be reached (the batch is refused and
+    /// resent later; nothing is taken meanwhile).
+    pub async fn claim(
+        &self,
+        ids: &[String],
+        has_mark: impl Fn(&str) -> bool,
+    ) -> trawl_storage::Result<Claimed> {
+        let mut claimed = Claimed::default();
+        if ids.iter().all(|id| lock(&self.owned).contains_key(id)) {
+            return Ok(claimed);
+        }
+        let _one = self.claiming.lock().await;
+        for id in ids {
+            if lock(&self.owned).contains_key(id) {
+                continue;
+            }
+            let got = self.metastore.acquire_source(id, &self.me).await?;
+            let from_other = got.previous_owner.is_some();
+            if from_other {
+                claimed.taken_over += 1;
+                tracing::info!(
+                    source = %id,
+                    from = got.previous_owner.as_deref().unwrap_or(""),
+                    token = got.token,
+                    resume_at = got.published_mark.unwrap_or(0),
+                    "took a source over from another indexer"
+                );
+            }
+            if from_other || !has_mark(id) {
+                if let Some(mark) = got.published_mark {
+                    claimed.resume.push((id.clone(), mark));
+                } else if from_other {
+                    // The old owner published nothing of it: everything is to be read again.
+                    claimed.resume.push((id.clone(), 0));
+                }
+            }
+            lock(&self.owned).insert(id.clone(), got.token);
+        }
+        Ok(claimed)
+    }
+
+    /// The tokens to present for publishing `marks`, and the marks that may be published:
+    /// those of sources this indexer owns. A source owned by another indexer is left out (its
+    /// records are published, its mark is the new owner's).
+    pub async fn fence_for(
+        &self,
+        marks: &BTreeMap<String, u64>,
+    ) -> trawl_storage::Result<(BTreeMap<String, u64>, BTreeMap<String, i64>)> {
+        let unknown: Vec<String> = {
+            let owned = lock(&self.owned);
+            marks
+                .keys()
+                .filter(|s| !owned.contains_key(*s))
+                .cloned()
+                .collect()
+        };
+        if !unknown.is_empty() {
+            // Sources of records replayed from the WAL, not seen by this process yet.
+            let owners = self.metastore.owners(&unknown).await?;
+            for source in &unknown {
+                match owners.get(source) {
+                    Some((owner, token)) if *owner == self.me => {
+                        lock(&self.owned).insert(source.clone(), *token);
+                    }
+                    // Another indexer's now.
+                    Some(_) => {}
+                    // Never owned in the metastore: this indexer's to take.
+                    None => {
+                        let got = self.metastore.acquire_source(source, &self.me).await?;
+                        lock(&self.owned).insert(source.clone(), got.token);
+                    }
+                }
+            }
+        }
+        let owned = lock(&self.owned);
+        let mut publish = BTreeMap::new();
+        let mut fence = BTreeMap::new();
+        for (source, end) in marks {
+            match owned.get(source) {
+                Some(token) => {
+                    publish.insert(source.clone(), *end);
+                    fence.insert(source.clone(), *token);
+                }
+                None => {
+                    tracing::warn!(source = %source, "publishing records of a source another indexer owns now, without its mark")
+                }
+            }
+        }
+        Ok((publish, fence))
+    }
+
+    /// Forgets a source whose publish was fenced: another indexer took it over.
+    pub fn lost(&self, source: &str) {
+        lock(&self.owned).remove(source);
+    }
+}
+
+/// The source ids a delivery batch's envelope names (its first line), without validating the
+/// rest: ingest validates it in full.
+pub fn envelope_sources(body: &[u8]) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Source {
+        id: String,
+    }
+    #[derive(Deserialize)]
+    struct Envelope {
+        sources: Vec<Source>,
+    }
+    let first = body.split(|&b| b == b'\n').next().unwrap_or_default();
+    serde_json::from_slice::<Envelope>(first)
+        .map(|e| e.sources.into_iter().map(|s| s.id).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_sources_reads_the_first_line_only() {
+        let body = b"{\"sources\":[{\"id\":\"a\",\"start\":0,\"end\":3,\"offsets\":[0]},{\"id\":\"b\",\"start\":0,\"end\":1,\"offsets\":[]}]}\n{\"message\":\"x\"}\n";
+        assert_eq!(envelope_sources(body), ["a", "b"]);
+        assert!(envelope_sources(b"not json\n{}").is_empty());
+        assert!(envelope_sources(b"").is_empty());
+    }
+}
