@@ -350,6 +350,16 @@ impl Collector {
     ) -> Result<CollectorHandle> {
         let cc = &config.collector;
         let node = node_name(&cc.node_name);
+        // With several indexers, this node's order of them; the first takes its batches.
+        let mut indexers = if cc.indexer_urls.is_empty() {
+            vec![indexer_url]
+        } else {
+            crate::ship::indexer_order(&node, &cc.indexer_urls)
+        };
+        let indexer_url = indexers.remove(0);
+        if !indexers.is_empty() {
+            info!(indexer = %indexer_url, then = ?indexers, "shipping to this node's first indexer");
+        }
         let data_dir = config.collector_data_dir();
         crate::fsutil::ensure_dir(&data_dir)?;
         let checkpoints = CheckpointStore::load(&data_dir.join("checkpoints.json"))?;
@@ -414,6 +424,8 @@ impl Collector {
         let shipper = Shipper::new(
             ShipConfig {
                 indexer_url,
+                failover_urls: indexers,
+                failover_after: std::time::Duration::from_secs(cc.failover_after_secs),
                 token: cc.token.clone(),
                 ca_path: cc.ca_path.clone(),
                 max_in_flight: cc.max_in_flight,

@@ -38,3 +38,4 @@ mod tests;
 pub use collector::{Collector, CollectorHandle, Readiness};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
+pub use ship::indexer_order;

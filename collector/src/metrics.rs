@@ -34,6 +34,7 @@ pub struct Metrics {
     pub parse_failures: Counter,
     pub rate_limited_records: Counter,
     pub offset_gaps: Counter,
+    pub failovers: Counter,
     pub webhook_events: Counter,
     pub webhook_duplicates: Counter,
     pub backpressure_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
@@ -143,6 +144,11 @@ impl Metrics {
             "trawl_collector_offset_gaps",
             "Offset gaps the indexer reported that could not be filled (data lost)",
             self.offset_gaps.clone(),
+        );
+        r.register(
+            "trawl_collector_failovers",
+            "Times batches moved to the next of collector.indexer_urls",
+            self.failovers.clone(),
         );
         r.register(
             "trawl_collector_webhook_events",

@@ -46,6 +46,10 @@ const STUCK_LOG_EVERY: Duration = Duration::from_secs(60);
 pub struct ShipConfig {
     /// Base URL of the indexer (`http://host:port`).
     pub indexer_url: String,
+    /// Indexers to move to, in order, when the current one refuses or does not answer for
+    /// `failover_after` (`collector.indexer_urls` past the first of this node's order).
+    pub failover_urls: Vec<String>,
+    pub failover_after: Duration,
     /// Bearer token, empty for none.
     pub token: String,
     /// PEM bundle of CAs trusted for an `https://` indexer, besides the public roots.
@@ -169,6 +173,10 @@ pub struct Shipper {
     retry_at: Option<Instant>,
     input_closed: bool,
     stuck: Option<Stuck>,
+    /// Which indexer batches go to: 0 is `indexer_url`, `i` is `failover_urls[i - 1]`.
+    target: usize,
+    /// Since when the current indexer refuses or does not answer.
+    failing_since: Option<Instant>,
 }
 
 impl Shipper {
@@ -196,6 +204,8 @@ impl Shipper {
             retry_at: None,
             input_closed: false,
             stuck: None,
+            target: 0,
+            failing_since: None,
         })
     }
 
@@ -309,6 +319,9 @@ impl Shipper {
             }
             busy.extend(ids);
         }
+        let base = target_url(&self.cfg, self.target)
+            .trim_end_matches('/')
+            .to_string();
         for seq in to_send {
             let Some(slot) = self.window.get_mut(&seq) else {
                 continue;
@@ -323,11 +336,7 @@ impl Shipper {
                     .batch
                     .wire_body(&slot.stored.compressed, &gap_ok),
             };
-            let url = format!(
-                "{}/api/v1/{}/ingest",
-                self.cfg.indexer_url.trim_end_matches('/'),
-                slot.stored.batch.stream
-            );
+            let url = format!("{base}/api/v1/{}/ingest", slot.stored.batch.stream);
             let mut req = self
                 .client
                 .post(url)
@@ -359,6 +368,7 @@ impl Shipper {
                 message,
             } => {
                 self.refused(&cause, &message);
+                self.fail_over_if_due();
                 self.back_off(after);
             }
             Outcome::TooLarge(message) => {
@@ -556,7 +566,7 @@ impl Shipper {
             log_refusal(
                 cause,
                 message,
-                &self.cfg.indexer_url,
+                target_url(&self.cfg, self.target),
                 stuck_secs,
                 stuck.attempts,
             );
@@ -571,8 +581,39 @@ impl Shipper {
         lock(&self.shared.stuck_since).get_or_insert_with(std::time::Instant::now);
     }
 
+    /// The indexer batches go to now.
+    fn current_url(&self) -> &str {
+        target_url(&self.cfg, self.target)
+    }
+
+    /// After a refusal: once the current indexer has refused or not answered for
+    /// `failover_after`, batches go to the next of `failover_urls` (round the list). The new
+    /// indexer takes this node's sources over and answers a gap where the old one's published
+    /// splits end; the batches are resent from there.
+    fn fail_over_if_due(&mut self) {
+        let now = Instant::now();
+        let since = *self.failing_since.get_or_insert(now);
+        if self.cfg.failover_urls.is_empty() || now.duration_since(since) < self.cfg.failover_after
+        {
+            return;
+        }
+        let from = self.current_url().to_string();
+        self.target = (self.target + 1) % (self.cfg.failover_urls.len() + 1);
+        self.failing_since = None;
+        self.shared.metrics.failovers.inc();
+        warn!(
+            %from,
+            to = %self.current_url(),
+            failing_secs = now.duration_since(since).as_secs(),
+            "the indexer keeps refusing or not answering: shipping to the next one"
+        );
+        // The next indexer is tried at once.
+        self.attempt = 0;
+    }
+
     /// The indexer answered: no longer stuck.
     fn recovered(&mut self) {
+        self.failing_since = None;
         if let Some(stuck) = self.stuck.take() {
             info!(
                 stuck_secs = stuck.since.elapsed().as_secs(),
@@ -757,6 +798,35 @@ fn strip_stored(
             None
         }
     }
+}
+
+/// The indexer of `cfg` that `target` names: 0 is `indexer_url`, `i` is `failover_urls[i - 1]`.
+fn target_url(cfg: &ShipConfig, target: usize) -> &str {
+    match target.checked_sub(1) {
+        None => &cfg.indexer_url,
+        Some(i) => cfg.failover_urls.get(i).map_or(&cfg.indexer_url, |u| u),
+    }
+}
+
+/// The order in which node `node` tries `urls`: rendezvous (highest random weight) hashing,
+/// so that nodes spread evenly over the indexers, a node's order never changes while the list
+/// does not, and removing one indexer moves only the nodes that shipped to it.
+pub fn indexer_order(node: &str, urls: &[String]) -> Vec<String> {
+    // FNV-1a: stable across builds and platforms, unlike std's `DefaultHasher`.
+    fn weight(node: &str, url: &str) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in node.bytes().chain([0u8]).chain(url.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // A final mix, so that similar names do not give similar weights.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+    let mut order: Vec<(u64, &String)> = urls.iter().map(|u| (weight(node, u), u)).collect();
+    order.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    order.into_iter().map(|(_, u)| u.clone()).collect()
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -21,6 +21,16 @@ pub struct CollectorConfig {
     /// host). Empty (the default) means, in standalone, the address the server actually bound;
     /// `trawl collector` refuses to start without it.
     pub indexer_url: String,
+    /// Several indexers instead of `indexer_url` (set one or the other): each node ships to one
+    /// of them, chosen by rendezvous hashing of its node name (so a cluster's nodes spread over
+    /// the indexers, and each node keeps its choice across restarts), and moves on to the next
+    /// in its order when the current one has refused or not answered for
+    /// `failover_after_secs`. It stays where it moved. The indexers share a PostgreSQL
+    /// metastore, in which the new one takes the node's sources over. Default empty.
+    pub indexer_urls: Vec<String>,
+    /// How long the current indexer of `indexer_urls` may refuse or not answer before the
+    /// collector moves to the next one. At least 1. Default 30.
+    pub failover_after_secs: u64,
     /// Bearer token sent to the indexer (a token with the `ingest` role). Empty (the default)
     /// sends none.
     pub token: String,
@@ -101,6 +111,8 @@ impl Default for CollectorConfig {
             pods_dir: default_pods_dir(),
             node_name: String::new(),
             indexer_url: String::new(),
+            indexer_urls: Vec::new(),
+            failover_after_secs: default_failover_after_secs(),
             token: String::new(),
             ca_path: None,
             data_dir: None,
@@ -350,6 +362,10 @@ fn default_max_in_flight() -> usize {
 
 fn default_buffer_max_bytes() -> u64 {
     1024 * 1024 * 1024
+}
+
+fn default_failover_after_secs() -> u64 {
+    30
 }
 
 fn default_stuck_ready_after_secs() -> u64 {

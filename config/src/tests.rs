@@ -66,6 +66,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.buffer_max_bytes, 1 << 30);
     assert_eq!(c.rescan_interval_ms, 1000);
     assert_eq!(c.stuck_ready_after_secs, 300);
+    assert!(c.indexer_urls.is_empty());
+    assert_eq!(c.failover_after_secs, 30);
     assert_eq!(c.dead_letter_max_bytes, 64 << 20);
     assert!(c.include_namespaces.is_empty() && c.exclude_namespaces.is_empty());
     assert!(c.include_containers.is_empty() && c.exclude_containers.is_empty());
@@ -674,6 +676,22 @@ fn roles_refuse_what_cannot_work_for_them() {
     ok.query.indexers = vec!["https://trawl-indexer-0.trawl-indexer:7400".into()];
     assert!(ok.validate_for(ServerRole::Collector).is_ok());
     assert!(ok.validate_for(ServerRole::Searcher).is_ok());
+
+    // Several indexers instead of one; not both, each a URL, a failover after a second or more.
+    let mut several = Config::default();
+    several.collector.indexer_urls = vec!["http://i-0:7400".into(), "http://i-1:7400".into()];
+    assert!(several.validate_for(ServerRole::Collector).is_ok());
+    several.collector.indexer_url = "http://i-0:7400".into();
+    several.collector.indexer_urls.push("i-2:7400".into());
+    several.collector.failover_after_secs = 0;
+    assert_eq!(
+        keys(several.validate_for(ServerRole::Collector)),
+        vec![
+            "collector.indexer_urls",
+            "collector.indexer_urls.2",
+            "collector.failover_after_secs"
+        ]
+    );
 
     let (_dir, path) = file("[collector]\nmax_in_flight = 0\n");
     let message = check_file(&path, &BTreeMap::new(), Some(ServerRole::Collector))

@@ -46,11 +46,17 @@ pub(crate) fn validate(config: &Config, role: Option<ServerRole>) -> Result<()> 
 /// cannot work for this role (it would start and ship or search nowhere).
 fn for_role(problems: &mut Problems, config: &Config, role: ServerRole) {
     match role {
-        ServerRole::Collector if config.collector.indexer_url.trim().is_empty() => problems.add(
-            "collector.indexer_url",
-            "`trawl collector` needs the indexer to ship to, e.g. \
-             `http://trawl-indexer:7400` (TRAWL_COLLECTOR__INDEXER_URL)",
-        ),
+        ServerRole::Collector
+            if config.collector.indexer_url.trim().is_empty()
+                && config.collector.indexer_urls.is_empty() =>
+        {
+            problems.add(
+                "collector.indexer_url",
+                "`trawl collector` needs the indexer to ship to, e.g. \
+                 `http://trawl-indexer:7400` (TRAWL_COLLECTOR__INDEXER_URL), \
+                 or several in `collector.indexer_urls`",
+            )
+        }
         ServerRole::Searcher if config.query.indexers.is_empty() => problems.add(
             "query.indexers",
             "`trawl searcher` needs at least one indexer to fan out to, e.g. \
@@ -164,6 +170,15 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
     }
     if !c.indexer_url.is_empty() {
         problems.url("collector.indexer_url", &c.indexer_url);
+        if !c.indexer_urls.is_empty() {
+            problems.add(
+                "collector.indexer_urls",
+                "set `indexer_url` or `indexer_urls`, not both",
+            );
+        }
+    }
+    for (i, url) in c.indexer_urls.iter().enumerate() {
+        problems.url(format!("collector.indexer_urls.{i}"), url);
     }
     if c.ca_path.as_deref().is_some_and(is_empty_path) {
         problems.add(
@@ -233,6 +248,7 @@ fn collector(problems: &mut Problems, c: &CollectorConfig) {
         );
     }
     problems.at_least("collector.rescan_interval_ms", c.rescan_interval_ms, 1);
+    problems.at_least("collector.failover_after_secs", c.failover_after_secs, 1);
     problems.at_least(
         "collector.stuck_ready_after_secs",
         c.stuck_ready_after_secs,

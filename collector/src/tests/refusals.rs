@@ -207,3 +207,74 @@ async fn lines_rejected_by_number_go_to_the_dead_letter_file() {
         vec!["poison 0003", "poison 0028", "poison 0053", "poison 0078"]
     );
 }
+
+/// With `indexer_urls`, the node ships to the first indexer of its own order; once that one
+/// has refused for `failover_after_secs`, batches go to the next, each line exactly once (the
+/// fake indexers keep no marks: nothing was acknowledged by the first, so nothing is resent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexer_refusing_past_failover_after_is_left_for_the_next() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, a_addr) = start_indexer().await;
+    let (b, b_addr) = start_indexer().await;
+    let urls = vec![format!("http://{a_addr}"), format!("http://{b_addr}")];
+    let mut cfg = config(root.path());
+    cfg.collector.indexer_urls = urls.clone();
+    cfg.collector.failover_after_secs = 1;
+    // node-1's order of the two.
+    let (first, second, second_addr) = if crate::ship::indexer_order("node-1", &urls)[0] == urls[0]
+    {
+        (a, b, b_addr)
+    } else {
+        (b, a, a_addr)
+    };
+    first.lock().unwrap().refuse_with = Some(StatusCode::SERVICE_UNAVAILABLE);
+    let mut pod = PodLog::new(&cfg.collector.pods_dir, "shop", "web-0", "uid-0", "app");
+    let mut seq = 0;
+    for n in 0..300 {
+        pod.write(&mut seq, &format!("line {n:04}"), WriteMode::Whole);
+    }
+    // The URL given is what standalone would pass; `indexer_urls` wins.
+    let handle = start(&cfg, second_addr).await;
+    wait_for("refusals by the first", || {
+        first.lock().unwrap().refused >= 2
+    })
+    .await;
+    wait_for_all(&second, std::slice::from_ref(&pod)).await;
+    assert_eq!(handle.metrics().failovers.get(), 1);
+    assert_eq!(count(&first), 0);
+    // It stays with the second once the first answers again.
+    first.lock().unwrap().refuse_with = None;
+    for n in 300..400 {
+        pod.write(&mut seq, &format!("line {n:04}"), WriteMode::Whole);
+    }
+    wait_for_all(&second, std::slice::from_ref(&pod)).await;
+    assert_eq!(handle.metrics().failovers.get(), 1);
+    handle.shutdown().await;
+    assert_exactly_once(&second, std::slice::from_ref(&pod));
+    assert_eq!(count(&first), 0);
+}
+
+#[test]
+fn nodes_spread_over_the_indexers_and_keep_their_order() {
+    let urls: Vec<String> = (0..3).map(|i| format!("http://indexer-{i}:7400")).collect();
+    let mut first = [0usize; 3];
+    for n in 0..300 {
+        let node = format!("node-{n}");
+        let order = crate::ship::indexer_order(&node, &urls);
+        assert_eq!(order, crate::ship::indexer_order(&node, &urls), "stable");
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, urls, "every indexer once");
+        first[urls.iter().position(|u| *u == order[0]).unwrap()] += 1;
+        // Without indexer-2, the others keep their relative order.
+        let without: Vec<String> = urls[..2].to_vec();
+        let expected: Vec<String> = order
+            .iter()
+            .filter(|u| without.contains(u))
+            .cloned()
+            .collect();
+        assert_eq!(crate::ship::indexer_order(&node, &without), expected);
+    }
+    // 300 nodes over 3 indexers: each gets a fair share.
+    assert!(first.iter().all(|&n| (70..=130).contains(&n)), "{first:?}");
+}
