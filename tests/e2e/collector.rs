@@ -13,11 +13,11 @@ use crate::support::{free_port, wait_until, Server};
 const PODS: usize = 6;
 const LINES_PER_POD: usize = 1500;
 
-struct PodFile {
+pub(crate) struct PodFile {
     namespace: String,
     pod: String,
     dir: PathBuf,
-    written: usize,
+    pub(crate) written: usize,
     rotations: usize,
 }
 
@@ -27,7 +27,7 @@ impl PodFile {
     }
 }
 
-fn collector_config(pods_dir: &Path, data_dir: &Path, indexer: &str) -> String {
+pub(crate) fn collector_config(pods_dir: &Path, data_dir: &Path, indexer: &str) -> String {
     format!(
         "[collector]\npods_dir = \"{}\"\ndata_dir = \"{}\"\nindexer_url = \"{indexer}\"\nnode_name = \"node-1\"\nbatch_max_wait_ms = 50\nrescan_interval_ms = 200\naudit_webhook = false\n",
         pods_dir.display(),
@@ -36,7 +36,7 @@ fn collector_config(pods_dir: &Path, data_dir: &Path, indexer: &str) -> String {
 }
 
 /// Appends `count` lines; every 4th line is written as two CRI partial fragments.
-fn write_lines(pod: &mut PodFile, count: usize) {
+pub(crate) fn write_lines(pod: &mut PodFile, count: usize) {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -79,7 +79,7 @@ fn rotate(pod: &mut PodFile) {
 
 /// Asserts that the index holds every line written to `pods`, each exactly once, with its
 /// namespace and container.
-fn assert_each_line_once(indexer: &Server, pods: &[PodFile]) {
+pub(crate) fn assert_each_line_once(indexer: &Server, pods: &[PodFile]) {
     for pod in pods {
         let answer = indexer.search(
             "logs",
@@ -112,11 +112,16 @@ fn assert_each_line_once(indexer: &Server, pods: &[PodFile]) {
     }
 }
 
-fn pod_files(pods_dir: &Path, count: usize) -> Vec<PodFile> {
+pub(crate) fn pod_files(pods_dir: &Path, count: usize) -> Vec<PodFile> {
+    pod_files_named(pods_dir, "pod", count)
+}
+
+/// `count` pods named `<prefix><i>` in three namespaces.
+pub(crate) fn pod_files_named(pods_dir: &Path, prefix: &str, count: usize) -> Vec<PodFile> {
     (0..count)
         .map(|i| {
             let namespace = format!("ns{}", i % 3);
-            let pod = format!("pod{i}");
+            let pod = format!("{prefix}{i}");
             let dir = pods_dir
                 .join(format!("{namespace}_{pod}_uid-{i}"))
                 .join("app");

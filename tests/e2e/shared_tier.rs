@@ -31,8 +31,11 @@ use std::time::Duration;
 use reqwest::blocking::Client;
 use serde_json::Value;
 
+use crate::collector::{
+    assert_each_line_once, collector_config, pod_files_named, write_lines, PodFile,
+};
 use crate::support::gen;
-use crate::support::{wait_until, Server, START_TIMEOUT};
+use crate::support::{free_port, wait_until, Server, START_TIMEOUT};
 use servers::{Postgres, S3Server};
 
 const BATCH: u64 = 100;
@@ -472,4 +475,159 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         assert_eq!(s.total("a2", &[]), 100);
     }
     drop((a, b));
+}
+
+/// A node whose collector, with `indexer_urls = urls`, ships to `urls[first]` first.
+fn node_preferring(urls: &[String], first: usize, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|n| trawl_collector::indexer_order(n, urls)[0] == urls[first])
+        .unwrap()
+}
+
+#[test]
+fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_duplicate() {
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let template = config(&pg, &s3, 1000);
+    let shared = |id: &str| template.replace("id = \"indexer-a\"", &format!("id = \"{id}\""));
+    let config_path = tmp.path().join("storage.toml");
+    std::fs::write(&config_path, shared("cli")).unwrap();
+    let listen_a = format!("127.0.0.1:{}", free_port());
+    let listen_b = format!("127.0.0.1:{}", free_port());
+    let urls = vec![format!("http://{listen_a}"), format!("http://{listen_b}")];
+    for dir in ["a", "b", "s1", "s2", "node-a", "node-b"] {
+        std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+    }
+    let data_a = tmp.path().join("a/data");
+    let data_b = tmp.path().join("b/data");
+    let indexer_config = |id: &str| format!("{}\n[collector]\nenabled = false\n", shared(id));
+    let a = Server::start_listening("indexer", &data_a, &indexer_config("indexer-a"), &listen_a);
+    let b = Server::start_listening("indexer", &data_b, &indexer_config("indexer-b"), &listen_b);
+
+    // Two nodes: one ships to a first, the other to b; each fails over after a second.
+    let collector = |node: &str, pods: &Path, data: &Path| {
+        let mut config = collector_config(pods, data, "")
+            .replace("indexer_url = \"\"\n", "")
+            .replace("node_name = \"node-1\"", &format!("node_name = \"{node}\""));
+        config.push_str(&format!(
+            "indexer_urls = [\"{}\", \"{}\"]\nfailover_after_secs = 1\n",
+            urls[0], urls[1]
+        ));
+        Server::start_with_config("collector", data, &config)
+    };
+    let node_a = node_preferring(&urls, 0, "node");
+    let node_b = node_preferring(&urls, 1, "node");
+    let mut pods_a = pod_files_named(&tmp.path().join("node-a/pods"), "apod", 3);
+    let mut pods_b = pod_files_named(&tmp.path().join("node-b/pods"), "bpod", 3);
+    let collector_a_dir = tmp.path().join("node-a/collector");
+    let collector_b_dir = tmp.path().join("node-b/collector");
+    let ca = collector(&node_a, &tmp.path().join("node-a/pods"), &collector_a_dir);
+    let cb = collector(&node_b, &tmp.path().join("node-b/pods"), &collector_b_dir);
+
+    let searcher_config = format!(
+        "{}\n[query]\nindexers = [\"{}\", \"{}\"]\n",
+        shared("s").replace("[indexer]\nid", "[indexer]\n# searcher\nid"),
+        urls[0],
+        urls[1]
+    );
+    let s1 = Server::start_role("searcher", &tmp.path().join("s1/data"), &searcher_config);
+    let s2 = Server::start_role("searcher", &tmp.path().join("s2/data"), &searcher_config);
+    let written = |pods: &[PodFile]| pods.iter().map(|p| p.written as u64).sum::<u64>();
+
+    // 1,200 lines a node, in rounds: each indexer seals splits of 100 and publishes them.
+    for _ in 0..6 {
+        for pod in pods_a.iter_mut().chain(pods_b.iter_mut()) {
+            write_lines(pod, 70);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let expected = written(&pods_a) + written(&pods_b);
+    wait_until("every line searchable", Duration::from_secs(60), || {
+        s1.total("*", &[]) == expected
+    });
+    assert_eq!(
+        a.total("*", &[]),
+        written(&pods_a),
+        "node a's lines are on a"
+    );
+    assert_eq!(
+        b.total("*", &[]),
+        written(&pods_b),
+        "node b's lines are on b"
+    );
+    // Everything a sealed is published; the rest of node a's lines wait in a's hot index.
+    let sealed_a = a.metric(SEALED).unwrap_or(0.0) as usize;
+    assert!(sealed_a >= 3, "{sealed_a} splits sealed by a");
+    wait_until(
+        "a's sealed splits published",
+        Duration::from_secs(60),
+        || {
+            splits(&config_path, "published")
+                .iter()
+                .filter(|r| r["indexer"] == "indexer-a")
+                .count()
+                == sealed_a
+        },
+    );
+    for pod in pods_a.iter_mut() {
+        write_lines(pod, 10);
+    }
+    let expected = written(&pods_a) + written(&pods_b);
+    wait_until("a's hot lines searchable", Duration::from_secs(60), || {
+        s1.total("*", &[]) == expected
+    });
+
+    // a is lost with its volume. Node a's collector moves to b, which takes its three
+    // sources over at the marks a's published splits carry: the collector reads the files
+    // again from there, and b indexes what a held but never published, once.
+    a.kill9();
+    std::fs::remove_dir_all(&data_a).unwrap();
+    for pod in pods_a.iter_mut().chain(pods_b.iter_mut()) {
+        write_lines(pod, 50);
+    }
+    let expected = written(&pods_a) + written(&pods_b);
+    for s in [&s1, &s2] {
+        wait_until(
+            "every line searchable again",
+            Duration::from_secs(90),
+            || s.total("*", &[]) == expected,
+        );
+    }
+    assert_eq!(ca.metric("trawl_collector_failovers_total"), Some(1.0));
+    assert_eq!(cb.metric("trawl_collector_failovers_total"), Some(0.0));
+    assert_eq!(
+        b.metric("trawl_indexer_sources_taken_over_total"),
+        Some(3.0)
+    );
+    for s in [&s1, &s2] {
+        let answer = s.search("logs", &[("q", "*"), ("limit", "0")]);
+        assert_eq!(answer["total"], expected, "{answer}");
+        assert_eq!(answer["partial"], true, "a does not answer: {answer}");
+        assert_each_line_once(s, &pods_a);
+        assert_each_line_once(s, &pods_b);
+    }
+
+    // a comes back with an empty volume: node a's collector stays with b; both answer whole.
+    let a = Server::start_listening("indexer", &data_a, &indexer_config("indexer-a"), &listen_a);
+    for pod in pods_a.iter_mut().chain(pods_b.iter_mut()) {
+        write_lines(pod, 20);
+    }
+    let expected = written(&pods_a) + written(&pods_b);
+    for s in [&s1, &s2] {
+        wait_until("the last lines searchable", Duration::from_secs(60), || {
+            s.total("*", &[]) == expected
+        });
+        let answer = s.search("logs", &[("q", "*"), ("limit", "0")]);
+        assert!(!answer["partial"].as_bool().unwrap_or(false), "{answer}");
+        assert_each_line_once(s, &pods_a);
+        assert_each_line_once(s, &pods_b);
+    }
+    assert_eq!(a.total("*", &[]), 0, "a took nothing new");
+    assert_eq!(ca.metric("trawl_collector_failovers_total"), Some(1.0));
+    drop((a, b, ca, cb, s1, s2));
 }
