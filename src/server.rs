@@ -519,6 +519,16 @@ impl prometheus_client::collector::Collector for StorageMetricsCollector {
                 M::get(&m.cache_evictions),
             ),
             (
+                "trawl_storage_retention_marked",
+                "Published splits marked for deletion by the cluster's retention",
+                M::get(&m.retention_marked),
+            ),
+            (
+                "trawl_storage_duplicate_id_refusals",
+                "Publisher rounds refused: another live process publishes as this indexer id",
+                M::get(&m.duplicate_id_refusals),
+            ),
+            (
                 "trawl_metastore_calls",
                 "Calls to the shared metastore",
                 M::get(&m.metastore_calls),
@@ -545,6 +555,14 @@ impl prometheus_client::collector::Collector for StorageMetricsCollector {
         let metric = encoder.encode_descriptor(
             "trawl_storage_cache_bytes",
             "Bytes in the split cache now",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)?;
+        let gauge = ConstGauge::new(M::get(&m.id_lease_held) as i64);
+        let metric = encoder.encode_descriptor(
+            "trawl_storage_id_lease_held",
+            "1 while this indexer holds the lease on its indexer id (and so publishes)",
             None,
             gauge.metric_type(),
         )?;

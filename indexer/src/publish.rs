@@ -37,6 +37,13 @@ const PUBLISHER_STATE_VERSION: u32 = 1;
 /// Lease of the janitor, one holder per cluster.
 const JANITOR_LEASE: &str = "janitor";
 
+/// Lease of the cluster's retention, one holder per cluster.
+const RETENTION_LEASE: &str = "retention";
+
+/// Prefix of the lease each publishing process holds on its indexer id, so that two live
+/// processes never publish as the same indexer.
+const ID_LEASE_PREFIX: &str = "indexer-id:";
+
 /// What this data directory has published, per stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +73,10 @@ pub struct Publisher {
     pub state_path: PathBuf,
     /// How long staged and marked splits are kept before the janitor removes them.
     pub grace: Duration,
+    /// This process, as the holder of its indexer id's lease.
+    instance: String,
+    /// How long the id lease lasts without renewal (a crashed process's id is free after it).
+    pub id_lease: Duration,
 }
 
 /// What one round did.
@@ -88,11 +99,88 @@ impl Publisher {
         Publisher {
             storage,
             metastore,
-            indexer_id,
             upload_dir: dir.join("upload"),
             state_path: dir.join("publisher.json"),
             grace,
+            instance: format!(
+                "{indexer_id}/{}/{}",
+                std::process::id(),
+                trawl_model::Timestamp::now().nanos()
+            ),
+            indexer_id,
+            id_lease: Duration::from_secs(30),
         }
+    }
+
+    /// Takes or renews this process's lease on its indexer id. Another live process holding it
+    /// (two indexers configured with the same `[indexer] id`, or the same host name) makes
+    /// every round fail until it is gone: their splits and marks would mix.
+    async fn hold_id(&self) -> Result<()> {
+        let lease = format!("{ID_LEASE_PREFIX}{}", self.indexer_id);
+        let metrics = self.metastore.metrics();
+        let held = self
+            .metastore
+            .try_lease(&lease, &self.instance, self.id_lease)
+            .await?;
+        metrics
+            .id_lease_held
+            .store(u64::from(held), std::sync::atomic::Ordering::Relaxed);
+        if held {
+            return Ok(());
+        }
+        trawl_storage::StorageMetrics::inc(&metrics.duplicate_id_refusals, 1);
+        Err(PublishError::DuplicateId(self.indexer_id.clone()))
+    }
+
+    /// Gives the id lease up at shutdown, so that the next process of this indexer publishes
+    /// at once.
+    pub async fn release_id(&self) {
+        let lease = format!("{ID_LEASE_PREFIX}{}", self.indexer_id);
+        if let Err(err) = self.metastore.release_lease(&lease, &self.instance).await {
+            tracing::warn!(%err, "could not release the indexer id's lease");
+        }
+    }
+
+    /// The cluster's retention, if this indexer holds its lease: marks the published splits of
+    /// every stream with retention that it drops, whichever indexer wrote them (those of a lost
+    /// volume too). Each indexer still drops its own copies by the same rule. Returns how many
+    /// were marked.
+    pub async fn cluster_retention(&self, indexer: &Indexer, lease: Duration) -> Result<usize> {
+        if !self
+            .metastore
+            .try_lease(RETENTION_LEASE, &self.indexer_id, lease)
+            .await?
+        {
+            return Ok(0);
+        }
+        let now = trawl_model::Timestamp::now().nanos();
+        let mut marked = 0;
+        for stream in indexer.stream_names() {
+            let settings = indexer.settings().stream_settings(&stream);
+            if settings.retention_max_age.is_none() && settings.retention_max_bytes.is_none() {
+                continue;
+            }
+            let cutoff = settings
+                .retention_max_age
+                .map(|age| now.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX)));
+            let doomed = self
+                .metastore
+                .apply_retention(&stream, cutoff, settings.retention_max_bytes)
+                .await?;
+            if !doomed.is_empty() {
+                tracing::info!(
+                    stream,
+                    splits = doomed.len(),
+                    "cluster retention marked splits"
+                );
+            }
+            marked += doomed.len();
+        }
+        trawl_storage::StorageMetrics::inc(
+            &self.metastore.metrics().retention_marked,
+            marked as u64,
+        );
+        Ok(marked)
     }
 
     fn load_state(&self) -> Result<PublisherState> {
@@ -113,6 +201,7 @@ impl Publisher {
     /// whose upload or publish fails is left for the next round (nothing it did is visible
     /// until its publish).
     pub async fn round(&self, indexer: &Indexer) -> Result<RoundOutcome> {
+        self.hold_id().await?;
         let mut state = self.load_state()?;
         let mine: HashMap<(String, String), SplitState> = self
             .metastore
@@ -312,18 +401,22 @@ pub enum PublishError {
     Local(#[from] crate::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("another live process publishes as indexer `{0}`: give each indexer its own `[indexer] id` (or host name); this one publishes nothing until that one is gone")]
+    DuplicateId(String),
 }
 
 type Result<T, E = PublishError> = std::result::Result<T, E>;
 
-/// Runs the publisher until `stop` turns true: a round every `interval` (and the janitor every
-/// tenth), retrying what failed at the next.
+/// Runs the publisher until `stop` turns true: a round every `interval` (and the janitor and
+/// the cluster's retention every tenth), retrying what failed at the next. The id lease lasts
+/// ten rounds (at least 5 s): a process killed outright frees its id after that.
 pub async fn run(
-    publisher: Publisher,
+    mut publisher: Publisher,
     indexer: Indexer,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    publisher.id_lease = (interval * 10).max(Duration::from_secs(5));
     let mut rounds = 0u64;
     loop {
         if let Err(err) = publisher.round(&indexer).await {
@@ -333,6 +426,9 @@ pub async fn run(
             if let Err(err) = publisher.janitor(interval * 30).await {
                 tracing::warn!(%err, "janitor round failed");
             }
+            if let Err(err) = publisher.cluster_retention(&indexer, interval * 30).await {
+                tracing::warn!(%err, "cluster retention round failed");
+            }
         }
         rounds += 1;
         tokio::select! {
@@ -340,6 +436,7 @@ pub async fn run(
             _ = stop.changed() => {}
         }
         if *stop.borrow() {
+            publisher.release_id().await;
             return;
         }
     }

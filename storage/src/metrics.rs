@@ -23,6 +23,20 @@ pub struct StorageMetrics {
     pub metastore_errors: AtomicU64,
     /// Sum of metastore call latencies, microseconds (with `metastore_calls`, the mean).
     pub metastore_micros: AtomicU64,
+    /// Splits marked by the cluster's retention (the holder of its lease).
+    pub retention_marked: AtomicU64,
+    /// Publisher rounds refused because another live process publishes under the same
+    /// indexer id.
+    pub duplicate_id_refusals: AtomicU64,
+    /// 1 while the publisher holds the lease on its indexer id, else 0.
+    pub id_lease_held: AtomicU64,
+}
+
+impl StorageMetrics {
+    /// Adds `n` to `counter`.
+    pub fn inc(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl StorageMetrics {

@@ -642,6 +642,75 @@ impl PgMetastore {
         .await
     }
 
+    /// The metastore's counters.
+    pub fn metrics(&self) -> &Arc<StorageMetrics> {
+        &self.metrics
+    }
+
+    /// Marks, in one transaction, the published splits of `stream` that retention drops: every
+    /// one wholly older than `cutoff` (nanoseconds), then the oldest while the published ones
+    /// hold more than `max_bytes`. Returns the ids marked, oldest first. Whichever indexer
+    /// wrote them: run by the one holding the retention lease, this covers splits whose
+    /// indexer is gone.
+    pub async fn apply_retention(
+        &self,
+        stream: &str,
+        cutoff: Option<i64>,
+        max_bytes: Option<u64>,
+    ) -> Result<Vec<String>> {
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            let rows = tx
+                .query(
+                    "SELECT split_id, max_timestamp, bytes FROM trawl_splits \
+                     WHERE stream = $1 AND state = 'published' \
+                     ORDER BY max_timestamp, split_id FOR UPDATE",
+                    &[&stream],
+                )
+                .await?;
+            let mut splits = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: String = row.try_get(0)?;
+                let max_ts: i64 = row.try_get(1)?;
+                let bytes: i64 = row.try_get(2)?;
+                splits.push((id, max_ts, bytes.max(0) as u64));
+            }
+            let mut doomed: Vec<String> = Vec::new();
+            let mut kept_bytes: u64 = 0;
+            let mut kept = Vec::new();
+            for (id, max_ts, bytes) in splits {
+                if cutoff.is_some_and(|cutoff| max_ts < cutoff) {
+                    doomed.push(id);
+                } else {
+                    kept_bytes += bytes;
+                    kept.push((id, bytes));
+                }
+            }
+            if let Some(max_bytes) = max_bytes {
+                for (id, bytes) in kept {
+                    if kept_bytes <= max_bytes {
+                        break;
+                    }
+                    kept_bytes -= bytes;
+                    doomed.push(id);
+                }
+            }
+            if !doomed.is_empty() {
+                tx.execute(
+                    "UPDATE trawl_splits SET state = 'marked', updated_at = now() \
+                     WHERE stream = $1 AND split_id = ANY($2) AND state = 'published'",
+                    &[&stream, &doomed],
+                )
+                .await?;
+                tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &stream])
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(doomed)
+        })
+        .await
+    }
+
     /// Gives the lease up if `holder` holds it.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         self.run(async |c| {

@@ -57,6 +57,64 @@ fn publish(
     }
 }
 
+/// Retention over the whole cluster's published splits, whichever indexer wrote them: by age
+/// (wholly older than the cutoff), then the oldest while over the byte bound; staged and
+/// marked splits are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_retention_marks_by_age_then_by_size_over_every_indexers_splits() {
+    if !servers::postgres_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let m = PgMetastore::connect(&pg.uri(), Arc::new(StorageMetrics::default()))
+        .await
+        .unwrap();
+    // Five splits, max_timestamp 10, 20, ..., 50, of 1,000 bytes each, from two indexers (one
+    // of which is gone), and one staged split that retention must not touch.
+    for (i, indexer) in ["a", "gone", "a", "gone", "a"].iter().enumerate() {
+        let id = format!("s{}", i + 1);
+        let mut record = split(&id, indexer, &[]);
+        record.min_timestamp = (i as i64 + 1) * 10 - 5;
+        record.max_timestamp = (i as i64 + 1) * 10;
+        m.stage(&record).await.unwrap();
+        m.publish(&publish(indexer, &[&id], &[], &[], &[]))
+            .await
+            .unwrap();
+    }
+    m.stage(&split("staged", "a", &[])).await.unwrap();
+    // Nothing to do: nothing wholly before 10, 5,000 bytes allowed.
+    assert!(m
+        .apply_retention("logs", Some(10), Some(5000))
+        .await
+        .unwrap()
+        .is_empty());
+    // Age: s1 and s2 end before 25.
+    assert_eq!(
+        m.apply_retention("logs", Some(25), None).await.unwrap(),
+        ["s1", "s2"]
+    );
+    // Size: 3,000 bytes left, 1,500 allowed: the oldest two go.
+    assert_eq!(
+        m.apply_retention("logs", None, Some(1500)).await.unwrap(),
+        ["s3", "s4"]
+    );
+    assert_eq!(ids(&m.published("logs").await.unwrap()), ["s5"]);
+    assert_eq!(
+        ids(&m.splits(Some("logs"), &[SplitState::Marked]).await.unwrap()),
+        ["s1", "s2", "s3", "s4"]
+    );
+    assert_eq!(
+        ids(&m.splits(Some("logs"), &[SplitState::Staged]).await.unwrap()),
+        ["staged"]
+    );
+    // Another stream is untouched.
+    assert!(m
+        .apply_retention("audit", Some(i64::MAX), Some(0))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metastore_publishes_atomically_fences_stale_owners_and_leases_upkeep() {
     if !servers::postgres_available() {

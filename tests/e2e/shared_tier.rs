@@ -629,5 +629,77 @@ fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_dup
     }
     assert_eq!(a.total("*", &[]), 0, "a took nothing new");
     assert_eq!(ca.metric("trawl_collector_failovers_total"), Some(1.0));
+
+    // A second process configured as indexer-a while a runs: it publishes nothing.
+    let published_docs = |indexer: &str| -> u64 {
+        splits(&config_path, "published")
+            .iter()
+            .filter(|r| r["indexer"] == indexer)
+            .map(|r| r["docs"].as_u64().unwrap())
+            .sum()
+    };
+    let before = published_docs("indexer-a");
+    // a itself was refused for a few seconds at its restart: its killed predecessor held the
+    // id's lease until it expired. It holds it now.
+    const REFUSED: &str = "trawl_storage_duplicate_id_refusals_total";
+    wait_until("a holds its id", Duration::from_secs(30), || {
+        a.metric("trawl_storage_id_lease_held") == Some(1.0)
+    });
+    let a_refused = a.metric(REFUSED);
+    let twin_dir = tmp.path().join("twin/data");
+    std::fs::create_dir_all(tmp.path().join("twin")).unwrap();
+    let twin = Server::start_role("indexer", &twin_dir, &shared("indexer-a"));
+    wait_until("the twin refused", Duration::from_secs(30), || {
+        twin.metric(REFUSED).unwrap_or(0.0) >= 1.0
+    });
+    ingest_range(&twin, 0..BATCH, "twin", Some(1));
+    let refused = twin.metric(REFUSED).unwrap_or(0.0);
+    wait_until(
+        "a round after the seal refused",
+        Duration::from_secs(30),
+        || twin.metric(REFUSED).unwrap_or(0.0) > refused,
+    );
+    assert_eq!(
+        published_docs("indexer-a"),
+        before,
+        "the twin published nothing"
+    );
+    assert_eq!(twin.metric("trawl_storage_id_lease_held"), Some(0.0));
+    assert_eq!(a.metric(REFUSED), a_refused, "a publishes on");
+    drop(twin);
+
+    // Retention once for the cluster: with a day's retention on both indexers (the lines are
+    // days old), whichever holds the lease marks every published split, the lost volume's
+    // too (no indexer holds a copy of those); each indexer drops its own copies.
+    let retained = |id: &str| {
+        format!(
+            "{}
+[streams.logs]
+retention_max_age_secs = 86400
+",
+            indexer_config(id)
+        )
+    };
+    a.stop();
+    b.stop();
+    let a = Server::start_listening("indexer", &data_a, &retained("indexer-a"), &listen_a);
+    let b = Server::start_listening("indexer", &data_b, &retained("indexer-b"), &listen_b);
+    wait_until("every split marked", Duration::from_secs(60), || {
+        splits(&config_path, "published").is_empty()
+    });
+    // What is left is what the indexers hold unsealed (retention drops splits): nothing comes
+    // from the shared tier any more, the lost volume's splits included.
+    let hot = a.total("*", &[]) + b.total("*", &[]);
+    assert!(hot < expected, "{hot} of {expected} left");
+    for s in [&s1, &s2] {
+        let answer = s.search("logs", &[("q", "*"), ("limit", "0")]);
+        assert_eq!(answer["total"], hot, "{answer}");
+    }
+    let marked = a
+        .metric("trawl_storage_retention_marked_total")
+        .unwrap_or(0.0)
+        + b.metric("trawl_storage_retention_marked_total")
+            .unwrap_or(0.0);
+    assert!(marked >= 1.0, "{marked}");
     drop((a, b, ca, cb, s1, s2));
 }
