@@ -85,6 +85,16 @@ struct Common {
     /// compare two builds on the same data).
     #[arg(long)]
     keep_data: Option<PathBuf>,
+    /// index: the documents loaded (logs: Kubernetes container logs; loghub: lines in the
+    /// styles of the loghub samples).
+    #[arg(long, value_enum, default_value_t = CorpusArg::Logs)]
+    corpus: CorpusArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CorpusArg {
+    Logs,
+    Loghub,
 }
 
 fn parse_env(text: &str) -> std::result::Result<(String, String), String> {
@@ -97,6 +107,8 @@ fn parse_env(text: &str) -> std::result::Result<(String, String), String> {
 #[derive(Clone, Copy, ValueEnum)]
 enum Kind {
     Logs,
+    /// Lines in the styles of the loghub samples.
+    Loghub,
     Audit,
     Cri,
 }
@@ -156,6 +168,10 @@ fn with_ctx(c: &Common, f: impl FnOnce(&Ctx) -> Result<()>) -> Result<()> {
         bin: proc::trawl_binary()?,
         indexer_env: c.indexer_env.clone(),
         keep_data: c.keep_data.clone(),
+        corpus: match c.corpus {
+            CorpusArg::Logs => scenarios::CorpusKind::Logs,
+            CorpusArg::Loghub => scenarios::CorpusKind::Loghub,
+        },
     };
     for (k, v) in &ctx.indexer_env {
         report::info("bench", "indexer_env", &format!("{k}={v}"));
@@ -221,6 +237,7 @@ fn generate(g: &Generate) -> Result<()> {
             bytes,
         ),
         Kind::Audit => write_ndjson(AuditGenerator::new(g.seed, 500.0), &g.out, bytes),
+        Kind::Loghub => write_ndjson(corpus::loghub::LoghubGenerator::new(g.seed), &g.out, bytes),
     }
 }
 

@@ -224,26 +224,22 @@ async fn fan_out(
         return Error::Internal("no indexers are configured (`query.indexers`)".into())
             .into_response();
     }
-    // The shared tier's published splits, searched here; their ids go to the indexers. When
-    // the metastore or object storage cannot be read, the indexers answer alone (each holds
-    // its own splits) and the answer says it is partial: what only the shared tier holds
-    // (a lost volume's splits) is missing.
+    // The shared tier's published splits of the range, listed first: their ids go to the
+    // indexers, and they are searched here while the indexers search. When the metastore
+    // cannot be read, the indexers answer alone (each holds its own splits) and the answer says
+    // it is partial: what only the shared tier holds (a lost volume's splits) is missing.
     let mut failed = Vec::new();
-    let remote_leaf = match &state.remote {
+    let listed = match &state.remote {
         Some(remote) => match tokio::time::timeout(
             parsed.timeout,
-            remote_leaf(remote, stream, &parsed, caller, &state.limits),
+            remote.published(stream, parsed.start, parsed.end),
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(Error::Internal(format!(
-                "the shared tier did not answer within {} ms",
-                parsed.timeout.as_millis()
-            )))
-        }) {
-            Ok(leaf) => Some(leaf),
+        .unwrap_or_else(|_| Err(shared_tier_timeout(&parsed)))
+        {
+            Ok(records) => Some((remote.clone(), records)),
             Err(err) => {
-                tracing::warn!(%err, "the shared tier could not be searched; asking the indexers alone");
+                tracing::warn!(%err, "the shared tier could not be listed; asking the indexers alone");
                 failed.push(json!({"indexer": "shared tier", "reason": err.to_string()}));
                 None
             }
@@ -266,17 +262,45 @@ async fn fan_out(
         body[LEAF_SCOPE_KEY] = serde_json::to_value(caller.scope()).unwrap_or(Value::Null);
     }
     let mut leaves = Vec::new();
-    if let Some((searched, leaf)) = remote_leaf {
+    if let Some((_, records)) = &listed {
+        let searched: Vec<&str> = records.iter().map(|r| r.split_id.as_str()).collect();
         body[crate::remote::EXCLUDE_SPLITS_KEY] = json!(searched);
-        leaves.push(leaf);
     }
     let deadline = parsed.timeout + Duration::from_secs(2);
-    let calls = state.fanin.indexers.iter().map(|base| {
-        let url = format!("{base}{}", LEAF_SEARCH_PATH.replace("{stream}", stream));
-        let request = caller.apply(state.fanin.client.post(url).json(&body).timeout(deadline));
-        async move { (base.clone(), leaf_call(request).await) }
-    });
-    let outcomes = futures::future::join_all(calls).await;
+    let indexer_leaves = |body: &Value| {
+        let calls = state.fanin.indexers.iter().map(|base| {
+            let url = format!("{base}{}", LEAF_SEARCH_PATH.replace("{stream}", stream));
+            let request = caller.apply(state.fanin.client.post(url).json(body).timeout(deadline));
+            async move { (base.clone(), leaf_call(request).await) }
+        });
+        futures::future::join_all(calls)
+    };
+    let remote_search = async {
+        let (remote, records) = listed.as_ref()?;
+        Some(
+            tokio::time::timeout(
+                parsed.timeout,
+                remote_leaf(remote, stream, records, &parsed, caller, &state.limits),
+            )
+            .await
+            .unwrap_or_else(|_| Err(shared_tier_timeout(&parsed))),
+        )
+    };
+    let (remote, mut outcomes) = tokio::join!(remote_search, indexer_leaves(&body));
+    match remote {
+        Some(Ok(leaf)) => leaves.push(leaf),
+        Some(Err(err)) => {
+            // The indexers left the listed splits out: ask them again for everything they
+            // hold (their own copies of those splits among it).
+            tracing::warn!(%err, "the shared tier could not be searched; asking the indexers alone");
+            failed.push(json!({"indexer": "shared tier", "reason": err.to_string()}));
+            if let Some(object) = body.as_object_mut() {
+                object.remove(crate::remote::EXCLUDE_SPLITS_KEY);
+            }
+            outcomes = indexer_leaves(&body).await;
+        }
+        None => {}
+    }
     for (base, outcome) in outcomes {
         match outcome {
             LeafOutcome::Answer(leaf) => leaves.push(leaf),
@@ -326,33 +350,35 @@ async fn fan_out(
     Json(value).into_response()
 }
 
-/// The root's own leaf over the published splits of `stream`: the ids it searched and its
-/// answer. A metastore or object storage that cannot be read fails the search (the indexers
-/// alone would answer without the splits only the shared tier holds).
+/// The root's own leaf over `records`, the published splits of `stream` it listed. Object
+/// storage that cannot be read fails it.
 async fn remote_leaf(
     remote: &Arc<crate::remote::RemoteSplits>,
     stream: &str,
+    records: &[trawl_storage::pg::SplitRecord],
     parsed: &crate::request::ParsedRequest,
     caller: &Caller,
     limits: &QueryLimits,
-) -> crate::Result<(Vec<String>, LeafResponse)> {
-    let records = remote.published(stream, parsed.start, parsed.end).await?;
-    let searched: Vec<String> = records.iter().map(|r| r.split_id.clone()).collect();
+) -> crate::Result<LeafResponse> {
     let snapshot = remote
-        .snapshot(stream, &records, parsed.start, parsed.end)
+        .snapshot(stream, records, parsed.start, parsed.end)
         .await?;
     let Some(snapshot) = snapshot else {
-        return Ok((searched, LeafResponse::default()));
+        return Ok(LeafResponse::default());
     };
     let mut parsed = parsed.clone();
     parsed.scope = caller.scope().clone();
     let limits = limits.clone();
-    let leaf = tokio::task::spawn_blocking(move || {
-        crate::search::search_leaf(&snapshot, &parsed, &limits)
-    })
-    .await
-    .map_err(|join| Error::Internal(format!("leaf search task failed: {join}")))??;
-    Ok((searched, leaf))
+    tokio::task::spawn_blocking(move || crate::search::search_leaf(&snapshot, &parsed, &limits))
+        .await
+        .map_err(|join| Error::Internal(format!("leaf search task failed: {join}")))?
+}
+
+fn shared_tier_timeout(parsed: &crate::request::ParsedRequest) -> Error {
+    Error::Internal(format!(
+        "the shared tier did not answer within {} ms",
+        parsed.timeout.as_millis()
+    ))
 }
 
 async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {

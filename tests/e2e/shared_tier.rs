@@ -329,7 +329,7 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         return;
     }
     let mut pg = Postgres::start();
-    let s3 = S3Server::start();
+    let mut s3 = S3Server::start();
     let tmp = tempfile::tempdir().unwrap();
     let template = config(&pg, &s3, 1000);
     let shared = |id: &str, merge_min: u32| {
@@ -342,7 +342,7 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     };
     let config_path = tmp.path().join("storage.toml");
     std::fs::write(&config_path, shared("cli", 1000)).unwrap();
-    for dir in ["a", "b", "s1", "s2"] {
+    for dir in ["a", "b", "s1", "s2", "s3"] {
         std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
     }
     let data_a = tmp.path().join("a/data");
@@ -368,12 +368,11 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     a.wait_total("*", 350);
     wait_published(&config_path, "six splits published", 600, 6);
 
+    let (url_a, url_b) = (a.url.clone(), b.url.clone());
     let searcher_config = |n: &str| {
         format!(
-            "{}\n[query]\nindexers = [\"{}\", \"{}\"]\n",
+            "{}\n[query]\nindexers = [\"{url_a}\", \"{url_b}\"]\n",
             shared(n, 1000).replace("[indexer]\nid", "[indexer]\n# searcher\nid"),
-            a.url,
-            b.url
         )
     };
     let s1 = Server::start_role(
@@ -452,6 +451,26 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     for s in [&s1, &s2] {
         assert_eq!(search_all(s), (650, 650, false));
     }
+
+    // Object storage away for a searcher that has opened nothing yet: the published splits
+    // are listed but cannot be fetched, so the indexers are asked again for everything they
+    // hold; the answer is exact and says the shared tier failed.
+    s3.stop();
+    let s3_searcher = Server::start_role(
+        "searcher",
+        &tmp.path().join("s3/data"),
+        &searcher_config("s3"),
+    );
+    let answer = s3_searcher.search("logs", &[("q", "*"), ("limit", "0")]);
+    assert_eq!(answer["total"], 650, "{answer}");
+    assert_eq!(answer["partial"], true, "{answer}");
+    assert_eq!(
+        answer["failed_indexers"][0]["indexer"], "shared tier",
+        "{answer}"
+    );
+    s3.start_again();
+    assert_eq!(search_all(&s3_searcher), (650, 650, false));
+    drop(s3_searcher);
 
     // a's volume lost while it is down: its sealed records stay searchable from the shared
     // tier (the answer says a did not answer); its hot records are gone with the volume.

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod cri;
+pub mod loghub;
 pub mod logs;
 pub mod zipf;
 

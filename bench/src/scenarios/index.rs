@@ -5,9 +5,9 @@ use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use crate::client::{client, ingest, search_total, stream_stats, wait_total};
-use crate::corpus::{batches, logs::LogGenerator, WireBatch};
+use crate::corpus::{batches, loghub::LoghubGenerator, logs::LogGenerator, WireBatch};
 use crate::proc::{cores, dir_size};
-use crate::scenarios::{bench_tmp, Ctx, Indexer, BATCH_BYTES, ZSTD_LEVEL};
+use crate::scenarios::{bench_tmp, CorpusKind, Ctx, Indexer, BATCH_BYTES, ZSTD_LEVEL};
 use crate::{raw, report, Error, Result};
 
 const S: &str = "index";
@@ -24,8 +24,23 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     report::info(S, "cores", &format!("{cores}"));
 
     let t = Instant::now();
-    let mut gen = LogGenerator::new(ctx.seed, "bench", 800, 2000.0);
-    let plain = batches(&mut gen, target, BATCH_BYTES);
+    let (plain, phrase_query) = match ctx.corpus {
+        CorpusKind::Logs => {
+            let mut gen = LogGenerator::new(ctx.seed, "bench", 800, 2000.0);
+            (
+                batches(&mut gen, target, BATCH_BYTES),
+                "\"connection reset by peer\"",
+            )
+        }
+        CorpusKind::Loghub => {
+            let mut gen = LoghubGenerator::new(ctx.seed);
+            (
+                batches(&mut gen, target, BATCH_BYTES),
+                "\"instruction cache parity error\"",
+            )
+        }
+    };
+    report::info(S, "corpus", &format!("{:?}", ctx.corpus));
     let wire: Vec<WireBatch> = plain
         .iter()
         .map(|b| b.compress(ZSTD_LEVEL))
@@ -82,7 +97,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         let (index_bytes, _) = stream_stats(&http, &url, "logs")?;
         let data_bytes = dir_size(&indexer.data);
         // Sanity: phrase search works on what was indexed.
-        let phrase = search_total(&http, &url, "logs", "\"connection reset by peer\"")?;
+        let phrase = search_total(&http, &url, "logs", phrase_query)?;
         report::metric(S, "ours_acked", acked.as_secs_f64(), "s");
         report::metric(S, "ours_searchable", searchable.as_secs_f64(), "s");
         report::metric(

@@ -43,6 +43,19 @@ pub struct Ctx {
     pub indexer_env: Vec<(String, String)>,
     /// A data directory kept across runs (`--keep-data`), instead of a temporary one.
     pub keep_data: Option<PathBuf>,
+    /// The documents of `index` (`--corpus`).
+    pub corpus: CorpusKind,
+}
+
+/// Which generated documents `index` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CorpusKind {
+    /// Kubernetes container logs (JSON access logs, Java, nginx, klog, CoreDNS).
+    #[default]
+    Logs,
+    /// Lines in the styles of the loghub samples (HDFS, Apache, Spark, OpenSSH, Zookeeper,
+    /// BGL): more distinct tokens per byte.
+    Loghub,
 }
 
 impl Ctx {
