@@ -712,3 +712,6 @@ fn add_extras(tally: &mut RawTally, extras: &[ExtraColumn], doc: DocId, sketches
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
