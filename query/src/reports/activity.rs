@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::engine::{fold, render, top, Ctx, Key, Order, Row, USER_KEYS};
+use super::engine::{fold, render, Ctx, Key, Order, Row, USER_KEYS};
 use super::filter::COMPLETE;
 use crate::error::Result;
 
@@ -51,7 +51,7 @@ pub(super) fn top_user_agents(ctx: &Ctx) -> Rows {
 fn by_keys(ctx: &Ctx, fields: &[&'static str]) -> Rows {
     let filter = ctx.filter(&[COMPLETE.to_string()]);
     let keys: Vec<Key> = fields.iter().map(|f| Key::Str(f)).collect();
-    let groups = top(ctx.groups(&filter, &keys, &[])?, ctx.request.limit, |_| 0);
+    let groups = ctx.top_groups(&filter, &keys, &[], None)?;
     let rows = groups
         .iter()
         .map(|g| fields.iter().fold(Row::of(g), |row, f| row.key(g, f)))

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::engine::{render, top, Ctx, Group, Key, Order, Row, USER_KEYS};
+use super::engine::{render, Ctx, Key, KeyValue, Order, Row, USER_KEYS};
 use super::filter::{any_of, either, COMPLETE};
 use super::group::{Extra, ExtraValue};
 use crate::error::Result;
@@ -25,8 +25,7 @@ pub(super) fn deletions(ctx: &Ctx) -> Rows {
         USER_KEYS[0],
         USER_KEYS[1],
     ];
-    let groups = ctx.groups(&filter, &keys, &[Extra::Terms("name")])?;
-    let groups = top(groups, ctx.request.limit, |_| 0);
+    let groups = ctx.top_groups(&filter, &keys, &[Extra::Terms("name")], None)?;
     let rows = groups
         .iter()
         .map(|g| {
@@ -82,11 +81,7 @@ pub(super) fn privileged_pods(ctx: &Ctx) -> Rows {
         Key::Str("name"),
     ];
     let extras: Vec<Extra> = FLAGS.iter().map(|f| Extra::Any(f)).collect();
-    let groups = top(
-        ctx.groups(&filter, &keys, &extras)?,
-        ctx.request.limit,
-        |_| 0,
-    );
+    let groups = ctx.top_groups(&filter, &keys, &extras, None)?;
     let rows = groups
         .iter()
         .map(|g| {
@@ -110,6 +105,11 @@ pub(super) fn privileged_pods(ctx: &Ctx) -> Rows {
 /// The role whose bindings are flagged.
 const CLUSTER_ADMIN: &str = "ClusterRole/cluster-admin";
 
+/// Bindings to [`CLUSTER_ADMIN`] first, by their `role_ref`.
+fn admin_first(role_ref: &KeyValue) -> u8 {
+    u8::from(!matches!(role_ref, KeyValue::Str(role) if role.as_ref() == CLUSTER_ADMIN))
+}
+
 /// Writes to roles and bindings per user, verb, resource, namespace, name and `role_ref`, with
 /// `cluster_admin` when the binding grants `ClusterRole/cluster-admin`; those rows come first.
 pub(super) fn rbac_changes(ctx: &Ctx) -> Rows {
@@ -129,12 +129,7 @@ pub(super) fn rbac_changes(ctx: &Ctx) -> Rows {
     let fields = ["verb", "resource", "namespace", "name", "role_ref"];
     let mut keys = USER_KEYS.to_vec();
     keys.extend(fields.iter().map(|f| Key::Str(f)));
-    let admin_first = |g: &Group| u8::from(g.str("role_ref") != CLUSTER_ADMIN);
-    let groups = top(
-        ctx.groups(&filter, &keys, &[])?,
-        ctx.request.limit,
-        admin_first,
-    );
+    let groups = ctx.top_groups(&filter, &keys, &[], Some(("role_ref", &admin_first)))?;
     let rows = groups
         .iter()
         .map(|g| {
@@ -143,7 +138,7 @@ pub(super) fn rbac_changes(ctx: &Ctx) -> Rows {
                 .iter()
                 .fold(Row::of(g).user(g), |row, f| row.key(g, f))
                 .column("cluster_admin", json!(admin));
-            row.priority = admin_first(g);
+            row.priority = admin_first(&KeyValue::Str(g.str("role_ref").into()));
             row
         })
         .collect();

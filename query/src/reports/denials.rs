@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use trawl_model::Timestamp;
 
-use super::engine::{max_opt, min_opt, render, time_range, top, Ctx, Key, Order, Row, USER_KEYS};
+use super::engine::{max_opt, min_opt, render, time_range, Ctx, Key, Order, Row, USER_KEYS};
 use super::filter::{either, eq, COMPLETE};
 use crate::error::Result;
 
@@ -33,7 +33,7 @@ pub(super) fn forbidden(ctx: &Ctx) -> Rows {
         Key::Str("resource"),
         Key::Str("verb"),
     ];
-    let groups = top(ctx.groups(&filter, &keys, &[])?, ctx.request.limit, |_| 0);
+    let groups = ctx.top_groups(&filter, &keys, &[], None)?;
     let rows = groups
         .iter()
         .map(|g| Row::of(g).user(g).key(g, "resource").key(g, "verb"))

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map, Value};
 use tantivy::TantivyError;
 
-use super::engine::{fold, render, top, Ctx, Group, Key, Order, Row, USER_KEYS};
+use super::engine::{fold, render, Ctx, Key, KeyValue, Order, Row, USER_KEYS};
 use super::filter::{any_of, either, eq, glob_match, COMPLETE};
 use crate::error::{Error, Result};
 
@@ -118,7 +118,7 @@ pub(super) fn token_requests(ctx: &Ctx) -> Rows {
         Key::Str("namespace"),
         Key::Str("name"),
     ];
-    let groups = top(ctx.groups(&filter, &keys, &[])?, ctx.request.limit, |_| 0);
+    let groups = ctx.top_groups(&filter, &keys, &[], None)?;
     let rows = groups
         .iter()
         .map(|g| Row::of(g).user(g).key(g, "namespace").key(g, "name"))
@@ -150,7 +150,7 @@ pub(super) fn exec_attach(ctx: &Ctx) -> Rows {
     ];
     let mut keys = USER_KEYS.to_vec();
     keys.extend(fields.iter().map(|f| Key::Str(f)));
-    let groups = top(ctx.groups(&filter, &keys, &[])?, ctx.request.limit, |_| 0);
+    let groups = ctx.top_groups(&filter, &keys, &[], None)?;
     let rows = groups
         .iter()
         .map(|g| {
@@ -180,12 +180,7 @@ pub(super) fn anonymous(ctx: &Ctx) -> Rows {
         Key::Str("request_path"),
         Key::Int("status_code"),
     ];
-    let allowed_first = |g: &Group| u8::from(g.int("status_code").is_none_or(|c| c >= 400));
-    let groups = top(
-        ctx.groups(&filter, &keys, &[])?,
-        ctx.request.limit,
-        allowed_first,
-    );
+    let groups = ctx.top_groups(&filter, &keys, &[], Some(("status_code", &allowed_first)))?;
     let rows = groups
         .iter()
         .map(|g| {
@@ -200,11 +195,16 @@ pub(super) fn anonymous(ctx: &Ctx) -> Rows {
                 .key(g, "request_path")
                 .column("status_code", json!(code))
                 .clause(clause);
-            row.priority = allowed_first(g);
+            row.priority = allowed_first(&KeyValue::Int(code));
             row
         })
         .collect();
     Ok(render(&filter, rows, Order::ByCount, ctx.request.limit))
+}
+
+/// Allowed requests (status below 400) first, by their `status_code`.
+fn allowed_first(status_code: &KeyValue) -> u8 {
+    u8::from(!matches!(status_code, KeyValue::Int(Some(code)) if *code < 400))
 }
 
 /// Requests that impersonated someone, per user, impersonated user, verb and resource.
@@ -216,7 +216,7 @@ pub(super) fn impersonation(ctx: &Ctx) -> Rows {
         Key::Str("verb"),
         Key::Str("resource"),
     ];
-    let groups = top(ctx.groups(&filter, &keys, &[])?, ctx.request.limit, |_| 0);
+    let groups = ctx.top_groups(&filter, &keys, &[], None)?;
     let rows = groups
         .iter()
         .map(|g| Row::of(g).user(g).key(g, "verb").key(g, "resource"))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::engine::{max_opt, min_opt, render, time_range, top, Ctx, Key, Order, Row};
+use super::engine::{max_opt, min_opt, render, time_range, Ctx, Key, Order, Row};
 use super::filter::COMPLETE;
 use super::group::{window_start, Extra, ExtraValue};
 use crate::error::{Error, Result};
@@ -116,8 +116,7 @@ pub(super) fn timeline(ctx: &Ctx) -> Rows {
 pub(super) fn latency(ctx: &Ctx) -> Rows {
     let filter = ctx.filter(&[COMPLETE.to_string()]);
     let keys = [Key::Str("verb"), Key::Str("resource")];
-    let groups = ctx.groups(&filter, &keys, &[Extra::Sketch("latency_ms")])?;
-    let groups = top(groups, ctx.request.limit, |_| 0);
+    let groups = ctx.top_groups(&filter, &keys, &[Extra::Sketch("latency_ms")], None)?;
     let rows = groups
         .iter()
         .map(|g| {

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use trawl_index::{SearchTarget, TargetKind};
 
-use super::{Extra, ExtraValue, Grouped};
-use crate::reports::engine::{Key, KeyValue};
+use super::{Extra, RawExtra, TargetGroups};
+use crate::reports::engine::Key;
 
 /// The grouped result of one sealed split for one report pass, kept so that a dashboard
 /// refreshing a report recomputes only the hot index. Keyed by the split's segments (ids and
@@ -19,7 +19,7 @@ pub(crate) struct GroupCache {
 
 #[derive(Default)]
 struct CacheInner {
-    entries: HashMap<String, (Arc<Grouped>, usize, u64)>,
+    entries: HashMap<String, (Arc<TargetGroups>, usize, u64)>,
     used: usize,
     clock: u64,
 }
@@ -61,7 +61,7 @@ impl GroupCache {
         ))
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<Arc<Grouped>> {
+    pub(super) fn get(&self, key: &str) -> Option<Arc<TargetGroups>> {
         let mut inner = self.inner.lock().ok()?;
         inner.clock += 1;
         let clock = inner.clock;
@@ -70,7 +70,7 @@ impl GroupCache {
         Some(entry.0.clone())
     }
 
-    pub(super) fn put(&self, key: String, groups: Arc<Grouped>) {
+    pub(super) fn put(&self, key: String, groups: Arc<TargetGroups>) {
         let size = estimate(&groups) + key.len();
         if size > self.capacity / 4 {
             return;
@@ -100,32 +100,35 @@ impl GroupCache {
     }
 }
 
-/// Roughly the bytes a grouped result holds (names are shared with the target's interner
-/// and counted once per group, an overestimate).
-fn estimate(groups: &Grouped) -> usize {
-    groups
+/// Roughly the bytes a target's groups hold: the groups, their extras and the names.
+fn estimate(groups: &TargetGroups) -> usize {
+    let names: usize = groups
+        .key_names
         .iter()
-        .map(|(values, tally)| {
-            let names: usize = values
-                .iter()
-                .map(|v| match v {
-                    KeyValue::Str(text) => text.len() + 16,
-                    KeyValue::Int(_) => 16,
-                })
-                .sum();
+        .chain(&groups.extra_names)
+        .flat_map(|interner| &interner.names)
+        .map(|name| name.len() + 48)
+        .sum();
+    let tallies: usize = groups
+        .groups
+        .iter()
+        .map(|(_, tally)| {
             let extras: usize = tally
                 .extras
                 .iter()
                 .map(|e| match e {
-                    ExtraValue::Terms(terms) => terms.len() * 48,
-                    ExtraValue::Any(_) => 1,
-                    ExtraValue::Sketch(_) => 2048,
-                    ExtraValue::Max(_) => 16,
+                    RawExtra::Terms(terms) => terms.len() * 32,
+                    RawExtra::Any(_) => 1,
+                    RawExtra::Sketch(_) => 2048,
+                    RawExtra::Max(_) => 16,
                 })
                 .sum();
-            96 + names + extras
+            std::mem::size_of::<(super::RawKey, super::RawTally)>()
+                + 24 * tally.extras.len()
+                + extras
         })
-        .sum()
+        .sum();
+    names + tallies
 }
 
 /// What identifies a grouping pass apart from the target.

@@ -1,18 +1,21 @@
 //! Typed grouping, what every report rests on: one pass over the matching live documents of
 //! every segment (segments in parallel), reading the keys' fast columns as term ordinals and
-//! integers, counting each combination with its first and last time and a few typed extras;
-//! then interning the ordinals per target, naming them once and merging targets by value.
+//! integers, counting each combination with its first and last time and a few typed extras
+//! (keys of small ranges through a direct table: `dense.rs`); then interning the ordinals per
+//! target and again per pass, so that segments and targets merge on integers (`set.rs`), and
+//! naming only the groups a report shows.
 //!
 //! It replaces a generic `multi_terms` aggregation whose per-bucket sub-aggregation
 //! collectors, memory churn and JSON results took seconds over 10M events.
 
 mod cache;
+mod dense;
 mod read;
+mod set;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,8 +30,9 @@ use trawl_index::SearchTarget;
 use cache::GroupCache;
 pub(crate) use cache::PassKey;
 use read::{first_vals, BlockReader, Dense, RowScratch};
+pub(crate) use set::GroupSet;
 
-use super::engine::{max_opt, min_opt, Key, KeyValue};
+use super::engine::{max_opt, Key};
 use crate::error::{Error, Result};
 use crate::search::{for_each_live_block, internal, parallel_visit, weight_on, TIMESTAMP_FIELD};
 
@@ -65,52 +69,9 @@ pub(crate) enum ExtraValue {
     Max(Option<i64>),
 }
 
-impl ExtraValue {
-    fn merge(&mut self, other: ExtraValue) -> Result<()> {
-        match (self, other) {
-            (ExtraValue::Terms(into), ExtraValue::Terms(from)) => {
-                for (term, count) in from {
-                    *into.entry(term).or_default() += count;
-                }
-            }
-            (ExtraValue::Any(into), ExtraValue::Any(from)) => *into |= from,
-            (ExtraValue::Sketch(into), ExtraValue::Sketch(from)) => into
-                .merge(&from)
-                .map_err(|err| Error::Internal(format!("merging sketches: {err}")))?,
-            (ExtraValue::Max(into), ExtraValue::Max(from)) => *into = max_opt(*into, from),
-            _ => return Err(Error::Internal("mismatched report extras".to_string())),
-        }
-        Ok(())
-    }
-}
-
-/// A group's figures, its key values aside.
-#[derive(Clone)]
-pub(crate) struct Tally {
-    pub count: u64,
-    pub first: Option<i64>,
-    pub last: Option<i64>,
-    pub extras: Vec<ExtraValue>,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) -> Result<()> {
-        self.count += other.count;
-        self.first = min_opt(self.first, other.first);
-        self.last = max_opt(self.last, other.last);
-        for (into, from) in self.extras.iter_mut().zip(other.extras) {
-            into.merge(from)?;
-        }
-        Ok(())
-    }
-}
-
-/// Groups by key values, merged across targets.
-pub(crate) type Grouped = FxMap<Vec<KeyValue>, Tally>;
-
 /// The outcome of a grouping pass.
 pub(crate) struct GroupPass {
-    pub groups: Grouped,
+    pub groups: GroupSet,
     /// The time budget ran out before every segment was read.
     pub timed_out: bool,
 }
@@ -140,7 +101,7 @@ pub(crate) fn group(
         .iter()
         .map(|target| GroupCache::key(target, pass))
         .collect();
-    let mut cached: Vec<Option<Arc<Grouped>>> = cache_keys
+    let mut cached: Vec<Option<Arc<TargetGroups>>> = cache_keys
         .iter()
         .map(|key| key.as_deref().and_then(|key| cache.get(key)))
         .collect();
@@ -170,9 +131,8 @@ pub(crate) fn group(
             .ok_or_else(|| too_many(cap))?;
         Ok(Some((segment, raw)))
     })?;
-    // Per target, its segments' groups merge on interned ids; targets merge on values.
-    let mut per_target: Vec<Vec<(Segment, FxMap<RawKey, RawTally>)>> =
-        targets.iter().map(|_| Vec::new()).collect();
+    // Per target, its segments' groups merge on interned ids; targets on the pass's ids.
+    let mut per_target: Vec<Vec<SegmentGroups>> = targets.iter().map(|_| Vec::new()).collect();
     let mut complete = vec![true; targets.len()];
     for (unit, part) in units.iter().zip(parts) {
         match part {
@@ -180,25 +140,25 @@ pub(crate) fn group(
             None => complete[unit.0] = false,
         }
     }
-    let mut groups = Grouped::default();
+    let mut merged = Vec::with_capacity(targets.len());
     for (t, (target, parts)) in targets.iter().zip(per_target).enumerate() {
-        let named = match cached[t].take() {
-            Some(named) => named,
+        let groups = match cached[t].take() {
+            Some(groups) => groups,
             None => {
-                let named = Arc::new(
+                let groups = Arc::new(
                     merge_target(parts, keys, extras, cap)
                         .map_err(|e| internal(&target.id, e))??,
                 );
                 if let (Some(key), true) = (cache_keys[t].clone(), complete[t]) {
-                    cache.put(key, named.clone());
+                    cache.put(key, groups.clone());
                 }
-                named
+                groups
             }
         };
-        merge_into(&mut groups, named, cap)?;
+        merged.push(groups);
     }
     Ok(GroupPass {
-        groups,
+        groups: GroupSet::merge(keys, extras.len(), merged, cap, || too_many(cap))?,
         timed_out: timed_out.load(Ordering::Relaxed),
     })
 }
@@ -209,62 +169,81 @@ fn too_many(cap: usize) -> Error {
     ))
 }
 
-/// Adds `from` to `into`, combining with `merge` the values of the keys both hold.
-fn absorb<K: Hash + Eq, V>(
-    into: &mut FxMap<K, V>,
-    from: FxMap<K, V>,
-    mut merge: impl FnMut(&mut V, V) -> Result<()>,
-) -> Result<()> {
-    if into.is_empty() {
-        *into = from;
-        return Ok(());
-    }
-    for (key, value) in from {
-        match into.entry(key) {
-            Entry::Occupied(mut entry) => merge(entry.get_mut(), value)?,
-            Entry::Vacant(entry) => {
-                entry.insert(value);
+/// Groups with distinct keys, built by adding parts: the first part is taken as it is, and
+/// the index of keys is built only once a second part has to be merged into it.
+#[derive(Default)]
+struct Merger {
+    groups: Vec<(RawKey, RawTally)>,
+    index: FxMap<RawKey, u32>,
+    indexed: bool,
+}
+
+impl Merger {
+    /// Adds `part`, whose keys are distinct when `distinct` says so.
+    fn add(&mut self, part: Vec<(RawKey, RawTally)>, distinct: bool) {
+        if self.groups.is_empty() && distinct {
+            self.groups = part;
+            return;
+        }
+        if !self.indexed {
+            self.index = self
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(at, (key, _))| (*key, at as u32))
+                .collect();
+            self.indexed = true;
+        }
+        for (key, tally) in part {
+            match self.index.entry(key) {
+                Entry::Occupied(entry) => self.groups[*entry.get() as usize].1.merge(tally),
+                Entry::Vacant(entry) => {
+                    entry.insert(self.groups.len() as u32);
+                    self.groups.push((key, tally));
+                }
             }
         }
     }
-    Ok(())
 }
 
-/// Adds a target's groups (shared with the cache, and then copied) to `into`.
-fn merge_into(into: &mut Grouped, from: Arc<Grouped>, cap: usize) -> Result<()> {
-    let from = Arc::try_unwrap(from).unwrap_or_else(|shared| (*shared).clone());
-    absorb(into, from, Tally::merge)?;
-    if into.len() > cap {
-        return Err(too_many(cap));
-    }
-    Ok(())
+/// A segment's columns and its groups, keys as the segment's ordinals.
+type SegmentGroups = (Segment, Vec<(RawKey, RawTally)>);
+
+/// One target's groups: keys and `Terms` extras as ids of the target's own interners (a
+/// keyword's ordinals differ from segment to segment, its interned ids do not). What the cache
+/// keeps of a split.
+#[derive(Default)]
+pub(crate) struct TargetGroups {
+    key_names: Vec<Interner>,
+    extra_names: Vec<Interner>,
+    /// Distinct keys.
+    groups: Vec<(RawKey, RawTally)>,
 }
 
-/// Merges one target's segments and names its groups. Within the target, keyword values are
-/// interned: each segment's term ordinals are mapped (one sorted pass over its dictionaries)
-/// onto the target's ids, so that segments merge on integer keys and each value is named once.
+/// Merges one target's segments. Within the target, keyword values are interned: each
+/// segment's term ordinals are mapped (one sorted pass over its dictionaries) onto the target's
+/// ids, so that segments merge on integer keys and each value is named once.
 fn merge_target(
-    parts: Vec<(Segment, FxMap<RawKey, RawTally>)>,
+    parts: Vec<SegmentGroups>,
     keys: &[Key],
     extras: &[Extra],
     cap: usize,
-) -> std::io::Result<Result<Grouped>> {
+) -> std::io::Result<Result<TargetGroups>> {
     let mut key_names: Vec<Interner> = keys.iter().map(|_| Interner::default()).collect();
     let mut extra_names: Vec<Interner> = extras.iter().map(|_| Interner::default()).collect();
-    let mut groups: FxMap<RawKey, RawTally> = FxMap::default();
-    for (segment, raw) in parts {
-        let raw = segment.globalize(raw, &mut key_names, &mut extra_names)?;
-        if let Err(err) = absorb(&mut groups, raw, |into, from| {
-            into.merge(from);
-            Ok(())
-        }) {
-            return Ok(Err(err));
-        }
-        if groups.len() > cap {
+    let mut merger = Merger::default();
+    for (segment, mut raw) in parts {
+        segment.globalize(&mut raw, &mut key_names, &mut extra_names)?;
+        merger.add(raw, true);
+        if merger.groups.len() > cap {
             return Ok(Err(too_many(cap)));
         }
     }
-    Ok(Ok(name(groups, keys, &key_names, &extra_names)))
+    Ok(Ok(TargetGroups {
+        key_names,
+        extra_names,
+        groups: merger.groups,
+    }))
 }
 
 /// The keyword values of one target, numbered in the order first met.
@@ -294,6 +273,31 @@ impl Interner {
             .unwrap_or_else(|| Arc::from(""))
     }
 
+    fn text(&self, id: u64) -> &str {
+        self.names.get(id as usize).map_or("", |name| name)
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        std::str::from_utf8(name).is_ok_and(|name| self.ids.contains_key(name))
+    }
+
+    /// This interner's ids of `other`'s names, indexed by `other`'s ids.
+    fn ids_of_names(&mut self, other: &Interner) -> Vec<u64> {
+        other
+            .names
+            .iter()
+            .map(|name| match self.ids.get(name.as_ref()) {
+                Some(&id) => id,
+                None => {
+                    let id = self.names.len() as u64;
+                    self.names.push(name.clone());
+                    self.ids.insert(name.clone(), id);
+                    id
+                }
+            })
+            .collect()
+    }
+
     /// The ids of a segment's `ords` (sorted, distinct) of `column`, in the same order.
     fn ids_of(&mut self, column: &StrColumn, ords: &[u64]) -> std::io::Result<Vec<u64>> {
         let mut ids = Vec::with_capacity(ords.len());
@@ -302,59 +306,6 @@ impl Interner {
             .sorted_ords_to_term_cb(ords, |term| ids.push(self.id(term)))?;
         Ok(ids)
     }
-}
-
-/// Names a target's groups: interned ids become their text.
-fn name(
-    groups: FxMap<RawKey, RawTally>,
-    keys: &[Key],
-    key_names: &[Interner],
-    extra_names: &[Interner],
-) -> Grouped {
-    let mut named = Grouped::with_capacity_and_hasher(groups.len(), Default::default());
-    let empty: Arc<str> = Arc::from("");
-    for (key, tally) in groups {
-        let values = keys
-            .iter()
-            .enumerate()
-            .map(|(slot, k)| {
-                let present = key[MAX_KEYS] & (1 << slot) == 0;
-                match k {
-                    Key::Str(_) if present => KeyValue::Str(key_names[slot].name(key[slot])),
-                    Key::Str(_) => KeyValue::Str(empty.clone()),
-                    Key::Int(_) | Key::Window(_) => {
-                        KeyValue::Int(present.then_some(key[slot] as i64))
-                    }
-                }
-            })
-            .collect();
-        let extras = tally
-            .extras
-            .into_iter()
-            .enumerate()
-            .map(|(slot, extra)| match extra {
-                RawExtra::Terms(counts) => {
-                    let mut terms =
-                        FxMap::with_capacity_and_hasher(counts.len(), Default::default());
-                    for (id, count) in counts {
-                        *terms.entry(extra_names[slot].name(id)).or_default() += count;
-                    }
-                    ExtraValue::Terms(terms)
-                }
-                RawExtra::Any(any) => ExtraValue::Any(any),
-                RawExtra::Sketch(sketch) => ExtraValue::Sketch(sketch),
-                RawExtra::Max(max) => ExtraValue::Max(max),
-            })
-            .collect();
-        let tally = Tally {
-            count: tally.count,
-            first: (tally.first != i64::MAX).then_some(tally.first),
-            last: (tally.last != i64::MIN).then_some(tally.last),
-            extras,
-        };
-        named.insert(values, tally);
-    }
-    named
 }
 
 /// A key's column in one segment (`None`: no document of the segment has the field).
@@ -372,7 +323,8 @@ enum ExtraColumn {
     Max(Option<Column<i64>>),
 }
 
-/// A group of one segment: keys still as ordinals.
+/// A group of one segment (keys as ordinals), of a target (as the target's ids) or of the pass.
+#[derive(Clone)]
 struct RawTally {
     count: u64,
     first: i64,
@@ -380,6 +332,7 @@ struct RawTally {
     extras: Vec<RawExtra>,
 }
 
+#[derive(Clone)]
 enum RawExtra {
     Terms(FxMap<u64, u64>),
     Any(bool),
@@ -455,7 +408,10 @@ impl Segment {
         weight: &dyn Weight,
         reader: &SegmentReader,
         cap: usize,
-    ) -> tantivy::Result<Option<FxMap<RawKey, RawTally>>> {
+    ) -> tantivy::Result<Option<Vec<(RawKey, RawTally)>>> {
+        if let Some(dense) = Dense::new(self, reader.max_doc()) {
+            return self.collect_dense(weight, reader, dense, cap);
+        }
         // The map of the hot loop is keyed by as few words as there are keys (and the mask):
         // hashing and comparing 72 bytes per document was a tenth of a report's time.
         match self.keys.len() {
@@ -482,9 +438,8 @@ impl Segment {
         weight: &dyn Weight,
         reader: &SegmentReader,
         cap: usize,
-    ) -> tantivy::Result<Option<FxMap<RawKey, RawTally>>> {
+    ) -> tantivy::Result<Option<Vec<(RawKey, RawTally)>>> {
         let mask = N - 1;
-        let mut dense = Dense::new(self, reader.max_doc());
         let mut index: FxMap<[u64; N], u32> = FxMap::default();
         let mut tallies: Vec<([u64; N], RawTally)> = Vec::new();
         let mut overflow = false;
@@ -493,22 +448,7 @@ impl Segment {
         let mut ints: Vec<Option<i64>> = Vec::new();
         let mut rows = RowScratch::default();
         let mut raw: Vec<[u64; N]> = Vec::new();
-        let mut str_readers: Vec<Option<BlockReader<u64>>> = self
-            .keys
-            .iter()
-            .map(|key| match key {
-                KeyColumn::Str(Some(column)) => Some(BlockReader::new(column.ords())),
-                _ => None,
-            })
-            .collect();
-        let mut int_readers: Vec<Option<BlockReader<i64>>> = self
-            .keys
-            .iter()
-            .map(|key| match key {
-                KeyColumn::Int(Some(column)) => Some(BlockReader::new(column)),
-                _ => None,
-            })
-            .collect();
+        let (mut str_readers, mut int_readers) = self.key_readers();
         for_each_live_block(weight, reader, |docs| {
             if overflow {
                 return;
@@ -545,10 +485,7 @@ impl Segment {
                 }
             }
             for ((&doc, key), time) in docs.iter().zip(&raw).zip(&times) {
-                let found = match &mut dense {
-                    Some(dense) => dense.slot(key, mask),
-                    None => index.entry(*key).or_insert(u32::MAX),
-                };
+                let found = index.entry(*key).or_insert(u32::MAX);
                 if *found == u32::MAX {
                     if tallies.len() >= cap {
                         overflow = true;
@@ -564,21 +501,51 @@ impl Segment {
                     tally.first = tally.first.min(nanos);
                     tally.last = tally.last.max(nanos);
                 }
-                add_extras(tally, &self.extras, doc);
+                add_extras(tally, &self.extras, doc, true);
             }
         })?;
         if overflow {
             return Ok(None);
         }
         // Widened to the common key shape, the mask in its last slot.
-        let mut wide = FxMap::with_capacity_and_hasher(tallies.len(), Default::default());
-        for (key, tally) in tallies {
-            let mut raw: RawKey = [0; MAX_KEYS + 1];
-            raw[..mask].copy_from_slice(&key[..mask]);
-            raw[MAX_KEYS] = key[mask];
-            wide.insert(raw, tally);
-        }
-        Ok(Some(wide))
+        Ok(Some(
+            tallies
+                .into_iter()
+                .map(|(key, tally)| {
+                    let mut raw: RawKey = [0; MAX_KEYS + 1];
+                    raw[..mask].copy_from_slice(&key[..mask]);
+                    raw[MAX_KEYS] = key[mask];
+                    (raw, tally)
+                })
+                .collect(),
+        ))
+    }
+
+    /// Per key: the block reader of a keyword's ordinals, and of an integer column.
+    #[allow(clippy::type_complexity)]
+    fn key_readers(
+        &self,
+    ) -> (
+        Vec<Option<BlockReader<'_, u64>>>,
+        Vec<Option<BlockReader<'_, i64>>>,
+    ) {
+        let strs = self
+            .keys
+            .iter()
+            .map(|key| match key {
+                KeyColumn::Str(Some(column)) => Some(BlockReader::new(column.ords())),
+                _ => None,
+            })
+            .collect();
+        let ints = self
+            .keys
+            .iter()
+            .map(|key| match key {
+                KeyColumn::Int(Some(column)) => Some(BlockReader::new(column)),
+                _ => None,
+            })
+            .collect();
+        (strs, ints)
     }
 
     fn new_tally(&self) -> RawTally {
@@ -602,58 +569,91 @@ impl Segment {
     }
 
     /// Maps the segment's term ordinals (keys and `Terms` extras) onto the target's interned
-    /// ids. Distinct ordinals have distinct names within a segment, so no two groups collide.
+    /// ids, in place. Distinct ordinals have distinct names within a segment, so no two groups
+    /// collide.
     fn globalize(
         &self,
-        raw: FxMap<RawKey, RawTally>,
+        raw: &mut [(RawKey, RawTally)],
         key_names: &mut [Interner],
         extra_names: &mut [Interner],
-    ) -> std::io::Result<FxMap<RawKey, RawTally>> {
+    ) -> std::io::Result<()> {
         // Per keyword key: the segment ordinal → target id table.
-        let mut key_ids: Vec<Option<FxMap<u64, u64>>> = Vec::with_capacity(self.keys.len());
+        let mut key_ids: Vec<Option<OrdTable>> = Vec::with_capacity(self.keys.len());
         for (slot, column) in self.keys.iter().enumerate() {
             key_ids.push(match column {
                 KeyColumn::Str(Some(column)) => {
-                    let present = raw.keys().filter(|k| k[MAX_KEYS] & (1 << slot) == 0);
-                    let ords = sorted_distinct(present.map(|k| k[slot]));
-                    Some(table(&ords, key_names[slot].ids_of(column, &ords)?))
+                    let present = raw.iter().filter(|(k, _)| k[MAX_KEYS] & (1 << slot) == 0);
+                    let ords = sorted_distinct(present.map(|(k, _)| k[slot]));
+                    let ids = key_names[slot].ids_of(column, &ords)?;
+                    Some(OrdTable::new(column.num_terms() as u64, ords, ids))
                 }
                 _ => None,
             });
         }
-        let mut extra_ids: Vec<Option<FxMap<u64, u64>>> = Vec::with_capacity(self.extras.len());
+        let mut extra_ids: Vec<Option<OrdTable>> = Vec::with_capacity(self.extras.len());
         for (slot, column) in self.extras.iter().enumerate() {
             extra_ids.push(match column {
                 ExtraColumn::Terms(Some(column)) => {
-                    let ords = sorted_distinct(raw.values().flat_map(|t| match &t.extras[slot] {
-                        RawExtra::Terms(counts) => counts.keys().copied().collect::<Vec<_>>(),
-                        _ => Vec::new(),
-                    }));
-                    Some(table(&ords, extra_names[slot].ids_of(column, &ords)?))
+                    let ords =
+                        sorted_distinct(raw.iter().flat_map(|(_, t)| match &t.extras[slot] {
+                            RawExtra::Terms(counts) => counts.keys().copied().collect::<Vec<_>>(),
+                            _ => Vec::new(),
+                        }));
+                    let ids = extra_names[slot].ids_of(column, &ords)?;
+                    Some(OrdTable::new(column.num_terms() as u64, ords, ids))
                 }
                 _ => None,
             });
         }
-        let mut out = FxMap::with_capacity_and_hasher(raw.len(), Default::default());
-        for (mut key, mut tally) in raw {
+        for (key, tally) in raw.iter_mut() {
             for (slot, ids) in key_ids.iter().enumerate() {
                 if let Some(ids) = ids {
                     if key[MAX_KEYS] & (1 << slot) == 0 {
-                        key[slot] = ids.get(&key[slot]).copied().unwrap_or(u64::MAX);
+                        key[slot] = ids.get(key[slot]);
                     }
                 }
             }
             for (extra, ids) in tally.extras.iter_mut().zip(&extra_ids) {
                 if let (RawExtra::Terms(counts), Some(ids)) = (extra, ids) {
-                    *counts = counts
-                        .drain()
-                        .map(|(ord, n)| (ids.get(&ord).copied().unwrap_or(u64::MAX), n))
-                        .collect();
+                    *counts = counts.drain().map(|(ord, n)| (ids.get(ord), n)).collect();
                 }
             }
-            out.insert(key, tally);
         }
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// A segment's term ordinal → a target's interned id, for the ordinals a pass met: a table
+/// indexed by ordinal when the dictionary is not much larger than them, else a search.
+enum OrdTable {
+    Direct(Vec<u64>),
+    Sorted(Vec<u64>, Vec<u64>),
+}
+
+impl OrdTable {
+    fn new(num_terms: u64, ords: Vec<u64>, ids: Vec<u64>) -> OrdTable {
+        if num_terms <= (ords.len() as u64).saturating_mul(8).max(1 << 16) {
+            let mut direct = vec![u64::MAX; num_terms as usize];
+            for (ord, id) in ords.into_iter().zip(ids) {
+                if let Some(slot) = direct.get_mut(ord as usize) {
+                    *slot = id;
+                }
+            }
+            OrdTable::Direct(direct)
+        } else {
+            OrdTable::Sorted(ords, ids)
+        }
+    }
+
+    fn get(&self, ord: u64) -> u64 {
+        match self {
+            OrdTable::Direct(ids) => ids.get(ord as usize).copied().unwrap_or(u64::MAX),
+            OrdTable::Sorted(ords, ids) => ords
+                .binary_search(&ord)
+                .ok()
+                .and_then(|at| ids.get(at).copied())
+                .unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -685,15 +685,11 @@ fn sorted_distinct(values: impl Iterator<Item = u64>) -> Vec<u64> {
     values
 }
 
-/// `ords[i]` → `ids[i]`.
-fn table(ords: &[u64], ids: Vec<u64>) -> FxMap<u64, u64> {
-    ords.iter().copied().zip(ids).collect()
-}
-
 /// Adds one document's extra columns (top terms, any-true flags, distinct-count sketches) to
 /// its group's tally.
+/// Sketches only when `sketches` says so (the dense loop counts their values itself).
 #[inline]
-fn add_extras(tally: &mut RawTally, extras: &[ExtraColumn], doc: DocId) {
+fn add_extras(tally: &mut RawTally, extras: &[ExtraColumn], doc: DocId, sketches: bool) {
     for (extra, column) in tally.extras.iter_mut().zip(extras) {
         match (extra, column) {
             (RawExtra::Terms(counts), ExtraColumn::Terms(Some(column))) => {
@@ -704,7 +700,7 @@ fn add_extras(tally: &mut RawTally, extras: &[ExtraColumn], doc: DocId) {
             (RawExtra::Any(any), ExtraColumn::Any(Some(column))) => {
                 *any |= column.values_for_doc(doc).any(|v| v);
             }
-            (RawExtra::Sketch(sketch), ExtraColumn::Sketch(Some(column))) => {
+            (RawExtra::Sketch(sketch), ExtraColumn::Sketch(Some(column))) if sketches => {
                 if let Some(value) = column.first(doc) {
                     sketch.add(value as f64);
                 }
@@ -716,3 +712,6 @@ fn add_extras(tally: &mut RawTally, extras: &[ExtraColumn], doc: DocId) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

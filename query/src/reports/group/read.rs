@@ -14,12 +14,12 @@ const DENSE_SLOTS: u64 = 1 << 20;
 /// arithmetic on its key instead of hashing it.
 pub(super) struct Dense {
     /// Per key: values it can take, the last meaning absent.
-    radix: Vec<u64>,
+    pub(super) radix: Vec<u64>,
     /// Per key: the smallest value, and the step between values.
-    base: Vec<u64>,
-    step: Vec<u64>,
+    pub(super) base: Vec<u64>,
+    pub(super) step: Vec<u64>,
     /// Combined code → index into the tallies (`u32::MAX`: none yet).
-    slots: Vec<u32>,
+    pub(super) slots: Vec<u32>,
 }
 
 impl Dense {
@@ -59,26 +59,6 @@ impl Dense {
             step,
             slots: vec![u32::MAX; size as usize],
         })
-    }
-
-    /// The slot of a key (`mask` is the missing-key slot of `key`).
-    pub(super) fn slot<const N: usize>(&mut self, key: &[u64; N], mask: usize) -> &mut u32 {
-        let mut index = 0u64;
-        for slot in 0..self.radix.len() {
-            let radix = self.radix[slot];
-            let code = if key[mask] & (1 << slot) != 0 {
-                radix - 1
-            } else {
-                let offset = key[slot].wrapping_sub(self.base[slot]);
-                match self.step[slot] {
-                    1 => offset,
-                    step => offset / step,
-                }
-                .min(radix - 1)
-            };
-            index = index * radix + code;
-        }
-        &mut self.slots[index as usize]
     }
 }
 

@@ -21,10 +21,10 @@ pub(super) const END: i64 = T0 + 115 * MIN;
 // The generator.
 
 /// splitmix64: a small seeded generator, so that the corpus is the same on every run.
-struct Rng(u64);
+pub(in crate::reports) struct Rng(pub(in crate::reports) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(in crate::reports) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -32,7 +32,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(in crate::reports) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 

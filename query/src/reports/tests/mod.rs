@@ -23,7 +23,7 @@ use crate::request::ParsedRequest;
 use crate::search::search;
 use corpus::{corpus, snapshot, ALICE, BOB, END, KCM, MIN, ODD, SEC, START, T0};
 
-mod corpus;
+pub(super) mod corpus;
 
 struct Fixture {
     events: Vec<AuditEvent>,
