@@ -235,23 +235,28 @@ impl BatchBuilder {
 
     /// Adds one serialized record of `source` with envelope range `[offset, end)`.
     pub fn push(&mut self, source: &str, path: &str, offset: u64, end: u64, record: &[u8]) {
-        let i = match self.index.get(source) {
-            Some(&i) => i,
-            None => {
-                self.chunks.push(Chunk {
-                    meta: SourceMeta {
-                        id: source.to_string(),
-                        start: offset,
-                        end,
-                        offsets: Vec::new(),
-                        resume: 0,
-                        path: path.to_string(),
-                    },
-                    body: Vec::new(),
-                });
-                self.index.insert(source.to_string(), self.chunks.len() - 1);
-                self.chunks.len() - 1
-            }
+        // Records come in runs of one source: the last chunk is compared before hashing.
+        let last = self.chunks.len().checked_sub(1);
+        let i = match last.filter(|&i| self.chunks[i].meta.id == source) {
+            Some(i) => i,
+            None => match self.index.get(source) {
+                Some(&i) => i,
+                None => {
+                    self.chunks.push(Chunk {
+                        meta: SourceMeta {
+                            id: source.to_string(),
+                            start: offset,
+                            end,
+                            offsets: Vec::new(),
+                            resume: 0,
+                            path: path.to_string(),
+                        },
+                        body: Vec::new(),
+                    });
+                    self.index.insert(source.to_string(), self.chunks.len() - 1);
+                    self.chunks.len() - 1
+                }
+            },
         };
         let chunk = &mut self.chunks[i];
         chunk.meta.offsets.push(offset);

@@ -112,6 +112,8 @@ pub struct FollowedFile {
     /// What every record of this file holds, written once, and the `meta_version` it was
     /// written with.
     parts: Option<(u64, FileParts)>,
+    /// The records of the line being processed (emptied after each line).
+    assembled: Vec<Assembled>,
 }
 
 impl FollowedFile {
@@ -154,6 +156,7 @@ impl FollowedFile {
             meta: None,
             meta_version: 0,
             parts: None,
+            assembled: Vec::new(),
         };
         entry.reset_parser(max_line_bytes);
         entry
@@ -360,26 +363,32 @@ impl FollowedFile {
         if p.format.is_none() {
             p.format = detect_format(line);
         }
-        let assembled = match p.format.map(|f| parse_line(f, line)) {
-            Some(Ok(frag)) => p.assembler.push(frag, start, end),
+        // The records of a line go through a buffer kept per file (no allocation per line).
+        let mut assembled = std::mem::take(&mut self.assembled);
+        match p.format.map(|f| parse_line(f, line)) {
+            Some(Ok(frag)) => p.assembler.push_into(frag, start, end, &mut assembled),
             other => {
                 ctx.metrics.parse_failures.inc();
                 if let Some(Err(e)) = other {
                     debug!(file = %self.path_str, offset = start, error = %e, "malformed line kept raw");
                 }
-                p.assembler.push_malformed(line, start, end)
+                assembled.extend(p.assembler.push_malformed(line, start, end));
             }
         };
-        let mut out = Vec::with_capacity(assembled.len());
-        for a in assembled {
-            match p.multiline.as_mut() {
-                Some(m) => out.extend(m.push(a, ctx.now)),
-                None => out.push(a),
+        if let Some(m) = p.multiline.as_mut() {
+            let mut out = Vec::with_capacity(assembled.len());
+            for a in assembled.drain(..) {
+                out.extend(m.push(a, ctx.now));
+            }
+            for a in out {
+                self.emit(a, ctx);
+            }
+        } else {
+            for a in assembled.drain(..) {
+                self.emit(a, ctx);
             }
         }
-        for a in out {
-            self.emit(a, ctx);
-        }
+        self.assembled = assembled;
     }
 
     fn emit(&mut self, a: Assembled, ctx: &LineCtx<'_>) {
