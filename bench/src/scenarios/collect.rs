@@ -332,7 +332,6 @@ pub fn fluent_bit_config(pods: &Path, db: &Path, indexer_url: &str) -> Result<St
     Buffer_Chunk_Size 64k
     Buffer_Max_Size   1M
     Skip_Long_Lines   Off
-    Refresh_Interval  10
 
 [OUTPUT]
     Name               es
