@@ -728,7 +728,10 @@ mod tests {
     fn flag_pairs_name_the_attributes() {
         use crate::records::{MALFORMED_ATTRIBUTE, SPLIT_ATTRIBUTE};
         assert_eq!(SPLIT_PAIR, format!("\"{SPLIT_ATTRIBUTE}\":true").as_bytes());
-        assert_eq!(MALFORMED_PAIR, format!("\"{MALFORMED_ATTRIBUTE}\":true").as_bytes());
+        assert_eq!(
+            MALFORMED_PAIR,
+            format!("\"{MALFORMED_ATTRIBUTE}\":true").as_bytes()
+        );
     }
 
     /// Every key of the list gives the model's level; keys beside them give none.
