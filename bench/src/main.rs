@@ -34,8 +34,9 @@ enum Command {
     Audit(Common),
     /// Arrow and Parquet export: rows/s and memory growth.
     Export(Common),
-    /// CRI files → collector → indexer, with 10 and 1,000 files.
-    Collect(Common),
+    /// CRI files → collector → indexer, with 10 and 1,000 files; optionally beside an older
+    /// collector and Fluent Bit on the same files.
+    Collect(Collect),
     /// Every scenario in turn (use with --quick).
     All(Common),
     /// Writes a corpus: flat `logs` NDJSON, raw audit Event NDJSON, or CRI files.
@@ -97,6 +98,22 @@ enum CorpusArg {
     Loghub,
 }
 
+#[derive(Args)]
+struct Collect {
+    #[command(flatten)]
+    common: Common,
+    /// File counts to run, comma-separated (default 10,1000).
+    #[arg(long, value_delimiter = ',')]
+    files: Vec<usize>,
+    /// An older `trawl` binary whose collector also runs on the same files (the "before" side).
+    #[arg(long)]
+    baseline_collector: Option<PathBuf>,
+    /// A `fluent-bit` binary that also runs on the same files (tail input, CRI parser, SQLite
+    /// offsets, `es` output to the indexer's `_bulk`).
+    #[arg(long)]
+    fluent_bit: Option<PathBuf>,
+}
+
 fn parse_env(text: &str) -> std::result::Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -145,7 +162,14 @@ fn main() -> ExitCode {
         Command::Tier(c) => with_ctx(&c, scenarios::tier::run),
         Command::Audit(c) => with_ctx(&c, scenarios::audit::run),
         Command::Export(c) => with_ctx(&c, scenarios::export::run),
-        Command::Collect(c) => with_ctx(&c, scenarios::collect::run),
+        Command::Collect(c) => {
+            let opts = scenarios::collect::Options {
+                files: c.files,
+                baseline: c.baseline_collector,
+                fluent_bit: c.fluent_bit,
+            };
+            with_ctx(&c.common, |ctx| scenarios::collect::run_with(ctx, &opts))
+        }
         Command::All(c) => with_ctx(&c, all),
     };
     match result {

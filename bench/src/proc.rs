@@ -219,7 +219,8 @@ pub struct Memory {
     pub hwm_kib: u64,
 }
 
-fn memory_of(path: &str) -> Result<Memory> {
+/// The memory figures of a `/proc/<pid>/status` file.
+pub fn memory_of(path: &str) -> Result<Memory> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::path(Path::new(path), e))?;
     Ok(parse_status_memory(&text))
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Batch, SourceMeta};
+use crate::batch::{Batch, SourceMeta, Zstd};
 use crate::error::{Error, Result};
 use crate::fsutil::{ensure_dir, sync_dir, write_atomic};
 
@@ -46,6 +46,7 @@ pub struct DiskBuffer {
     bytes: u64,
     next_seq: u64,
     sizes: std::collections::BTreeMap<u64, u64>,
+    zstd: Zstd,
 }
 
 impl DiskBuffer {
@@ -80,6 +81,7 @@ impl DiskBuffer {
             bytes,
             next_seq,
             sizes,
+            zstd: Zstd::default(),
         })
     }
 
@@ -111,7 +113,8 @@ impl DiskBuffer {
     /// number.
     pub fn push(&mut self, batch: &Batch) -> Result<u64> {
         let seq = self.next_seq;
-        let len = self.write(seq, batch, &batch.compress_records())?;
+        let compressed = batch.compress_records_with(&mut self.zstd);
+        let len = self.write(seq, batch, &compressed)?;
         self.next_seq += 1;
         self.sizes.insert(seq, len);
         self.bytes += len;
@@ -198,7 +201,7 @@ impl DiskBuffer {
             self.remove(seq)?;
             return Ok(None);
         }
-        let compressed = batch.compress_records();
+        let compressed = batch.compress_records_with(&mut self.zstd);
         let len = self.write(seq, batch, &compressed)?;
         if let Some(old) = self.sizes.insert(seq, len) {
             self.bytes -= old;

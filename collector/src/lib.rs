@@ -21,6 +21,7 @@ mod follower;
 mod fsutil;
 pub mod identity;
 pub mod journal;
+pub mod jsonw;
 pub mod kube;
 pub mod metrics;
 pub mod multiline;

@@ -1,11 +1,9 @@
 //! Building the records shipped: container log records and audit events, as JSON.
 
-use serde_json::Value;
-use trawl_model::LogRecord;
-
 use crate::identity::PodFile;
+use crate::jsonw::{write_record, FileParts, Line};
 use crate::kube::Enrichment;
-use crate::parse::{enrich, Assembled};
+use crate::parse::Assembled;
 use crate::redact::Redactor;
 
 /// What every record of this node carries.
@@ -25,7 +23,8 @@ pub const MALFORMED_ATTRIBUTE: &str = "trawl.malformed";
 /// The JSON of the [`LogRecord`] for `rec`, read from `path`, with the pod's Kubernetes
 /// metadata when known (`meta`: labels, image, container id; its attributes win over fields of
 /// a JSON line with the same key). The message is redacted before enrichment, so that secrets
-/// reach neither `message` nor `attributes`.
+/// reach neither `message` nor `attributes`. The follower writes with [`write_log_record`] and
+/// the [`FileParts`] of each file kept; this builds them for one record.
 pub fn log_record(
     stamp: &Stamp,
     pod: &PodFile,
@@ -34,11 +33,53 @@ pub fn log_record(
     rec: &Assembled,
     redactor: Option<&Redactor>,
 ) -> Vec<u8> {
+    let parts = FileParts::new(stamp, pod, meta, path);
+    let mut out = Vec::new();
+    write_log_record(&mut out, &parts, rec, redactor);
+    out
+}
+
+/// Appends the JSON of the record for `rec` to `out`, with `parts`, what every record of its
+/// file holds; see [`log_record`] and [`crate::jsonw`].
+pub fn write_log_record(
+    out: &mut Vec<u8>,
+    parts: &FileParts,
+    rec: &Assembled,
+    redactor: Option<&Redactor>,
+) {
+    let message = match redactor {
+        Some(r) => r.redact(&rec.message),
+        None => std::borrow::Cow::Borrowed(rec.message.as_str()),
+    };
+    let line = Line {
+        timestamp: rec.timestamp,
+        stream: rec.stream.as_str(),
+        message: &message,
+        split: rec.split,
+        malformed: rec.malformed,
+        offset: rec.start,
+    };
+    write_record(out, parts, &line);
+}
+
+/// The record as it was built before [`crate::jsonw`]: a [`LogRecord`] with its maps,
+/// serialised by serde. The simple path the direct writer is checked against.
+#[cfg(test)]
+pub(crate) fn log_record_serde(
+    stamp: &Stamp,
+    pod: &PodFile,
+    meta: Option<&Enrichment>,
+    path: &str,
+    rec: &Assembled,
+    redactor: Option<&Redactor>,
+) -> Vec<u8> {
+    use serde_json::Value;
+    use trawl_model::LogRecord;
     let message = match redactor {
         Some(r) => r.redact(&rec.message).into_owned(),
         None => rec.message.clone(),
     };
-    let enrichment = enrich(&message);
+    let enrichment = crate::parse::enrich(&message);
     let mut attributes = enrichment.attributes;
     if rec.split {
         attributes.insert(SPLIT_ATTRIBUTE.to_string(), Value::Bool(true));
@@ -90,6 +131,7 @@ pub fn audit_record(stamp: &Stamp, line: &[u8]) -> Result<Vec<u8>, trawl_model::
 mod tests {
     use super::*;
     use crate::parse::StdStream;
+    use trawl_model::LogRecord;
     use trawl_model::Timestamp;
 
     fn pod() -> PodFile {

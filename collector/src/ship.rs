@@ -13,6 +13,12 @@
 //! halves (by records, offsets chained) sent in order; a single record still refused as too
 //! large, and the lines the indexer rejects by number, go to the dead-letter file
 //! ([`crate::deadletter`]) before the checkpoint moves past them. See [`classify`].
+//!
+//! Checkpoints move in memory on every acknowledgement and are written to disk at most once per
+//! [`CHECKPOINT_EVERY`] (and at shutdown): the file holds every source, so writing it for each
+//! batch cost as much as reading the lines with a thousand files. A crash loses at most that
+//! interval of checkpoint progress, which is re-read and dropped by the indexer's marks (its
+//! ranges are below them), never lost.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -40,6 +46,8 @@ const MAX_CONFLICT_ROUNDS: u32 = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// While deliveries keep being refused for the same cause, it is logged again this often.
 const STUCK_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Checkpoints are written at most this often; see the module docs.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Where and how to ship.
 #[derive(Debug, Clone)]
@@ -177,6 +185,10 @@ pub struct Shipper {
     target: usize,
     /// Since when the current indexer refuses or does not answer.
     failing_since: Option<Instant>,
+    /// When checkpoints were last written.
+    checkpoints_written: Option<Instant>,
+    /// When the checkpoints acknowledged since the last write are due to be written.
+    checkpoints_due: Option<Instant>,
 }
 
 impl Shipper {
@@ -206,6 +218,8 @@ impl Shipper {
             stuck: None,
             target: 0,
             failing_since: None,
+            checkpoints_written: None,
+            checkpoints_due: None,
         })
     }
 
@@ -228,6 +242,7 @@ impl Shipper {
                 }
             }
             let retry_at = self.retry_at;
+            let checkpoints_due = self.checkpoints_due;
             let receiving = !self.input_closed;
             tokio::select! {
                 msg = self.rx.recv(), if receiving => match msg {
@@ -241,6 +256,9 @@ impl Shipper {
                     }
                 }
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.retry_at = None,
+                _ = sleep_until(checkpoints_due), if checkpoints_due.is_some() => {
+                    self.write_checkpoints().await;
+                }
                 changed = stop.changed(), if deadline.is_none() => {
                     // A dropped sender means the handle is gone: stop as well.
                     if changed.is_err() || *stop.borrow() {
@@ -640,6 +658,16 @@ impl Shipper {
         for s in &stored.batch.sources {
             self.gap_ok.remove(&s.id);
         }
+        let now = Instant::now();
+        let write = self
+            .checkpoints_written
+            .is_none_or(|t| now.duration_since(t) >= CHECKPOINT_EVERY);
+        if write {
+            self.checkpoints_written = Some(now);
+            self.checkpoints_due = None;
+        } else if self.checkpoints_due.is_none() {
+            self.checkpoints_due = self.checkpoints_written.map(|t| t + CHECKPOINT_EVERY);
+        }
         let shared = self.shared.clone();
         let result = tokio::task::spawn_blocking(move || {
             let now = unix_now();
@@ -651,7 +679,7 @@ impl Shipper {
                 };
                 checkpoints.acknowledge(&s.id, position, &s.path, now);
             }
-            let snapshot = checkpoints.snapshot();
+            let snapshot = if write { checkpoints.snapshot() } else { None };
             drop(checkpoints);
             if let Some((path, bytes)) = snapshot {
                 if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
@@ -670,6 +698,23 @@ impl Shipper {
             self.shared.metrics.records_shipped.inc_by(records);
             self.shared.metrics.batches_shipped.inc();
         }
+    }
+
+    /// Writes the checkpoints acknowledged since the last write.
+    async fn write_checkpoints(&mut self) {
+        self.checkpoints_due = None;
+        self.checkpoints_written = Some(Instant::now());
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let snapshot = lock(&shared.checkpoints).snapshot();
+            if let Some((path, bytes)) = snapshot {
+                if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
+                    lock(&shared.checkpoints).mark_dirty();
+                    error!(error = %e, "cannot persist checkpoints");
+                }
+            }
+        })
+        .await;
     }
 
     /// 409: the indexer lacks data before some ranges. Drop what it has; re-read what it

@@ -15,12 +15,13 @@ use tracing::{debug, warn};
 
 use crate::batch::BatchBuilder;
 use crate::identity::{read_full_at, Fingerprint, PodFile};
+use crate::jsonw::FileParts;
 use crate::kube::Enrichment;
 use crate::metrics::Metrics;
 use crate::multiline::MultilineJoiner;
 use crate::parse::{detect_format, parse_line, Assembled, Assembler, LogFormat};
 use crate::ratelimit::RateLimiter;
-use crate::records::{audit_record, log_record, Stamp};
+use crate::records::{audit_record, write_log_record, Stamp};
 use crate::redact::Redactor;
 
 /// Bytes read from a file at once.
@@ -108,6 +109,11 @@ pub struct FollowedFile {
     pub meta: Option<Arc<Enrichment>>,
     /// The cache version `meta` was built from (0: never looked up).
     pub meta_version: u64,
+    /// What every record of this file holds, written once, and the `meta_version` it was
+    /// written with.
+    parts: Option<(u64, FileParts)>,
+    /// The records of the line being processed (emptied after each line).
+    assembled: Vec<Assembled>,
 }
 
 impl FollowedFile {
@@ -149,6 +155,8 @@ impl FollowedFile {
             detached_at: None,
             meta: None,
             meta_version: 0,
+            parts: None,
+            assembled: Vec::new(),
         };
         entry.reset_parser(max_line_bytes);
         entry
@@ -355,26 +363,32 @@ impl FollowedFile {
         if p.format.is_none() {
             p.format = detect_format(line);
         }
-        let assembled = match p.format.map(|f| parse_line(f, line)) {
-            Some(Ok(frag)) => p.assembler.push(frag, start, end),
+        // The records of a line go through a buffer kept per file (no allocation per line).
+        let mut assembled = std::mem::take(&mut self.assembled);
+        match p.format.map(|f| parse_line(f, line)) {
+            Some(Ok(frag)) => p.assembler.push_into(frag, start, end, &mut assembled),
             other => {
                 ctx.metrics.parse_failures.inc();
                 if let Some(Err(e)) = other {
                     debug!(file = %self.path_str, offset = start, error = %e, "malformed line kept raw");
                 }
-                p.assembler.push_malformed(line, start, end)
+                assembled.extend(p.assembler.push_malformed(line, start, end));
             }
         };
-        let mut out = Vec::with_capacity(assembled.len());
-        for a in assembled {
-            match p.multiline.as_mut() {
-                Some(m) => out.extend(m.push(a, ctx.now)),
-                None => out.push(a),
+        if let Some(m) = p.multiline.as_mut() {
+            let mut out = Vec::with_capacity(assembled.len());
+            for a in assembled.drain(..) {
+                out.extend(m.push(a, ctx.now));
+            }
+            for a in out {
+                self.emit(a, ctx);
+            }
+        } else {
+            for a in assembled.drain(..) {
+                self.emit(a, ctx);
             }
         }
-        for a in out {
-            self.emit(a, ctx);
-        }
+        self.assembled = assembled;
     }
 
     fn emit(&mut self, a: Assembled, ctx: &LineCtx<'_>) {
@@ -384,14 +398,15 @@ impl FollowedFile {
         let Kind::Container(pod) = &self.kind else {
             return;
         };
-        let json = log_record(
-            ctx.stamp,
-            pod,
-            self.meta.as_deref(),
-            &self.path_str,
-            &a,
-            ctx.redactor,
-        );
+        let parts = match &mut self.parts {
+            Some((version, parts)) if *version == self.meta_version => parts,
+            slot => {
+                let parts = FileParts::new(ctx.stamp, pod, self.meta.as_deref(), &self.path_str);
+                &mut slot.insert((self.meta_version, parts)).1
+            }
+        };
+        let mut json = Vec::new();
+        write_log_record(&mut json, parts, &a, ctx.redactor);
         self.held.push_back(Built {
             start: a.start,
             end: a.end,
@@ -584,6 +599,94 @@ mod tests {
         let later = now + Duration::from_secs(1);
         assert!(e.drain_held(Some(&mut limiter), &mut b, &metrics, later));
         assert_eq!(b.seal(&|_| None).unwrap().record_count(), 2);
+    }
+
+    /// The reader's records (direct JSON writer, parts kept per file, buffers reused) are the
+    /// records of the simple path: parse, assemble, build a `LogRecord` and serialise it with
+    /// serde, line by line. CRI with partial lines on both streams, docker json-file lines
+    /// with a partial one, JSON messages with escapes and unicode, a malformed line.
+    #[test]
+    fn records_match_the_serde_path_through_the_reader() {
+        use crate::parse::{parse_line, Assembler};
+        let cri = concat!(
+            r#"2026-11-25T10:15:00.000000001Z stdout F {"level":"warn","msg":"café \"q\"","n":1}"#,
+            "\n",
+            r#"2026-11-25T10:15:00.000000002Z stderr P ERROR part one "quoted" "#,
+            "\n",
+            "2026-11-25T10:15:00.000000003Z stdout F plain ünïcödé 日本 \t tab \u{1}\n",
+            "2026-11-25T10:15:00.000000004Z stderr F and part two\n",
+            "not a cri line at all\n",
+            r#"2026-11-25T10:15:00.000000005Z stdout F {"b":2,"a":{"level":"x"},"b":3}"#,
+            "\n",
+        );
+        let docker = concat!(
+            r#"{"log":"hello \"world\"\n","stream":"stdout","time":"2026-11-25T10:15:00.000000001Z"}"#,
+            "\n",
+            r#"{"log":"{\"level\":\"error\",","stream":"stderr","time":"2026-11-25T10:15:00.000000002Z"}"#,
+            "\n",
+            r#"{"log":"\"e\":\"\\u263a \u00e9\"}\n","stream":"stderr","time":"2026-11-25T10:15:00.000000003Z"}"#,
+            "\n",
+            r#"{"log":"WARN last\n","stream":"stdout","time":"2026-11-25T10:15:00.000000004Z"}"#,
+            "\n",
+        );
+        let stamp = Stamp {
+            cluster: "c".into(),
+            node: "n".into(),
+        };
+        for text in [cri, docker] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("0.log");
+            std::fs::write(&path, text).unwrap();
+            let mut e = entry(&path, 0, 0);
+            let metrics = Metrics::default();
+            let ctx = LineCtx {
+                stamp: &stamp,
+                redactor: None,
+                metrics: &metrics,
+                max_line_bytes: 1024,
+                now: Instant::now(),
+            };
+            let mut scratch = Vec::new();
+            e.read_available(text.len() as u64, 4, &mut scratch, &ctx)
+                .unwrap();
+            let got: Vec<serde_json::Value> = e
+                .held
+                .iter()
+                .map(|b| serde_json::from_slice(&b.json).unwrap())
+                .collect();
+
+            let Kind::Container(pf) = pod() else {
+                unreachable!()
+            };
+            let mut asm = Assembler::new(1024);
+            let mut format = None;
+            let mut want = Vec::new();
+            let mut start = 0u64;
+            for line in text.split_inclusive('\n') {
+                let end = start + line.len() as u64;
+                let raw = line.trim_end_matches('\n').as_bytes();
+                format = format.or_else(|| crate::parse::detect_format(raw));
+                let records = match format.map(|f| parse_line(f, raw)) {
+                    Some(Ok(frag)) => asm.push(frag, start, end),
+                    _ => asm.push_malformed(raw, start, end),
+                };
+                for a in records {
+                    let json =
+                        crate::records::log_record_serde(&stamp, &pf, None, &e.path_str, &a, None);
+                    want.push(serde_json::from_slice::<serde_json::Value>(&json).unwrap());
+                }
+                start = end;
+            }
+            // A malformed line's time is the time of parsing when no line came before it:
+            // compare it apart.
+            assert_eq!(got.len(), want.len(), "{text}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g["message"], w["message"]);
+                if w["attributes"].get("trawl.malformed").is_none() {
+                    assert_eq!(g, w);
+                }
+            }
+        }
     }
 
     /// Regression: a file kept the capacity of its longest partial line (up to 256 KiB) forever.

@@ -94,6 +94,13 @@ impl Follower {
             if !e.held.is_empty() && !e.drain_held(limiter.as_deref_mut(), builder, &metrics, now) {
                 continue;
             }
+            if room && builder.bytes() >= cfg.batch_max_bytes {
+                // The batch is full: it is sealed after this turn and the next turn comes at
+                // once. Looking at the other files now would cost a `stat` each, for every
+                // batch (a thousand per batch with a thousand files).
+                busy = true;
+                continue;
+            }
             let Some(Ok(md)) = e.file.as_ref().map(File::metadata) else {
                 continue;
             };

@@ -121,6 +121,18 @@ impl Assembler {
     /// `max_line_bytes` and is split). Lines must be fed in file order.
     pub fn push(&mut self, frag: Fragment<'_>, start: u64, end: u64) -> Vec<Assembled> {
         let mut out = Vec::new();
+        self.push_into(frag, start, end, &mut out);
+        out
+    }
+
+    /// [`Assembler::push`], appending the records to `out` (a buffer the caller reuses).
+    pub fn push_into(
+        &mut self,
+        frag: Fragment<'_>,
+        start: u64,
+        end: u64,
+        out: &mut Vec<Assembled>,
+    ) {
         let stream = frag.stream;
         let idx = stream.index();
         self.last_timestamp = Some(frag.timestamp);
@@ -153,7 +165,7 @@ impl Assembler {
 
         if open.buf.is_empty() {
             let emitted = out.len();
-            let rest = self.emit_pieces(msg, stream, &open, start, false, &mut out);
+            let rest = self.emit_pieces(msg, stream, &open, start, false, out);
             open.split |= out.len() > emitted;
             if frag.partial {
                 open.buf = rest.to_vec();
@@ -170,7 +182,7 @@ impl Assembler {
                     malformed: false,
                 });
             }
-            return out;
+            return;
         }
 
         let needed = open.buf.len() + msg.len();
@@ -193,7 +205,6 @@ impl Assembler {
                 false,
             ));
         }
-        out
     }
 
     /// Records the malformed physical line `[start, end)` as its own record (raw text, lossy
