@@ -1,5 +1,5 @@
 //! `export`: rows per second and the indexer's memory growth while it streams all `logs`
-//! documents as Arrow IPC and as Parquet.
+//! documents as Arrow IPC (every column, then only the fast-field columns), Parquet and NDJSON.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,20 +7,34 @@ use std::time::{Duration, Instant};
 
 use crate::client::client;
 use crate::corpus::logs::LogGenerator;
-use crate::scenarios::{load, Ctx, Indexer};
+use crate::scenarios::{load, loaded_indexer, Ctx};
 use crate::{report, Error, Result};
 
 const S: &str = "export";
+
+/// The columns of `logs` that are fast fields (everything but `message`, `labels` and
+/// `attributes`): an export of only these never reads the doc store.
+const FAST_COLUMNS: &str =
+    "timestamp,cluster,node,namespace,pod,pod_uid,container,container_id,image,stream,level,file,offset";
+
+/// The exports measured: (metric prefix, query string).
+const EXPORTS: &[(&str, &str)] = &[
+    ("arrow", "format=arrow"),
+    ("arrow_fast", "format=arrow&fields=FAST"),
+    ("parquet", "format=parquet"),
+    ("ndjson", "format=ndjson"),
+];
 
 /// Runs the scenario over 5M rows (200k with `--quick`, `--docs` to choose). One function
 /// past 100 lines: the measurement is a script (load, one export a format, report) whose steps
 /// share the timings they print.
 pub fn run(ctx: &Ctx) -> Result<()> {
     let docs = ctx.docs_or(200_000, 5_000_000);
-    let indexer = Indexer::start(ctx, &[])?;
     let http = client()?;
-    let gen = LogGenerator::new(ctx.seed, "bench", 800, 2000.0);
-    load(ctx, S, &http, &indexer, "logs", gen, docs)?;
+    let indexer = loaded_indexer(ctx, S, &http, "logs", docs, |indexer| {
+        let gen = LogGenerator::new(ctx.seed, "bench", 800, 2000.0);
+        load(ctx, S, &http, indexer, "logs", gen, docs).map(|_| ())
+    })?;
     // The load ends with the indexer still committing, sealing and merging, which maps index
     // files into its resident set; the export's own growth is measured once that work is done.
     let settle = Instant::now();
@@ -35,8 +49,9 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
     }
     report::metric(S, "settle", settle.elapsed().as_secs_f64(), "s");
-    for format in ["arrow", "parquet"] {
-        let url = format!("{}/api/v1/logs/export?format={format}", indexer.url());
+    for &(format, params) in EXPORTS {
+        let params = params.replace("FAST", FAST_COLUMNS);
+        let url = format!("{}/api/v1/logs/export?{params}", indexer.url());
         let before = indexer.child.memory()?;
         let peak = AtomicU64::new(before.rss_kib);
         let status_kib = |key: &str| -> Option<u64> {

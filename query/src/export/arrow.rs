@@ -38,7 +38,8 @@ use tantivy::TantivyDocument;
 use trawl_index::schema::{DYNAMIC_FIELD, ID_FIELD};
 
 use crate::error::{Error, Result};
-use crate::export::Encode;
+use crate::export::stored::StoredRow;
+use crate::export::{Block, Encode};
 use crate::hit::HitFormat;
 
 /// The type of one exported column.
@@ -81,6 +82,18 @@ pub(crate) struct Column {
     field: Option<Field>,
     /// A path of a generic stream's dynamic field, for a column named after it.
     path: Option<String>,
+}
+
+impl Column {
+    /// The tantivy field the column comes from; `None` for a dynamic path or a table column.
+    pub(crate) fn field(&self) -> Option<Field> {
+        self.field
+    }
+
+    /// A dynamic path of a generic stream, read from the stored object.
+    pub(crate) fn is_dynamic_path(&self) -> bool {
+        self.path.is_some()
+    }
 }
 
 /// The columns of an export, their Arrow schema, and how a stored document becomes a flat
@@ -231,7 +244,7 @@ impl Layout {
         self.batch(arrays, rows.len())
     }
 
-    fn batch(&self, arrays: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    pub(crate) fn batch(&self, arrays: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)
             .map_err(|e| Error::Internal(format!("building a record batch: {e}")))
@@ -261,7 +274,7 @@ fn infer_type<'a>(values: impl Iterator<Item = &'a Json> + Clone) -> ColumnType 
 }
 
 /// An Arrow array under construction.
-enum ColumnBuilder {
+pub(crate) enum ColumnBuilder {
     Timestamp(TimestampNanosecondBuilder),
     Utf8(StringBuilder),
     Utf8List(ListBuilder<StringBuilder>),
@@ -275,7 +288,7 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn new(ty: ColumnType, rows: usize) -> ColumnBuilder {
+    pub(crate) fn new(ty: ColumnType, rows: usize) -> ColumnBuilder {
         match ty {
             ColumnType::Timestamp => ColumnBuilder::Timestamp(
                 TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
@@ -342,6 +355,130 @@ impl ColumnBuilder {
         }
     }
 
+    /// Appends a stored document's value of `field` exactly as [`Self::append_doc`] appends
+    /// the same document's (`json` is a reused buffer for object columns).
+    pub(crate) fn append_stored(&mut self, row: &StoredRow, field: Field, json: &mut Vec<u8>) {
+        let first = row.first(field);
+        match self {
+            ColumnBuilder::Timestamp(b) => b.append_option(
+                first
+                    .and_then(|v| v.as_datetime())
+                    .map(|d| d.into_timestamp_nanos()),
+            ),
+            ColumnBuilder::Utf8(b) => match first {
+                None | Some(OwnedValue::Null) => b.append_null(),
+                Some(OwnedValue::Str(s)) => b.append_value(s),
+                // Facets and IP addresses: their JSON string form.
+                Some(other) => match serde_json::to_value(other) {
+                    Ok(Json::String(s)) => b.append_value(s),
+                    Ok(json) => b.append_value(json.to_string()),
+                    Err(_) => b.append_null(),
+                },
+            },
+            ColumnBuilder::Utf8List(b) => {
+                let mut any = false;
+                for value in row.all(field) {
+                    if let Some(s) = value.as_str() {
+                        b.values().append_value(s);
+                        any = true;
+                    }
+                }
+                b.append(any);
+            }
+            ColumnBuilder::UInt64(b) => b.append_option(first.and_then(|v| v.as_u64())),
+            ColumnBuilder::Int64(b) => b.append_option(first.and_then(|v| v.as_i64())),
+            ColumnBuilder::Float64(b) => b.append_option(first.and_then(|v| v.as_f64())),
+            ColumnBuilder::Boolean(b) => b.append_option(first.and_then(|v| v.as_bool())),
+            ColumnBuilder::Json(b) => match first {
+                Some(OwnedValue::Null) | None => b.append_null(),
+                Some(value) => {
+                    json.clear();
+                    match serde_json::to_writer(&mut *json, value) {
+                        Ok(()) => b.append_option(std::str::from_utf8(json).ok()),
+                        Err(_) => b.append_null(),
+                    }
+                }
+            },
+            ColumnBuilder::Binary(b) => b.append_option(first.and_then(|v| v.as_bytes())),
+        }
+    }
+
+    /// Appends a null.
+    pub(crate) fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Timestamp(b) => b.append_null(),
+            ColumnBuilder::Utf8(b) | ColumnBuilder::Json(b) => b.append_null(),
+            ColumnBuilder::Utf8List(b) => b.append(false),
+            ColumnBuilder::UInt64(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
+            ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Boolean(b) => b.append_null(),
+            ColumnBuilder::Binary(b) => b.append_null(),
+        }
+    }
+
+    /// Appends a string to a `Utf8` column (a null to any other).
+    pub(crate) fn append_str(&mut self, value: &str) {
+        match self {
+            ColumnBuilder::Utf8(b) | ColumnBuilder::Json(b) => b.append_value(value),
+            other => other.append_null(),
+        }
+    }
+
+    /// Appends a list of strings to a `List<Utf8>` column, null when it is empty (a null to
+    /// any other column).
+    pub(crate) fn append_list(&mut self, values: &[&str]) {
+        match self {
+            ColumnBuilder::Utf8List(b) => {
+                for value in values {
+                    b.values().append_value(value);
+                }
+                b.append(!values.is_empty());
+            }
+            other => other.append_null(),
+        }
+    }
+
+    /// Appends timestamps in nanoseconds (nulls to a column of another type).
+    pub(crate) fn append_timestamps(&mut self, values: impl Iterator<Item = Option<i64>>) {
+        match self {
+            ColumnBuilder::Timestamp(b) => values.for_each(|v| b.append_option(v)),
+            other => values.for_each(|_| other.append_null()),
+        }
+    }
+
+    /// Appends `u64`s (nulls to a column of another type).
+    pub(crate) fn append_u64s(&mut self, values: Vec<Option<u64>>) {
+        match self {
+            ColumnBuilder::UInt64(b) => values.into_iter().for_each(|v| b.append_option(v)),
+            other => values.iter().for_each(|_| other.append_null()),
+        }
+    }
+
+    /// Appends `i64`s (nulls to a column of another type).
+    pub(crate) fn append_i64s(&mut self, values: Vec<Option<i64>>) {
+        match self {
+            ColumnBuilder::Int64(b) => values.into_iter().for_each(|v| b.append_option(v)),
+            other => values.iter().for_each(|_| other.append_null()),
+        }
+    }
+
+    /// Appends `f64`s (nulls to a column of another type).
+    pub(crate) fn append_f64s(&mut self, values: Vec<Option<f64>>) {
+        match self {
+            ColumnBuilder::Float64(b) => values.into_iter().for_each(|v| b.append_option(v)),
+            other => values.iter().for_each(|_| other.append_null()),
+        }
+    }
+
+    /// Appends booleans (nulls to a column of another type).
+    pub(crate) fn append_bools(&mut self, values: Vec<Option<bool>>) {
+        match self {
+            ColumnBuilder::Boolean(b) => values.into_iter().for_each(|v| b.append_option(v)),
+            other => values.iter().for_each(|_| other.append_null()),
+        }
+    }
+
     /// Appends a JSON value; null when absent or not of the column's type.
     fn append_json(&mut self, value: Option<&Json>) {
         let value = value.filter(|v| !v.is_null());
@@ -372,7 +509,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn finish(self) -> ArrayRef {
+    pub(crate) fn finish(self) -> ArrayRef {
         match self {
             ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
             ColumnBuilder::Utf8(mut b) | ColumnBuilder::Json(mut b) => Arc::new(b.finish()),
@@ -415,6 +552,13 @@ impl<W: Write> Encode for ArrowEncoder<W> {
     fn write_rows(&mut self, rows: &[Map<String, Json>]) -> Result<()> {
         let batch = self.layout.batch_of_rows(rows)?;
         self.write(&batch)
+    }
+
+    fn write_block(&mut self, block: Block) -> Result<()> {
+        match block {
+            Block::Batch(batch) => self.write(&batch),
+            Block::Text(..) => Err(Error::Internal("text for arrow".into())),
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {

@@ -4,23 +4,34 @@
 //! ```text
 //! GET|POST /api/v1/{stream}/export
 //!   ExportRequest --parse--> ExportPlan --prepare(snapshot)--> Export (pinned targets, query,
-//!   columns) --write_to(ChunkWriter)--> blocking thread: walk.rs blocks of 8k documents
+//!   columns) --write_to(ChunkWriter)--> blocking thread:
+//!     unsorted: parallel.rs blocks of 8k doc ids --> workers: columns.rs (fast fields, doc
+//!               store only for the other columns) | the lines of csv.rs / ndjson.rs
+//!               --> written in block order
+//!     sorted:   walk.rs blocks of 8k stored documents
 //!   --> arrow.rs | parquet.rs | csv.rs | ndjson.rs --> bounded channel --> chunked HTTP body
 //! ```
 //!
 //! Memory stays flat whatever the size of the export: documents are read a block at a time,
-//! encoded and sent before the next block is read, and the channel to the socket is bounded,
-//! so a slow client slows the export down instead of growing a buffer. A client that goes
+//! at most a few blocks per worker are in flight, each is encoded and sent in order, and the
+//! channel to the socket is bounded, so a slow client slows the export down instead of growing
+//! a buffer. Both readers give the same output: the same blocks of the same rows, the same
+//! values (see the tests). A client that goes
 //! away closes the channel, which stops the export at its next block. Exports have no time
 //! budget (they may run for minutes) and are mounted outside any request timeout.
 
 mod arrow;
+mod columns;
 mod csv;
 mod ndjson;
+mod parallel;
 mod parquet;
+mod stored;
 mod table;
 mod walk;
 
+#[cfg(test)]
+mod reader_tests;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +66,20 @@ pub(crate) use crate::query_text::build_query;
 pub(crate) use parquet::properties as parquet_properties;
 pub use parquet::{ROW_GROUP_BYTES, ROW_GROUP_ROWS};
 pub use walk::BLOCK_ROWS;
+
+pub(crate) use parallel::Block;
+
+/// How an export reads the documents it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// One thread, stored documents block by block ([`walk`]): sorted exports, and the
+    /// reference the other readers are checked against (only the tests ask for it unsorted).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Simple,
+    /// The bounded pipeline of [`parallel`] over `workers` threads (unsorted exports), with the
+    /// columnar reader (`fast`: fast fields from the columnar store) for Arrow and Parquet.
+    Pipeline { workers: usize, fast: bool },
+}
 
 /// The output format of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -234,6 +259,21 @@ impl Export {
         out: W,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<u64> {
+        let reader = Reader::Pipeline {
+            workers: parallel::workers(),
+            fast: true,
+        };
+        self.write_with(format, out, cancelled, reader)
+    }
+
+    /// [`Self::write_to`] with the reader chosen (sorted exports always use the simple one).
+    pub(crate) fn write_with<'w, W: Write + Send + 'w>(
+        &self,
+        format: ExportFormat,
+        out: W,
+        cancelled: &dyn Fn() -> bool,
+        reader: Reader,
+    ) -> Result<u64> {
         let layout = Arc::clone(&self.layout);
         let mut encoder: Box<dyn Encode + 'w> = match format {
             ExportFormat::Arrow => Box::new(arrow::ArrowEncoder::new(layout, out)?),
@@ -262,10 +302,29 @@ impl Export {
                     limit: *limit,
                     cancelled,
                 };
-                let mut emit = |docs: &[TantivyDocument]| encoder.write_docs(docs);
-                match sort {
-                    None => walk::walk_unsorted(&targets, query.as_ref(), &options, &mut emit)?,
-                    Some(order) => {
+                match (sort, reader) {
+                    (None, Reader::Pipeline { workers, fast }) => {
+                        let shape = parallel::Shape {
+                            format,
+                            layout: &self.layout,
+                            fast,
+                        };
+                        let mut write = |block: Block| encoder.write_block(block);
+                        parallel::export_unsorted(
+                            &targets,
+                            query.as_ref(),
+                            shape,
+                            workers,
+                            &options,
+                            &mut write,
+                        )?
+                    }
+                    (None, Reader::Simple) => {
+                        let mut emit = |docs: &[TantivyDocument]| encoder.write_docs(docs);
+                        walk::walk_unsorted(&targets, query.as_ref(), &options, &mut emit)?
+                    }
+                    (Some(order), _) => {
+                        let mut emit = |docs: &[TantivyDocument]| encoder.write_docs(docs);
                         walk::walk_sorted(&targets, query.as_ref(), *order, &options, &mut emit)?
                     }
                 }
@@ -286,6 +345,8 @@ pub(crate) trait Encode {
     fn write_docs(&mut self, docs: &[TantivyDocument]) -> Result<()>;
     /// Encodes a block of flat rows (an aggregation table).
     fn write_rows(&mut self, rows: &[Map<String, Value>]) -> Result<()>;
+    /// Writes a block the pipeline's workers encoded for this format.
+    fn write_block(&mut self, block: Block) -> Result<()>;
     /// Writes what ends the output (the Arrow end-of-stream marker, the Parquet footer) and
     /// flushes it.
     fn finish(self: Box<Self>) -> Result<()>;

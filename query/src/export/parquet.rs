@@ -13,7 +13,7 @@ use tantivy::TantivyDocument;
 
 use crate::error::{Error, Result};
 use crate::export::arrow::Layout;
-use crate::export::Encode;
+use crate::export::{Block, Encode};
 
 /// Rows per row group. The library's default (a million) would keep a million encoded rows in
 /// memory before the first byte leaves; 64k rows is large enough for good compression and
@@ -64,6 +64,13 @@ impl<W: Write + Send> Encode for ParquetEncoder<W> {
     fn write_rows(&mut self, rows: &[Map<String, Value>]) -> Result<()> {
         let batch = self.layout.batch_of_rows(rows)?;
         self.write(&batch)
+    }
+
+    fn write_block(&mut self, block: Block) -> Result<()> {
+        match block {
+            Block::Batch(batch) => self.write(&batch),
+            Block::Text(..) => Err(Error::Internal("text for parquet".into())),
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {

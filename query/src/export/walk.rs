@@ -31,7 +31,7 @@ const STORE_CACHE_BLOCKS: usize = 2;
 
 /// Opens a segment's doc store for an export through the read contract's store reader
 /// ([`SearchTarget::store_reader`]: positioned reads of the target's own file where it can).
-fn store_reader(
+pub(crate) fn store_reader(
     reader: &tantivy::SegmentReader,
     target: &SearchTarget,
 ) -> Result<tantivy::store::StoreReader> {
@@ -264,7 +264,7 @@ impl Ord for Head {
     }
 }
 
-fn remaining(limit: Option<u64>, emitted: u64) -> usize {
+pub(crate) fn remaining(limit: Option<u64>, emitted: u64) -> usize {
     match limit {
         None => usize::MAX,
         Some(limit) => usize::try_from(limit.saturating_sub(emitted)).unwrap_or(usize::MAX),
