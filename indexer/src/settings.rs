@@ -188,6 +188,10 @@ pub struct IndexerSettings {
     pub declared_streams: BTreeMap<String, StreamConfig>,
     /// Whether a write to an unknown stream creates it (`indexer.auto_create_streams`).
     pub auto_create_streams: bool,
+    /// Whether splits carry the source marks of their records (`SplitMeta::marks`): only
+    /// with a shared tier (`[storage] uri`), whose publisher hands them to the metastore. On
+    /// one machine they would only grow the commit payloads and the metastore file.
+    pub split_marks: bool,
     /// How long a push batch is recognised when sent again (`indexer.batch_dedup_window_secs`).
     pub batch_dedup_window: Duration,
     /// Streams whose unsealed WAL records may be dropped when they are no longer configured.
@@ -247,6 +251,7 @@ impl IndexerSettings {
             streams,
             declared_streams: config.streams.clone(),
             auto_create_streams: c.auto_create_streams,
+            split_marks: !config.storage.uri.trim().is_empty(),
             batch_dedup_window: Duration::from_secs(c.batch_dedup_window_secs),
             drop_unconfigured_streams: c.drop_unconfigured_streams.clone(),
             elastic_index_patterns: config.query.elastic_index_patterns.clone(),
@@ -299,6 +304,7 @@ impl IndexerSettings {
             writer_memory_bytes: self.writer_memory_bytes,
             writer: self.writer,
             dedup_window: self.dedup_window,
+            split_marks: self.split_marks,
             retention_max_age: o.retention_max_age,
             retention_max_bytes: o.retention_max_bytes,
             fault: self.fault_point(),

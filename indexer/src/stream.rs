@@ -66,6 +66,8 @@ pub struct StreamSettings {
     /// Writer threads and the doc-store format of new indexes.
     pub writer: WriterTuning,
     pub dedup_window: usize,
+    /// Whether splits carry source marks ([`crate::IndexerSettings::split_marks`]).
+    pub split_marks: bool,
     pub retention_max_age: Option<Duration>,
     pub retention_max_bytes: Option<u64>,
     /// Consulted before every hot-index commit and split seal (fault tests).
@@ -361,7 +363,9 @@ pub fn run_indexing(
                 docs,
                 marks,
             }) => {
-                state.note_marks(&marks);
+                if settings.split_marks {
+                    state.note_marks(&marks);
+                }
                 if let Err(err) = state.add(&stream, lsn, lsn_end, docs, &mut dedup, &metrics) {
                     tracing::error!(stream = %stream.spec.name, %err, "indexing failed, the writer is redone at the next commit");
                 }

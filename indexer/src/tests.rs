@@ -320,8 +320,19 @@ fn splits_carry_the_marks_of_their_records_through_restarts_and_merges() {
     use std::collections::BTreeMap;
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
+    // On one machine (no `[storage] uri`) splits carry no marks.
+    let alone = tempfile::tempdir().unwrap();
+    let indexer = open(alone.path());
+    assert!(!indexer.settings().split_marks);
+    ingest(&rt, &indexer, "logs", delivery("a", &[0], 20, "x"), true).unwrap();
+    indexer.seal_all();
+    assert_eq!(split_marks(&indexer), [BTreeMap::new()]);
+    indexer.shutdown();
+    drop(indexer);
+
     let mut s = settings(dir.path());
     s.merge_min_splits = 2;
+    s.split_marks = true;
     let indexer = Indexer::open(s.clone(), Arc::new(Metrics::default())).unwrap();
     ingest(
         &rt,
