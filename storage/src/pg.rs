@@ -606,20 +606,6 @@ impl PgMetastore {
         .await
     }
 
-    /// The owner of `source` and its token, if any.
-    pub async fn owner(&self, source: &str) -> Result<Option<(String, i64)>> {
-        self.run(async |c| {
-            let row = c
-                .query_opt(
-                    "SELECT owner, token FROM trawl_source_owners WHERE source = $1",
-                    &[&source],
-                )
-                .await?;
-            row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
-        })
-        .await
-    }
-
     /// Takes or renews the lease `name` for `ttl` if it is free, expired or already
     /// `holder`'s. Returns whether `holder` holds it now.
     pub async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
