@@ -504,6 +504,26 @@ impl prometheus_client::collector::Collector for StorageMetricsCollector {
                 M::get(&m.requests),
             ),
             (
+                "trawl_storage_ranged_opens",
+                "Splits opened from their object's tail (footer and hotcache) without fetching them whole",
+                M::get(&m.ranged_opens),
+            ),
+            (
+                "trawl_storage_ranged_open_requests",
+                "Requests made to open splits by range (1 to 3 each)",
+                M::get(&m.ranged_open_requests),
+            ),
+            (
+                "trawl_storage_range_reads",
+                "Ranged reads of splits opened by range, past their hotcache",
+                M::get(&m.range_reads),
+            ),
+            (
+                "trawl_storage_range_read_bytes",
+                "Bytes of those ranged reads",
+                M::get(&m.range_read_bytes),
+            ),
+            (
                 "trawl_storage_cache_hits",
                 "Split opens answered by the local cache",
                 M::get(&m.cache_hits),
@@ -555,6 +575,14 @@ impl prometheus_client::collector::Collector for StorageMetricsCollector {
         let metric = encoder.encode_descriptor(
             "trawl_storage_cache_bytes",
             "Bytes in the split cache now",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)?;
+        let gauge = ConstGauge::new(M::get(&m.cache_fills_pending) as i64);
+        let metric = encoder.encode_descriptor(
+            "trawl_storage_cache_fills_pending",
+            "Splits opened by range waiting for, or in, their download into the cache",
             None,
             gauge.metric_type(),
         )?;

@@ -369,9 +369,14 @@ async fn remote_leaf(
     let mut parsed = parsed.clone();
     parsed.scope = caller.scope().clone();
     let limits = limits.clone();
-    tokio::task::spawn_blocking(move || crate::search::search_leaf(&snapshot, &parsed, &limits))
-        .await
-        .map_err(|join| Error::Internal(format!("leaf search task failed: {join}")))?
+    let answer = tokio::task::spawn_blocking(move || {
+        crate::search::search_leaf(&snapshot, &parsed, &limits)
+    })
+    .await
+    .map_err(|join| Error::Internal(format!("leaf search task failed: {join}")))?;
+    // What this search read by range is fetched whole for the next ones.
+    remote.fill_cache();
+    answer
 }
 
 fn shared_tier_timeout(parsed: &crate::request::ParsedRequest) -> Error {

@@ -10,17 +10,25 @@
 //! indexer's merged split of which only some inputs are in the range is left out rightly, for
 //! its documents in the range come from those inputs; splits stay open between searches while the bytes
 //! of those open stay within three quarters of the cache's bound.
+//!
+//! A split that is not in the cache is opened **by range** ([`RangedDirectory`]: the object's
+//! tail, footer and hotcache in one request) and searched reading only what the search
+//! touches, so a cold search does not wait for whole objects. Once the search has answered,
+//! those splits are downloaded whole into the cache, one at a time, in the background
+//! ([`RemoteSplits::fill_cache`]); the next search that finds one cached reopens it from
+//! there (memory-mapped, as fast as an indexer's own split).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tantivy::directory::Directory;
 use tantivy::{Index, IndexReader, ReloadPolicy};
 use trawl_index::{SearchTarget, StreamSnapshot, TargetKind};
 use trawl_model::Timestamp;
 use trawl_storage::cache::CachedSplit;
 use trawl_storage::pg::SplitRecord;
-use trawl_storage::{ObjectStorage, PgMetastore, SplitCache, StorageMetrics};
+use trawl_storage::{ObjectStorage, PgMetastore, RangedDirectory, SplitCache, StorageMetrics};
 
 use crate::error::Error;
 
@@ -35,16 +43,26 @@ struct OpenSplit {
     reader: IndexReader,
     default_fields: Vec<String>,
     last_used: AtomicU64,
-    _cached: CachedSplit,
+    /// The cached file it is opened from (pinned while open), or `None` if opened by range.
+    _cached: Option<CachedSplit>,
+}
+
+impl OpenSplit {
+    fn ranged(&self) -> bool {
+        self._cached.is_none()
+    }
 }
 
 /// The published splits of the shared tier, for a searcher.
 pub struct RemoteSplits {
     metastore: PgMetastore,
-    cache: SplitCache,
+    cache: Arc<SplitCache>,
     open: Mutex<HashMap<String, Arc<OpenSplit>>>,
     clock: AtomicU64,
     max_open_bytes: u64,
+    /// Splits opened by range, to be downloaded into the cache: `true` once started.
+    pending: Arc<Mutex<HashMap<String, bool>>>,
+    metrics: Arc<StorageMetrics>,
 }
 
 impl RemoteSplits {
@@ -64,14 +82,17 @@ impl RemoteSplits {
             .unwrap_or_else(|| config.data_dir.join("cache"));
         let cache = SplitCache::open(&cache_dir, config.storage.cache_max_bytes, storage)
             .map_err(|e| internal("opening the split cache", e))?;
+        let cache = Arc::new(cache);
         // Connected on the first search: a searcher starts while PostgreSQL is away.
-        let metastore = PgMetastore::lazy(&config.metastore.uri, metrics);
+        let metastore = PgMetastore::lazy(&config.metastore.uri, metrics.clone());
         Ok(RemoteSplits {
             metastore,
             cache,
             open: Mutex::new(HashMap::new()),
             clock: AtomicU64::new(0),
             max_open_bytes: config.storage.cache_max_bytes / 4 * 3,
+            pending: Arc::default(),
+            metrics,
         })
     }
 
@@ -97,14 +118,12 @@ impl RemoteSplits {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> crate::Result<Option<StreamSnapshot>> {
-        let mut opened = Vec::new();
-        for record in records {
-            let overlaps = start.is_none_or(|s| record.max_timestamp >= s.0)
-                && end.is_none_or(|e| record.min_timestamp < e.0);
-            if overlaps {
-                opened.push(self.open_split(record).await?);
-            }
-        }
+        let opening = records.iter().filter(|record| {
+            start.is_none_or(|s| record.max_timestamp >= s.0)
+                && end.is_none_or(|e| record.min_timestamp < e.0)
+        });
+        let opened =
+            futures::future::try_join_all(opening.map(|record| self.open_split(record))).await?;
         self.close_least_used();
         // The newest split's schema and default fields: the stream's current ones.
         let Some(newest) = opened.iter().max_by_key(|s| s.record.created_at) else {
@@ -140,21 +159,38 @@ impl RemoteSplits {
 
     async fn open_split(&self, record: &SplitRecord) -> crate::Result<Arc<OpenSplit>> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
-        if let Some(split) = lock(&self.open).get(&record.object_key) {
-            split.last_used.store(now, Ordering::Relaxed);
-            return Ok(split.clone());
+        let key = &record.object_key;
+        if let Some(split) = lock(&self.open).get(key) {
+            // One opened by range is reopened from the cache once it is there.
+            if !split.ranged() || !self.cache.contains(key) {
+                split.last_used.store(now, Ordering::Relaxed);
+                return Ok(split.clone());
+            }
         }
-        let cached = self
-            .cache
-            .open_split(&record.object_key)
-            .await
-            .map_err(|e| {
-                Error::Internal(format!(
-                    "split {} of {}: {e}",
-                    record.split_id, record.stream
-                ))
-            })?;
-        let default_fields = cached.directory.footer().meta["default_fields"]
+        let failed = |e: String| {
+            Error::Internal(format!(
+                "split {} of {}: {e}",
+                record.split_id, record.stream
+            ))
+        };
+        let (directory, footer_meta, cached): (Box<dyn Directory>, _, _) =
+            if self.cache.contains(key) {
+                let cached = self
+                    .cache
+                    .open_split(key)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                let meta = cached.directory.footer().meta.clone();
+                (Box::new(cached.directory.clone()), meta, Some(cached))
+            } else {
+                let directory =
+                    RangedDirectory::open(self.cache.storage(), key, Some(record.bytes))
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
+                let meta = directory.footer().meta.clone();
+                (Box::new(directory), meta, None)
+            };
+        let default_fields = footer_meta["default_fields"]
             .as_array()
             .map(|names| {
                 names
@@ -163,19 +199,24 @@ impl RemoteSplits {
                     .collect()
             })
             .unwrap_or_default();
-        let unreadable = |e: tantivy::TantivyError| {
-            Error::Internal(format!(
-                "split {} of {}: {e}",
-                record.split_id, record.stream
-            ))
-        };
-        let index = Index::open(cached.directory.clone()).map_err(unreadable)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .doc_store_cache_num_blocks(DOC_STORE_CACHE_BLOCKS)
-            .try_into()
-            .map_err(unreadable)?;
+        // A split opened by range may read object storage while it opens: off the runtime.
+        let reader = tokio::task::spawn_blocking(move || -> tantivy::Result<IndexReader> {
+            Index::open(directory)?
+                .reader_builder()
+                .reload_policy(ReloadPolicy::Manual)
+                .doc_store_cache_num_blocks(DOC_STORE_CACHE_BLOCKS)
+                .try_into()
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))?;
+        if cached.is_none() {
+            let mut pending = lock(&self.pending);
+            pending.entry(key.clone()).or_insert(false);
+            self.metrics
+                .cache_fills_pending
+                .store(pending.len() as u64, Ordering::Relaxed);
+        }
         let split = Arc::new(OpenSplit {
             record: record.clone(),
             reader,
@@ -183,8 +224,43 @@ impl RemoteSplits {
             last_used: AtomicU64::new(now),
             _cached: cached,
         });
-        lock(&self.open).insert(record.object_key.clone(), split.clone());
+        lock(&self.open).insert(key.clone(), split.clone());
         Ok(split)
+    }
+
+    /// Downloads into the cache, one at a time in the background, the splits opened by range
+    /// and not yet on their way; the searches after find them there. A failed download is
+    /// tried again after the split's next opening by range.
+    pub fn fill_cache(&self) {
+        let keys: Vec<String> = {
+            let mut pending = lock(&self.pending);
+            pending
+                .iter_mut()
+                .filter(|(_, started)| !**started)
+                .map(|(key, started)| {
+                    *started = true;
+                    key.clone()
+                })
+                .collect()
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let cache = self.cache.clone();
+        let pending = self.pending.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            for key in keys {
+                if let Err(err) = cache.open_split(&key).await {
+                    tracing::warn!(key, %err, "a split read by range could not be cached");
+                }
+                let mut pending = lock(&pending);
+                pending.remove(&key);
+                metrics
+                    .cache_fills_pending
+                    .store(pending.len() as u64, Ordering::Relaxed);
+            }
+        });
     }
 
     /// Closes the least recently used open splits while those open hold more than their share

@@ -3,33 +3,43 @@
 //! trailer that says where the footer starts.
 //!
 //! ```text
-//! [file 0][file 1]...[file n-1][footer: JSON][footer length: u64 LE][version: u32 LE]["TRWLSPLT"]
+//! [file 0]...[file n-1][hotcache][footer: JSON][footer length: u64 LE][version: u32 LE]["TRWLSPLT"]
 //! ```
 //!
-//! A reader fetches the object (or its tail, to read the footer alone) and serves tantivy its
-//! files as slices of it ([`BundleDirectory`]): no file is copied out. tantivy's own per-file
-//! footers (checksums, format version) are kept inside each file, so an index opened from a
-//! bundle is checked exactly as one opened from its directory.
+//! A reader fetches the object and serves tantivy its files as slices of it
+//! ([`BundleDirectory`]): no file is copied out. tantivy's own per-file footers (checksums,
+//! format version) are kept inside each file, so an index opened from a bundle is checked
+//! exactly as one opened from its directory.
+//!
+//! The **hotcache** (version 2; Quickwit's idea) is a copy of the byte ranges tantivy reads to
+//! open the index and its segments, the term dictionaries of its fields and its doc stores'
+//! skip indexes, recorded when the bundle is written. It lies just before the footer, so a
+//! reader that fetches the object's tail by range gets the footer and the hotcache at once and
+//! opens the split without any other request ([`crate::ranged::RangedDirectory`]); a search
+//! then reads by range only the postings, columns and doc-store blocks it touches. Ranges
+//! larger than [`HOT_SLICE_MAX`] are left out (read on demand), and the hotcache is bounded by
+//! [`HOTCACHE_MAX`]. Version 1 bundles (no hotcache) are still read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tantivy::directory::error::{DeleteError, OpenReadError, OpenWriteError};
-use tantivy::directory::{
-    Directory, DirectoryLock, FileHandle, FileSlice, Lock, MmapDirectory, WatchCallback,
-    WatchHandle, WritePtr,
-};
-use tantivy::HasLen;
+use tantivy::directory::error::OpenReadError;
+use tantivy::directory::{Directory, FileHandle, FileSlice, MmapDirectory};
+use tantivy::{HasLen, Index, ReloadPolicy};
 
 use crate::{Error, Result};
 
 /// Version of the bundle layout (trailer and footer); bumped on any incompatible change.
-pub const BUNDLE_VERSION: u32 = 1;
+pub const BUNDLE_VERSION: u32 = 2;
+/// A range read while opening that is longer than this is not copied into the hotcache.
+pub const HOT_SLICE_MAX: u64 = 1 << 20;
+/// The hotcache's bound: the shortest ranges first until it is full.
+pub const HOTCACHE_MAX: u64 = 8 << 20;
 /// The last eight bytes of every bundle.
 pub const BUNDLE_MAGIC: &[u8; 8] = b"TRWLSPLT";
 /// Bytes of the trailer: footer length, version, magic.
@@ -47,6 +57,19 @@ pub struct BundleFooter {
     pub files: Vec<BundleFile>,
     /// The split's description as its writer recorded it (the indexer's split meta).
     pub meta: serde_json::Value,
+    /// The hotcache's slices, by file (version 2; empty in version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hotcache: Vec<HotSlice>,
+}
+
+/// One slice of the hotcache: bytes `start..end` of `file`, copied at `at` in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotSlice {
+    pub file: String,
+    pub start: u64,
+    pub end: u64,
+    pub at: u64,
 }
 
 /// One file of a bundle: its name and its byte range in the object.
@@ -64,6 +87,46 @@ impl BundleFooter {
     pub fn tail_range(total: u64, footer_len: u64) -> Option<Range<u64>> {
         let tail = footer_len.checked_add(TRAILER_LEN as u64)?;
         Some(total.checked_sub(tail)?..total)
+    }
+
+    /// Where the hotcache starts in the bundle (`footer_start` when there is none).
+    pub fn hotcache_start(&self, footer_start: u64) -> u64 {
+        self.hotcache
+            .iter()
+            .map(|h| h.at)
+            .min()
+            .unwrap_or(footer_start)
+    }
+
+    /// Checks that every file and hotcache slice lies within the `footer_start` data bytes,
+    /// and every slice within its file.
+    pub fn check(&self, footer_start: u64) -> Result<()> {
+        let mut lens = HashMap::with_capacity(self.files.len());
+        for file in &self.files {
+            if file.start > file.end || file.end > footer_start {
+                return Err(Error::Format(format!(
+                    "file {} at {}..{} outside the bundle's {footer_start} data bytes",
+                    file.name, file.start, file.end
+                )));
+            }
+            lens.insert(file.name.as_str(), file.end - file.start);
+        }
+        for hot in &self.hotcache {
+            let fits = lens
+                .get(hot.file.as_str())
+                .is_some_and(|len| hot.start <= hot.end && hot.end <= *len)
+                && hot
+                    .at
+                    .checked_add(hot.end - hot.start)
+                    .is_some_and(|end| end <= footer_start);
+            if !fits {
+                return Err(Error::Format(format!(
+                    "hotcache slice {}..{} of {} at {} outside its file or the bundle",
+                    hot.start, hot.end, hot.file, hot.at
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -98,10 +161,36 @@ pub fn write_bundle(dir: &Path, meta: &serde_json::Value, out: &Path) -> Result<
         });
         offset += copied;
     }
+    let mut hotcache = Vec::new();
+    for (name, ranges) in hot_ranges(dir)? {
+        let path = dir.join(&name);
+        let mut input = File::open(&path).map_err(io_err(&path))?;
+        for range in ranges {
+            input
+                .seek(SeekFrom::Start(range.start))
+                .map_err(io_err(&path))?;
+            let len = range.end - range.start;
+            let copied =
+                io::copy(&mut (&mut input).take(len), &mut writer).map_err(io_err(&path))?;
+            if copied != len {
+                return Err(Error::Format(format!(
+                    "{name} shorter than the range {range:?} read from it"
+                )));
+            }
+            hotcache.push(HotSlice {
+                file: name.clone(),
+                start: range.start,
+                end: range.end,
+                at: offset,
+            });
+            offset += len;
+        }
+    }
     let footer = BundleFooter {
         version: BUNDLE_VERSION,
         files,
         meta: meta.clone(),
+        hotcache,
     };
     let footer_bytes = serde_json::to_vec(&footer).map_err(|e| Error::Format(e.to_string()))?;
     writer.write_all(&footer_bytes).map_err(io_err(out))?;
@@ -154,7 +243,7 @@ pub fn parse_footer(tail: &[u8]) -> Result<BundleFooter> {
         .ok_or_else(|| Error::Format("the footer is longer than the bundle".into()))?;
     let footer: BundleFooter = serde_json::from_slice(&tail[start..end])
         .map_err(|e| Error::Format(format!("split bundle footer: {e}")))?;
-    if footer.version != BUNDLE_VERSION {
+    if footer.version == 0 || footer.version > BUNDLE_VERSION {
         return Err(Error::Format(format!(
             "split bundle footer version {}",
             footer.version
@@ -162,6 +251,61 @@ pub fn parse_footer(tail: &[u8]) -> Result<BundleFooter> {
     }
     Ok(footer)
 }
+
+/// The methods every read-only directory of this crate shares: nothing is written, deleted
+/// or watched, and every lock is granted (nothing writes, so it guards nothing).
+macro_rules! read_only_methods {
+    () => {
+        fn delete(
+            &self,
+            path: &std::path::Path,
+        ) -> std::result::Result<(), tantivy::directory::error::DeleteError> {
+            Err(tantivy::directory::error::DeleteError::IoError {
+                io_error: std::sync::Arc::new($crate::bundle::read_only(path)),
+                filepath: path.to_path_buf(),
+            })
+        }
+
+        fn open_write(
+            &self,
+            path: &std::path::Path,
+        ) -> std::result::Result<
+            tantivy::directory::WritePtr,
+            tantivy::directory::error::OpenWriteError,
+        > {
+            Err(tantivy::directory::error::OpenWriteError::IoError {
+                io_error: std::sync::Arc::new($crate::bundle::read_only(path)),
+                filepath: path.to_path_buf(),
+            })
+        }
+
+        fn atomic_write(&self, path: &std::path::Path, _data: &[u8]) -> std::io::Result<()> {
+            Err($crate::bundle::read_only(path))
+        }
+
+        fn sync_directory(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn acquire_lock(
+            &self,
+            _lock: &tantivy::directory::Lock,
+        ) -> std::result::Result<
+            tantivy::directory::DirectoryLock,
+            tantivy::directory::error::LockError,
+        > {
+            Ok(tantivy::directory::DirectoryLock::from(Box::new(())))
+        }
+
+        fn watch(
+            &self,
+            _callback: tantivy::directory::WatchCallback,
+        ) -> tantivy::Result<tantivy::directory::WatchHandle> {
+            Ok(tantivy::directory::WatchHandle::empty())
+        }
+    };
+}
+pub(crate) use read_only_methods;
 
 /// A read-only tantivy directory over one bundle: each file is a slice of the bundle's bytes.
 #[derive(Clone)]
@@ -218,14 +362,9 @@ impl BundleDirectory {
             .ok_or_else(|| Error::Format("the footer is longer than the bundle".into()))?;
         let footer_start = tail.start;
         let footer = parse_footer(&read(tail)?)?;
+        footer.check(footer_start)?;
         let mut files = HashMap::with_capacity(footer.files.len());
         for file in &footer.files {
-            if file.start > file.end || file.end > footer_start {
-                return Err(Error::Format(format!(
-                    "file {} at {}..{} outside the bundle's {footer_start} data bytes",
-                    file.name, file.start, file.end
-                )));
-            }
             files.insert(
                 PathBuf::from(&file.name),
                 whole.slice(file.start as usize..file.end as usize),
@@ -249,7 +388,7 @@ impl BundleDirectory {
     }
 }
 
-fn read_only(path: &Path) -> io::Error {
+pub(crate) fn read_only(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::PermissionDenied,
         format!("{}: a split bundle is read-only", path.display()),
@@ -268,22 +407,8 @@ impl Directory for BundleDirectory {
         Ok(self.slice(path)?.clone())
     }
 
-    fn delete(&self, path: &Path) -> std::result::Result<(), DeleteError> {
-        Err(DeleteError::IoError {
-            io_error: Arc::new(read_only(path)),
-            filepath: path.to_path_buf(),
-        })
-    }
-
     fn exists(&self, path: &Path) -> std::result::Result<bool, OpenReadError> {
         Ok(self.files.contains_key(path))
-    }
-
-    fn open_write(&self, path: &Path) -> std::result::Result<WritePtr, OpenWriteError> {
-        Err(OpenWriteError::IoError {
-            io_error: Arc::new(read_only(path)),
-            filepath: path.to_path_buf(),
-        })
     }
 
     fn atomic_read(&self, path: &Path) -> std::result::Result<Vec<u8>, OpenReadError> {
@@ -297,25 +422,141 @@ impl Directory for BundleDirectory {
         Ok(bytes.as_slice().to_vec())
     }
 
-    fn atomic_write(&self, path: &Path, _data: &[u8]) -> io::Result<()> {
-        Err(read_only(path))
-    }
+    read_only_methods!();
+}
 
-    fn sync_directory(&self) -> io::Result<()> {
-        Ok(())
+/// The byte ranges of the split in `dir` that tantivy reads to open it: the index and its
+/// segments, every indexed field's term dictionary, every doc store's skip index; by file,
+/// merged, in order. Ranges over [`HOT_SLICE_MAX`] are left out; past [`HOTCACHE_MAX`], the
+/// longest are.
+fn hot_ranges(dir: &Path) -> Result<BTreeMap<String, Vec<Range<u64>>>> {
+    let unreadable =
+        |e: tantivy::TantivyError| Error::Format(format!("recording the hotcache: {e}"));
+    let mmap = MmapDirectory::open(dir).map_err(|e| Error::Io {
+        path: dir.to_path_buf(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let recording = Recording {
+        inner: mmap,
+        reads: Arc::default(),
+    };
+    {
+        let index = Index::open(recording.clone()).map_err(unreadable)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(unreadable)?;
+        let searcher = reader.searcher();
+        let schema = index.schema();
+        for segment in searcher.segment_readers() {
+            for (field, entry) in schema.fields() {
+                if entry.is_indexed() {
+                    segment.inverted_index(field).map_err(unreadable)?;
+                }
+            }
+            segment
+                .get_store_reader(0)
+                .map_err(|e| Error::Format(format!("recording the hotcache: {e}")))?;
+        }
     }
+    let reads = std::mem::take(&mut *recording.reads.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut by_file: BTreeMap<String, Vec<Range<u64>>> = BTreeMap::new();
+    for (path, range) in reads {
+        if range.start < range.end {
+            by_file
+                .entry(path.to_string_lossy().into_owned())
+                .or_default()
+                .push(range);
+        }
+    }
+    let mut slices = Vec::new();
+    for (file, mut ranges) in by_file {
+        ranges.sort_by_key(|r| (r.start, r.end));
+        let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            match merged.last_mut() {
+                Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+                _ => merged.push(range),
+            }
+        }
+        slices.extend(merged.into_iter().map(|r| (file.clone(), r)));
+    }
+    slices.retain(|(_, r)| r.end - r.start <= HOT_SLICE_MAX);
+    slices.sort_by_key(|(_, r)| r.end - r.start);
+    let mut total = 0;
+    let mut kept: BTreeMap<String, Vec<Range<u64>>> = BTreeMap::new();
+    for (file, range) in slices {
+        total += range.end - range.start;
+        if total > HOTCACHE_MAX {
+            break;
+        }
+        kept.entry(file).or_default().push(range);
+    }
+    for ranges in kept.values_mut() {
+        ranges.sort_by_key(|r| r.start);
+    }
+    Ok(kept)
+}
 
-    fn acquire_lock(
+type Reads = Arc<Mutex<Vec<(PathBuf, Range<u64>)>>>;
+
+/// A directory that records every byte range read through it (to write the hotcache).
+#[derive(Clone, Debug)]
+struct Recording {
+    inner: MmapDirectory,
+    reads: Reads,
+}
+
+#[derive(Debug)]
+struct RecordingHandle {
+    path: PathBuf,
+    inner: Arc<dyn FileHandle>,
+    reads: Reads,
+}
+
+impl HasLen for RecordingHandle {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+impl FileHandle for RecordingHandle {
+    fn read_bytes(&self, range: Range<usize>) -> io::Result<tantivy::directory::OwnedBytes> {
+        self.reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((self.path.clone(), range.start as u64..range.end as u64));
+        self.inner.read_bytes(range)
+    }
+}
+
+impl Directory for Recording {
+    fn get_file_handle(
         &self,
-        _lock: &Lock,
-    ) -> std::result::Result<DirectoryLock, tantivy::directory::error::LockError> {
-        // Nothing writes a bundle: every lock is granted and guards nothing.
-        Ok(DirectoryLock::from(Box::new(())))
+        path: &Path,
+    ) -> std::result::Result<Arc<dyn FileHandle>, OpenReadError> {
+        Ok(Arc::new(RecordingHandle {
+            path: path.to_path_buf(),
+            inner: self.inner.get_file_handle(path)?,
+            reads: self.reads.clone(),
+        }))
     }
 
-    fn watch(&self, _callback: WatchCallback) -> tantivy::Result<WatchHandle> {
-        Ok(WatchHandle::empty())
+    fn exists(&self, path: &Path) -> std::result::Result<bool, OpenReadError> {
+        self.inner.exists(path)
     }
+
+    fn atomic_read(&self, path: &Path) -> std::result::Result<Vec<u8>, OpenReadError> {
+        let bytes = self.inner.atomic_read(path)?;
+        self.reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.to_path_buf(), 0..bytes.len() as u64));
+        Ok(bytes)
+    }
+
+    read_only_methods!();
 }
 
 /// Reads the footer of a bundle file on disk (the trailer, then the footer).
@@ -429,7 +670,7 @@ mod tests {
         newer[at..at + 4].copy_from_slice(&(BUNDLE_VERSION + 1).to_le_bytes());
         let err = open(newer).unwrap_err();
         assert!(
-            matches!(err, Error::Format(ref m) if m.contains("version 2")),
+            matches!(err, Error::Format(ref m) if m.contains(&format!("version {}", BUNDLE_VERSION + 1))),
             "{err}"
         );
         // A footer length past the start.

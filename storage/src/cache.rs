@@ -118,6 +118,11 @@ impl SplitCache {
         Ok(cache)
     }
 
+    /// The object storage it fetches from.
+    pub fn storage(&self) -> &ObjectStorage {
+        &self.storage
+    }
+
     /// Bytes in the cache now.
     pub fn bytes(&self) -> u64 {
         lock(&self.state).bytes

@@ -6,6 +6,8 @@
 //! bundle.rs  the split object: tantivy's files end to end, a versioned footer, a trailer;
 //!            BundleDirectory serves them to tantivy as slices of one mmap
 //! object.rs  ObjectStorage: `[storage] uri` to an object_store, uploads, ranged reads
+//! ranged.rs  RangedDirectory: a split opened from its object's tail (footer and hotcache in
+//!            one request) and read by range, never fetched whole
 //! cache.rs   SplitCache: least recently used out past `cache_max_bytes`, crash-safe
 //!            downloads, one fetch per split however many readers ask
 //! pg.rs      PgMetastore: versioned schema migrations, splits staged → published → marked,
@@ -18,6 +20,7 @@ mod error;
 pub mod metrics;
 pub mod object;
 pub mod pg;
+pub mod ranged;
 
 pub use bundle::{write_bundle, BundleDirectory, BundleFooter};
 pub use cache::SplitCache;
@@ -25,3 +28,4 @@ pub use error::{Error, Result};
 pub use metrics::StorageMetrics;
 pub use object::ObjectStorage;
 pub use pg::PgMetastore;
+pub use ranged::RangedDirectory;

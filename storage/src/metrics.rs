@@ -14,6 +14,15 @@ pub struct StorageMetrics {
     pub download_bytes: AtomicU64,
     /// Requests made to object storage (every GET, ranged GET, PUT, part, HEAD, LIST, DELETE).
     pub requests: AtomicU64,
+    /// Splits opened by range (footer and hotcache from the object's tail), not fetched whole.
+    pub ranged_opens: AtomicU64,
+    /// Requests those openings made (1 to 3 each).
+    pub ranged_open_requests: AtomicU64,
+    /// Ranged reads of opened splits past their hotcache, and their bytes.
+    pub range_reads: AtomicU64,
+    pub range_read_bytes: AtomicU64,
+    /// Splits opened by range waiting for, or in, their whole download into the cache.
+    pub cache_fills_pending: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub cache_evictions: AtomicU64,

@@ -244,6 +244,19 @@ impl ObjectStorage {
         Ok(self.store.get_range(&self.path(key), range).await?)
     }
 
+    /// The last `n` bytes of the object `key` (all of it if it is shorter), and its size: one
+    /// request, a suffix range.
+    pub async fn get_suffix(&self, key: &str, n: u64) -> Result<(Bytes, u64)> {
+        self.request();
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Suffix(n)),
+            ..Default::default()
+        };
+        let got = self.store.get_opts(&self.path(key), options).await?;
+        let size = got.meta.size;
+        Ok((got.bytes().await?, size))
+    }
+
     /// The size of the object `key`, or `None` if there is none.
     pub async fn size(&self, key: &str) -> Result<Option<u64>> {
         self.request();

@@ -398,14 +398,33 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         let range: Vec<(&str, &str)> = range.iter().map(|(k, v)| (*k, v.as_str())).collect();
         assert_eq!(s.total("*", &range), 300);
     }
-    // Each searcher fetched every published split into its cache once.
-    assert_eq!(s1.metric("trawl_storage_downloads_total"), Some(6.0));
+    // Each searcher opened every published split by range (its tail: one request), searched
+    // it so, and then fetched it whole into its cache, once, in the background.
+    for s in [&s1, &s2] {
+        wait_until(
+            "the splits read by range cached",
+            Duration::from_secs(60),
+            || s.metric("trawl_storage_cache_fills_pending") == Some(0.0),
+        );
+        assert_eq!(s.metric("trawl_storage_ranged_opens_total"), Some(6.0));
+        assert_eq!(
+            s.metric("trawl_storage_ranged_open_requests_total"),
+            Some(6.0)
+        );
+        assert_eq!(s.metric("trawl_storage_downloads_total"), Some(6.0));
+    }
     assert_eq!(search_all(&s1), (650, 650, false));
     assert_eq!(
         s1.metric("trawl_storage_downloads_total"),
         Some(6.0),
         "warm: no download"
     );
+    assert_eq!(
+        s1.metric("trawl_storage_ranged_opens_total"),
+        Some(6.0),
+        "warm: reopened from the cache"
+    );
+    assert_eq!(s1.metric("trawl_storage_cache_hits_total"), Some(6.0));
     // s2's cache deleted while it serves: its open splits answer on, and it fetches again
     // what it opens anew.
     std::fs::remove_dir_all(tmp.path().join("s2/data/cache")).unwrap();
