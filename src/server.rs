@@ -524,6 +524,16 @@ impl prometheus_client::collector::Collector for StorageMetricsCollector {
                 M::get(&m.range_read_bytes),
             ),
             (
+                "trawl_storage_published_list_hits",
+                "Searches whose list of published splits was kept (no change notified since)",
+                M::get(&m.published_list_hits),
+            ),
+            (
+                "trawl_storage_published_list_misses",
+                "Searches that read the list of published splits from the metastore",
+                M::get(&m.published_list_misses),
+            ),
+            (
                 "trawl_storage_cache_hits",
                 "Split opens answered by the local cache",
                 M::get(&m.cache_hits),
@@ -571,30 +581,32 @@ impl prometheus_client::collector::Collector for StorageMetricsCollector {
             seconds.metric_type(),
         )?;
         seconds.encode(metric)?;
-        let gauge = ConstGauge::new(M::get(&m.cache_bytes) as i64);
-        let metric = encoder.encode_descriptor(
-            "trawl_storage_cache_bytes",
-            "Bytes in the split cache now",
-            None,
-            gauge.metric_type(),
-        )?;
-        gauge.encode(metric)?;
-        let gauge = ConstGauge::new(M::get(&m.cache_fills_pending) as i64);
-        let metric = encoder.encode_descriptor(
-            "trawl_storage_cache_fills_pending",
-            "Splits opened by range waiting for, or in, their download into the cache",
-            None,
-            gauge.metric_type(),
-        )?;
-        gauge.encode(metric)?;
-        let gauge = ConstGauge::new(M::get(&m.id_lease_held) as i64);
-        let metric = encoder.encode_descriptor(
-            "trawl_storage_id_lease_held",
-            "1 while this indexer holds the lease on its indexer id (and so publishes)",
-            None,
-            gauge.metric_type(),
-        )?;
-        gauge.encode(metric)?;
+        for (name, help, value) in [
+            (
+                "trawl_storage_cache_bytes",
+                "Bytes in the split cache now",
+                M::get(&m.cache_bytes),
+            ),
+            (
+                "trawl_storage_cache_fills_pending",
+                "Splits opened by range waiting for, or in, their download into the cache",
+                M::get(&m.cache_fills_pending),
+            ),
+            (
+                "trawl_storage_published_list_listening",
+                "1 while this searcher listens for changes of the published splits (and keeps its lists)",
+                M::get(&m.published_list_listening),
+            ),
+            (
+                "trawl_storage_id_lease_held",
+                "1 while this indexer holds the lease on its indexer id (and so publishes)",
+                M::get(&m.id_lease_held),
+            ),
+        ] {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
         Ok(())
     }
 }

@@ -5,8 +5,11 @@
 //! split made from one of them by a merge (its `parents`), so that each record is counted once
 //! whichever side holds it.
 //!
-//! The list of published splits that the search's time range covers is read from the
-//! metastore at each search (one query), so a merge published since is seen at once; an
+//! The list of a stream's published splits is read from the metastore and kept while the
+//! metastore's notifications (`LISTEN`, sent by every publish, merge and retention mark in its
+//! transaction) say it has not changed, at most [`LIST_MAX_AGE`]; without a listening
+//! connection it is read at each search (one query). So a merge published since is seen at
+//! once; an
 //! indexer's merged split of which only some inputs are in the range is left out rightly, for
 //! its documents in the range come from those inputs; splits stay open between searches while the bytes
 //! of those open stay within three quarters of the cache's bound.
@@ -21,13 +24,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tantivy::directory::Directory;
 use tantivy::{Index, IndexReader, ReloadPolicy};
 use trawl_index::{SearchTarget, StreamSnapshot, TargetKind};
 use trawl_model::Timestamp;
 use trawl_storage::cache::CachedSplit;
-use trawl_storage::pg::SplitRecord;
+use trawl_storage::pg::{watch_published, PublishedChange, SplitRecord};
 use trawl_storage::{ObjectStorage, PgMetastore, RangedDirectory, SplitCache, StorageMetrics};
 
 use crate::error::Error;
@@ -37,6 +41,72 @@ pub const EXCLUDE_SPLITS_KEY: &str = "exclude_splits";
 
 /// Decompressed doc-store blocks cached per segment of an open split (as the indexer's).
 const DOC_STORE_CACHE_BLOCKS: usize = 8;
+
+/// How long a stream's published list is kept even without a notification of a change.
+pub const LIST_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The published splits per stream, kept while no notification says they changed.
+#[derive(Default)]
+struct ListCache {
+    /// Whether the notifications connection listens now: nothing is kept while it does not.
+    listening: bool,
+    /// Bumped whenever listening starts or stops: what was kept before is dropped.
+    epoch: u64,
+    /// Per stream, the notifications of a change seen.
+    changes: HashMap<String, u64>,
+    lists: HashMap<String, KeptList>,
+}
+
+struct KeptList {
+    epoch: u64,
+    changes: u64,
+    at: Instant,
+    records: Arc<Vec<SplitRecord>>,
+}
+
+impl ListCache {
+    fn apply(&mut self, change: PublishedChange) {
+        match change {
+            PublishedChange::Stream(stream) => {
+                self.lists.remove(&stream);
+                *self.changes.entry(stream).or_default() += 1;
+            }
+            PublishedChange::Listening | PublishedChange::Lost => {
+                self.listening = change == PublishedChange::Listening;
+                self.epoch += 1;
+                self.lists.clear();
+            }
+        }
+    }
+
+    /// Where `stream` stands now: a list read from here on may be kept if this is unchanged
+    /// once it is read.
+    fn token(&self, stream: &str) -> (u64, u64) {
+        (self.epoch, self.changes.get(stream).copied().unwrap_or(0))
+    }
+
+    fn get(&self, stream: &str) -> Option<Arc<Vec<SplitRecord>>> {
+        let kept = self.lists.get(stream)?;
+        (self.listening
+            && (kept.epoch, kept.changes) == self.token(stream)
+            && kept.at.elapsed() < LIST_MAX_AGE)
+            .then(|| kept.records.clone())
+    }
+
+    fn keep(&mut self, stream: &str, token: (u64, u64), records: Arc<Vec<SplitRecord>>) {
+        if self.listening && token == self.token(stream) {
+            self.lists.insert(
+                stream.to_string(),
+                KeptList {
+                    epoch: token.0,
+                    changes: token.1,
+                    at: Instant::now(),
+                    records,
+                },
+            );
+        }
+    }
+}
 
 struct OpenSplit {
     record: SplitRecord,
@@ -63,6 +133,14 @@ pub struct RemoteSplits {
     /// Splits opened by range, to be downloaded into the cache: `true` once started.
     pending: Arc<Mutex<HashMap<String, bool>>>,
     metrics: Arc<StorageMetrics>,
+    lists: Arc<Mutex<ListCache>>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RemoteSplits {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
 }
 
 impl RemoteSplits {
@@ -85,6 +163,22 @@ impl RemoteSplits {
         let cache = Arc::new(cache);
         // Connected on the first search: a searcher starts while PostgreSQL is away.
         let metastore = PgMetastore::lazy(&config.metastore.uri, metrics.clone());
+        let lists = Arc::new(Mutex::new(ListCache::default()));
+        let watcher = {
+            let lists = lists.clone();
+            let metrics = metrics.clone();
+            watch_published(
+                &config.metastore.uri,
+                Duration::from_secs(1),
+                move |change| {
+                    let listening = u64::from(change != PublishedChange::Lost);
+                    lock(&lists).apply(change);
+                    metrics
+                        .published_list_listening
+                        .store(listening, Ordering::Relaxed);
+                },
+            )
+        };
         Ok(RemoteSplits {
             metastore,
             cache,
@@ -93,6 +187,8 @@ impl RemoteSplits {
             max_open_bytes: config.storage.cache_max_bytes / 4 * 3,
             pending: Arc::default(),
             metrics,
+            lists,
+            watcher,
         })
     }
 
@@ -103,10 +199,34 @@ impl RemoteSplits {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> crate::Result<Vec<SplitRecord>> {
-        self.metastore
-            .published_in(stream, start.map(|t| t.0), end.map(|t| t.0))
-            .await
-            .map_err(|e| Error::Internal(format!("metastore: {e}")))
+        let kept = lock(&self.lists).get(stream);
+        let all = match kept {
+            Some(records) => {
+                StorageMetrics::inc(&self.metrics.published_list_hits, 1);
+                records
+            }
+            None => {
+                StorageMetrics::inc(&self.metrics.published_list_misses, 1);
+                let token = lock(&self.lists).token(stream);
+                let records = Arc::new(
+                    self.metastore
+                        .published_in(stream, None, None)
+                        .await
+                        .map_err(|e| Error::Internal(format!("metastore: {e}")))?,
+                );
+                lock(&self.lists).keep(stream, token, records.clone());
+                records
+            }
+        };
+        // As `published_in` bounds them: any overlap with the range.
+        Ok(all
+            .iter()
+            .filter(|r| {
+                start.is_none_or(|s| r.max_timestamp >= s.0)
+                    && end.is_none_or(|e| r.min_timestamp < e.0)
+            })
+            .cloned()
+            .collect())
     }
 
     /// A snapshot of the splits of `records` that may hold documents in `[start, end)`,
@@ -309,6 +429,66 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::testutil::snapshot;
+
+    fn record(id: &str) -> SplitRecord {
+        SplitRecord {
+            stream: "logs".into(),
+            split_id: id.into(),
+            state: trawl_storage::pg::SplitState::Published,
+            object_key: ObjectStorage::split_key("logs", id),
+            min_timestamp: 1,
+            max_timestamp: 2,
+            docs: 1,
+            bytes: 1,
+            created_at: 1,
+            merge_level: 0,
+            indexer: "a".into(),
+            parents: Vec::new(),
+            meta: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_published_list_is_kept_only_while_listening_and_until_its_stream_changes() {
+        let ids = |list: Option<Arc<Vec<SplitRecord>>>| {
+            list.map(|l| l.iter().map(|r| r.split_id.clone()).collect::<Vec<_>>())
+        };
+        let mut lists = ListCache::default();
+        // Not listening: nothing is kept.
+        let token = lists.token("logs");
+        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        assert_eq!(ids(lists.get("logs")), None);
+        lists.apply(PublishedChange::Listening);
+        let token = lists.token("logs");
+        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        assert_eq!(ids(lists.get("logs")), Some(vec!["s1".to_string()]));
+        // Another stream's change leaves it; its own drops it.
+        lists.apply(PublishedChange::Stream("audit".into()));
+        assert_eq!(ids(lists.get("logs")), Some(vec!["s1".to_string()]));
+        // A list read before a change and kept after it is stale: refused.
+        let token = lists.token("logs");
+        lists.apply(PublishedChange::Stream("logs".into()));
+        assert_eq!(ids(lists.get("logs")), None);
+        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        assert_eq!(ids(lists.get("logs")), None);
+        let token = lists.token("logs");
+        lists.keep("logs", token, Arc::new(vec![record("s1"), record("s2")]));
+        assert_eq!(ids(lists.get("logs")).map(|l| l.len()), Some(2));
+        // The connection lost: everything dropped, and nothing kept until it listens again
+        // (changes may have been missed meanwhile).
+        lists.apply(PublishedChange::Lost);
+        assert_eq!(ids(lists.get("logs")), None);
+        let token = lists.token("logs");
+        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        assert_eq!(ids(lists.get("logs")), None);
+        lists.apply(PublishedChange::Listening);
+        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        assert_eq!(
+            ids(lists.get("logs")),
+            None,
+            "read before listening resumed"
+        );
+    }
 
     #[test]
     fn a_split_is_left_out_when_it_or_a_merge_input_of_it_was_searched_by_the_root() {

@@ -23,6 +23,12 @@ pub struct StorageMetrics {
     pub range_read_bytes: AtomicU64,
     /// Splits opened by range waiting for, or in, their whole download into the cache.
     pub cache_fills_pending: AtomicU64,
+    /// Searches whose list of published splits was kept from an earlier one (no change
+    /// notified since), and those that read it from the metastore.
+    pub published_list_hits: AtomicU64,
+    pub published_list_misses: AtomicU64,
+    /// 1 while a searcher listens for changes of the published splits (and so keeps lists).
+    pub published_list_listening: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub cache_evictions: AtomicU64,

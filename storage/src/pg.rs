@@ -20,8 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::metrics::StorageMetrics;
 use crate::{Error, Result};
@@ -166,22 +167,94 @@ impl std::fmt::Debug for PgMetastore {
     }
 }
 
-/// Connects to `uri`; a URI without a password takes libpq's standard `PGPASSWORD` from the
-/// environment (a Kubernetes Secret, kept out of the configuration file).
-async fn connect(uri: &str) -> Result<Client> {
+/// The connection settings of `uri`; a URI without a password takes libpq's standard
+/// `PGPASSWORD` from the environment (a Kubernetes Secret, kept out of the configuration file).
+fn config_of(uri: &str) -> Result<tokio_postgres::Config> {
     let mut config: tokio_postgres::Config = uri.parse()?;
     if config.get_password().is_none() {
         if let Ok(password) = std::env::var("PGPASSWORD") {
             config.password(password);
         }
     }
-    let (client, connection) = config.connect(NoTls).await?;
+    Ok(config)
+}
+
+async fn connect(uri: &str) -> Result<Client> {
+    let (client, connection) = config_of(uri)?.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "metastore connection ended");
         }
     });
     Ok(client)
+}
+
+/// What [`watch_published`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishedChange {
+    /// The published splits of this stream changed (a publish, a merge, retention).
+    Stream(String),
+    /// Listening (again): any stream may have changed while it was not.
+    Listening,
+    /// The connection is lost: changes go unseen until [`PublishedChange::Listening`].
+    Lost,
+}
+
+/// Listens, on a connection of its own, for the notifications every change of the published
+/// splits sends ([`NOTIFY_CHANNEL`], in the changing transaction, so they arrive once it has
+/// committed), and calls `on_change` for each; reconnects after a lost connection, every
+/// `retry` until it succeeds. Runs until the task is aborted.
+pub fn watch_published(
+    uri: &str,
+    retry: Duration,
+    on_change: impl Fn(PublishedChange) + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let uri = uri.to_string();
+    tokio::spawn(async move {
+        loop {
+            if let Err(err) = listen_once(&uri, &on_change).await {
+                tracing::debug!(%err, "metastore notifications: not listening");
+            }
+            on_change(PublishedChange::Lost);
+            tokio::time::sleep(retry).await;
+        }
+    })
+}
+
+/// One connection's worth of [`watch_published`]: returns when it ends.
+async fn listen_once(uri: &str, on_change: &impl Fn(PublishedChange)) -> Result<()> {
+    let (client, mut connection) = config_of(uri)?.connect(NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::debug!(%err, "metastore notification connection ended");
+                    break;
+                }
+            }
+        }
+    });
+    let listening = client
+        .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+        .await;
+    if let Err(err) = listening {
+        driver.abort();
+        return Err(err.into());
+    }
+    on_change(PublishedChange::Listening);
+    while let Some(stream) = rx.recv().await {
+        on_change(PublishedChange::Stream(stream));
+    }
+    drop(client);
+    Ok(())
 }
 
 fn to_i64(n: u64) -> i64 {

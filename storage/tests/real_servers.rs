@@ -15,8 +15,12 @@ use tantivy::query::AllQuery;
 use tantivy::schema::{Schema, TEXT};
 use tantivy::{doc, Index};
 use trawl_config::{S3Config, StorageConfig};
-use trawl_storage::pg::{Publish, SplitRecord, SplitState, SCHEMA_VERSION};
-use trawl_storage::{write_bundle, Error, ObjectStorage, PgMetastore, SplitCache, StorageMetrics};
+use trawl_storage::pg::{
+    watch_published, Publish, PublishedChange, SplitRecord, SplitState, SCHEMA_VERSION,
+};
+use trawl_storage::{
+    write_bundle, Error, ObjectStorage, PgMetastore, RangedDirectory, SplitCache, StorageMetrics,
+};
 
 fn split(id: &str, indexer: &str, parents: &[&str]) -> SplitRecord {
     SplitRecord {
@@ -371,6 +375,73 @@ async fn the_metastore_reconnects_after_postgres_restarts() {
     assert!(err.to_string().contains("schema is version 2"), "{err}");
 }
 
+/// Every change of the published splits is notified once committed (a publish, a retention
+/// mark; not a staging), and a watcher says when it stops and starts listening again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_of_the_published_splits_are_notified_through_restarts() {
+    if !servers::postgres_available() {
+        return;
+    }
+    let mut pg = Postgres::start();
+    let store = PgMetastore::connect(&pg.uri(), Arc::new(StorageMetrics::default()))
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = watch_published(&pg.uri(), Duration::from_millis(100), move |change| {
+        let _ = tx.send(change);
+    });
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("a notification within 30 s")
+            .expect("the watcher runs")
+    };
+    assert_eq!(next().await, PublishedChange::Listening);
+    store.stage(&split("s1", "a", &[])).await.unwrap();
+    store.stage(&split("s2", "a", &[])).await.unwrap();
+    store
+        .publish(&publish("a", &["s1", "s2"], &[], &[], &[]))
+        .await
+        .unwrap();
+    assert_eq!(next().await, PublishedChange::Stream("logs".into()));
+    // Retention that drops nothing notifies nothing; one that drops s1 and s2 does.
+    assert!(store
+        .apply_retention("logs", Some(0), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .apply_retention("logs", Some(i64::MAX), None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(next().await, PublishedChange::Stream("logs".into()));
+    pg.stop();
+    assert_eq!(next().await, PublishedChange::Lost);
+    pg.start_again();
+    // Tried again every 100 ms until the server answers: lost again at each failure, then
+    // listening.
+    loop {
+        match next().await {
+            PublishedChange::Lost => continue,
+            change => {
+                assert_eq!(change, PublishedChange::Listening);
+                break;
+            }
+        }
+    }
+    store.stage(&split("s3", "a", &[])).await.unwrap();
+    store
+        .publish(&publish("a", &["s3"], &[], &[], &[]))
+        .await
+        .unwrap();
+    assert_eq!(next().await, PublishedChange::Stream("logs".into()));
+    watcher.abort();
+}
+
 fn s3_config(s3: &S3Server, prefix: &str) -> StorageConfig {
     StorageConfig {
         uri: format!("s3://{}/{prefix}", servers::S3_BUCKET),
@@ -443,6 +514,50 @@ async fn splits_go_through_a_real_s3_server_and_open_cold_in_one_request() {
     let before = metrics.requests.load(Ordering::Relaxed);
     drop(cache.open_split(&key).await.unwrap());
     assert_eq!(metrics.requests.load(Ordering::Relaxed), before);
+
+    // Opened by range instead: its tail in one request (the split's files are a size it has
+    // at least), then a term looked up and its document read by range, never the whole.
+    let files: u64 = split
+        .directory
+        .footer()
+        .files
+        .iter()
+        .map(|f| f.end - f.start)
+        .sum();
+    let before = metrics.requests.load(Ordering::Relaxed);
+    let ranged = RangedDirectory::open(&storage, &key, Some(files))
+        .await
+        .unwrap();
+    assert_eq!(metrics.requests.load(Ordering::Relaxed) - before, 1);
+    let (count, line) = tokio::task::spawn_blocking(move || {
+        let index = Index::open(ranged).unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let body = index.schema().get_field("body").unwrap();
+        let query = tantivy::query::QueryParser::for_index(&index, vec![body])
+            .parse_query("\"line 12345\"")
+            .unwrap();
+        let top = searcher
+            .search(
+                &query,
+                &tantivy::collector::TopDocs::with_limit(1).order_by_score(),
+            )
+            .unwrap();
+        let doc: tantivy::TantivyDocument = searcher.doc(top[0].1).unwrap();
+        let line = tantivy::schema::Value::as_str(&doc.get_first(body).unwrap())
+            .unwrap()
+            .to_string();
+        (searcher.search(&AllQuery, &Count).unwrap(), line)
+    })
+    .await
+    .unwrap();
+    assert_eq!(count, 20_000);
+    assert!(line.starts_with("line 12345 "), "{line}");
+    assert!(metrics.range_read_bytes.load(Ordering::Relaxed) < size / 10);
+    assert_eq!(
+        metrics.downloads.load(Ordering::Relaxed),
+        1,
+        "the cache's one"
+    );
 
     // The server away: a clear error, nothing half-written; back: the upload goes through.
     s3.stop();

@@ -425,6 +425,18 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         "warm: reopened from the cache"
     );
     assert_eq!(s1.metric("trawl_storage_cache_hits_total"), Some(6.0));
+    // The published list is kept between searches once the searcher listens for changes.
+    let hits = "trawl_storage_published_list_hits_total";
+    let misses = "trawl_storage_published_list_misses_total";
+    wait_until(
+        "s1 keeps the published list",
+        Duration::from_secs(30),
+        || {
+            assert_eq!(search_all(&s1), (650, 650, false));
+            s1.metric(hits).unwrap_or(0.0) > 0.0
+        },
+    );
+    let misses_before_merge = s1.metric(misses).unwrap_or(0.0);
     // s2's cache deleted while it serves: its open splits answer on, and it fetches again
     // what it opens anew.
     std::fs::remove_dir_all(tmp.path().join("s2/data/cache")).unwrap();
@@ -453,11 +465,26 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         merged
     });
     assert!(merged);
+    // The merge's publish was notified: s1 read the list again.
+    wait_until(
+        "s1 sees the merge notified",
+        Duration::from_secs(30),
+        || {
+            assert_eq!(search_all(&s1), (650, 650, false));
+            s1.metric(misses).unwrap_or(0.0) > misses_before_merge
+        },
+    );
 
     // PostgreSQL away: the searchers answer from the indexers alone (each holds its own
     // splits) and say the answer is partial; exact and whole again once it is back.
     pg.stop();
     for s in [&s1, &s2] {
+        // Its kept list is dropped once it sees the connection lost.
+        wait_until(
+            "the searcher stops listening",
+            Duration::from_secs(30),
+            || s.metric("trawl_storage_published_list_listening") == Some(0.0),
+        );
         let answer = s.search("logs", &[("q", "*"), ("limit", "0")]);
         assert_eq!(answer["total"], 650, "{answer}");
         assert_eq!(answer["partial"], true, "{answer}");
