@@ -350,6 +350,9 @@ async fn fan_out(
     Json(value).into_response()
 }
 
+/// Splits searched at once by the root's own leaf when some are read by range.
+const RANGED_PARALLELISM: usize = 8;
+
 /// The root's own leaf over `records`, the published splits of `stream` it listed. Object
 /// storage that cannot be read fails it.
 async fn remote_leaf(
@@ -363,12 +366,17 @@ async fn remote_leaf(
     let snapshot = remote
         .snapshot(stream, records, parsed.start, parsed.end)
         .await?;
-    let Some(snapshot) = snapshot else {
+    let Some((snapshot, ranged)) = snapshot else {
         return Ok(LeafResponse::default());
     };
     let mut parsed = parsed.clone();
     parsed.scope = caller.scope().clone();
-    let limits = limits.clone();
+    let mut limits = limits.clone();
+    if ranged {
+        // Splits read by range wait on object storage for each read: more of them in flight
+        // at once, whatever the cores.
+        limits.parallelism = limits.parallelism.max(RANGED_PARALLELISM);
+    }
     let answer = tokio::task::spawn_blocking(move || {
         crate::search::search_leaf(&snapshot, &parsed, &limits)
     })

@@ -230,14 +230,15 @@ impl RemoteSplits {
     }
 
     /// A snapshot of the splits of `records` that may hold documents in `[start, end)`,
-    /// opened (fetched into the cache first where needed), or `None` if none does.
+    /// opened (from the cache, or by range), or `None` if none does; and whether any was
+    /// opened by range (its search then waits on object storage more than on the CPU).
     pub async fn snapshot(
         &self,
         stream: &str,
         records: &[SplitRecord],
         start: Option<Timestamp>,
         end: Option<Timestamp>,
-    ) -> crate::Result<Option<StreamSnapshot>> {
+    ) -> crate::Result<Option<(StreamSnapshot, bool)>> {
         let opening = records.iter().filter(|record| {
             start.is_none_or(|s| record.max_timestamp >= s.0)
                 && end.is_none_or(|e| record.min_timestamp < e.0)
@@ -249,6 +250,7 @@ impl RemoteSplits {
         let Some(newest) = opened.iter().max_by_key(|s| s.record.created_at) else {
             return Ok(None);
         };
+        let ranged = opened.iter().any(|s| s.ranged());
         let schema = newest.reader.searcher().schema().clone();
         let default_fields = newest
             .default_fields
@@ -268,13 +270,16 @@ impl RemoteSplits {
                 )
             })
             .collect();
-        Ok(Some(StreamSnapshot {
-            stream: stream.to_string(),
-            schema,
-            default_fields,
-            tokenizers: tantivy::tokenizer::TokenizerManager::default(),
-            targets,
-        }))
+        Ok(Some((
+            StreamSnapshot {
+                stream: stream.to_string(),
+                schema,
+                default_fields,
+                tokenizers: tantivy::tokenizer::TokenizerManager::default(),
+                targets,
+            },
+            ranged,
+        )))
     }
 
     async fn open_split(&self, record: &SplitRecord) -> crate::Result<Arc<OpenSplit>> {

@@ -342,7 +342,7 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     };
     let config_path = tmp.path().join("storage.toml");
     std::fs::write(&config_path, shared("cli", 1000)).unwrap();
-    for dir in ["a", "b", "s1", "s2", "s3"] {
+    for dir in ["a", "b", "s1", "s2", "s3", "s4"] {
         std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
     }
     let data_a = tmp.path().join("a/data");
@@ -441,6 +441,45 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     // what it opens anew.
     std::fs::remove_dir_all(tmp.path().join("s2/data/cache")).unwrap();
     assert_eq!(search_all(&s2), (650, 650, false));
+
+    // A namespace-scoped token at a searcher: its own search of the shared tier (600 of the
+    // records) and the indexers' part (a's hot records) both keep to the namespace, whatever
+    // the query asks.
+    let ns = gen::namespace(0);
+    let other = gen::namespace(1);
+    let expected = (0..650u64).filter(|i| gen::namespace(*i) == ns).count() as u64;
+    let scoped = Server::start_role(
+        "searcher",
+        &tmp.path().join("s4/data"),
+        &format!(
+            r#"{}
+[[auth.tokens]]
+name = "team"
+hash = "{}"
+role = "read"
+namespaces = ["{ns}"]
+"#,
+            searcher_config("s4"),
+            crate::auth::token_hash(crate::auth::READ_A)
+        ),
+    );
+    let scoped_total = |q: &str| -> Value {
+        Client::new()
+            .get(format!("{}/api/v1/logs/search", scoped.url))
+            .query(&[("q", q), ("limit", "0")])
+            .bearer_auth(crate::auth::READ_A)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let answer = scoped_total("*");
+    assert_eq!(answer["total"], expected, "{answer}");
+    // Not partial: the shared tier answered its part (the indexers leave those splits out).
+    assert_eq!(answer["partial"], Value::Null, "{answer}");
+    let answer = scoped_total(&format!("namespace:{other}"));
+    assert_eq!(answer["total"], 0, "{answer}");
+    drop(scoped);
 
     // b merges its three splits: every answer during and after is exact.
     let b_url = b.url.clone();

@@ -46,6 +46,8 @@ fn published_docs(ctx: &Ctx, envs: &[(String, String)]) -> Result<u64> {
         .args(["storage", "splits", "--state", "published"])
         .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("TRAWL_LOG", "warn")
+        // The bench's own setting, not a key of trawl's configuration.
+        .env_remove("TRAWL_BIN")
         .output()
         .map_err(Error::Io)?;
     if !out.status.success() {
