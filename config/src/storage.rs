@@ -18,6 +18,9 @@ pub struct StorageConfig {
     /// Bytes the cache may hold before the least recently used splits are removed (splits in
     /// use are kept). Default 10000000000 (10 GB).
     pub cache_max_bytes: u64,
+    /// Splits a searcher searches at once while some are read by range (not yet in its
+    /// cache): such a search waits on object storage more than on the cores. Default 8.
+    pub range_read_concurrency: usize,
     /// `[storage.s3]`: endpoint, region, addressing and credentials of an `s3://` URI.
     pub s3: S3Config,
 }
@@ -28,6 +31,7 @@ impl Default for StorageConfig {
             uri: String::new(),
             cache_dir: None,
             cache_max_bytes: 10_000_000_000,
+            range_read_concurrency: 8,
             s3: S3Config::default(),
         }
     }

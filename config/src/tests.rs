@@ -1004,4 +1004,19 @@ fn storage_and_metastore_go_together_and_are_checked() {
         keys("[storage]\nuri = \"s3://b\"\ncache_max_bytes = 0\n[storage.s3]\nendpoint = \"minio:9000\"\n[metastore]\nuri = \"postgres://db\"\n"),
         ["storage.s3.endpoint", "storage.cache_max_bytes"]
     );
+    assert_eq!(
+        keys("[storage]\nrange_read_concurrency = 0\n"),
+        ["storage.range_read_concurrency"]
+    );
+    assert_eq!(
+        keys("[storage]\nrange_read_concurrency = 257\n"),
+        ["storage.range_read_concurrency"]
+    );
+    assert_eq!(
+        load_text("[storage]\nrange_read_concurrency = 32\n", &[])
+            .unwrap()
+            .storage
+            .range_read_concurrency,
+        32
+    );
 }

@@ -483,6 +483,9 @@ fn storage(problems: &mut Problems, s: &StorageConfig, m: &MetastoreConfig) {
     if s.cache_max_bytes == 0 {
         problems.add("storage.cache_max_bytes", "must be at least 1");
     }
+    if !(1..=256).contains(&s.range_read_concurrency) {
+        problems.add("storage.range_read_concurrency", "must be 1 to 256");
+    }
     let meta = m.uri.trim();
     if meta != "file" && !m.is_postgres() {
         problems.add(

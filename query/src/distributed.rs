@@ -350,9 +350,6 @@ async fn fan_out(
     Json(value).into_response()
 }
 
-/// Splits searched at once by the root's own leaf when some are read by range.
-const RANGED_PARALLELISM: usize = 8;
-
 /// The root's own leaf over `records`, the published splits of `stream` it listed. Object
 /// storage that cannot be read fails it.
 async fn remote_leaf(
@@ -373,9 +370,9 @@ async fn remote_leaf(
     parsed.scope = caller.scope().clone();
     let mut limits = limits.clone();
     if ranged {
-        // Splits read by range wait on object storage for each read: more of them in flight
-        // at once, whatever the cores.
-        limits.parallelism = limits.parallelism.max(RANGED_PARALLELISM);
+        // Splits read by range wait on object storage for each read: as many of them in
+        // flight at once as configured, whatever the cores.
+        limits.parallelism = remote.range_read_concurrency();
     }
     let answer = tokio::task::spawn_blocking(move || {
         crate::search::search_leaf(&snapshot, &parsed, &limits)

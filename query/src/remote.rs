@@ -135,6 +135,7 @@ pub struct RemoteSplits {
     metrics: Arc<StorageMetrics>,
     lists: Arc<Mutex<ListCache>>,
     watcher: tokio::task::JoinHandle<()>,
+    range_read_concurrency: usize,
 }
 
 impl Drop for RemoteSplits {
@@ -189,7 +190,14 @@ impl RemoteSplits {
             metrics,
             lists,
             watcher,
+            range_read_concurrency: config.storage.range_read_concurrency.max(1),
         })
+    }
+
+    /// Splits searched at once while some are read by range (`[storage]
+    /// range_read_concurrency`).
+    pub fn range_read_concurrency(&self) -> usize {
+        self.range_read_concurrency
     }
 
     /// The published splits of `stream` now that may hold documents in `[start, end)`.

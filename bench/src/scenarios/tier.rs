@@ -160,6 +160,23 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         format!("{shared}[query]\nindexers = [\"{}\"]\n", indexer.url()),
     )
     .map_err(Error::Io)?;
+    let config_cores = work.path().join("searcher-cores.toml");
+    std::fs::write(
+        &config_cores,
+        format!(
+            "{}[query]\nindexers = [\"{}\"]\n",
+            shared.replacen(
+                "[storage]\n",
+                &format!(
+                    "[storage]\nrange_read_concurrency = {}\n",
+                    crate::proc::cores()
+                ),
+                1
+            ),
+            indexer.url()
+        ),
+    )
+    .map_err(Error::Io)?;
     let runs = ctx.runs();
     let queries = queries(docs);
     let warm = searcher(ctx, &config, &work.path().join("warm"))?;
@@ -204,18 +221,22 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     );
     drop(warm);
     let (mut opens, mut open_requests) = (0.0, 0.0);
-    // Cold: a fresh searcher, empty cache, for each query's first answer.
-    for (i, (name, params)) in queries.iter().enumerate() {
-        let cold = searcher(ctx, &config, &work.path().join(format!("cold{i}")))?;
-        let url = format!("{}/api/v1/logs/search?{params}", cold.url);
+    // Cold: a fresh searcher, empty cache, for each query's first answer (reported as
+    // `{name}{suffix}` in ms); the searcher is returned for its metrics.
+    let first_answer = |config: &Path, dir: &str, name: &str, params: &str| {
+        let cold = searcher(ctx, config, &work.path().join(dir))?;
         let t = Instant::now();
-        get_json(&http, &url)?;
-        report::metric(
-            S,
+        get_json(&http, &format!("{}/api/v1/logs/search?{params}", cold.url))?;
+        report::metric(S, name, t.elapsed().as_secs_f64() * 1e3, "ms");
+        Ok::<_, Error>(cold)
+    };
+    for (i, (name, params)) in queries.iter().enumerate() {
+        let cold = first_answer(
+            &config,
+            &format!("cold{i}"),
             &format!("{name}_cold"),
-            t.elapsed().as_secs_f64() * 1e3,
-            "ms",
-        );
+            params,
+        )?;
         // What the search read: the splits' tails, then ranges past their hotcaches (the
         // background download into the cache that follows is not counted).
         let split_opens = metric(&http, &cold.url, "trawl_storage_ranged_opens_total");
@@ -233,7 +254,17 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         opens += split_opens;
         open_requests += requests;
         drop(cold);
-        let _ = std::fs::remove_dir_all(work.path().join(format!("cold{i}")));
+        // The same, searching only as many splits at once as there are cores (what a
+        // search does over cached splits): what `range_read_concurrency` buys.
+        drop(first_answer(
+            &config_cores,
+            &format!("cores{i}"),
+            &format!("{name}_cold_concurrency_cores"),
+            params,
+        )?);
+        for dir in [format!("cold{i}"), format!("cores{i}")] {
+            let _ = std::fs::remove_dir_all(work.path().join(dir));
+        }
     }
     report::metric(
         S,
