@@ -33,7 +33,7 @@ use crate::{Error, Result};
 /// Bytes of the object's tail read to open it.
 pub const FIRST_TAIL_BYTES: u64 = 1 << 20;
 /// Bytes fetched by range kept per open split for the reads that follow.
-pub const MEMO_MAX_BYTES: usize = 64 << 20;
+pub const MEMO_MAX_BYTES: usize = 16 << 20;
 
 /// A read-only tantivy directory over one split object in object storage.
 #[derive(Clone)]
