@@ -96,6 +96,9 @@ pub struct Follower {
     /// Sealed batches the buffer could not take yet (disk error); reading waits for them.
     unsaved: VecDeque<Batch>,
     scratch: Vec<u8>,
+    /// Where in `entries`' (stable while unchanged) order the next reading turn starts: where
+    /// the last one found its batch full.
+    read_cursor: usize,
     watcher: DirWatcher,
     last_scan: Option<Instant>,
     scan_due: bool,
@@ -142,6 +145,7 @@ impl Follower {
             audit: BatchBuilder::new(trawl_model::AUDIT_STREAM),
             unsaved: VecDeque::new(),
             scratch: Vec::with_capacity(file::CHUNK),
+            read_cursor: 0,
             watcher,
             last_scan: None,
             scan_due: true,
@@ -358,27 +362,20 @@ impl Follower {
 mod tests {
     use super::*;
     use crate::tests::fake::{PodLog, WriteMode};
+    use std::collections::{BTreeMap, BTreeSet};
 
     /// The rate a `[[collector.rate_limits]]` rule claims is the rate the reader hands lines
     /// on, measured on a fake clock that jumps to each moment the reader would wake up at: a
     /// burst of 20 at once, then exactly one line every 5 ms (200/s) until all 400 are read,
     /// at 1.9 s; the other namespace's lines all at once.
-    #[test]
-    fn a_rate_limited_namespace_is_read_at_exactly_its_rate() {
-        let root = tempfile::tempdir().unwrap();
-        let mut config = crate::tests::fake::config(root.path());
-        config.collector.batch_max_bytes = 1 << 30;
-        let cc = &config.collector;
-        let mut noisy = PodLog::new(&cc.pods_dir, "noisy-batch", "job-0", "uid-n", "worker");
-        let mut shop = PodLog::new(&cc.pods_dir, "shop", "web-0", "uid-s", "app");
-        let mut seq = 0;
-        for n in 0..400 {
-            noisy.write(&mut seq, &format!("tick {n:04}"), WriteMode::Whole);
-        }
-        for n in 0..50 {
-            shop.write(&mut seq, &format!("login {n:02}"), WriteMode::Whole);
-        }
-        let data = root.path().join("data");
+    /// A follower of `cc`'s pods directory with its data under `root/data`, batches never old
+    /// enough to seal on their own, no rescans.
+    fn follower(
+        root: &std::path::Path,
+        cc: &trawl_config::CollectorConfig,
+        rate_limits: Vec<(GlobMatcher, RateLimit)>,
+    ) -> Follower {
+        let data = root.join("data");
         std::fs::create_dir_all(&data).unwrap();
         let shared = Arc::new(Shared {
             checkpoints: std::sync::Mutex::new(
@@ -404,7 +401,95 @@ mod tests {
             rescan_interval: Duration::from_secs(3600),
             multiline: Vec::new(),
             redactor: None,
-            rate_limits: vec![(
+            rate_limits,
+            drop_policy: DropPolicy::Block,
+            kube: None,
+        };
+        Follower::new(cfg, shared, rx, tx, ship, HashMap::new())
+    }
+
+    /// Many files and small batches: each reading turn starts where the last one found its
+    /// batch full and goes round, so that turns do not look again at the files drained before;
+    /// every line of every file is still read exactly once, in order, and the files take turns.
+    #[test]
+    fn turns_go_round_the_files_and_every_line_is_read_once_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = crate::tests::fake::config(root.path());
+        config.collector.batch_max_bytes = 2_000;
+        let cc = &config.collector;
+        let mut seq = 0;
+        for p in 0..40 {
+            let mut log = PodLog::new(
+                &cc.pods_dir,
+                "shop",
+                &format!("web-{p}"),
+                &format!("uid-{p}"),
+                "app",
+            );
+            for n in 0..(20 + p) {
+                log.write(
+                    &mut seq,
+                    &format!("pod {p:02} line {n:03}"),
+                    WriteMode::Whole,
+                );
+            }
+        }
+        let mut reader = follower(root.path(), cc, Vec::new());
+        reader.scan();
+        assert_eq!(reader.entries.len(), 40);
+        let mut read: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut cursors = BTreeSet::new();
+        let mut turns = 0;
+        loop {
+            turns += 1;
+            assert!(turns < 10_000, "the reader never finished");
+            reader.read_all_at(Instant::now());
+            cursors.insert(reader.read_cursor);
+            if let Some(batch) = reader.logs.seal(&|_| None) {
+                for s in &batch.sources {
+                    read.entry(s.path.clone()).or_default().extend(&s.offsets);
+                }
+            }
+            if !reader.busy && reader.logs.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(read.len(), 40);
+        for (path, offsets) in &read {
+            let p: usize = path
+                .split("web-")
+                .nth(1)
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            assert_eq!(offsets.len(), 20 + p, "{path}: every line once");
+            assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{path}: in order");
+        }
+        assert!(
+            cursors.len() > 10,
+            "turns start at many places, not always at the first file: {cursors:?}"
+        );
+    }
+
+    #[test]
+    fn a_rate_limited_namespace_is_read_at_exactly_its_rate() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = crate::tests::fake::config(root.path());
+        config.collector.batch_max_bytes = 1 << 30;
+        let cc = &config.collector;
+        let mut noisy = PodLog::new(&cc.pods_dir, "noisy-batch", "job-0", "uid-n", "worker");
+        let mut shop = PodLog::new(&cc.pods_dir, "shop", "web-0", "uid-s", "app");
+        let mut seq = 0;
+        for n in 0..400 {
+            noisy.write(&mut seq, &format!("tick {n:04}"), WriteMode::Whole);
+        }
+        for n in 0..50 {
+            shop.write(&mut seq, &format!("login {n:02}"), WriteMode::Whole);
+        }
+        let mut reader = follower(
+            root.path(),
+            cc,
+            vec![(
                 globset::Glob::new("noisy-*").unwrap().compile_matcher(),
                 RateLimit {
                     namespace: "noisy-*".into(),
@@ -412,10 +497,7 @@ mod tests {
                     burst: 20,
                 },
             )],
-            drop_policy: DropPolicy::Block,
-            kube: None,
-        };
-        let mut reader = Follower::new(cfg, shared, rx, tx, ship, HashMap::new());
+        );
         reader.scan();
         assert_eq!(reader.entries.len(), 2);
 

@@ -64,6 +64,7 @@ impl Follower {
             logs,
             audit,
             scratch,
+            read_cursor,
             ..
         } = self;
         let ctx = LineCtx {
@@ -76,12 +77,15 @@ impl Follower {
         let mut detach = Vec::new();
         let mut release = Vec::new();
         let mut busy = false;
-        for (id, e) in entries.iter_mut() {
+        // Where a full batch stopped this turn: the next turn starts there (see
+        // `read_cursor`).
+        let mut stopped_at: Option<usize> = None;
+        let mut visit = |position: usize, id: &String, e: &mut FollowedFile| {
             if e.file.is_none() {
-                continue;
+                return;
             }
             if e.blocked_until.is_some_and(|t| t > now) {
-                continue;
+                return;
             }
             let builder = match e.kind {
                 Kind::Container(_) => &mut *logs,
@@ -92,40 +96,44 @@ impl Follower {
                 _ => None,
             };
             if !e.held.is_empty() && !e.drain_held(limiter.as_deref_mut(), builder, &metrics, now) {
-                continue;
+                return;
             }
             if room && builder.bytes() >= cfg.batch_max_bytes {
                 // The batch is full: it is sealed after this turn and the next turn comes at
-                // once. Looking at the other files now would cost a `stat` each, for every
-                // batch (a thousand per batch with a thousand files).
+                // once, from this file on. Looking at the other files now would cost a `stat`
+                // each, for every batch (a thousand per batch with a thousand files).
                 busy = true;
-                continue;
+                stopped_at.get_or_insert(position);
+                return;
             }
             let Some(Ok(md)) = e.file.as_ref().map(File::metadata) else {
-                continue;
+                return;
             };
             let size = md.len();
             if size < e.read_pos {
                 detach.push(id.clone());
-                continue;
+                return;
             }
             if size > e.read_pos {
                 if !room || builder.bytes() >= cfg.batch_max_bytes {
                     busy |= room;
-                    continue;
+                    if room {
+                        stopped_at.get_or_insert(position);
+                    }
+                    return;
                 }
                 let Some(file) = e.file.as_ref() else {
-                    continue;
+                    return;
                 };
                 match still_matches(file, &e.fp) {
                     Ok(true) => {}
                     Ok(false) => {
                         detach.push(id.clone());
-                        continue;
+                        return;
                     }
                     Err(err) => {
                         debug!(file = %e.path_str, error = %err, "cannot read");
-                        continue;
+                        return;
                     }
                 }
                 match e.read_available(size, CHUNKS_PER_TURN, scratch, &ctx) {
@@ -136,7 +144,7 @@ impl Follower {
                 }
                 e.drain_held(limiter.as_deref_mut(), builder, &metrics, now);
                 busy |= e.read_pos < size && e.held.is_empty();
-                continue;
+                return;
             }
             e.poll_timeouts(&ctx);
             let deleted = md.nlink() == 0;
@@ -149,7 +157,22 @@ impl Follower {
             } else {
                 e.drain_held(limiter, builder, &metrics, now);
             }
+        };
+        // Round robin: from where the last full batch stopped, around to just before it. A
+        // turn that started at the first file again would `stat` every file drained before
+        // the ones with data, once per batch.
+        let start = if *read_cursor < entries.len() {
+            *read_cursor
+        } else {
+            0
+        };
+        for (position, (id, e)) in entries.iter_mut().enumerate().skip(start) {
+            visit(position, id, e);
         }
+        for (position, (id, e)) in entries.iter_mut().enumerate().take(start) {
+            visit(position, id, e);
+        }
+        *read_cursor = stopped_at.unwrap_or(0);
         self.busy = busy;
         // The shared read buffer grows with a long partial line; give it back afterwards.
         if self.scratch.capacity() > 2 * file::CHUNK {
