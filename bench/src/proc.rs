@@ -217,6 +217,56 @@ pub struct Memory {
     pub rss_kib: u64,
     /// `VmHWM`: the peak resident size so far.
     pub hwm_kib: u64,
+    /// `RssAnon`: resident anonymous memory now (the heap and stacks, not mapped files).
+    pub anon_kib: u64,
+}
+
+/// Samples a process's `RssAnon` every 50 ms on a thread of its own until dropped; the peak
+/// seen (the kernel keeps a peak of the whole resident size only, which counts mapped index
+/// files too).
+pub struct AnonPeak {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AnonPeak {
+    pub fn start(pid: u32) -> AnonPeak {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let path = format!("/proc/{pid}/status");
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(m) = memory_of(&path) {
+                        peak.fetch_max(m.anon_kib, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        AnonPeak {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The peak `RssAnon` so far, KiB.
+    pub fn peak_kib(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for AnonPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The memory figures of a `/proc/<pid>/status` file.
@@ -238,6 +288,8 @@ fn parse_status_memory(text: &str) -> Memory {
             m.rss_kib = value(rest);
         } else if let Some(rest) = line.strip_prefix("VmHWM:") {
             m.hwm_kib = value(rest);
+        } else if let Some(rest) = line.strip_prefix("RssAnon:") {
+            m.anon_kib = value(rest);
         }
     }
     m
@@ -277,12 +329,14 @@ mod tests {
 
     #[test]
     fn status_memory() {
-        let status = "Name:\ttrawl\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
+        let status =
+            "Name:\ttrawl\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nRssAnon:\t    4096 kB\n";
         assert_eq!(
             parse_status_memory(status),
             Memory {
                 rss_kib: 10240,
-                hwm_kib: 20480
+                hwm_kib: 20480,
+                anon_kib: 4096,
             }
         );
     }

@@ -65,6 +65,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         let http = client()?;
         let url = indexer.url().to_string();
         let cpu0 = indexer.child.cpu_secs()?;
+        let anon = crate::proc::AnonPeak::start(indexer.child.pid());
         let (tx, rx) = sync_channel(wire.len().max(1));
         for b in wire {
             let _ = tx.send(b);
@@ -121,6 +122,13 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "cores",
         );
         report::metric(S, "ours_peak_rss", mem.hwm_kib as f64 / 1024.0, "MiB");
+        report::metric(
+            S,
+            "ours_peak_anon_rss",
+            anon.peak_kib() as f64 / 1024.0,
+            "MiB",
+        );
+        drop(anon);
         report::metric(S, "ours_data_dir", data_bytes as f64 / 1e6, "MB");
         report::metric(S, "ours_phrase_hits", phrase as f64, "docs");
         // Where the bytes go (measured on the live data directory: it only reads).
