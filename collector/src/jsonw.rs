@@ -18,7 +18,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-use trawl_model::level::{json_level, text_level};
+use trawl_model::level::{json_level, text_level, JSON_LEVEL_KEYS};
 use trawl_model::{Level, Timestamp};
 
 use crate::identity::PodFile;
@@ -205,19 +205,9 @@ const SPLIT_PAIR: &[u8] = b"\"trawl.split\":true";
 /// `"<MALFORMED_ATTRIBUTE>":true`.
 const MALFORMED_PAIR: &[u8] = b"\"trawl.malformed\":true";
 
-/// The keys [`json_level`] reads a level from (the model's list, `log.level` flat), and `log`
-/// for `log.level` nested. `levels_follow_the_models_table` and `level_keys_are_the_models`
-/// check them against the model.
-const LEVEL_KEYS: [&str; 8] = [
-    "level",
-    "lvl",
-    "severity",
-    "loglevel",
-    "log.level",
-    "@l",
-    "levelname",
-    "log",
-];
+/// The key [`json_level`] reads a nested `log.level` from; the flat keys are the model's
+/// [`JSON_LEVEL_KEYS`].
+const NESTED_LEVEL_KEY: &str = "log";
 
 /// What a message that is a JSON object holds, as far as the record needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +278,10 @@ impl<'de> serde::Deserialize<'de> for KeyName {
                 f.write_str("a key")
             }
             fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<KeyName, E> {
-                Ok(KeyName(LEVEL_KEYS.iter().find(|k| **k == key).copied()))
+                let flat = JSON_LEVEL_KEYS.iter().find(|k| **k == key).copied();
+                Ok(KeyName(
+                    flat.or((key == NESTED_LEVEL_KEY).then_some(NESTED_LEVEL_KEY)),
+                ))
             }
         }
         // As `String` keys are read, so that what fails for a map fails here.
@@ -737,7 +730,7 @@ mod tests {
     /// Every key of the list gives the model's level; keys beside them give none.
     #[test]
     fn level_keys_are_the_models() {
-        for key in &LEVEL_KEYS[..7] {
+        for key in &JSON_LEVEL_KEYS {
             let map: Map<String, Value> = [(key.to_string(), Value::from("error"))]
                 .into_iter()
                 .collect();

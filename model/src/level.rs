@@ -38,7 +38,7 @@ pub struct Enrichment {
 
 /// JSON fields holding the level, in order of preference. `log.level` is also looked up as
 /// `{"log": {"level": ...}}`.
-const JSON_LEVEL_KEYS: [&str; 7] = [
+pub const JSON_LEVEL_KEYS: [&str; 7] = [
     "level",
     "lvl",
     "severity",
