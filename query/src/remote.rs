@@ -207,7 +207,19 @@ impl RemoteSplits {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> crate::Result<Vec<SplitRecord>> {
-        let kept = lock(&self.lists).get(stream);
+        let (kept, listening) = {
+            let lists = lock(&self.lists);
+            (lists.get(stream), lists.listening)
+        };
+        if kept.is_none() && !listening {
+            // Nothing could be kept: the metastore bounds the list by the range itself.
+            StorageMetrics::inc(&self.metrics.published_list_misses, 1);
+            return self
+                .metastore
+                .published_in(stream, start.map(|t| t.0), end.map(|t| t.0))
+                .await
+                .map_err(|e| Error::Internal(format!("metastore: {e}")));
+        }
         let all = match kept {
             Some(records) => {
                 StorageMetrics::inc(&self.metrics.published_list_hits, 1);
