@@ -16,6 +16,31 @@ pub const TEXT_TOKENIZER: &str = "default";
 /// stream's `<audit_id>/<stage>`), so that a second copy replaces the first in the hot index.
 pub const ID_FIELD: &str = "_id";
 
+/// A hidden keyword field naming the source (a collector's file) a delivered record was read
+/// from: indexed, neither stored nor fast. It lets an indexer remove what it holds unpublished
+/// of a source another indexer has taken over (see `trawl_indexer::ownership`).
+pub const SOURCE_FIELD: &str = "_src";
+
+/// Whether a field is one of the hidden bookkeeping fields ([`ID_FIELD`], [`SOURCE_FIELD`]),
+/// never shown as a record field.
+pub fn is_hidden_field(name: &str) -> bool {
+    name == ID_FIELD || name == SOURCE_FIELD
+}
+
+/// Adds the hidden fields every stream has, after its own.
+fn add_hidden_fields(builder: &mut tantivy::schema::SchemaBuilder) {
+    builder.add_text_field(ID_FIELD, STRING);
+    builder.add_text_field(
+        SOURCE_FIELD,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(RAW_TOKENIZER)
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        ),
+    );
+}
+
 /// The JSON field of a generic (operator-declared) stream holding every field of a document
 /// that is not declared: stored, `expand_dots`, strings raw-tokenised and fast, so that
 /// `service.version:1.2` works once the query layer has rewritten the field name into it.
@@ -33,7 +58,7 @@ pub fn build_schema(fields: &[FieldDef]) -> Schema {
     for def in fields {
         add_field(&mut builder, def);
     }
-    builder.add_text_field(ID_FIELD, STRING);
+    add_hidden_fields(&mut builder);
     builder.build()
 }
 
@@ -54,7 +79,7 @@ pub fn build_generic_schema(fields: &[FieldDef]) -> Schema {
                 .set_fieldnorms(false),
         ),
     );
-    builder.add_text_field(ID_FIELD, STRING);
+    add_hidden_fields(&mut builder);
     builder.build()
 }
 

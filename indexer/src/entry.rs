@@ -7,13 +7,16 @@
 //!
 //! Version 2 adds what a push batch needs to be recognised when it is sent again (its
 //! fingerprint and the lines refused as already written, see [`crate::dedup`]) and the document
-//! ids given by the client; version 1 entries are still read.
+//! ids given by the client. Version 3 adds which source each record of a delivery batch was
+//! read from ([`Batch::sources`]). Versions 1 and 2 are still read.
 
 use crate::{Error, Result};
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// The first version, without fingerprint and ids.
 const VERSION_1: u8 = 1;
+/// Without the records' sources.
+const VERSION_2: u8 = 2;
 
 /// One batch as logged.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,6 +34,9 @@ pub struct Batch {
     pub conflicts: Vec<u32>,
     /// Document ids given by the client: `(index in records, id)`.
     pub ids: Vec<(u32, String)>,
+    /// The source of each record of a delivery batch, in runs: `(source_id, records)` in
+    /// record order. Empty for push batches (and entries before version 3).
+    pub sources: Vec<(String, u32)>,
 }
 
 impl Batch {
@@ -68,13 +74,18 @@ impl Batch {
             out.extend_from_slice(&record.to_le_bytes());
             put_bytes(&mut out, id.as_bytes());
         }
+        out.extend_from_slice(&(self.sources.len() as u32).to_le_bytes());
+        for (source, records) in &self.sources {
+            put_bytes(&mut out, source.as_bytes());
+            out.extend_from_slice(&records.to_le_bytes());
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Batch> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.u8()?;
-        if version != VERSION && version != VERSION_1 {
+        if !(VERSION_1..=VERSION).contains(&version) {
             return Err(corrupt(format!("unknown batch version {version}")));
         }
         let stream = r.string()?;
@@ -114,7 +125,59 @@ impl Batch {
             let record = r.u32()?;
             batch.ids.push((record, r.string()?));
         }
+        if version == VERSION_2 {
+            return Ok(batch);
+        }
+        let n_sources = r.u32()? as usize;
+        batch.sources = Vec::with_capacity(n_sources.min(1 << 16));
+        for _ in 0..n_sources {
+            let source = r.string()?;
+            batch.sources.push((source, r.u32()?));
+        }
         Ok(batch)
+    }
+
+    /// The source of each record, by index (`None` where the batch does not say).
+    pub fn record_sources(&self) -> impl Iterator<Item = Option<&str>> + '_ {
+        self.sources
+            .iter()
+            .flat_map(|(source, n)| std::iter::repeat_n(Some(source.as_str()), *n as usize))
+            .chain(std::iter::repeat(None))
+            .take(self.records.len())
+    }
+
+    /// The batch without the records of the sources `drop` selects, their document ids
+    /// renumbered; how many records were left out.
+    pub fn without_sources(mut self, drop: impl Fn(&str) -> bool) -> (Batch, usize) {
+        let keep: Vec<bool> = self
+            .record_sources()
+            .map(|source| source.is_none_or(|s| !drop(s)))
+            .collect();
+        let dropped = keep.iter().filter(|k| !**k).count();
+        if dropped == 0 {
+            return (self, 0);
+        }
+        // New index of each kept record.
+        let mut new_index = Vec::with_capacity(keep.len());
+        let mut next = 0u32;
+        for k in &keep {
+            new_index.push(k.then_some(next));
+            next += u32::from(*k);
+        }
+        let mut i = 0;
+        self.records.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.ids = self
+            .ids
+            .into_iter()
+            .filter_map(|(record, id)| Some((new_index.get(record as usize).copied()??, id)))
+            .collect();
+        self.sources.retain(|(source, _)| !drop(source));
+        // The batch no longer advances those sources' marks in what it is indexed into.
+        self.marks.retain(|(source, _)| !drop(source));
+        (self, dropped)
     }
 }
 
@@ -189,9 +252,78 @@ mod tests {
             fingerprint: Some(u128::MAX - 1),
             conflicts: vec![0, 7],
             ids: vec![(1, "id-1".into())],
-            ..batch
+            ..batch.clone()
         };
         assert_eq!(Batch::decode(&push.encode()).unwrap(), push);
+        let delivery = Batch {
+            sources: vec![("node/uid/c/abc".into(), 1), ("x".into(), 1)],
+            ..batch
+        };
+        assert_eq!(Batch::decode(&delivery.encode()).unwrap(), delivery);
+    }
+
+    #[test]
+    fn version_2_entries_are_read() {
+        let batch = Batch {
+            stream: "logs".into(),
+            records: vec![b"{}".to_vec()],
+            fingerprint: Some(3),
+            ids: vec![(0, "i".into())],
+            ..Batch::default()
+        };
+        let mut v2 = batch.encode();
+        v2.truncate(v2.len() - 4); // no sources
+        v2[0] = VERSION_2;
+        assert_eq!(Batch::decode(&v2).unwrap(), batch);
+    }
+
+    #[test]
+    fn records_of_dropped_sources_are_left_out_with_their_ids_renumbered() {
+        let batch = Batch {
+            stream: "logs".into(),
+            marks: vec![("a".into(), 10), ("b".into(), 20)],
+            records: ["a0", "a1", "b0", "b1", "b2", "c0"]
+                .iter()
+                .map(|r| r.as_bytes().to_vec())
+                .collect(),
+            ids: vec![
+                (1, "id-a1".into()),
+                (3, "id-b1".into()),
+                (5, "id-c0".into()),
+            ],
+            sources: vec![("a".into(), 2), ("b".into(), 3), ("c".into(), 1)],
+            ..Batch::default()
+        };
+        let sources: Vec<Option<&str>> = batch.record_sources().collect();
+        assert_eq!(
+            sources,
+            [
+                Some("a"),
+                Some("a"),
+                Some("b"),
+                Some("b"),
+                Some("b"),
+                Some("c")
+            ]
+        );
+        let (kept, dropped) = batch.clone().without_sources(|s| s == "b");
+        assert_eq!(dropped, 3);
+        let records: Vec<&[u8]> = kept.records.iter().map(Vec::as_slice).collect();
+        assert_eq!(records, [&b"a0"[..], b"a1", b"c0"]);
+        assert_eq!(
+            kept.ids,
+            [(1, "id-a1".to_string()), (2, "id-c0".to_string())]
+        );
+        assert_eq!(kept.sources, [("a".to_string(), 2), ("c".to_string(), 1)]);
+        assert_eq!(kept.marks, [("a".to_string(), 10)]);
+        let (same, none) = batch.clone().without_sources(|s| s == "z");
+        assert_eq!((same, none), (batch.clone(), 0));
+        // A batch that does not say (push, or an older entry): nothing is left out.
+        let push = Batch {
+            sources: Vec::new(),
+            ..batch
+        };
+        assert_eq!(push.clone().without_sources(|_| true), (push, 0));
     }
 
     #[test]
@@ -204,7 +336,7 @@ mod tests {
             ..Batch::default()
         };
         let mut v1 = batch.encode();
-        v1.truncate(v1.len() - 9); // no fingerprint, conflicts, ids
+        v1.truncate(v1.len() - 13); // no fingerprint, conflicts, ids, sources
         v1[0] = VERSION_1;
         assert_eq!(Batch::decode(&v1).unwrap(), batch);
     }

@@ -33,7 +33,7 @@ mod wal;
 pub use dedup::{Push, Surface};
 pub use doc::{StreamKind, StreamSpec, TimestampSource};
 pub use error::{Error, Result};
-pub use indexer::{Indexer, IngestError, IngestOutcome, LineError};
+pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, Purged};
 pub use metrics::Metrics;
 pub use settings::{
     CrashHook, IndexerSettings, StorageFault, WriterTuning, CRASH_AFTER_MERGE_PUBLISH,

@@ -57,6 +57,11 @@ pub struct MetastoreState {
     /// Source marks as of `marks_lsn`: replaying the WAL from there restores the current marks.
     pub marks: BTreeMap<String, MarkState>,
     pub marks_lsn: u64,
+    /// Sources taken over by another indexer whose records this one removed (see
+    /// `Indexer::purge_sources`): at WAL replay, their records in entries before the position
+    /// are dropped. Forgotten once the WAL no longer holds such entries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub purged: BTreeMap<String, u64>,
 }
 
 impl Default for MetastoreState {
@@ -68,6 +73,7 @@ impl Default for MetastoreState {
             sealed_lsn: BTreeMap::new(),
             marks: BTreeMap::new(),
             marks_lsn: 0,
+            purged: BTreeMap::new(),
         }
     }
 }

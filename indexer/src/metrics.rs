@@ -32,6 +32,8 @@ pub struct Metrics {
     pub records_resent: Family<StreamLabel, Counter>,
     pub replay_unfit_records: Family<StreamLabel, Counter>,
     pub replay_dropped_records: Family<StreamLabel, Counter>,
+    /// Records held unpublished of sources another indexer took over, removed.
+    pub records_purged: Family<StreamLabel, Counter>,
 }
 
 fn label(stream: &str) -> StreamLabel {
@@ -123,6 +125,19 @@ impl Metrics {
              (indexer.drop_unconfigured_streams)",
             self.replay_dropped_records.clone(),
         );
+        r.register(
+            "records_purged",
+            "Records of sources another indexer took over, removed from what this indexer held \
+             unpublished (its hot index, unpublished splits, or its WAL at replay): the new \
+             owner read them again",
+            self.records_purged.clone(),
+        );
+    }
+
+    pub fn purged(&self, stream: &str, records: u64) {
+        self.records_purged
+            .get_or_create(&label(stream))
+            .inc_by(records);
     }
 
     pub fn resent(&self, stream: &str, records: u64) {

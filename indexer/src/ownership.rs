@@ -11,8 +11,11 @@
 //!   then a gap: the collector reads the file again from there, so what the old owner
 //!   acknowledged but never published is delivered again, once.
 //! - **Publish with tokens.** The publisher presents the token of every source whose marks it
-//!   publishes ([`Ownership::fence_for`]); a source another indexer owns now is published
-//!   without its marks (they are the new owner's to move).
+//!   publishes ([`Ownership::fence_for`]). A source another indexer owns now is not published
+//!   at all: what this indexer holds of it unpublished, the new owner read again from the
+//!   published mark, so the publisher removes it first (`Indexer::purge_sources`, by the
+//!   source every delivered record carries). So does an indexer that comes back with its
+//!   volume after its collectors moved on, before its first publish.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -99,8 +102,8 @@ impl Ownership {
     }
 
     /// The tokens to present for publishing `marks`, and the marks that may be published:
-    /// those of sources this indexer owns. A source owned by another indexer is left out (its
-    /// records are published, its mark is the new owner's).
+    /// those of sources this indexer owns. A source owned by another indexer is left out: the
+    /// publisher removes its records before publishing (the new owner read them again).
     pub async fn fence_for(
         &self,
         marks: &BTreeMap<String, u64>,
@@ -141,11 +144,32 @@ impl Ownership {
                     fence.insert(source.clone(), *token);
                 }
                 None => {
-                    tracing::warn!(source = %source, "publishing records of a source another indexer owns now, without its mark")
+                    tracing::warn!(source = %source, "records of a source another indexer owns now: removed before publishing")
                 }
             }
         }
         Ok((publish, fence))
+    }
+
+    /// Whether this process owns `source` (claimed or seen at a publish).
+    pub fn owns(&self, source: &str) -> bool {
+        lock(&self.owned).contains_key(source)
+    }
+
+    /// Of `sources`, those the metastore says another indexer owns now: what this indexer
+    /// holds of them unpublished is to be removed ([`Indexer::purge_sources`]).
+    ///
+    /// [`Indexer::purge_sources`]: crate::Indexer::purge_sources
+    pub async fn taken_by_others(&self, sources: &[String]) -> trawl_storage::Result<Vec<String>> {
+        let unknown: Vec<String> = sources.iter().filter(|s| !self.owns(s)).cloned().collect();
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owners = self.metastore.owners(&unknown).await?;
+        Ok(unknown
+            .into_iter()
+            .filter(|s| owners.get(s).is_some_and(|(owner, _)| *owner != self.me))
+            .collect())
     }
 
     /// Forgets a source whose publish was fenced: another indexer took it over.

@@ -77,6 +77,9 @@ pub struct Publisher {
     instance: String,
     /// How long the id lease lasts without renewal (a crashed process's id is free after it).
     pub id_lease: Duration,
+    /// Whether the first round found what this indexer held of sources taken over while it
+    /// was away (see [`Publisher::reconcile`]).
+    reconciled: std::sync::atomic::AtomicBool,
 }
 
 /// What one round did.
@@ -109,6 +112,7 @@ impl Publisher {
             ),
             indexer_id,
             id_lease: Duration::from_secs(30),
+            reconciled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -201,8 +205,18 @@ impl Publisher {
     /// whose upload or publish fails is left for the next round (nothing it did is visible
     /// until its publish).
     pub async fn round(&self, indexer: &Indexer) -> Result<RoundOutcome> {
-        self.hold_id().await?;
         let mut state = self.load_state()?;
+        for (stream, ids) in &state.published {
+            indexer.set_published(stream, ids.iter().cloned());
+        }
+        // Before the id's lease: removing local copies needs no lease, and a process that
+        // restarts waits a while for the lease of its killed predecessor.
+        if !self.reconciled.load(std::sync::atomic::Ordering::SeqCst) {
+            self.reconcile(indexer).await?;
+            self.reconciled
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.hold_id().await?;
         let mine: HashMap<(String, String), SplitState> = self
             .metastore
             .states_of(
@@ -234,12 +248,15 @@ impl Publisher {
                 .publish_stream(indexer, &stream, &default_fields, &new, &gone, &mine)
                 .await
             {
-                Ok(uploaded) => {
+                // Records of sources taken over were removed: the next round publishes.
+                Ok(None) => {}
+                Ok(Some(uploaded)) => {
                     outcome.uploaded += uploaded;
                     outcome.published += new.len();
                     outcome.replaced += gone.len();
-                    state.published.insert(stream.clone(), local);
+                    state.published.insert(stream.clone(), local.clone());
                     self.store_state(&state)?;
+                    indexer.set_published(&stream, local);
                 }
                 Err(err) => {
                     tracing::warn!(stream, %err, "publishing splits failed; retrying next round");
@@ -253,9 +270,21 @@ impl Publisher {
         }
     }
 
+    /// Finds, once at the start, the sources this indexer has marks for that another indexer
+    /// owns now (its collectors failed over while it was away), and removes what it holds of
+    /// them unpublished: its WAL replayed those records, which the new owner read again.
+    async fn reconcile(&self, indexer: &Indexer) -> Result<()> {
+        let Some(ownership) = indexer.ownership() else {
+            return Ok(());
+        };
+        let lost = ownership.taken_by_others(&indexer.mark_sources()).await?;
+        purge(indexer, lost).await
+    }
+
     /// Stages and uploads the `new` splits of `stream` that are not published yet, then
     /// publishes them with the `gone` ones replaced, in one transaction. Returns how many were
-    /// uploaded.
+    /// uploaded, or `None` when the splits held records of sources another indexer owns now:
+    /// those were removed, and the next round publishes what is left.
     async fn publish_stream(
         &self,
         indexer: &Indexer,
@@ -264,7 +293,28 @@ impl Publisher {
         new: &[&Arc<SplitHandle>],
         gone: &[String],
         mine: &HashMap<(String, String), SplitState>,
-    ) -> Result<usize> {
+    ) -> Result<Option<usize>> {
+        // The source marks the new splits carry, with the tokens that prove this indexer
+        // still owns those sources; the records of those it does not own any more go first.
+        let mut carried = BTreeMap::new();
+        for split in new {
+            crate::split::merge_marks(&mut carried, &split.meta.marks);
+        }
+        let (marks, fence) = match indexer.ownership() {
+            Some(ownership) if !carried.is_empty() => ownership.fence_for(&carried).await?,
+            _ => (BTreeMap::new(), BTreeMap::new()),
+        };
+        if indexer.ownership().is_some() {
+            let lost: Vec<String> = carried
+                .keys()
+                .filter(|s| !marks.contains_key(*s))
+                .cloned()
+                .collect();
+            if !lost.is_empty() {
+                purge(indexer, lost).await?;
+                return Ok(None);
+            }
+        }
         let mut uploaded = 0;
         for split in new {
             let key = (stream.to_string(), split.meta.id.clone());
@@ -281,16 +331,6 @@ impl Publisher {
                 .settings()
                 .crash_point(crate::settings::CRASH_AFTER_UPLOAD);
         }
-        // The source marks the new splits carry, with the tokens that prove this indexer
-        // still owns those sources.
-        let mut carried = BTreeMap::new();
-        for split in new {
-            crate::split::merge_marks(&mut carried, &split.meta.marks);
-        }
-        let (marks, fence) = match indexer.ownership() {
-            Some(ownership) if !carried.is_empty() => ownership.fence_for(&carried).await?,
-            _ => (BTreeMap::new(), BTreeMap::new()),
-        };
         let publish = Publish {
             stream: stream.to_string(),
             indexer: self.indexer_id.clone(),
@@ -303,7 +343,7 @@ impl Publisher {
             if let (trawl_storage::Error::Fenced { source_id, .. }, Some(ownership)) =
                 (&err, indexer.ownership())
             {
-                // Taken over meanwhile: the next round publishes without its mark.
+                // Taken over meanwhile: the next round removes its records, then publishes.
                 ownership.lost(source_id);
             }
             return Err(err.into());
@@ -314,7 +354,7 @@ impl Publisher {
             replaced = publish.replaced.len(),
             "splits published to the shared tier"
         );
-        Ok(uploaded)
+        Ok(Some(uploaded))
     }
 
     fn record(&self, split: &SplitHandle) -> SplitRecord {
@@ -406,6 +446,18 @@ pub enum PublishError {
 }
 
 type Result<T, E = PublishError> = std::result::Result<T, E>;
+
+/// Removes what `indexer` holds unpublished of `sources`, off the async runtime.
+async fn purge(indexer: &Indexer, sources: Vec<String>) -> Result<()> {
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let indexer = indexer.clone();
+    tokio::task::spawn_blocking(move || indexer.purge_sources(&sources))
+        .await
+        .map_err(|err| crate::Error::Io(std::io::Error::other(err)))??;
+    Ok(())
+}
 
 /// Runs the publisher until `stop` turns true: a round every `interval` (and the janitor and
 /// the cluster's retention every tenth), retrying what failed at the next. The id lease lasts

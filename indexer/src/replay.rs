@@ -13,7 +13,7 @@ use tantivy::{DateTime, TantivyDocument};
 use crate::doc::Prepared;
 use crate::entry::Batch;
 use crate::metrics::Metrics;
-use crate::schema::{DYNAMIC_FIELD, ID_FIELD, TEXT_FIELD};
+use crate::schema::{DYNAMIC_FIELD, ID_FIELD, SOURCE_FIELD, TEXT_FIELD};
 use crate::stream::Stream;
 use crate::{Error, Result};
 
@@ -33,11 +33,14 @@ const TEXT_FIELDS: [&str; 3] = [TEXT_FIELD, "message", "status_message"];
 /// back on their documents.
 pub(crate) fn batch_docs(stream: &Stream, batch: &Batch, metrics: &Metrics) -> Vec<Prepared> {
     let id_field = stream.schema.get_field(ID_FIELD).ok();
+    let source_field = stream.schema.get_field(SOURCE_FIELD).ok();
+    let mut sources = batch.record_sources();
     let mut ids = batch.ids.iter().peekable();
     let mut unfit = 0u64;
     let mut first_reason = None;
     let mut docs = Vec::with_capacity(batch.records.len());
     for (i, line) in batch.records.iter().enumerate() {
+        let source = sources.next().flatten();
         let mut prepared = match stream.builder.prepare(line, batch.received_at) {
             Ok(prepared) => prepared,
             Err(reason) => {
@@ -60,6 +63,9 @@ pub(crate) fn batch_docs(stream: &Stream, batch: &Batch, metrics: &Metrics) -> V
                 }
             }
             ids.next();
+        }
+        if let (Some(field), Some(source)) = (source_field, source) {
+            prepared.doc.add_text(field, source);
         }
         docs.push(prepared);
     }

@@ -52,6 +52,13 @@ pub enum IndexOp {
     Flush(std::sync::mpsc::Sender<()>),
     /// Seal the hot index into a split now (tests and shutdown of an idle index).
     Seal(std::sync::mpsc::Sender<()>),
+    /// Delete the documents of these sources from the hot index and commit; answers how many
+    /// were deleted and the WAL position the hot index has taken (every deleted document came
+    /// from an entry before it), or why the commit failed.
+    Purge {
+        sources: Vec<String>,
+        done: std::sync::mpsc::Sender<std::result::Result<(u64, u64), String>>,
+    },
     /// Commit and end the thread.
     Stop,
 }
@@ -264,6 +271,16 @@ fn open_or_create_hot(
     existing.sort();
     while let Some(path) = existing.pop() {
         match Index::open_in_dir(&path) {
+            // Written with another schema (the stream's fields changed, or a new version added
+            // a hidden field): what it holds is in the WAL since the last seal, and is replayed
+            // into a new hot index with the stream's schema.
+            Ok(index) if index.schema() != *schema => {
+                tracing::warn!(
+                    dir = %path.display(),
+                    "the hot index has another schema than its stream: rebuilt from the write-ahead log"
+                );
+                let _ = fs::remove_dir_all(&path);
+            }
             Ok(index) => {
                 let id = path
                     .file_name()
@@ -378,6 +395,13 @@ pub fn run_indexing(
                 state.attempt(&ctx, true);
                 let _ = done.send(());
             }
+            Some(IndexOp::Purge { sources, done }) => {
+                let result = state.purge(&ctx, &sources).map_err(|err| err.to_string());
+                if result.is_err() {
+                    state.attempt(&ctx, false);
+                }
+                let _ = done.send(result);
+            }
             Some(IndexOp::Stop) => break,
             None => {}
         }
@@ -465,6 +489,46 @@ impl HotWriter {
     /// Records the marks of a batch added to the hot index.
     fn note_marks(&mut self, marks: &[(String, u64)]) {
         split::merge_marks(&mut self.marks, marks.iter().map(|(s, e)| (s, e)));
+    }
+
+    /// Deletes the documents of `sources` (by the hidden source field), those committed and
+    /// those waiting for the next commit, forgets their marks, and commits. Returns how many
+    /// documents went and the WAL position the hot index has taken.
+    fn purge(&mut self, ctx: &Ctx<'_>, sources: &[String]) -> Result<(u64, u64)> {
+        use tantivy::schema::Value;
+        let stream = ctx.stream;
+        let field = stream.schema.get_field(crate::schema::SOURCE_FIELD)?;
+        if self.broken {
+            // Deletes go to a writer that holds everything since the last commit.
+            self.recover(stream)?;
+        }
+        let committed = read(&stream.hot).reader.searcher().num_docs();
+        let of_source = |doc: &TantivyDocument| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .is_some_and(|s| sources.iter().any(|p| p == s))
+        };
+        let before = committed + self.uncommitted.len() as u64;
+        let waiting = self
+            .uncommitted
+            .iter()
+            .filter(|k| of_source(&k.doc))
+            .count();
+        if waiting > 0 {
+            // Taken out of the writer too: roll back to the last commit, add the others again.
+            self.uncommitted.retain(|k| !of_source(&k.doc));
+            self.broken = true;
+            self.recover(stream)?;
+        }
+        let writer = self.writer.as_mut().ok_or_else(gone)?;
+        for source in sources {
+            writer.delete_term(tantivy::Term::from_field_text(field, source));
+            self.marks.remove(source);
+        }
+        self.dirty = true;
+        self.commit(stream, ctx.metrics, &ctx.settings.fault)?;
+        let after = read(&stream.hot).reader.searcher().num_docs();
+        Ok((before.saturating_sub(after), self.lsn))
     }
 
     /// How long until the next commit (or retry) is due.

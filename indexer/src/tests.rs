@@ -285,7 +285,13 @@ fn retention_deletes_splits_by_age_and_by_size() {
     // By size: a budget that holds one split keeps the newest.
     let one_split = {
         let ix = Indexer::open(s.clone(), Arc::new(Metrics::default())).unwrap();
-        let bytes = logs_stats(&ix).bytes / 2;
+        // The larger of the two splits (the stream's bytes count its hot index too).
+        let bytes = ix
+            .local_splits()
+            .iter()
+            .flat_map(|(_, _, splits)| splits.iter().map(|h| h.meta.bytes))
+            .max()
+            .unwrap();
         ix.shutdown();
         bytes
     };
@@ -381,6 +387,11 @@ fn splits_carry_the_marks_of_their_records_through_restarts_and_merges() {
             BTreeMap::from([("a".into(), 40), ("c".into(), 7)]),
         ]
     );
+    // With a shared tier, unpublished splits do not merge (they may still have to lose the
+    // records of a source taken over); published ones do.
+    indexer.run_upkeep_once().unwrap();
+    assert_eq!(split_marks(&indexer).len(), 2);
+    indexer.set_published("logs", split_ids(&indexer));
     // A merge carries the largest of its inputs'.
     indexer.run_upkeep_once().unwrap();
     assert_eq!(
@@ -392,5 +403,166 @@ fn splits_carry_the_marks_of_their_records_through_restarts_and_merges() {
         ])]
     );
     assert_eq!(docs(&indexer, "logs"), 7);
+    indexer.shutdown();
+}
+
+fn split_ids(indexer: &Indexer) -> Vec<String> {
+    indexer
+        .local_splits()
+        .into_iter()
+        .filter(|(stream, _, _)| stream == "logs")
+        .flat_map(|(_, _, splits)| splits.into_iter().map(|s| s.meta.id.clone()))
+        .collect()
+}
+
+/// A delivery batch of several sources: `(id, offsets, end)` each, records marked `marker`.
+fn delivery_of(sources: &[(&str, &[u64], u64)], marker: &str) -> Vec<u8> {
+    let env: Vec<serde_json::Value> = sources
+        .iter()
+        .map(|(id, offsets, end)| {
+            serde_json::json!({"id": id, "start": offsets[0], "end": end, "offsets": offsets})
+        })
+        .collect();
+    let mut body = serde_json::json!({ "sources": env })
+        .to_string()
+        .into_bytes();
+    for (id, offsets, _) in sources {
+        for o in offsets.iter() {
+            body.push(b'\n');
+            body.extend_from_slice(
+                format!(r#"{{"message":"{marker} {id} at {o}","file":"f"}}"#).as_bytes(),
+            );
+        }
+    }
+    body
+}
+
+fn purged_records(metrics: &Metrics) -> u64 {
+    let logs = crate::metrics::StreamLabel {
+        stream: "logs".into(),
+    };
+    metrics.records_purged.get_or_create(&logs).get()
+}
+
+/// How many documents of the logs stream hold `word` in their message.
+fn with_word(indexer: &Indexer, word: &str) -> u64 {
+    use tantivy::collector::Count;
+    use tantivy::query::TermQuery;
+    use tantivy::schema::IndexRecordOption;
+    indexer.flush();
+    let snapshot = indexer.snapshot("logs", None, None).unwrap();
+    let field = snapshot.schema.get_field("message").unwrap();
+    let query = TermQuery::new(
+        tantivy::Term::from_field_text(field, word),
+        IndexRecordOption::Basic,
+    );
+    snapshot
+        .targets
+        .iter()
+        .map(|t| t.searcher.search(&query, &Count).unwrap() as u64)
+        .sum()
+}
+
+#[test]
+fn records_of_sources_taken_over_leave_the_hot_index_unpublished_splits_and_the_wal() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut s = settings(dir.path());
+    s.split_marks = true;
+    let metrics = Arc::new(Metrics::default());
+    let indexer = Indexer::open(s.clone(), metrics.clone()).unwrap();
+    let take = |body: Vec<u8>| ingest(&rt, &indexer, "logs", body, true).unwrap();
+    // A published split: a 0..3, b 0..2.
+    take(delivery_of(&[("a", &[0, 1, 2], 3), ("b", &[0, 1], 2)], "p"));
+    indexer.seal_all();
+    let published = split_ids(&indexer);
+    indexer.set_published("logs", published.clone());
+    // An unpublished split: a 3..5, b 2..5; and the hot index: b 5..7, a 5..6.
+    take(delivery_of(&[("a", &[3, 4], 5), ("b", &[2, 3, 4], 5)], "u"));
+    indexer.seal_all();
+    take(delivery_of(&[("b", &[5, 6], 7), ("a", &[5], 6)], "h"));
+    // A push batch has no source: never purged.
+    ingest(
+        &rt,
+        &indexer,
+        "logs",
+        b"{\"message\":\"push b\"}".to_vec(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(docs(&indexer, "logs"), 14);
+    assert_eq!(with_word(&indexer, "b"), 8);
+
+    let purged = indexer.purge_sources(&["b".to_string()]).unwrap();
+    assert_eq!(
+        purged,
+        crate::Purged {
+            records: 5,
+            splits: 1
+        }
+    );
+    assert_eq!(docs(&indexer, "logs"), 9);
+    // b's published records and the push record stay; a's are all there.
+    assert_eq!(with_word(&indexer, "b"), 3);
+    assert_eq!(with_word(&indexer, "a"), 6);
+    let mut marks = split_marks(&indexer);
+    marks.sort();
+    assert_eq!(
+        marks,
+        [
+            BTreeMap::from([("a".into(), 3), ("b".into(), 2)]),
+            BTreeMap::from([("a".into(), 5)]),
+        ]
+    );
+    assert!(
+        split_ids(&indexer).contains(&published[0]),
+        "published split untouched"
+    );
+    assert_eq!(purged_records(&metrics), 5);
+    // Again: nothing more goes.
+    assert_eq!(
+        indexer.purge_sources(&["b".to_string()]).unwrap(),
+        crate::Purged::default()
+    );
+    // Records of b after the purge (b came back to this indexer) are b's again.
+    take(delivery_of(&[("b", &[7], 8), ("a", &[6], 7)], "n"));
+    assert_eq!(docs(&indexer, "logs"), 11);
+    indexer.shutdown();
+    drop(indexer);
+
+    // The hot index lost (unreadable): the WAL is replayed from the last seal, without b's
+    // records from before the purge and with those after it.
+    let hot = dir.path().join("indexer/streams/logs/hot");
+    for entry in std::fs::read_dir(&hot).unwrap() {
+        std::fs::write(entry.unwrap().path().join("meta.json"), b"not json").unwrap();
+    }
+    let metrics = Arc::new(Metrics::default());
+    let indexer = Indexer::open(s, metrics.clone()).unwrap();
+    assert_eq!(docs(&indexer, "logs"), 11);
+    assert_eq!(with_word(&indexer, "n"), 2);
+    assert_eq!(with_word(&indexer, "b"), 4);
+    assert_eq!(
+        with_word(&indexer, "h"),
+        1,
+        "a's record of the purged batch"
+    );
+    assert_eq!(
+        purged_records(&metrics),
+        2,
+        "b's two records dropped at the replay"
+    );
+    // The replayed hot index carries b's mark from after the purge only.
+    indexer.seal_all();
+    let mut marks = split_marks(&indexer);
+    marks.sort();
+    assert_eq!(
+        marks,
+        [
+            BTreeMap::from([("a".into(), 3), ("b".into(), 2)]),
+            BTreeMap::from([("a".into(), 5)]),
+            BTreeMap::from([("a".into(), 7), ("b".into(), 8)]),
+        ]
+    );
     indexer.shutdown();
 }

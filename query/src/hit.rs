@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Number, Value};
 use tantivy::schema::{Field, OwnedValue, Schema};
 use tantivy::TantivyDocument;
-use trawl_index::schema::{DYNAMIC_FIELD, ID_FIELD};
+use trawl_index::schema::{is_hidden_field, DYNAMIC_FIELD};
 use trawl_model::path::lookup;
 use trawl_model::schema::{FieldKind, AUDIT_FIELDS, LOG_FIELDS};
 use trawl_model::Timestamp;
@@ -56,7 +56,7 @@ impl HitFormat {
         if let (Some(names), Some(dynamic)) = (projection, dynamic.as_mut()) {
             let paths: Vec<String> = names
                 .iter()
-                .filter(|name| *name != ID_FIELD && schema.get_field(name).is_err())
+                .filter(|name| !is_hidden_field(name) && schema.get_field(name).is_err())
                 .cloned()
                 .collect();
             if names.iter().any(|n| n == DYNAMIC_FIELD) && paths.is_empty() {
@@ -71,7 +71,7 @@ impl HitFormat {
                 .iter()
                 .map(String::as_str)
                 .filter(|name| {
-                    *name == ID_FIELD
+                    is_hidden_field(name)
                         || (schema.get_field(name).is_err() && dynamic_field.is_none())
                 })
                 .collect();
@@ -89,7 +89,7 @@ impl HitFormat {
         let wanted = |name: &str| projection.is_none_or(|names| names.iter().any(|n| n == name));
         let fields = schema
             .fields()
-            .filter(|(_, entry)| entry.name() != ID_FIELD && entry.name() != DYNAMIC_FIELD)
+            .filter(|(_, entry)| !is_hidden_field(entry.name()) && entry.name() != DYNAMIC_FIELD)
             .filter(|(_, entry)| entry.is_stored())
             .filter(|(_, entry)| wanted(entry.name()))
             .map(|(field, entry)| {

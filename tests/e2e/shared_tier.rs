@@ -17,7 +17,10 @@
 //! - two indexers and two searchers on the same tier: every answer exact from either searcher,
 //!   warm searches fetch nothing, a searcher's cache deleted while it serves, a merge while
 //!   searches run, and an indexer's volume lost while it is down (its sealed records stay
-//!   searchable).
+//!   searchable);
+//! - an indexer killed while it holds records unpublished (in its hot index and in a split the
+//!   S3 server was away for) comes back with its volume after its collector moved on: it
+//!   removes those records, which the new owner read again, and every line is there once.
 
 #[path = "../../storage/tests/support/servers.rs"]
 mod servers;
@@ -589,6 +592,95 @@ fn node_preferring(urls: &[String], first: usize, prefix: &str) -> String {
         .unwrap()
 }
 
+/// Two indexers, `indexer-a` and `indexer-b`, on one PostgreSQL and one S3 server: their data
+/// directories, addresses and configurations, and those of the collectors and searchers over
+/// them.
+struct TwoIndexers {
+    tmp: tempfile::TempDir,
+    template: String,
+    /// The configuration `trawl storage` is run with.
+    config_path: std::path::PathBuf,
+    listen: [String; 2],
+    urls: Vec<String>,
+    data: [std::path::PathBuf; 2],
+}
+
+impl TwoIndexers {
+    fn new(pg: &Postgres, s3: &S3Server) -> TwoIndexers {
+        let tmp = tempfile::tempdir().unwrap();
+        let listen = [0, 1].map(|_| format!("127.0.0.1:{}", free_port()));
+        let two = TwoIndexers {
+            template: config(pg, s3, 1000),
+            config_path: tmp.path().join("storage.toml"),
+            urls: listen.iter().map(|l| format!("http://{l}")).collect(),
+            data: ["a", "b"].map(|d| tmp.path().join(d).join("data")),
+            listen,
+            tmp,
+        };
+        std::fs::write(&two.config_path, two.shared("cli")).unwrap();
+        two
+    }
+
+    fn dir(&self, name: &str) -> std::path::PathBuf {
+        let dir = self.tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The shared tier's configuration under indexer id `id`.
+    fn shared(&self, id: &str) -> String {
+        self.template
+            .replace("id = \"indexer-a\"", &format!("id = \"{id}\""))
+    }
+
+    fn indexer_config(&self, id: &str) -> String {
+        format!("{}\n[collector]\nenabled = false\n", self.shared(id))
+    }
+
+    /// Starts indexer `i` (0 is a, 1 is b) with `config` on its address and data directory.
+    fn start_with(&self, i: usize, config: &str) -> Server {
+        self.dir(["a", "b"][i]);
+        Server::start_listening("indexer", &self.data[i], config, &self.listen[i])
+    }
+
+    fn start(&self, i: usize) -> Server {
+        self.start_with(i, &self.indexer_config(["indexer-a", "indexer-b"][i]))
+    }
+
+    /// A collector of `node` over `pods` with both indexers, failing over after a second.
+    fn collector(&self, node: &str, pods: &Path, data: &Path) -> Server {
+        let mut config = collector_config(pods, data, "")
+            .replace("indexer_url = \"\"\n", "")
+            .replace("node_name = \"node-1\"", &format!("node_name = \"{node}\""));
+        config.push_str(&format!(
+            "indexer_urls = [\"{}\", \"{}\"]\nfailover_after_secs = 1\n",
+            self.urls[0], self.urls[1]
+        ));
+        Server::start_with_config("collector", data, &config)
+    }
+
+    /// A searcher over the shared tier and both indexers, in directory `name`.
+    fn searcher(&self, name: &str) -> Server {
+        let config = format!(
+            "{}\n[query]\nindexers = [\"{}\", \"{}\"]\n",
+            self.shared("s")
+                .replace("[indexer]\nid", "[indexer]\n# searcher\nid"),
+            self.urls[0],
+            self.urls[1]
+        );
+        Server::start_role("searcher", &self.dir(name).join("data"), &config)
+    }
+
+    /// The documents of the splits `indexer` has published.
+    fn published_docs(&self, indexer: &str) -> u64 {
+        splits(&self.config_path, "published")
+            .iter()
+            .filter(|r| r["indexer"] == indexer)
+            .map(|r| r["docs"].as_u64().unwrap())
+            .sum()
+    }
+}
+
 #[test]
 fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_duplicate() {
     if !servers::postgres_available() || !servers::s3_available() {
@@ -596,51 +688,29 @@ fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_dup
     }
     let pg = Postgres::start();
     let s3 = S3Server::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let template = config(&pg, &s3, 1000);
-    let shared = |id: &str| template.replace("id = \"indexer-a\"", &format!("id = \"{id}\""));
-    let config_path = tmp.path().join("storage.toml");
-    std::fs::write(&config_path, shared("cli")).unwrap();
-    let listen_a = format!("127.0.0.1:{}", free_port());
-    let listen_b = format!("127.0.0.1:{}", free_port());
-    let urls = vec![format!("http://{listen_a}"), format!("http://{listen_b}")];
-    for dir in ["a", "b", "s1", "s2", "node-a", "node-b"] {
-        std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
-    }
-    let data_a = tmp.path().join("a/data");
-    let data_b = tmp.path().join("b/data");
-    let indexer_config = |id: &str| format!("{}\n[collector]\nenabled = false\n", shared(id));
-    let a = Server::start_listening("indexer", &data_a, &indexer_config("indexer-a"), &listen_a);
-    let b = Server::start_listening("indexer", &data_b, &indexer_config("indexer-b"), &listen_b);
+    let two = TwoIndexers::new(&pg, &s3);
+    let config_path = two.config_path.clone();
+    let data_a = two.data[0].clone();
+    let a = two.start(0);
+    let b = two.start(1);
 
     // Two nodes: one ships to a first, the other to b; each fails over after a second.
-    let collector = |node: &str, pods: &Path, data: &Path| {
-        let mut config = collector_config(pods, data, "")
-            .replace("indexer_url = \"\"\n", "")
-            .replace("node_name = \"node-1\"", &format!("node_name = \"{node}\""));
-        config.push_str(&format!(
-            "indexer_urls = [\"{}\", \"{}\"]\nfailover_after_secs = 1\n",
-            urls[0], urls[1]
-        ));
-        Server::start_with_config("collector", data, &config)
-    };
-    let node_a = node_preferring(&urls, 0, "node");
-    let node_b = node_preferring(&urls, 1, "node");
-    let mut pods_a = pod_files_named(&tmp.path().join("node-a/pods"), "apod", 3);
-    let mut pods_b = pod_files_named(&tmp.path().join("node-b/pods"), "bpod", 3);
-    let collector_a_dir = tmp.path().join("node-a/collector");
-    let collector_b_dir = tmp.path().join("node-b/collector");
-    let ca = collector(&node_a, &tmp.path().join("node-a/pods"), &collector_a_dir);
-    let cb = collector(&node_b, &tmp.path().join("node-b/pods"), &collector_b_dir);
-
-    let searcher_config = format!(
-        "{}\n[query]\nindexers = [\"{}\", \"{}\"]\n",
-        shared("s").replace("[indexer]\nid", "[indexer]\n# searcher\nid"),
-        urls[0],
-        urls[1]
+    let node_a = node_preferring(&two.urls, 0, "node");
+    let node_b = node_preferring(&two.urls, 1, "node");
+    let mut pods_a = pod_files_named(&two.dir("node-a").join("pods"), "apod", 3);
+    let mut pods_b = pod_files_named(&two.dir("node-b").join("pods"), "bpod", 3);
+    let ca = two.collector(
+        &node_a,
+        &two.dir("node-a").join("pods"),
+        &two.dir("node-a").join("collector"),
     );
-    let s1 = Server::start_role("searcher", &tmp.path().join("s1/data"), &searcher_config);
-    let s2 = Server::start_role("searcher", &tmp.path().join("s2/data"), &searcher_config);
+    let cb = two.collector(
+        &node_b,
+        &two.dir("node-b").join("pods"),
+        &two.dir("node-b").join("collector"),
+    );
+    let s1 = two.searcher("s1");
+    let s2 = two.searcher("s2");
     let written = |pods: &[PodFile]| pods.iter().map(|p| p.written as u64).sum::<u64>();
 
     // 1,200 lines a node, in rounds: each indexer seals splits of 100 and publishes them.
@@ -717,7 +787,7 @@ fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_dup
     }
 
     // a comes back with an empty volume: node a's collector stays with b; both answer whole.
-    let a = Server::start_listening("indexer", &data_a, &indexer_config("indexer-a"), &listen_a);
+    let a = two.start(0);
     for pod in pods_a.iter_mut().chain(pods_b.iter_mut()) {
         write_lines(pod, 20);
     }
@@ -735,13 +805,7 @@ fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_dup
     assert_eq!(ca.metric("trawl_collector_failovers_total"), Some(1.0));
 
     // A second process configured as indexer-a while a runs: it publishes nothing.
-    let published_docs = |indexer: &str| -> u64 {
-        splits(&config_path, "published")
-            .iter()
-            .filter(|r| r["indexer"] == indexer)
-            .map(|r| r["docs"].as_u64().unwrap())
-            .sum()
-    };
+    let published_docs = |indexer: &str| two.published_docs(indexer);
     let before = published_docs("indexer-a");
     // a itself was refused for a few seconds at its restart: its killed predecessor held the
     // id's lease until it expired. It holds it now.
@@ -750,9 +814,11 @@ fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_dup
         a.metric("trawl_storage_id_lease_held") == Some(1.0)
     });
     let a_refused = a.metric(REFUSED);
-    let twin_dir = tmp.path().join("twin/data");
-    std::fs::create_dir_all(tmp.path().join("twin")).unwrap();
-    let twin = Server::start_role("indexer", &twin_dir, &shared("indexer-a"));
+    let twin = Server::start_role(
+        "indexer",
+        &two.dir("twin").join("data"),
+        &two.shared("indexer-a"),
+    );
     wait_until("the twin refused", Duration::from_secs(30), || {
         twin.metric(REFUSED).unwrap_or(0.0) >= 1.0
     });
@@ -781,13 +847,13 @@ fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_dup
 [streams.logs]
 retention_max_age_secs = 86400
 ",
-            indexer_config(id)
+            two.indexer_config(id)
         )
     };
     a.stop();
     b.stop();
-    let a = Server::start_listening("indexer", &data_a, &retained("indexer-a"), &listen_a);
-    let b = Server::start_listening("indexer", &data_b, &retained("indexer-b"), &listen_b);
+    let a = two.start_with(0, &retained("indexer-a"));
+    let b = two.start_with(1, &retained("indexer-b"));
     wait_until("every split marked", Duration::from_secs(60), || {
         splits(&config_path, "published").is_empty()
     });
@@ -806,4 +872,119 @@ retention_max_age_secs = 86400
             .unwrap_or(0.0);
     assert!(marked >= 1.0, "{marked}");
     drop((a, b, ca, cb, s1, s2));
+}
+
+#[test]
+fn an_indexer_back_with_its_volume_drops_what_the_new_owner_of_its_sources_read_again() {
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let mut s3 = S3Server::start();
+    let two = TwoIndexers::new(&pg, &s3);
+    let a = two.start(0);
+    let b = two.start(1);
+    let node = node_preferring(&two.urls, 0, "node");
+    let pods_dir = two.dir("node").join("pods");
+    let mut pods = pod_files_named(&pods_dir, "pod", 3);
+    let collector = two.collector(&node, &pods_dir, &two.dir("node").join("collector"));
+    let s1 = two.searcher("s1");
+    let written = |pods: &[PodFile]| pods.iter().map(|p| p.written as u64).sum::<u64>();
+    let published_docs = |indexer: &str| two.published_docs(indexer);
+
+    // 630 lines: a seals splits of 100 and publishes them.
+    for _ in 0..3 {
+        for pod in pods.iter_mut() {
+            write_lines(pod, 70);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_until("every line on a", Duration::from_secs(60), || {
+        a.total("*", &[]) == written(&pods)
+    });
+    let sealed = a.metric(SEALED).unwrap_or(0.0);
+    wait_until("a's splits published", Duration::from_secs(60), || {
+        splits(&two.config_path, "published")
+            .iter()
+            .filter(|r| r["indexer"] == "indexer-a")
+            .count() as f64
+            == sealed
+    });
+    // The S3 server away: a seals a split it cannot upload, then holds more in its hot index.
+    s3.stop();
+    for pod in pods.iter_mut() {
+        write_lines(pod, 40);
+    }
+    wait_until(
+        "a seals a split it cannot upload",
+        Duration::from_secs(60),
+        || {
+            a.metric(SEALED).unwrap_or(0.0) > sealed
+                && a.metric(UPLOAD_ERRORS).unwrap_or(0.0) >= 1.0
+        },
+    );
+    for pod in pods.iter_mut() {
+        write_lines(pod, 10);
+    }
+    let before_kill = written(&pods);
+    wait_until("every line on a", Duration::from_secs(60), || {
+        a.total("*", &[]) == before_kill
+    });
+    let published_a = published_docs("indexer-a");
+    let held = before_kill - published_a;
+    assert!(held >= 150, "a holds {held} lines unpublished");
+
+    // a is killed with its volume kept; the S3 server comes back. The collector moves to b,
+    // which resumes the three sources at the marks a published and reads the rest again.
+    a.kill9();
+    s3.start_again();
+    for pod in pods.iter_mut() {
+        write_lines(pod, 50);
+    }
+    let expected = written(&pods);
+    wait_until(
+        "every line searchable from b",
+        Duration::from_secs(90),
+        || s1.total("*", &[]) == expected,
+    );
+    assert_eq!(
+        b.metric("trawl_indexer_sources_taken_over_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        collector.metric("trawl_collector_failovers_total"),
+        Some(1.0)
+    );
+
+    // a comes back with its volume: its WAL replays and its unpublished split is there, all
+    // of it records of the three sources b read again. a removes them before publishing.
+    let a = two.start(0);
+    const PURGED: &str = "trawl_indexer_records_purged_total{stream=\"logs\"}";
+    wait_until(
+        "a removed what b read again",
+        Duration::from_secs(60),
+        || a.metric(PURGED) == Some(held as f64),
+    );
+    assert_eq!(a.total("*", &[]), published_a, "a keeps what it published");
+    assert_eq!(
+        published_docs("indexer-a"),
+        published_a,
+        "a published nothing more"
+    );
+    for pod in pods.iter_mut() {
+        write_lines(pod, 20);
+    }
+    let expected = written(&pods);
+    wait_until("the last lines searchable", Duration::from_secs(60), || {
+        s1.total("*", &[]) == expected
+    });
+    let answer = s1.search("logs", &[("q", "*"), ("limit", "0")]);
+    assert_eq!(answer["total"], expected, "{answer}");
+    assert!(!answer["partial"].as_bool().unwrap_or(false), "{answer}");
+    assert_each_line_once(&s1, &pods);
+    // Between them, the two indexers hold every line once: a what it published before it
+    // went, b the rest.
+    assert_eq!(a.total("*", &[]) + b.total("*", &[]), expected);
+    assert!(published_docs("indexer-a") + published_docs("indexer-b") <= expected);
+    drop((a, b, collector, s1));
 }

@@ -297,6 +297,11 @@ impl Indexer {
             None => Vec::new(),
         };
         outcome.conflicts = conflicts.iter().map(|&c| c as usize).collect();
+        let mut valid = valid;
+        let sources = match &envelope {
+            Some(env) => attribute_sources(&stream, env, &mut valid),
+            None => Vec::new(),
+        };
         let (records, docs, record_ids, bytes) = assemble(&stream, valid, &conflicts, &push.ids);
         outcome.accepted = docs.len();
         if known.is_some() {
@@ -339,6 +344,7 @@ impl Indexer {
             fingerprint: claim.fingerprint,
             conflicts,
             ids: record_ids,
+            sources,
         };
         let request = WalRequest {
             stream,
@@ -521,6 +527,41 @@ fn assemble(
         docs.push(doc);
     }
     (records, docs, record_ids, bytes)
+}
+
+/// Gives each valid line of a delivery batch its source (the envelope's sources declare their
+/// records in order) in the hidden source field; returns the sources of the valid lines in
+/// runs, as the WAL entry keeps them.
+fn attribute_sources(
+    stream: &Stream,
+    envelope: &Envelope,
+    valid: &mut Valid<'_>,
+) -> Vec<(String, u32)> {
+    let field = stream.schema.get_field(crate::schema::SOURCE_FIELD).ok();
+    // The first line index of each source's records, ascending.
+    let mut starts = Vec::with_capacity(envelope.sources.len());
+    let mut at = 0usize;
+    for source in &envelope.sources {
+        starts.push(at);
+        at += source.offsets.len();
+    }
+    let mut runs: Vec<(String, u32)> = Vec::new();
+    for (i, _, doc) in valid.iter_mut() {
+        let k = starts
+            .partition_point(|&start| start <= *i)
+            .saturating_sub(1);
+        let Some(source) = envelope.sources.get(k) else {
+            continue;
+        };
+        if let Some(field) = field {
+            doc.doc.add_text(field, &source.id);
+        }
+        match runs.last_mut() {
+            Some((id, n)) if *id == source.id => *n += 1,
+            _ => runs.push((source.id.clone(), 1)),
+        }
+    }
+    runs
 }
 
 /// A push batch's hold on the resend window while it is prepared: dropped before the batch is

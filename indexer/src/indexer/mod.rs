@@ -42,10 +42,12 @@ use crate::{Error, Result, StreamSnapshot, StreamStats, TailBatch};
 
 mod ingest;
 mod open;
+mod purge;
 mod upkeep;
 mod wal_writer;
 
 use ingest::WalRequest;
+pub use purge::Purged;
 use upkeep::upkeep_round;
 use wal_writer::{WalMsg, WalReply};
 
@@ -126,6 +128,11 @@ struct Inner {
     marks: Mutex<Marks>,
     /// Source ownership in a shared metastore (`postgres://`); unset on one machine.
     ownership: std::sync::OnceLock<Arc<crate::ownership::Ownership>>,
+    /// With a shared tier: the splits of each stream published there (the publisher says).
+    published: Mutex<HashMap<String, HashSet<String>>>,
+    /// Held while the splits of a stream are replaced (merges, retention, purges), so that two
+    /// replacements never work on the same splits.
+    replacing: Mutex<()>,
     /// Push batches made durable lately, and ids written lately (see [`crate::dedup`]).
     resent: Mutex<Window>,
     wal_tx: Mutex<Option<Sender<WalMsg>>>,

@@ -62,6 +62,8 @@ impl Indexer {
             pins: Pins::default(),
             marks: Mutex::new(marks),
             ownership: std::sync::OnceLock::new(),
+            published: Mutex::new(HashMap::new()),
+            replacing: Mutex::new(()),
             resent: Mutex::new(resent),
             wal_tx: Mutex::new(Some(wal_tx)),
             metrics,
@@ -261,6 +263,16 @@ fn replay_wal(
         };
         if entry.lsn < replay_from.get(&batch.stream).copied().unwrap_or(0) {
             continue;
+        }
+        // Records of sources another indexer took over, removed before this start.
+        let (batch, purged) = batch.without_sources(|source| {
+            state
+                .purged
+                .get(source)
+                .is_some_and(|&before| entry.lsn < before)
+        });
+        if purged > 0 {
+            metrics.purged(&batch.stream, purged as u64);
         }
         let docs: Vec<Prepared> = crate::replay::batch_docs(&target.stream, &batch, metrics);
         replayed += docs.len();

@@ -41,6 +41,7 @@ pub(super) fn upkeep_round(inner: &Inner) -> Result<()> {
     sweep_retired(inner)?;
     let now = Timestamp::now().nanos();
     for (name, entry) in stream_list(inner) {
+        let _replacing = lock(&inner.replacing);
         apply_retention(inner, &name, &entry.stream, now)?;
         merge_stream(inner, &name, &entry.stream)?;
         inner.metrics.set_splits(&name, entry.stream.splits().len());
@@ -56,7 +57,7 @@ pub(super) fn upkeep_round(inner: &Inner) -> Result<()> {
 /// Removes splits from the metastore and records them as retired, with the splits that replace
 /// them, in one durable write; then from the searchable set. `crash_point` names the moment in
 /// between for fault tests.
-fn drop_splits(
+pub(super) fn drop_splits(
     inner: &Inner,
     stream: &Stream,
     ids: &[String],
@@ -169,14 +170,36 @@ fn apply_retention(inner: &Inner, name: &str, stream: &Stream, now: i64) -> Resu
 fn merge_stream(inner: &Inner, name: &str, stream: &Stream) -> Result<()> {
     let s = &inner.settings;
     let bucket_nanos = s.merge_bucket.as_nanos().max(1) as i64;
-    // Splits merge within a time bucket, and only with splits of the same index settings
-    // (tantivy merges those only): a change of doc-store settings starts new groups.
-    let mut buckets: BTreeMap<(i64, String), Vec<Arc<SplitHandle>>> = BTreeMap::new();
+    // Splits merge within a time bucket, and only with splits of the same index settings and
+    // schema (tantivy merges those only): a change of doc-store settings starts new groups.
+    // Splits of another schema (written before the stream's fields changed) merge among
+    // themselves too.
+    // With a shared tier, only published splits merge: what an indexer holds unpublished may
+    // still have to lose the records of a source taken over by another indexer (see
+    // `Indexer::purge_sources`), which a merge with published records would make impossible.
+    let published = s.split_marks.then(|| {
+        lock(&inner.published)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    });
+    let mut buckets: BTreeMap<(i64, String, String), Vec<Arc<SplitHandle>>> = BTreeMap::new();
     for split in stream.splits() {
+        if published
+            .as_ref()
+            .is_some_and(|published| !published.contains(&split.meta.id))
+        {
+            continue;
+        }
         if split.meta.docs < s.merge_max_docs {
             let settings = serde_json::to_string(split.index.settings()).unwrap_or_default();
+            let schema = serde_json::to_string(&split.index.schema()).unwrap_or_default();
             buckets
-                .entry((split.meta.min_timestamp.div_euclid(bucket_nanos), settings))
+                .entry((
+                    split.meta.min_timestamp.div_euclid(bucket_nanos),
+                    settings,
+                    schema,
+                ))
                 .or_default()
                 .push(split);
         }
@@ -199,51 +222,75 @@ fn merge_stream(inner: &Inner, name: &str, stream: &Stream) -> Result<()> {
     Ok(())
 }
 
+/// Writes a new split with `write` (a merge of some kind into the directory it is given), records
+/// it with this merge level and these marks in place of the splits `old`, durably, and swaps it
+/// in for them. Returns its id. A failed write leaves nothing behind.
+pub(super) fn replace_by_output(
+    inner: &Inner,
+    stream: &Stream,
+    old: &[String],
+    merge_level: u32,
+    marks: BTreeMap<String, u64>,
+    crash_point: &str,
+    write: impl FnOnce(tantivy::directory::MmapDirectory) -> tantivy::Result<tantivy::Index>,
+) -> Result<String> {
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    let dir = stream.splits_dir().join(&id);
+    fs::create_dir_all(&dir)?;
+    let written = tantivy::directory::MmapDirectory::open(&dir)
+        .map_err(|e| Error::InvalidArgument(format!("cannot open the output of a merge: {e}")))
+        .and_then(|directory| write(directory).map_err(Error::from));
+    let written = match written {
+        Ok(index) => index,
+        Err(err) => {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(err);
+        }
+    };
+    let reader = written.reader()?;
+    let (min_ts, max_ts) = split::time_range(&reader).unwrap_or((0, 0));
+    let meta = SplitMeta {
+        version: SPLIT_FORMAT_VERSION,
+        id: id.clone(),
+        stream: stream.spec.name.clone(),
+        min_timestamp: min_ts,
+        max_timestamp: max_ts,
+        docs: reader.searcher().num_docs(),
+        bytes: split::dir_bytes(&dir),
+        created_at: Timestamp::now().nanos(),
+        merge_level,
+        parents: old.to_vec(),
+        marks,
+    };
+    split::write_meta(&dir, &meta)?;
+    crate::wal::sync_dir(&stream.splits_dir())?;
+    let handle = Arc::new(SplitHandle::open(&dir, meta)?);
+    drop_splits(inner, stream, old, vec![handle], crash_point)?;
+    Ok(id)
+}
+
 fn merge_group(
     inner: &Inner,
     name: &str,
     stream: &Stream,
     group: &[Arc<SplitHandle>],
 ) -> Result<()> {
-    let id = ulid::Ulid::new().to_string().to_lowercase();
-    let dir = stream.splits_dir().join(&id);
-    fs::create_dir_all(&dir)?;
     let indexes: Vec<tantivy::Index> = group.iter().map(|h| h.index.clone()).collect();
-    let directory = tantivy::directory::MmapDirectory::open(&dir)
-        .map_err(|e| Error::InvalidArgument(format!("cannot open merge output: {e}")))?;
-    let merged = match tantivy::indexer::merge_indices(&indexes, directory) {
-        Ok(index) => index,
-        Err(err) => {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(err.into());
-        }
-    };
-    let reader = merged.reader()?;
-    let (min_ts, max_ts) = split::time_range(&reader).unwrap_or((0, 0));
-    let meta = SplitMeta {
-        version: SPLIT_FORMAT_VERSION,
-        id: id.clone(),
-        stream: name.to_string(),
-        min_timestamp: min_ts,
-        max_timestamp: max_ts,
-        docs: reader.searcher().num_docs(),
-        bytes: split::dir_bytes(&dir),
-        created_at: Timestamp::now().nanos(),
-        merge_level: group.iter().map(|h| h.meta.merge_level).max().unwrap_or(0) + 1,
-        parents: group.iter().map(|h| h.meta.id.clone()).collect(),
-        marks: {
-            let mut marks = std::collections::BTreeMap::new();
-            for h in group {
-                split::merge_marks(&mut marks, &h.meta.marks);
-            }
-            marks
-        },
-    };
-    split::write_meta(&dir, &meta)?;
-    crate::wal::sync_dir(&stream.splits_dir())?;
-    let handle = Arc::new(SplitHandle::open(&dir, meta)?);
     let old: Vec<String> = group.iter().map(|h| h.meta.id.clone()).collect();
-    drop_splits(inner, stream, &old, vec![handle], CRASH_AFTER_MERGE_PUBLISH)?;
+    let mut marks = BTreeMap::new();
+    for h in group {
+        split::merge_marks(&mut marks, &h.meta.marks);
+    }
+    let level = group.iter().map(|h| h.meta.merge_level).max().unwrap_or(0) + 1;
+    let id = replace_by_output(
+        inner,
+        stream,
+        &old,
+        level,
+        marks,
+        CRASH_AFTER_MERGE_PUBLISH,
+        |directory| tantivy::indexer::merge_indices(&indexes, directory),
+    )?;
     inner
         .metrics
         .merges

@@ -174,6 +174,8 @@ fn truncate_wal(inner: &Inner, wal: &mut Wal) -> Result<()> {
         let mut next = state.clone();
         next.marks = marks.durable.iter().map(|(k, v)| (k.clone(), *v)).collect();
         next.marks_lsn = wal.end();
+        // No entry before `needed` is replayed into an index again.
+        next.purged.retain(|_, before| *before > needed);
         store.store(&next)?;
         *state = next;
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 use tantivy::schema::{FieldType, Schema};
-use trawl_index::schema::{ID_FIELD, RAW_TOKENIZER};
+use trawl_index::schema::{is_hidden_field, RAW_TOKENIZER};
 
 use super::body::glob_match;
 use super::error::{EsError, EsResult};
@@ -113,7 +113,7 @@ pub(crate) fn resolve_names(
 pub(crate) fn field_types(schema: &Schema) -> Vec<(String, &'static str, bool)> {
     let mut out = Vec::new();
     for (_, entry) in schema.fields() {
-        if entry.name() == ID_FIELD {
+        if is_hidden_field(entry.name()) {
             continue;
         }
         let kind = match entry.field_type() {

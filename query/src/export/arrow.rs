@@ -35,7 +35,7 @@ use arrow_schema::{ArrowError, DataType, Field as ArrowField, Schema as ArrowSch
 use serde_json::{Map, Value as Json};
 use tantivy::schema::{Field, FieldType, OwnedValue, Schema, Value};
 use tantivy::TantivyDocument;
-use trawl_index::schema::{DYNAMIC_FIELD, ID_FIELD};
+use trawl_index::schema::{is_hidden_field, DYNAMIC_FIELD};
 
 use crate::error::{Error, Result};
 use crate::export::stored::StoredRow;
@@ -118,7 +118,7 @@ impl Layout {
         let hits = HitFormat::new(schema, projection, list_fields)?.with_nested_dynamic();
         let generic = schema.get_field(DYNAMIC_FIELD).is_ok();
         let exported = |name: &str| {
-            name != ID_FIELD
+            !is_hidden_field(name)
                 && match schema.get_field(name) {
                     Ok(f) => schema.get_field_entry(f).is_stored(),
                     Err(_) => generic,
