@@ -264,7 +264,7 @@ fn start_kubernetes(
 fn start_journal(
     config: &trawl_config::Config,
     node: &str,
-    indexer_url: &str,
+    indexers: &[String],
     data_dir: &Path,
     metrics: &Metrics,
     stop: watch::Receiver<bool>,
@@ -276,12 +276,31 @@ fn start_journal(
         kernel: cc.journal.kernel,
         batch_max_entries: cc.journal.batch_max_entries,
         state_path: data_dir.join("journal.json"),
-        ingest: StreamIngest::new(indexer_url, "journal", &cc.token, cc.ca_path.as_deref())?,
+        ingest: stream_ingest(config, indexers, "journal", metrics)?,
         node: node.to_string(),
         cluster: config.cluster.clone(),
     };
     tokio::spawn(crate::journal::run(settings, metrics.clone(), stop));
     Ok(())
+}
+
+/// Where the collector's own documents of `stream` go: this node's order of the indexers, with
+/// the log shipper's token, CAs and failover.
+fn stream_ingest(
+    config: &trawl_config::Config,
+    indexers: &[String],
+    stream: &str,
+    metrics: &Metrics,
+) -> Result<StreamIngest> {
+    let cc = &config.collector;
+    StreamIngest::new(
+        indexers,
+        stream,
+        &cc.token,
+        cc.ca_path.as_deref(),
+        Duration::from_secs(cc.failover_after_secs),
+        metrics.failovers.clone(),
+    )
 }
 
 /// Starts collecting the cluster's Kubernetes Events (`collector.kubernetes.events`) into the
@@ -290,7 +309,7 @@ fn start_journal(
 fn start_events(
     config: &trawl_config::Config,
     node: &str,
-    indexer_url: &str,
+    indexers: &[String],
     data_dir: &Path,
     metrics: &Metrics,
     stop: watch::Receiver<bool>,
@@ -302,7 +321,7 @@ fn start_events(
         lease_name: cc.kubernetes.events_lease_name.clone(),
         lease: Duration::from_secs(cc.kubernetes.events_lease_secs.max(1)),
         state_path: data_dir.join("events.json"),
-        ingest: StreamIngest::new(indexer_url, "events", &cc.token, cc.ca_path.as_deref())?,
+        ingest: stream_ingest(config, indexers, "events", metrics)?,
         cluster: config.cluster.clone(),
     };
     let kube_config = cc.kubernetes.clone();
@@ -356,6 +375,8 @@ impl Collector {
         } else {
             crate::ship::indexer_order(&node, &cc.indexer_urls)
         };
+        // Events and journal entries go the same way, with their own failover.
+        let all_indexers = indexers.clone();
         let indexer_url = indexers.remove(0);
         if !indexers.is_empty() {
             info!(indexer = %indexer_url, then = ?indexers, "shipping to this node's first indexer");
@@ -390,7 +411,7 @@ impl Collector {
             start_events(
                 config,
                 &node,
-                &indexer_url,
+                &all_indexers,
                 &data_dir,
                 &metrics,
                 kube_stop_rx.clone(),
@@ -400,7 +421,7 @@ impl Collector {
             start_journal(
                 config,
                 &node,
-                &indexer_url,
+                &all_indexers,
                 &data_dir,
                 &metrics,
                 kube_stop_rx.clone(),

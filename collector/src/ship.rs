@@ -888,31 +888,82 @@ struct GapBody {
 }
 
 /// Where the collector's own documents (Kubernetes Events, journal entries) go: NDJSON posted
-/// to `<indexer>/api/v1/<stream>/ingest`, with the collector's token and CAs.
+/// to `<indexer>/api/v1/<stream>/ingest`, with the collector's token and CAs. With several
+/// indexers, to the first of this node's order until it has been unavailable (not answering,
+/// 5xx or 429) for `failover_after`, then to the next, as the log shipper does.
 #[derive(Debug, Clone)]
 pub struct StreamIngest {
-    pub url: String,
+    /// The ingest endpoint at each indexer, in this node's order.
+    urls: Vec<String>,
     /// Bearer token; empty for none.
-    pub token: String,
-    pub http: reqwest::Client,
+    token: String,
+    http: reqwest::Client,
+    failover_after: Duration,
+    target: Arc<std::sync::Mutex<IngestTarget>>,
+    /// Counts the moves to the next indexer (`trawl_collector_failovers_total`).
+    failovers: Option<prometheus_client::metrics::counter::Counter>,
+}
+
+/// Which indexer a [`StreamIngest`] posts to, and since when it has been unavailable.
+#[derive(Debug, Default)]
+struct IngestTarget {
+    current: usize,
+    failing_since: Option<Instant>,
 }
 
 impl StreamIngest {
-    /// The ingest endpoint of `stream` at `indexer_url`.
+    /// The ingest endpoint of `stream` at each of `indexer_urls` (this node's order; at least
+    /// one).
     pub(crate) fn new(
-        indexer_url: &str,
+        indexer_urls: &[String],
         stream: &str,
         token: &str,
         ca_path: Option<&std::path::Path>,
+        failover_after: Duration,
+        failovers: prometheus_client::metrics::counter::Counter,
     ) -> Result<StreamIngest, Error> {
-        Ok(StreamIngest {
-            url: format!(
-                "{}/api/v1/{stream}/ingest",
-                indexer_url.trim_end_matches('/')
-            ),
-            token: token.to_string(),
-            http: http_client(ca_path)?,
-        })
+        let mut ingest = StreamIngest::with_client(indexer_urls, stream, http_client(ca_path)?)
+            .failing_over(failover_after, failovers);
+        ingest.token = token.to_string();
+        Ok(ingest)
+    }
+
+    /// Moves to the next indexer once one has been unavailable for `after`, counted in
+    /// `failovers`.
+    pub(crate) fn failing_over(
+        mut self,
+        after: Duration,
+        failovers: prometheus_client::metrics::counter::Counter,
+    ) -> StreamIngest {
+        self.failover_after = after;
+        self.failovers = Some(failovers);
+        self
+    }
+
+    /// The endpoint of `stream` at each of `indexer_urls` through `http`, without a token,
+    /// failing over after the first unavailable answer.
+    pub(crate) fn with_client(
+        indexer_urls: &[String],
+        stream: &str,
+        http: reqwest::Client,
+    ) -> StreamIngest {
+        StreamIngest {
+            urls: indexer_urls
+                .iter()
+                .map(|u| format!("{}/api/v1/{stream}/ingest", u.trim_end_matches('/')))
+                .collect(),
+            token: String::new(),
+            http,
+            failover_after: Duration::ZERO,
+            target: Arc::default(),
+            failovers: None,
+        }
+    }
+
+    /// The endpoint posts go to now.
+    pub fn url(&self) -> String {
+        let current = lock(&self.target).current;
+        self.urls.get(current).cloned().unwrap_or_default()
     }
 
     /// Posts `docs`, one a line, each with the `stamp` fields set (empty values left out).
@@ -932,22 +983,56 @@ impl StreamIngest {
             let _ = serde_json::to_writer(&mut body, &doc);
             body.push(b'\n');
         }
+        let url = self.url();
         let mut request = self
             .http
-            .post(&self.url)
+            .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
             .body(body);
         if !self.token.is_empty() {
             request = request.bearer_auth(&self.token);
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                self.unavailable();
+                return Err(err.to_string());
+            }
+        };
         let status = response.status();
         if !status.is_success() {
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                self.unavailable();
+            }
             let text = response.text().await.unwrap_or_default();
             let shown: String = text.chars().take(300).collect();
             return Err(format!("the indexer answered {status}: {shown}"));
         }
+        lock(&self.target).failing_since = None;
         Ok(response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// After an answer that says the indexer is unavailable: once it has been so for
+    /// `failover_after`, posts go to the next indexer (round the list).
+    fn unavailable(&self) {
+        let now = Instant::now();
+        let mut target = lock(&self.target);
+        let since = *target.failing_since.get_or_insert(now);
+        if self.urls.len() < 2 || now.duration_since(since) < self.failover_after {
+            return;
+        }
+        let from = target.current;
+        target.current = (from + 1) % self.urls.len();
+        target.failing_since = None;
+        if let Some(counter) = &self.failovers {
+            counter.inc();
+        }
+        warn!(
+            from = %self.urls[from],
+            to = %self.urls[target.current],
+            failing_secs = now.duration_since(since).as_secs(),
+            "the indexer keeps refusing or not answering: posting to the next one"
+        );
     }
 }
 

@@ -52,7 +52,7 @@ struct Fakes {
     client: kube::Client,
     received: Received,
     refuse: Refuse,
-    ingest_url: String,
+    indexer_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -77,7 +77,7 @@ async fn fakes(lists: Vec<(Vec<Value>, u64)>) -> Fakes {
         client,
         received,
         refuse,
-        ingest_url: format!("http://{indexer_addr}/api/v1/events/ingest"),
+        indexer_url: format!("http://{indexer_addr}"),
         _dir: dir,
     }
 }
@@ -113,11 +113,11 @@ impl Fakes {
             lease_name: "trawl-events".into(),
             lease,
             state_path: dir.join("events.json"),
-            ingest: StreamIngest {
-                url: self.ingest_url.clone(),
-                token: String::new(),
-                http: reqwest::Client::new(),
-            },
+            ingest: StreamIngest::with_client(
+                std::slice::from_ref(&self.indexer_url),
+                "events",
+                reqwest::Client::new(),
+            ),
             cluster: "prod".into(),
         };
         let (stop, stop_rx) = watch::channel(false);

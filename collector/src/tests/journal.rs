@@ -33,6 +33,15 @@ fn entry(i: u32, unit: &str, message: &str) -> String {
     .to_string()
 }
 
+/// Three entries: two of the kubelet, one of containerd.
+fn first_three() -> [String; 3] {
+    [
+        entry(1, "kubelet.service", "Started kubelet"),
+        entry(2, "kubelet.service", "probe failed"),
+        entry(3, "containerd.service", "pulled"),
+    ]
+}
+
 fn append(file: &Path, lines: &[String]) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
@@ -45,14 +54,19 @@ fn append(file: &Path, lines: &[String]) {
     }
 }
 
-/// The fake indexer: the entries it acknowledged, and how many requests it refuses first.
+/// The fake indexer: the entries it acknowledged, how many requests it refuses first (503),
+/// and whether it answers 400 instead.
 #[derive(Default)]
 struct Indexer {
     received: Mutex<Vec<Value>>,
     refuse: AtomicUsize,
+    bad_request: std::sync::atomic::AtomicBool,
 }
 
 async fn ingest(State(indexer): State<Arc<Indexer>>, body: Bytes) -> Response {
+    if indexer.bad_request.load(Ordering::SeqCst) {
+        return (StatusCode::BAD_REQUEST, "bad batch").into_response();
+    }
     if indexer
         .refuse
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -75,10 +89,10 @@ async fn indexer() -> (Arc<Indexer>, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (state, format!("http://{addr}/api/v1/journal/ingest"))
+    (state, format!("http://{addr}"))
 }
 
-fn settings(dir: &Path, entries: &Path, ingest_url: &str) -> JournalSettings {
+fn settings(dir: &Path, entries: &Path, indexer_url: &str) -> JournalSettings {
     JournalSettings {
         command: vec![
             "sh".into(),
@@ -89,11 +103,11 @@ fn settings(dir: &Path, entries: &Path, ingest_url: &str) -> JournalSettings {
         kernel: true,
         batch_max_entries: 2,
         state_path: dir.join("journal.json"),
-        ingest: StreamIngest {
-            url: ingest_url.to_string(),
-            token: String::new(),
-            http: reqwest::Client::new(),
-        },
+        ingest: StreamIngest::with_client(
+            &[indexer_url.to_string()],
+            "journal",
+            reqwest::Client::new(),
+        ),
         node: "node-1".into(),
         cluster: "prod".into(),
     }
@@ -150,14 +164,7 @@ fn journalctl_is_asked_for_json_after_the_cursor_with_units_or_the_kernel() {
 async fn entries_ship_once_acknowledged_and_a_restart_resumes_after_the_saved_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let entries = dir.path().join("entries.ndjson");
-    append(
-        &entries,
-        &[
-            entry(1, "kubelet.service", "Started kubelet"),
-            entry(2, "kubelet.service", "probe failed"),
-            entry(3, "containerd.service", "pulled"),
-        ],
-    );
+    append(&entries, &first_three());
     let (indexer, url) = indexer().await;
     // The first two requests are refused: the entries wait, nothing is skipped.
     indexer.refuse.store(2, Ordering::SeqCst);
@@ -211,4 +218,79 @@ async fn entries_ship_once_acknowledged_and_a_restart_resumes_after_the_saved_cu
     assert_eq!(calls.len(), 2);
     assert!(!calls[0].contains("--after-cursor"), "{}", calls[0]);
     assert!(calls[1].contains("--after-cursor=s=1;i=4"), "{}", calls[1]);
+}
+
+#[tokio::test]
+async fn entries_go_to_the_next_indexer_once_the_first_is_unavailable_for_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = dir.path().join("entries.ndjson");
+    append(&entries, &first_three());
+    let (first, first_url) = indexer().await;
+    let (second, second_url) = indexer().await;
+    first.refuse.store(usize::MAX, Ordering::SeqCst);
+    let metrics = Metrics::default();
+    let mut s = settings(dir.path(), &entries, &first_url);
+    s.ingest = StreamIngest::with_client(
+        &[first_url.clone(), second_url.clone()],
+        "journal",
+        reqwest::Client::new(),
+    )
+    .failing_over(Duration::from_millis(200), metrics.failovers.clone());
+    let (_stop, stop_rx) = watch::channel(false);
+    tokio::spawn(run(s, metrics.clone(), stop_rx));
+    wait_for("three entries on the second", || {
+        cursors(&second).len() == 3
+    })
+    .await;
+    assert_eq!(cursors(&second), ["s=1;i=1", "s=1;i=2", "s=1;i=3"]);
+    assert!(cursors(&first).is_empty());
+    assert_eq!(metrics.failovers.get(), 1);
+    wait_for("the cursor saved", || {
+        saved(dir.path()).as_deref() == Some("s=1;i=3")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_batch_does_not_move_to_another_indexer_an_unanswered_one_does() {
+    let (first, first_url) = indexer().await;
+    let (second, second_url) = indexer().await;
+    let failovers = prometheus_client::metrics::counter::Counter::default();
+    let ingest = StreamIngest::with_client(
+        &[first_url.clone(), second_url.clone()],
+        "journal",
+        reqwest::Client::new(),
+    )
+    .failing_over(Duration::ZERO, failovers.clone());
+    let doc = [json!({"__CURSOR": "c"})];
+    // 400: the batch is at fault, not the indexer.
+    first.bad_request.store(true, Ordering::SeqCst);
+    let err = ingest.post(&doc, &[]).await.unwrap_err();
+    assert!(err.contains("400"), "{err}");
+    assert_eq!(ingest.url(), format!("{first_url}/api/v1/journal/ingest"));
+    // 503: unavailable, and with no wait configured, the next post goes to the second.
+    first.bad_request.store(false, Ordering::SeqCst);
+    first.refuse.store(1, Ordering::SeqCst);
+    let err = ingest.post(&doc, &[]).await.unwrap_err();
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(ingest.url(), format!("{second_url}/api/v1/journal/ingest"));
+    ingest.post(&doc, &[]).await.unwrap();
+    assert_eq!(second.received.lock().unwrap().len(), 1);
+    assert_eq!(failovers.get(), 1);
+    // Nobody at the first address: that post fails, the next goes to the second.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let ingest = StreamIngest::with_client(
+        &[dead.clone(), second_url.clone()],
+        "journal",
+        reqwest::Client::new(),
+    )
+    .failing_over(Duration::ZERO, failovers.clone());
+    ingest.post(&doc, &[]).await.unwrap_err();
+    ingest.post(&doc, &[]).await.unwrap();
+    assert_eq!(second.received.lock().unwrap().len(), 2);
+    assert_eq!(failovers.get(), 2);
+    assert!(first.received.lock().unwrap().is_empty());
 }
