@@ -155,6 +155,7 @@ pub struct DirWatcher {
     watcher: Option<notify::RecommendedWatcher>,
     wanted: Vec<(PathBuf, RecursiveMode)>,
     watching: Vec<bool>,
+    active: bool,
 }
 
 impl DirWatcher {
@@ -167,6 +168,8 @@ impl DirWatcher {
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(event) = res {
                 let kind = match event.kind {
+                    // The kernel's queue overflowed: events were lost, look at everything.
+                    _ if event.need_rescan() => FsEvent::Structure,
                     EventKind::Create(_) | EventKind::Remove(_) => FsEvent::Structure,
                     EventKind::Modify(notify::event::ModifyKind::Name(_)) => FsEvent::Structure,
                     EventKind::Access(_) => return,
@@ -193,9 +196,17 @@ impl DirWatcher {
             watcher,
             wanted,
             watching,
+            active: false,
         };
         w.refresh();
         w
+    }
+
+    /// Whether notifications come for every wanted directory that exists (as of the last
+    /// [`DirWatcher::refresh`]): then new files, and new data in the files, are announced, and
+    /// polling is only a safety net.
+    pub fn active(&self) -> bool {
+        self.active
     }
 
     /// Starts watching the directories that now exist and were not watched yet.
@@ -203,11 +214,14 @@ impl DirWatcher {
         let Some(watcher) = self.watcher.as_mut() else {
             return;
         };
+        let mut active = true;
         for (i, (dir, mode)) in self.wanted.iter().enumerate() {
             if !self.watching[i] && dir.is_dir() {
                 self.watching[i] = watcher.watch(dir, *mode).is_ok();
+                active &= self.watching[i];
             }
         }
+        self.active = active;
     }
 }
 

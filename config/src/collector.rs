@@ -63,7 +63,8 @@ pub struct CollectorConfig {
     /// Default 64 MiB.
     pub dead_letter_max_bytes: u64,
     /// How often the pods directory is rescanned for new and rotated files, in addition to file
-    /// system notifications. Default 1000.
+    /// system notifications; ten times less often while notifications come for every directory
+    /// read. Default 1000.
     pub rescan_interval_ms: u64,
     /// Namespaces to collect (globs, `*` matches any run of characters). Empty (the default)
     /// collects every namespace.

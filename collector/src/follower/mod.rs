@@ -49,8 +49,16 @@ const CHUNKS_PER_TURN: usize = 4;
 const RELEASE_GRACE: Duration = Duration::from_secs(1);
 /// A detached identity (its file truncated) waits this long for a copy to turn up.
 const DETACHED_TTL: Duration = Duration::from_secs(600);
-/// Longest sleep when idle.
+/// Longest sleep when idle: how often the open files are looked at for new data without a
+/// notification saying so.
 const IDLE_TICK: Duration = Duration::from_millis(250);
+/// The same while file-system notifications come for every directory read: they announce new
+/// data, and the look is a safety net.
+const NOTIFIED_IDLE_TICK: Duration = Duration::from_secs(2);
+/// While notifications come, the directories are rescanned this many times less often than
+/// `rescan_interval` (they announce new and removed files; the rescan is a safety net). At a
+/// thousand files, a rescan a second cost about 5 % of a core on an idle node.
+const NOTIFIED_RESCAN_FACTOR: u32 = 10;
 /// Shortest interval between two event-triggered scans.
 const SCAN_DEBOUNCE: Duration = Duration::from_millis(50);
 
@@ -191,7 +199,7 @@ impl Follower {
             let now = Instant::now();
             let periodic = self
                 .last_scan
-                .is_none_or(|t| now.duration_since(t) >= self.cfg.rescan_interval);
+                .is_none_or(|t| now.duration_since(t) >= self.rescan_every());
             let debounced = self
                 .last_scan
                 .is_none_or(|t| now.duration_since(t) >= SCAN_DEBOUNCE);
@@ -205,12 +213,30 @@ impl Follower {
         }
     }
 
+    /// How often the directories are rescanned: `rescan_interval`, or less often while
+    /// notifications come for them.
+    fn rescan_every(&self) -> Duration {
+        if self.watcher.active() {
+            self.cfg.rescan_interval * NOTIFIED_RESCAN_FACTOR
+        } else {
+            self.cfg.rescan_interval
+        }
+    }
+
     fn next_timeout(&self) -> Duration {
         if self.busy {
             return Duration::ZERO;
         }
         let now = Instant::now();
-        let mut t = IDLE_TICK.min(self.cfg.rescan_interval);
+        let idle = if self.watcher.active() {
+            NOTIFIED_IDLE_TICK
+        } else {
+            IDLE_TICK
+        };
+        let next_scan = self.last_scan.map_or(Duration::ZERO, |at| {
+            (at + self.rescan_every()).saturating_duration_since(now)
+        });
+        let mut t = idle.min(next_scan);
         for b in [&self.logs, &self.audit] {
             if let Some(opened) = b.opened() {
                 t = t.min((opened + self.cfg.batch_max_wait).saturating_duration_since(now));
