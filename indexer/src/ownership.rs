@@ -20,7 +20,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
 use trawl_storage::PgMetastore;
 
 use crate::stream::lock;
@@ -175,35 +174,5 @@ impl Ownership {
     /// Forgets a source whose publish was fenced: another indexer took it over.
     pub fn lost(&self, source: &str) {
         lock(&self.owned).remove(source);
-    }
-}
-
-/// The source ids a delivery batch's envelope names (its first line), without validating the
-/// rest: ingest validates it in full.
-pub fn envelope_sources(body: &[u8]) -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Source {
-        id: String,
-    }
-    #[derive(Deserialize)]
-    struct Envelope {
-        sources: Vec<Source>,
-    }
-    let first = body.split(|&b| b == b'\n').next().unwrap_or_default();
-    serde_json::from_slice::<Envelope>(first)
-        .map(|e| e.sources.into_iter().map(|s| s.id).collect())
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn envelope_sources_reads_the_first_line_only() {
-        let body = b"{\"sources\":[{\"id\":\"a\",\"start\":0,\"end\":3,\"offsets\":[0]},{\"id\":\"b\",\"start\":0,\"end\":1,\"offsets\":[]}]}\n{\"message\":\"x\"}\n";
-        assert_eq!(envelope_sources(body), ["a", "b"]);
-        assert!(envelope_sources(b"not json\n{}").is_empty());
-        assert!(envelope_sources(b"").is_empty());
     }
 }

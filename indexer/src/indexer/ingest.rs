@@ -125,16 +125,24 @@ impl Indexer {
                 Err(err) => return Err(IngestError::Storage(err.to_string())),
             }
         }
-        if delivery {
-            self.claim_sources(&body).await?;
-        }
-        let job = Arc::new((stream.to_string(), body, push));
+        // In a shared metastore the envelope is read here, to claim its sources first, and
+        // handed on; otherwise it is read off the runtime with the rest of the batch.
+        let envelope = match (delivery, self.inner.ownership.get()) {
+            (true, Some(_)) => {
+                let first = ndjson_lines(&body).next().map(|(_, line)| line);
+                let envelope = parse_envelope(first)?;
+                self.claim_sources(&envelope).await?;
+                Some(envelope)
+            }
+            _ => None,
+        };
+        let job = Arc::new((stream.to_string(), body, push, envelope));
         loop {
             let this = self.clone();
             let job = job.clone();
             let queued = tokio::task::spawn_blocking(move || {
-                let (stream, body, push) = &*job;
-                this.prepare_and_queue(stream, body, delivery, max_errors, push)
+                let (stream, body, push, envelope) = &*job;
+                this.prepare_and_queue(stream, body, delivery, envelope.as_ref(), max_errors, push)
             })
             .await
             .map_err(|_| IngestError::ShuttingDown)??;
@@ -164,11 +172,11 @@ impl Indexer {
 
     /// In a shared metastore, makes this indexer the owner of the batch's sources, and sets
     /// the mark of each source it resumes (see [`crate::ownership`]).
-    async fn claim_sources(&self, body: &[u8]) -> std::result::Result<(), IngestError> {
+    async fn claim_sources(&self, envelope: &Envelope) -> std::result::Result<(), IngestError> {
         let Some(ownership) = self.inner.ownership.get() else {
             return Ok(());
         };
-        let ids = crate::ownership::envelope_sources(body);
+        let ids: Vec<String> = envelope.sources.iter().map(|s| s.id.clone()).collect();
         let claimed = ownership
             .claim(&ids, |id| lock(&self.inner.marks).knows(id))
             .await
@@ -202,6 +210,7 @@ impl Indexer {
         stream_name: &str,
         body: &[u8],
         delivery: bool,
+        given: Option<&Envelope>,
         max_errors: usize,
         push: &Push,
     ) -> std::result::Result<Queued, IngestError> {
@@ -216,14 +225,16 @@ impl Indexer {
         }
         let received_at = Timestamp::now().nanos();
         let mut lines = ndjson_lines(body);
+        let parsed;
         let envelope = if delivery {
-            let (_, first) = lines
-                .next()
-                .ok_or_else(|| IngestError::BadEnvelope("empty delivery batch".into()))?;
-            Some(
-                serde_json::from_slice::<Envelope>(first)
-                    .map_err(|e| IngestError::BadEnvelope(format!("delivery envelope: {e}")))?,
-            )
+            let first = lines.next().map(|(_, line)| line);
+            match given {
+                Some(envelope) => Some(envelope),
+                None => {
+                    parsed = parse_envelope(first)?;
+                    Some(&parsed)
+                }
+            }
         } else {
             None
         };
@@ -527,6 +538,13 @@ fn assemble(
         docs.push(doc);
     }
     (records, docs, record_ids, bytes)
+}
+
+/// The envelope of a delivery batch, from its first line.
+fn parse_envelope(first: Option<&[u8]>) -> std::result::Result<Envelope, IngestError> {
+    let first = first.ok_or_else(|| IngestError::BadEnvelope("empty delivery batch".into()))?;
+    serde_json::from_slice::<Envelope>(first)
+        .map_err(|e| IngestError::BadEnvelope(format!("delivery envelope: {e}")))
 }
 
 /// Gives each valid line of a delivery batch its source (the envelope's sources declare their

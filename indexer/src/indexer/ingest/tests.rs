@@ -41,7 +41,14 @@ impl Gate {
 
 /// Queues a delivery batch of `logs` the way ingest does, without waiting for its answer.
 fn queue(indexer: &Indexer, body: &[u8]) -> std::result::Result<Queued, IngestError> {
-    indexer.prepare_and_queue("logs", body, true, MAX_REPORTED_ERRORS, &Push::default())
+    indexer.prepare_and_queue(
+        "logs",
+        body,
+        true,
+        None,
+        MAX_REPORTED_ERRORS,
+        &Push::default(),
+    )
 }
 
 /// The answer of a queued batch and its outcome.
@@ -175,4 +182,26 @@ fn a_resend_answered_while_its_first_copy_is_durable_already_is_acknowledged() {
     indexer.flush();
     assert_eq!(records(&indexer), (0..5).collect::<Vec<_>>());
     indexer.shutdown();
+}
+
+#[test]
+fn the_envelope_is_the_first_line_alone() {
+    let body = b"{\"sources\":[{\"id\":\"a\",\"start\":0,\"end\":3,\"offsets\":[0]},{\"id\":\"b\",\"start\":0,\"end\":1,\"offsets\":[]}]}\n{\"message\":\"x\"}\n";
+    let first = ndjson_lines(body).next().map(|(_, line)| line);
+    let envelope = parse_envelope(first).unwrap();
+    let ids: Vec<&str> = envelope.sources.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    for bad in [&b"not json\n{}"[..], b"{\"sources\":[]} trailing"] {
+        let first = ndjson_lines(bad).next().map(|(_, line)| line);
+        match parse_envelope(first) {
+            Err(IngestError::BadEnvelope(message)) => {
+                assert!(message.starts_with("delivery envelope: "), "{message}")
+            }
+            other => panic!("{:?}", other.map(|e| e.sources.len())),
+        }
+    }
+    match parse_envelope(None) {
+        Err(IngestError::BadEnvelope(message)) => assert_eq!(message, "empty delivery batch"),
+        other => panic!("{:?}", other.map(|e| e.sources.len())),
+    }
 }
