@@ -30,6 +30,9 @@ pub struct Ownership {
     /// This indexer's name in the metastore.
     me: String,
     owned: Mutex<HashMap<String, i64>>,
+    /// Sources found owned by another indexer and reported by [`Ownership::taken_by_others`],
+    /// until claimed again.
+    gone: Mutex<std::collections::HashSet<String>>,
     /// One claim at a time: two batches of a new source must not both seed its mark.
     claiming: tokio::sync::Mutex<()>,
 }
@@ -49,6 +52,7 @@ impl Ownership {
             metastore,
             me,
             owned: Mutex::new(HashMap::new()),
+            gone: Mutex::default(),
             claiming: tokio::sync::Mutex::new(()),
         }
     }
@@ -96,6 +100,7 @@ impl Ownership {
                 }
             }
             lock(&self.owned).insert(id.clone(), got.token);
+            lock(&self.gone).remove(id);
         }
         Ok(claimed)
     }
@@ -155,20 +160,35 @@ impl Ownership {
         lock(&self.owned).contains_key(source)
     }
 
-    /// Of `sources`, those the metastore says another indexer owns now: what this indexer
-    /// holds of them unpublished is to be removed ([`Indexer::purge_sources`]).
+    /// Of `sources`, those the metastore says another indexer owns now, not reported before
+    /// (since this process started or since it claimed them back): what this indexer holds of
+    /// them unpublished is to be removed ([`Indexer::purge_sources`]). They are forgotten as
+    /// owned, including by an indexer that was only cut off from its collectors and still
+    /// believes it owns them.
     ///
     /// [`Indexer::purge_sources`]: crate::Indexer::purge_sources
     pub async fn taken_by_others(&self, sources: &[String]) -> trawl_storage::Result<Vec<String>> {
-        let unknown: Vec<String> = sources.iter().filter(|s| !self.owns(s)).cloned().collect();
-        if unknown.is_empty() {
+        let asked: Vec<String> = {
+            let gone = lock(&self.gone);
+            sources
+                .iter()
+                .filter(|s| !gone.contains(*s))
+                .cloned()
+                .collect()
+        };
+        if asked.is_empty() {
             return Ok(Vec::new());
         }
-        let owners = self.metastore.owners(&unknown).await?;
-        Ok(unknown
+        let owners = self.metastore.owners(&asked).await?;
+        let taken: Vec<String> = asked
             .into_iter()
             .filter(|s| owners.get(s).is_some_and(|(owner, _)| *owner != self.me))
-            .collect())
+            .collect();
+        for source in &taken {
+            self.lost(source);
+        }
+        lock(&self.gone).extend(taken.iter().cloned());
+        Ok(taken)
     }
 
     /// Forgets a source whose publish was fenced: another indexer took it over.

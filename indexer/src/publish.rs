@@ -40,6 +40,9 @@ const JANITOR_LEASE: &str = "janitor";
 /// Lease of the cluster's retention, one holder per cluster.
 const RETENTION_LEASE: &str = "retention";
 
+/// Rounds between two checks of this indexer's sources against their owners.
+const RECONCILE_EVERY: u32 = 5;
+
 /// Prefix of the lease each publishing process holds on its indexer id, so that two live
 /// processes never publish as the same indexer.
 const ID_LEASE_PREFIX: &str = "indexer-id:";
@@ -77,9 +80,9 @@ pub struct Publisher {
     instance: String,
     /// How long the id lease lasts without renewal (a crashed process's id is free after it).
     pub id_lease: Duration,
-    /// Whether the first round found what this indexer held of sources taken over while it
-    /// was away (see [`Publisher::reconcile`]).
-    reconciled: std::sync::atomic::AtomicBool,
+    /// Rounds since the sources were last checked against their owners (see
+    /// [`Publisher::reconcile`]); `None` before the first check.
+    since_reconcile: std::sync::Mutex<Option<u32>>,
 }
 
 /// What one round did.
@@ -112,7 +115,7 @@ impl Publisher {
             ),
             indexer_id,
             id_lease: Duration::from_secs(30),
-            reconciled: std::sync::atomic::AtomicBool::new(false),
+            since_reconcile: std::sync::Mutex::new(None),
         }
     }
 
@@ -211,10 +214,19 @@ impl Publisher {
         }
         // Before the id's lease: removing local copies needs no lease, and a process that
         // restarts waits a while for the lease of its killed predecessor.
-        if !self.reconciled.load(std::sync::atomic::Ordering::SeqCst) {
+        let due = {
+            let mut since = crate::stream::lock(&self.since_reconcile);
+            match since.as_mut() {
+                Some(n) if *n + 1 < RECONCILE_EVERY => {
+                    *n += 1;
+                    false
+                }
+                _ => true,
+            }
+        };
+        if due {
             self.reconcile(indexer).await?;
-            self.reconciled
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            *crate::stream::lock(&self.since_reconcile) = Some(0);
         }
         self.hold_id().await?;
         let mine: HashMap<(String, String), SplitState> = self
@@ -270,9 +282,11 @@ impl Publisher {
         }
     }
 
-    /// Finds, once at the start, the sources this indexer has marks for that another indexer
-    /// owns now (its collectors failed over while it was away), and removes what it holds of
-    /// them unpublished: its WAL replayed those records, which the new owner read again.
+    /// Finds the sources this indexer has marks for that another indexer owns now (its
+    /// collectors failed over while it was away, or while it was cut off from them), and
+    /// removes what it holds of them unpublished: the new owner read those records again. At
+    /// the first round (the WAL replayed such records), then every [`RECONCILE_EVERY`]: an
+    /// indexer cut off but running holds them in its hot index until it seals.
     async fn reconcile(&self, indexer: &Indexer) -> Result<()> {
         let Some(ownership) = indexer.ownership() else {
             return Ok(());

@@ -20,7 +20,9 @@
 //!   searchable);
 //! - an indexer killed while it holds records unpublished (in its hot index and in a split the
 //!   S3 server was away for) comes back with its volume after its collector moved on: it
-//!   removes those records, which the new owner read again, and every line is there once.
+//!   removes those records, which the new owner read again, and every line is there once;
+//! - an indexer cut off from its collector (a proxy answering 502) while it runs: it finds its
+//!   sources owned by the other indexer and drops the unpublished copies from its hot index.
 
 #[path = "../../storage/tests/support/servers.rs"]
 mod servers;
@@ -37,6 +39,7 @@ use serde_json::Value;
 use crate::collector::{
     assert_each_line_once, collector_config, pod_files_named, write_lines, PodFile,
 };
+use crate::fault_proxy::{FaultProxy, Mode};
 use crate::support::gen;
 use crate::support::{free_port, wait_until, Server, START_TIMEOUT};
 use servers::{Postgres, S3Server};
@@ -584,6 +587,21 @@ namespaces = ["{ns}"]
     drop((a, b));
 }
 
+/// Writes `rounds` rounds of `lines` lines to each of `pods`, a tenth of a second apart, and
+/// waits until `indexer` holds every line written.
+fn write_rounds(pods: &mut [PodFile], rounds: usize, lines: usize, indexer: &Server) {
+    for _ in 0..rounds {
+        for pod in pods.iter_mut() {
+            write_lines(pod, lines);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let written: u64 = pods.iter().map(|p| p.written as u64).sum();
+    wait_until("every line on the indexer", Duration::from_secs(60), || {
+        indexer.total("*", &[]) == written
+    });
+}
+
 /// A node whose collector, with `indexer_urls = urls`, ships to `urls[first]` first.
 fn node_preferring(urls: &[String], first: usize, prefix: &str) -> String {
     (0..)
@@ -649,12 +667,17 @@ impl TwoIndexers {
 
     /// A collector of `node` over `pods` with both indexers, failing over after a second.
     fn collector(&self, node: &str, pods: &Path, data: &Path) -> Server {
+        self.collector_to(node, pods, data, &self.urls)
+    }
+
+    /// The same with the indexers at `urls` (a proxy in front of one, say).
+    fn collector_to(&self, node: &str, pods: &Path, data: &Path, urls: &[String]) -> Server {
         let mut config = collector_config(pods, data, "")
             .replace("indexer_url = \"\"\n", "")
             .replace("node_name = \"node-1\"", &format!("node_name = \"{node}\""));
         config.push_str(&format!(
             "indexer_urls = [\"{}\", \"{}\"]\nfailover_after_secs = 1\n",
-            self.urls[0], self.urls[1]
+            urls[0], urls[1]
         ));
         Server::start_with_config("collector", data, &config)
     }
@@ -669,6 +692,25 @@ impl TwoIndexers {
             self.urls[1]
         );
         Server::start_role("searcher", &self.dir(name).join("data"), &config)
+    }
+
+    /// Waits until every split `server` (indexer `id`) has sealed is published; how many it
+    /// sealed. Both are read again at each look: a seal may land between them.
+    fn wait_sealed_published(&self, server: &Server, id: &str) -> f64 {
+        let mut sealed = 0.0;
+        wait_until(
+            &format!("{id}'s sealed splits published"),
+            Duration::from_secs(60),
+            || {
+                sealed = server.metric(SEALED).unwrap_or(0.0);
+                splits(&self.config_path, "published")
+                    .iter()
+                    .filter(|r| r["indexer"] == id)
+                    .count() as f64
+                    == sealed
+            },
+        );
+        sealed
     }
 
     /// The documents of the splits `indexer` has published.
@@ -735,19 +777,8 @@ fn collectors_of_an_indexer_lost_with_its_volume_move_to_the_other_without_a_dup
         "node b's lines are on b"
     );
     // Everything a sealed is published; the rest of node a's lines wait in a's hot index.
-    let sealed_a = a.metric(SEALED).unwrap_or(0.0) as usize;
-    assert!(sealed_a >= 3, "{sealed_a} splits sealed by a");
-    wait_until(
-        "a's sealed splits published",
-        Duration::from_secs(60),
-        || {
-            splits(&config_path, "published")
-                .iter()
-                .filter(|r| r["indexer"] == "indexer-a")
-                .count()
-                == sealed_a
-        },
-    );
+    let sealed_a = two.wait_sealed_published(&a, "indexer-a");
+    assert!(sealed_a >= 3.0, "{sealed_a} splits sealed by a");
     for pod in pods_a.iter_mut() {
         write_lines(pod, 10);
     }
@@ -893,23 +924,8 @@ fn an_indexer_back_with_its_volume_drops_what_the_new_owner_of_its_sources_read_
     let published_docs = |indexer: &str| two.published_docs(indexer);
 
     // 630 lines: a seals splits of 100 and publishes them.
-    for _ in 0..3 {
-        for pod in pods.iter_mut() {
-            write_lines(pod, 70);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    wait_until("every line on a", Duration::from_secs(60), || {
-        a.total("*", &[]) == written(&pods)
-    });
-    let sealed = a.metric(SEALED).unwrap_or(0.0);
-    wait_until("a's splits published", Duration::from_secs(60), || {
-        splits(&two.config_path, "published")
-            .iter()
-            .filter(|r| r["indexer"] == "indexer-a")
-            .count() as f64
-            == sealed
-    });
+    write_rounds(&mut pods, 3, 70, &a);
+    let sealed = two.wait_sealed_published(&a, "indexer-a");
     // The S3 server away: a seals a split it cannot upload, then holds more in its hot index.
     s3.stop();
     for pod in pods.iter_mut() {
@@ -987,4 +1003,73 @@ fn an_indexer_back_with_its_volume_drops_what_the_new_owner_of_its_sources_read_
     assert_eq!(a.total("*", &[]) + b.total("*", &[]), expected);
     assert!(published_docs("indexer-a") + published_docs("indexer-b") <= expected);
     drop((a, b, collector, s1));
+}
+
+#[test]
+fn an_indexer_cut_off_from_its_collector_drops_what_the_new_owner_read_again() {
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let s3 = S3Server::start();
+    let two = TwoIndexers::new(&pg, &s3);
+    let a = two.start(0);
+    let b = two.start(1);
+    // The node reaches a through a proxy, which the test cuts: a runs on, unreachable.
+    let proxy = FaultProxy::start(&two.urls[0], Mode::Forward);
+    let urls = [proxy.url.clone(), two.urls[1].clone()];
+    let node = node_preferring(&urls, 0, "node");
+    let pods_dir = two.dir("node").join("pods");
+    let mut pods = pod_files_named(&pods_dir, "pod", 3);
+    let collector = two.collector_to(&node, &pods_dir, &two.dir("node").join("collector"), &urls);
+    let s1 = two.searcher("s1");
+    let written = |pods: &[PodFile]| pods.iter().map(|p| p.written as u64).sum::<u64>();
+
+    write_rounds(&mut pods, 3, 70, &a);
+    two.wait_sealed_published(&a, "indexer-a");
+    // More lines: a holds them in its hot index, unpublished.
+    for pod in pods.iter_mut() {
+        write_lines(pod, 10);
+    }
+    let on_a = written(&pods);
+    wait_until("the last lines on a", Duration::from_secs(60), || {
+        a.total("*", &[]) == on_a
+    });
+    let published_a = two.published_docs("indexer-a");
+    let held = on_a - published_a;
+    assert!(held >= 30, "a holds {held} lines unpublished");
+
+    // Cut off: the collector moves to b, which reads again from a's published marks. a, still
+    // running, finds its three sources owned by b and drops what it held of them.
+    proxy.set(Mode::Refuse(502));
+    for pod in pods.iter_mut() {
+        write_lines(pod, 50);
+    }
+    let expected = written(&pods);
+    const PURGED: &str = "trawl_indexer_records_purged_total{stream=\"logs\"}";
+    wait_until(
+        "a removed what b read again",
+        Duration::from_secs(60),
+        || a.metric(PURGED) == Some(held as f64),
+    );
+    wait_until(
+        "every line searchable once",
+        Duration::from_secs(60),
+        || s1.total("*", &[]) == expected,
+    );
+    let answer = s1.search("logs", &[("q", "*"), ("limit", "0")]);
+    assert_eq!(answer["total"], expected, "{answer}");
+    assert!(!answer["partial"].as_bool().unwrap_or(false), "{answer}");
+    assert_each_line_once(&s1, &pods);
+    assert_eq!(a.total("*", &[]), published_a, "a keeps what it published");
+    assert_eq!(a.total("*", &[]) + b.total("*", &[]), expected);
+    assert_eq!(
+        b.metric("trawl_indexer_sources_taken_over_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        collector.metric("trawl_collector_failovers_total"),
+        Some(1.0)
+    );
+    drop((a, b, collector, s1, proxy));
 }
