@@ -30,11 +30,22 @@ pub struct Ownership {
     /// This indexer's name in the metastore.
     me: String,
     owned: Mutex<HashMap<String, i64>>,
-    /// Sources found owned by another indexer and reported by [`Ownership::taken_by_others`],
-    /// until claimed again.
+    /// Sources owned by another indexer whose unpublished records this one removed
+    /// ([`Ownership::purged`]), until claimed again.
     gone: Mutex<std::collections::HashSet<String>>,
+    /// Sources taken from another indexer whose purge failed: purged at the next claim.
+    unpurged: Mutex<std::collections::HashSet<String>>,
     /// One claim at a time: two batches of a new source must not both seed its mark.
     claiming: tokio::sync::Mutex<()>,
+}
+
+/// Why a claim failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("{0}")]
+    Metastore(trawl_storage::Error),
+    #[error("removing the stale copies of a source taken over: {0}")]
+    Purge(String),
 }
 
 /// What a claim found: sources whose local mark must be set before the batch is planned.
@@ -53,6 +64,7 @@ impl Ownership {
             me,
             owned: Mutex::new(HashMap::new()),
             gone: Mutex::default(),
+            unpurged: Mutex::default(),
             claiming: tokio::sync::Mutex::new(()),
         }
     }
@@ -63,23 +75,32 @@ impl Ownership {
     }
 
     /// Acquires the sources of `ids` not owned yet. `has_mark` tells whether the local marks
-    /// know a source. Errors when the metastore cannot be reached (the batch is refused and
-    /// resent later; nothing is taken meanwhile).
+    /// know a source. A source taken from another indexer is owned only once `purge` has
+    /// removed what this indexer still held of it unpublished (copies from before the other
+    /// took it, which it read again): the batch that claims it, and any after it, are indexed
+    /// after that. Errors when the metastore cannot be reached or the purge fails (the batch
+    /// is refused and resent later).
     pub async fn claim(
         &self,
         ids: &[String],
         has_mark: impl Fn(&str) -> bool,
-    ) -> trawl_storage::Result<Claimed> {
+        purge: impl AsyncFnOnce(Vec<String>) -> Result<(), String>,
+    ) -> Result<Claimed, ClaimError> {
         let mut claimed = Claimed::default();
         if ids.iter().all(|id| lock(&self.owned).contains_key(id)) {
             return Ok(claimed);
         }
         let _one = self.claiming.lock().await;
+        let mut to_purge = Vec::new();
         for id in ids {
             if lock(&self.owned).contains_key(id) {
                 continue;
             }
-            let got = self.metastore.acquire_source(id, &self.me).await?;
+            let got = self
+                .metastore
+                .acquire_source(id, &self.me)
+                .await
+                .map_err(ClaimError::Metastore)?;
             let from_other = got.previous_owner.is_some();
             if from_other {
                 claimed.taken_over += 1;
@@ -99,10 +120,36 @@ impl Ownership {
                     claimed.resume.push((id.clone(), 0));
                 }
             }
-            lock(&self.owned).insert(id.clone(), got.token);
-            lock(&self.gone).remove(id);
+            if from_other || lock(&self.unpurged).contains(id) {
+                to_purge.push((id.clone(), got.token));
+            } else {
+                lock(&self.owned).insert(id.clone(), got.token);
+            }
+        }
+        if !to_purge.is_empty() {
+            let ids: Vec<String> = to_purge.iter().map(|(id, _)| id.clone()).collect();
+            lock(&self.unpurged).extend(ids.iter().cloned());
+            purge(ids).await.map_err(ClaimError::Purge)?;
+            for (id, token) in to_purge {
+                lock(&self.unpurged).remove(&id);
+                lock(&self.gone).remove(&id);
+                lock(&self.owned).insert(id, token);
+            }
         }
         Ok(claimed)
+    }
+
+    /// Holds off claims until dropped: a purge of sources this indexer does not own runs under
+    /// it, so that no batch of one of them, claimed back meanwhile, is indexed and then
+    /// removed.
+    pub async fn hold_claims(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.claiming.lock().await
+    }
+
+    /// Records that what this indexer held of `sources` (owned by others) was removed: they are
+    /// not reported by [`Ownership::taken_by_others`] again until claimed back.
+    pub fn purged(&self, sources: &[String]) {
+        lock(&self.gone).extend(sources.iter().cloned());
     }
 
     /// The tokens to present for publishing `marks`, and the marks that may be published:
@@ -160,11 +207,11 @@ impl Ownership {
         lock(&self.owned).contains_key(source)
     }
 
-    /// Of `sources`, those the metastore says another indexer owns now, not reported before
-    /// (since this process started or since it claimed them back): what this indexer holds of
-    /// them unpublished is to be removed ([`Indexer::purge_sources`]). They are forgotten as
-    /// owned, including by an indexer that was only cut off from its collectors and still
-    /// believes it owns them.
+    /// Of `sources`, those the metastore says another indexer owns now, except those already
+    /// purged ([`Ownership::purged`]): what this indexer holds of them unpublished is to be
+    /// removed ([`Indexer::purge_sources`]), under [`Ownership::hold_claims`]. They are
+    /// forgotten as owned, including by an indexer that was only cut off from its collectors
+    /// and still believes it owns them.
     ///
     /// [`Indexer::purge_sources`]: crate::Indexer::purge_sources
     pub async fn taken_by_others(&self, sources: &[String]) -> trawl_storage::Result<Vec<String>> {
@@ -187,7 +234,6 @@ impl Ownership {
         for source in &taken {
             self.lost(source);
         }
-        lock(&self.gone).extend(taken.iter().cloned());
         Ok(taken)
     }
 

@@ -461,15 +461,19 @@ pub enum PublishError {
 
 type Result<T, E = PublishError> = std::result::Result<T, E>;
 
-/// Removes what `indexer` holds unpublished of `sources`, off the async runtime.
+/// Removes what `indexer` holds unpublished of `sources` (owned by other indexers), with
+/// claims held off; those claimed back meanwhile are left alone.
 async fn purge(indexer: &Indexer, sources: Vec<String>) -> Result<()> {
+    let Some(ownership) = indexer.ownership() else {
+        return Ok(());
+    };
     if sources.is_empty() {
         return Ok(());
     }
-    let indexer = indexer.clone();
-    tokio::task::spawn_blocking(move || indexer.purge_sources(&sources))
-        .await
-        .map_err(|err| crate::Error::Io(std::io::Error::other(err)))??;
+    let _claims = ownership.hold_claims().await;
+    let sources: Vec<String> = sources.into_iter().filter(|s| !ownership.owns(s)).collect();
+    indexer.purge_sources_off_runtime(sources.clone()).await?;
+    ownership.purged(&sources);
     Ok(())
 }
 

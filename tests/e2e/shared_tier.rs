@@ -22,7 +22,9 @@
 //!   S3 server was away for) comes back with its volume after its collector moved on: it
 //!   removes those records, which the new owner read again, and every line is there once;
 //! - an indexer cut off from its collector (a proxy answering 502) while it runs: it finds its
-//!   sources owned by the other indexer and drops the unpublished copies from its hot index.
+//!   sources owned by the other indexer and drops the unpublished copies from its hot index;
+//!   then the other is killed, the sources come back to the first, and the other, back with
+//!   its volume, drops its own unpublished copies.
 
 #[path = "../../storage/tests/support/servers.rs"]
 mod servers;
@@ -1071,5 +1073,55 @@ fn an_indexer_cut_off_from_its_collector_drops_what_the_new_owner_read_again() {
         collector.metric("trawl_collector_failovers_total"),
         Some(1.0)
     );
+
+    // And back: the proxy forwards again and b is killed, its volume kept. The collector goes
+    // on round its list to a, which takes the sources back at b's published marks (removing
+    // first what it still held of them: nothing, it was removed). b, back with its volume,
+    // drops what it held of them unpublished.
+    for pod in pods.iter_mut() {
+        write_lines(pod, 10);
+    }
+    let on_b = written(&pods) - published_a;
+    wait_until("the last lines on b", Duration::from_secs(60), || {
+        b.total("*", &[]) == on_b
+    });
+    two.wait_sealed_published(&b, "indexer-b");
+    let held_b = on_b - two.published_docs("indexer-b");
+    assert!(held_b > 0, "b holds nothing unpublished");
+    proxy.set(Mode::Forward);
+    b.kill9();
+    for pod in pods.iter_mut() {
+        write_lines(pod, 30);
+    }
+    let expected = written(&pods);
+    wait_until(
+        "every line searchable from a",
+        Duration::from_secs(90),
+        || s1.total("*", &[]) == expected,
+    );
+    assert_eq!(
+        collector.metric("trawl_collector_failovers_total"),
+        Some(2.0)
+    );
+    assert_eq!(
+        a.metric("trawl_indexer_sources_taken_over_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        a.metric(PURGED),
+        Some(held as f64),
+        "a had nothing more to drop"
+    );
+    let b = two.start(1);
+    wait_until(
+        "b removed what a read again",
+        Duration::from_secs(60),
+        || b.metric(PURGED) == Some(held_b as f64),
+    );
+    let answer = s1.search("logs", &[("q", "*"), ("limit", "0")]);
+    assert_eq!(answer["total"], expected, "{answer}");
+    assert!(!answer["partial"].as_bool().unwrap_or(false), "{answer}");
+    assert_each_line_once(&s1, &pods);
+    assert_eq!(a.total("*", &[]) + b.total("*", &[]), expected);
     drop((a, b, collector, s1, proxy));
 }

@@ -177,10 +177,21 @@ impl Indexer {
             return Ok(());
         };
         let ids: Vec<String> = envelope.sources.iter().map(|s| s.id.clone()).collect();
+        let purge = async |sources: Vec<String>| {
+            self.purge_sources_off_runtime(sources)
+                .await
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        };
         let claimed = ownership
-            .claim(&ids, |id| lock(&self.inner.marks).knows(id))
+            .claim(&ids, |id| lock(&self.inner.marks).knows(id), purge)
             .await
-            .map_err(|err| IngestError::Metastore(err.to_string()))?;
+            .map_err(|err| match err {
+                crate::ownership::ClaimError::Metastore(err) => {
+                    IngestError::Metastore(err.to_string())
+                }
+                crate::ownership::ClaimError::Purge(message) => IngestError::Storage(message),
+            })?;
         if !claimed.resume.is_empty() {
             let now = Timestamp::now().nanos();
             let mut marks = lock(&self.inner.marks);

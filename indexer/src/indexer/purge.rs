@@ -108,13 +108,26 @@ impl Indexer {
             store.store(&next)?;
             *state = next;
         }
-        tracing::info!(
-            sources = sources.len(),
-            records = purged.records,
-            splits = purged.splits,
-            "removed the unpublished records of sources another indexer took over"
-        );
+        if purged.records > 0 || purged.splits > 0 {
+            tracing::info!(
+                sources = sources.len(),
+                records = purged.records,
+                splits = purged.splits,
+                "removed the unpublished records of sources another indexer took over"
+            );
+        }
         Ok(purged)
+    }
+
+    /// [`Indexer::purge_sources`] on a blocking thread.
+    pub async fn purge_sources_off_runtime(&self, sources: Vec<String>) -> Result<Purged> {
+        if sources.is_empty() {
+            return Ok(Purged::default());
+        }
+        let indexer = self.clone();
+        tokio::task::spawn_blocking(move || indexer.purge_sources(&sources))
+            .await
+            .map_err(|err| Error::Io(std::io::Error::other(err)))?
     }
 
     /// Returns once every batch queued for the WAL before it is durable and handed to its
