@@ -186,6 +186,41 @@ mod tests {
         indexer.shutdown();
     }
 
+    #[test]
+    fn audit_events_of_a_purged_source_are_taken_again_when_it_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let s = settings(dir.path(), None);
+        let indexer = open(&s);
+        let events: Vec<String> = (0..3)
+            .map(|i| event(&format!("p-{i}"), "ResponseComplete", i))
+            .collect();
+        // The same three events delivered from the source `spool`, its records at `start`...
+        let delivery = |start: u64| {
+            let offsets: Vec<u64> = (start..start + 3).collect();
+            let envelope = serde_json::json!({"sources": [
+                {"id": "spool", "start": start, "end": start + 3, "offsets": offsets}
+            ]});
+            let mut out = format!("{envelope}\n").into_bytes();
+            out.extend(body(&events));
+            out
+        };
+        let taken = rt
+            .block_on(indexer.ingest("audit", delivery(0), true))
+            .unwrap();
+        assert_eq!(taken.accepted, 3);
+        assert_eq!(audit_docs(&indexer), 3);
+        let purged = indexer.purge_sources(&["spool".to_string()]).unwrap();
+        assert_eq!(purged.records, 3);
+        assert_eq!(audit_docs(&indexer), 0);
+        // ...and again once the source is back: not taken for copies of what was removed.
+        rt.block_on(indexer.ingest("audit", delivery(3), true))
+            .unwrap();
+        assert_eq!(audit_docs(&indexer), 3);
+        assert_eq!(deduplicated(&indexer), 0);
+        indexer.shutdown();
+    }
+
     /// A core v1 Event of the kubelet at one update (`rv`, `count`).
     fn kube_event(uid: &str, rv: u32, count: u32) -> String {
         format!(

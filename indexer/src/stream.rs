@@ -397,8 +397,12 @@ pub fn run_indexing(
             }
             Some(IndexOp::Purge { sources, done }) => {
                 let result = state.purge(&ctx, &sources).map_err(|err| err.to_string());
-                if result.is_err() {
-                    state.attempt(&ctx, false);
+                match result {
+                    // The ids of what went may come again (the source claimed back): they
+                    // must not be taken for copies of what is no longer there.
+                    Ok((removed, _)) if removed > 0 => dedup.clear(),
+                    Ok(_) => {}
+                    Err(_) => state.attempt(&ctx, false),
                 }
                 let _ = done.send(result);
             }
@@ -877,6 +881,12 @@ impl DedupWindow {
             seen: HashSet::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// Forgets every identity seen.
+    fn clear(&mut self) {
+        self.seen.clear();
+        self.order.clear();
     }
 
     /// Returns false when the identity was seen within the window.
