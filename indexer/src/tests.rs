@@ -566,3 +566,41 @@ fn records_of_sources_taken_over_leave_the_hot_index_unpublished_splits_and_the_
     );
     indexer.shutdown();
 }
+
+#[test]
+fn a_hot_index_of_another_schema_is_rebuilt_from_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let indexer = open(dir.path());
+    let body: Vec<u8> = (0..5)
+        .flat_map(|i| format!("{{\"message\":\"line {i}\"}}\n").into_bytes())
+        .collect();
+    ingest(&rt, &indexer, "logs", body, false).unwrap();
+    assert_eq!(docs(&indexer, "logs"), 5);
+    indexer.shutdown();
+    drop(indexer);
+
+    // The hot index replaced by one written with another schema (as by an older version,
+    // before a hidden field was added), empty.
+    let hot = dir.path().join("indexer/streams/logs/hot");
+    for entry in std::fs::read_dir(&hot).unwrap() {
+        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+    let mut builder = tantivy::schema::Schema::builder();
+    builder.add_text_field("message", tantivy::schema::TEXT);
+    let old = hot.join("01aaaaaaaaaaaaaaaaaaaaaaaa");
+    std::fs::create_dir_all(&old).unwrap();
+    tantivy::Index::create_in_dir(&old, builder.build()).unwrap();
+
+    let indexer = open(dir.path());
+    assert_eq!(
+        docs(&indexer, "logs"),
+        5,
+        "replayed into a hot index of the stream's schema"
+    );
+    assert!(!old.exists(), "the other schema's hot index is gone");
+    let body = b"{\"message\":\"after\"}\n".to_vec();
+    ingest(&rt, &indexer, "logs", body, false).unwrap();
+    assert_eq!(docs(&indexer, "logs"), 6);
+    indexer.shutdown();
+}
