@@ -141,6 +141,7 @@ pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result
     let export = crate::fanin_export::RootExport {
         fanin: fanin.clone(),
         limits: state.limits.clone(),
+        remote: settings.remote.clone(),
     };
     Ok(Router::new()
         .route("/api/v1/{stream}/search", get(get_search).post(post_search))

@@ -3,23 +3,33 @@
 //! file of the requested format.
 //!
 //! ```text
-//! client --> root: validate, resolve times once --> each indexer: export (arrow | csv | ndjson)
+//! client --> root: validate, resolve times once
+//!   --> with a shared tier: list its published splits, export them here (own part, first)
+//!   --> each indexer: POST export (arrow | csv | ndjson), those splits left out
 //!   --> blocking thread: read part 1, part 2, ... --> re-encode (arrow, parquet) or copy (csv
 //!   without its repeated header, ndjson) --> bounded channel --> chunked HTTP body
 //! ```
 //!
-//! Arrow and Parquet are re-encoded from the indexers' Arrow IPC streams batch by batch, CSV
+//! With a shared tier (`[storage]` and a PostgreSQL `[metastore]`), the root exports the
+//! published splits of the range itself, opened through its split cache as its searches open
+//! them, and sends their ids to the indexers ([`EXCLUDE_SPLITS_KEY`]), which leave those out
+//! and any merge of them: each record comes once, and what only the shared tier holds (the
+//! sealed splits of an indexer whose volume was lost) is exported. The root's own part is
+//! encoded on a blocking thread into a bounded pipe while the merge reads it.
+//!
+//! Arrow and Parquet are re-encoded from the parts' Arrow IPC streams batch by batch, CSV
 //! and NDJSON are copied record by record, so the root holds one batch at a time whatever the
 //! export's size. The time bounds are resolved at the root (`now-1h` means the same instant on
 //! every indexer), `limit` is applied across the parts, and the caller's resolved scope is
 //! sent with each part's request ([`crate::fanin::Caller`]), so that each indexer scopes its
-//! part as it would a direct export. Every indexer
-//! must answer: a part that cannot be opened is a 503 naming the indexer before the first
-//! byte, and a part that breaks later aborts the chunked body, so that an export is complete
-//! or visibly truncated, never silently partial. Sorted exports and aggregation exports are
-//! refused here with a 400 that says what to do instead.
+//! part as it would a direct export (the root's own part keeps to the same scope). Every
+//! indexer, and the shared tier when there is one, must answer: a part that cannot be opened
+//! is a 503 before the first byte, and a part that breaks later aborts the chunked body, so
+//! that an export is complete or visibly truncated, never silently partial. Sorted exports and
+//! aggregation exports are refused here with a 400 that says what to do instead.
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use axum::body::Bytes;
@@ -27,13 +37,15 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use trawl_model::Timestamp;
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
-use crate::export::{ChunkWriter, ExportFormat, ExportRequest, CHANNEL_CHUNKS};
+use crate::export::{ChunkWriter, Export, ExportFormat, ExportPlan, ExportRequest, CHANNEL_CHUNKS};
 use crate::fanin::{Caller, FanIn};
+use crate::remote::{RemoteSplits, EXCLUDE_SPLITS_KEY};
 use crate::request::{json_or_default, FieldList, QueryLimits};
 
 /// State of the root's export routes.
@@ -41,6 +53,8 @@ use crate::request::{json_or_default, FieldList, QueryLimits};
 pub(crate) struct RootExport {
     pub fanin: FanIn,
     pub limits: QueryLimits,
+    /// The shared tier's published splits, exported by the root itself.
+    pub remote: Option<Arc<RemoteSplits>>,
 }
 
 /// `?format=` of a POST export.
@@ -97,8 +111,21 @@ async fn respond(
     }
 }
 
-/// The query string each indexer is asked with: times resolved, the part's format.
-fn part_query(request: &ExportRequest, now: Timestamp, limits: &QueryLimits) -> Result<String> {
+/// The format each part is read in: Arrow IPC for Arrow and Parquet (re-encoded at the root).
+fn part_format(format: ExportFormat) -> ExportFormat {
+    match format {
+        ExportFormat::Arrow | ExportFormat::Parquet => ExportFormat::Arrow,
+        other => other,
+    }
+}
+
+/// The validated plan and the body each indexer is asked with (`POST`): times resolved, the
+/// part's format. Aggregation and sorted exports are refused.
+fn part_body(
+    request: &ExportRequest,
+    now: Timestamp,
+    limits: &QueryLimits,
+) -> Result<(ExportPlan, Value)> {
     if request.aggs.is_some() {
         return Err(Error::InvalidArgument(
             "aggregation exports are not merged by the searcher: run the aggregation with \
@@ -114,34 +141,29 @@ fn part_query(request: &ExportRequest, now: Timestamp, limits: &QueryLimits) -> 
         ));
     }
     let plan = request.clone().parse(now, limits)?;
-    let format = match plan.format {
-        ExportFormat::Arrow | ExportFormat::Parquet => "arrow",
-        ExportFormat::Csv => "csv",
-        ExportFormat::Ndjson => "ndjson",
-    };
-    let mut url = reqwest::Url::parse("http://root/")
-        .map_err(|e| Error::Internal(format!("building a part's query: {e}")))?;
-    let mut pairs = url.query_pairs_mut();
-    pairs.append_pair("q", &plan.request.query);
-    pairs.append_pair("format", format);
+    let mut body = json!({
+        "q": plan.request.query,
+        "format": match part_format(plan.format) {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Ndjson => "ndjson",
+            ExportFormat::Arrow | ExportFormat::Parquet => "arrow",
+        },
+    });
     if let Some(start) = plan.request.start {
-        pairs.append_pair("start", &start.to_rfc3339());
+        body["start"] = json!(start.to_rfc3339());
     }
     if let Some(end) = plan.request.end {
-        pairs.append_pair("end", &end.to_rfc3339());
+        body["end"] = json!(end.to_rfc3339());
     }
-    if let Some(fields) = &request.fields {
-        let joined = match fields {
-            FieldList::Joined(text) => text.clone(),
-            FieldList::List(list) => list.join(","),
-        };
-        pairs.append_pair("fields", &joined);
+    match &request.fields {
+        Some(FieldList::Joined(text)) => body["fields"] = json!(text),
+        Some(FieldList::List(list)) => body["fields"] = json!(list),
+        None => {}
     }
     if let Some(limit) = plan.limit {
-        pairs.append_pair("limit", &limit.to_string());
+        body["limit"] = json!(limit);
     }
-    drop(pairs);
-    Ok(url.query().unwrap_or_default().to_string())
+    Ok((plan, body))
 }
 
 async fn start(
@@ -155,14 +177,47 @@ async fn start(
     }
     let request = request?;
     let indexers = &state.fanin.indexers;
-    if indexers.is_empty() {
+    if indexers.is_empty() && state.remote.is_none() {
         return Err(Error::Internal(
             "no indexers are configured (`query.indexers`)".into(),
         ));
     }
-    let query = part_query(&request, Timestamp::now(), &state.limits)?;
-    let format = request.format.unwrap_or_default();
-    let limit = request.limit;
+    let (mut plan, mut body) = part_body(&request, Timestamp::now(), &state.limits)?;
+    let format = plan.format;
+    let limit = plan.limit;
+
+    // The shared tier's published splits of the range are the root's own part, first; the
+    // indexers leave them out (and any merge of them). An export must be whole, so a shared
+    // tier that cannot be read fails it, as an indexer that cannot export does.
+    let mut own: Option<Export> = None;
+    if let Some(remote) = &state.remote {
+        let (start, end) = (plan.request.start, plan.request.end);
+        let listed = match remote.published(&stream, start, end).await {
+            Ok(listed) => listed,
+            Err(err) => return Ok(shared_tier_unavailable(&err)),
+        };
+        body[EXCLUDE_SPLITS_KEY] = json!(listed
+            .iter()
+            .map(|r| r.split_id.as_str())
+            .collect::<Vec<_>>());
+        let opened = match remote.snapshot(&stream, &listed, start, end).await {
+            Ok(opened) => opened,
+            Err(err) => return Ok(shared_tier_unavailable(&err)),
+        };
+        if let Some((snapshot, _ranged)) = opened {
+            plan.request.scope = caller.scope().clone();
+            let limits = state.limits.clone();
+            let part_plan = ExportPlan {
+                format: part_format(format),
+                ..plan.clone()
+            };
+            own = Some(
+                tokio::task::spawn_blocking(move || Export::prepare(snapshot, &part_plan, &limits))
+                    .await
+                    .map_err(|join| Error::Internal(format!("export task failed: {join}")))??,
+            );
+        }
+    }
 
     // Every part is opened before answering, so that a refusal (bad query, unknown stream, no
     // permission) or an unreachable indexer is answered with its status, not as a broken file.
@@ -171,14 +226,27 @@ async fn start(
             state
                 .fanin
                 .client
-                .get(format!("{base}/api/v1/{stream}/export?{query}")),
+                .post(format!("{base}/api/v1/{stream}/export"))
+                .json(&body),
         );
         async move { (base.clone(), req.send().await) }
     });
-    let mut parts = Vec::new();
+    let mut parts: Vec<Box<dyn Read + Send>> = Vec::new();
+    let handle = tokio::runtime::Handle::current();
+    if let Some(export) = own {
+        parts.push(Box::new(own_part(
+            export,
+            part_format(format),
+            state.remote.clone(),
+        )));
+    }
     for (base, opened) in futures::future::join_all(opens).await {
         match opened {
-            Ok(r) if r.status().is_success() => parts.push(r),
+            Ok(r) if r.status().is_success() => parts.push(Box::new(PartRead {
+                handle: handle.clone(),
+                response: r,
+                pending: Bytes::new(),
+            })),
             Ok(r) if r.status().is_client_error() => {
                 let status =
                     StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -195,18 +263,9 @@ async fn start(
     }
 
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
-    let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let out = ChunkWriter::new(tx.clone());
-        let reads: Vec<PartRead> = parts
-            .into_iter()
-            .map(|response| PartRead {
-                handle: handle.clone(),
-                response,
-                pending: Bytes::new(),
-            })
-            .collect();
-        match merge_parts(format, reads, limit, out) {
+        match merge_parts(format, parts, limit, out) {
             Ok(rows) => tracing::debug!(rows, "root export done"),
             Err(_) if tx.is_closed() => tracing::debug!("client went away, root export stopped"),
             Err(err) => {
@@ -217,6 +276,93 @@ async fn start(
     });
 
     Ok(crate::export::attachment(&stream, format, rx))
+}
+
+/// Chunks of the root's own part that may wait for the merge.
+const OWN_PART_CHUNKS: usize = 4;
+
+/// The root's own part (the shared tier's splits), encoded as `format` on a blocking thread
+/// while the merge reads it, through a bounded pipe: memory stays flat whatever its size. The
+/// part stops when the merge no longer reads (the client went away, or `limit` was reached),
+/// and a failure reaches the merge as a read error, which aborts the export.
+fn own_part(export: Export, format: ExportFormat, remote: Option<Arc<RemoteSplits>>) -> PipeRead {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(OWN_PART_CHUNKS);
+    tokio::task::spawn_blocking(move || {
+        let out = io::BufWriter::with_capacity(256 * 1024, PipeWrite { tx: tx.clone() });
+        let gone = std::sync::atomic::AtomicBool::new(false);
+        let result = export.write_to(format, out, &|| {
+            gone.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        if let Err(err) = result {
+            let _ = tx.send(Err(io::Error::other(format!(
+                "the shared tier's part: {err}"
+            ))));
+        }
+        // What was read by range is fetched whole for the next searches and exports.
+        if let Some(remote) = remote {
+            remote.fill_cache();
+        }
+    });
+    PipeRead {
+        rx,
+        pending: Vec::new(),
+        at: 0,
+    }
+}
+
+/// The writing end of [`own_part`]'s pipe: a failed send means the reader went away.
+struct PipeWrite {
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+}
+
+impl Write for PipeWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tx.send(Ok(buf.to_vec())).map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the export's reader is gone")
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading end of [`own_part`]'s pipe.
+struct PipeRead {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl Read for PipeRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.pending.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.pending = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(err)) => return Err(err),
+                // The writer is done (its sender dropped): the end of the part.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+fn shared_tier_unavailable(err: &Error) -> Response {
+    tracing::warn!(%err, "the shared tier cannot be read for an export");
+    trawl_model::ApiError::new(
+        trawl_model::ErrorCode::Unavailable,
+        "the shared tier (PostgreSQL and object storage) cannot be read; an export through the \
+         searcher needs it",
+    )
+    .into_response()
 }
 
 fn unavailable(indexer: &str, reason: &str) -> Response {
@@ -503,13 +649,59 @@ mod tests {
     }
 
     #[test]
+    fn the_own_part_pipe_carries_every_byte_and_ends_or_fails_as_its_writer_did() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let writer = std::thread::spawn(move || {
+            let mut out = PipeWrite { tx: tx.clone() };
+            for i in 0..1000u32 {
+                out.write_all(format!("{i}\n").as_bytes()).unwrap();
+            }
+        });
+        let mut read = String::new();
+        PipeRead {
+            rx,
+            pending: Vec::new(),
+            at: 0,
+        }
+        .read_to_string(&mut read)
+        .unwrap();
+        writer.join().unwrap();
+        let expected: String = (0..1000u32).map(|i| format!("{i}\n")).collect();
+        assert_eq!(read, expected);
+
+        // A failure after some bytes reaches the reader as an error, not as an end.
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        tx.send(Ok(b"half".to_vec())).unwrap();
+        tx.send(Err(io::Error::other("broken"))).unwrap();
+        drop(tx);
+        let mut pipe = PipeRead {
+            rx,
+            pending: Vec::new(),
+            at: 0,
+        };
+        let mut buf = Vec::new();
+        let err = pipe.read_to_end(&mut buf).unwrap_err();
+        assert_eq!(buf, b"half");
+        assert_eq!(err.to_string(), "broken");
+
+        // A reader gone stops the writer.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        drop(rx);
+        let mut out = PipeWrite { tx };
+        assert_eq!(
+            out.write(b"x").unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+    }
+
+    #[test]
     fn sorted_and_aggregation_exports_are_refused_with_advice() {
         let limits = QueryLimits::default();
         let sorted = ExportRequest {
             sort: Some(crate::request::SortOrder::Asc),
             ..ExportRequest::default()
         };
-        let err = part_query(&sorted, Timestamp(0), &limits).unwrap_err();
+        let err = part_body(&sorted, Timestamp(0), &limits).unwrap_err();
         assert!(err.to_string().contains("sorted exports"), "{err}");
         let relative = ExportRequest {
             q: Some("level:error".into()),
@@ -519,10 +711,23 @@ mod tests {
             ..ExportRequest::default()
         };
         let now = Timestamp(3_600_000_000_000 * 2);
-        let q = part_query(&relative, now, &limits).unwrap();
+        let (plan, body) = part_body(&relative, now, &limits).unwrap();
+        assert_eq!(plan.format, ExportFormat::Parquet);
         assert_eq!(
-            q,
-            "q=level%3Aerror&format=arrow&start=1970-01-01T01%3A00%3A00.000000000Z&limit=5"
+            body,
+            json!({
+                "q": "level:error",
+                "format": "arrow",
+                "start": "1970-01-01T01:00:00.000000000Z",
+                "limit": 5,
+            })
+        );
+        // Each indexer parses it as a direct export.
+        let parsed: ExportRequest = serde_json::from_value(body).unwrap();
+        assert_eq!(parsed.format, Some(ExportFormat::Arrow));
+        assert_eq!(
+            parsed.start.as_deref(),
+            Some("1970-01-01T01:00:00.000000000Z")
         );
     }
 }

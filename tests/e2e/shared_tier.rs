@@ -17,7 +17,7 @@
 //! - two indexers and two searchers on the same tier: every answer exact from either searcher,
 //!   warm searches fetch nothing, a searcher's cache deleted while it serves, a merge while
 //!   searches run, and an indexer's volume lost while it is down (its sealed records stay
-//!   searchable);
+//!   searchable, and exports through either searcher hold every record once);
 //! - an indexer killed while it holds records unpublished (in its hot index and in a split the
 //!   S3 server was away for) comes back with its volume after its collector moved on: it
 //!   removes those records, which the new owner read again, and every line is there once;
@@ -331,6 +331,66 @@ fn search_all(searcher: &Server) -> (u64, usize, bool) {
     )
 }
 
+/// Exports every record of the logs stream through `searcher` as NDJSON, CSV and Arrow, and
+/// returns how many there are, once each checked to be the same set in all three formats with
+/// no record twice.
+fn export_all(searcher: &Server) -> usize {
+    let client = Client::new();
+    let get = |format: &str| {
+        let response = client
+            .get(searcher.at("/api/v1/logs/export"))
+            .query(&[
+                ("q", "*"),
+                ("format", format),
+                ("fields", "timestamp,message"),
+            ])
+            .send()
+            .unwrap();
+        let status = response.status();
+        let body = response.bytes().unwrap();
+        assert_eq!(status, 200, "{format}: {}", String::from_utf8_lossy(&body));
+        body
+    };
+    let ndjson = get("ndjson");
+    let mut from_ndjson: Vec<String> = std::str::from_utf8(&ndjson)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    from_ndjson.sort();
+    let distinct: BTreeSet<&String> = from_ndjson.iter().collect();
+    assert_eq!(distinct.len(), from_ndjson.len(), "a record exported twice");
+
+    let csv = get("csv");
+    let csv = std::str::from_utf8(&csv).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("timestamp,message"));
+    assert_eq!(lines.count(), from_ndjson.len(), "csv rows");
+
+    let arrow = get("arrow");
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow), None).unwrap();
+    let mut from_arrow = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let messages = batch
+            .column_by_name("message")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        from_arrow.extend(messages.iter().map(|m| m.unwrap().to_string()));
+    }
+    from_arrow.sort();
+    assert_eq!(from_arrow, from_ndjson, "arrow and ndjson exports differ");
+    from_ndjson.len()
+}
+
 #[test]
 fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_volume() {
     if !servers::postgres_available() || !servers::s3_available() {
@@ -405,6 +465,9 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         let range = [("start", gen::ts(150)), ("end", gen::ts(450))];
         let range: Vec<(&str, &str)> = range.iter().map(|(k, v)| (*k, v.as_str())).collect();
         assert_eq!(s.total("*", &range), 300);
+        // An export holds every record once: the published ones from the shared tier, the
+        // rest from the indexers.
+        assert_eq!(export_all(s), 650);
     }
     // Each searcher opened every published split by range (its tail: one request), searched
     // it so, and then fetched it whole into its cache, once, in the background.
@@ -487,6 +550,25 @@ namespaces = ["{ns}"]
     assert_eq!(answer["partial"], Value::Null, "{answer}");
     let answer = scoped_total(&format!("namespace:{other}"));
     assert_eq!(answer["total"], 0, "{answer}");
+    let exported = Client::new()
+        .get(format!("{}/api/v1/logs/export", scoped.url))
+        .query(&[("q", "*"), ("format", "ndjson")])
+        .bearer_auth(crate::auth::READ_A)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let namespaces: Vec<String> = exported
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["namespace"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(namespaces.len() as u64, expected);
+    assert!(namespaces.iter().all(|n| *n == ns), "{namespaces:?}");
     drop(scoped);
 
     // b merges its three splits: every answer during and after is exact.
@@ -539,11 +621,21 @@ namespaces = ["{ns}"]
             answer["failed_indexers"][0]["indexer"], "shared tier",
             "{answer}"
         );
+        // An export cannot say it is partial: it is refused.
+        let response = Client::new()
+            .get(s.at("/api/v1/logs/export"))
+            .query(&[("q", "*")])
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        let error: Value = response.json().unwrap();
+        assert_eq!(error["error"]["code"], "unavailable", "{error}");
     }
     pg.start_again();
     for s in [&s1, &s2] {
         assert_eq!(search_all(s), (650, 650, false));
     }
+    assert_eq!(export_all(&s1), 650);
 
     // Object storage away for a searcher that has opened nothing yet: the published splits
     // are listed but cannot be fetched, so the indexers are asked again for everything they
@@ -585,6 +677,8 @@ namespaces = ["{ns}"]
     for s in [&s1, &s2] {
         assert_eq!(search_all(s), (600, 600, false));
         assert_eq!(s.total("a2", &[]), 100);
+        // The lost volume's sealed records are exported from the shared tier.
+        assert_eq!(export_all(s), 600);
     }
     drop((a, b));
 }

@@ -35,6 +35,7 @@ mod reader_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -442,7 +443,7 @@ async fn get_export<S: StreamSource>(
         Ok(Query(request)) => Ok(request),
         Err(rejection) => Err(query_error(&rejection)),
     };
-    respond(state, stream, request, scope).await
+    respond(state, stream, request, scope, HashSet::new()).await
 }
 
 async fn post_export<S: StreamSource>(
@@ -452,14 +453,33 @@ async fn post_export<S: StreamSource>(
     param: std::result::Result<Query<FormatParam>, QueryRejection>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
+    let mut excluded = HashSet::new();
     let request = param.map_err(|r| query_error(&r)).and_then(|Query(param)| {
-        let mut request = json_or_default::<ExportRequest>(body)?;
+        let mut body = json_or_default::<Value>(body)?;
+        // The splits a searcher exports itself from the shared tier: left out here.
+        if let Some(value) = body
+            .as_object_mut()
+            .and_then(|o| o.remove(crate::remote::EXCLUDE_SPLITS_KEY))
+        {
+            excluded = serde_json::from_value(value).map_err(|err| {
+                Error::InvalidArgument(format!(
+                    "request body: `{}`: {err}",
+                    crate::remote::EXCLUDE_SPLITS_KEY
+                ))
+            })?;
+        }
+        let mut request: ExportRequest = if body.is_null() {
+            ExportRequest::default()
+        } else {
+            serde_json::from_value(body)
+                .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?
+        };
         if param.format.is_some() {
             request.format = param.format;
         }
         Ok(request)
     });
-    respond(state, stream, request, scope).await
+    respond(state, stream, request, scope, excluded).await
 }
 
 fn query_error(rejection: &QueryRejection) -> Error {
@@ -471,8 +491,9 @@ async fn respond<S: StreamSource>(
     stream: String,
     request: Result<ExportRequest>,
     scope: Scope,
+    excluded: HashSet<String>,
 ) -> Response {
-    match start(state, stream, request, scope).await {
+    match start(state, stream, request, scope, excluded).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -483,6 +504,7 @@ async fn start<S: StreamSource>(
     stream: String,
     request: Result<ExportRequest>,
     scope: Scope,
+    excluded: HashSet<String>,
 ) -> Result<Response> {
     if trawl_model::validate_stream_name(&stream).is_err() {
         return Err(Error::UnknownStream(stream.chars().take(80).collect()));
@@ -494,7 +516,12 @@ async fn start<S: StreamSource>(
     let limits = state.limits.clone();
     let name = stream.clone();
     let export = tokio::task::spawn_blocking(move || {
-        let snapshot = source.snapshot(&name, plan.request.start, plan.request.end)?;
+        let mut snapshot = source.snapshot(&name, plan.request.start, plan.request.end)?;
+        if !excluded.is_empty() {
+            snapshot
+                .targets
+                .retain(|t| !crate::remote::excluded(t, &excluded));
+        }
         Export::prepare(snapshot, &plan, &limits)
     })
     .await
