@@ -427,8 +427,32 @@ impl Publisher {
             return Ok(0);
         }
         let expired = self.metastore.expired(self.grace).await?;
+        // Staged splits are taken out of their publishers' reach first: one published (or
+        // staged again by a retried upload) since they were listed keeps its object.
+        let mut staged: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for split in expired.iter().filter(|s| s.state == SplitState::Staged) {
+            staged
+                .entry(split.stream.clone())
+                .or_default()
+                .push(split.split_id.clone());
+        }
+        let mut taken = std::collections::HashSet::new();
+        for (stream, ids) in staged {
+            for id in self
+                .metastore
+                .retire_staged(&stream, &ids, self.grace)
+                .await?
+            {
+                taken.insert((stream.clone(), id));
+            }
+        }
         let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for split in &expired {
+            if split.state == SplitState::Staged
+                && !taken.contains(&(split.stream.clone(), split.split_id.clone()))
+            {
+                continue;
+            }
             self.storage.delete(&split.object_key).await?;
             by_stream
                 .entry(split.stream.clone())

@@ -804,13 +804,43 @@ impl PgMetastore {
         .await
     }
 
-    /// Deletes the rows of splits whose objects are gone; only staged or marked ones (a
-    /// published split is never deleted this way).
+    /// Takes the staged splits `ids` of `stream` that the janitor found past `grace` out of
+    /// their publishers' reach before their objects are deleted: each one that is still staged
+    /// and still past `grace` now is marked, in one statement. A publish of a split so taken is
+    /// refused and staging it again waits until its row is gone, so an object is never deleted
+    /// under a split that is (or becomes) published; a split staged again meanwhile (a retried
+    /// upload refreshes its row) or published meanwhile is left alone. Returns the ids taken.
+    pub async fn retire_staged(
+        &self,
+        stream: &str,
+        ids: &[String],
+        grace: Duration,
+    ) -> Result<Vec<String>> {
+        let secs = grace.as_secs_f64();
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "UPDATE trawl_splits SET state = 'marked', updated_at = now() \
+                     WHERE stream = $1 AND split_id = ANY($2) AND state = 'staged' \
+                     AND updated_at <= now() - make_interval(secs => $3) \
+                     RETURNING split_id",
+                    &[&stream, &ids, &secs],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| Ok(row.try_get::<_, String>(0)?))
+                .collect()
+        })
+        .await
+    }
+
+    /// Deletes the rows of marked splits whose objects are gone (a staged split is taken with
+    /// [`PgMetastore::retire_staged`] first; a published one is never deleted this way).
     pub async fn delete_splits(&self, stream: &str, ids: &[String]) -> Result<u64> {
         self.run(async |c| {
             Ok(c.execute(
                 "DELETE FROM trawl_splits WHERE stream = $1 AND split_id = ANY($2) \
-                 AND state IN ('staged', 'marked')",
+                 AND state = 'marked'",
                 &[&stream, &ids],
             )
             .await?)

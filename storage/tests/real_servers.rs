@@ -285,6 +285,24 @@ async fn the_metastore_publishes_atomically_fences_stale_owners_and_leases_upkee
         .iter()
         .map(|s| s.to_string())
         .collect();
+    // Staged rows are taken before their objects go: only those still staged and expired.
+    assert!(a
+        .retire_staged("logs", &all, Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .is_empty());
+    let mut taken = a.retire_staged("logs", &all, Duration::ZERO).await.unwrap();
+    taken.sort();
+    assert_eq!(taken, ["m2", "s3"], "m1 is published, s1 and s2 marked");
+    // A split so taken is never published, nor staged again while its row is there.
+    assert!(matches!(
+        b.publish(&publish("b", &["m2"], &[], &[], &[])).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        b.stage(&split("m2", "b", &["s3"])).await,
+        Err(Error::Conflict(_))
+    ));
     assert_eq!(
         a.delete_splits("logs", &all).await.unwrap(),
         4,
