@@ -43,7 +43,7 @@ use crate::collector::{
 };
 use crate::fault_proxy::{FaultProxy, Mode};
 use crate::support::gen;
-use crate::support::{free_port, wait_until, Server, START_TIMEOUT};
+use crate::support::{free_port, wait_for, wait_until, Server, START_TIMEOUT};
 use servers::{Postgres, S3Server};
 
 const BATCH: u64 = 100;
@@ -1072,10 +1072,11 @@ fn an_indexer_back_with_its_volume_drops_what_the_new_owner_of_its_sources_read_
     // of it records of the three sources b read again. a removes them before publishing.
     let a = two.start(0);
     const PURGED: &str = "trawl_indexer_records_purged_total{stream=\"logs\"}";
-    wait_until(
+    wait_for(
         "a removed what b read again",
         Duration::from_secs(60),
-        || a.metric(PURGED) == Some(held as f64),
+        Some(held as f64),
+        || a.metric(PURGED),
     );
     assert_eq!(a.total("*", &[]), published_a, "a keeps what it published");
     assert_eq!(
@@ -1143,10 +1144,11 @@ fn an_indexer_cut_off_from_its_collector_drops_what_the_new_owner_read_again() {
     }
     let expected = written(&pods);
     const PURGED: &str = "trawl_indexer_records_purged_total{stream=\"logs\"}";
-    wait_until(
+    wait_for(
         "a removed what b read again",
         Duration::from_secs(60),
-        || a.metric(PURGED) == Some(held as f64),
+        Some(held as f64),
+        || a.metric(PURGED),
     );
     wait_until(
         "every line searchable once",

@@ -399,6 +399,27 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `probe` gives `expected`; panics naming the last value it gave after `timeout`.
+pub fn wait_for<T: PartialEq + std::fmt::Debug>(
+    desc: &str,
+    timeout: Duration,
+    expected: T,
+    mut probe: impl FnMut() -> T,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = probe();
+        if last == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {desc}: {last:?}, expected {expected:?}"
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
 pub fn wait_until(desc: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     loop {
