@@ -416,24 +416,72 @@ async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {
 }
 
 /// Sums the indexers' stream statistics (each scoped by the indexer to the caller's scope).
+/// With a shared tier, its published splits are counted here (from the metastore's rows, or
+/// by counting what a restricted caller may see in them) and each indexer counts the rest
+/// ([`crate::stats::LEAF_STREAMS_PATH`], those splits left out), as a search does; when the
+/// shared tier cannot be read, the indexers' own figures are summed and the answer is
+/// partial.
 async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMap) -> Response {
     let caller = Caller::new(&state.fanin, scope, &headers);
+    let mut shared = None;
+    let mut shared_failed = false;
+    if let Some(remote) = &state.remote {
+        match tokio::time::timeout(state.limits.timeout, shared_streams(remote, caller.scope()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Internal(
+                    "the shared tier did not answer in time".into(),
+                ))
+            }) {
+            Ok(listed) => shared = Some(listed),
+            Err(err) => {
+                tracing::warn!(%err, "the shared tier's statistics could not be read; summing the indexers' own");
+                shared_failed = true;
+            }
+        }
+    }
     let calls = state.fanin.indexers.iter().map(|base| {
-        let request = caller.apply(
-            state
+        let request = match &shared {
+            Some((_, ids)) => state
                 .fanin
                 .client
-                .get(format!("{base}/api/v1/streams"))
-                .timeout(state.limits.timeout),
-        );
+                .post(format!("{base}{}", crate::stats::LEAF_STREAMS_PATH))
+                .json(&json!({ crate::remote::EXCLUDE_SPLITS_KEY: ids })),
+            None => state.fanin.client.get(format!("{base}/api/v1/streams")),
+        };
+        let request = caller.apply(request.timeout(state.limits.timeout));
         async move {
             let response = request.send().await.ok()?;
+            if !response.status().is_success() {
+                return None;
+            }
             response.json::<Value>().await.ok()
         }
     });
     let answers = futures::future::join_all(calls).await;
     let mut merged: std::collections::BTreeMap<String, Value> = Default::default();
     let mut failed = 0;
+    let mut add = |s: &Value| {
+        let Some(name) = s["name"].as_str() else {
+            return;
+        };
+        let entry = merged.entry(name.to_string()).or_insert_with(|| {
+            json!({"name": name, "docs": 0, "bytes": 0, "splits": 0, "min_timestamp": null, "max_timestamp": null})
+        });
+        for key in ["docs", "bytes", "splits"] {
+            let sum = entry[key].as_u64().unwrap_or(0) + s[key].as_u64().unwrap_or(0);
+            entry[key] = json!(sum);
+        }
+        merge_bound(entry, s, "min_timestamp", |a, b| a < b);
+        merge_bound(entry, s, "max_timestamp", |a, b| a > b);
+    };
+    let shared_tier = shared.as_ref().map(|(entries, _)| {
+        for s in entries {
+            add(s);
+        }
+        let docs: u64 = entries.iter().filter_map(|s| s["docs"].as_u64()).sum();
+        json!({"ok": true, "docs": docs})
+    });
     // Which indexers answered, for the console's overview of a split deployment.
     let mut indexers = Vec::with_capacity(answers.len());
     for (base, answer) in state.fanin.indexers.iter().zip(answers) {
@@ -445,29 +493,74 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
         let docs: u64 = streams.iter().filter_map(|s| s["docs"].as_u64()).sum();
         indexers.push(json!({"url": base, "ok": true, "docs": docs}));
         for s in streams {
-            let Some(name) = s["name"].as_str() else {
-                continue;
-            };
-            let entry = merged.entry(name.to_string()).or_insert_with(|| {
-                json!({"name": name, "docs": 0, "bytes": 0, "splits": 0, "min_timestamp": null, "max_timestamp": null})
-            });
-            for key in ["docs", "bytes", "splits"] {
-                let sum = entry[key].as_u64().unwrap_or(0) + s[key].as_u64().unwrap_or(0);
-                entry[key] = json!(sum);
-            }
-            merge_bound(entry, s, "min_timestamp", |a, b| a < b);
-            merge_bound(entry, s, "max_timestamp", |a, b| a > b);
+            add(s);
         }
     }
     let mut body =
         json!({"streams": merged.into_values().collect::<Vec<_>>(), "indexers": indexers});
-    if failed > 0 {
+    if let Some(shared_tier) = shared_tier {
+        body["shared_tier"] = shared_tier;
+    } else if shared_failed {
+        body["shared_tier"] = json!({"ok": false});
+    }
+    if failed > 0 || shared_failed {
         body["partial"] = Value::Bool(true);
     }
     Json(body).into_response()
 }
 
-/// Keeps the better of two RFC 3339 bounds (compared as instants).
+/// The statistics of the shared tier's published splits per stream, as `scope` may see them,
+/// and the ids of every split counted.
+async fn shared_streams(
+    remote: &Arc<crate::remote::RemoteSplits>,
+    scope: &Scope,
+) -> crate::Result<(Vec<Value>, Vec<String>)> {
+    let mut entries = Vec::new();
+    let mut ids = Vec::new();
+    for name in remote.streams().await? {
+        let records = remote.published(&name, None, None).await?;
+        if records.is_empty() {
+            continue;
+        }
+        ids.extend(records.iter().map(|r| r.split_id.clone()));
+        let docs: u64 = records.iter().map(|r| r.docs).sum();
+        let bytes: u64 = records.iter().map(|r| r.bytes).sum();
+        if !scope.is_restricted() {
+            let min = records.iter().map(|r| r.min_timestamp).min();
+            let max = records.iter().map(|r| r.max_timestamp).max();
+            entries.push(json!({
+                "name": name,
+                "docs": docs,
+                "bytes": bytes,
+                "splits": records.len(),
+                "min_timestamp": min.map(|t| Timestamp(t).to_rfc3339()),
+                "max_timestamp": max.map(|t| Timestamp(t).to_rfc3339()),
+            }));
+            continue;
+        }
+        let Some((snapshot, _)) = remote.snapshot(&name, &records, None, None).await? else {
+            continue;
+        };
+        let scope = scope.clone();
+        let visible =
+            tokio::task::spawn_blocking(move || crate::stats::visible_counts(&snapshot, &scope))
+                .await
+                .map_err(|join| {
+                    Error::Internal(format!("counting the shared tier failed: {join}"))
+                })??;
+        remote.fill_cache();
+        entries.push(json!({
+            "name": name,
+            "docs": visible.docs,
+            "bytes": crate::stats::proportional(bytes, visible.docs, docs),
+            "splits": visible.splits,
+            "min_timestamp": visible.min_timestamp.map(Timestamp::to_rfc3339),
+            "max_timestamp": visible.max_timestamp.map(Timestamp::to_rfc3339),
+        }));
+    }
+    Ok((entries, ids))
+}
+
 fn merge_bound(entry: &mut Value, other: &Value, key: &str, better: fn(i64, i64) -> bool) {
     let parse = |v: &Value| v.as_str().and_then(|t| Timestamp::parse_rfc3339(t).ok());
     match (parse(&entry[key]), parse(&other[key])) {

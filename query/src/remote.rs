@@ -200,6 +200,14 @@ impl RemoteSplits {
         self.range_read_concurrency
     }
 
+    /// The streams the metastore has splits of.
+    pub async fn streams(&self) -> crate::Result<Vec<String>> {
+        self.metastore
+            .streams()
+            .await
+            .map_err(|e| Error::Internal(format!("metastore: {e}")))
+    }
+
     /// The published splits of `stream` now that may hold documents in `[start, end)`.
     pub async fn published(
         &self,

@@ -5,13 +5,15 @@
 //! stream's bytes in proportion to the visible documents (an estimate: a split's bytes are not
 //! kept per namespace). `_cat/indices` reports the same ([`visible_counts`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::{DateTime, DocId, Score, SegmentOrdinal, SegmentReader};
@@ -27,18 +29,62 @@ use crate::search::TIMESTAMP_FIELD;
 pub fn routes<S: StreamSource>(source: Arc<S>) -> Router {
     Router::new()
         .route("/api/v1/streams", get(streams::<S>))
+        .route(LEAF_STREAMS_PATH, post(leaf_streams::<S>))
         .with_state(source)
 }
 
+/// What a searcher over the shared tier asks each indexer for: the statistics of what the
+/// indexer holds besides the splits the searcher counted itself.
+pub const LEAF_STREAMS_PATH: &str = "/api/v1/_leaf/streams";
+
+/// `POST /api/v1/_leaf/streams` with `{"exclude_splits": [ids]}`: each stream's statistics
+/// over the hot index and the splits not excluded (nor made by a merge of an excluded one),
+/// scoped to the caller. Documents, splits and the time range are counted over those
+/// targets; `bytes` is the stream's bytes in proportion to their documents (an estimate).
+async fn leaf_streams<S: StreamSource>(
+    State(source): State<Arc<S>>,
+    scope: Scope,
+    body: Bytes,
+) -> Response {
+    let excluded = match serde_json::from_slice::<Value>(&body)
+        .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
+        .and_then(|mut body| {
+            let value = body
+                .as_object_mut()
+                .and_then(|o| o.remove(crate::remote::EXCLUDE_SPLITS_KEY))
+                .unwrap_or(Value::Array(Vec::new()));
+            serde_json::from_value::<HashSet<String>>(value).map_err(|err| {
+                Error::InvalidArgument(format!(
+                    "request body: `{}`: {err}",
+                    crate::remote::EXCLUDE_SPLITS_KEY
+                ))
+            })
+        }) {
+        Ok(excluded) => excluded,
+        Err(err) => return err.into_response(),
+    };
+    stream_stats(source, scope, excluded).await
+}
+
 async fn streams<S: StreamSource>(State(source): State<Arc<S>>, scope: Scope) -> Response {
+    stream_stats(source, scope, HashSet::new()).await
+}
+
+/// Each stream's statistics as `scope` may see them, over the targets that are not
+/// `excluded` ([`crate::remote::excluded`]).
+async fn stream_stats<S: StreamSource>(
+    source: Arc<S>,
+    scope: Scope,
+    excluded: HashSet<String>,
+) -> Response {
     let stats = tokio::task::spawn_blocking(move || {
         let stats = source.stream_stats();
-        if !scope.is_restricted() {
+        if !scope.is_restricted() && excluded.is_empty() {
             return Ok(stats);
         }
         stats
             .into_iter()
-            .map(|s| scoped_stats(source.as_ref(), s, &scope))
+            .map(|s| scoped_stats(source.as_ref(), s, &scope, &excluded))
             .collect::<Result<Vec<_>>>()
     })
     .await
@@ -50,13 +96,19 @@ async fn streams<S: StreamSource>(State(source): State<Arc<S>>, scope: Scope) ->
     }
 }
 
-/// `stats` as `scope` may see them.
+/// `stats` as `scope` may see them, without the `excluded` splits.
 fn scoped_stats<S: StreamSource + ?Sized>(
     source: &S,
     stats: StreamStats,
     scope: &Scope,
+    excluded: &HashSet<String>,
 ) -> Result<StreamStats> {
-    let snapshot = source.snapshot(&stats.name, None, None)?;
+    let mut snapshot = source.snapshot(&stats.name, None, None)?;
+    if !excluded.is_empty() {
+        snapshot
+            .targets
+            .retain(|t| !crate::remote::excluded(t, excluded));
+    }
     let visible = visible_counts(&snapshot, scope)?;
     Ok(StreamStats {
         bytes: proportional(stats.bytes, visible.docs, stats.docs),
@@ -178,6 +230,31 @@ impl SegmentCollector for VisibleSegment {
 mod tests {
     use super::*;
     use crate::testutil::{snapshot, MIN, T0};
+
+    #[test]
+    fn leaves_out_the_splits_a_searcher_counted_and_the_merges_of_them() {
+        let fixture = crate::testutil::Fixture::new(snapshot());
+        let stats = fixture.stream_stats().remove(0);
+        let whole = scoped_stats(&fixture, stats.clone(), &Scope::All, &HashSet::new()).unwrap();
+        assert_eq!((whole.docs, whole.splits, whole.bytes), (12, 3, 4096));
+        // Split "c" counted by the searcher: the rest is split "a" and split "b".
+        let excluded: HashSet<String> = ["c".to_string()].into();
+        let rest = scoped_stats(&fixture, stats.clone(), &Scope::All, &excluded).unwrap();
+        let c = visible_counts(
+            &crate::testutil::snapshot_of(vec![snapshot().targets[0].clone()]),
+            &Scope::All,
+        )
+        .unwrap();
+        assert_eq!(snapshot().targets[0].id, "c");
+        assert_eq!(rest.docs, 12 - c.docs);
+        assert_eq!(rest.splits, 2);
+        assert_eq!(rest.bytes, proportional(4096, 12 - c.docs, 12));
+        // Everything counted by the searcher: nothing left, no time range.
+        let all: HashSet<String> = ["a", "b", "c"].map(String::from).into();
+        let none = scoped_stats(&fixture, stats, &Scope::namespaces(["payments"]), &all).unwrap();
+        assert_eq!((none.docs, none.splits, none.bytes), (0, 0, 0));
+        assert_eq!(none.min_timestamp, None);
+    }
 
     #[test]
     fn counts_only_the_scope() {

@@ -149,7 +149,8 @@ pub fn tied_snapshot() -> StreamSnapshot {
     snapshot_of(targets)
 }
 
-fn snapshot_of(targets: Vec<SearchTarget>) -> StreamSnapshot {
+/// A snapshot of the logs stream over `targets`.
+pub fn snapshot_of(targets: Vec<SearchTarget>) -> StreamSnapshot {
     let schema = build_schema(LOG_FIELDS);
     let message = schema.get_field("message").unwrap();
     StreamSnapshot {

@@ -36,7 +36,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use reqwest::blocking::Client;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::collector::{
     assert_each_line_once, collector_config, pod_files_named, write_lines, PodFile,
@@ -391,6 +391,23 @@ fn export_all(searcher: &Server) -> usize {
     from_ndjson.len()
 }
 
+/// `GET /api/v1/streams` through `searcher`: the logs stream's documents, and the whole answer.
+fn stream_docs(searcher: &Server, token: Option<&str>) -> (u64, Value) {
+    let mut request = Client::new().get(searcher.at("/api/v1/streams"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let answer: Value = request.send().unwrap().json().unwrap();
+    let docs = answer["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "logs")
+        .map(|s| s["docs"].as_u64().unwrap())
+        .unwrap_or_else(|| panic!("no logs stream in {answer}"));
+    (docs, answer)
+}
+
 #[test]
 fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_volume() {
     if !servers::postgres_available() || !servers::s3_available() {
@@ -468,6 +485,18 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         // An export holds every record once: the published ones from the shared tier, the
         // rest from the indexers.
         assert_eq!(export_all(s), 650);
+        // The statistics count the published splits once, from the shared tier, and each
+        // indexer's rest (a's 50 hot records).
+        let (docs, answer) = stream_docs(s, None);
+        assert_eq!(docs, 650, "{answer}");
+        assert_eq!(
+            answer["shared_tier"],
+            json!({"ok": true, "docs": 600}),
+            "{answer}"
+        );
+        assert_eq!(answer["indexers"][0]["docs"], 50, "{answer}");
+        assert_eq!(answer["indexers"][1]["docs"], 0, "{answer}");
+        assert_eq!(answer["partial"], Value::Null, "{answer}");
     }
     // Each searcher opened every published split by range (its tail: one request), searched
     // it so, and then fetched it whole into its cache, once, in the background.
@@ -569,6 +598,8 @@ namespaces = ["{ns}"]
         .collect();
     assert_eq!(namespaces.len() as u64, expected);
     assert!(namespaces.iter().all(|n| *n == ns), "{namespaces:?}");
+    let (docs, answer) = stream_docs(&scoped, Some(crate::auth::READ_A));
+    assert_eq!(docs, expected, "{answer}");
     drop(scoped);
 
     // b merges its three splits: every answer during and after is exact.
@@ -621,6 +652,11 @@ namespaces = ["{ns}"]
             answer["failed_indexers"][0]["indexer"], "shared tier",
             "{answer}"
         );
+        // The statistics are the indexers' own (each holds its splits), said to be partial.
+        let (docs, answer) = stream_docs(s, None);
+        assert_eq!(docs, 650, "{answer}");
+        assert_eq!(answer["partial"], true, "{answer}");
+        assert_eq!(answer["shared_tier"]["ok"], false, "{answer}");
         // An export cannot say it is partial: it is refused.
         let response = Client::new()
             .get(s.at("/api/v1/logs/export"))
@@ -679,6 +715,8 @@ namespaces = ["{ns}"]
         assert_eq!(s.total("a2", &[]), 100);
         // The lost volume's sealed records are exported from the shared tier.
         assert_eq!(export_all(s), 600);
+        let (docs, answer) = stream_docs(s, None);
+        assert_eq!(docs, 600, "{answer}");
     }
     drop((a, b));
 }
