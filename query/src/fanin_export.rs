@@ -243,8 +243,7 @@ async fn start(
     for (base, opened) in futures::future::join_all(opens).await {
         match opened {
             Ok(r) if r.status().is_success() => parts.push(Box::new(PartRead {
-                handle: handle.clone(),
-                response: r,
+                source: PartSource::Indexer(handle.clone(), r),
                 pending: Bytes::new(),
             })),
             Ok(r) if r.status().is_client_error() => {
@@ -278,23 +277,17 @@ async fn start(
     Ok(crate::export::attachment(&stream, format, rx))
 }
 
-/// Chunks of the root's own part that may wait for the merge.
-const OWN_PART_CHUNKS: usize = 4;
-
 /// The root's own part (the shared tier's splits), encoded as `format` on a blocking thread
-/// while the merge reads it, through a bounded pipe: memory stays flat whatever its size. The
-/// part stops when the merge no longer reads (the client went away, or `limit` was reached),
-/// and a failure reaches the merge as a read error, which aborts the export.
-fn own_part(export: Export, format: ExportFormat, remote: Option<Arc<RemoteSplits>>) -> PipeRead {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(OWN_PART_CHUNKS);
+/// while the merge reads it, through a bounded channel of chunks ([`ChunkWriter`], as an
+/// export's HTTP body is written): memory stays flat whatever its size. The part stops when
+/// the merge no longer reads (the client went away, or `limit` was reached), and a failure
+/// reaches the merge as a read error, which aborts the export.
+fn own_part(export: Export, format: ExportFormat, remote: Option<Arc<RemoteSplits>>) -> PartRead {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
     tokio::task::spawn_blocking(move || {
-        let out = io::BufWriter::with_capacity(256 * 1024, PipeWrite { tx: tx.clone() });
-        let gone = std::sync::atomic::AtomicBool::new(false);
-        let result = export.write_to(format, out, &|| {
-            gone.load(std::sync::atomic::Ordering::Relaxed)
-        });
-        if let Err(err) = result {
-            let _ = tx.send(Err(io::Error::other(format!(
+        let out = ChunkWriter::new(tx.clone());
+        if let Err(err) = export.write_to(format, out, &|| tx.is_closed()) {
+            let _ = tx.blocking_send(Err(io::Error::other(format!(
                 "the shared tier's part: {err}"
             ))));
         }
@@ -303,55 +296,9 @@ fn own_part(export: Export, format: ExportFormat, remote: Option<Arc<RemoteSplit
             remote.fill_cache();
         }
     });
-    PipeRead {
-        rx,
-        pending: Vec::new(),
-        at: 0,
-    }
-}
-
-/// The writing end of [`own_part`]'s pipe: a failed send means the reader went away.
-struct PipeWrite {
-    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
-}
-
-impl Write for PipeWrite {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tx.send(Ok(buf.to_vec())).map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the export's reader is gone")
-        })?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The reading end of [`own_part`]'s pipe.
-struct PipeRead {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
-    pending: Vec<u8>,
-    at: usize,
-}
-
-impl Read for PipeRead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.pending.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.pending = chunk;
-                    self.at = 0;
-                }
-                Ok(Err(err)) => return Err(err),
-                // The writer is done (its sender dropped): the end of the part.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.pending.len() - self.at);
-        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
+    PartRead {
+        source: PartSource::Own(rx),
+        pending: Bytes::new(),
     }
 }
 
@@ -373,23 +320,39 @@ fn unavailable(indexer: &str, reason: &str) -> Response {
     .into_response()
 }
 
-/// A part's body as a blocking reader (for the Arrow IPC and CSV readers). Must be used from a
-/// blocking thread: it waits on the runtime for each chunk.
+/// Where a part's chunks come from.
+enum PartSource {
+    /// An indexer's answer, read on the runtime through `handle`.
+    Indexer(tokio::runtime::Handle, reqwest::Response),
+    /// The root's own part ([`own_part`]); the channel closed without an error is its end.
+    Own(mpsc::Receiver<io::Result<Bytes>>),
+}
+
+/// A part as a blocking reader (for the Arrow IPC and CSV readers). Must be used from a
+/// blocking thread: it waits for each chunk.
 struct PartRead {
-    handle: tokio::runtime::Handle,
-    response: reqwest::Response,
+    source: PartSource,
     pending: Bytes,
+}
+
+impl PartRead {
+    /// The next chunk of the part; `None` at its end.
+    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        match &mut self.source {
+            PartSource::Indexer(handle, response) => handle
+                .block_on(response.chunk())
+                .map_err(|err| io::Error::other(format!("an indexer's part broke: {err}"))),
+            PartSource::Own(rx) => rx.blocking_recv().transpose(),
+        }
+    }
 }
 
 impl Read for PartRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pending.is_empty() {
-            match self.handle.block_on(self.response.chunk()) {
-                Ok(Some(chunk)) => self.pending = chunk,
-                Ok(None) => return Ok(0),
-                Err(err) => {
-                    return Err(io::Error::other(format!("an indexer's part broke: {err}")))
-                }
+            match self.next_chunk()? {
+                Some(chunk) => self.pending = chunk,
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.pending.len());
@@ -649,49 +612,41 @@ mod tests {
     }
 
     #[test]
-    fn the_own_part_pipe_carries_every_byte_and_ends_or_fails_as_its_writer_did() {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    fn the_own_part_channel_carries_every_byte_and_ends_or_fails_as_its_writer_did() {
+        let own = |rx| PartRead {
+            source: PartSource::Own(rx),
+            pending: Bytes::new(),
+        };
+        let (tx, rx) = mpsc::channel(2);
         let writer = std::thread::spawn(move || {
-            let mut out = PipeWrite { tx: tx.clone() };
-            for i in 0..1000u32 {
+            let mut out = ChunkWriter::new(tx);
+            for i in 0..100_000u32 {
                 out.write_all(format!("{i}\n").as_bytes()).unwrap();
             }
+            out.flush().unwrap();
         });
         let mut read = String::new();
-        PipeRead {
-            rx,
-            pending: Vec::new(),
-            at: 0,
-        }
-        .read_to_string(&mut read)
-        .unwrap();
+        own(rx).read_to_string(&mut read).unwrap();
         writer.join().unwrap();
-        let expected: String = (0..1000u32).map(|i| format!("{i}\n")).collect();
+        let expected: String = (0..100_000u32).map(|i| format!("{i}\n")).collect();
         assert_eq!(read, expected);
 
         // A failure after some bytes reaches the reader as an error, not as an end.
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        tx.send(Ok(b"half".to_vec())).unwrap();
-        tx.send(Err(io::Error::other("broken"))).unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        tx.blocking_send(Ok(Bytes::from_static(b"half"))).unwrap();
+        tx.blocking_send(Err(io::Error::other("broken"))).unwrap();
         drop(tx);
-        let mut pipe = PipeRead {
-            rx,
-            pending: Vec::new(),
-            at: 0,
-        };
         let mut buf = Vec::new();
-        let err = pipe.read_to_end(&mut buf).unwrap_err();
+        let err = own(rx).read_to_end(&mut buf).unwrap_err();
         assert_eq!(buf, b"half");
         assert_eq!(err.to_string(), "broken");
 
         // A reader gone stops the writer.
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, rx) = mpsc::channel(1);
         drop(rx);
-        let mut out = PipeWrite { tx };
-        assert_eq!(
-            out.write(b"x").unwrap_err().kind(),
-            io::ErrorKind::BrokenPipe
-        );
+        let mut out = ChunkWriter::new(tx);
+        out.write_all(b"x").unwrap();
+        assert_eq!(out.flush().unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]
