@@ -452,6 +452,27 @@ pub fn excluded(target: &SearchTarget, excluded: &HashSet<String>) -> bool {
         && (excluded.contains(&target.id) || target.parents.iter().any(|p| excluded.contains(p)))
 }
 
+/// Takes [`EXCLUDE_SPLITS_KEY`] (the splits a searcher covered itself) out of a leaf request's
+/// JSON body; none when absent. Errors: a value that is not a list of split ids (400).
+pub(crate) fn take_excluded(body: &mut serde_json::Value) -> crate::Result<HashSet<String>> {
+    match body
+        .as_object_mut()
+        .and_then(|o| o.remove(EXCLUDE_SPLITS_KEY))
+    {
+        Some(value) => serde_json::from_value(value).map_err(|err| {
+            Error::InvalidArgument(format!("request body: `{EXCLUDE_SPLITS_KEY}`: {err}"))
+        }),
+        None => Ok(HashSet::new()),
+    }
+}
+
+/// Leaves the `excluded` splits (and any merge of them, see [`excluded`]) out of `snapshot`.
+pub(crate) fn leave_out(snapshot: &mut StreamSnapshot, excluded: &HashSet<String>) {
+    if !excluded.is_empty() {
+        snapshot.targets.retain(|t| !self::excluded(t, excluded));
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()

@@ -199,18 +199,7 @@ async fn leaf_search<S: StreamSource>(
             None => Scope::All,
         };
         // The splits the root searched itself (from the shared tier): left out here.
-        let excluded: std::collections::HashSet<String> = match body
-            .as_object_mut()
-            .and_then(|o| o.remove(crate::remote::EXCLUDE_SPLITS_KEY))
-        {
-            Some(value) => serde_json::from_value(value).map_err(|err| {
-                Error::InvalidArgument(format!(
-                    "request body: `{}`: {err}",
-                    crate::remote::EXCLUDE_SPLITS_KEY
-                ))
-            })?,
-            None => Default::default(),
-        };
+        let excluded = crate::remote::take_excluded(&mut body)?;
         let request: SearchRequest = serde_json::from_value(body)
             .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?;
         let mut parsed = request.parse(Timestamp::now(), &state.limits)?;
@@ -219,11 +208,7 @@ async fn leaf_search<S: StreamSource>(
         let limits = state.limits.clone();
         let leaf = tokio::task::spawn_blocking(move || {
             let mut snapshot = source.snapshot(&stream, parsed.start, parsed.end)?;
-            if !excluded.is_empty() {
-                snapshot
-                    .targets
-                    .retain(|t| !crate::remote::excluded(t, &excluded));
-            }
+            crate::remote::leave_out(&mut snapshot, &excluded);
             crate::search::search_leaf(&snapshot, &parsed, &limits)
         })
         .await

@@ -48,18 +48,8 @@ async fn leaf_streams<S: StreamSource>(
 ) -> Response {
     let excluded = match serde_json::from_slice::<Value>(&body)
         .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))
-        .and_then(|mut body| {
-            let value = body
-                .as_object_mut()
-                .and_then(|o| o.remove(crate::remote::EXCLUDE_SPLITS_KEY))
-                .unwrap_or(Value::Array(Vec::new()));
-            serde_json::from_value::<HashSet<String>>(value).map_err(|err| {
-                Error::InvalidArgument(format!(
-                    "request body: `{}`: {err}",
-                    crate::remote::EXCLUDE_SPLITS_KEY
-                ))
-            })
-        }) {
+        .and_then(|mut body| crate::remote::take_excluded(&mut body))
+    {
         Ok(excluded) => excluded,
         Err(err) => return err.into_response(),
     };
@@ -104,11 +94,7 @@ fn scoped_stats<S: StreamSource + ?Sized>(
     excluded: &HashSet<String>,
 ) -> Result<StreamStats> {
     let mut snapshot = source.snapshot(&stats.name, None, None)?;
-    if !excluded.is_empty() {
-        snapshot
-            .targets
-            .retain(|t| !crate::remote::excluded(t, excluded));
-    }
+    crate::remote::leave_out(&mut snapshot, excluded);
     let visible = visible_counts(&snapshot, scope)?;
     Ok(StreamStats {
         bytes: proportional(stats.bytes, visible.docs, stats.docs),

@@ -457,17 +457,7 @@ async fn post_export<S: StreamSource>(
     let request = param.map_err(|r| query_error(&r)).and_then(|Query(param)| {
         let mut body = json_or_default::<Value>(body)?;
         // The splits a searcher exports itself from the shared tier: left out here.
-        if let Some(value) = body
-            .as_object_mut()
-            .and_then(|o| o.remove(crate::remote::EXCLUDE_SPLITS_KEY))
-        {
-            excluded = serde_json::from_value(value).map_err(|err| {
-                Error::InvalidArgument(format!(
-                    "request body: `{}`: {err}",
-                    crate::remote::EXCLUDE_SPLITS_KEY
-                ))
-            })?;
-        }
+        excluded = crate::remote::take_excluded(&mut body)?;
         let mut request: ExportRequest = if body.is_null() {
             ExportRequest::default()
         } else {
@@ -517,11 +507,7 @@ async fn start<S: StreamSource>(
     let name = stream.clone();
     let export = tokio::task::spawn_blocking(move || {
         let mut snapshot = source.snapshot(&name, plan.request.start, plan.request.end)?;
-        if !excluded.is_empty() {
-            snapshot
-                .targets
-                .retain(|t| !crate::remote::excluded(t, &excluded));
-        }
+        crate::remote::leave_out(&mut snapshot, &excluded);
         Export::prepare(snapshot, &plan, &limits)
     })
     .await
