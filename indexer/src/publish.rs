@@ -427,41 +427,35 @@ impl Publisher {
             return Ok(0);
         }
         let expired = self.metastore.expired(self.grace).await?;
-        // Staged splits are taken out of their publishers' reach first: one published (or
-        // staged again by a retried upload) since they were listed keeps its object.
-        let mut staged: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for split in expired.iter().filter(|s| s.state == SplitState::Staged) {
-            staged
-                .entry(split.stream.clone())
-                .or_default()
-                .push(split.split_id.clone());
-        }
-        let mut taken = std::collections::HashSet::new();
-        for (stream, ids) in staged {
-            for id in self
-                .metastore
-                .retire_staged(&stream, &ids, self.grace)
-                .await?
-            {
-                taken.insert((stream.clone(), id));
-            }
-        }
-        let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut by_stream: BTreeMap<&str, Vec<&SplitRecord>> = BTreeMap::new();
         for split in &expired {
-            if split.state == SplitState::Staged
-                && !taken.contains(&(split.stream.clone(), split.split_id.clone()))
-            {
-                continue;
-            }
-            self.storage.delete(&split.object_key).await?;
-            by_stream
-                .entry(split.stream.clone())
-                .or_default()
-                .push(split.split_id.clone());
+            by_stream.entry(&split.stream).or_default().push(split);
         }
         let mut removed = 0;
-        for (stream, ids) in by_stream {
-            removed += self.metastore.delete_splits(&stream, &ids).await? as usize;
+        for (stream, splits) in by_stream {
+            // Staged splits are taken out of their publishers' reach first: one published (or
+            // staged again by a retried upload) since they were listed keeps its object.
+            let staged: Vec<String> = splits
+                .iter()
+                .filter(|s| s.state == SplitState::Staged)
+                .map(|s| s.split_id.clone())
+                .collect();
+            let taken = if staged.is_empty() {
+                Vec::new()
+            } else {
+                self.metastore
+                    .retire_staged(stream, &staged, self.grace)
+                    .await?
+            };
+            let mut ids = Vec::new();
+            for split in splits {
+                if split.state == SplitState::Staged && !taken.contains(&split.split_id) {
+                    continue;
+                }
+                self.storage.delete(&split.object_key).await?;
+                ids.push(split.split_id.clone());
+            }
+            removed += self.metastore.delete_splits(stream, &ids).await? as usize;
         }
         if removed > 0 {
             tracing::info!(removed, "janitor removed unpublished and marked splits");

@@ -423,25 +423,27 @@ async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {
 /// partial.
 async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMap) -> Response {
     let caller = Caller::new(&state.fanin, scope, &headers);
-    let mut shared = None;
-    let mut shared_failed = false;
-    if let Some(remote) = &state.remote {
-        match tokio::time::timeout(state.limits.timeout, shared_streams(remote, caller.scope()))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::Internal(
-                    "the shared tier did not answer in time".into(),
-                ))
-            }) {
-            Ok(listed) => shared = Some(listed),
-            Err(err) => {
-                tracing::warn!(%err, "the shared tier's statistics could not be read; summing the indexers' own");
-                shared_failed = true;
-            }
-        }
-    }
+    // `None`: no shared tier; `Some(None)`: it could not be read.
+    let shared = match &state.remote {
+        Some(remote) => Some(
+            match tokio::time::timeout(state.limits.timeout, shared_streams(remote, caller.scope()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Internal(
+                        "the shared tier did not answer in time".into(),
+                    ))
+                }) {
+                Ok(listed) => Some(listed),
+                Err(err) => {
+                    tracing::warn!(%err, "the shared tier's statistics could not be read; summing the indexers' own");
+                    None
+                }
+            },
+        ),
+        None => None,
+    };
     let calls = state.fanin.indexers.iter().map(|base| {
-        let request = match &shared {
+        let request = match shared.as_ref().and_then(Option::as_ref) {
             Some((_, ids)) => state
                 .fanin
                 .client
@@ -475,12 +477,15 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
         merge_bound(entry, s, "min_timestamp", |a, b| a < b);
         merge_bound(entry, s, "max_timestamp", |a, b| a > b);
     };
-    let shared_tier = shared.as_ref().map(|(entries, _)| {
-        for s in entries {
-            add(s);
+    let shared_tier = shared.as_ref().map(|listed| match listed {
+        Some((entries, _)) => {
+            for s in entries {
+                add(s);
+            }
+            let docs: u64 = entries.iter().filter_map(|s| s["docs"].as_u64()).sum();
+            json!({"ok": true, "docs": docs})
         }
-        let docs: u64 = entries.iter().filter_map(|s| s["docs"].as_u64()).sum();
-        json!({"ok": true, "docs": docs})
+        None => json!({"ok": false}),
     });
     // Which indexers answered, for the console's overview of a split deployment.
     let mut indexers = Vec::with_capacity(answers.len());
@@ -498,10 +503,9 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
     }
     let mut body =
         json!({"streams": merged.into_values().collect::<Vec<_>>(), "indexers": indexers});
+    let shared_failed = matches!(shared, Some(None));
     if let Some(shared_tier) = shared_tier {
         body["shared_tier"] = shared_tier;
-    } else if shared_failed {
-        body["shared_tier"] = json!({"ok": false});
     }
     if failed > 0 || shared_failed {
         body["partial"] = Value::Bool(true);
