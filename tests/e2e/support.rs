@@ -420,18 +420,9 @@ pub fn wait_for<T: PartialEq + std::fmt::Debug>(
     }
 }
 
-pub fn wait_until(desc: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {desc}"
-        );
-        std::thread::sleep(POLL_INTERVAL);
-    }
+/// Waits until `condition` holds; panics after `timeout`.
+pub fn wait_until(desc: &str, timeout: Duration, condition: impl FnMut() -> bool) {
+    wait_for(desc, timeout, true, condition);
 }
 
 /// The status and JSON body of a response (`Value::Null` if the body is not JSON).
