@@ -161,7 +161,7 @@ pub fn classify(method: &Method, path: &str) -> Need {
         ["api", "v1", _, "ingest"] if post => Need::Ingest,
         ["api", "v1", _, "search" | "export"] if read_method => Need::Read,
         ["api", "v1", _, "tail"] if *method == Method::GET => Need::Read,
-        ["api", "v1", _, "_leaf", "search"] if post => Need::Read,
+        ["api", "v1", _, "_leaf", "search" | "groups"] if post => Need::Read,
         ["api", "v1", "_leaf", "streams"] if post => Need::Read,
         _ => Need::Admin,
     }
@@ -481,6 +481,8 @@ mod tests {
             ("GET", "/api/v1/audit/reports/top-users", Read),
             ("GET", "/api/v1/streams", Read),
             ("POST", "/api/v1/logs/_leaf/search", Read),
+            ("POST", "/api/v1/audit/_leaf/groups", Read),
+            ("GET", "/api/v1/audit/_leaf/groups", Admin),
             ("POST", "/api/v1/_leaf/streams", Read),
             ("GET", "/api/v1/_leaf/streams", Admin),
             ("GET", "/api/v1/_elastic", Read),

@@ -59,9 +59,12 @@
 //!   a real PostgreSQL metastore: every sealed split uploaded once and published exactly; the
 //!   S3 server away during ingest, a merge (output published, inputs marked, then collected),
 //!   a kill between upload and publish, and a lost volume; `trawl storage check` stays clean.
+//!   Every audit report through a searcher over the tier equals the report of one indexer
+//!   holding the same events, before and after the indexer's volume is lost.
 //! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
-//!   hit order and aggregations equal what one index would answer; an indexer down makes the
-//!   answer partial and says so.
+//!   hit order and aggregations equal what one index would answer, and so does every audit
+//!   report (rows, order and drill-down queries, under `limit`, `q` and `group_by`); an
+//!   indexer down makes the answer partial and says so.
 //! - `export_tail` — a live-tail client connected before an ingest receives exactly the
 //!   matching records; exports in every format hold exactly the matching records (sorted in
 //!   hit order when asked); the `trawl search` and `trawl export` client commands, and their

@@ -30,6 +30,35 @@ pub const LEAF_SEARCH_PATH: &str = "/api/v1/{stream}/_leaf/search";
 /// the leaf applies both, intersected with its own caller's scope.
 pub const LEAF_SCOPE_KEY: &str = "scope";
 
+/// A leaf request's JSON body with what the root adds taken out: the root caller's scope
+/// ([`LEAF_SCOPE_KEY`]; [`Scope::All`] when absent) and the splits the root read itself
+/// ([`crate::remote::EXCLUDE_SPLITS_KEY`]).
+pub(crate) fn leaf_body(
+    bytes: &[u8],
+) -> crate::Result<(Value, Scope, std::collections::HashSet<String>)> {
+    let mut body: Value = serde_json::from_slice(bytes)
+        .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?;
+    let forwarded = match body.as_object_mut().and_then(|o| o.remove(LEAF_SCOPE_KEY)) {
+        Some(value) => serde_json::from_value::<Scope>(value)
+            .map_err(|err| Error::InvalidArgument(format!("request body: `scope`: {err}")))?,
+        None => Scope::All,
+    };
+    let excluded = crate::remote::take_excluded(&mut body)?;
+    Ok((body, forwarded, excluded))
+}
+
+/// A leaf's answer: its postcard encoding, or the error in the API's envelope.
+pub(crate) fn leaf_answer(encoded: crate::Result<Vec<u8>>) -> Response {
+    match encoded {
+        Ok(bytes) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
 /// How a searcher reaches its indexers (`[query]` `indexers`, `indexer_token`,
 /// `indexer_ca_path`).
 #[derive(Debug, Clone, Default)]
@@ -45,6 +74,8 @@ pub struct RootSettings {
     /// The shared tier's published splits, searched by the root itself (`[storage]` and a
     /// PostgreSQL `[metastore]`); the indexers are then asked only for the rest.
     pub remote: Option<Arc<crate::remote::RemoteSplits>>,
+    /// Who counts as a system component in the reports (`query.audit_system_*`).
+    pub reports: crate::reports::ReportSettings,
 }
 
 impl std::fmt::Debug for crate::remote::RemoteSplits {
@@ -74,6 +105,7 @@ impl RootSettings {
             indexer_token: Some(config.indexer_token.trim().to_string()).filter(|t| !t.is_empty()),
             indexer_ca_pem,
             remote: None,
+            reports: crate::reports::ReportSettings::from_config(config),
         })
     }
 
@@ -143,6 +175,12 @@ pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result
         limits: state.limits.clone(),
         remote: settings.remote.clone(),
     };
+    let reports = crate::fanin_reports::RootReports {
+        fanin: fanin.clone(),
+        limits: state.limits.clone(),
+        remote: settings.remote.clone(),
+        settings: Arc::new(settings.reports.clone()),
+    };
     Ok(Router::new()
         .route("/api/v1/{stream}/search", get(get_search).post(post_search))
         .route("/api/v1/streams", get(streams))
@@ -159,6 +197,18 @@ pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result
                     get(crate::fanin_export::get_export).post(crate::fanin_export::post_export),
                 )
                 .with_state(export),
+        )
+        .merge(
+            Router::new()
+                .route(
+                    "/api/v1/audit/reports/{name}",
+                    get(crate::fanin_reports::get_audit_report),
+                )
+                .route(
+                    "/api/v1/events/reports/{name}",
+                    get(crate::fanin_reports::get_events_report),
+                )
+                .with_state(reports),
         ))
 }
 

@@ -19,6 +19,7 @@ mod error;
 pub mod export;
 mod fanin;
 mod fanin_export;
+mod fanin_reports;
 mod hit;
 mod leaf_cache;
 mod query_text;

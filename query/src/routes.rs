@@ -188,18 +188,8 @@ async fn leaf_search<S: StreamSource>(
         if trawl_model::validate_stream_name(&stream).is_err() {
             return Err(Error::UnknownStream(stream.chars().take(80).collect()));
         }
-        let mut body: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?;
-        let forwarded = match body
-            .as_object_mut()
-            .and_then(|o| o.remove(crate::distributed::LEAF_SCOPE_KEY))
-        {
-            Some(value) => serde_json::from_value::<Scope>(value)
-                .map_err(|err| Error::InvalidArgument(format!("request body: `scope`: {err}")))?,
-            None => Scope::All,
-        };
-        // The splits the root searched itself (from the shared tier): left out here.
-        let excluded = crate::remote::take_excluded(&mut body)?;
+        // The splits the root searched itself (from the shared tier) are left out here.
+        let (body, forwarded, excluded) = crate::distributed::leaf_body(&body)?;
         let request: SearchRequest = serde_json::from_value(body)
             .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?;
         let mut parsed = request.parse(Timestamp::now(), &state.limits)?;
@@ -217,14 +207,7 @@ async fn leaf_search<S: StreamSource>(
             .map_err(|err| Error::Internal(format!("encoding a leaf answer: {err}")))
     }
     .await;
-    match result {
-        Ok(bytes) => (
-            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-            bytes,
-        )
-            .into_response(),
-        Err(err) => err.into_response(),
-    }
+    crate::distributed::leaf_answer(result)
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ fn audit_event(id: &str, user: &str, namespace: Option<&str>) -> Value {
 }
 
 /// Three events in `a` (alice), two in `b` (bob), one cluster-scoped (carol).
-fn audit_lines() -> Vec<String> {
+pub(crate) fn audit_lines() -> Vec<String> {
     [
         audit_event("e1", "alice", Some("a")),
         audit_event("e2", "alice", Some("a")),

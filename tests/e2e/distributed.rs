@@ -207,7 +207,7 @@ fn searcher_keeps_a_callers_scope_over_https_indexers_with_their_own_tokens() {
     use std::io::{BufRead, BufReader};
     use std::time::Duration;
 
-    use crate::auth::{log_lines, token_hash, write, Pki, ADMIN, INGEST, READ_A};
+    use crate::auth::{audit_lines, log_lines, token_hash, write, Pki, ADMIN, INGEST, READ_A};
 
     const SEARCHER: &str = "searcher-token-0123456789abcdef";
     let dir = tempfile::tempdir().unwrap();
@@ -258,15 +258,17 @@ role = "read"
     let a = indexer("a");
     let b = indexer("b");
     assert!(a.url.starts_with("https://"), "{}", a.url);
-    let send = |server: &Server, token: &str, lines: &[String]| {
+    let send_to = |server: &Server, stream: &str, token: &str, lines: &[String]| {
         let resp = trusting
-            .post(server.at("/api/v1/logs/ingest"))
+            .post(server.at(&format!("/api/v1/{stream}/ingest")))
             .bearer_auth(token)
             .body(crate::support::ndjson(lines))
             .send()
             .unwrap();
         assert_eq!(resp.status(), 200);
     };
+    let send =
+        |server: &Server, token: &str, lines: &[String]| send_to(server, "logs", token, lines);
     let total = |server: &Server, token: &str, params: &[(&str, &str)]| -> (u16, Value) {
         let resp = trusting
             .get(server.at("/api/v1/logs/search"))
@@ -288,6 +290,10 @@ role = "read"
     };
     send(&a, INGEST, &half(0));
     send(&b, INGEST, &half(1));
+    // Audit events of namespaces a and b and a cluster-scoped one, spread over both.
+    let audit = audit_lines();
+    send_to(&a, "audit", INGEST, &audit[..3]);
+    send_to(&b, "audit", INGEST, &audit[3..]);
     for server in [&a, &b] {
         crate::support::wait_until(
             "the indexer's records are searchable",
@@ -373,6 +379,38 @@ role = "admin"
     assert_eq!(docs(ADMIN), 30);
     assert_eq!(docs(READ_A), 10);
 
+    // Reports: each indexer's groups, scoped by each; the `a` token sees alice's `a` events.
+    let users = |token: &str| -> Vec<(String, u64)> {
+        let body = json(get(
+            token,
+            "/api/v1/audit/reports/top-users",
+            &[("start", "2026-11-25T00:00:00Z")],
+        ));
+        assert_eq!(body.get("partial"), None, "{body}");
+        body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["user"].as_str().unwrap().to_string(),
+                    r["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    crate::support::wait_for(
+        "the audit events counted through the searcher",
+        crate::support::SEARCHABLE_TIMEOUT,
+        vec![
+            ("alice".to_string(), 3),
+            ("bob".to_string(), 2),
+            ("carol".to_string(), 1),
+        ],
+        || users(ADMIN),
+    );
+    assert_eq!(users(READ_A), vec![("alice".to_string(), 3)]);
+
     // Export: the `a` records of both indexers, and nothing else.
     let text = get(
         READ_A,
@@ -442,4 +480,296 @@ role = "admin"
         .send()
         .unwrap();
     assert_eq!(resp.status(), 503);
+}
+
+/// Every audit report through a searcher over two indexers is the report of one indexer
+/// holding every event: the same rows, in the same order, with the same drill-down queries.
+/// With one indexer down, the answer covers the other and says it is partial.
+#[test]
+fn searcher_reports_are_the_reports_over_every_indexer() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start_role("indexer", &dir.path().join("a"), "");
+    let b = Server::start_role("indexer", &dir.path().join("b"), "");
+    let whole = Server::start_role("indexer", &dir.path().join("whole"), "");
+    let mut events: Vec<Value> = (0..420).map(generated_audit_event).collect();
+    events.extend(fixture_audit_events());
+    // A request's stages (same `auditID`) go to the same indexer, as one API server's would.
+    let (even, odd): (Vec<Value>, Vec<Value>) = events.iter().cloned().partition(|e| {
+        let id = e["auditID"].as_str().unwrap_or_default();
+        id.bytes().map(u64::from).sum::<u64>() % 2 == 0
+    });
+    assert!(even.len() > 150 && odd.len() > 150);
+    ingest_audit(&a, &even);
+    ingest_audit(&b, &odd);
+    ingest_audit(&whole, &events);
+    let range = AUDIT_RANGE;
+    let audit_total = |server: &Server| -> u64 {
+        let mut params = vec![("q", "*"), ("limit", "0")];
+        params.extend(range);
+        server.search("audit", &params)["total"].as_u64().unwrap()
+    };
+    crate::support::wait_until(
+        "both indexers hold what the whole one holds",
+        std::time::Duration::from_secs(30),
+        || {
+            let total = audit_total(&whole);
+            total > 400 && audit_total(&a) + audit_total(&b) == total
+        },
+    );
+
+    let config = format!("[query]\nindexers = [\"{}\", \"{}\"]\n", a.url, b.url);
+    let root = Server::start_role("searcher", &dir.path().join("root"), &config);
+    let report = |server: &Server, name: &str, extra: &[(&str, &str)]| -> Value {
+        let mut params: Vec<(&str, &str)> = AUDIT_RANGE.to_vec();
+        params.extend_from_slice(extra);
+        audit_report(server, name, &params)
+    };
+    let variants: [&[(&str, &str)]; 3] = [
+        &[("limit", "1000")],
+        &[("limit", "3")],
+        &[
+            ("q", "namespace:shop OR namespace:payments"),
+            ("group_by", "cluster"),
+        ],
+    ];
+    let mut rows_compared = 0;
+    for name in AUDIT_REPORTS {
+        for extra in variants {
+            let expected = report(&whole, name, extra);
+            let merged = report(&root, name, extra);
+            assert_eq!(merged["rows"], expected["rows"], "{name} {extra:?}");
+            assert_eq!(merged.get("partial"), None, "{name} {extra:?}");
+            rows_compared += expected["rows"].as_array().unwrap().len();
+        }
+    }
+    let bursts: &[(&str, &str)] = &[("min", "2"), ("min_resources", "2"), ("window", "1h")];
+    let expected = report(&whole, "forbidden-bursts", bursts);
+    assert!(!expected["rows"].as_array().unwrap().is_empty());
+    assert_eq!(
+        report(&root, "forbidden-bursts", bursts)["rows"],
+        expected["rows"]
+    );
+    // Not a comparison of empty answers: the reports people read first have rows, and the
+    // counts of top-users add up to the requests the whole indexer holds.
+    for name in [
+        "top-users",
+        "secret-access",
+        "exec-attach",
+        "deletions",
+        "forbidden",
+    ] {
+        let rows = report(&whole, name, &[("limit", "1000")])["rows"].clone();
+        assert!(!rows.as_array().unwrap().is_empty(), "{name} has no rows");
+    }
+    assert!(rows_compared > 300, "{rows_compared} rows compared");
+    let top = report(&root, "top-users", &[("limit", "1000")]);
+    let counted: u64 = top["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    let mut complete = vec![
+        ("q", "stage:ResponseComplete OR stage:Panic"),
+        ("limit", "0"),
+    ];
+    complete.extend(range);
+    assert_eq!(
+        counted,
+        whole.search("audit", &complete)["total"].as_u64().unwrap()
+    );
+
+    // A bad `q` is refused by the searcher itself, as by an indexer.
+    let resp = reqwest::blocking::Client::new()
+        .get(root.at("/api/v1/audit/reports/top-users"))
+        .query(&[("q", "a:(")])
+        .send()
+        .unwrap();
+    let (status, body) = crate::support::json_of(resp);
+    assert_eq!(status.as_u16(), 400);
+    assert_eq!(body["error"]["code"], "invalid_query");
+
+    // One indexer down: the other's rows, partial.
+    b.kill9();
+    let partial = report(&root, "top-users", &[("limit", "1000")]);
+    assert_eq!(partial["partial"], true);
+    assert_eq!(partial["failed_indexers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        partial["rows"],
+        report(&a, "top-users", &[("limit", "1000")])["rows"]
+    );
+    a.kill9();
+    let resp = reqwest::blocking::Client::new()
+        .get(root.at("/api/v1/audit/reports/top-users"))
+        .send()
+        .unwrap();
+    let (status, body) = crate::support::json_of(resp);
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+}
+
+/// The time range every audit report of these tests covers.
+pub(crate) const AUDIT_RANGE: [(&str, &str); 2] = [
+    ("start", "2015-01-01T00:00:00Z"),
+    ("end", "2027-01-01T00:00:00Z"),
+];
+
+/// Every report of the `audit` stream.
+pub(crate) const AUDIT_REPORTS: [&str; 16] = [
+    "top-users",
+    "top-resources",
+    "top-source-ips",
+    "top-user-agents",
+    "forbidden",
+    "forbidden-bursts",
+    "secret-access",
+    "token-requests",
+    "exec-attach",
+    "deletions",
+    "privileged-pods",
+    "anonymous",
+    "rbac-changes",
+    "impersonation",
+    "timeline",
+    "latency",
+];
+
+/// `GET /api/v1/audit/reports/{name}` with `params`, asserted to answer 200.
+pub(crate) fn audit_report(server: &Server, name: &str, params: &[(&str, &str)]) -> Value {
+    let resp = reqwest::blocking::Client::new()
+        .get(server.at(&format!("/api/v1/audit/reports/{name}")))
+        .query(params)
+        .send()
+        .unwrap();
+    let (status, body) = crate::support::json_of(resp);
+    assert_eq!(status.as_u16(), 200, "{name} {params:?}: {body}");
+    body
+}
+
+/// Ingests Kubernetes audit events into the `audit` stream of an indexer (as NDJSON, what
+/// the collector's webhook forwards).
+pub(crate) fn ingest_audit(server: &Server, events: &[Value]) {
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    let answer = server.ingest_plain("audit", &lines);
+    assert_eq!(answer["accepted"], lines.len(), "{answer}");
+}
+
+/// The real audit events of `tests/fixtures/audit` (exec, attach, privileged pods, RBAC,
+/// secrets, an anonymous request, a namespace deleted).
+fn fixture_audit_events() -> Vec<Value> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/audit");
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    let mut events = Vec::new();
+    for path in names {
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value: Value = serde_json::from_str(line).unwrap();
+            match value["items"].as_array() {
+                Some(items) => events.extend(items.iter().cloned()),
+                None => events.push(value),
+            }
+        }
+    }
+    assert!(events.len() >= 10);
+    events
+}
+
+/// A generated audit event, one of a mix of people, controllers, nodes and anonymous callers
+/// reading, writing, deleting, exec'ing and being denied, over an hour.
+pub(crate) fn generated_audit_event(i: u64) -> Value {
+    let users = [
+        "alice",
+        "bob",
+        "carol",
+        "system:serviceaccount:kube-system:deployment-controller",
+        "system:node:node-1",
+        "system:anonymous",
+    ];
+    let verbs = [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    let resources = [
+        ("pods", ""),
+        ("secrets", ""),
+        ("configmaps", ""),
+        ("deployments", "apps"),
+        ("roles", "rbac.authorization.k8s.io"),
+        ("serviceaccounts", ""),
+    ];
+    let namespaces = ["shop", "payments", "kube-system"];
+    let codes = [200, 200, 200, 201, 403, 404, 409, 500];
+    let user = users[(i % 6) as usize];
+    let verb = verbs[(i / 3 % 7) as usize];
+    let (resource, group) = resources[(i / 5 % 6) as usize];
+    let namespace = namespaces[(i / 7 % 3) as usize];
+    let code = codes[(i / 2 % 8) as usize];
+    let (subresource, stage) = if resource == "pods" && i.is_multiple_of(4) {
+        ("exec", "ResponseStarted")
+    } else if resource == "serviceaccounts" && verb == "create" {
+        ("token", "ResponseComplete")
+    } else {
+        ("", "ResponseComplete")
+    };
+    let groups = if user.starts_with("system:node:") {
+        json!(["system:nodes", "system:authenticated"])
+    } else if user == "system:anonymous" {
+        json!(["system:unauthenticated"])
+    } else {
+        json!(["system:authenticated"])
+    };
+    let second = i * 7;
+    let received = format!(
+        "2026-11-25T10:{:02}:{:02}.{:06}Z",
+        second / 60 % 60,
+        second % 60,
+        i
+    );
+    let done = format!(
+        "2026-11-25T10:{:02}:{:02}.{:06}Z",
+        second / 60 % 60,
+        second % 60,
+        i + 1000 * (i % 97)
+    );
+    let mut object = json!({
+        "resource": resource, "namespace": namespace, "name": format!("obj-{}", i % 9),
+        "apiVersion": "v1",
+    });
+    if !group.is_empty() {
+        object["apiGroup"] = json!(group);
+    }
+    if !subresource.is_empty() {
+        object["subresource"] = json!(subresource);
+    }
+    let agent = [
+        "kubectl/v1.31.0",
+        "kube-controller-manager/v1.31.0",
+        "curl/8.5.0",
+    ][(i % 3) as usize];
+    let mut event = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": format!("gen-{i}"), "stage": stage, "verb": verb,
+        "requestURI": format!("/api/v1/namespaces/{namespace}/{resource}/obj-{}", i % 9),
+        "user": {"username": user, "groups": groups},
+        "sourceIPs": [format!("10.0.{}.{}", i % 3, i % 5)],
+        "userAgent": agent,
+        "objectRef": object,
+        "responseStatus": {"code": code},
+        "requestReceivedTimestamp": received,
+        "stageTimestamp": done,
+    });
+    if code == 403 {
+        event["annotations"] = json!({"authorization.k8s.io/decision": "forbid",
+            "authorization.k8s.io/reason": "RBAC: access denied"});
+    }
+    if i.is_multiple_of(13) {
+        event["impersonatedUser"] = json!({"username": "dave", "groups": ["system:authenticated"]});
+    }
+    event
 }

@@ -1259,3 +1259,109 @@ fn an_indexer_cut_off_from_its_collector_drops_what_the_new_owner_read_again() {
     assert_eq!(a.total("*", &[]) + b.total("*", &[]), expected);
     drop((a, b, collector, s1, proxy));
 }
+
+/// Reports through a searcher read the shared tier: every pass groups the published audit
+/// splits at the searcher and the hot events at the indexer, so each report is the report of
+/// one indexer holding the same events; after the indexer's volume is lost, its sealed events
+/// are still in every report.
+#[test]
+fn reports_through_a_searcher_read_the_shared_tier_and_keep_a_lost_volumes_sealed_events() {
+    use crate::distributed::{
+        audit_report, generated_audit_event, ingest_audit, AUDIT_RANGE, AUDIT_REPORTS,
+    };
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let indexer_config = config(&pg, &s3, 1000);
+    let config_path = tmp.path().join("storage.toml");
+    std::fs::write(&config_path, indexer_config.replace("indexer-a", "cli")).unwrap();
+    let data = tmp.path().join("a");
+    let a = Server::start_role("indexer", &data, &indexer_config);
+    // 300 events sealed into published splits (100 a split), then 60 kept hot.
+    let events: Vec<Value> = (0..360).map(generated_audit_event).collect();
+    for chunk in events[..300].chunks(BATCH as usize) {
+        ingest_audit(&a, chunk);
+    }
+    let audit_docs = |rows: &[Value]| -> u64 {
+        docs(
+            &rows
+                .iter()
+                .filter(|r| r["stream"] == "audit")
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    wait_until(
+        "300 audit events published",
+        Duration::from_secs(60),
+        || audit_docs(&splits(&config_path, "published")) == 300,
+    );
+    ingest_audit(&a, &events[300..]);
+    // References without a shared tier: one indexer with every event, one with the sealed.
+    let every = Server::start_role("indexer", &tmp.path().join("every"), "");
+    ingest_audit(&every, &events);
+    let sealed = Server::start_role("indexer", &tmp.path().join("sealed"), "");
+    ingest_audit(&sealed, &events[..300]);
+    let total = |server: &Server| -> u64 {
+        let mut params = vec![("q", "*"), ("limit", "0")];
+        params.extend(AUDIT_RANGE);
+        server.search("audit", &params)["total"].as_u64().unwrap()
+    };
+    for (server, n) in [(&a, 360), (&every, 360), (&sealed, 300)] {
+        wait_for(
+            "audit events searchable",
+            Duration::from_secs(30),
+            n,
+            || total(server),
+        );
+    }
+    let searcher_config = format!(
+        "{}\n[query]\nindexers = [\"{}\"]\n",
+        indexer_config.replace("[indexer]\nid = \"indexer-a\"", "[indexer]\nid = \"s1\""),
+        a.url
+    );
+    let s = Server::start_role("searcher", &tmp.path().join("s"), &searcher_config);
+    let compare = |reference: &Server, what: &str| {
+        let mut rows = 0;
+        for name in AUDIT_REPORTS {
+            let mut params: Vec<(&str, &str)> = AUDIT_RANGE.to_vec();
+            params.push(("limit", "1000"));
+            let expected = audit_report(reference, name, &params);
+            let answer = audit_report(&s, name, &params);
+            assert_eq!(answer["rows"], expected["rows"], "{what}: {name}");
+            assert_eq!(answer.get("partial"), None, "{what}: {name}: {answer}");
+            rows += expected["rows"].as_array().unwrap().len();
+        }
+        assert!(rows > 100, "{what}: {rows} rows compared");
+    };
+    compare(&every, "the published splits and the hot events");
+    // The two states differ: the hot events come from the indexer alone.
+    let mut params: Vec<(&str, &str)> = AUDIT_RANGE.to_vec();
+    params.push(("limit", "1000"));
+    let counted = |server: &Server| -> u64 {
+        audit_report(server, "top-users", &params)["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum()
+    };
+    let (with_hot, sealed_only) = (counted(&every), counted(&sealed));
+    assert!(
+        with_hot > sealed_only && sealed_only > 200,
+        "{with_hot} {sealed_only}"
+    );
+    assert_eq!(counted(&s), with_hot);
+
+    // The indexer's volume lost: its hot events with it, its sealed ones in the shared tier.
+    let listen = a.url.trim_start_matches("http://").to_string();
+    a.stop();
+    std::fs::remove_dir_all(&data).unwrap();
+    let _a = Server::start_listening("indexer", &data, &indexer_config, &listen);
+    compare(&sealed, "the published splits after the volume was lost");
+    drop(pg);
+    drop(s3);
+}

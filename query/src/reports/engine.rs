@@ -14,9 +14,9 @@ use trawl_index::{SearchTarget, StreamSnapshot};
 use trawl_model::Timestamp;
 
 use super::filter::{eq, join};
-use super::group::{self, Extra, ExtraValue};
+use super::group::{self, Extra, ExtraValue, PassSpec, WireGroups};
 use super::{ReportRequest, ReportSettings};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::request::QueryLimits;
 use crate::search::TIMESTAMP_FIELD;
 
@@ -28,7 +28,26 @@ pub(crate) struct Ctx<'a> {
     /// The caller's limits, with the aggregation bucket limit raised to the report group
     /// limit: a report enumerates every group of a day's events to make its rows exact.
     pub limits: QueryLimits,
+    /// The pass's other parts, when a searcher runs the report: its indexers.
+    pub remote: Option<&'a dyn RemoteGroups>,
     timed_out: Cell<bool>,
+}
+
+/// The other parts of a report's passes, besides the snapshot's own targets: what a searcher
+/// asks its indexers for (each leaves out the splits the searcher reads itself).
+pub(crate) trait RemoteGroups: Sync {
+    /// Each part's groups of `pass`. Blocking: called from a report's own thread.
+    fn groups(&self, pass: &PassSpec) -> Result<Vec<WireGroups>>;
+
+    /// The values of the keyword `field` matching one of `globs` (`*` any run of characters)
+    /// in the parts' documents of `[start, end)`.
+    fn terms(
+        &self,
+        field: &str,
+        globs: &[String],
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> Result<Vec<String>>;
 }
 
 impl<'a> Ctx<'a> {
@@ -48,6 +67,7 @@ impl<'a> Ctx<'a> {
                     .max(limits.aggregation_bucket_limit),
                 ..limits.clone()
             },
+            remote: None,
             timed_out: Cell::new(false),
         }
     }
@@ -143,17 +163,53 @@ impl<'a> Ctx<'a> {
             .iter()
             .filter(|t| t.overlaps(request.start, request.end))
             .collect();
-        let outcome = group::group(
-            &targets,
-            query.as_ref(),
-            &pass,
-            self.group_cap() as usize,
-            self.limits.parallelism,
-            Instant::now() + self.limits.timeout,
-        )?;
-        if outcome.timed_out {
-            self.timed_out.set(true);
-        }
+        let deadline = Instant::now() + self.limits.timeout;
+        let cap = self.group_cap() as usize;
+        let Some(remote) = self.remote else {
+            let outcome = group::group(
+                &targets,
+                query.as_ref(),
+                &pass,
+                || Ok(Vec::new()),
+                cap,
+                self.limits.parallelism,
+                deadline,
+            )?;
+            self.timed_out
+                .set(self.timed_out.get() || outcome.timed_out);
+            return Ok(outcome.groups);
+        };
+        // The other parts are asked while this one is grouped, and merged with it.
+        let spec = PassSpec::new(&text, keys, extras, request.start, request.end);
+        let remote_timed_out = Cell::new(false);
+        let outcome = std::thread::scope(|scope| {
+            let asked = scope.spawn(|| remote.groups(&spec));
+            let parts = || {
+                let answers = asked
+                    .join()
+                    .map_err(|_| Error::Internal("asking the indexers failed".into()))??;
+                answers
+                    .into_iter()
+                    .map(|answer| {
+                        if answer.timed_out {
+                            remote_timed_out.set(true);
+                        }
+                        answer.into_target(keys, extras)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            };
+            group::group(
+                &targets,
+                query.as_ref(),
+                &pass,
+                parts,
+                cap,
+                self.limits.parallelism,
+                deadline,
+            )
+        })?;
+        self.timed_out
+            .set(self.timed_out.get() || outcome.timed_out || remote_timed_out.get());
         Ok(outcome.groups)
     }
 }

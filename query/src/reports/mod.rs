@@ -34,6 +34,11 @@ mod engine;
 mod filter;
 mod group;
 pub(crate) use filter::quote as filter_quote;
+mod leaf;
+pub(crate) use engine::RemoteGroups;
+pub(crate) use group::{PassSpec, WireGroups};
+pub use leaf::LEAF_GROUPS_PATH;
+pub(crate) use leaf::{LeafAnswer, LeafRequest};
 mod pods;
 mod sensitive;
 mod traffic;
@@ -416,8 +421,22 @@ pub fn run_report(
     settings: &ReportSettings,
     limits: &QueryLimits,
 ) -> Result<ReportResponse> {
+    run_report_with(snapshot, request, settings, limits, None)
+}
+
+/// [`run_report`] over `snapshot` and, when a searcher runs it, the `remote` parts of every
+/// pass (its indexers): each pass's groups are merged before the report reads them, so the
+/// rows are those of one index holding every part.
+pub(crate) fn run_report_with(
+    snapshot: &StreamSnapshot,
+    request: &ReportRequest,
+    settings: &ReportSettings,
+    limits: &QueryLimits,
+    remote: Option<&dyn RemoteGroups>,
+) -> Result<ReportResponse> {
     let started = Instant::now();
-    let ctx = Ctx::new(snapshot, request, settings, limits);
+    let mut ctx = Ctx::new(snapshot, request, settings, limits);
+    ctx.remote = remote;
     let rows = match request.report {
         Report::TopUsers => activity::top_users(&ctx),
         Report::TopResources => activity::top_resources(&ctx),
@@ -455,7 +474,8 @@ type AppState<S> = crate::state::AppState<S, Arc<ReportSettings>>;
 /// The report routes: `GET /api/v1/audit/reports/{name}` (and `/api/v1/events/reports/{name}`
 /// for the `events` stream's) with `start`, `end`, `q`, `limit` and the report's own
 /// parameters, answering [`ReportResponse`] as JSON. An unknown report is a
-/// 404 whose message lists the reports; bad parameters are 400s.
+/// 404 whose message lists the reports; bad parameters are 400s. Also the report leaf a
+/// searcher asks ([`LEAF_GROUPS_PATH`]).
 pub fn routes<S: StreamSource>(
     source: Arc<S>,
     settings: ReportSettings,
@@ -469,6 +489,7 @@ pub fn routes<S: StreamSource>(
     Router::new()
         .route("/api/v1/audit/reports/{name}", get(get_audit_report::<S>))
         .route("/api/v1/events/reports/{name}", get(get_events_report::<S>))
+        .route(LEAF_GROUPS_PATH, axum::routing::post(leaf::route::<S>))
         .with_state(state)
 }
 
@@ -498,30 +519,46 @@ async fn get_report<S: StreamSource>(
     name: String,
     params: std::result::Result<Query<ReportParams>, QueryRejection>,
 ) -> Response {
-    let Some(report) = Report::from_name(&name).filter(|r| r.stream() == stream) else {
-        return unknown_report(stream, &name);
+    let mut request = match request_of(stream, &name, params, &state.limits) {
+        Ok(request) => request,
+        Err(refused) => return *refused,
     };
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => {
-            return Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
-                .into_response()
-        }
-    };
-    match execute(&state, report, params, scope).await {
+    request.scope = scope;
+    match execute(&state, request).await {
         Ok(answer) => Json(answer).into_response(),
         Err(err) => err.into_response(),
     }
 }
 
+/// The request for report `name` of `stream` with the client's parameters (times resolved
+/// now), or the answer refusing it: a 404 naming the reports for an unknown one, a 400 for bad
+/// parameters.
+pub(crate) fn request_of(
+    stream: &str,
+    name: &str,
+    params: std::result::Result<Query<ReportParams>, QueryRejection>,
+    limits: &QueryLimits,
+) -> std::result::Result<ReportRequest, Box<Response>> {
+    let Some(report) = Report::from_name(name).filter(|r| r.stream() == stream) else {
+        return Err(Box::new(unknown_report(stream, name)));
+    };
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            return Err(Box::new(
+                Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
+                    .into_response(),
+            ))
+        }
+    };
+    ReportRequest::parse(report, params, Timestamp::now(), limits)
+        .map_err(|err| Box::new(err.into_response()))
+}
+
 async fn execute<S: StreamSource>(
     state: &AppState<S>,
-    report: Report,
-    params: ReportParams,
-    scope: Scope,
+    request: ReportRequest,
 ) -> Result<ReportResponse> {
-    let mut request = ReportRequest::parse(report, params, Timestamp::now(), &state.limits)?;
-    request.scope = scope;
     let budget = state.limits.timeout;
     let state = state.clone();
     let task = tokio::task::spawn_blocking(move || {

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 use tantivy::TantivyError;
+use trawl_index::StreamSnapshot;
+use trawl_model::Timestamp;
 
 use super::engine::{fold, render, Ctx, Key, KeyValue, Order, Row, USER_KEYS};
 use super::filter::{any_of, either, eq, glob_match, COMPLETE};
@@ -62,14 +64,14 @@ pub(super) fn secret_access(ctx: &Ctx) -> Rows {
     ))
 }
 
-/// The group names, among those of the targets, that match a system-group glob (a glob
-/// without `*` is its own name).
+/// The group names, among those of the targets (and of the other parts, through a searcher),
+/// that match a system-group glob (a glob without `*` is its own name).
 fn system_groups(ctx: &Ctx) -> Result<BTreeSet<String>> {
     let mut groups = BTreeSet::new();
     let mut wildcards = Vec::new();
     for glob in &ctx.settings.system_groups {
         if glob.contains('*') {
-            wildcards.push(glob.as_str());
+            wildcards.push(glob.clone());
         } else {
             groups.insert(glob.clone());
         }
@@ -77,17 +79,36 @@ fn system_groups(ctx: &Ctx) -> Result<BTreeSet<String>> {
     if wildcards.is_empty() {
         return Ok(groups);
     }
-    let Ok(field) = ctx.snapshot.schema.get_field("user_groups") else {
-        return Ok(groups);
+    let (start, end) = (ctx.request.start, ctx.request.end);
+    groups.extend(matching_terms(
+        ctx.snapshot,
+        "user_groups",
+        &wildcards,
+        start,
+        end,
+    )?);
+    if let Some(remote) = ctx.remote {
+        groups.extend(remote.terms("user_groups", &wildcards, start, end)?);
+    }
+    Ok(groups)
+}
+
+/// The terms of `field` in the targets of `snapshot` overlapping `[start, end)` that match one
+/// of `globs`, read from the term dictionaries (no document is visited). A field the schema
+/// lacks has none.
+pub(crate) fn matching_terms(
+    snapshot: &StreamSnapshot,
+    field: &str,
+    globs: &[String],
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+) -> Result<BTreeSet<String>> {
+    let mut found = BTreeSet::new();
+    let Ok(field) = snapshot.schema.get_field(field) else {
+        return Ok(found);
     };
     let internal = |err: TantivyError| Error::Internal(format!("reading group names: {err}"));
-    let (start, end) = (ctx.request.start, ctx.request.end);
-    for target in ctx
-        .snapshot
-        .targets
-        .iter()
-        .filter(|t| t.overlaps(start, end))
-    {
+    for target in snapshot.targets.iter().filter(|t| t.overlaps(start, end)) {
         for reader in target.searcher.segment_readers() {
             let index = reader.inverted_index(field).map_err(internal)?;
             let mut terms = index.terms().stream().map_err(|e| internal(e.into()))?;
@@ -95,13 +116,13 @@ fn system_groups(ctx: &Ctx) -> Result<BTreeSet<String>> {
                 let Ok(name) = std::str::from_utf8(terms.key()) else {
                     continue;
                 };
-                if wildcards.iter().any(|glob| glob_match(glob, name)) {
-                    groups.insert(name.to_string());
+                if globs.iter().any(|glob| glob_match(glob, name)) {
+                    found.insert(name.to_string());
                 }
             }
         }
     }
-    Ok(groups)
+    Ok(found)
 }
 
 /// Creations of service account tokens per user, namespace and service account (`name`).

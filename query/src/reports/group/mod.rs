@@ -12,6 +12,7 @@ mod cache;
 mod dense;
 mod read;
 mod set;
+mod wire;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use cache::GroupCache;
 pub(crate) use cache::PassKey;
 use read::{first_vals, BlockReader, Dense, RowScratch};
 pub(crate) use set::GroupSet;
+pub(crate) use wire::{PassSpec, WireGroups};
 
 use super::engine::{max_opt, Key};
 use crate::error::{Error, Result};
@@ -76,12 +78,15 @@ pub(crate) struct GroupPass {
     pub timed_out: bool,
 }
 
-/// Groups the documents `query` matches on `targets` by the pass's keys, gathering its extras;
+/// Groups the documents `query` matches on `targets` by the pass's keys, gathering its extras,
+/// and merges in the groups of the pass's `others` parts (what indexers answered a searcher,
+/// called once this node's segments are grouped);
 /// refuses ([`Error::TooExpensive`]) more than `cap` groups.
 pub(crate) fn group(
     targets: &[&SearchTarget],
     query: &dyn Query,
     pass: &PassKey<'_>,
+    others: impl FnOnce() -> Result<Vec<TargetGroups>>,
     cap: usize,
     parallelism: usize,
     deadline: Instant,
@@ -157,6 +162,7 @@ pub(crate) fn group(
         };
         merged.push(groups);
     }
+    merged.extend(others()?.into_iter().map(Arc::new));
     Ok(GroupPass {
         groups: GroupSet::merge(keys, extras.len(), merged, cap, || too_many(cap))?,
         timed_out: timed_out.load(Ordering::Relaxed),

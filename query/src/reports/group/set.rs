@@ -114,6 +114,13 @@ impl GroupSet {
         Ok(set)
     }
 
+    /// The pass's names per key and per extra, and its groups keyed by their ids: what a leaf
+    /// sends a searcher ([`super::WireGroups`]).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn into_parts(self) -> (Vec<Interner>, Vec<Interner>, Vec<(RawKey, RawTally)>) {
+        (self.key_names, self.extra_names, self.groups)
+    }
+
     /// Every group, named.
     pub fn all(&self) -> Vec<Group> {
         (0..self.groups.len()).map(|at| self.group(at)).collect()

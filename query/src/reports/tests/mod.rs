@@ -24,6 +24,7 @@ use crate::search::search;
 use corpus::{corpus, snapshot, ALICE, BOB, END, KCM, MIN, ODD, SEC, START, T0};
 
 pub(super) mod corpus;
+mod distributed;
 
 struct Fixture {
     events: Vec<AuditEvent>,
