@@ -4,7 +4,10 @@
 //! the first search of a searcher with an empty cache (`cold`, once per query: each query is
 //! asked of a fresh searcher, which opens the splits by range and reads only what the search
 //! touches; its requests and bytes are reported). Also what uploading costs beside indexing: the load's rate, and
-//! how long after the load the last split was published.
+//! how long after the load the last split was published. Then every audit report over N/5
+//! audit events in the same tier, on the indexer (`local`) and through the warm searcher
+//! (`searcher`: the published splits grouped there, the indexer asked for the rest), each run
+//! with a distinct no-op `q` so that no cached groups answer, and the rows of both compared.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client::{client, get_json};
+use crate::corpus::audit::AuditGenerator;
 use crate::corpus::logs::LogGenerator;
 use crate::proc::TrawlChild;
 use crate::scenarios::search::{queries, DOCS_PER_SEC};
@@ -81,6 +85,88 @@ fn searcher(ctx: &Ctx, config: &Path, dir: &Path) -> Result<TrawlChild> {
         &[],
         Duration::from_secs(60),
     )
+}
+
+/// Loads `docs / 5` audit events into the indexer, waits until they are published, then times
+/// every audit report on the indexer and through the searcher at `searcher`, checking that both
+/// answer the same rows.
+fn reports(
+    ctx: &Ctx,
+    http: &reqwest::blocking::Client,
+    indexer: &Indexer,
+    searcher: &str,
+    envs: &[(String, String)],
+    log_docs: u64,
+) -> Result<()> {
+    let events = (log_docs / 5).max(1_000);
+    let gen = AuditGenerator::new(ctx.seed, 500.0);
+    let totals = load(ctx, "tier_audit", http, indexer, "audit", gen, events)?;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while published_docs(ctx, envs)? != log_docs + totals.accepted {
+        if Instant::now() > deadline {
+            return Err(Error::Child(
+                "audit splits not published within 900 s".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Each report once through the searcher, and its splits fetched into the cache.
+    for name in crate::scenarios::audit::REPORTS {
+        get_json(http, &format!("{searcher}/api/v1/audit/reports/{name}"))?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while metric(http, searcher, "trawl_storage_cache_fills_pending") > 0.0 {
+        if Instant::now() > deadline {
+            return Err(Error::Child(
+                "the audit splits not cached within 900 s".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let runs = ctx.runs();
+    for name in crate::scenarios::audit::REPORTS {
+        let mut rows: Vec<Option<Value>> = vec![None, None];
+        for (at, (side, base)) in [("local", indexer.url()), ("searcher", searcher)]
+            .into_iter()
+            .enumerate()
+        {
+            let url = format!("{base}/api/v1/audit/reports/{name}");
+            let mut run = 0usize;
+            let timed = time_runs(runs, || {
+                run += 1;
+                let q = format!("NOT user:\"bench-nobody-{run}\"");
+                let answer = http.get(&url).query(&[("q", q.as_str())]).send()?;
+                let answer: Value = serde_json::from_str(&answer.error_for_status()?.text()?)
+                    .map_err(|e| Error::Protocol {
+                        what: url.clone(),
+                        detail: e.to_string(),
+                    })?;
+                // The rows without their queries (which hold the run's `q`).
+                let mut shown = answer["rows"].clone();
+                if let Some(list) = shown.as_array_mut() {
+                    for row in list {
+                        if let Some(row) = row.as_object_mut() {
+                            row.remove("query");
+                        }
+                    }
+                }
+                rows[at] = Some(shown);
+                Ok(())
+            });
+            match timed {
+                Ok(samples) => report::percentiles(S, &format!("report_{name}_{side}"), &samples),
+                Err(e) => report::unavailable(S, &format!("report_{name}_{side}"), &e.to_string()),
+            }
+        }
+        if rows[0] != rows[1] {
+            report::unavailable(
+                S,
+                &format!("report_{name}_same_rows"),
+                "the searcher's rows differ from the indexer's",
+            );
+        }
+    }
+    Ok(())
 }
 
 pub fn run(ctx: &Ctx) -> Result<()> {
@@ -211,6 +297,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             }
         }
     }
+    reports(ctx, &http, &indexer, &warm.url, &envs, docs)?;
     let downloads = metric(&http, &warm.url, "trawl_storage_downloads_total");
     report::metric(S, "warm_searcher_downloads", downloads, "splits");
     report::metric(
