@@ -28,7 +28,8 @@ enum Command {
     /// A fixed query set over N documents: p50/p99.
     Search(Common),
     /// The search query set with splits in a real S3 server and PostgreSQL: local, warm cache,
-    /// cold cache; upload beside indexing.
+    /// cold cache; upload beside indexing; the audit reports on the indexer and through the
+    /// searcher.
     Tier(Common),
     /// Every audit report over N audit events: p50/p99.
     Audit(Common),
