@@ -12,14 +12,16 @@
 //!
 //! A report's rows are exact only over every group of a pass (top-N, bursts, percentiles), so
 //! the indexers send their whole groups, not rows. An indexer that fails makes the answer
-//! `"partial": true` with `failed_indexers`, as a search; a client error of an indexer (a pass
-//! it refuses as too expensive) is passed on; when no indexer answers and there is no shared
-//! tier part, the answer is a 503.
+//! `"partial": true` with `failed_indexers`, as a search, and is not asked again for the later
+//! passes of the same report (each call may last until the report's deadline, so one indexer
+//! that hangs costs the report that wait once, not once per pass); a client error of an
+//! indexer (a pass it refuses as too expensive) is passed on; when no indexer answers and there
+//! is no shared tier part, the answer is a 503.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -125,8 +127,8 @@ async fn report(
         caller,
         stream,
         excluded,
-        deadline: budget + Duration::from_secs(2),
-        failed: Mutex::new(BTreeSet::new()),
+        deadline: Instant::now() + budget + Duration::from_secs(2),
+        failed: Mutex::new(BTreeMap::new()),
         answered: AtomicBool::new(false),
         refused: Mutex::new(None),
     };
@@ -162,7 +164,7 @@ async fn report(
         Ok(answer) => answer,
         Err(err) => return err.into_response(),
     };
-    let lost = lock(&indexers.failed).clone();
+    let lost = std::mem::take(&mut *lock(&indexers.failed));
     for (base, reason) in &lost {
         failed.push(json!({"indexer": base, "reason": reason}));
     }
@@ -231,9 +233,10 @@ struct IndexerGroups {
     stream: &'static str,
     /// The splits the searcher reads itself.
     excluded: Vec<String>,
-    deadline: Duration,
-    /// Indexers that failed some call, with the reason.
-    failed: Mutex<BTreeSet<(String, String)>>,
+    /// When every call must have answered.
+    deadline: Instant,
+    /// Indexers that failed a call, with the reason; they are not asked again.
+    failed: Mutex<BTreeMap<String, String>>,
     /// Some indexer answered some call.
     answered: AtomicBool,
     /// The first client error of an indexer, passed on as the answer.
@@ -241,9 +244,10 @@ struct IndexerGroups {
 }
 
 impl IndexerGroups {
-    /// Every indexer's answer to `request`; indexers that fail are noted and left out. A
-    /// client error ends the report (it is passed on), except an unknown stream: an indexer
-    /// without the stream holds none of its events.
+    /// The answer to `request` of every indexer that has not failed yet; those that fail now
+    /// are noted and left out of this call and the later ones. A client error ends the report
+    /// (it is passed on), except an unknown stream: an indexer without the stream holds none
+    /// of its events.
     fn ask(&self, request: &LeafRequest) -> Result<Vec<LeafAnswer>> {
         let mut body = serde_json::to_value(request)
             .map_err(|err| Error::Internal(format!("encoding a report leaf request: {err}")))?;
@@ -255,13 +259,25 @@ impl IndexerGroups {
             body[EXCLUDE_SPLITS_KEY] = json!(self.excluded);
         }
         let path = LEAF_GROUPS_PATH.replace("{stream}", self.stream);
-        let calls = self.fanin.indexers.iter().map(|base| {
+        let asked: Vec<&String> = {
+            let failed = lock(&self.failed);
+            self.fanin
+                .indexers
+                .iter()
+                .filter(|base| !failed.contains_key(*base))
+                .collect()
+        };
+        let left = self
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        let calls = asked.into_iter().map(|base| {
             let request = self.caller.apply(
                 self.fanin
                     .client
                     .post(format!("{base}{path}"))
                     .json(&body)
-                    .timeout(self.deadline),
+                    .timeout(left),
             );
             async move { (base.clone(), call(request).await) }
         });
@@ -281,7 +297,7 @@ impl IndexerGroups {
                     // missing, as those of an indexer that is down.
                     let reason = "does not serve report leaves (update indexers before searchers)";
                     tracing::warn!(indexer = %base, reason, "report leaf failed");
-                    lock(&self.failed).insert((base, reason.to_string()));
+                    lock(&self.failed).insert(base, reason.to_string());
                 }
                 Called::Refused(status, body) => {
                     lock(&self.refused).get_or_insert((status, body));
@@ -289,7 +305,7 @@ impl IndexerGroups {
                 }
                 Called::Failed(reason) => {
                     tracing::warn!(indexer = %base, %reason, "report leaf failed");
-                    lock(&self.failed).insert((base, reason));
+                    lock(&self.failed).insert(base, reason);
                 }
             }
         }
@@ -378,4 +394,62 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// An indexer that accepts connections and never answers: the first call waits until the
+    /// report's deadline and notes it failed; the next call does not ask it again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_indexer_that_hangs_is_waited_for_once_per_report() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let fanin = FanIn {
+            indexers: Arc::new(vec![url.clone()]),
+            client: reqwest::Client::new(),
+            credentials: None,
+        };
+        let indexers = IndexerGroups {
+            handle: tokio::runtime::Handle::current(),
+            caller: Caller::new(&fanin, Scope::All, &HeaderMap::new()),
+            fanin,
+            stream: AUDIT_STREAM,
+            excluded: Vec::new(),
+            deadline: Instant::now() + Duration::from_millis(300),
+            failed: Mutex::new(BTreeMap::new()),
+            answered: AtomicBool::new(false),
+            refused: Mutex::new(None),
+        };
+        let indexers = tokio::task::spawn_blocking(move || {
+            let globs = ["system:*".to_string()];
+            assert_eq!(
+                indexers.terms("user_groups", &globs, None, None).unwrap(),
+                Vec::<String>::new()
+            );
+            assert_eq!(
+                indexers.terms("user_groups", &globs, None, None).unwrap(),
+                Vec::<String>::new()
+            );
+            indexers
+        })
+        .await
+        .unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "asked once");
+        let failed = lock(&indexers.failed).clone();
+        assert_eq!(failed.keys().collect::<Vec<_>>(), vec![&url]);
+        assert!(!indexers.answered.load(Ordering::SeqCst));
+    }
 }
