@@ -163,28 +163,20 @@ impl<'a> Ctx<'a> {
             .iter()
             .filter(|t| t.overlaps(request.start, request.end))
             .collect();
-        let deadline = Instant::now() + self.limits.timeout;
-        let cap = self.group_cap() as usize;
-        let Some(remote) = self.remote else {
-            let outcome = group::group(
-                &targets,
-                query.as_ref(),
-                &pass,
-                || Ok(Vec::new()),
-                cap,
-                self.limits.parallelism,
-                deadline,
-            )?;
-            self.timed_out
-                .set(self.timed_out.get() || outcome.timed_out);
-            return Ok(outcome.groups);
-        };
-        // The other parts are asked while this one is grouped, and merged with it.
-        let spec = PassSpec::new(&text, keys, extras, request.start, request.end);
+        // A searcher's other parts are asked while its own is grouped, and merged with it.
+        let spec = self
+            .remote
+            .map(|_| PassSpec::new(&text, keys, extras, request.start, request.end));
         let remote_timed_out = Cell::new(false);
         let outcome = std::thread::scope(|scope| {
-            let asked = scope.spawn(|| remote.groups(&spec));
-            let parts = || {
+            let asked = self
+                .remote
+                .zip(spec.as_ref())
+                .map(|(remote, spec)| scope.spawn(move || remote.groups(spec)));
+            let others = || {
+                let Some(asked) = asked else {
+                    return Ok(Vec::new());
+                };
                 let answers = asked
                     .join()
                     .map_err(|_| Error::Internal("asking the indexers failed".into()))??;
@@ -202,10 +194,10 @@ impl<'a> Ctx<'a> {
                 &targets,
                 query.as_ref(),
                 &pass,
-                parts,
-                cap,
+                others,
+                self.group_cap() as usize,
                 self.limits.parallelism,
-                deadline,
+                Instant::now() + self.limits.timeout,
             )
         })?;
         self.timed_out
