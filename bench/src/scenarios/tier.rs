@@ -8,6 +8,8 @@
 //! audit events in the same tier, on the indexer (`local`) and through the warm searcher
 //! (`searcher`: the published splits grouped there, the indexer asked for the rest), each run
 //! with a distinct no-op `q` so that no cached groups answer, and the rows of both compared.
+//! Last, an export of every column of a tenth of the logs from the indexer, through the warm
+//! searcher and through a cold one (doc-store blocks read by range).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -169,6 +171,71 @@ fn reports(
     Ok(())
 }
 
+/// The export every side makes: every column of the `level:error` records (a tenth of the
+/// corpus), as NDJSON.
+const EXPORT: &str = "q=level%3Aerror&format=ndjson";
+
+/// Exports [`EXPORT`] from the indexer (`local`), through the warm searcher (`warm`) and
+/// through a fresh searcher with an empty cache (`cold`: its splits opened and their doc-store
+/// blocks read by range); reports rows per second and, for the cold one, what it read from
+/// object storage. The three must hold the same number of records.
+fn exports(
+    ctx: &Ctx,
+    http: &reqwest::blocking::Client,
+    indexer: &Indexer,
+    warm: &str,
+    config: &Path,
+    work: &Path,
+) -> Result<()> {
+    let export = |base: &str| -> Result<(usize, Duration)> {
+        let url = format!("{base}/api/v1/logs/export?{EXPORT}");
+        let t = Instant::now();
+        let body = http.get(&url).send()?.error_for_status()?.bytes()?;
+        let elapsed = t.elapsed();
+        Ok((body.iter().filter(|b| **b == b'\n').count(), elapsed))
+    };
+    let mut rows = Vec::new();
+    for (side, base) in [("local", indexer.url()), ("warm", warm)] {
+        // Once untimed, then the best of three (an export is long enough to time alone).
+        let (n, _) = export(base)?;
+        let best = (0..3)
+            .map(|_| export(base).map(|(_, d)| d))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .min()
+            .unwrap_or_default();
+        report::metric(
+            S,
+            &format!("export_{side}"),
+            n as f64 / best.as_secs_f64(),
+            "rows/s",
+        );
+        rows.push(n);
+    }
+    let cold = searcher(ctx, config, &work.join("export-cold"))?;
+    let (n, elapsed) = export(&cold.url)?;
+    report::metric(S, "export_cold", n as f64 / elapsed.as_secs_f64(), "rows/s");
+    report::metric(
+        S,
+        "export_cold_requests",
+        metric(http, &cold.url, "trawl_storage_ranged_open_requests_total")
+            + metric(http, &cold.url, "trawl_storage_range_reads_total"),
+        "requests",
+    );
+    report::metric(
+        S,
+        "export_cold_read",
+        metric(http, &cold.url, "trawl_storage_range_read_bytes_total") / 1e6,
+        "MB",
+    );
+    rows.push(n);
+    report::metric(S, "export_rows", n as f64, "rows");
+    if rows.iter().any(|r| *r != rows[0]) {
+        report::unavailable(S, "export_same_rows", &format!("rows per side: {rows:?}"));
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &Ctx) -> Result<()> {
     if !servers::postgres_available() || !servers::s3_available() {
         return Err(Error::Child("PostgreSQL or s3s-fs missing".into()));
@@ -298,6 +365,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
     }
     reports(ctx, &http, &indexer, &warm.url, &envs, docs)?;
+    exports(ctx, &http, &indexer, &warm.url, &config, work.path())?;
     let downloads = metric(&http, &warm.url, "trawl_storage_downloads_total");
     report::metric(S, "warm_searcher_downloads", downloads, "splits");
     report::metric(
