@@ -21,6 +21,10 @@ pub struct StorageConfig {
     /// Splits a searcher searches at once while some are read by range (not yet in its
     /// cache): such a search waits on object storage more than on the cores. Default 8.
     pub range_read_concurrency: usize,
+    /// Records past which a searcher's export downloads the published splits it exports
+    /// whole into its cache first, instead of reading their doc-store blocks by range (a
+    /// request a block). 0: whenever it matches a record. Default 2000.
+    pub export_whole_min_records: u64,
     /// `[storage.s3]`: endpoint, region, addressing and credentials of an `s3://` URI.
     pub s3: S3Config,
 }
@@ -32,6 +36,7 @@ impl Default for StorageConfig {
             cache_dir: None,
             cache_max_bytes: 10_000_000_000,
             range_read_concurrency: 8,
+            export_whole_min_records: 2_000,
             s3: S3Config::default(),
         }
     }

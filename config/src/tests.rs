@@ -1019,4 +1019,12 @@ fn storage_and_metastore_go_together_and_are_checked() {
             .range_read_concurrency,
         32
     );
+    let storage = load_text("[storage]\nexport_whole_min_records = 0\n", &[])
+        .unwrap()
+        .storage;
+    assert_eq!(storage.export_whole_min_records, 0);
+    assert_eq!(
+        crate::StorageConfig::default().export_whole_min_records,
+        2_000
+    );
 }

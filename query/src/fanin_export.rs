@@ -204,8 +204,19 @@ async fn start(
             Ok(opened) => opened,
             Err(err) => return Ok(shared_tier_unavailable(&err)),
         };
-        if let Some((snapshot, _ranged)) = opened {
-            plan.request.scope = caller.scope().clone();
+        plan.request.scope = caller.scope().clone();
+        let opened = match opened {
+            Some((snapshot, true)) => {
+                match whole_if_large(remote, &stream, &listed, snapshot, &plan, &state.limits).await
+                {
+                    Ok(snapshot) => Some(snapshot),
+                    Err(err) => return Ok(shared_tier_unavailable(&err)),
+                }
+            }
+            Some((snapshot, false)) => Some(snapshot),
+            None => None,
+        };
+        if let Some(snapshot) = opened {
             let limits = state.limits.clone();
             let part_plan = ExportPlan {
                 format: part_format(format),
@@ -282,6 +293,43 @@ async fn start(
 /// export's HTTP body is written): memory stays flat whatever its size. The part stops when
 /// the merge no longer reads (the client went away, or `limit` was reached), and a failure
 /// reaches the merge as a read error, which aborts the export.
+/// `snapshot`, whose splits were opened (some by range), reopened whole from the cache when
+/// the export matches more records in them than `[storage] export_whole_min_records` (counted
+/// over their postings, which by range costs a few requests a split; the export's `limit`
+/// bounds the count). By range, every doc-store block an export touches is a request of its
+/// own: a cold export of 117,171 records read 263 MB in 5,304 requests, at 1,000 records a
+/// second. A whole split is one download, which the cache keeps.
+async fn whole_if_large(
+    remote: &Arc<RemoteSplits>,
+    stream: &str,
+    listed: &[trawl_storage::pg::SplitRecord],
+    snapshot: trawl_index::StreamSnapshot,
+    plan: &ExportPlan,
+    limits: &QueryLimits,
+) -> crate::Result<trawl_index::StreamSnapshot> {
+    let mut count = plan.request.clone();
+    count.limit = 0;
+    count.aggs = None;
+    let mut counting = limits.clone();
+    counting.parallelism = remote.range_read_concurrency();
+    let (snapshot, counted) = tokio::task::spawn_blocking(move || {
+        let counted = crate::search::search_leaf(&snapshot, &count, &counting).map(|l| l.total);
+        (snapshot, counted)
+    })
+    .await
+    .map_err(|join| Error::Internal(format!("export task failed: {join}")))?;
+    let matched = counted?;
+    let records = plan.limit.map_or(matched, |limit| matched.min(limit));
+    if records <= remote.export_whole_min_records() {
+        return Ok(snapshot);
+    }
+    let (start, end) = (plan.request.start, plan.request.end);
+    Ok(remote
+        .snapshot_whole(stream, listed, start, end)
+        .await?
+        .unwrap_or(snapshot))
+}
+
 fn own_part(export: Export, format: ExportFormat, remote: Option<Arc<RemoteSplits>>) -> PartRead {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
     tokio::task::spawn_blocking(move || {

@@ -136,6 +136,7 @@ pub struct RemoteSplits {
     lists: Arc<Mutex<ListCache>>,
     watcher: tokio::task::JoinHandle<()>,
     range_read_concurrency: usize,
+    export_whole_min_records: u64,
 }
 
 impl Drop for RemoteSplits {
@@ -191,7 +192,14 @@ impl RemoteSplits {
             lists,
             watcher,
             range_read_concurrency: config.storage.range_read_concurrency.max(1),
+            export_whole_min_records: config.storage.export_whole_min_records,
         })
+    }
+
+    /// Records past which an export downloads the splits it exports whole (`[storage]
+    /// export_whole_min_records`).
+    pub fn export_whole_min_records(&self) -> u64 {
+        self.export_whole_min_records
     }
 
     /// Splits searched at once while some are read by range (`[storage]
@@ -267,12 +275,41 @@ impl RemoteSplits {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> crate::Result<Option<(StreamSnapshot, bool)>> {
+        self.snapshot_opening(stream, records, start, end, false)
+            .await
+    }
+
+    /// [`RemoteSplits::snapshot`] with every split opened from the cache, those not there
+    /// downloaded whole first (at once): for a reader of most of their documents, such as a
+    /// large export, which by range would make a request per doc-store block.
+    pub async fn snapshot_whole(
+        &self,
+        stream: &str,
+        records: &[SplitRecord],
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> crate::Result<Option<StreamSnapshot>> {
+        Ok(self
+            .snapshot_opening(stream, records, start, end, true)
+            .await?
+            .map(|(snapshot, _)| snapshot))
+    }
+
+    async fn snapshot_opening(
+        &self,
+        stream: &str,
+        records: &[SplitRecord],
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+        whole: bool,
+    ) -> crate::Result<Option<(StreamSnapshot, bool)>> {
         let opening = records.iter().filter(|record| {
             start.is_none_or(|s| record.max_timestamp >= s.0)
                 && end.is_none_or(|e| record.min_timestamp < e.0)
         });
         let opened =
-            futures::future::try_join_all(opening.map(|record| self.open_split(record))).await?;
+            futures::future::try_join_all(opening.map(|record| self.open_split(record, whole)))
+                .await?;
         self.close_least_used();
         // The newest split's schema and default fields: the stream's current ones.
         let Some(newest) = opened.iter().max_by_key(|s| s.record.created_at) else {
@@ -310,12 +347,15 @@ impl RemoteSplits {
         )))
     }
 
-    async fn open_split(&self, record: &SplitRecord) -> crate::Result<Arc<OpenSplit>> {
+    /// The split of `record`, open: from the cache, else by range, or (`whole`) downloaded
+    /// into the cache first.
+    async fn open_split(&self, record: &SplitRecord, whole: bool) -> crate::Result<Arc<OpenSplit>> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let key = &record.object_key;
         if let Some(split) = lock(&self.open).get(key) {
-            // One opened by range is reopened from the cache once it is there.
-            if !split.ranged() || !self.cache.contains(key) {
+            // One opened by range is reopened from the cache once it is there (or when it is
+            // wanted whole).
+            if !split.ranged() || !(whole || self.cache.contains(key)) {
                 split.last_used.store(now, Ordering::Relaxed);
                 return Ok(split.clone());
             }
@@ -326,23 +366,23 @@ impl RemoteSplits {
                 record.split_id, record.stream
             ))
         };
-        let (directory, footer_meta, cached): (Box<dyn Directory>, _, _) =
-            if self.cache.contains(key) {
-                let cached = self
-                    .cache
-                    .open_split(key)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-                let meta = cached.directory.footer().meta.clone();
-                (Box::new(cached.directory.clone()), meta, Some(cached))
-            } else {
-                let directory =
-                    RangedDirectory::open(self.cache.storage(), key, Some(record.bytes))
-                        .await
-                        .map_err(|e| failed(e.to_string()))?;
-                let meta = directory.footer().meta.clone();
-                (Box::new(directory), meta, None)
-            };
+        let (directory, footer_meta, cached): (Box<dyn Directory>, _, _) = if whole
+            || self.cache.contains(key)
+        {
+            let cached = self
+                .cache
+                .open_split(key)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let meta = cached.directory.footer().meta.clone();
+            (Box::new(cached.directory.clone()), meta, Some(cached))
+        } else {
+            let directory = RangedDirectory::open(self.cache.storage(), key, Some(record.bytes))
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let meta = directory.footer().meta.clone();
+            (Box::new(directory), meta, None)
+        };
         let default_fields = footer_meta["default_fields"]
             .as_array()
             .map(|names| {

@@ -427,7 +427,7 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     };
     let config_path = tmp.path().join("storage.toml");
     std::fs::write(&config_path, shared("cli", 1000)).unwrap();
-    for dir in ["a", "b", "s1", "s2", "s3", "s4"] {
+    for dir in ["a", "b", "s1", "s2", "s3", "s4", "s5"] {
         std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
     }
     let data_a = tmp.path().join("a/data");
@@ -513,6 +513,23 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
         );
         assert_eq!(s.metric("trawl_storage_downloads_total"), Some(6.0));
     }
+    // A searcher whose first act is an export of more records than
+    // `export_whole_min_records`: it counts the matches over the splits opened by range (their
+    // tails and postings), then downloads them whole and exports from its cache rather than a
+    // request per doc-store block. Every record once, in every format.
+    let s5 = Server::start_role(
+        "searcher",
+        &tmp.path().join("s5/data"),
+        &searcher_config("s5").replacen(
+            "[storage]\n",
+            "[storage]\nexport_whole_min_records = 100\n",
+            1,
+        ),
+    );
+    assert_eq!(export_all(&s5), 650);
+    assert_eq!(s5.metric("trawl_storage_ranged_opens_total"), Some(6.0));
+    assert_eq!(s5.metric("trawl_storage_downloads_total"), Some(6.0));
+    drop(s5);
     assert_eq!(search_all(&s1), (650, 650, false));
     assert_eq!(
         s1.metric("trawl_storage_downloads_total"),
