@@ -61,6 +61,8 @@
 //!   a kill between upload and publish, and a lost volume; `trawl storage check` stays clean.
 //!   Every audit report through a searcher over the tier equals the report of one indexer
 //!   holding the same events, before and after the indexer's volume is lost.
+//!   A searcher whose first act is a large export downloads the splits whole and exports
+//!   every record once.
 //! - `distributed` — two `trawl indexer` processes and a `trawl searcher` root: merged totals,
 //!   hit order and aggregations equal what one index would answer, and so does every audit
 //!   report (rows, order and drill-down queries, under `limit`, `q` and `group_by`); an
