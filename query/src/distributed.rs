@@ -184,6 +184,7 @@ pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result
     Ok(Router::new()
         .route("/api/v1/{stream}/search", get(get_search).post(post_search))
         .route("/api/v1/streams", get(streams))
+        .route("/api/v1/pods/{namespace}/{pod}/story", get(story))
         .with_state(state)
         .merge(
             Router::new()
@@ -251,6 +252,57 @@ async fn post_search(
     }
 }
 
+/// `GET /api/v1/pods/{namespace}/{pod}/story` of the searcher: the story of one server, each
+/// of its parts (the pod's logs, its Events, its nodes' journal) a fanned-out search.
+async fn story(
+    State(state): State<RootState>,
+    scope: Scope,
+    headers: HeaderMap,
+    Path((namespace, pod)): Path<(String, String)>,
+    params: std::result::Result<Query<crate::story::StoryParams>, QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            return Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
+                .into_response()
+        }
+    };
+    let caller = Caller::new(&state.fanin, scope.clone(), &headers);
+    let handle = tokio::runtime::Handle::current();
+    let budget = state.limits.timeout;
+    let task = tokio::task::spawn_blocking(move || {
+        // The first part refused (a bad parameter, no indexer answering) is the answer.
+        let refused: std::sync::Mutex<Option<Response>> = std::sync::Mutex::new(None);
+        let search = |stream: &str, request: SearchRequest| match handle
+            .block_on(fan_out_value(&state, stream, request, &caller))
+        {
+            Ok(answer) => Ok(Some(answer)),
+            Err(response) => {
+                let mut slot = refused.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(*response);
+                Err(Error::Internal(format!(
+                    "the story's {stream} part was refused"
+                )))
+            }
+        };
+        let answer = crate::story::story(&search, &namespace, &pod, params, &scope);
+        let refused = refused.into_inner().unwrap_or_else(|p| p.into_inner());
+        match (answer, refused) {
+            (_, Some(response)) => response,
+            (Ok(answer), None) => Json(answer).into_response(),
+            (Err(err), None) => err.into_response(),
+        }
+    });
+    match tokio::time::timeout(budget + Duration::from_secs(4), task).await {
+        Err(_) => {
+            Error::Timeout(u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)).into_response()
+        }
+        Ok(Err(join)) => Error::Internal(format!("story task failed: {join}")).into_response(),
+        Ok(Ok(response)) => response,
+    }
+}
+
 /// What one indexer answered.
 enum LeafOutcome {
     Answer(LeafResponse),
@@ -265,15 +317,29 @@ async fn fan_out(
     request: SearchRequest,
     caller: &Caller,
 ) -> Response {
+    match fan_out_value(state, stream, request, caller).await {
+        Ok(value) => Json(value).into_response(),
+        Err(refused) => *refused,
+    }
+}
+
+/// A search fanned out, its answer as JSON; `Err` holds the answer refusing it.
+async fn fan_out_value(
+    state: &RootState,
+    stream: &str,
+    request: SearchRequest,
+    caller: &Caller,
+) -> std::result::Result<Value, Box<Response>> {
     let started = Instant::now();
     let aggs = request.aggs.clone();
     let parsed = match request.parse(Timestamp::now(), &state.limits) {
         Ok(parsed) => parsed,
-        Err(err) => return err.into_response(),
+        Err(err) => return Err(Box::new(err.into_response())),
     };
     if state.fanin.indexers.is_empty() && state.remote.is_none() {
-        return Error::Internal("no indexers are configured (`query.indexers`)".into())
-            .into_response();
+        return Err(Box::new(
+            Error::Internal("no indexers are configured (`query.indexers`)".into()).into_response(),
+        ));
     }
     // The shared tier's published splits of the range, listed first: their ids go to the
     // indexers, and they are searched here while the indexers search. When the metastore
@@ -356,12 +422,14 @@ async fn fan_out(
         match outcome {
             LeafOutcome::Answer(leaf) => leaves.push(leaf),
             LeafOutcome::Refused(status, body) => {
-                return (
-                    status,
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response()
+                return Err(Box::new(
+                    (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                        .into_response(),
+                ))
             }
             LeafOutcome::Failed(reason) => {
                 tracing::warn!(indexer = %base, %reason, "leaf search failed");
@@ -370,9 +438,11 @@ async fn fan_out(
         }
     }
     if leaves.is_empty() {
-        return ApiError::new(ErrorCode::Unavailable, "no indexer answered")
-            .with_extra("failed_indexers", Value::Array(failed))
-            .into_response();
+        return Err(Box::new(
+            ApiError::new(ErrorCode::Unavailable, "no indexer answered")
+                .with_extra("failed_indexers", Value::Array(failed))
+                .into_response(),
+        ));
     }
     let limits = state.limits.clone();
     let merged = tokio::task::spawn_blocking(move || {
@@ -386,8 +456,12 @@ async fn fan_out(
     .await;
     let mut response = match merged {
         Ok(Ok(response)) => response,
-        Ok(Err(err)) => return err.into_response(),
-        Err(join) => return Error::Internal(format!("merge failed: {join}")).into_response(),
+        Ok(Err(err)) => return Err(Box::new(err.into_response())),
+        Err(join) => {
+            return Err(Box::new(
+                Error::Internal(format!("merge failed: {join}")).into_response(),
+            ))
+        }
     };
     response.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut value = serde_json::to_value(&response).unwrap_or(Value::Null);
@@ -398,7 +472,7 @@ async fn fan_out(
             object.remove("cursor");
         }
     }
-    Json(value).into_response()
+    Ok(value)
 }
 
 /// The root's own leaf over `records`, the published splits of `stream` it listed. Object

@@ -2,7 +2,9 @@
 //! in one request, with what the three sources say over the same time range: the pod's
 //! container logs, its Kubernetes Events, and the journal of the nodes it ran on (the nodes
 //! its logs and its kubelet's Events name). Each part is an ordinary search, whose query the
-//! answer gives, and the entries of all three come back in one list ordered by time.
+//! answer gives, and the entries of all three come back in one list ordered by time. On a
+//! searcher each part is the fanned-out search (`crate::distributed`), and a part that is
+//! partial makes the story say so.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -69,7 +71,11 @@ async fn get_story<S: StreamSource>(
         }
     };
     let budget = state.limits.timeout;
-    let task = tokio::task::spawn_blocking(move || story(&state, &namespace, &pod, params, scope));
+    let task = tokio::task::spawn_blocking(move || {
+        let search =
+            |stream: &str, request: SearchRequest| local_search(&state, stream, request, &scope);
+        story(&search, &namespace, &pod, params, &scope)
+    });
     let answer = match tokio::time::timeout(budget + TIMEOUT_GRACE, task).await {
         Err(_) => Err(Error::Timeout(
             u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
@@ -83,20 +89,44 @@ async fn get_story<S: StreamSource>(
     }
 }
 
-/// One source's part: its query, total, newest hits and the `node` values among its matches.
+/// Searches one source of a story: its answer as the search API gives it, or `None` when the
+/// server has no such stream. On a searcher, the fanned-out search.
+pub(crate) type PartSearch<'a> = dyn Fn(&str, SearchRequest) -> Result<Option<Value>> + 'a;
+
+/// One source's part: its query, and its search's answer (total, newest hits, the `node`
+/// values among its matches).
 struct Part {
     query: String,
-    answer: Option<SearchResponse>,
+    answer: Option<Value>,
+}
+
+/// This server's search of `stream`, as `scope` may see it.
+fn local_search<S: StreamSource>(
+    state: &AppState<S>,
+    stream: &str,
+    request: SearchRequest,
+    scope: &Scope,
+) -> Result<Option<Value>> {
+    let mut parsed = request.parse(Timestamp::now(), &state.limits)?;
+    parsed.scope = scope.clone();
+    let snapshot = match state.source.snapshot(stream, parsed.start, parsed.end) {
+        Ok(snapshot) => snapshot,
+        Err(trawl_index::Error::UnknownStream(_)) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let answer: SearchResponse = search(&snapshot, &parsed, &state.limits)?;
+    serde_json::to_value(answer)
+        .map(Some)
+        .map_err(|err| Error::Internal(format!("a story part: {err}")))
 }
 
 /// Searches `stream` for `query` over the request's range: the newest `limit` hits and the
-/// nodes of every match. A stream this server does not have is an empty part.
-fn part<S: StreamSource>(
-    state: &AppState<S>,
+/// nodes of every match.
+fn part(
+    search: &PartSearch<'_>,
     stream: &str,
     query: String,
     params: &StoryParams,
-    scope: &Scope,
 ) -> Result<Part> {
     let request = SearchRequest {
         q: Some(query.clone()),
@@ -107,31 +137,18 @@ fn part<S: StreamSource>(
         aggs: Some(json!({"nodes": {"terms": {"field": "node", "size": MAX_NODES}}})),
         ..SearchRequest::default()
     };
-    let mut parsed = request.parse(Timestamp::now(), &state.limits)?;
-    parsed.scope = scope.clone();
-    let snapshot = match state.source.snapshot(stream, parsed.start, parsed.end) {
-        Ok(snapshot) => snapshot,
-        Err(trawl_index::Error::UnknownStream(_)) => {
-            return Ok(Part {
-                query,
-                answer: None,
-            })
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let answer = search(&snapshot, &parsed, &state.limits)?;
     Ok(Part {
         query,
-        answer: Some(answer),
+        answer: search(stream, request)?,
     })
 }
 
 /// The `node` buckets of a part's answer.
 fn nodes(part: &Part) -> Vec<String> {
-    let Some(aggs) = part.answer.as_ref().and_then(|a| a.aggregations.as_ref()) else {
+    let Some(answer) = part.answer.as_ref() else {
         return Vec::new();
     };
-    aggs["nodes"]["buckets"]
+    answer["aggregations"]["nodes"]["buckets"]
         .as_array()
         .map(|buckets| {
             buckets
@@ -142,12 +159,15 @@ fn nodes(part: &Part) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn story<S: StreamSource>(
-    state: &AppState<S>,
+/// The story of `pod` in `namespace`, its parts searched with `search` (the scope applies to
+/// the parts already; it decides here whether the journal is read). A part whose answer says
+/// it is partial makes the story partial.
+pub(crate) fn story(
+    search: &PartSearch<'_>,
     namespace: &str,
     pod: &str,
     params: StoryParams,
-    scope: Scope,
+    scope: &Scope,
 ) -> Result<Value> {
     if namespace.is_empty() || pod.is_empty() {
         return Err(Error::InvalidArgument(
@@ -156,18 +176,16 @@ fn story<S: StreamSource>(
     }
     let (ns, name) = (quote(namespace), quote(pod));
     let logs = part(
-        state,
+        search,
         LOGS_STREAM,
         format!("namespace:{ns} AND pod:{name}"),
         &params,
-        &scope,
     )?;
     let events = part(
-        state,
+        search,
         EVENTS_STREAM,
         format!("namespace:{ns} AND kind:Pod AND name:{name}"),
         &params,
-        &scope,
     )?;
     let node_set: BTreeSet<String> = nodes(&logs).into_iter().chain(nodes(&events)).collect();
     let node_list: Vec<String> = node_set.into_iter().take(MAX_NODES).collect();
@@ -181,16 +199,16 @@ fn story<S: StreamSource>(
             .map(|n| format!("node:{}", quote(n)))
             .collect();
         Some(part(
-            state,
+            search,
             JOURNAL_STREAM,
             format!("({})", any.join(" OR ")),
             &params,
-            &scope,
         )?)
     };
     let mut entries: Vec<Map<String, Value>> = Vec::new();
     let mut sources = Map::new();
     let mut timed_out = false;
+    let mut partial = false;
     for (stream, part) in [
         (LOGS_STREAM, Some(logs)),
         (EVENTS_STREAM, Some(events)),
@@ -199,16 +217,26 @@ fn story<S: StreamSource>(
         let Some(part) = part else {
             continue;
         };
-        let total = part.answer.as_ref().map_or(0, |a| a.total);
+        let total = part
+            .answer
+            .as_ref()
+            .and_then(|a| a["total"].as_u64())
+            .unwrap_or(0);
         sources.insert(
             stream.to_string(),
             json!({"query": part.query, "total": total}),
         );
         if let Some(answer) = part.answer {
-            timed_out |= answer.timed_out;
-            for mut hit in answer.hits {
-                hit.insert("stream".into(), json!(stream));
-                entries.push(hit);
+            timed_out |= answer["timed_out"] == true;
+            partial |= answer["partial"] == true;
+            if let Value::Array(hits) = &answer["hits"] {
+                for hit in hits {
+                    if let Value::Object(hit) = hit {
+                        let mut hit = hit.clone();
+                        hit.insert("stream".into(), json!(stream));
+                        entries.push(hit);
+                    }
+                }
             }
         }
     }
@@ -231,6 +259,9 @@ fn story<S: StreamSource>(
     });
     if timed_out {
         answer["timed_out"] = json!(true);
+    }
+    if partial {
+        answer["partial"] = json!(true);
     }
     Ok(answer)
 }

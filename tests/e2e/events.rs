@@ -501,6 +501,77 @@ fn a_pods_story_holds_its_logs_events_and_its_nodes_journal_in_time_order() {
         story["sources"]["events"]["query"],
         "namespace:\"shop\" AND kind:Pod AND name:\"web-1\""
     );
+
+    // Through a searcher over two indexers, the logs on one and the Events and the journal on
+    // the other: the same story.
+    let a = Server::start_role("indexer", &tmp.path().join("a"), "");
+    let b = Server::start_role("indexer", &tmp.path().join("b"), "");
+    a.ingest_plain(
+        "logs",
+        &logs.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+    );
+    b.ingest_plain("events", &[raw(&backoff, 1).to_string()]);
+    b.ingest_plain(
+        "journal",
+        &[
+            journal(
+                50,
+                "node-1",
+                "c-1",
+                "Memory cgroup out of memory: Killed process 4242 (java)",
+            ),
+            journal(55, "node-2", "c-2", "not this node"),
+        ],
+    );
+    wait_until(
+        "every part searchable on its indexer",
+        SEARCHABLE_TIMEOUT,
+        || {
+            b.search("events", &[("q", "*"), ("limit", "0")])["total"] == 1
+                && b.search("journal", &[("q", "*"), ("limit", "0")])["total"] == 2
+                && a.search("logs", &[("q", "*"), ("limit", "0")])["total"] == 3
+        },
+    );
+    let root = Server::start_role(
+        "searcher",
+        &tmp.path().join("root"),
+        &format!("[query]\nindexers = [\"{}\", \"{}\"]\n", a.url, b.url),
+    );
+    let url = root.at(&format!(
+        "/api/v1/pods/shop/web-1/story?start={}&end={}",
+        at(0),
+        at(3600)
+    ));
+    let (status, merged) = json_of(reqwest::blocking::get(url).unwrap());
+    assert_eq!(status, reqwest::StatusCode::OK, "{merged}");
+    for key in ["namespace", "pod", "nodes", "sources"] {
+        assert_eq!(merged[key], story[key], "{key}");
+    }
+    let without_ids = |story: &Value| -> Vec<Value> {
+        story["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("_id");
+                e
+            })
+            .collect()
+    };
+    assert_eq!(without_ids(&merged), without_ids(&story));
+    assert_eq!(merged.get("partial"), None, "{merged}");
+    // One indexer down: the story says it is partial.
+    b.kill9();
+    let url = root.at(&format!(
+        "/api/v1/pods/shop/web-1/story?start={}&end={}",
+        at(0),
+        at(3600)
+    ));
+    let (status, partial) = json_of(reqwest::blocking::get(url).unwrap());
+    assert_eq!(status, reqwest::StatusCode::OK, "{partial}");
+    assert_eq!(partial["partial"], true, "{partial}");
+    assert_eq!(partial["sources"]["logs"]["total"], 2, "{partial}");
     server.stop();
 }
 
