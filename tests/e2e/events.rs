@@ -426,10 +426,8 @@ fn a_pods_story_holds_its_logs_events_and_its_nodes_journal_in_time_order() {
         json!({"timestamp": at(40), "namespace": "shop", "pod": "web-1", "container": "app", "node": "node-1", "level": "error", "message": "java.lang.OutOfMemoryError: Java heap space"}),
         json!({"timestamp": at(20), "namespace": "shop", "pod": "web-2", "container": "app", "node": "node-2", "message": "another pod"}),
     ];
-    server.ingest_plain(
-        "logs",
-        &logs.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
-    );
+    let log_lines: Vec<String> = logs.iter().map(|l| l.to_string()).collect();
+    server.ingest_plain("logs", &log_lines);
     let backoff = Update {
         namespace: "shop",
         kind: "Pod",
@@ -448,29 +446,29 @@ fn a_pods_story_holds_its_logs_events_and_its_nodes_journal_in_time_order() {
             "_HOSTNAME": node, "PRIORITY": "3", "SYSLOG_IDENTIFIER": "kernel", "MESSAGE": message})
         .to_string()
     };
-    server.ingest_plain(
-        "journal",
-        &[
-            journal(
-                50,
-                "node-1",
-                "c-1",
-                "Memory cgroup out of memory: Killed process 4242 (java)",
-            ),
-            journal(55, "node-2", "c-2", "not this node"),
-        ],
-    );
+    let journal_lines = [
+        journal(
+            50,
+            "node-1",
+            "c-1",
+            "Memory cgroup out of memory: Killed process 4242 (java)",
+        ),
+        journal(55, "node-2", "c-2", "not this node"),
+    ];
+    server.ingest_plain("journal", &journal_lines);
     wait_until("every part searchable", SEARCHABLE_TIMEOUT, || {
         events_total(&server, "*") == 1
             && server.search("journal", &[("q", "*"), ("limit", "0")])["total"] == 2
             && server.search("logs", &[("q", "*"), ("limit", "0")])["total"] == 3
     });
-    let url = server.at(&format!(
-        "/api/v1/pods/shop/web-1/story?start={}&end={}",
-        at(0),
-        at(3600)
-    ));
-    let (status, story) = json_of(reqwest::blocking::get(url).unwrap());
+    let story_url = |server: &Server| {
+        server.at(&format!(
+            "/api/v1/pods/shop/web-1/story?start={}&end={}",
+            at(0),
+            at(3600)
+        ))
+    };
+    let (status, story) = json_of(reqwest::blocking::get(story_url(&server)).unwrap());
     assert_eq!(status, reqwest::StatusCode::OK, "{story}");
     assert_eq!(story["nodes"], json!(["node-1"]));
     let told: Vec<(String, String)> = story["entries"]
@@ -506,23 +504,9 @@ fn a_pods_story_holds_its_logs_events_and_its_nodes_journal_in_time_order() {
     // the other: the same story.
     let a = Server::start_role("indexer", &tmp.path().join("a"), "");
     let b = Server::start_role("indexer", &tmp.path().join("b"), "");
-    a.ingest_plain(
-        "logs",
-        &logs.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
-    );
+    a.ingest_plain("logs", &log_lines);
     b.ingest_plain("events", &[raw(&backoff, 1).to_string()]);
-    b.ingest_plain(
-        "journal",
-        &[
-            journal(
-                50,
-                "node-1",
-                "c-1",
-                "Memory cgroup out of memory: Killed process 4242 (java)",
-            ),
-            journal(55, "node-2", "c-2", "not this node"),
-        ],
-    );
+    b.ingest_plain("journal", &journal_lines);
     wait_until(
         "every part searchable on its indexer",
         SEARCHABLE_TIMEOUT,
@@ -537,12 +521,7 @@ fn a_pods_story_holds_its_logs_events_and_its_nodes_journal_in_time_order() {
         &tmp.path().join("root"),
         &format!("[query]\nindexers = [\"{}\", \"{}\"]\n", a.url, b.url),
     );
-    let url = root.at(&format!(
-        "/api/v1/pods/shop/web-1/story?start={}&end={}",
-        at(0),
-        at(3600)
-    ));
-    let (status, merged) = json_of(reqwest::blocking::get(url).unwrap());
+    let (status, merged) = json_of(reqwest::blocking::get(story_url(&root)).unwrap());
     assert_eq!(status, reqwest::StatusCode::OK, "{merged}");
     for key in ["namespace", "pod", "nodes", "sources"] {
         assert_eq!(merged[key], story[key], "{key}");
@@ -563,12 +542,7 @@ fn a_pods_story_holds_its_logs_events_and_its_nodes_journal_in_time_order() {
     assert_eq!(merged.get("partial"), None, "{merged}");
     // One indexer down: the story says it is partial.
     b.kill9();
-    let url = root.at(&format!(
-        "/api/v1/pods/shop/web-1/story?start={}&end={}",
-        at(0),
-        at(3600)
-    ));
-    let (status, partial) = json_of(reqwest::blocking::get(url).unwrap());
+    let (status, partial) = json_of(reqwest::blocking::get(story_url(&root)).unwrap());
     assert_eq!(status, reqwest::StatusCode::OK, "{partial}");
     assert_eq!(partial["partial"], true, "{partial}");
     assert_eq!(partial["sources"]["logs"]["total"], 2, "{partial}");
