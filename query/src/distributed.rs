@@ -229,10 +229,7 @@ async fn get_search(
             let caller = Caller::new(&state.fanin, scope, &headers);
             fan_out(&state, &stream, request, &caller).await
         }
-        Err(rejection) => {
-            Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
-                .into_response()
-        }
+        Err(rejection) => Error::from(rejection).into_response(),
     }
 }
 
@@ -263,10 +260,7 @@ async fn story(
 ) -> Response {
     let params = match params {
         Ok(Query(params)) => params,
-        Err(rejection) => {
-            return Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
-                .into_response()
-        }
+        Err(rejection) => return Error::from(rejection).into_response(),
     };
     let caller = Caller::new(&state.fanin, scope.clone(), &headers);
     let handle = tokio::runtime::Handle::current();

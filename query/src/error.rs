@@ -88,6 +88,13 @@ impl From<axum::extract::rejection::BytesRejection> for Error {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for Error {
+    /// A query string that does not parse into the route's parameters.
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
+    }
+}
+
 impl From<trawl_model::Error> for Error {
     fn from(err: trawl_model::Error) -> Self {
         Error::InvalidArgument(err.to_string())

@@ -71,9 +71,7 @@ pub(crate) async fn get_export(
     headers: HeaderMap,
     query: std::result::Result<Query<ExportRequest>, QueryRejection>,
 ) -> Response {
-    let request = query
-        .map(|Query(r)| r)
-        .map_err(|r| Error::InvalidArgument(format!("query string: {}", r.body_text())));
+    let request = query.map(|Query(r)| r).map_err(Error::from);
     let caller = Caller::new(&state.fanin, scope, &headers);
     respond(state, stream, caller, request).await
 }
@@ -86,15 +84,13 @@ pub(crate) async fn post_export(
     param: std::result::Result<Query<FormatParam>, QueryRejection>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request = param
-        .map_err(|r| Error::InvalidArgument(format!("query string: {}", r.body_text())))
-        .and_then(|Query(param)| {
-            let mut request = json_or_default::<ExportRequest>(body)?;
-            if param.format.is_some() {
-                request.format = param.format;
-            }
-            Ok(request)
-        });
+    let request = param.map_err(Error::from).and_then(|Query(param)| {
+        let mut request = json_or_default::<ExportRequest>(body)?;
+        if param.format.is_some() {
+            request.format = param.format;
+        }
+        Ok(request)
+    });
     let caller = Caller::new(&state.fanin, scope, &headers);
     respond(state, stream, caller, request).await
 }

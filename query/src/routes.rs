@@ -90,10 +90,7 @@ async fn get_search<S: StreamSource>(
             "`aggs` is accepted in the body of a POST search only".to_string(),
         )),
         Ok(Query(request)) => Ok(request),
-        Err(rejection) => Err(Error::InvalidArgument(format!(
-            "query string: {}",
-            rejection.body_text()
-        ))),
+        Err(rejection) => Err(Error::from(rejection)),
     };
     respond(state, stream, request, scope).await
 }

@@ -65,10 +65,7 @@ async fn get_story<S: StreamSource>(
 ) -> Response {
     let params = match params {
         Ok(Query(params)) => params,
-        Err(rejection) => {
-            return Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
-                .into_response()
-        }
+        Err(rejection) => return Error::from(rejection).into_response(),
     };
     let budget = state.limits.timeout;
     let task = tokio::task::spawn_blocking(move || {

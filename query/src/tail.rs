@@ -204,10 +204,7 @@ async fn get_tail<S: StreamSource>(
 ) -> Response {
     let request = match query {
         Ok(Query(request)) => request,
-        Err(rejection) => {
-            return Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
-                .into_response()
-        }
+        Err(rejection) => return Error::from(rejection).into_response(),
     };
     match open(state, stream, request, scope).await {
         Ok(response) => response,

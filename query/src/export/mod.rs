@@ -441,7 +441,7 @@ async fn get_export<S: StreamSource>(
             "`aggs` is accepted in the body of a POST export only".to_string(),
         )),
         Ok(Query(request)) => Ok(request),
-        Err(rejection) => Err(query_error(&rejection)),
+        Err(rejection) => Err(Error::from(rejection)),
     };
     respond(state, stream, request, scope, HashSet::new()).await
 }
@@ -454,7 +454,7 @@ async fn post_export<S: StreamSource>(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut excluded = HashSet::new();
-    let request = param.map_err(|r| query_error(&r)).and_then(|Query(param)| {
+    let request = param.map_err(Error::from).and_then(|Query(param)| {
         let mut body = json_or_default::<Value>(body)?;
         // The splits a searcher exports itself from the shared tier: left out here.
         excluded = crate::remote::take_excluded(&mut body)?;
@@ -470,10 +470,6 @@ async fn post_export<S: StreamSource>(
         Ok(request)
     });
     respond(state, stream, request, scope, excluded).await
-}
-
-fn query_error(rejection: &QueryRejection) -> Error {
-    Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
 }
 
 async fn respond<S: StreamSource>(

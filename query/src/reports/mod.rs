@@ -544,12 +544,7 @@ pub(crate) fn request_of(
     };
     let params = match params {
         Ok(Query(params)) => params,
-        Err(rejection) => {
-            return Err(Box::new(
-                Error::InvalidArgument(format!("query string: {}", rejection.body_text()))
-                    .into_response(),
-            ))
-        }
+        Err(rejection) => return Err(Box::new(Error::from(rejection).into_response())),
     };
     ReportRequest::parse(report, params, Timestamp::now(), limits)
         .map_err(|err| Box::new(err.into_response()))
