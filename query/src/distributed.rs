@@ -273,7 +273,7 @@ async fn story(
         {
             Ok(answer) => Ok(Some(answer)),
             Err(response) => {
-                let mut slot = refused.lock().unwrap_or_else(|p| p.into_inner());
+                let mut slot = crate::remote::lock(&refused);
                 slot.get_or_insert(*response);
                 Err(Error::Internal(format!(
                     "the story's {stream} part was refused"

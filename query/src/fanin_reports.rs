@@ -36,7 +36,7 @@ use trawl_model::{ApiError, ErrorCode, Timestamp, AUDIT_STREAM, EVENTS_STREAM};
 use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::fanin::{Caller, FanIn};
-use crate::remote::{RemoteSplits, EXCLUDE_SPLITS_KEY};
+use crate::remote::{lock, RemoteSplits, EXCLUDE_SPLITS_KEY};
 use crate::reports::{
     request_of, run_report_with, LeafAnswer, LeafRequest, PassSpec, RemoteGroups, ReportParams,
     ReportSettings, WireGroups, LEAF_GROUPS_PATH,
@@ -388,12 +388,6 @@ async fn call(request: reqwest::RequestBuilder) -> Called {
 fn unknown_stream(body: &[u8]) -> bool {
     serde_json::from_slice::<Value>(body)
         .is_ok_and(|value| value["error"]["code"] == ErrorCode::UnknownStream.as_str())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

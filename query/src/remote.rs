@@ -513,7 +513,9 @@ pub(crate) fn leave_out(snapshot: &mut StreamSnapshot, excluded: &HashSet<String
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// `mutex` locked; a lock poisoned by a panicking holder is taken all the same (what it
+/// guards is left consistent between statements).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -132,10 +132,7 @@ impl PassSpec {
 /// ([`PassSpec::resolve`]), so the set stays as small as those schemas.
 fn static_name(name: &str) -> &'static str {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut names = crate::remote::lock(NAMES.get_or_init(Default::default));
     if let Some(known) = names.get(name) {
         return known;
     }
