@@ -341,12 +341,11 @@ async fn fan_out_value(
     // it is partial: what only the shared tier holds (a lost volume's splits) is missing.
     let mut failed = Vec::new();
     let listed = match &state.remote {
-        Some(remote) => match tokio::time::timeout(
+        Some(remote) => match crate::remote::within(
             parsed.timeout,
             remote.published(stream, parsed.start, parsed.end),
         )
         .await
-        .unwrap_or_else(|_| Err(shared_tier_timeout(&parsed)))
         {
             Ok(records) => Some((remote.clone(), records)),
             Err(err) => {
@@ -389,12 +388,11 @@ async fn fan_out_value(
     let remote_search = async {
         let (remote, records) = listed.as_ref()?;
         Some(
-            tokio::time::timeout(
+            crate::remote::within(
                 parsed.timeout,
                 remote_leaf(remote, stream, records, &parsed, caller, &state.limits),
             )
-            .await
-            .unwrap_or_else(|_| Err(shared_tier_timeout(&parsed))),
+            .await,
         )
     };
     let (remote, mut outcomes) = tokio::join!(remote_search, indexer_leaves(&body));
@@ -503,13 +501,6 @@ async fn remote_leaf(
     answer
 }
 
-fn shared_tier_timeout(parsed: &crate::request::ParsedRequest) -> Error {
-    Error::Internal(format!(
-        "the shared tier did not answer within {} ms",
-        parsed.timeout.as_millis()
-    ))
-}
-
 async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {
     let response = match request.send().await {
         Ok(r) => r,
@@ -544,13 +535,12 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
     // `None`: no shared tier; `Some(None)`: it could not be read.
     let shared = match &state.remote {
         Some(remote) => Some(
-            match tokio::time::timeout(state.limits.timeout, shared_streams(remote, caller.scope()))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::Internal(
-                        "the shared tier did not answer in time".into(),
-                    ))
-                }) {
+            match crate::remote::within(
+                state.limits.timeout,
+                shared_streams(remote, caller.scope()),
+            )
+            .await
+            {
                 Ok(listed) => Some(listed),
                 Err(err) => {
                     tracing::warn!(%err, "the shared tier's statistics could not be read; summing the indexers' own");

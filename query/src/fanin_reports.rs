@@ -95,14 +95,12 @@ async fn report(
     // The shared tier's published splits of the range: this searcher's own part.
     let (own, excluded, ranged) = match &state.remote {
         Some(remote) => {
-            match tokio::time::timeout(budget, own_part(remote, stream, request.start, request.end))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::Internal(format!(
-                        "the shared tier did not answer within {} ms",
-                        budget.as_millis()
-                    )))
-                }) {
+            match crate::remote::within(
+                budget,
+                own_part(remote, stream, request.start, request.end),
+            )
+            .await
+            {
                 Ok(part) => part,
                 Err(err) => {
                     // The indexers are asked for everything they hold, their own copies of the

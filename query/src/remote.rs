@@ -513,6 +513,21 @@ pub(crate) fn leave_out(snapshot: &mut StreamSnapshot, excluded: &HashSet<String
     }
 }
 
+/// `work` on the shared tier, failed when it has not answered within `budget`.
+pub(crate) async fn within<T>(
+    budget: Duration,
+    work: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    tokio::time::timeout(budget, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Internal(format!(
+                "the shared tier did not answer within {} ms",
+                budget.as_millis()
+            )))
+        })
+}
+
 /// `mutex` locked; a lock poisoned by a panicking holder is taken all the same (what it
 /// guards is left consistent between statements).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
