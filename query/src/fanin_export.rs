@@ -188,18 +188,14 @@ async fn start(
     let mut own: Option<Export> = None;
     if let Some(remote) = &state.remote {
         let (start, end) = (plan.request.start, plan.request.end);
-        let listed = match remote.published(&stream, start, end).await {
-            Ok(listed) => listed,
+        let (listed, opened) = match remote.open_published(&stream, start, end).await {
+            Ok(part) => part,
             Err(err) => return Ok(shared_tier_unavailable(&err)),
         };
         body[EXCLUDE_SPLITS_KEY] = json!(listed
             .iter()
             .map(|r| r.split_id.as_str())
             .collect::<Vec<_>>());
-        let opened = match remote.snapshot(&stream, &listed, start, end).await {
-            Ok(opened) => opened,
-            Err(err) => return Ok(shared_tier_unavailable(&err)),
-        };
         plan.request.scope = caller.scope().clone();
         let opened = match opened {
             Some((snapshot, true)) => {

@@ -190,9 +190,9 @@ async fn own_part(
     start: Option<Timestamp>,
     end: Option<Timestamp>,
 ) -> Result<(Option<StreamSnapshot>, Vec<String>, bool)> {
-    let records = remote.published(stream, start, end).await?;
+    let (records, opened) = remote.open_published(stream, start, end).await?;
     let ids = records.iter().map(|r| r.split_id.clone()).collect();
-    Ok(match remote.snapshot(stream, &records, start, end).await? {
+    Ok(match opened {
         Some((snapshot, ranged)) => (Some(snapshot), ids, ranged),
         None => (None, ids, false),
     })

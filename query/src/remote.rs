@@ -265,6 +265,20 @@ impl RemoteSplits {
             .collect())
     }
 
+    /// The published splits of `stream` in `[start, end)`, and their snapshot
+    /// ([`RemoteSplits::published`], then [`RemoteSplits::snapshot`]): the part of a searcher
+    /// that reads them itself, and the records the indexers are told to leave out.
+    pub async fn open_published(
+        &self,
+        stream: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> crate::Result<(Vec<SplitRecord>, Option<(StreamSnapshot, bool)>)> {
+        let records = self.published(stream, start, end).await?;
+        let opened = self.snapshot(stream, &records, start, end).await?;
+        Ok((records, opened))
+    }
+
     /// A snapshot of the splits of `records` that may hold documents in `[start, end)`,
     /// opened (from the cache, or by range), or `None` if none does; and whether any was
     /// opened by range (its search then waits on object storage more than on the CPU).
