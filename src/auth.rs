@@ -163,6 +163,7 @@ pub fn classify(method: &Method, path: &str) -> Need {
         ["api", "v1", _, "tail"] if *method == Method::GET => Need::Read,
         ["api", "v1", _, "_leaf", "search" | "groups"] if post => Need::Read,
         ["api", "v1", "_leaf", "streams"] if post => Need::Read,
+        ["api", "v1", "_leaf", "elastic", "search" | "schemas"] if post => Need::Read,
         _ => Need::Admin,
     }
 }
@@ -485,6 +486,9 @@ mod tests {
             ("GET", "/api/v1/audit/_leaf/groups", Admin),
             ("POST", "/api/v1/_leaf/streams", Read),
             ("GET", "/api/v1/_leaf/streams", Admin),
+            ("POST", "/api/v1/_leaf/elastic/search", Read),
+            ("POST", "/api/v1/_leaf/elastic/schemas", Read),
+            ("GET", "/api/v1/_leaf/elastic/search", Admin),
             ("GET", "/api/v1/_elastic", Read),
             ("HEAD", "/api/v1/_elastic/", Read),
             ("GET", "/api/v1/_elastic/_search", Read),

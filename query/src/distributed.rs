@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -18,7 +18,7 @@ use trawl_model::{ApiError, ErrorCode, Timestamp};
 
 use crate::access::Scope;
 use crate::error::Error;
-use crate::fanin::{Caller, FanIn};
+use crate::fanin::{leaf_call, Caller, FanIn, Leaf};
 use crate::request::{json_or_default, QueryLimits, SearchRequest, SortOrder};
 use crate::search::{merge_leaves, LeafResponse};
 
@@ -76,6 +76,9 @@ pub struct RootSettings {
     pub remote: Option<Arc<crate::remote::RemoteSplits>>,
     /// Who counts as a system component in the reports (`query.audit_system_*`).
     pub reports: crate::reports::ReportSettings,
+    /// Index name patterns of the Elasticsearch-compatible API
+    /// (`query.elastic_index_patterns`; the indexers must have the same).
+    pub elastic: crate::elastic::ElasticSettings,
 }
 
 impl std::fmt::Debug for crate::remote::RemoteSplits {
@@ -106,6 +109,7 @@ impl RootSettings {
             indexer_ca_pem,
             remote: None,
             reports: crate::reports::ReportSettings::from_config(config),
+            elastic: crate::elastic::ElasticSettings::from_config(config),
         })
     }
 
@@ -139,8 +143,8 @@ struct RootState {
 }
 
 /// The routes of the searcher role: `GET|POST /api/v1/{stream}/search`,
-/// `GET /api/v1/streams`, `GET /api/v1/{stream}/tail` and `GET|POST /api/v1/{stream}/export`,
-/// answered by fanning out to the indexers of `settings`. Every request to an indexer carries
+/// `GET /api/v1/streams`, `GET /api/v1/{stream}/tail`, `GET|POST /api/v1/{stream}/export`, the
+/// reports, a pod's story and the Elasticsearch-compatible API, answered by fanning out to the indexers of `settings`. Every request to an indexer carries
 /// the caller's resolved scope. Errors: an unusable `indexer_ca_path` or token.
 pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result<Router> {
     let credentials = settings
@@ -174,6 +178,12 @@ pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result
         fanin: fanin.clone(),
         limits: state.limits.clone(),
         remote: settings.remote.clone(),
+    };
+    let elastic = crate::fanin_elastic::RootElastic {
+        fanin: fanin.clone(),
+        limits: state.limits.clone(),
+        remote: settings.remote.clone(),
+        patterns: Arc::new(settings.elastic.index_patterns.clone()),
     };
     let reports = crate::fanin_reports::RootReports {
         fanin: fanin.clone(),
@@ -210,7 +220,8 @@ pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result
                     get(crate::fanin_reports::get_events_report),
                 )
                 .with_state(reports),
-        ))
+        )
+        .merge(crate::elastic::router_of(elastic)))
 }
 
 async fn get_search(
@@ -297,14 +308,6 @@ async fn story(
     }
 }
 
-/// What one indexer answered.
-enum LeafOutcome {
-    Answer(LeafResponse),
-    /// A client error (bad query, unknown stream): the same for every indexer, passed on.
-    Refused(StatusCode, Bytes),
-    Failed(String),
-}
-
 async fn fan_out(
     state: &RootState,
     stream: &str,
@@ -381,7 +384,7 @@ async fn fan_out_value(
         let calls = state.fanin.indexers.iter().map(|base| {
             let url = format!("{base}{}", LEAF_SEARCH_PATH.replace("{stream}", stream));
             let request = caller.apply(state.fanin.client.post(url).json(body).timeout(deadline));
-            async move { (base.clone(), leaf_call(request).await) }
+            async move { (base.clone(), leaf_call::<LeafResponse>(request).await) }
         });
         futures::future::join_all(calls)
     };
@@ -412,8 +415,8 @@ async fn fan_out_value(
     }
     for (base, outcome) in outcomes {
         match outcome {
-            LeafOutcome::Answer(leaf) => leaves.push(leaf),
-            LeafOutcome::Refused(status, body) => {
+            Leaf::Answer(leaf) => leaves.push(leaf),
+            Leaf::Refused(status, body) => {
                 return Err(Box::new(
                     (
                         status,
@@ -423,7 +426,7 @@ async fn fan_out_value(
                         .into_response(),
                 ))
             }
-            LeafOutcome::Failed(reason) => {
+            Leaf::Failed(reason) => {
                 tracing::warn!(indexer = %base, %reason, "leaf search failed");
                 failed.push(json!({"indexer": base, "reason": reason}));
             }
@@ -501,29 +504,6 @@ async fn remote_leaf(
     answer
 }
 
-async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {
-    let response = match request.send().await {
-        Ok(r) => r,
-        Err(err) => return LeafOutcome::Failed(err.to_string()),
-    };
-    let status = response.status();
-    let body = match response.bytes().await {
-        Ok(b) => b,
-        Err(err) => return LeafOutcome::Failed(err.to_string()),
-    };
-    if status.is_client_error() {
-        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
-        return LeafOutcome::Refused(status, body);
-    }
-    if !status.is_success() {
-        return LeafOutcome::Failed(format!("answered {status}"));
-    }
-    match postcard::from_bytes::<LeafResponse>(&body) {
-        Ok(leaf) => LeafOutcome::Answer(leaf),
-        Err(err) => LeafOutcome::Failed(format!("undecodable answer: {err}")),
-    }
-}
-
 /// Sums the indexers' stream statistics (each scoped by the indexer to the caller's scope).
 /// With a shared tier, its published splits are counted here (from the metastore's rows, or
 /// by counting what a restricted caller may see in them) and each indexer counts the rest
@@ -532,14 +512,24 @@ async fn leaf_call(request: reqwest::RequestBuilder) -> LeafOutcome {
 /// partial.
 async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMap) -> Response {
     let caller = Caller::new(&state.fanin, scope, &headers);
+    Json(statistics(&state.fanin, &state.limits, state.remote.as_ref(), &caller).await)
+        .into_response()
+}
+
+/// The body of the searcher's `GET /api/v1/streams`: `streams` (name, docs, bytes, splits,
+/// bounds) summed over the shared tier and the indexers, `indexers`, `shared_tier`, and
+/// `partial` when a part could not be read.
+pub(crate) async fn statistics(
+    fanin: &FanIn,
+    limits: &QueryLimits,
+    remote: Option<&Arc<crate::remote::RemoteSplits>>,
+    caller: &Caller,
+) -> Value {
     // `None`: no shared tier; `Some(None)`: it could not be read.
-    let shared = match &state.remote {
+    let shared = match remote {
         Some(remote) => Some(
-            match crate::remote::within(
-                state.limits.timeout,
-                shared_streams(remote, caller.scope()),
-            )
-            .await
+            match crate::remote::within(limits.timeout, shared_streams(remote, caller.scope()))
+                .await
             {
                 Ok(listed) => Some(listed),
                 Err(err) => {
@@ -550,16 +540,15 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
         ),
         None => None,
     };
-    let calls = state.fanin.indexers.iter().map(|base| {
+    let calls = fanin.indexers.iter().map(|base| {
         let request = match shared.as_ref().and_then(Option::as_ref) {
-            Some((_, ids)) => state
-                .fanin
+            Some((_, ids)) => fanin
                 .client
                 .post(format!("{base}{}", crate::stats::LEAF_STREAMS_PATH))
                 .json(&json!({ crate::remote::EXCLUDE_SPLITS_KEY: ids })),
-            None => state.fanin.client.get(format!("{base}/api/v1/streams")),
+            None => fanin.client.get(format!("{base}/api/v1/streams")),
         };
-        let request = caller.apply(request.timeout(state.limits.timeout));
+        let request = caller.apply(request.timeout(limits.timeout));
         async move {
             let response = request.send().await.ok()?;
             if !response.status().is_success() {
@@ -597,7 +586,7 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
     });
     // Which indexers answered, for the console's overview of a split deployment.
     let mut indexers = Vec::with_capacity(answers.len());
-    for (base, answer) in state.fanin.indexers.iter().zip(answers) {
+    for (base, answer) in fanin.indexers.iter().zip(answers) {
         let Some(streams) = answer.as_ref().and_then(|a| a["streams"].as_array()) else {
             failed += 1;
             indexers.push(json!({"url": base, "ok": false}));
@@ -618,7 +607,7 @@ async fn streams(State(state): State<RootState>, scope: Scope, headers: HeaderMa
     if failed > 0 || shared_failed {
         body["partial"] = Value::Bool(true);
     }
-    Json(body).into_response()
+    body
 }
 
 /// The statistics of the shared tier's published splits per stream, as `scope` may see them,

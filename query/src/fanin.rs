@@ -15,6 +15,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -81,6 +82,42 @@ impl Caller {
             request = request.header(SCOPE_HEADER, value);
         }
         request
+    }
+}
+
+/// What an indexer answered a leaf call (a part of a search, a report's pass).
+pub(crate) enum Leaf<T> {
+    /// The part, decoded from postcard.
+    Answer(T),
+    /// A client error (a bad query, an unknown stream): the same for every indexer, passed on.
+    Refused(StatusCode, Bytes),
+    /// Unreachable, timed out, a server error or an undecodable answer.
+    Failed(String),
+}
+
+/// Sends a leaf call and decodes its postcard answer.
+pub(crate) async fn leaf_call<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Leaf<T> {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(err) => return Leaf::Failed(err.to_string()),
+    };
+    let status = response.status();
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(err) => return Leaf::Failed(err.to_string()),
+    };
+    if status.is_client_error() {
+        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
+        return Leaf::Refused(status, body);
+    }
+    if !status.is_success() {
+        return Leaf::Failed(format!("answered {status}"));
+    }
+    match postcard::from_bytes::<T>(&body) {
+        Ok(answer) => Leaf::Answer(answer),
+        Err(err) => Leaf::Failed(format!("undecodable answer: {err}")),
     }
 }
 

@@ -35,7 +35,7 @@ use trawl_model::{ApiError, ErrorCode, Timestamp, AUDIT_STREAM, EVENTS_STREAM};
 
 use crate::access::Scope;
 use crate::error::{Error, Result};
-use crate::fanin::{Caller, FanIn};
+use crate::fanin::{leaf_call, Caller, FanIn, Leaf};
 use crate::remote::{lock, RemoteSplits, EXCLUDE_SPLITS_KEY};
 use crate::reports::{
     request_of, run_report_with, LeafAnswer, LeafRequest, PassSpec, RemoteGroups, ReportParams,
@@ -277,31 +277,31 @@ impl IndexerGroups {
                     .json(&body)
                     .timeout(left),
             );
-            async move { (base.clone(), call(request).await) }
+            async move { (base.clone(), leaf_call::<LeafAnswer>(request).await) }
         });
         let outcomes = self.handle.block_on(futures::future::join_all(calls));
         let mut answers = Vec::with_capacity(outcomes.len());
         for (base, outcome) in outcomes {
             match outcome {
-                Called::Answer(answer) => {
+                Leaf::Answer(answer) => {
                     self.answered.store(true, Ordering::Relaxed);
                     answers.push(answer);
                 }
-                Called::Refused(StatusCode::NOT_FOUND, body) if unknown_stream(&body) => {
+                Leaf::Refused(StatusCode::NOT_FOUND, body) if unknown_stream(&body) => {
                     self.answered.store(true, Ordering::Relaxed);
                 }
-                Called::Refused(StatusCode::NOT_FOUND, _) => {
+                Leaf::Refused(StatusCode::NOT_FOUND, _) => {
                     // An indexer of an older release, without the route: its events are
                     // missing, as those of an indexer that is down.
                     let reason = "does not serve report leaves (update indexers before searchers)";
                     tracing::warn!(indexer = %base, reason, "report leaf failed");
                     lock(&self.failed).insert(base, reason.to_string());
                 }
-                Called::Refused(status, body) => {
+                Leaf::Refused(status, body) => {
                     lock(&self.refused).get_or_insert((status, body));
                     return Err(Error::InvalidArgument(format!("{base} refused the report")));
                 }
-                Called::Failed(reason) => {
+                Leaf::Failed(reason) => {
                     tracing::warn!(indexer = %base, %reason, "report leaf failed");
                     lock(&self.failed).insert(base, reason);
                 }
@@ -349,36 +349,6 @@ impl RemoteGroups for IndexerGroups {
             }
         }
         Ok(found)
-    }
-}
-
-/// What one indexer answered one call.
-enum Called {
-    Answer(LeafAnswer),
-    Refused(StatusCode, Bytes),
-    Failed(String),
-}
-
-async fn call(request: reqwest::RequestBuilder) -> Called {
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(err) => return Called::Failed(err.to_string()),
-    };
-    let status = response.status();
-    let body = match response.bytes().await {
-        Ok(body) => body,
-        Err(err) => return Called::Failed(err.to_string()),
-    };
-    if status.is_client_error() {
-        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
-        return Called::Refused(status, body);
-    }
-    if !status.is_success() {
-        return Called::Failed(format!("answered {status}"));
-    }
-    match postcard::from_bytes::<LeafAnswer>(&body) {
-        Ok(answer) => Called::Answer(answer),
-        Err(err) => Called::Failed(format!("undecodable answer: {err}")),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod elastic;
 mod error;
 pub mod export;
 mod fanin;
+mod fanin_elastic;
 mod fanin_export;
 mod fanin_reports;
 mod hit;

@@ -451,33 +451,51 @@ fn authorized(request: RequestBuilder, token: Option<&str>) -> RequestBuilder {
     }
 }
 
-/// The fixtures through `_bulk`, as Fluent Bit sends them (`_type` included), and a wait until
-/// every document counts.
+/// Every fixture document as a `_bulk` item (action line, document line), as Fluent Bit sends
+/// them (`_type` included): logs, audit events, Kubernetes Events.
+fn bulk_items() -> Vec<(Value, Value)> {
+    let mut items = Vec::new();
+    for log in logs() {
+        items.push((
+            json!({"index": {"_index": log.index(), "_type": "_doc"}}),
+            log.document(),
+        ));
+    }
+    for audit in audits() {
+        items.push((
+            json!({"create": {"_index": audit.index(), "_type": "_doc"}}),
+            audit.document(),
+        ));
+    }
+    for event in kevents() {
+        items.push((
+            json!({"index": {"_index": event.index(), "_type": "_doc"}}),
+            event.document(),
+        ));
+    }
+    items
+}
+
+fn bulk_body<'a>(items: impl IntoIterator<Item = &'a (Value, Value)>) -> String {
+    let mut body = String::new();
+    for (action, document) in items {
+        body.push_str(&action.to_string());
+        body.push('\n');
+        body.push_str(&document.to_string());
+        body.push('\n');
+    }
+    body
+}
+
+/// The fixtures through `_bulk`, and a wait until every document counts.
 fn start(extra_config: &str, tokens: Option<Tokens>) -> (tempfile::TempDir, Server) {
     let tmp = tempfile::tempdir().unwrap();
     let config = format!("[indexer]\ncommit_interval_ms = 200\n{extra_config}");
     let server = Server::start(&tmp.path().join("data"), &config);
-    let mut body = String::new();
-    for log in logs() {
-        body.push_str(&json!({"index": {"_index": log.index(), "_type": "_doc"}}).to_string());
-        body.push('\n');
-        body.push_str(&log.document().to_string());
-        body.push('\n');
-    }
-    for audit in audits() {
-        body.push_str(&json!({"create": {"_index": audit.index(), "_type": "_doc"}}).to_string());
-        body.push('\n');
-        body.push_str(&audit.document().to_string());
-        body.push('\n');
-    }
+    let items = bulk_items();
     // The first Event twice, as a relist sends it again: one document.
-    let events = kevents();
-    for event in events.iter().chain(&events[..1]) {
-        body.push_str(&json!({"index": {"_index": event.index(), "_type": "_doc"}}).to_string());
-        body.push('\n');
-        body.push_str(&event.document().to_string());
-        body.push('\n');
-    }
+    let first_event = &items[LOGS + EVENTS];
+    let body = bulk_body(items.iter().chain(std::iter::once(first_event)));
     let request = client()
         .post(server.at("/api/v1/_elastic/_bulk"))
         .header("content-type", "application/x-ndjson")
@@ -497,6 +515,12 @@ fn start(extra_config: &str, tokens: Option<Tokens>) -> (tempfile::TempDir, Serv
         answer["items"][0]["index"]["_index"],
         json!("ks-logstash-log-2026.01.14")
     );
+    wait_for_every_document(&server, tokens.map(|t| t.admin));
+    (tmp, server)
+}
+
+/// Waits until `_count` counts every fixture document on `server`.
+fn wait_for_every_document(server: &Server, token: Option<&str>) {
     for (pattern, expected) in [
         ("ks-logstash-log*", LOGS),
         ("ks-logstash-auditing*", EVENTS),
@@ -508,13 +532,11 @@ fn start(extra_config: &str, tokens: Option<Tokens>) -> (tempfile::TempDir, Serv
             || {
                 let request =
                     client().post(server.at(&format!("/api/v1/_elastic/{pattern}/_count")));
-                let (_, answer) =
-                    json_of(authorized(request, tokens.map(|t| t.admin)).send().unwrap());
+                let (_, answer) = json_of(authorized(request, token).send().unwrap());
                 answer["count"] == json!(expected)
             },
         );
     }
-    (tmp, server)
 }
 
 // --- the request bodies of ks-apiserver's clients -------------------------------------------
@@ -669,6 +691,18 @@ fn matching_logs(f: &LogFilter) -> Vec<Log> {
     logs().into_iter().filter(|l| log_matches(f, l)).collect()
 }
 
+/// Three namespaces' pods over 100 minutes: three pages of the fixture. `demo` was created at
+/// 23:30 (its older logs are hidden); `default` has no creation time (Go's zero time).
+fn paged_filter() -> LogFilter {
+    LogFilter {
+        namespaces: vec![("demo", Some(START + 30 * MINUTE)), ("default", None)],
+        pods: vec!["web-5d8f7b9c6d-x2x4k", "db-0", "agent-7kq2w"],
+        start: START + 10 * MINUTE,
+        end: START + 110 * MINUTE,
+        ..LogFilter::default()
+    }
+}
+
 fn full_day() -> LogFilter {
     LogFilter {
         start: START - 3600,
@@ -741,15 +775,7 @@ fn buckets(answer: &Value, name: &str) -> Vec<Value> {
 #[test]
 fn ks_logging_search_logs_pages_by_namespace_and_pod() {
     let (_tmp, server) = start("", None);
-    let filter = LogFilter {
-        // `demo` was created at 23:30 (its older logs are hidden); `default` has no creation
-        // time (Go's zero time).
-        namespaces: vec![("demo", Some(START + 30 * MINUTE)), ("default", None)],
-        pods: vec!["web-5d8f7b9c6d-x2x4k", "db-0", "agent-7kq2w"],
-        start: START + 10 * MINUTE,
-        end: START + 110 * MINUTE,
-        ..LogFilter::default()
-    };
+    let filter = paged_filter();
     let total = matching_logs(&filter).len();
     assert!(total > 25, "three pages of the fixture: {total}");
     for (from, size, order) in [(0, 10, "desc"), (5, 10, "desc"), (20, 10, "asc")] {
@@ -1464,4 +1490,159 @@ fn ks_queries_with_a_namespace_scoped_token_see_only_its_namespace() {
         })
         .collect();
     assert_eq!(namespaces, BTreeSet::from(["demo"]));
+}
+
+// --- through a searcher ---------------------------------------------------------------------
+
+/// An answer without what differs between deployments: `took`, the hits' `_id` (a position in
+/// a split), the shard counts.
+fn steady(mut answer: Value) -> Value {
+    if let Some(object) = answer.as_object_mut() {
+        object.remove("took");
+        object.remove("_shards");
+    }
+    if let Some(hits) = answer["hits"]["hits"].as_array_mut() {
+        for hit in hits {
+            if let Some(hit) = hit.as_object_mut() {
+                hit.remove("_id");
+            }
+        }
+    }
+    answer
+}
+
+/// Moving KubeSphere to a cluster deployment is still one URL: its documents `_bulk`-ed to two
+/// indexers (alternately, as two nodes' Fluent Bits would), and ks-apiserver's queries sent to
+/// a searcher over both answer as one server holding every document answers them. One indexer
+/// down: the other's documents, with the missing part counted as a failed shard.
+#[test]
+fn ks_queries_through_a_searcher_over_two_indexers_answer_as_one_server() {
+    let (_whole_dir, whole) = start("", None);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[indexer]\ncommit_interval_ms = 200\n";
+    let a = Server::start_role("indexer", &tmp.path().join("a"), config);
+    let b = Server::start_role("indexer", &tmp.path().join("b"), config);
+    let items = bulk_items();
+    for (server, parity) in [(&a, 0), (&b, 1)] {
+        let body = bulk_body(
+            items
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == parity)
+                .map(|(_, item)| item),
+        );
+        let (status, answer) = json_of(
+            client()
+                .post(server.at("/api/v1/_elastic/_bulk"))
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["errors"], json!(false), "{answer}");
+    }
+    let root = Server::start_role(
+        "searcher",
+        &tmp.path().join("root"),
+        &format!("[query]\nindexers = [\"{}\", \"{}\"]\n", a.url, b.url),
+    );
+    // The searcher's own `_count` sees every document of both.
+    wait_for_every_document(&root, None);
+
+    let mut searches: Vec<(String, Value)> = Vec::new();
+    let filter = paged_filter();
+    for (from, size, order) in [(0, 10, "desc"), (5, 10, "desc"), (20, 10, "asc")] {
+        let body = json!({"query": log_query(&filter), "sort": [{"time": order}], "from": from, "size": size});
+        searches.push((log_indices(&filter), body));
+    }
+    let day = full_day();
+    searches.push((
+        log_indices(&day),
+        json!({
+            "query": log_query(&day),
+            "aggs": {"date_histogram_aggregation": {"date_histogram": {"field": "time", "interval": "15m"}}},
+            "size": 0
+        }),
+    ));
+    searches.push((
+        log_indices(&day),
+        json!({
+            "query": log_query(&day),
+            "aggs": {"cardinality_aggregation": {"cardinality": {"field": "kubernetes.docker_id.keyword"}}},
+            "size": 0
+        }),
+    ));
+    for case in audit_cases() {
+        let query = audit_query(&case.clause, AUDIT_FROM, AUDIT_TO);
+        searches.push((
+            audit_indices(),
+            json!({"query": query, "sort": [{"RequestReceivedTimestamp": "desc"}], "from": 0, "size": 100}),
+        ));
+        searches.push((
+            audit_indices(),
+            json!({"query": query, "size": 0, "aggs": {
+                "date_histogram_aggregation": {"date_histogram": {"field": "RequestReceivedTimestamp", "interval": "30m"}},
+                "cardinality_aggregation": {"cardinality": {"field": "AuditID.keyword"}}
+            }}),
+        ));
+    }
+    for case in event_cases() {
+        for (order, from, size) in [("desc", 0, 100), ("asc", 2, 3)] {
+            searches.push((
+                event_indices(),
+                json!({
+                    "from": from, "size": size,
+                    "query": event_query(&case.clause, EVENTS_FROM, EVENTS_TO),
+                    "sort": [{"lastTimestamp": {"order": order}}]
+                }),
+            ));
+        }
+    }
+    let mut hits_compared = 0;
+    for (indices, body) in &searches {
+        let expected = ks_search(&whole, indices, body);
+        let answered = ks_search(&root, indices, body);
+        assert_eq!(answered["_shards"]["failed"], json!(0), "{body}");
+        assert_eq!(
+            steady(answered),
+            steady(expected.clone()),
+            "{indices} {body}"
+        );
+        hits_compared += expected["hits"]["hits"].as_array().unwrap().len();
+    }
+    assert!(searches.len() > 20, "{} searches", searches.len());
+    assert!(hits_compared > 200, "{hits_compared} hits compared");
+    // And against the ground truth, not only the other server.
+    let answer = ks_search(&root, &log_indices(&filter), &searches[0].1);
+    assert_eq!(sources(&answer), expected_page(&filter, 0, 10, "desc"));
+
+    // The version probe and `_cat/indices` of the searcher, as ks-apiserver and people see them.
+    let (status, info) = es(
+        client().get(root.at("/api/v1/_elastic/")),
+        UA_V6,
+        &Value::Null,
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["version"]["number"], json!("6.8.23"));
+    let (_, cat) = json_of(
+        client()
+            .get(root.at("/api/v1/_elastic/_cat/indices?format=json&h=index,docs.count"))
+            .send()
+            .unwrap(),
+    );
+    let counted: u64 = cat
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["docs.count"].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, (LOGS + EVENTS + KEVENTS) as u64, "{cat}");
+
+    // One indexer down: the other's documents, and one failed shard saying which.
+    let only_a = ks_search(&a, "ks-logstash-log*", &json!({"size": 0}));
+    b.kill9();
+    let answer = ks_search(&root, "ks-logstash-log*", &json!({"size": 0}));
+    assert_eq!(answer["hits"]["total"], only_a["hits"]["total"]);
+    assert_eq!(answer["_shards"]["failed"], json!(1), "{answer}");
 }

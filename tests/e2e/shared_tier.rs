@@ -324,11 +324,39 @@ fn search_all(searcher: &Server) -> (u64, usize, bool) {
         .map(|h| h["timestamp"].as_str().unwrap())
         .collect();
     assert_eq!(hits.len(), distinct.len(), "duplicate hits: {answer}");
-    (
+    let found = (
         answer["total"].as_u64().unwrap(),
         distinct.len(),
         answer["partial"].as_bool().unwrap_or(false),
-    )
+    );
+    // The Elasticsearch API of the same searcher finds the same, a missing part counted as a
+    // failed shard.
+    let (status, answer) = crate::support::json_of(
+        Client::new()
+            .post(searcher.at("/api/v1/_elastic/logs/_search"))
+            .json(&json!({
+                "size": 10000, "_source": ["timestamp"], "sort": [{"@timestamp": "asc"}]
+            }))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status.as_u16(), 200, "{answer}");
+    let hits = answer["hits"]["hits"].as_array().unwrap();
+    let stamps: Vec<&str> = hits
+        .iter()
+        .map(|h| h["_source"]["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "order or duplicates: {answer}"
+    );
+    let es = (
+        answer["hits"]["total"]["value"].as_u64().unwrap(),
+        stamps.len(),
+        answer["_shards"]["failed"].as_u64().unwrap() > 0,
+    );
+    assert_eq!(es, found, "the Elasticsearch API: {}", answer["_shards"]);
+    found
 }
 
 /// Exports every record of the logs stream through `searcher` as NDJSON, CSV and Arrow, and

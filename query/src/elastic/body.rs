@@ -508,7 +508,7 @@ fn parse_fields(value: &Value, key: &str) -> EsResult<Vec<FieldRequest>> {
 pub(crate) type AggFixes = BTreeMap<String, AggFix>;
 
 /// What to change in an aggregation's result so that it reads as Elasticsearch's.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AggFix {
     /// A `date_histogram`: integer keys, and `key_as_string` in this format when given.
     pub date_format: Option<Option<String>>,

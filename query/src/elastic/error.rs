@@ -88,6 +88,43 @@ impl IntoResponse for EsError {
     }
 }
 
+/// The exception types this API answers with.
+const KINDS: &[&str] = &[
+    "exception",
+    "illegal_argument_exception",
+    "index_not_found_exception",
+    "parsing_exception",
+    "query_shard_exception",
+    "resource_not_found_exception",
+    "search_phase_execution_exception",
+    "too_many_buckets_exception",
+];
+
+impl EsError {
+    /// The error another Trawl process answered in this shape (an indexer refusing a searcher's
+    /// part of a search), to be passed on to the client as it was. A body that is not such an
+    /// error keeps the status, with the body's text as the reason.
+    pub fn from_answer(status: StatusCode, body: &[u8]) -> EsError {
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let error = parsed.as_ref().map(|v| &v["error"]);
+        let kind = error
+            .and_then(|e| e["type"].as_str())
+            .and_then(|t| KINDS.iter().find(|k| **k == t))
+            .copied()
+            .unwrap_or("exception");
+        let reason = error
+            .and_then(|e| e["reason"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(400).collect());
+        EsError {
+            status,
+            kind,
+            reason,
+            index: error.and_then(|e| e["index"].as_str()).map(str::to_string),
+        }
+    }
+}
+
 impl From<Error> for EsError {
     /// Maps the search engine's errors: bad queries are `parsing_exception`, bad arguments and
     /// aggregations `illegal_argument_exception`, an unknown stream `index_not_found_exception`,
@@ -166,6 +203,18 @@ mod tests {
         assert_eq!(
             err.body()["error"]["root_cause"][0]["reason"],
             json!("no such index [nope]")
+        );
+    }
+
+    #[test]
+    fn an_answered_error_is_passed_on_as_it_was() {
+        let err = EsError::index_not_found("logs-x");
+        let again = EsError::from_answer(err.status, err.body().to_string().as_bytes());
+        assert_eq!(again, err);
+        let odd = EsError::from_answer(StatusCode::BAD_REQUEST, b"not json");
+        assert_eq!(
+            (odd.status, odd.kind, odd.reason.as_str()),
+            (StatusCode::BAD_REQUEST, "exception", "not json")
         );
     }
 

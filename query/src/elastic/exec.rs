@@ -9,6 +9,7 @@ use std::cmp::Ordering as CmpOrdering;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
@@ -60,13 +61,53 @@ pub(crate) struct Key {
     pub missing_first: bool,
 }
 
+/// How a sort key orders values, whatever it reads: all a part's hits need to be merged with
+/// another part's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyOrder {
+    pub asc: bool,
+    pub missing_first: bool,
+}
+
+impl From<&Key> for KeyOrder {
+    fn from(key: &Key) -> KeyOrder {
+        KeyOrder {
+            asc: key.asc,
+            missing_first: key.missing_first,
+        }
+    }
+}
+
+/// The orders of a request's sort keys, as [`resolve_sort`] resolves them for any schema.
+pub(crate) fn key_orders(sort: &[SortKey]) -> Vec<KeyOrder> {
+    let orders: Vec<KeyOrder> = sort
+        .iter()
+        .filter(|k| k.field != "_score")
+        .map(|k| KeyOrder {
+            asc: k.asc,
+            missing_first: !is_doc_key(&k.field) && k.missing_first,
+        })
+        .collect();
+    if orders.is_empty() {
+        return vec![KeyOrder {
+            asc: false,
+            missing_first: false,
+        }];
+    }
+    orders
+}
+
+fn is_doc_key(field: &str) -> bool {
+    field == "_doc" || field == "_shard_doc"
+}
+
 /// The sort keys of a request for one stream's schema. `_score` keys are dropped (no scores
 /// are computed); no keys at all means newest first. A field that is not a fast keyword,
 /// number, date or boolean is a 400, as is an unknown field without `unmapped_type`.
 pub(crate) fn resolve_sort(sort: &[SortKey], snapshot: &StreamSnapshot) -> EsResult<Vec<Key>> {
     let mut keys = Vec::new();
     for key in sort.iter().filter(|k| k.field != "_score") {
-        let source = if key.field == "_doc" || key.field == "_shard_doc" {
+        let source = if is_doc_key(&key.field) {
             KeySource::Doc
         } else {
             let name = canonical_field(&snapshot.schema, &snapshot.stream, &key.field);
@@ -112,7 +153,7 @@ pub(crate) fn resolve_sort(sort: &[SortKey], snapshot: &StreamSnapshot) -> EsRes
         keys.push(Key {
             source,
             asc: key.asc,
-            missing_first: key.field != "_doc" && key.missing_first,
+            missing_first: !is_doc_key(&key.field) && key.missing_first,
         });
     }
     if keys.is_empty() {
@@ -149,44 +190,71 @@ pub(crate) struct ExecOptions {
     pub end: Option<Timestamp>,
 }
 
-/// A hit: which stream and document, its record, its sort values.
+/// A hit: which stream and document, its record, its sort values (as the client sees them,
+/// and as they compare with another part's hits).
 pub(crate) struct Hit {
     pub stream: String,
     pub id: String,
     pub record: Map<String, Value>,
     pub sort: Vec<Value>,
+    pub keys: Keys,
+    /// Where the document is: target id, segment, doc. Equal keys are ordered by it (after
+    /// the stream's place in the request), in the direction of the first key.
+    pub at: (String, u32, DocId),
 }
 
 /// The outcome of [`execute`].
 pub(crate) struct Outcome {
     pub total: u64,
     pub hits: Vec<Hit>,
-    pub aggregations: Option<Value>,
+    /// The aggregations of every target merged, not yet final (another part's may join them);
+    /// `None` when no plan aggregates.
+    pub intermediates: Option<IntermediateAggregationResults>,
     pub timed_out: bool,
     /// Targets searched, reported as shards.
     pub shards: usize,
 }
 
 /// A key value: `Num` for numbers and local keyword ordinals, `Str` for keywords once
-/// resolved, `Doc` for `_doc` (target id, then segment and doc packed).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Val {
+/// resolved, `Doc` for `_doc` (target id, then segment and doc packed). A part's hits carry
+/// them to the root that merges parts, so they travel (postcard).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) enum Val {
     Num(u64),
     Str(String),
     Doc(String, u64),
 }
 
-type Keys = Vec<Option<Val>>;
+/// A document's values of the sort keys, in the keys' order.
+pub(crate) type Keys = Vec<Option<Val>>;
 
-fn cmp_keys(keys: &[Key], a: &Keys, b: &Keys) -> CmpOrdering {
+/// Anything that orders like a sort key.
+pub(crate) trait Ordered {
+    fn order(&self) -> KeyOrder;
+}
+
+impl Ordered for Key {
+    fn order(&self) -> KeyOrder {
+        KeyOrder::from(self)
+    }
+}
+
+impl Ordered for KeyOrder {
+    fn order(&self) -> KeyOrder {
+        *self
+    }
+}
+
+pub(crate) fn cmp_keys<K: Ordered>(keys: &[K], a: &Keys, b: &Keys) -> CmpOrdering {
     for (key, (x, y)) in keys.iter().zip(a.iter().zip(b.iter())) {
+        let KeyOrder { asc, missing_first } = key.order();
         let ord = match (x, y) {
             (None, None) => CmpOrdering::Equal,
-            (None, Some(_)) if key.missing_first => CmpOrdering::Less,
+            (None, Some(_)) if missing_first => CmpOrdering::Less,
             (None, Some(_)) => CmpOrdering::Greater,
-            (Some(_), None) if key.missing_first => CmpOrdering::Greater,
+            (Some(_), None) if missing_first => CmpOrdering::Greater,
             (Some(_), None) => CmpOrdering::Less,
-            (Some(x), Some(y)) if key.asc => x.cmp(y),
+            (Some(x), Some(y)) if asc => x.cmp(y),
             (Some(x), Some(y)) => y.cmp(x),
         };
         if ord != CmpOrdering::Equal {
@@ -206,7 +274,7 @@ pub(crate) fn execute(
         return Ok(Outcome {
             total: 0,
             hits: Vec::new(),
-            aggregations: None,
+            intermediates: None,
             timed_out: false,
             shards: 0,
         });
@@ -278,17 +346,15 @@ pub(crate) fn execute(
 
     let hits = fetch_hits(plans, &targets, keys, candidates)?;
 
-    let aggregations = match runs.iter().flatten().next() {
-        Some(run) => {
-            let merged = AggRun::merge(intermediates).map_err(EsError::from)?;
-            Some(run.finish(merged).map_err(EsError::from)?)
-        }
-        None => None,
+    let intermediates = if runs.iter().flatten().next().is_some() {
+        Some(AggRun::merge(intermediates).map_err(EsError::from)?)
+    } else {
+        None
     };
     Ok(Outcome {
         total,
         hits,
-        aggregations,
+        intermediates,
         timed_out: timed_out.load(Ordering::Relaxed),
         shards: targets.len(),
     })
@@ -325,12 +391,14 @@ fn fetch_hits(
         hits.push(Hit {
             stream: plan.snapshot.stream.clone(),
             id: format!("{}.{segment}.{doc}", target.id),
+            at: (target.id.clone(), segment, doc),
             record: format.to_json(&stored),
             sort: keys
                 .iter()
-                .zip(values)
+                .zip(values.iter().cloned())
                 .map(|(key, v)| sort_value(key, v))
                 .collect(),
+            keys: values,
         });
     }
     Ok(hits)

@@ -9,6 +9,7 @@
 //! dsl/         the query DSL -> tantivy queries (one stream's schema); time bounds for pruning
 //! datemath.rs  epoch_millis, ISO dates, `now-15m/m`, `||` anchors, range rounding
 //! exec.rs      search over one or more streams: count, sorted top hits, aggregations
+//! part.rs      a search in parts (one node's, each indexer's for a searcher) and their merge
 //! mapping.rs   Elasticsearch field types, _field_caps, _cat/indices, index patterns
 //! error.rs     {"error": {"root_cause", "type", "reason"}, "status"} (the body itself is
 //!              trawl_model::elastic's, shared with the indexer's _bulk)
@@ -28,11 +29,16 @@ mod dsl;
 mod error;
 mod exec;
 mod mapping;
+pub(crate) mod part;
 mod routes;
 
 use trawl_index::StreamSource;
 
+pub(crate) use body::SearchBody;
 pub use error::{EsError, EsResult};
+pub(crate) use mapping::{resolve_indices, Chosen};
+pub use part::{LEAF_ELASTIC_SCHEMAS_PATH, LEAF_ELASTIC_SEARCH_PATH};
+pub(crate) use routes::{router_of, within_budget, Backend, SearchCall};
 pub use routes::{routes, ElasticSettings};
 
 /// Parses a `range` bound of a date field as a `range` query does: `value` (a string or a

@@ -6,7 +6,7 @@
 //! with its v6 client and accepts 5, 6 and 7), and `hits.total` is a number for clients older
 //! than 7 (or with `rest_total_hits_as_int=true`), an object otherwise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,15 +22,18 @@ use tantivy::schema::Schema;
 use trawl_index::StreamSource;
 use trawl_model::Timestamp;
 
-use super::body::{
-    fix_agg_results, rewrite_aggs, AggFixes, FieldRequest, SearchBody, TrackTotalHits,
-};
-use super::dsl::{canonical_field, time_bounds, Translator};
+use futures::future::BoxFuture;
+
+use super::body::SearchBody;
 use super::error::{EsError, EsResult};
-use super::exec::{execute, resolve_sort, ExecOptions, Hit, StreamPlan};
 use super::mapping::{
     cat_rows, cat_text, field_caps, mapping, resolve_indices, resolve_names, uuid_of, Chosen,
 };
+use super::part::{
+    answer, search_part, Answering, LeafRequest, LEAF_ELASTIC_SCHEMAS_PATH,
+    LEAF_ELASTIC_SEARCH_PATH,
+};
+use super::IndexInfo;
 use crate::access::Scope;
 use crate::error::Error;
 use crate::request::QueryLimits;
@@ -55,6 +58,95 @@ const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
 /// The index name patterns of the routes' state: pattern → stream.
 type Patterns = Arc<BTreeMap<String, String>>;
+
+/// What answers the API's requests: one node's streams ([`AppState`] over a
+/// [`StreamSource`]), or a searcher's indexers and shared tier
+/// ([`crate::fanin_elastic::RootElastic`]). The routes, the request parsing and the answers'
+/// shapes are the same for both.
+pub(crate) trait Backend: Clone + Send + Sync + 'static {
+    /// Index name patterns → streams.
+    fn patterns(&self) -> &BTreeMap<String, String>;
+    /// One `_search` over the streams `call.index` names, answered in Elasticsearch's shape.
+    fn search(&self, call: SearchCall) -> BoxFuture<'static, EsResult<Value>>;
+    /// Every stream with the documents and bytes `scope` may see, in name order.
+    fn indices(
+        &self,
+        scope: Scope,
+        headers: HeaderMap,
+    ) -> BoxFuture<'static, EsResult<Vec<IndexInfo>>>;
+    /// The schemas of `streams`, which exist.
+    fn schemas(
+        &self,
+        streams: Vec<String>,
+        headers: HeaderMap,
+    ) -> BoxFuture<'static, EsResult<Vec<(String, Schema)>>>;
+}
+
+/// One `_search` as a handler received it.
+pub(crate) struct SearchCall {
+    pub index: String,
+    pub body: Value,
+    pub params: BTreeMap<String, String>,
+    pub scope: Scope,
+    pub headers: HeaderMap,
+    pub answering: Answering,
+}
+
+impl<S: StreamSource> Backend for AppState<S, Patterns> {
+    fn patterns(&self) -> &BTreeMap<String, String> {
+        &self.extra
+    }
+
+    fn search(&self, call: SearchCall) -> BoxFuture<'static, EsResult<Value>> {
+        let state = self.clone();
+        Box::pin(async move { run_search(&state, call).await })
+    }
+
+    fn indices(
+        &self,
+        scope: Scope,
+        _headers: HeaderMap,
+    ) -> BoxFuture<'static, EsResult<Vec<IndexInfo>>> {
+        let source = Arc::clone(&self.source);
+        Box::pin(blocking(move || {
+            let infos = super::indices(source.as_ref());
+            if !scope.is_restricted() {
+                return Ok(infos);
+            }
+            infos
+                .into_iter()
+                .map(|mut info| {
+                    let snapshot = source
+                        .snapshot(&info.name, None, None)
+                        .map_err(|e| EsError::from(Error::from(e)))?;
+                    let visible = crate::stats::visible_counts(&snapshot, &scope)?;
+                    info.bytes = crate::stats::proportional(info.bytes, visible.docs, info.docs);
+                    info.docs = visible.docs;
+                    Ok(info)
+                })
+                .collect()
+        }))
+    }
+
+    fn schemas(
+        &self,
+        streams: Vec<String>,
+        _headers: HeaderMap,
+    ) -> BoxFuture<'static, EsResult<Vec<(String, Schema)>>> {
+        let source = Arc::clone(&self.source);
+        Box::pin(blocking(move || {
+            streams
+                .into_iter()
+                .map(|s| {
+                    let snapshot = source
+                        .schema_snapshot(&s)
+                        .map_err(|e| EsError::from(Error::from(e)))?;
+                    Ok((s, snapshot.schema))
+                })
+                .collect()
+        }))
+    }
+}
 
 /// What the Elasticsearch API takes from the configuration besides the query limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,15 +209,31 @@ pub fn routes<S: StreamSource>(
         limits,
         extra: Arc::new(settings.index_patterns),
     };
+    router_of(state.clone()).merge(
+        Router::new()
+            .route(
+                LEAF_ELASTIC_SEARCH_PATH,
+                axum::routing::post(leaf_search::<S>),
+            )
+            .route(
+                LEAF_ELASTIC_SCHEMAS_PATH,
+                axum::routing::post(leaf_schemas::<S>),
+            )
+            .with_state(state),
+    )
+}
+
+/// The API's routes over `backend`.
+pub(crate) fn router_of<B: Backend>(backend: B) -> Router {
     let path = |p: &str| format!("{BASE}{p}");
     Router::new()
         .route(BASE, get(info))
         .route(&path("/"), get(info))
-        .route(&path("/_cluster/health"), get(health::<S>))
-        .route(&path("/_cluster/health/{index}"), get(health::<S>))
+        .route(&path("/_cluster/health"), get(health::<B>))
+        .route(&path("/_cluster/health/{index}"), get(health::<B>))
         .route(
             &path("/_search"),
-            get(search_all::<S>).post(search_all::<S>),
+            get(search_all::<B>).post(search_all::<B>),
         )
         .route(
             &path("/_search/scroll"),
@@ -133,32 +241,32 @@ pub fn routes<S: StreamSource>(
         )
         .route(
             &path("/{index}/_search"),
-            get(search::<S>).post(search::<S>),
+            get(search::<B>).post(search::<B>),
         )
         .route(
             &path("/_msearch"),
-            get(msearch_all::<S>).post(msearch_all::<S>),
+            get(msearch_all::<B>).post(msearch_all::<B>),
         )
         .route(
             &path("/{index}/_msearch"),
-            get(msearch::<S>).post(msearch::<S>),
+            get(msearch::<B>).post(msearch::<B>),
         )
-        .route(&path("/_count"), get(count_all::<S>).post(count_all::<S>))
-        .route(&path("/{index}/_count"), get(count::<S>).post(count::<S>))
-        .route(&path("/_mapping"), get(mapping_all::<S>))
-        .route(&path("/{index}/_mapping"), get(mapping_of::<S>))
+        .route(&path("/_count"), get(count_all::<B>).post(count_all::<B>))
+        .route(&path("/{index}/_count"), get(count::<B>).post(count::<B>))
+        .route(&path("/_mapping"), get(mapping_all::<B>))
+        .route(&path("/{index}/_mapping"), get(mapping_of::<B>))
         .route(
             &path("/_field_caps"),
-            get(field_caps_all::<S>).post(field_caps_all::<S>),
+            get(field_caps_all::<B>).post(field_caps_all::<B>),
         )
         .route(
             &path("/{index}/_field_caps"),
-            get(field_caps_of::<S>).post(field_caps_of::<S>),
+            get(field_caps_of::<B>).post(field_caps_of::<B>),
         )
-        .route(&path("/_cat/indices"), get(cat_all::<S>))
-        .route(&path("/_cat/indices/{index}"), get(cat_of::<S>))
-        .route(&path("/{index}"), get(index_info::<S>))
-        .with_state(state)
+        .route(&path("/_cat/indices"), get(cat_all::<B>))
+        .route(&path("/_cat/indices/{index}"), get(cat_of::<B>))
+        .route(&path("/{index}"), get(index_info::<B>))
+        .with_state(backend)
         .layer(axum::middleware::from_fn(elastic_headers))
 }
 
@@ -245,16 +353,16 @@ async fn info(headers: HeaderMap) -> Response {
     .into_response()
 }
 
-async fn health<S: StreamSource>(
-    State(state): State<AppState<S, Patterns>>,
+async fn health<B: Backend>(
+    State(state): State<B>,
+    headers: HeaderMap,
     index: Option<Path<String>>,
 ) -> Response {
     let result = async {
-        let source = Arc::clone(&state.source);
-        let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
+        let indices = state.indices(Scope::All, headers).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
         let chosen = match &index {
-            Some(Path(expr)) => resolve_names(expr, &names, &state.extra)?,
+            Some(Path(expr)) => resolve_names(expr, &names, state.patterns())?,
             None => names,
         };
         let shards = chosen.len();
@@ -290,23 +398,15 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The streams an index expression names (see [`resolve_indices`]).
-async fn streams_of<S: StreamSource>(
-    state: &AppState<S, Patterns>,
+async fn streams_of<B: Backend>(
+    state: &B,
     expression: &str,
     ignore_unavailable: bool,
+    headers: &HeaderMap,
 ) -> EsResult<Vec<Chosen>> {
-    let source = Arc::clone(&state.source);
-    let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
+    let indices = state.indices(Scope::All, headers.clone()).await?;
     let names: Vec<String> = indices.into_iter().map(|i| i.name).collect();
-    resolve_indices(expression, &names, &state.extra, ignore_unavailable)
-}
-
-/// How one search answers beyond its body: `hits.total` as a number or an object, and whether
-/// index names that are no stream are skipped (`ignore_unavailable`).
-#[derive(Debug, Clone, Copy)]
-struct Answering {
-    total_as_int: bool,
-    ignore_unavailable: bool,
+    resolve_indices(expression, &names, state.patterns(), ignore_unavailable)
 }
 
 impl Answering {
@@ -320,8 +420,8 @@ impl Answering {
     }
 }
 
-async fn search_all<S: StreamSource>(
-    state: State<AppState<S, Patterns>>,
+async fn search_all<B: Backend>(
+    state: State<B>,
     scope: Scope,
     uri: Uri,
     headers: HeaderMap,
@@ -330,8 +430,8 @@ async fn search_all<S: StreamSource>(
     search(state, scope, Path("_all".to_string()), uri, headers, body).await
 }
 
-async fn search<S: StreamSource>(
-    State(state): State<AppState<S, Patterns>>,
+async fn search<B: Backend>(
+    State(state): State<B>,
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
@@ -342,14 +442,23 @@ async fn search<S: StreamSource>(
         let params = params_of(&uri)?;
         let body = json_body(&body)?;
         let answering = Answering::of(&headers, &params);
-        run_search(&state, &index, &body, &params, &scope, answering).await
+        state
+            .search(SearchCall {
+                index,
+                body,
+                params,
+                scope,
+                headers,
+                answering,
+            })
+            .await
     }
     .await;
     respond(result)
 }
 
-async fn count_all<S: StreamSource>(
-    state: State<AppState<S, Patterns>>,
+async fn count_all<B: Backend>(
+    state: State<B>,
     scope: Scope,
     uri: Uri,
     headers: HeaderMap,
@@ -359,8 +468,8 @@ async fn count_all<S: StreamSource>(
 }
 
 /// `_count`: `{"count": n, "_shards": {...}}` for an optional `query`.
-async fn count<S: StreamSource>(
-    State(state): State<AppState<S, Patterns>>,
+async fn count<B: Backend>(
+    State(state): State<B>,
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
@@ -391,7 +500,16 @@ async fn count<S: StreamSource>(
         search_body.insert("size".into(), json!(0));
         search_body.insert("track_total_hits".into(), json!(true));
         let search_body = Value::Object(search_body);
-        let answer = run_search(&state, &index, &search_body, &params, &scope, answering).await?;
+        let answer = state
+            .search(SearchCall {
+                index,
+                body: search_body,
+                params,
+                scope,
+                headers,
+                answering,
+            })
+            .await?;
         Ok(json!({
             "count": answer["hits"]["total"]["value"],
             "_shards": answer["_shards"],
@@ -401,8 +519,8 @@ async fn count<S: StreamSource>(
     respond(result)
 }
 
-async fn msearch_all<S: StreamSource>(
-    state: State<AppState<S, Patterns>>,
+async fn msearch_all<B: Backend>(
+    state: State<B>,
     scope: Scope,
     uri: Uri,
     headers: HeaderMap,
@@ -411,8 +529,8 @@ async fn msearch_all<S: StreamSource>(
     msearch_inner(state, scope, None, uri, headers, body).await
 }
 
-async fn msearch<S: StreamSource>(
-    state: State<AppState<S, Patterns>>,
+async fn msearch<B: Backend>(
+    state: State<B>,
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
@@ -424,8 +542,8 @@ async fn msearch<S: StreamSource>(
 
 /// `_msearch`: NDJSON header/body pairs; each search answers on its own, an error in one is
 /// that item's `error` (with its `status`), never the whole request's.
-async fn msearch_inner<S: StreamSource>(
-    State(state): State<AppState<S, Patterns>>,
+async fn msearch_inner<B: Backend>(
+    State(state): State<B>,
     scope: Scope,
     index: Option<String>,
     uri: Uri,
@@ -461,12 +579,19 @@ async fn msearch_inner<S: StreamSource>(
             let state = state.clone();
             let item_params = item_params.clone();
             let scope = scope.clone();
+            let headers = headers.clone();
             async move {
                 match item {
                     Ok((index, body)) => {
-                        match run_search(&state, &index, &body, &item_params, &scope, answering)
-                            .await
-                        {
+                        let call = SearchCall {
+                            index,
+                            body,
+                            params: item_params,
+                            scope,
+                            headers,
+                            answering,
+                        };
+                        match state.search(call).await {
                             Ok(mut answer) => {
                                 answer["status"] = json!(200);
                                 answer
@@ -516,78 +641,84 @@ fn millis(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One `_search` over the streams `index` names, answered in Elasticsearch's shape.
+/// One `_search` of one node over the streams `call.index` names: the node is the only part.
 async fn run_search<S: StreamSource>(
     state: &AppState<S, Patterns>,
-    index: &str,
-    body: &Value,
-    params: &BTreeMap<String, String>,
-    scope: &Scope,
-    answering: Answering,
+    call: SearchCall,
 ) -> EsResult<Value> {
     let started = Instant::now();
-    let chosen = streams_of(state, index, answering.ignore_unavailable).await?;
-    let streams: Vec<String> = chosen.iter().map(|c| c.stream.clone()).collect();
-    let routed: Vec<String> = chosen
-        .into_iter()
-        .filter(|c| c.routed)
-        .map(|c| c.stream)
-        .collect();
-    let scope = scope.clone();
-    let parsed = SearchBody::parse(body, params, &state.limits)?;
+    let chosen = streams_of(
+        state,
+        &call.index,
+        call.answering.ignore_unavailable,
+        &call.headers,
+    )
+    .await?;
+    let parsed = SearchBody::parse(&call.body, &call.params, &state.limits)?;
     let now = Timestamp::now();
-    let (start, end) = time_bounds(parsed.query.as_ref(), now);
     let budget = parsed
         .timeout
         .map_or(state.limits.timeout, |t| t.min(state.limits.timeout));
     let source = Arc::clone(&state.source);
     let limits = state.limits.clone();
+    let answering = call.answering;
+    let scope = call.scope;
     let task = tokio::task::spawn_blocking(move || -> EsResult<Value> {
-        let (plans, fixes) = plan_streams(&*source, &streams, (start, end), now, &parsed, &scope)?;
-        let options = ExecOptions {
-            window: parsed.from + parsed.size,
-            search_after: parsed.search_after.clone(),
-            deadline: started + budget,
-            start,
-            end,
-        };
-        let outcome = execute(&plans, &options, &limits)?;
-        let schemas: Vec<(String, Schema)> = plans
-            .iter()
-            .map(|p| (p.snapshot.stream.clone(), p.snapshot.schema.clone()))
-            .collect();
-        let hits: Vec<Value> = outcome
-            .hits
-            .into_iter()
-            .skip(parsed.from)
-            .map(|hit| {
-                let shaped = routed.contains(&hit.stream);
-                render_hit(hit, &parsed, &schemas, shaped)
-            })
-            .collect();
-        let mut hits_object = Map::new();
-        if let Some(total) = hits_total(&parsed.track_total_hits, outcome.total, answering) {
-            hits_object.insert("total".into(), total);
-        }
-        hits_object.insert("max_score".into(), Value::Null);
-        hits_object.insert("hits".into(), Value::Array(hits));
-        let mut answer = json!({
-            "took": millis(started),
-            "timed_out": outcome.timed_out,
-            "_shards": {"total": outcome.shards, "successful": outcome.shards, "skipped": 0, "failed": 0},
-            "hits": hits_object,
-        });
-        if let Some(mut aggregations) = outcome.aggregations {
-            if let Some(fixes) = &fixes {
-                fix_agg_results(&mut aggregations, fixes);
-            }
-            answer["aggregations"] = aggregations;
-        } else if parsed.aggs.is_some() {
-            // No stream to aggregate over (a pattern that matched nothing).
-            answer["aggregations"] = json!({});
-        }
-        Ok(answer)
+        let part = node_part(
+            source.as_ref(),
+            Vec::new(),
+            &chosen,
+            &parsed,
+            (now, started + budget),
+            &scope,
+            &limits,
+            &HashSet::new(),
+        )?;
+        let streams: Vec<String> = chosen.into_iter().map(|c| c.stream).collect();
+        answer(
+            vec![part],
+            &streams,
+            &[],
+            &parsed,
+            answering,
+            started,
+            &limits,
+        )
     });
+    within_budget(budget, task).await
+}
+
+/// This node's part of a search: `chosen` over `source`'s snapshots at `now` until
+/// `deadline`, the `excluded` splits left out (a searcher searched them itself). Blocking.
+#[allow(clippy::too_many_arguments)]
+fn node_part<S: StreamSource>(
+    source: &S,
+    names: Vec<String>,
+    chosen: &[Chosen],
+    parsed: &SearchBody,
+    (now, deadline): (Timestamp, Instant),
+    scope: &Scope,
+    limits: &QueryLimits,
+    excluded: &HashSet<String>,
+) -> EsResult<super::part::EsPart> {
+    let (start, end) = super::part::bounds(parsed, now);
+    let snapshots = |stream: &str| {
+        let mut snapshot = source
+            .snapshot(stream, start, end)
+            .map_err(|e| EsError::from(Error::from(e)))?;
+        crate::remote::leave_out(&mut snapshot, excluded);
+        Ok(Some(snapshot))
+    };
+    search_part(
+        &snapshots, names, chosen, parsed, now, deadline, scope, limits,
+    )
+}
+
+/// A search task's answer, or a timeout once the budget and its grace have passed.
+pub(crate) async fn within_budget(
+    budget: Duration,
+    task: tokio::task::JoinHandle<EsResult<Value>>,
+) -> EsResult<Value> {
     match tokio::time::timeout(budget + TIMEOUT_GRACE, task).await {
         Err(_) => Err(EsError::from(Error::Timeout(
             u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
@@ -599,217 +730,149 @@ async fn run_search<S: StreamSource>(
     }
 }
 
-/// One plan a stream: its snapshot over the time bounds, the query translated and restricted
-/// to the caller's namespaces, the sort keys and the aggregations rewritten for its schema.
-/// Also the fixes the aggregations' results need (the first stream's: every stream of one
-/// search is asked the same aggregations).
-fn plan_streams<S: StreamSource>(
-    source: &S,
-    streams: &[String],
-    (start, end): (Option<Timestamp>, Option<Timestamp>),
-    now: Timestamp,
-    parsed: &SearchBody,
-    scope: &Scope,
-) -> EsResult<(Vec<StreamPlan>, Option<AggFixes>)> {
-    let mut plans = Vec::with_capacity(streams.len());
-    let mut fixes = None;
-    for stream in streams {
-        let snapshot = source
-            .snapshot(stream, start, end)
-            .map_err(|e| EsError::from(Error::from(e)))?;
-        let translator = Translator::new(&snapshot, now);
-        // The caller's namespaces, whatever the request's query says.
-        let query = scope.restrict(
-            &snapshot.schema,
-            translator.translate(parsed.query.as_ref())?.query,
-        );
-        let keys = resolve_sort(&parsed.sort, &snapshot)?;
-        let aggs = match &parsed.aggs {
-            Some(aggs) => {
-                let (rewritten, agg_fixes) = rewrite_aggs(aggs, &snapshot.schema, stream, now.0)?;
-                fixes.get_or_insert(agg_fixes);
-                Some(crate::aggs::parse_aggs(rewritten).map_err(|err| match err {
-                    Error::InvalidAggregation(m) => EsError::parsing(format!("[aggs] {m}")),
-                    other => EsError::from(other),
-                })?)
-            }
-            None => None,
+/// `POST /api/v1/_leaf/elastic/search`: this node's part of a searcher's search, in postcard
+/// ([`super::part::EsPart`]); refusals in Elasticsearch's error shape. The forwarded scope can
+/// only narrow this caller's; index names this node lacks are skipped (another part may hold
+/// them: the searcher decides over every part's names).
+async fn leaf_search<S: StreamSource>(
+    State(state): State<AppState<S, Patterns>>,
+    scope: Scope,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let request: LeafRequest = serde_json::from_slice(&body)
+            .map_err(|err| EsError::parsing(format!("leaf request body: {err}")))?;
+        let source = Arc::clone(&state.source);
+        let names: Vec<String> = blocking(move || Ok(super::indices(source.as_ref())))
+            .await?
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        let chosen = resolve_indices(&request.index, &names, &state.extra, true)?;
+        let parsed = SearchBody::parse(&request.body, &request.params, &state.limits)?;
+        let scope = match &request.scope {
+            Some(forwarded) => scope.intersect(forwarded),
+            None => scope,
         };
-        plans.push(StreamPlan {
-            snapshot,
-            query,
-            keys,
-            aggs,
+        let excluded: HashSet<String> = request.exclude_splits.into_iter().collect();
+        let budget = parsed
+            .timeout
+            .map_or(state.limits.timeout, |t| t.min(state.limits.timeout));
+        let source = Arc::clone(&state.source);
+        let limits = state.limits.clone();
+        let now = Timestamp(request.now);
+        let task = tokio::task::spawn_blocking(move || {
+            let part = node_part(
+                source.as_ref(),
+                names,
+                &chosen,
+                &parsed,
+                (now, started + budget),
+                &scope,
+                &limits,
+                &excluded,
+            )?;
+            postcard::to_stdvec(&part).map_err(|err| {
+                EsError::from(Error::Internal(format!("encoding a leaf answer: {err}")))
+            })
         });
+        task.await
+            .map_err(|join| EsError::from(Error::Internal(format!("leaf task failed: {join}"))))?
     }
-    Ok((plans, fixes))
-}
-
-/// `hits.total` as the request asked (`track_total_hits`): none, a bare number for the clients
-/// that expect one (go-elasticsearch before 7, see [`Answering`]), or `{value, relation}` with
-/// `gte` once a limit is passed.
-fn hits_total(track: &TrackTotalHits, total: u64, answering: Answering) -> Option<Value> {
-    match track {
-        TrackTotalHits::Off => None,
-        _ if answering.total_as_int => Some(json!(total)),
-        TrackTotalHits::UpTo(limit) if total > *limit => {
-            Some(json!({"value": limit, "relation": "gte"}))
-        }
-        TrackTotalHits::Exact | TrackTotalHits::UpTo(_) => {
-            Some(json!({"value": total, "relation": "eq"}))
-        }
+    .await;
+    match result {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(err) => err.into_response(),
     }
 }
 
-/// A hit in Elasticsearch's shape: `_source` filtered, `fields` for `docvalue_fields` and
-/// `fields` under the names requested, `sort` when the client sorted. `shaped`: the stream was
-/// named through an index pattern, and `_source` has the KubeSphere writers' names.
-fn render_hit(hit: Hit, parsed: &SearchBody, schemas: &[(String, Schema)], shaped: bool) -> Value {
-    let schema = schemas
-        .iter()
-        .find(|(name, _)| *name == hit.stream)
-        .map(|(_, s)| s);
-    let mut out = Map::new();
-    out.insert("_index".into(), Value::String(hit.stream.clone()));
-    out.insert("_id".into(), Value::String(hit.id));
-    out.insert("_score".into(), Value::Null);
-    if let Some(schema) = schema {
-        if parsed.source.enabled {
-            let source: Map<String, Value> = if shaped {
-                trawl_model::shippers::kubesphere_source(&hit.stream, &hit.record)
-                    .into_iter()
-                    .filter(|(name, _)| parsed.source.keeps_as_written(name))
-                    .collect()
-            } else {
-                hit.record
-                    .iter()
-                    .filter(|(name, _)| parsed.source.keeps(name, schema, &hit.stream))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            };
-            out.insert("_source".into(), Value::Object(source));
-        }
-        let fields = requested_fields(&hit.record, &parsed.fields, schema, &hit.stream);
-        if !fields.is_empty() {
-            out.insert("fields".into(), Value::Object(fields));
-        }
-    }
-    if parsed.explicit_sort {
-        out.insert("sort".into(), Value::Array(hit.sort));
-    }
-    Value::Object(out)
+async fn mapping_all<B: Backend>(state: State<B>, headers: HeaderMap) -> Response {
+    mapping_of(state, Path("_all".to_string()), headers).await
 }
 
-/// `fields` / `docvalue_fields` of one hit: each requested name (patterns allowed) with its
-/// values as an array; dates formatted as asked (`epoch_millis`, `epoch_second`, RFC 3339).
-fn requested_fields(
-    record: &Map<String, Value>,
-    requests: &[FieldRequest],
-    schema: &Schema,
-    stream: &str,
-) -> Map<String, Value> {
-    let mut out = Map::new();
-    for request in requests {
-        let matches: Vec<(String, &Value)> = if request.name.contains('*') {
-            record
-                .iter()
-                .filter(|(k, _)| super::body::glob_match(&request.name, k))
-                .map(|(k, v)| (k.clone(), v))
-                .collect()
-        } else {
-            let name = canonical_field(schema, stream, &request.name);
-            record
-                .get(&name)
-                .map(|v| vec![(request.name.clone(), v)])
-                .unwrap_or_default()
-        };
-        for (name, value) in matches {
-            let values: Vec<Value> = match value {
-                Value::Array(items) => items.clone(),
-                other => vec![other.clone()],
-            };
-            let values = values
+/// `POST /api/v1/_leaf/elastic/schemas` with `{"streams": [names]}`: the schema of each named
+/// stream this node holds, by name (those it lacks are left out).
+async fn leaf_schemas<S: StreamSource>(
+    State(state): State<AppState<S, Patterns>>,
+    body: Bytes,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Asked {
+        streams: Vec<String>,
+    }
+    let result = async {
+        let asked: Asked = serde_json::from_slice(&body)
+            .map_err(|err| EsError::parsing(format!("leaf request body: {err}")))?;
+        let source = Arc::clone(&state.source);
+        blocking(move || {
+            let held: std::collections::HashSet<String> = super::indices(source.as_ref())
                 .into_iter()
-                .map(|v| format_value(v, request.format.as_deref()))
+                .map(|i| i.name)
                 .collect();
-            out.insert(name, Value::Array(values));
-        }
+            let mut schemas = Map::new();
+            for stream in asked.streams.iter().filter(|s| held.contains(*s)) {
+                let snapshot = source
+                    .schema_snapshot(stream)
+                    .map_err(|e| EsError::from(Error::from(e)))?;
+                let schema = serde_json::to_value(&snapshot.schema).map_err(|err| {
+                    EsError::from(Error::Internal(format!("encoding a schema: {err}")))
+                })?;
+                schemas.insert(stream.clone(), schema);
+            }
+            Ok(Value::Object(schemas))
+        })
+        .await
     }
-    out
-}
-
-/// A date string in an epoch format when one is asked for; anything else unchanged.
-fn format_value(value: Value, format: Option<&str>) -> Value {
-    let Some(format @ ("epoch_millis" | "epoch_second")) = format else {
-        return value;
-    };
-    let Some(nanos) = value
-        .as_str()
-        .and_then(|s| Timestamp::parse_rfc3339(s).ok())
-        .map(|t| t.0)
-    else {
-        return value;
-    };
-    if format == "epoch_millis" {
-        Value::from(nanos.div_euclid(1_000_000))
-    } else {
-        Value::from(nanos.div_euclid(1_000_000_000))
-    }
-}
-
-async fn mapping_all<S: StreamSource>(state: State<AppState<S, Patterns>>) -> Response {
-    mapping_of(state, Path("_all".to_string())).await
+    .await;
+    respond(result)
 }
 
 /// Schemas of the streams an expression names.
-async fn schemas_of<S: StreamSource>(
-    state: &AppState<S, Patterns>,
+async fn schemas_of<B: Backend>(
+    state: &B,
     index: &str,
+    headers: &HeaderMap,
 ) -> EsResult<Vec<(String, Schema)>> {
-    let streams: Vec<String> = streams_of(state, index, false)
+    let streams: Vec<String> = streams_of(state, index, false, headers)
         .await?
         .into_iter()
         .map(|c| c.stream)
         .collect();
-    let source = Arc::clone(&state.source);
-    blocking(move || {
-        streams
-            .into_iter()
-            .map(|s| {
-                let snapshot = source
-                    .schema_snapshot(&s)
-                    .map_err(|e| EsError::from(Error::from(e)))?;
-                Ok((s, snapshot.schema))
-            })
-            .collect()
-    })
-    .await
+    state.schemas(streams, headers.clone()).await
 }
 
-async fn mapping_of<S: StreamSource>(
-    State(state): State<AppState<S, Patterns>>,
+async fn mapping_of<B: Backend>(
+    State(state): State<B>,
     Path(index): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
-    respond(schemas_of(&state, &index).await.map(|s| mapping(&s)))
+    respond(
+        schemas_of(&state, &index, &headers)
+            .await
+            .map(|s| mapping(&s)),
+    )
 }
 
-async fn field_caps_all<S: StreamSource>(
-    state: State<AppState<S, Patterns>>,
+async fn field_caps_all<B: Backend>(
+    state: State<B>,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let index = params_of(&uri)
         .ok()
         .and_then(|p| p.get("index").cloned())
         .unwrap_or_else(|| "_all".to_string());
-    field_caps_of(state, Path(index), uri, body).await
+    field_caps_of(state, Path(index), uri, headers, body).await
 }
 
 /// `_field_caps`: `fields` from the URL (comma list of patterns) or the body.
-async fn field_caps_of<S: StreamSource>(
-    State(state): State<AppState<S, Patterns>>,
+async fn field_caps_of<B: Backend>(
+    State(state): State<B>,
     Path(index): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
@@ -828,7 +891,7 @@ async fn field_caps_of<S: StreamSource>(
             }
             _ => {}
         }
-        let schemas = schemas_of(&state, &index).await?;
+        let schemas = schemas_of(&state, &index, &headers).await?;
         let mut caps = field_caps(&schemas, &fields);
         // `types=keyword,date_nanos` keeps only fields of those types.
         if let Some(types) = params.get("types") {
@@ -847,54 +910,34 @@ async fn field_caps_of<S: StreamSource>(
     respond(result)
 }
 
-async fn cat_all<S: StreamSource>(
-    state: State<AppState<S, Patterns>>,
+async fn cat_all<B: Backend>(
+    state: State<B>,
     scope: Scope,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
-    cat_of(state, scope, Path("_all".to_string()), uri).await
+    cat_of(state, scope, Path("_all".to_string()), uri, headers).await
 }
 
 /// `_cat/indices`: a text table (`v` for a header, `h` for columns) or `format=json`. A
 /// namespace-scoped caller sees the documents of its namespaces only, and the bytes in
 /// proportion (as `GET /api/v1/streams` reports them, see [`crate::stats`]).
-async fn cat_of<S: StreamSource>(
-    State(state): State<AppState<S, Patterns>>,
+async fn cat_of<B: Backend>(
+    State(state): State<B>,
     scope: Scope,
     Path(index): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
     let result: EsResult<Response> = async {
         let params = params_of(&uri)?;
-        let source = Arc::clone(&state.source);
-        let indices = blocking(move || Ok(super::indices(source.as_ref()))).await?;
+        let indices = state.indices(scope, headers).await?;
         let names: Vec<String> = indices.iter().map(|i| i.name.clone()).collect();
-        let chosen = resolve_names(&index, &names, &state.extra)?;
+        let chosen = resolve_names(&index, &names, state.patterns())?;
         let infos: Vec<_> = indices
             .into_iter()
             .filter(|i| chosen.contains(&i.name))
             .collect();
-        let infos = if scope.is_restricted() {
-            let source = Arc::clone(&state.source);
-            blocking(move || {
-                infos
-                    .into_iter()
-                    .map(|mut info| {
-                        let snapshot = source
-                            .snapshot(&info.name, None, None)
-                            .map_err(|e| EsError::from(Error::from(e)))?;
-                        let visible = crate::stats::visible_counts(&snapshot, &scope)?;
-                        info.bytes =
-                            crate::stats::proportional(info.bytes, visible.docs, info.docs);
-                        info.docs = visible.docs;
-                        Ok(info)
-                    })
-                    .collect::<EsResult<Vec<_>>>()
-            })
-            .await?
-        } else {
-            infos
-        };
         let rows = cat_rows(&infos, params.get("bytes").is_some_and(|b| b == "b"));
         let columns: Option<Vec<String>> = params
             .get("h")
@@ -924,13 +967,13 @@ async fn cat_of<S: StreamSource>(
 
 /// `GET|HEAD /{index}`: the index's aliases, mappings and settings (`indices.exists` and
 /// `indices.get` of the clients); 404 when it does not exist.
-async fn index_info<S: StreamSource>(
-    State(state): State<AppState<S, Patterns>>,
+async fn index_info<B: Backend>(
+    State(state): State<B>,
     Path(index): Path<String>,
     method: Method,
-    _headers: HeaderMap,
+    headers: HeaderMap,
 ) -> Response {
-    let result = schemas_of(&state, &index).await.map(|schemas| {
+    let result = schemas_of(&state, &index, &headers).await.map(|schemas| {
         let mappings = mapping(&schemas);
         let mut out = Map::new();
         for (name, _) in &schemas {
