@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Interop: the official `elasticsearch` Python client (8.x or 9.x) against a running trawl.
 
-Usage: interop_elastic.py BASE_URL   (or TRAWL_URL in the environment), e.g.
+Usage: interop_elastic.py BASE_URL [SEARCH_URL]   (or TRAWL_URL in the environment), e.g.
        interop_elastic.py http://127.0.0.1:7400
+
+With SEARCH_URL (a `trawl searcher` over the server at BASE_URL), documents are bulk-indexed
+at BASE_URL and every other call goes to SEARCH_URL: the same answers through a searcher.
 
 Bulk-indexes Fluent Bit- and Filebeat-shaped documents into `logs` through
 `/api/v1/_elastic/_bulk` with `helpers.bulk`, waits until they are searchable, then checks
@@ -107,6 +110,10 @@ def main():
     if not base:
         sys.exit("usage: interop_elastic.py BASE_URL (or TRAWL_URL)")
     es = Elasticsearch(base.rstrip("/") + "/api/v1/_elastic", request_timeout=60)
+    writer = es
+    if len(sys.argv) > 2:
+        es = Elasticsearch(sys.argv[2].rstrip("/") + "/api/v1/_elastic", request_timeout=60)
+        print(f"bulk to {base}, everything else to the searcher at {sys.argv[2]}")
     marker = "esrun" + uuid.uuid4().hex[:12]
     mine = {"query_string": {"query": marker}}
 
@@ -116,7 +123,7 @@ def main():
     check("tagline", info["tagline"], "You Know, for Search")
 
     actions = [{"_index": "logs", "_source": document(i, marker)} for i in range(N)]
-    indexed, errors = helpers.bulk(es, actions, chunk_size=50, raise_on_error=False)
+    indexed, errors = helpers.bulk(writer, actions, chunk_size=50, raise_on_error=False)
     check("helpers.bulk indexed", (indexed, errors), (N, []))
 
     deadline = time.monotonic() + 30
@@ -262,11 +269,11 @@ def main():
     except NotFoundError as err:
         check("unknown index error", err.body["error"]["type"], "index_not_found_exception")
 
-    trawl_shaped(es, marker + "own")
+    trawl_shaped(es, writer, marker + "own")
     print("elasticsearch client interop: all checks passed")
 
 
-def trawl_shaped(es, marker):
+def trawl_shaped(es, writer, marker):
     """Documents in Trawl's own field names land on those fields (regression: they landed
     under `attributes.*`, and `namespace:hdfs` found none of them)."""
     n = 12
@@ -282,7 +289,7 @@ def trawl_shaped(es, marker):
             "message": f"block report {i} {marker}",
             "labels": {"app": "hdfs"},
         }})
-    indexed, errors = helpers.bulk(es, actions, raise_on_error=False, refresh="wait_for")
+    indexed, errors = helpers.bulk(writer, actions, raise_on_error=False, refresh="wait_for")
     check("Trawl-shaped bulk indexed", (indexed, errors), (n, []))
     hdfs = [i for i in range(n) if i % 3 == 0]
     for q, expected in [

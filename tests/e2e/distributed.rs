@@ -1,5 +1,7 @@
 //! Distributed search: a searcher root over two indexers.
 
+use std::collections::BTreeSet;
+
 use serde_json::{json, Value};
 
 use crate::support::{gen, Server};
@@ -363,6 +365,48 @@ role = "admin"
         .map(|h| h["namespace"].as_str().unwrap())
         .collect();
     assert_eq!(namespaces, vec!["a"; 10]);
+
+    // The Elasticsearch API of the searcher, scoped alike: its hits, its aggregations, `_count`
+    // and `_cat/indices`.
+    let es = |token: &str, path: &str, body: Value| -> Value {
+        let resp = client
+            .post(root.at(&format!("/api/v1/_elastic/{path}")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        json(resp)
+    };
+    let body = json!({
+        "size": 100,
+        "query": {"bool": {"should": [{"term": {"namespace": "a"}}, {"term": {"namespace": "b"}}]}},
+        "aggs": {"ns": {"terms": {"field": "namespace"}}}
+    });
+    let all = es(ADMIN, "logs/_search", body.clone());
+    assert_eq!(all["hits"]["total"]["value"], 20, "{all}");
+    assert_eq!(all["_shards"]["failed"], 0, "{all}");
+    let scoped = es(READ_A, "logs/_search", body);
+    assert_eq!(scoped["hits"]["total"]["value"], 10, "{scoped}");
+    let namespaces: BTreeSet<&str> = scoped["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_source"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, BTreeSet::from(["a"]));
+    assert_eq!(
+        scoped["aggregations"]["ns"]["buckets"],
+        json!([{"key": "a", "doc_count": 10}])
+    );
+    assert_eq!(es(READ_A, "logs/_count", json!({}))["count"], 10);
+    // Every stream: the `a` logs and the three `a` audit events.
+    assert_eq!(es(READ_A, "_count", json!({}))["count"], 13);
+    let cat = client
+        .get(root.at("/api/v1/_elastic/_cat/indices/logs?format=json&h=docs.count"))
+        .bearer_auth(READ_A)
+        .send()
+        .unwrap();
+    assert_eq!(json(cat), json!([{"docs.count": "10"}]));
 
     // Stream statistics, summed over the indexers, scoped by each.
     let docs = |token: &str| -> Value {
