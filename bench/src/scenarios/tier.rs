@@ -8,15 +8,17 @@
 //! audit events in the same tier, on the indexer (`local`) and through the warm searcher
 //! (`searcher`: the published splits grouped there, the indexer asked for the rest), each run
 //! with a distinct no-op `q` so that no cached groups answer, and the rows of both compared.
-//! Last, an export of every column of a tenth of the logs from the indexer, through the warm
-//! searcher and through a cold one (doc-store blocks read by range).
+//! Then an export of every column of a tenth of the logs from the indexer, through the warm
+//! searcher and through a cold one (doc-store blocks read by range). Last, searches of the
+//! Elasticsearch-compatible API in the shapes KubeSphere and Grafana send, on the indexer and
+//! through the warm searcher, their answers compared.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::client::{client, get_json};
+use crate::client::{client, get_json, post_json};
 use crate::corpus::audit::AuditGenerator;
 use crate::corpus::logs::LogGenerator;
 use crate::proc::TrawlChild;
@@ -165,6 +167,86 @@ fn reports(
                 S,
                 &format!("report_{name}_same_rows"),
                 "the searcher's rows differ from the indexer's",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Elasticsearch-API searches as KubeSphere's ks-apiserver and Grafana send them: a page of
+/// the newest matching lines, a histogram, terms with a cardinality, a count.
+fn elastic_searches() -> Vec<(&'static str, &'static str, Value)> {
+    let matching =
+        serde_json::json!({"bool": {"filter": [{"match_phrase": {"message": "error"}}]}});
+    vec![
+        (
+            "es_page",
+            "_search",
+            serde_json::json!({"query": matching, "sort": [{"@timestamp": "desc"}], "size": 10}),
+        ),
+        (
+            "es_histogram",
+            "_search",
+            serde_json::json!({"query": matching, "size": 0, "aggs": {"h": {"date_histogram":
+                {"field": "@timestamp", "fixed_interval": "15m"}}}}),
+        ),
+        (
+            "es_terms_cardinality",
+            "_search",
+            serde_json::json!({"size": 0, "aggs": {"ns": {"terms": {"field": "namespace"}},
+                "pods": {"cardinality": {"field": "pod"}}}}),
+        ),
+        (
+            "es_count",
+            "_count",
+            serde_json::json!({"query": {"match": {"message": "timeout"}}}),
+        ),
+    ]
+}
+
+/// Times [`elastic_searches`] on the indexer (`local`) and through the searcher at
+/// `searcher`, and checks both answer the same (without `took`, `_shards` and the hits'
+/// `_id`s, positions in splits).
+fn elastic(
+    ctx: &Ctx,
+    http: &reqwest::blocking::Client,
+    indexer: &Indexer,
+    searcher: &str,
+) -> Result<()> {
+    let runs = ctx.runs();
+    for (name, endpoint, body) in elastic_searches() {
+        let mut answers: Vec<Option<Value>> = vec![None, None];
+        for (at, (side, base)) in [("local", indexer.url()), ("searcher", searcher)]
+            .into_iter()
+            .enumerate()
+        {
+            let url = format!("{base}/api/v1/_elastic/logs/{endpoint}");
+            let timed = time_runs(runs, || {
+                let mut answer = post_json(http, &url, &body)?.unwrap_or_default();
+                if let Some(object) = answer.as_object_mut() {
+                    object.remove("took");
+                    object.remove("_shards");
+                }
+                if let Some(hits) = answer["hits"]["hits"].as_array_mut() {
+                    for hit in hits {
+                        if let Some(hit) = hit.as_object_mut() {
+                            hit.remove("_id");
+                        }
+                    }
+                }
+                answers[at] = Some(answer);
+                Ok(())
+            });
+            match timed {
+                Ok(samples) => report::percentiles(S, &format!("{name}_{side}"), &samples),
+                Err(e) => report::unavailable(S, &format!("{name}_{side}"), &e.to_string()),
+            }
+        }
+        if answers[0] != answers[1] {
+            report::unavailable(
+                S,
+                &format!("{name}_same_answer"),
+                "the searcher's answer differs from the indexer's",
             );
         }
     }
@@ -366,6 +448,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     }
     reports(ctx, &http, &indexer, &warm.url, &envs, docs)?;
     exports(ctx, &http, &indexer, &warm.url, &config, work.path())?;
+    elastic(ctx, &http, &indexer, &warm.url)?;
     let downloads = metric(&http, &warm.url, "trawl_storage_downloads_total");
     report::metric(S, "warm_searcher_downloads", downloads, "splits");
     report::metric(
