@@ -4,12 +4,14 @@
 //! and the start of the engine.
 //!
 //! Alerting runs in `trawl standalone` and, when roles are split, in `trawl searcher` (which
-//! sees every indexer); never in `trawl indexer`, whose data is only part of the cluster's.
-//! With several searchers each would evaluate: until the upkeep lease of issue #16 exists,
-//! run alerting in one of them (`[alerting]` set on that one only), or rely on
-//! Alertmanager's deduplication of identical alerts.
+//! sees every indexer and the shared tier); never in `trawl indexer`, whose data is only part
+//! of the cluster's. Searchers sharing a PostgreSQL metastore take turns: the one holding the
+//! `alerting` lease there evaluates and sends ([`LeaseLeader`]); without one, every searcher
+//! given `[alerting]` evaluates.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::body::Body;
@@ -126,24 +128,101 @@ pub fn local<S: StreamSource>(source: Arc<S>, config: &Config) -> Arc<dyn Search
     })
 }
 
+/// Name of the alerting lease in the metastore.
+const ALERTING_LEASE: &str = "alerting";
+
+/// How long a taken lease lasts; it is renewed every third of it.
+const LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// Leadership by the `alerting` lease of a PostgreSQL metastore: this process leads while it
+/// holds the lease, and stops a third of the term before the lease would lapse unrenewed (the
+/// metastore away, or the lease taken), so that two processes never both lead.
+pub struct LeaseLeader {
+    since: Instant,
+    /// Milliseconds after `since` until which this process leads.
+    until_ms: AtomicU64,
+}
+
+impl trawl_alerting::Leadership for LeaseLeader {
+    fn is_leader(&self) -> bool {
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        now < self.until_ms.load(Ordering::Relaxed)
+    }
+}
+
+impl LeaseLeader {
+    /// Tries the lease now and every third of its term, as `holder`, in the metastore at
+    /// `uri`.
+    fn start(uri: &str, holder: String) -> Arc<LeaseLeader> {
+        let leader = Arc::new(LeaseLeader {
+            since: Instant::now(),
+            until_ms: AtomicU64::new(0),
+        });
+        let metastore = trawl_storage::pg::PgMetastore::lazy(
+            uri,
+            Arc::new(trawl_storage::StorageMetrics::default()),
+        );
+        let task = Arc::clone(&leader);
+        tokio::spawn(async move {
+            let mut was_leader = false;
+            loop {
+                let asked = task.since.elapsed();
+                match metastore
+                    .try_lease(ALERTING_LEASE, &holder, LEASE_TTL)
+                    .await
+                {
+                    Ok(true) => {
+                        let until = asked + LEASE_TTL - LEASE_TTL / 3;
+                        let until = u64::try_from(until.as_millis()).unwrap_or(u64::MAX);
+                        task.until_ms.store(until, Ordering::Relaxed);
+                    }
+                    Ok(false) => task.until_ms.store(0, Ordering::Relaxed),
+                    // Leading until the lease taken last would lapse.
+                    Err(err) => tracing::warn!(%err, "the alerting lease could not be renewed"),
+                }
+                let leads = trawl_alerting::Leadership::is_leader(task.as_ref());
+                if leads != was_leader {
+                    tracing::info!(holder, leads, "alerting leadership changed");
+                    was_leader = leads;
+                }
+                tokio::time::sleep(LEASE_TTL / 3).await;
+            }
+        });
+        leader
+    }
+}
+
 /// Starts alerting when `[alerting]` lists rules, over `local` (standalone) or else the
-/// searcher's fan-out; answers the routes of `GET /api/v1/rules` and `GET /api/v1/alerts`.
+/// searcher's fan-out (over `remote`, the shared tier, when there is one); answers the routes
+/// of `GET /api/v1/rules` and `GET /api/v1/alerts`. A searcher with a PostgreSQL metastore
+/// evaluates only while it holds the `alerting` lease, as `external_url` (its own address).
 pub fn start(
     config: &Config,
     local: Option<Arc<dyn Searcher>>,
+    remote: Option<Arc<trawl_query::remote::RemoteSplits>>,
     external_url: String,
     registry: &mut Registry,
 ) -> anyhow::Result<Router> {
     let limits = QueryLimits::from_config(&config.query);
+    let is_searcher = local.is_none();
     let searcher: Arc<dyn Searcher> = match local {
         Some(local) => local,
         None => {
-            let settings = trawl_query::distributed::RootSettings::from_config(&config.query)?;
+            let mut settings = trawl_query::distributed::RootSettings::from_config(&config.query)?;
+            settings.remote = remote;
             Arc::new(Root(
                 trawl_query::distributed::root_routes(settings, limits)?.with_state(()),
             ))
         }
     };
+    let leader: Arc<dyn trawl_alerting::Leadership> =
+        if is_searcher && config.metastore.is_postgres() {
+            let holder = format!("{external_url} (pid {})", std::process::id());
+            tracing::info!(%holder, "alerting runs while this searcher holds the alerting lease");
+            LeaseLeader::start(&config.metastore.uri, holder)
+        } else {
+            Arc::new(trawl_alerting::Always)
+        };
     let settings = trawl_alerting::Settings {
         config: config.alerting.clone(),
         state_dir: config.data_dir.join("alerting"),
@@ -153,12 +232,7 @@ pub fn start(
             config.alerting.external_url.clone()
         },
     };
-    let engine = trawl_alerting::Engine::start(
-        settings,
-        searcher,
-        Arc::new(trawl_alerting::Always),
-        registry,
-    )
-    .context("starting alerting")?;
+    let engine = trawl_alerting::Engine::start(settings, searcher, leader, registry)
+        .context("starting alerting")?;
     Ok(engine.routes())
 }

@@ -134,9 +134,10 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     } else {
         None
     };
+    // A searcher over the shared tier searches the published splits itself (and so do its
+    // alerting rules).
     #[cfg(feature = "query")]
-    {
-        // A searcher over the shared tier searches the published splits itself.
+    let remote = {
         let remote = if roles.searcher && config.storage.is_remote() {
             let metrics = Arc::new(trawl_storage::StorageMetrics::default());
             registry.register_collector(Box::new(StorageMetricsCollector(metrics.clone())));
@@ -148,8 +149,9 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         } else {
             None
         };
-        router = router.merge(query_routes(&config, &roles, remote)?);
-    }
+        router = router.merge(query_routes(&config, &roles, remote.clone())?);
+        remote
+    };
     #[cfg(feature = "collector")]
     let collector = if roles.collector && config.collector.enabled {
         let url = collector_target(&mut config, &mut authenticator, scheme, addr);
@@ -184,8 +186,14 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         #[cfg(not(feature = "indexer"))]
         let local = None;
         router = router.merge(
-            crate::alerting::start(&config, local, format!("{scheme}://{addr}"), &mut registry)?
-                .with_state(()),
+            crate::alerting::start(
+                &config,
+                local,
+                remote,
+                format!("{scheme}://{addr}"),
+                &mut registry,
+            )?
+            .with_state(()),
         );
     }
 

@@ -2,9 +2,10 @@
 //! rule files are re-read when they change and on SIGHUP (a reload that fails keeps the rules
 //! that were running); after each group the state file is written and the receivers are told.
 //!
-//! Alerting runs once per cluster: [`Leadership`] is asked before every round. Today every
-//! process that runs the engine is the leader ([`Always`]); the upkeep lease of issue #16 plugs
-//! in here, and a process that loses it stops evaluating and sending at its next round.
+//! Alerting runs once per cluster: [`Leadership`] is asked before every round. A single
+//! process is always the leader ([`Always`]); searchers sharing a PostgreSQL metastore hold a
+//! lease there (the `trawl` binary's `alerting` module), and a process that loses it stops
+//! evaluating and sending at its next round.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -64,7 +65,7 @@ pub(crate) struct Loaded {
 pub(crate) struct Inner {
     pub settings: Settings,
     searcher: Arc<dyn Searcher>,
-    leader: Arc<dyn Leadership>,
+    pub leader: Arc<dyn Leadership>,
     metrics: Arc<Metrics>,
     outbox: Outbox,
     pub loaded: Mutex<Loaded>,
@@ -152,9 +153,14 @@ async fn run(inner: Arc<Inner>) {
         tokio::time::interval(Duration::from_millis(inner.settings.config.reload_check_ms));
     let mut tick = tokio::time::interval(TICK);
     let mut due: HashMap<String, Instant> = HashMap::new();
-    // What was firing before a restart is sent again at once (Alertmanager deduplicates).
-    publish(&inner);
-    let mut published = current_set(&inner);
+    // What was firing before a restart is sent again at once (Alertmanager deduplicates), by
+    // the leader only; a process that becomes the leader later sends its set at its first
+    // round (it differs from the empty one sent so far).
+    let mut published = Vec::new();
+    if inner.leader.is_leader() {
+        publish(&inner);
+        published = current_set(&inner);
+    }
     loop {
         #[cfg(unix)]
         let hup = async {
@@ -177,7 +183,9 @@ async fn run(inner: Arc<Inner>) {
             }
             _ = hup => reload(&inner, "SIGHUP"),
         }
-        if !inner.leader.is_leader() {
+        let leader = inner.leader.is_leader();
+        inner.metrics.leader.set(i64::from(leader));
+        if !leader {
             // Another process runs alerting now: stop resending what this one knew.
             if !published.is_empty() {
                 inner.outbox.publish(Vec::new());

@@ -92,7 +92,11 @@ async fn rules(State(inner): State<Arc<Inner>>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({"groups": groups, "reload_error": loaded.error}))
+    Json(json!({
+        "groups": groups,
+        "reload_error": loaded.error,
+        "leader": inner.leader.is_leader(),
+    }))
 }
 
 async fn alerts(State(inner): State<Arc<Inner>>) -> Json<Value> {

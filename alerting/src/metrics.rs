@@ -1,10 +1,12 @@
 //! Prometheus metrics of alerting, per rule: `trawl_alerting_rule_evaluations_total`,
 //! `..._rule_evaluation_failures_total`, `..._rule_evaluation_duration_seconds`,
 //! `..._notifications_sent_total` (by rule and receiver kind), and per receiver
-//! `..._delivery_failures_total`; `..._webhook_dropped_total`, `..._reloads_total` by result.
+//! `..._delivery_failures_total`; `..._webhook_dropped_total`, `..._reloads_total` by result;
+//! `trawl_alerting_leader`, 1 while this process runs alerting for the cluster.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -29,6 +31,8 @@ pub struct Metrics {
     /// Webhook changes dropped because a receiver's queue was full.
     pub webhook_dropped: Counter,
     reloads: Family<Labels, Counter>,
+    /// 1 while this process is the one evaluating rules (see [`crate::Leadership`]).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -41,6 +45,7 @@ impl Default for Metrics {
             delivery_failures: Family::default(),
             webhook_dropped: Counter::default(),
             reloads: Family::default(),
+            leader: Gauge::default(),
         }
     }
 }
@@ -49,6 +54,11 @@ impl Metrics {
     /// Registers every metric under `trawl_alerting`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("trawl_alerting");
+        r.register(
+            "leader",
+            "1 while this process evaluates the rules and sends the alerts of the cluster",
+            self.leader.clone(),
+        );
         r.register(
             "rule_evaluations",
             "Evaluations of a rule",

@@ -893,3 +893,98 @@ fn split_roles_evaluate_in_the_searcher_over_every_indexer_and_not_in_an_indexer
         assert_eq!(indexer.get("/api/v1/rules").status(), 404);
     }
 }
+
+/// Whether `server` evaluates the rules now (`GET /api/v1/rules`).
+fn leads(server: &Server) -> bool {
+    let (status, body) = json_of(server.get("/api/v1/rules"));
+    assert_eq!(status, 200, "{body}");
+    body["leader"].as_bool().unwrap()
+}
+
+/// Two searchers with the same `[alerting]` on one PostgreSQL metastore: the one holding the
+/// `alerting` lease evaluates and sends, the other neither evaluates nor sends; the leader
+/// killed, the other takes the lease over and fires what the rules find.
+#[test]
+fn searchers_on_one_metastore_take_turns_at_alerting() {
+    use crate::shared_tier::servers::{self, Postgres, S3Server};
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    // A window long enough to outlast the lease moving over (at most its 15 s term and a
+    // renewal).
+    let rules = write_rules(
+        dir.path(),
+        &THRESHOLD_RULES
+            .replace("for = \"3s\"", "for = \"0s\"")
+            .replace("window = \"20s\"", "window = \"10m\""),
+    );
+    let shared = crate::shared_tier::config(&pg, &s3, 1000);
+    let a = Server::start_role("indexer", &dir.path().join("a"), &shared);
+    let searcher_config = format!(
+        "{shared}[alerting]\nrule_files = [{rules:?}]\nwebhooks = [\"{}\"]\n\
+         [query]\nindexers = [\"{}\"]\n",
+        receiver.url, a.url
+    );
+    let s1 = Server::start_role("searcher", &dir.path().join("s1"), &searcher_config);
+    let s2 = Server::start_role("searcher", &dir.path().join("s2"), &searcher_config);
+    wait_until("one searcher leads", DELIVERY_TIMEOUT, || {
+        leads(&s1) != leads(&s2)
+    });
+    let (leader, other) = if leads(&s1) { (s1, s2) } else { (s2, s1) };
+    // The gauge follows at the engine's next tick.
+    wait_until("the leader's gauge says so", DELIVERY_TIMEOUT, || {
+        leader.metric("trawl_alerting_leader") == Some(1.0)
+    });
+    assert_eq!(other.metric("trawl_alerting_leader"), Some(0.0));
+
+    a.ingest_plain(
+        "logs",
+        &[
+            error_line("api-0", 0),
+            error_line("api-1", 1),
+            error_line("api-2", 2),
+        ],
+    );
+    wait_sent(&receiver, "PaymentErrors", "firing", 1);
+    // Sent by the leader alone; the other has not even evaluated.
+    let senders: BTreeMap<String, usize> =
+        receiver
+            .alerts()
+            .iter()
+            .fold(BTreeMap::new(), |mut senders, alert| {
+                let url = alert["generatorURL"].as_str().unwrap_or_default();
+                let sender = url.split("/api/").next().unwrap_or_default().to_string();
+                *senders.entry(sender).or_default() += 1;
+                senders
+            });
+    assert_eq!(
+        senders.keys().cloned().collect::<Vec<_>>(),
+        vec![leader.url.clone()],
+        "{senders:?}"
+    );
+    assert_eq!(trawl_alerts(&other, "PaymentErrors"), Vec::<Value>::new());
+    assert!(!leads(&other));
+
+    // The leader gone: the other takes the lease when it lapses, and fires.
+    leader.kill9();
+    wait_until("the other searcher leads", Duration::from_secs(60), || {
+        leads(&other)
+    });
+    wait_until("the other searcher fires", DELIVERY_TIMEOUT, || {
+        receiver
+            .sent("PaymentErrors", "firing")
+            .iter()
+            .any(|alert| {
+                alert["generatorURL"]
+                    .as_str()
+                    .is_some_and(|url| url.starts_with(&format!("{}/", other.url)))
+            })
+    });
+    assert_eq!(trawl_alerts(&other, "PaymentErrors")[0]["count"], 3);
+    assert_eq!(other.metric("trawl_alerting_leader"), Some(1.0));
+    assert!(leads(&other));
+}

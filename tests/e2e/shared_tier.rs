@@ -27,7 +27,7 @@
 //!   its volume, drops its own unpublished copies.
 
 #[path = "../../storage/tests/support/servers.rs"]
-mod servers;
+pub(crate) mod servers;
 
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
@@ -53,7 +53,7 @@ const UPLOADS: &str = "trawl_storage_uploads_total";
 
 /// The indexer's configuration: one split per batch of `BATCH`, merges from `merge_min`
 /// splits, the publisher every 200 ms and a janitor that removes at once.
-fn config(pg: &Postgres, s3: &S3Server, merge_min: u32) -> String {
+pub(crate) fn config(pg: &Postgres, s3: &S3Server, merge_min: u32) -> String {
     format!(
         "[indexer]\nid = \"indexer-a\"\ncommit_interval_ms = 100\nsplit_max_docs = {BATCH}\n\
          split_max_age_secs = 3600\nmerge_min_splits = {merge_min}\njanitor_interval_secs = 1\n\
