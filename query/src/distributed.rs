@@ -221,7 +221,20 @@ pub fn root_routes(settings: RootSettings, limits: QueryLimits) -> crate::Result
                 )
                 .with_state(reports),
         )
-        .merge(crate::elastic::router_of(elastic)))
+        .merge(crate::elastic::router_of(elastic))
+        .merge(
+            Router::new()
+                .route(
+                    "/api/v1/_elastic/_bulk",
+                    axum::routing::post(crate::fanin_elastic::no_bulk)
+                        .put(crate::fanin_elastic::no_bulk),
+                )
+                .route(
+                    "/api/v1/_elastic/{index}/_bulk",
+                    axum::routing::post(crate::fanin_elastic::no_bulk)
+                        .put(crate::fanin_elastic::no_bulk),
+                ),
+        ))
 }
 
 async fn get_search(

@@ -45,6 +45,20 @@ pub(crate) struct RootElastic {
     pub patterns: Arc<BTreeMap<String, String>>,
 }
 
+/// `_bulk` sent to a searcher: refused in Elasticsearch's shape, saying where writes go (a
+/// shipper pointed at the searcher by mistake logs why its batches fail).
+pub(crate) async fn no_bulk() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let refusal = EsError::illegal_argument(
+        "a searcher takes no writes: send _bulk to an indexer (one of `query.indexers`)",
+    );
+    (
+        [("x-elastic-product", "Elasticsearch")],
+        refusal.into_response(),
+    )
+        .into_response()
+}
+
 /// The shared tier's share of one search: every stream it holds, and the published splits of
 /// the streams the expression names.
 struct SharedListing {
@@ -604,6 +618,20 @@ mod tests {
             compared += 1;
         }
         assert_eq!(compared, 19);
+
+        // Writes go to the indexers: a searcher says so.
+        for uri in ["/api/v1/_elastic/_bulk", "/api/v1/_elastic/logs/_bulk"] {
+            let (status, answer) = call(&root, "POST", uri, "{}\n").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(answer["error"]["type"], json!("illegal_argument_exception"));
+            assert!(
+                answer["error"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("send _bulk to an indexer"),
+                "{answer}"
+            );
+        }
 
         // Not vacuous: the answers hold the documents of both indexers.
         let (_, answer) = call(

@@ -42,7 +42,7 @@ pub const LEAF_ELASTIC_SCHEMAS_PATH: &str = "/api/v1/_leaf/elastic/schemas";
 
 /// How one search answers beyond its body: `hits.total` as a number or an object, and whether
 /// index names that are no stream are skipped (`ignore_unavailable`).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Answering {
     pub total_as_int: bool,
     pub ignore_unavailable: bool,
