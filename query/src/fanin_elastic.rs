@@ -182,28 +182,33 @@ impl RootElastic {
                     budget,
                     self.own_part(remote, listed, &parsed, now, started + budget, &caller),
                 )
-                .await
-                .map_err(EsError::from)
-                .and_then(|part| part),
+                .await,
             )
         };
         let (own, mut outcomes) = tokio::join!(own, self.leaves(&request, &caller, budget));
         let mut parts = Vec::new();
-        match own {
-            Some(Ok(part)) => parts.push(part),
-            Some(Err(err)) if err.status.is_client_error() => return Err(err),
-            Some(Err(err)) => {
-                // The indexers left the listed splits out: ask them again for everything they
-                // hold (their own copies of those splits among it).
-                tracing::warn!(%err, "the shared tier could not be searched; asking the indexers alone");
-                failed.push(FailedPart {
-                    node: "shared tier".into(),
-                    reason: err.reason.clone(),
-                });
-                request.exclude_splits.clear();
-                outcomes = self.leaves(&request, &caller, budget).await;
+        let unread = match own {
+            Some(Ok(Ok(part))) => {
+                parts.push(part);
+                None
             }
-            None => {}
+            // A refusal of the request itself (a sort on a text field): the same for every
+            // part.
+            Some(Ok(Err(err))) if err.status.is_client_error() => return Err(err),
+            Some(Ok(Err(err))) => Some(err.reason),
+            Some(Err(err)) => Some(err.to_string()),
+            None => None,
+        };
+        if let Some(reason) = unread {
+            // The indexers left the listed splits out: ask them again for everything they
+            // hold (their own copies of those splits among it).
+            tracing::warn!(%reason, "the shared tier could not be searched; asking the indexers alone");
+            failed.push(FailedPart {
+                node: "shared tier".into(),
+                reason,
+            });
+            request.exclude_splits.clear();
+            outcomes = self.leaves(&request, &caller, budget).await;
         }
         for (base, outcome) in outcomes {
             match outcome {

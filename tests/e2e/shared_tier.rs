@@ -734,6 +734,22 @@ namespaces = ["{ns}"]
         answer["failed_indexers"][0]["indexer"], "shared tier",
         "{answer}"
     );
+    // So does its Elasticsearch API: every record from the indexers' own copies, the shared
+    // tier a failed shard.
+    let (status, answer) = crate::support::json_of(
+        Client::new()
+            .post(s3_searcher.at("/api/v1/_elastic/logs/_search"))
+            .json(&json!({"size": 0}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status.as_u16(), 200, "{answer}");
+    assert_eq!(answer["hits"]["total"]["value"], 650, "{answer}");
+    assert_eq!(answer["_shards"]["failed"], 1, "{answer}");
+    assert_eq!(
+        answer["_shards"]["failures"][0]["node"], "shared tier",
+        "{answer}"
+    );
     s3.start_again();
     assert_eq!(search_all(&s3_searcher), (650, 650, false));
     drop(s3_searcher);
