@@ -195,7 +195,8 @@ impl LeaseLeader {
 /// Starts alerting when `[alerting]` lists rules, over `local` (standalone) or else the
 /// searcher's fan-out (over `remote`, the shared tier, when there is one); answers the routes
 /// of `GET /api/v1/rules` and `GET /api/v1/alerts`. A searcher with a PostgreSQL metastore
-/// evaluates only while it holds the `alerting` lease, as `external_url` (its own address).
+/// evaluates only while it holds the `alerting` lease (as its host name, `external_url`, its
+/// pid and a random part: a holder of its own, whatever it listens on).
 pub fn start(
     config: &Config,
     local: Option<Arc<dyn Searcher>>,
@@ -217,7 +218,18 @@ pub fn start(
     };
     let leader: Arc<dyn trawl_alerting::Leadership> =
         if is_searcher && config.metastore.is_postgres() {
-            let holder = format!("{external_url} (pid {})", std::process::id());
+            // Unique per process: in containers every searcher may listen on 0.0.0.0:7400 as
+            // pid 1, so the host name and a random part tell them apart.
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            let holder = format!(
+                "{host} {external_url} pid {} {:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            );
             tracing::info!(%holder, "alerting runs while this searcher holds the alerting lease");
             LeaseLeader::start(&config.metastore.uri, holder)
         } else {
