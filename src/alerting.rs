@@ -192,6 +192,22 @@ impl LeaseLeader {
     }
 }
 
+/// This process as a holder of the alerting lease, unique per process: in containers every
+/// searcher may listen on 0.0.0.0:7400 as pid 1, so the host name and a random part tell them
+/// apart.
+fn lease_holder(external_url: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{host} {external_url} pid {} {:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    )
+}
+
 /// Starts alerting when `[alerting]` lists rules, over `local` (standalone) or else the
 /// searcher's fan-out (over `remote`, the shared tier, when there is one); answers the routes
 /// of `GET /api/v1/rules` and `GET /api/v1/alerts`. A searcher with a PostgreSQL metastore
@@ -218,18 +234,7 @@ pub fn start(
     };
     let leader: Arc<dyn trawl_alerting::Leadership> =
         if is_searcher && config.metastore.is_postgres() {
-            // Unique per process: in containers every searcher may listen on 0.0.0.0:7400 as
-            // pid 1, so the host name and a random part tell them apart.
-            let host = std::env::var("HOSTNAME")
-                .ok()
-                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default();
-            let holder = format!(
-                "{host} {external_url} pid {} {:016x}",
-                std::process::id(),
-                rand::random::<u64>()
-            );
+            let holder = lease_holder(&external_url);
             tracing::info!(%holder, "alerting runs while this searcher holds the alerting lease");
             LeaseLeader::start(&config.metastore.uri, holder)
         } else {
@@ -247,4 +252,15 @@ pub fn start(
     let engine = trawl_alerting::Engine::start(settings, searcher, leader, registry)
         .context("starting alerting")?;
     Ok(engine.routes())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn two_processes_at_the_same_address_are_two_lease_holders() {
+        let one = super::lease_holder("http://0.0.0.0:7400");
+        let other = super::lease_holder("http://0.0.0.0:7400");
+        assert_ne!(one, other);
+        assert!(one.contains("http://0.0.0.0:7400 pid "), "{one}");
+    }
 }
