@@ -124,5 +124,5 @@ async fn alerts(State(inner): State<Arc<Inner>>) -> Json<Value> {
                 })
         })
         .collect();
-    Json(json!({ "alerts": alerts }))
+    Json(json!({ "alerts": alerts, "leader": inner.leader.is_leader() }))
 }

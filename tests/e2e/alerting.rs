@@ -968,6 +968,9 @@ fn searchers_on_one_metastore_take_turns_at_alerting() {
     );
     assert_eq!(trawl_alerts(&other, "PaymentErrors"), Vec::<Value>::new());
     assert!(!leads(&other));
+    // Its alerts say it does not lead (a client behind a Service may reach either).
+    assert_eq!(json_of(other.get("/api/v1/alerts")).1["leader"], false);
+    assert_eq!(json_of(leader.get("/api/v1/alerts")).1["leader"], true);
 
     // The leader gone: the other takes the lease when it lapses, and fires.
     leader.kill9();
