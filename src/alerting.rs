@@ -131,16 +131,22 @@ pub fn local<S: StreamSource>(source: Arc<S>, config: &Config) -> Arc<dyn Search
 /// Name of the alerting lease in the metastore.
 const ALERTING_LEASE: &str = "alerting";
 
-/// How long a taken lease lasts; it is renewed every third of it.
-const LEASE_TTL: Duration = Duration::from_secs(15);
-
 /// Leadership by the `alerting` lease of a PostgreSQL metastore: this process leads while it
 /// holds the lease, and stops a third of the term before the lease would lapse unrenewed (the
-/// metastore away, or the lease taken), so that two processes never both lead.
+/// metastore away, or the lease taken), so that two processes never both lead. A process
+/// that stops gives the lease up ([`LeaseLeader::release`]), so another takes it at its next
+/// try instead of after the term.
 pub struct LeaseLeader {
     since: Instant,
     /// Milliseconds after `since` until which this process leads.
     until_ms: AtomicU64,
+    holder: String,
+    /// The lease's term (`alerting.lease_secs`).
+    term: Duration,
+    metastore: trawl_storage::pg::PgMetastore,
+    /// Whether the lease was given up for good; held across each try, so that no try takes
+    /// the lease again after it was given up.
+    released: tokio::sync::Mutex<bool>,
 }
 
 impl trawl_alerting::Leadership for LeaseLeader {
@@ -151,44 +157,72 @@ impl trawl_alerting::Leadership for LeaseLeader {
 }
 
 impl LeaseLeader {
-    /// Tries the lease now and every third of its term, as `holder`, in the metastore at
-    /// `uri`.
-    fn start(uri: &str, holder: String) -> Arc<LeaseLeader> {
+    /// Tries the lease now and every third of `term`, as `holder`, in the metastore at `uri`.
+    fn start(uri: &str, holder: String, term: Duration) -> Arc<LeaseLeader> {
         let leader = Arc::new(LeaseLeader {
             since: Instant::now(),
             until_ms: AtomicU64::new(0),
+            holder,
+            term,
+            metastore: trawl_storage::pg::PgMetastore::lazy(
+                uri,
+                Arc::new(trawl_storage::StorageMetrics::default()),
+            ),
+            released: tokio::sync::Mutex::new(false),
         });
-        let metastore = trawl_storage::pg::PgMetastore::lazy(
-            uri,
-            Arc::new(trawl_storage::StorageMetrics::default()),
-        );
         let task = Arc::clone(&leader);
         tokio::spawn(async move {
             let mut was_leader = false;
             loop {
-                let asked = task.since.elapsed();
-                match metastore
-                    .try_lease(ALERTING_LEASE, &holder, LEASE_TTL)
-                    .await
                 {
-                    Ok(true) => {
-                        let until = asked + LEASE_TTL - LEASE_TTL / 3;
-                        let until = u64::try_from(until.as_millis()).unwrap_or(u64::MAX);
-                        task.until_ms.store(until, Ordering::Relaxed);
+                    let released = task.released.lock().await;
+                    if *released {
+                        return;
                     }
-                    Ok(false) => task.until_ms.store(0, Ordering::Relaxed),
-                    // Leading until the lease taken last would lapse.
-                    Err(err) => tracing::warn!(%err, "the alerting lease could not be renewed"),
+                    task.try_once().await;
                 }
                 let leads = trawl_alerting::Leadership::is_leader(task.as_ref());
                 if leads != was_leader {
-                    tracing::info!(holder, leads, "alerting leadership changed");
+                    tracing::info!(holder = task.holder, leads, "alerting leadership changed");
                     was_leader = leads;
                 }
-                tokio::time::sleep(LEASE_TTL / 3).await;
+                tokio::time::sleep(task.term / 3).await;
             }
         });
         leader
+    }
+
+    async fn try_once(&self) {
+        let asked = self.since.elapsed();
+        match self
+            .metastore
+            .try_lease(ALERTING_LEASE, &self.holder, self.term)
+            .await
+        {
+            Ok(true) => {
+                let until = asked + self.term - self.term / 3;
+                let until = u64::try_from(until.as_millis()).unwrap_or(u64::MAX);
+                self.until_ms.store(until, Ordering::Relaxed);
+            }
+            Ok(false) => self.until_ms.store(0, Ordering::Relaxed),
+            // Leading until the lease taken last would lapse.
+            Err(err) => tracing::warn!(%err, "the alerting lease could not be renewed"),
+        }
+    }
+
+    /// Stops leading and gives the lease up (this process is stopping).
+    pub async fn release(&self) {
+        let mut released = self.released.lock().await;
+        *released = true;
+        self.until_ms.store(0, Ordering::Relaxed);
+        match self
+            .metastore
+            .release_lease(ALERTING_LEASE, &self.holder)
+            .await
+        {
+            Ok(()) => tracing::info!(holder = self.holder, "gave the alerting lease up"),
+            Err(err) => tracing::warn!(%err, "the alerting lease could not be given up"),
+        }
     }
 }
 
@@ -212,14 +246,15 @@ fn lease_holder(external_url: &str) -> String {
 /// searcher's fan-out (over `remote`, the shared tier, when there is one); answers the routes
 /// of `GET /api/v1/rules` and `GET /api/v1/alerts`. A searcher with a PostgreSQL metastore
 /// evaluates only while it holds the `alerting` lease (as its host name, `external_url`, its
-/// pid and a random part: a holder of its own, whatever it listens on).
+/// pid and a random part: a holder of its own, whatever it listens on); the lease is returned,
+/// to be given up when the process stops.
 pub fn start(
     config: &Config,
     local: Option<Arc<dyn Searcher>>,
     remote: Option<Arc<trawl_query::remote::RemoteSplits>>,
     external_url: String,
     registry: &mut Registry,
-) -> anyhow::Result<Router> {
+) -> anyhow::Result<(Router, Option<Arc<LeaseLeader>>)> {
     let limits = QueryLimits::from_config(&config.query);
     let is_searcher = local.is_none();
     let searcher: Arc<dyn Searcher> = match local {
@@ -232,14 +267,19 @@ pub fn start(
             ))
         }
     };
-    let leader: Arc<dyn trawl_alerting::Leadership> =
-        if is_searcher && config.metastore.is_postgres() {
-            let holder = lease_holder(&external_url);
-            tracing::info!(%holder, "alerting runs while this searcher holds the alerting lease");
-            LeaseLeader::start(&config.metastore.uri, holder)
-        } else {
-            Arc::new(trawl_alerting::Always)
-        };
+    let lease = (is_searcher && config.metastore.is_postgres()).then(|| {
+        let holder = lease_holder(&external_url);
+        tracing::info!(%holder, "alerting runs while this searcher holds the alerting lease");
+        LeaseLeader::start(
+            &config.metastore.uri,
+            holder,
+            Duration::from_secs(config.alerting.lease_secs.max(3)),
+        )
+    });
+    let leader: Arc<dyn trawl_alerting::Leadership> = match &lease {
+        Some(lease) => lease.clone(),
+        None => Arc::new(trawl_alerting::Always),
+    };
     let settings = trawl_alerting::Settings {
         config: config.alerting.clone(),
         state_dir: config.data_dir.join("alerting"),
@@ -251,7 +291,7 @@ pub fn start(
     };
     let engine = trawl_alerting::Engine::start(settings, searcher, leader, registry)
         .context("starting alerting")?;
-    Ok(engine.routes())
+    Ok((engine.routes(), lease))
 }
 
 #[cfg(test)]

@@ -178,6 +178,8 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     let _ = &roles.searcher;
     #[cfg(feature = "query")]
+    let mut alerting_lease = None;
+    #[cfg(feature = "query")]
     if roles.alerting && config.alerting.is_enabled() {
         #[cfg(feature = "indexer")]
         let local = indexer
@@ -185,16 +187,15 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
             .map(|indexer| crate::alerting::local(Arc::new(indexer), &config));
         #[cfg(not(feature = "indexer"))]
         let local = None;
-        router = router.merge(
-            crate::alerting::start(
-                &config,
-                local,
-                remote,
-                format!("{scheme}://{addr}"),
-                &mut registry,
-            )?
-            .with_state(()),
-        );
+        let (routes, lease) = crate::alerting::start(
+            &config,
+            local,
+            remote,
+            format!("{scheme}://{addr}"),
+            &mut registry,
+        )?;
+        router = router.merge(routes.with_state(()));
+        alerting_lease = lease;
     }
 
     let router = outer_routes(
@@ -216,6 +217,11 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
             served??;
             anyhow::bail!("the HTTP server stopped on its own");
         }
+    }
+    // Another searcher takes alerting over at its next try, not after the lease's term.
+    #[cfg(feature = "query")]
+    if let Some(lease) = alerting_lease {
+        lease.release().await;
     }
     // The collector stops first, while the indexer still takes its last batches.
     #[cfg(feature = "collector")]

@@ -48,6 +48,9 @@ pub struct AlertingConfig {
     pub reload_check_ms: u64,
     /// Time between two evaluations of a pack's rules. Default 30.
     pub pack_interval_secs: u64,
+    /// Term of the `alerting` lease that searchers on a PostgreSQL metastore take turns with
+    /// (renewed, or tried, every third of it). Default 15.
+    pub lease_secs: u64,
     /// `[alerting.tune.<rule>]`: changes to a rule without editing it (pack rules above all):
     /// turn it off, add exceptions, add labels.
     pub tune: BTreeMap<String, RuleTuning>,
@@ -86,6 +89,7 @@ impl Default for AlertingConfig {
             max_retry_backoff_ms: 30_000,
             reload_check_ms: 2_000,
             pack_interval_secs: 30,
+            lease_secs: 15,
             tune: BTreeMap::new(),
         }
     }

@@ -540,6 +540,7 @@ fn alerting(problems: &mut Problems, a: &AlertingConfig) {
     problems.at_least("alerting.max_retry_backoff_ms", a.max_retry_backoff_ms, 1);
     problems.at_least("alerting.reload_check_ms", a.reload_check_ms, 10);
     problems.at_least("alerting.pack_interval_secs", a.pack_interval_secs, 1);
+    problems.at_least("alerting.lease_secs", a.lease_secs, 3);
 }
 
 fn stream(problems: &mut Problems, name: &str, s: &StreamConfig) {

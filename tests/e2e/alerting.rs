@@ -901,40 +901,75 @@ fn leads(server: &Server) -> bool {
     body["leader"].as_bool().unwrap()
 }
 
+/// An indexer and two searchers with `alerting` (lines of `[alerting]`, `rule_files` given) on
+/// one PostgreSQL metastore and S3 server, once one of them leads: the servers, and the
+/// searchers as (leader, other). `None` when PostgreSQL or s3s-fs is missing.
+struct TwoSearchers {
+    _pg: crate::shared_tier::servers::Postgres,
+    _s3: crate::shared_tier::servers::S3Server,
+    _dir: tempfile::TempDir,
+    indexer: Server,
+    leader: Server,
+    other: Server,
+}
+
+impl TwoSearchers {
+    fn start(rules_text: &str, alerting: &str) -> Option<TwoSearchers> {
+        use crate::shared_tier::servers::{self, Postgres, S3Server};
+        if !servers::postgres_available() || !servers::s3_available() {
+            return None;
+        }
+        let pg = Postgres::start();
+        let s3 = S3Server::start();
+        let dir = tempfile::tempdir().unwrap();
+        let rules = write_rules(dir.path(), rules_text);
+        let shared = crate::shared_tier::config(&pg, &s3, 1000);
+        let indexer = Server::start_role("indexer", &dir.path().join("a"), &shared);
+        let searcher_config = format!(
+            "{shared}[alerting]\nrule_files = [{rules:?}]\n{alerting}\n\
+             [query]\nindexers = [\"{}\"]\n",
+            indexer.url
+        );
+        let s1 = Server::start_role("searcher", &dir.path().join("s1"), &searcher_config);
+        let s2 = Server::start_role("searcher", &dir.path().join("s2"), &searcher_config);
+        wait_until("one searcher leads", DELIVERY_TIMEOUT, || {
+            leads(&s1) != leads(&s2)
+        });
+        let (leader, other) = if leads(&s1) { (s1, s2) } else { (s2, s1) };
+        Some(TwoSearchers {
+            _pg: pg,
+            _s3: s3,
+            _dir: dir,
+            indexer,
+            leader,
+            other,
+        })
+    }
+}
+
 /// Two searchers with the same `[alerting]` on one PostgreSQL metastore: the one holding the
 /// `alerting` lease evaluates and sends, the other neither evaluates nor sends; the leader
 /// killed, the other takes the lease over and fires what the rules find.
 #[test]
 fn searchers_on_one_metastore_take_turns_at_alerting() {
-    use crate::shared_tier::servers::{self, Postgres, S3Server};
-    if !servers::postgres_available() || !servers::s3_available() {
-        return;
-    }
-    let pg = Postgres::start();
-    let s3 = S3Server::start();
-    let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     // A window long enough to outlast the lease moving over (at most its 15 s term and a
     // renewal).
-    let rules = write_rules(
-        dir.path(),
-        &THRESHOLD_RULES
-            .replace("for = \"3s\"", "for = \"0s\"")
-            .replace("window = \"20s\"", "window = \"10m\""),
-    );
-    let shared = crate::shared_tier::config(&pg, &s3, 1000);
-    let a = Server::start_role("indexer", &dir.path().join("a"), &shared);
-    let searcher_config = format!(
-        "{shared}[alerting]\nrule_files = [{rules:?}]\nwebhooks = [\"{}\"]\n\
-         [query]\nindexers = [\"{}\"]\n",
-        receiver.url, a.url
-    );
-    let s1 = Server::start_role("searcher", &dir.path().join("s1"), &searcher_config);
-    let s2 = Server::start_role("searcher", &dir.path().join("s2"), &searcher_config);
-    wait_until("one searcher leads", DELIVERY_TIMEOUT, || {
-        leads(&s1) != leads(&s2)
-    });
-    let (leader, other) = if leads(&s1) { (s1, s2) } else { (s2, s1) };
+    let rules = THRESHOLD_RULES
+        .replace("for = \"3s\"", "for = \"0s\"")
+        .replace("window = \"20s\"", "window = \"10m\"");
+    // Bound whole: its servers live as long as the test.
+    let Some(cluster) = TwoSearchers::start(&rules, &format!("webhooks = [\"{}\"]", receiver.url))
+    else {
+        return;
+    };
+    // The fields not taken (PostgreSQL, S3) stay in `cluster` until the end.
+    let TwoSearchers {
+        indexer: a,
+        leader,
+        other,
+        ..
+    } = cluster;
     // The gauge follows at the engine's next tick.
     wait_until("the leader's gauge says so", DELIVERY_TIMEOUT, || {
         leader.metric("trawl_alerting_leader") == Some(1.0)
@@ -990,4 +1025,22 @@ fn searchers_on_one_metastore_take_turns_at_alerting() {
     assert_eq!(trawl_alerts(&other, "PaymentErrors")[0]["count"], 3);
     assert_eq!(other.metric("trawl_alerting_leader"), Some(1.0));
     assert!(leads(&other));
+}
+
+/// A leading searcher that stops gives the `alerting` lease up: with a term so long that
+/// waiting it out would take at least a minute after the stop (the last renewal at most a
+/// third of the term before it), the other searcher leads at its next try, within 30 s.
+#[test]
+fn a_searcher_that_stops_gives_the_alerting_lease_up() {
+    // Bound whole: its servers live as long as the test.
+    let Some(cluster) = TwoSearchers::start(THRESHOLD_RULES, "lease_secs = 90") else {
+        return;
+    };
+    let TwoSearchers { leader, other, .. } = cluster;
+    leader.stop();
+    wait_until(
+        "the other searcher leads before the lease's term",
+        Duration::from_secs(45),
+        || leads(&other),
+    );
 }
