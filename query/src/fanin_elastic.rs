@@ -158,7 +158,7 @@ impl RootElastic {
                 Ok(listed) => Some((remote.clone(), listed)),
                 Err(err) => {
                     tracing::warn!(%err, "the shared tier could not be listed; asking the indexers alone");
-                    failed.push(shared_failure(&err));
+                    failed.push(shared_failure(err.to_string()));
                     None
                 }
             },
@@ -203,10 +203,7 @@ impl RootElastic {
             // The indexers left the listed splits out: ask them again for everything they
             // hold (their own copies of those splits among it).
             tracing::warn!(%reason, "the shared tier could not be searched; asking the indexers alone");
-            failed.push(FailedPart {
-                node: "shared tier".into(),
-                reason,
-            });
+            failed.push(shared_failure(reason));
             request.exclude_splits.clear();
             outcomes = self.leaves(&request, &caller, budget).await;
         }
@@ -436,10 +433,11 @@ async fn shared_schema(remote: &RemoteSplits, stream: &str, budget: Duration) ->
     }
 }
 
-fn shared_failure(err: &Error) -> FailedPart {
+/// The shared tier as a failed shard, and why.
+fn shared_failure(reason: String) -> FailedPart {
     FailedPart {
         node: "shared tier".into(),
-        reason: err.to_string(),
+        reason,
     }
 }
 

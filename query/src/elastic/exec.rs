@@ -194,12 +194,12 @@ pub(crate) struct ExecOptions {
 /// and as they compare with another part's hits).
 pub(crate) struct Hit {
     pub stream: String,
-    pub id: String,
     pub record: Map<String, Value>,
     pub sort: Vec<Value>,
     pub keys: Keys,
-    /// Where the document is: target id, segment, doc. Equal keys are ordered by it (after
-    /// the stream's place in the request), in the direction of the first key.
+    /// Where the document is: target id, segment, doc (its `_id` is `<target>.<segment>.<doc>`).
+    /// Equal keys are ordered by it (after the stream's place in the request), in the
+    /// direction of the first key.
     pub at: (String, u32, DocId),
 }
 
@@ -390,7 +390,6 @@ fn fetch_hits(
             .map_err(|e| internal(&target.id, e))?;
         hits.push(Hit {
             stream: plan.snapshot.stream.clone(),
-            id: format!("{}.{segment}.{doc}", target.id),
             at: (target.id.clone(), segment, doc),
             record: format.to_json(&stored),
             sort: keys

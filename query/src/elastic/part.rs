@@ -156,10 +156,10 @@ pub(crate) fn search_part(
         .map(|mut hit| {
             let shaped = chosen.iter().any(|c| c.routed && c.stream == hit.stream);
             let keys = std::mem::take(&mut hit.keys);
-            let at = std::mem::take(&mut hit.at);
+            let (stream, at) = (hit.stream.clone(), hit.at.clone());
             PartHit {
                 keys,
-                stream: hit.stream.clone(),
+                stream,
                 at,
                 hit: render_hit(hit, parsed, &schemas, shaped),
             }
@@ -377,7 +377,11 @@ fn render_hit(hit: Hit, parsed: &SearchBody, schemas: &[(String, Schema)], shape
         .map(|(_, s)| s);
     let mut out = Map::new();
     out.insert("_index".into(), Value::String(hit.stream.clone()));
-    out.insert("_id".into(), Value::String(hit.id));
+    let (target, segment, doc) = &hit.at;
+    out.insert(
+        "_id".into(),
+        Value::String(format!("{target}.{segment}.{doc}")),
+    );
     out.insert("_score".into(), Value::Null);
     if let Some(schema) = schema {
         if parsed.source.enabled {
