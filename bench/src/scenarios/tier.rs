@@ -127,16 +127,16 @@ fn reports(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let runs = ctx.runs();
     for name in crate::scenarios::audit::REPORTS {
-        let mut rows: Vec<Option<Value>> = vec![None, None];
-        for (at, (side, base)) in [("local", indexer.url()), ("searcher", searcher)]
-            .into_iter()
-            .enumerate()
-        {
-            let url = format!("{base}/api/v1/audit/reports/{name}");
-            let mut run = 0usize;
-            let timed = time_runs(runs, || {
+        let mut run = 0usize;
+        both_sides(
+            ctx,
+            indexer,
+            searcher,
+            &format!("report_{name}"),
+            ("same_rows", "the searcher's rows differ from the indexer's"),
+            |base| {
+                let url = format!("{base}/api/v1/audit/reports/{name}");
                 run += 1;
                 let q = format!("NOT user:\"bench-nobody-{run}\"");
                 let answer = http.get(&url).query(&[("q", q.as_str())]).send()?;
@@ -154,23 +154,41 @@ fn reports(
                         }
                     }
                 }
-                rows[at] = Some(shown);
-                Ok(())
-            });
-            match timed {
-                Ok(samples) => report::percentiles(S, &format!("report_{name}_{side}"), &samples),
-                Err(e) => report::unavailable(S, &format!("report_{name}_{side}"), &e.to_string()),
-            }
-        }
-        if rows[0] != rows[1] {
-            report::unavailable(
-                S,
-                &format!("report_{name}_same_rows"),
-                "the searcher's rows differ from the indexer's",
-            );
-        }
+                Ok(shown)
+            },
+        );
     }
     Ok(())
+}
+
+/// Times `ask` (an answer from the server at a base URL) [`Ctx::runs`] times on the indexer
+/// (`{name}_local`) and then through the searcher (`{name}_searcher`), and reports
+/// `{name}_{same}` as unavailable, saying `differ`, when the two sides' last answers differ.
+fn both_sides(
+    ctx: &Ctx,
+    indexer: &Indexer,
+    searcher: &str,
+    name: &str,
+    (same, differ): (&str, &str),
+    mut ask: impl FnMut(&str) -> Result<Value>,
+) {
+    let mut answers: Vec<Option<Value>> = vec![None, None];
+    for (at, (side, base)) in [("local", indexer.url()), ("searcher", searcher)]
+        .into_iter()
+        .enumerate()
+    {
+        let timed = time_runs(ctx.runs(), || {
+            answers[at] = Some(ask(base)?);
+            Ok(())
+        });
+        match timed {
+            Ok(samples) => report::percentiles(S, &format!("{name}_{side}"), &samples),
+            Err(e) => report::unavailable(S, &format!("{name}_{side}"), &e.to_string()),
+        }
+    }
+    if answers[0] != answers[1] {
+        report::unavailable(S, &format!("{name}_{same}"), differ);
+    }
 }
 
 /// Elasticsearch-API searches as KubeSphere's ks-apiserver and Grafana send them: a page of
@@ -213,15 +231,18 @@ fn elastic(
     indexer: &Indexer,
     searcher: &str,
 ) -> Result<()> {
-    let runs = ctx.runs();
     for (name, endpoint, body) in elastic_searches() {
-        let mut answers: Vec<Option<Value>> = vec![None, None];
-        for (at, (side, base)) in [("local", indexer.url()), ("searcher", searcher)]
-            .into_iter()
-            .enumerate()
-        {
-            let url = format!("{base}/api/v1/_elastic/logs/{endpoint}");
-            let timed = time_runs(runs, || {
+        both_sides(
+            ctx,
+            indexer,
+            searcher,
+            name,
+            (
+                "same_answer",
+                "the searcher's answer differs from the indexer's",
+            ),
+            |base| {
+                let url = format!("{base}/api/v1/_elastic/logs/{endpoint}");
                 let mut answer = post_json(http, &url, &body)?.unwrap_or_default();
                 if let Some(object) = answer.as_object_mut() {
                     object.remove("took");
@@ -234,21 +255,9 @@ fn elastic(
                         }
                     }
                 }
-                answers[at] = Some(answer);
-                Ok(())
-            });
-            match timed {
-                Ok(samples) => report::percentiles(S, &format!("{name}_{side}"), &samples),
-                Err(e) => report::unavailable(S, &format!("{name}_{side}"), &e.to_string()),
-            }
-        }
-        if answers[0] != answers[1] {
-            report::unavailable(
-                S,
-                &format!("{name}_same_answer"),
-                "the searcher's answer differs from the indexer's",
-            );
-        }
+                Ok(answer)
+            },
+        );
     }
     Ok(())
 }
