@@ -795,6 +795,7 @@ async fn mapping_all<B: Backend>(state: State<B>, headers: HeaderMap) -> Respons
 /// stream this node holds, by name (those it lacks are left out).
 async fn leaf_schemas<S: StreamSource>(
     State(state): State<AppState<S, Patterns>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     #[derive(serde::Deserialize)]
@@ -804,25 +805,25 @@ async fn leaf_schemas<S: StreamSource>(
     let result = async {
         let asked: Asked = serde_json::from_slice(&body)
             .map_err(|err| EsError::parsing(format!("leaf request body: {err}")))?;
-        let source = Arc::clone(&state.source);
-        blocking(move || {
-            let held: std::collections::HashSet<String> = super::indices(source.as_ref())
-                .into_iter()
-                .map(|i| i.name)
-                .collect();
-            let mut schemas = Map::new();
-            for stream in asked.streams.iter().filter(|s| held.contains(*s)) {
-                let snapshot = source
-                    .schema_snapshot(stream)
-                    .map_err(|e| EsError::from(Error::from(e)))?;
-                let schema = serde_json::to_value(&snapshot.schema).map_err(|err| {
-                    EsError::from(Error::Internal(format!("encoding a schema: {err}")))
-                })?;
-                schemas.insert(stream.clone(), schema);
-            }
-            Ok(Value::Object(schemas))
-        })
-        .await
+        let held: HashSet<String> = state
+            .indices(Scope::All, headers.clone())
+            .await?
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        let streams = asked
+            .streams
+            .into_iter()
+            .filter(|s| held.contains(s))
+            .collect();
+        let mut schemas = Map::new();
+        for (stream, schema) in state.schemas(streams, headers).await? {
+            let schema = serde_json::to_value(&schema).map_err(|err| {
+                EsError::from(Error::Internal(format!("encoding a schema: {err}")))
+            })?;
+            schemas.insert(stream, schema);
+        }
+        Ok(Value::Object(schemas))
     }
     .await;
     respond(result)
