@@ -24,6 +24,11 @@ pub struct Roles {
     #[cfg_attr(not(feature = "collector"), allow(dead_code))]
     pub collector: bool,
     pub demo: bool,
+    /// This process answers every read from its own splits (standalone), so with a shared
+    /// tier it keeps a local copy of every split it publishes; `trawl indexer` keeps
+    /// `[storage] local_splits_max_bytes` of them (searchers read the rest).
+    #[cfg_attr(not(feature = "indexer"), allow(dead_code))]
+    pub keeps_split_copies: bool,
 }
 
 impl Roles {
@@ -35,6 +40,7 @@ impl Roles {
             searcher: false,
             collector: true,
             demo,
+            keeps_split_copies: true,
         }
     }
 
@@ -46,6 +52,7 @@ impl Roles {
             searcher: false,
             collector: false,
             demo: false,
+            keeps_split_copies: false,
         }
     }
 
@@ -57,6 +64,7 @@ impl Roles {
             searcher: false,
             collector: true,
             demo: false,
+            keeps_split_copies: false,
         }
     }
 
@@ -68,6 +76,7 @@ impl Roles {
             searcher: true,
             collector: false,
             demo: false,
+            keeps_split_copies: false,
         }
     }
 }
@@ -126,7 +135,7 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
 
     #[cfg(feature = "indexer")]
     let indexer = if roles.indexer {
-        let (indexer, routes) = start_indexer(&config, &mut registry).await?;
+        let (indexer, routes) = start_indexer(&config, &roles, &mut registry).await?;
         router = router.merge(routes);
         let probe = indexer.clone();
         ready = Arc::new(move || probe.is_ready());
@@ -354,6 +363,7 @@ fn outer_routes(
 #[cfg(feature = "indexer")]
 async fn start_indexer(
     config: &Config,
+    roles: &Roles,
     registry: &mut Registry,
 ) -> anyhow::Result<(trawl_indexer::Indexer, Router<Shared>)> {
     let metrics = Arc::new(trawl_indexer::Metrics::default());
@@ -374,7 +384,9 @@ async fn start_indexer(
             .await?
             .context("opening the indexer")?;
     if config.storage.is_remote() {
-        start_publisher(config, &indexer, registry).await?;
+        let keep_local_bytes =
+            (!roles.keeps_split_copies).then_some(config.storage.local_splits_max_bytes);
+        start_publisher(config, &indexer, keep_local_bytes, registry).await?;
     }
     let mut routes: Router = trawl_indexer::http::routes(indexer.clone());
     // `GET /api/v1/streams`: scoped to the caller's namespaces where the query role can count
@@ -396,6 +408,7 @@ async fn start_indexer(
 async fn start_publisher(
     config: &Config,
     indexer: &trawl_indexer::Indexer,
+    keep_local_bytes: Option<u64>,
     registry: &mut Registry,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(trawl_storage::StorageMetrics::default());
@@ -441,13 +454,14 @@ async fn start_publisher(
                 }
             }
         };
-        let publisher = trawl_indexer::publish::Publisher::new(
+        let mut publisher = trawl_indexer::publish::Publisher::new(
             storage,
             Arc::new(metastore),
             indexer_id,
             &root,
             grace,
         );
+        publisher.keep_local_bytes = keep_local_bytes;
         trawl_indexer::publish::run(publisher, indexer, interval, stopped).await;
     });
     Ok(())

@@ -25,6 +25,14 @@ pub struct StorageConfig {
     /// whole into its cache first, instead of reading their doc-store blocks by range (a
     /// request a block). 0: whenever it matches a record. Default 2000.
     pub export_whole_min_records: u64,
+    /// Bytes of the splits it published that `trawl indexer` keeps a local copy of as well
+    /// (its own API searches them, its merges read them). Past this, the oldest copies (by
+    /// their newest record) are dropped: the shared tier keeps those splits and searchers read
+    /// them there. So an indexer's volume holds its write-ahead log, its hot index, what it has
+    /// not published yet and this much. 0: every copy is dropped once published.
+    /// `trawl standalone` answers every read from its own copies and keeps them all.
+    /// Default 4000000000 (4 GB).
+    pub local_splits_max_bytes: u64,
     /// `[storage.s3]`: endpoint, region, addressing and credentials of an `s3://` URI.
     pub s3: S3Config,
 }
@@ -37,6 +45,7 @@ impl Default for StorageConfig {
             cache_max_bytes: 10_000_000_000,
             range_read_concurrency: 8,
             export_whole_min_records: 2_000,
+            local_splits_max_bytes: 4_000_000_000,
             s3: S3Config::default(),
         }
     }

@@ -1027,4 +1027,12 @@ fn storage_and_metastore_go_together_and_are_checked() {
         crate::StorageConfig::default().export_whole_min_records,
         2_000
     );
+    let storage = load_text("[storage]\nlocal_splits_max_bytes = 0\n", &[])
+        .unwrap()
+        .storage;
+    assert_eq!(storage.local_splits_max_bytes, 0);
+    assert_eq!(
+        crate::StorageConfig::default().local_splits_max_bytes,
+        4_000_000_000
+    );
 }

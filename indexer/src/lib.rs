@@ -37,7 +37,8 @@ pub use indexer::{Indexer, IngestError, IngestOutcome, LineError, Purged};
 pub use metrics::Metrics;
 pub use settings::{
     CrashHook, IndexerSettings, StorageFault, WriterTuning, CRASH_AFTER_MERGE_PUBLISH,
-    CRASH_AFTER_RETENTION_PUBLISH, CRASH_AFTER_UPLOAD, ENOSPC_FILE, TEST_FAULT_DIR_ENV,
+    CRASH_AFTER_RETENTION_PUBLISH, CRASH_AFTER_UPLOAD, CRASH_BEFORE_LOCAL_DROP, ENOSPC_FILE,
+    TEST_FAULT_DIR_ENV,
 };
 /// The read contract ([`trawl_index`]), which the indexer implements (`read.rs`).
 pub use trawl_index::{schema, SearchTarget, StreamSnapshot, StreamStats, TailBatch, TargetKind};

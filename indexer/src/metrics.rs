@@ -28,6 +28,8 @@ pub struct Metrics {
     pub splits_sealed: Family<StreamLabel, Counter>,
     pub merges: Family<StreamLabel, Counter>,
     pub splits_deleted_by_retention: Family<StreamLabel, Counter>,
+    /// Published splits whose local copy was dropped (the shared tier keeps them).
+    pub local_copies_dropped: Family<StreamLabel, Counter>,
     pub batches_resent: Family<StreamLabel, Counter>,
     pub records_resent: Family<StreamLabel, Counter>,
     pub replay_unfit_records: Family<StreamLabel, Counter>,
@@ -103,6 +105,11 @@ impl Metrics {
             "splits_deleted_by_retention",
             "Splits deleted by retention",
             self.splits_deleted_by_retention.clone(),
+        );
+        r.register(
+            "local_copies_dropped",
+            "Published splits whose local copy was dropped past storage.local_splits_max_bytes",
+            self.local_copies_dropped.clone(),
         );
         r.register(
             "batches_resent",

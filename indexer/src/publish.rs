@@ -10,8 +10,10 @@
 //!   publisher.json: the splits of this data directory that are published
 //! ```
 //!
-//! The local split directories stay the indexer's own (its leaf searches read them as before);
-//! the shared tier is what survives the loss of the indexer's volume. `publisher.json` tells a
+//! The local split directories stay the indexer's own (its leaf searches read them as before)
+//! up to `keep_local_bytes` of published ones: past it the oldest are dropped
+//! (`indexer::local_copies`); the shared tier is what survives the loss of the indexer's
+//! volume. `publisher.json` tells a
 //! split this data directory published and then dropped (mark it) from one another data
 //! directory published (a volume lost and started afresh: leave it published).
 //!
@@ -83,6 +85,9 @@ pub struct Publisher {
     /// Rounds since the sources were last checked against their owners (see
     /// [`Publisher::reconcile`]); `None` before the first check.
     since_reconcile: std::sync::Mutex<Option<u32>>,
+    /// Bytes of published splits whose local copies are kept (`[storage]
+    /// local_splits_max_bytes`); `None`: every copy is kept (`trawl standalone`).
+    pub keep_local_bytes: Option<u64>,
 }
 
 /// What one round did.
@@ -91,6 +96,8 @@ pub struct RoundOutcome {
     pub uploaded: usize,
     pub published: usize,
     pub replaced: usize,
+    /// Published splits whose local copies were dropped.
+    pub dropped_local: usize,
 }
 
 impl Publisher {
@@ -116,6 +123,7 @@ impl Publisher {
             indexer_id,
             id_lease: Duration::from_secs(30),
             since_reconcile: std::sync::Mutex::new(None),
+            keep_local_bytes: None,
         }
     }
 
@@ -243,9 +251,35 @@ impl Publisher {
             .into_iter()
             .map(|(stream, id, state)| ((stream, id), state))
             .collect();
+        let local_splits = indexer.local_splits();
+        // Splits the metastore has published for this indexer that `publisher.json` does not
+        // list: a round cut short before it wrote the file, or a local copy being dropped
+        // when the process stopped. They are published, never new: adopted first, so that no
+        // purge takes them for unpublished records.
+        let mut adopted = false;
+        for (stream, _, splits) in &local_splits {
+            for split in splits {
+                let key = (stream.clone(), split.meta.id.clone());
+                if mine.get(&key) == Some(&SplitState::Published)
+                    && state
+                        .published
+                        .entry(stream.clone())
+                        .or_default()
+                        .insert(split.meta.id.clone())
+                {
+                    adopted = true;
+                }
+            }
+        }
+        if adopted {
+            self.store_state(&state)?;
+            for (stream, ids) in &state.published {
+                indexer.set_published(stream, ids.iter().cloned());
+            }
+        }
         let mut outcome = RoundOutcome::default();
         let mut first_error = None;
-        for (stream, default_fields, splits) in indexer.local_splits() {
+        for (stream, default_fields, splits) in local_splits {
             let before = state.published.get(&stream).cloned().unwrap_or_default();
             let local: BTreeSet<String> = splits.iter().map(|s| s.meta.id.clone()).collect();
             let new: Vec<&Arc<SplitHandle>> = splits
@@ -276,10 +310,63 @@ impl Publisher {
                 }
             }
         }
+        if let Some(max_bytes) = self.keep_local_bytes {
+            outcome.dropped_local = self.drop_local_copies(indexer, &mut state, max_bytes)?;
+        }
         match first_error {
             Some(err) => Err(err),
             None => Ok(outcome),
         }
+    }
+
+    /// Drops the local copies of this data directory's published splits past `max_bytes`,
+    /// oldest first by their newest record (see `indexer::local_copies`). Returns how many.
+    fn drop_local_copies(
+        &self,
+        indexer: &Indexer,
+        state: &mut PublisherState,
+        max_bytes: u64,
+    ) -> Result<usize> {
+        let mut kept: Vec<(i64, String, String, u64)> = Vec::new();
+        for (stream, _, splits) in indexer.local_splits() {
+            let Some(published) = state.published.get(&stream) else {
+                continue;
+            };
+            kept.extend(
+                splits
+                    .iter()
+                    .filter(|s| published.contains(&s.meta.id))
+                    .map(|s| {
+                        let m = &s.meta;
+                        (m.max_timestamp, stream.clone(), m.id.clone(), m.bytes)
+                    }),
+            );
+        }
+        let mut total: u64 = kept.iter().map(|k| k.3).sum();
+        if total <= max_bytes {
+            return Ok(0);
+        }
+        kept.sort();
+        let mut doomed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (_, stream, id, bytes) in kept {
+            if total <= max_bytes {
+                break;
+            }
+            total -= bytes;
+            doomed.entry(stream).or_default().push(id);
+        }
+        let mut dropped = 0;
+        for (stream, ids) in doomed {
+            let gone =
+                indexer.drop_local_copies(&stream, &ids, |ids: &[String]| -> Result<()> {
+                    if let Some(published) = state.published.get_mut(&stream) {
+                        published.retain(|id| !ids.contains(id));
+                    }
+                    self.store_state(state)
+                })?;
+            dropped += gone.len();
+        }
+        Ok(dropped)
     }
 
     /// Finds the sources this indexer has marks for that another indexer owns now (its

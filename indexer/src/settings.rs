@@ -42,6 +42,11 @@ pub const CRASH_AFTER_RETENTION_PUBLISH: &str = "crash_after_retention_publish";
 /// fault file that makes the process abort there.
 pub const CRASH_AFTER_UPLOAD: &str = "crash_after_upload";
 
+/// Crash point between the publisher's record that a published split's local copy is dropped
+/// (`publisher.json`) and the indexer's (see `indexer::local_copies`). Also the name of the
+/// fault file that makes the process abort there.
+pub const CRASH_BEFORE_LOCAL_DROP: &str = "crash_before_local_drop";
+
 /// The hook of [`TEST_FAULT_DIR_ENV`] for crash points: the process aborts (no destructor, no
 /// shutdown: what a kill -9 leaves) at a point whose file exists in `dir`.
 pub fn crash_file_hook(dir: PathBuf) -> CrashHook {

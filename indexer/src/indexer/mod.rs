@@ -9,6 +9,7 @@
 //!               queue for the WAL writer
 //! wal_writer.rs the WAL thread: group commit, hand-off to the indexing threads, truncation
 //! upkeep.rs     the upkeep thread: merges, retention, retired splits
+//! local_copies.rs  dropping local copies of published splits past `local_splits_max_bytes`
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -41,6 +42,7 @@ use crate::wal::Wal;
 use crate::{Error, Result, StreamSnapshot, StreamStats, TailBatch};
 
 mod ingest;
+mod local_copies;
 mod open;
 mod purge;
 mod upkeep;

@@ -1,0 +1,79 @@
+//! Dropping the local copies of published splits (`[storage] local_splits_max_bytes`).
+//!
+//! With a shared tier, a split the indexer published lives in object storage and searchers
+//! read it there. The indexer's own copy serves only its own API and its merges, so it keeps
+//! copies up to a bound and drops the oldest beyond it: its volume holds the WAL, the hot
+//! index, what is not published yet and that bound.
+//!
+//! A drop is a publisher's decision recorded before it is carried out: the publisher first
+//! forgets the splits as "published by this data directory" (`publisher.json`), then the
+//! indexer retires them as a merge retires its inputs (one durable write of its metastore;
+//! the files go once no search holds them). A crash in between leaves a split local and not
+//! in `publisher.json`: the next round finds it published already and records it again, never
+//! as removed. The other order would make the next round publish its removal.
+
+use super::upkeep::drop_splits;
+use super::*;
+use crate::settings::CRASH_BEFORE_LOCAL_DROP;
+
+/// Crash point right after the indexer's metastore recorded a drop, before the splits leave
+/// the searchable set.
+const CRASH_AFTER_LOCAL_DROP: &str = "crash_after_local_drop";
+
+impl Indexer {
+    /// Drops the local copies of the splits `ids` of `stream` that are still local and
+    /// published (a merge may have replaced some meanwhile: those are left out). `record` is
+    /// called first with the ids dropped, under the lock merges take, and must make the drop
+    /// durable on the publisher's side; an error from it drops nothing. Returns the ids dropped.
+    pub fn drop_local_copies<E: From<Error>>(
+        &self,
+        stream: &str,
+        ids: &[String],
+        record: impl FnOnce(&[String]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Vec<String>, E> {
+        let entry = self.stream(stream)?;
+        let _replacing = lock(&self.inner.replacing);
+        let published = lock(&self.inner.published)
+            .get(stream)
+            .cloned()
+            .unwrap_or_default();
+        let dropping: Vec<String> = entry
+            .stream
+            .splits()
+            .iter()
+            .map(|s| s.meta.id.clone())
+            .filter(|id| ids.contains(id) && published.contains(id))
+            .collect();
+        if dropping.is_empty() {
+            return Ok(dropping);
+        }
+        record(&dropping)?;
+        self.inner.settings.crash_point(CRASH_BEFORE_LOCAL_DROP);
+        drop_splits(
+            &self.inner,
+            &entry.stream,
+            &dropping,
+            Vec::new(),
+            CRASH_AFTER_LOCAL_DROP,
+        )?;
+        if let Some(set) = lock(&self.inner.published).get_mut(stream) {
+            set.retain(|id| !dropping.contains(id));
+        }
+        self.inner
+            .metrics
+            .local_copies_dropped
+            .get_or_create(&crate::metrics::StreamLabel {
+                stream: stream.to_string(),
+            })
+            .inc_by(dropping.len() as u64);
+        self.inner
+            .metrics
+            .set_splits(stream, entry.stream.splits().len());
+        tracing::info!(
+            stream,
+            splits = dropping.len(),
+            "dropped the local copies of published splits (the shared tier keeps them)"
+        );
+        Ok(dropping)
+    }
+}
