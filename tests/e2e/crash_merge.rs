@@ -5,15 +5,13 @@
 //! every record of them was counted twice.)
 
 use std::collections::BTreeSet;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::blocking::Client;
 use serde_json::Value;
 
 use crate::support::gen::{self, ts};
-use crate::support::{wait_until, Server, START_TIMEOUT};
+use crate::support::{crash_at, wait_until, Server};
 
 const BATCHES: u64 = 8;
 const BATCH_SIZE: u64 = 100;
@@ -88,29 +86,6 @@ fn ingest_sealed_splits(data: &Path) -> BTreeSet<String> {
     dirs
 }
 
-/// Starts the server with the crash point `point` armed and waits for it to abort there.
-fn crash_at(data: &Path, faults: &Path, point: &str, config: &str) {
-    std::fs::create_dir_all(faults).unwrap();
-    std::fs::write(faults.join(point), b"").unwrap();
-    let server = Server::start_with_env(
-        "standalone",
-        data,
-        &format!("{config}\n\n[collector]\nenabled = false\n"),
-        "127.0.0.1:0",
-        Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-        &[("TRAWL_TEST_FAULT_DIR", faults.as_os_str())],
-    );
-    let status = server.wait_exit(START_TIMEOUT);
-    assert_eq!(
-        status.signal(),
-        Some(6),
-        "the server aborted at {point}: {status}"
-    );
-}
-
 /// Every record of `range` is searchable exactly once, and no other.
 fn assert_exactly(server: &Server, range: std::ops::Range<u64>) {
     let expected: BTreeSet<String> = range.clone().map(ts).collect();
@@ -136,10 +111,12 @@ fn kill_after_a_merge_is_published_keeps_every_record_once_and_removes_its_input
 
     let merges = config(2, CRASH_ROUND_SECS, "");
     crash_at(
+        "standalone",
         &data,
         &tmp.path().join("faults"),
         "crash_after_merge_publish",
         &merges,
+        |_| {},
     );
     // The crash came between the metastore write and the removal: the merge's output is
     // published, its inputs are recorded as retired and still on disk.
@@ -190,10 +167,12 @@ fn kill_after_retention_is_published_does_not_bring_the_splits_back() {
         "\n[streams.logs]\nretention_max_age_secs = 86400\n",
     );
     crash_at(
+        "standalone",
         &data,
         &tmp.path().join("faults"),
         "crash_after_retention_publish",
         &retention,
+        |_| {},
     );
     let crashed = metastore(&data);
     assert_eq!(ids(&crashed, "retired"), inputs);

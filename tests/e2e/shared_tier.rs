@@ -25,12 +25,14 @@
 //!   sources owned by the other indexer and drops the unpublished copies from its hot index;
 //!   then the other is killed, the sources come back to the first, and the other, back with
 //!   its volume, drops its own unpublished copies.
+//! - an indexer keeps local copies of what it published up to `local_splits_max_bytes`, the
+//!   oldest dropped first, none with 0, a crash between the two records of a drop marks
+//!   nothing; a searcher still answers for every record.
 
 #[path = "../../storage/tests/support/servers.rs"]
 pub(crate) mod servers;
 
 use std::collections::BTreeSet;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -43,7 +45,7 @@ use crate::collector::{
 };
 use crate::fault_proxy::{FaultProxy, Mode};
 use crate::support::gen;
-use crate::support::{free_port, wait_for, wait_until, Server, START_TIMEOUT};
+use crate::support::{crash_at, free_port, wait_for, wait_until, Server};
 use servers::{Postgres, S3Server};
 
 const BATCH: u64 = 100;
@@ -136,28 +138,17 @@ fn wait_published(config_path: &Path, what: &str, docs_total: u64, count: usize)
 /// Starts the indexer with the crash point after an upload armed, ingests batch `b` and waits
 /// for the abort there; disarms it.
 fn crash_after_upload(data: &Path, faults: &Path, config: &str, b: u64) {
-    std::fs::create_dir_all(faults).unwrap();
-    std::fs::write(faults.join("crash_after_upload"), b"").unwrap();
-    let server = Server::start_with_env(
+    crash_at(
         "indexer",
         data,
-        &format!("{config}\n\n[collector]\nenabled = false\n"),
-        "127.0.0.1:0",
-        Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-        &[("TRAWL_TEST_FAULT_DIR", faults.as_os_str())],
+        faults,
+        "crash_after_upload",
+        config,
+        |server| {
+            let lines = gen::lines(b * BATCH..(b + 1) * BATCH, &format!("tier{b}"));
+            assert_eq!(server.ingest_zstd("logs", &lines)["accepted"], BATCH);
+        },
     );
-    let lines = gen::lines(b * BATCH..(b + 1) * BATCH, &format!("tier{b}"));
-    assert_eq!(server.ingest_zstd("logs", &lines)["accepted"], BATCH);
-    let status = server.wait_exit(START_TIMEOUT);
-    assert_eq!(
-        status.signal(),
-        Some(6),
-        "aborted at the crash point: {status}"
-    );
-    std::fs::remove_file(faults.join("crash_after_upload")).unwrap();
 }
 
 #[test]
@@ -1425,4 +1416,124 @@ fn reports_through_a_searcher_read_the_shared_tier_and_keep_a_lost_volumes_seale
     compare(&sealed, "the published splits after the volume was lost");
     drop(pg);
     drop(s3);
+}
+
+/// The split directories an indexer's data directory holds for the logs stream.
+fn local_split_ids(data: &Path) -> BTreeSet<String> {
+    let dir = data.join("indexer/streams/logs/splits");
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+        Err(err) => panic!("{}: {err}", dir.display()),
+    }
+}
+
+const LOCAL_DROPPED: &str = "trawl_indexer_local_copies_dropped_total{stream=\"logs\"}";
+
+/// `[storage] local_splits_max_bytes`: `trawl indexer` keeps local copies of the splits it
+/// published up to the bound, the oldest dropped first, and none with 0; what it dropped is
+/// still published, unmarked, and searchers read it from the shared tier. Aborted between the
+/// publisher's record of a drop and the indexer's, the restart finds the split published and
+/// drops it: nothing is marked, nothing uploaded twice.
+#[test]
+fn an_indexer_keeps_local_copies_of_published_splits_up_to_its_bound() {
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let template = config(&pg, &s3, 1000);
+    let bounded = |max_bytes: u64| {
+        template.replace(
+            "[storage]\n",
+            &format!("[storage]\nlocal_splits_max_bytes = {max_bytes}\n"),
+        )
+    };
+    let config_path = tmp.path().join("storage.toml");
+    std::fs::write(&config_path, &template).unwrap();
+
+    // Three published splits, all kept under the default bound.
+    let server = Server::start_role("indexer", &data, &template);
+    for b in 0..3 {
+        ingest_batch(&server, b, b + 1);
+    }
+    let mut published = wait_published(&config_path, "3 splits published", 300, 3);
+    assert_eq!(local_split_ids(&data).len(), 3);
+    server.stop();
+
+    // A bound of the two newest splits' bytes: the oldest copy goes, the two newest stay.
+    published.sort_by_key(|r| r["max_timestamp"].as_i64().unwrap());
+    let id = |r: &Value| r["split_id"].as_str().unwrap().to_string();
+    let newest_two: u64 = published[1..]
+        .iter()
+        .map(|r| r["bytes"].as_u64().unwrap())
+        .sum();
+    let server = Server::start_role("indexer", &data, &bounded(newest_two));
+    wait_until("the oldest copy dropped", Duration::from_secs(60), || {
+        server.metric(LOCAL_DROPPED) == Some(1.0)
+    });
+    assert_eq!(
+        local_split_ids(&data),
+        published[1..].iter().map(id).collect::<BTreeSet<_>>()
+    );
+    assert_eq!(splits(&config_path, "published").len(), 3);
+    assert!(splits(&config_path, "marked").is_empty());
+    // The indexer's own API answers for its copies and the hot index.
+    server.wait_total("*", 200);
+    server.stop();
+
+    // Bound 0, aborted between the publisher's record of the drop and the indexer's: the
+    // restart adopts the splits as published and drops them.
+    crash_at(
+        "indexer",
+        &data,
+        &tmp.path().join("faults"),
+        "crash_before_local_drop",
+        &bounded(0),
+        |_| {},
+    );
+    assert_eq!(local_split_ids(&data).len(), 2, "nothing dropped yet");
+    let server = Server::start_role("indexer", &data, &bounded(0));
+    wait_until("both copies dropped", Duration::from_secs(60), || {
+        server.metric(LOCAL_DROPPED) == Some(2.0)
+    });
+    assert!(local_split_ids(&data).is_empty());
+    let rows = splits(&config_path, "published");
+    assert_eq!((rows.len(), docs(&rows)), (3, 300));
+    assert!(splits(&config_path, "marked").is_empty());
+    assert_eq!(server.metric(UPLOADS), Some(0.0), "nothing uploaded again");
+
+    // New records: sealed, published, dropped; 50 more stay in the hot index.
+    ingest_batch(&server, 3, 1);
+    wait_published(&config_path, "the fourth split published", 400, 4);
+    wait_until("the fourth copy dropped", Duration::from_secs(60), || {
+        server.metric(LOCAL_DROPPED) == Some(3.0)
+    });
+    ingest_range(&server, 400..450, "hot", None);
+    server.wait_total("*", 50);
+    assert!(local_split_ids(&data).is_empty());
+
+    // A searcher answers for every record: the shared tier's 400, the indexer's 50.
+    std::fs::create_dir_all(tmp.path().join("searcher")).unwrap();
+    let searcher = Server::start_role(
+        "searcher",
+        &tmp.path().join("searcher/data"),
+        &format!(
+            "{}\n[query]\nindexers = [\"{}\"]\n",
+            template.replace("id = \"indexer-a\"", "id = \"searcher\""),
+            server.url
+        ),
+    );
+    assert_eq!(search_all(&searcher), (450, 450, false));
+    assert_eq!(export_all(&searcher), 450);
+    let (docs, answer) = stream_docs(&searcher, None);
+    assert_eq!(docs, 450, "{answer}");
+    let report = check_ok(&config_path);
+    assert_eq!(report["objects"], 4);
+    searcher.stop();
+    server.stop();
 }

@@ -391,6 +391,36 @@ impl Drop for Server {
 /// Polls `condition` every 25 ms until it holds; panics naming `desc` after `timeout`.
 /// A loopback port free at the time of asking, for a process that must be restarted on the
 /// same address.
+/// Starts `role` with the crash point `point` armed (the test fault directory `faults`), runs
+/// `then` against it, waits for the abort there, and disarms the point.
+pub fn crash_at(
+    role: &str,
+    data: &Path,
+    faults: &Path,
+    point: &str,
+    config: &str,
+    then: impl FnOnce(&Server),
+) {
+    use std::os::unix::process::ExitStatusExt;
+    fs::create_dir_all(faults).unwrap();
+    fs::write(faults.join(point), b"").unwrap();
+    let server = Server::start_with_env(
+        role,
+        data,
+        &format!("{config}\n\n[collector]\nenabled = false\n"),
+        "127.0.0.1:0",
+        Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        &[("TRAWL_TEST_FAULT_DIR", faults.as_os_str())],
+    );
+    then(&server);
+    let status = server.wait_exit(START_TIMEOUT);
+    assert_eq!(status.signal(), Some(6), "aborted at {point}: {status}");
+    fs::remove_file(faults.join(point)).unwrap();
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
