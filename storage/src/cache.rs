@@ -254,6 +254,27 @@ impl SplitCache {
         Ok(split)
     }
 
+    /// Removes `key` from the cache if no open directory holds it (a merge's inputs, marked
+    /// once it is published, are read no more). Returns whether it was removed.
+    pub fn remove(&self, key: &str) -> bool {
+        let mut state = lock(&self.state);
+        if state
+            .entries
+            .get(key)
+            .is_none_or(|e| e.pin.strong_count() > 0)
+        {
+            return false;
+        }
+        if let Some(entry) = state.entries.remove(key) {
+            state.bytes -= entry.bytes;
+            let _ = fs::remove_file(self.dir.join(file_name(key)));
+        }
+        self.metrics
+            .cache_bytes
+            .store(state.bytes, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
     /// Removes least recently used splits not in use until the cache is within its bound.
     fn evict(&self) {
         let mut state = lock(&self.state);
@@ -375,8 +396,18 @@ mod tests {
         assert!(reopened.contains(&keys[3]));
         assert_eq!(fs::read_dir(cache_dir.join("tmp")).unwrap().count(), 0);
         let before = metrics.downloads.load(Ordering::Relaxed);
-        reopened.open_split(&keys[3]).await.unwrap();
+        let open = reopened.open_split(&keys[3]).await.unwrap();
         assert_eq!(metrics.downloads.load(Ordering::Relaxed), before);
+
+        // Removed on request only once nothing holds it open.
+        assert!(!reopened.remove(&keys[3]), "in use");
+        assert!(reopened.contains(&keys[3]));
+        drop(open);
+        assert!(reopened.remove(&keys[3]));
+        assert!(!reopened.contains(&keys[3]));
+        assert!(!cache_dir.join(file_name(&keys[3])).exists());
+        assert_eq!(reopened.bytes(), 0);
+        assert!(!reopened.remove(&keys[3]), "not cached");
     }
 
     #[tokio::test]

@@ -40,6 +40,10 @@ pub struct StorageMetrics {
     pub metastore_micros: AtomicU64,
     /// Splits marked by the cluster's retention (the holder of its lease).
     pub retention_marked: AtomicU64,
+    /// Merges the cluster's merger published (the holder of its lease), and the splits they
+    /// replaced.
+    pub cluster_merges: AtomicU64,
+    pub cluster_merge_inputs: AtomicU64,
     /// Publisher rounds refused because another live process publishes under the same
     /// indexer id.
     pub duplicate_id_refusals: AtomicU64,

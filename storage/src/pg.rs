@@ -537,7 +537,8 @@ impl PgMetastore {
     }
 
     /// The published splits of `stream` that may hold documents in `[start, end)` (nanoseconds;
-    /// `None` is unbounded), without their `meta` and `parents`: what a searcher searches.
+    /// `None` is unbounded), without their `meta`: what a searcher searches. Their `parents`
+    /// are what it leaves out of the indexers' leaf searches besides the splits themselves.
     pub async fn published_in(
         &self,
         stream: &str,
@@ -549,7 +550,7 @@ impl PgMetastore {
                 .query(
                     "SELECT stream, split_id, state, object_key, min_timestamp, max_timestamp, \
                      docs, bytes, created_at, merge_level, indexer, \
-                     '{}'::TEXT[] AS parents, 'null'::JSONB AS meta FROM trawl_splits \
+                     parents, 'null'::JSONB AS meta FROM trawl_splits \
                      WHERE stream = $1 AND state = 'published' \
                      AND ($2::BIGINT IS NULL OR max_timestamp >= $2) \
                      AND ($3::BIGINT IS NULL OR min_timestamp < $3) \
