@@ -389,8 +389,7 @@ async fn fan_out_value(
     }
     let mut leaves = Vec::new();
     if let Some((_, records)) = &listed {
-        let searched: Vec<&str> = records.iter().map(|r| r.split_id.as_str()).collect();
-        body[crate::remote::EXCLUDE_SPLITS_KEY] = json!(searched);
+        body[crate::remote::EXCLUDE_SPLITS_KEY] = json!(crate::remote::exclusion_ids(records));
     }
     let deadline = parsed.timeout + Duration::from_secs(2);
     let indexer_leaves = |body: &Value| {
@@ -636,7 +635,7 @@ async fn shared_streams(
         if records.is_empty() {
             continue;
         }
-        ids.extend(records.iter().map(|r| r.split_id.clone()));
+        ids.extend(crate::remote::exclusion_ids(&records));
         let docs: u64 = records.iter().map(|r| r.docs).sum();
         let bytes: u64 = records.iter().map(|r| r.bytes).sum();
         if !scope.is_restricted() {

@@ -68,11 +68,8 @@ struct SharedListing {
 }
 
 impl SharedListing {
-    fn split_ids(&self) -> Vec<String> {
-        self.records
-            .iter()
-            .flat_map(|(_, records)| records.iter().map(|r| r.split_id.clone()))
-            .collect()
+    fn exclusion_ids(&self) -> Vec<String> {
+        crate::remote::exclusion_ids(self.records.iter().flat_map(|(_, records)| records))
     }
 }
 
@@ -172,7 +169,7 @@ impl RootElastic {
             scope: Some(caller.scope().clone()).filter(Scope::is_restricted),
             exclude_splits: listed
                 .as_ref()
-                .map(|(_, l)| l.split_ids())
+                .map(|(_, l)| l.exclusion_ids())
                 .unwrap_or_default(),
         };
         let own = async {

@@ -192,10 +192,7 @@ async fn start(
             Ok(part) => part,
             Err(err) => return Ok(shared_tier_unavailable(&err)),
         };
-        body[EXCLUDE_SPLITS_KEY] = json!(listed
-            .iter()
-            .map(|r| r.split_id.as_str())
-            .collect::<Vec<_>>());
+        body[EXCLUDE_SPLITS_KEY] = json!(crate::remote::exclusion_ids(&listed));
         plan.request.scope = caller.scope().clone();
         let opened = match opened {
             Some((snapshot, true)) => {

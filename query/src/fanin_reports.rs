@@ -191,7 +191,7 @@ async fn own_part(
     end: Option<Timestamp>,
 ) -> Result<(Option<StreamSnapshot>, Vec<String>, bool)> {
     let (records, opened) = remote.open_published(stream, start, end).await?;
-    let ids = records.iter().map(|r| r.split_id.clone()).collect();
+    let ids = crate::remote::exclusion_ids(&records);
     Ok(match opened {
         Some((snapshot, ranged)) => (Some(snapshot), ids, ranged),
         None => (None, ids, false),

@@ -499,6 +499,23 @@ impl RemoteSplits {
     }
 }
 
+/// The split ids a searcher sends the indexers ([`EXCLUDE_SPLITS_KEY`]) for the published
+/// splits `records` it covers itself: theirs and their merge inputs' (`parents`). An indexer
+/// may still hold a copy of a merge input until its next publisher round after the cluster's
+/// merger published the merge: that copy's records are in the merge's output.
+pub fn exclusion_ids<'a>(records: impl IntoIterator<Item = &'a SplitRecord>) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut seen = HashSet::new();
+    for record in records {
+        for id in std::iter::once(&record.split_id).chain(&record.parents) {
+            if seen.insert(id.as_str()) {
+                ids.push(id.clone());
+            }
+        }
+    }
+    ids
+}
+
 /// Whether an indexer's split must be left out of a leaf search because the root searched it
 /// itself: its id, or a merge input's (a merge the root's list predates), is in `excluded`.
 pub fn excluded(target: &SearchTarget, excluded: &HashSet<String>) -> bool {
@@ -571,6 +588,19 @@ mod tests {
             parents: Vec::new(),
             meta: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn exclusion_ids_name_each_split_and_merge_input_once() {
+        let mut merged = record("m");
+        merged.parents = vec!["a".into(), "b".into()];
+        let mut other = record("n");
+        other.parents = vec!["b".into(), "c".into()];
+        assert_eq!(
+            exclusion_ids(&[record("x"), merged, other]),
+            ["x", "m", "a", "b", "n", "c"]
+        );
+        assert!(exclusion_ids(&[]).is_empty());
     }
 
     #[test]
