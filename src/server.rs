@@ -427,6 +427,29 @@ async fn start_publisher(
         indexer_id.clone(),
     )));
     let root = indexer.root().to_path_buf();
+    // `trawl indexer` leaves merges to the cluster's merger, which it runs while it holds the
+    // `merges` lease; its inputs are downloaded through the split cache.
+    let merger = match keep_local_bytes {
+        Some(_) => {
+            let cache_dir = config
+                .storage
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("cache"));
+            let cache = trawl_storage::SplitCache::open(
+                &cache_dir,
+                config.storage.cache_max_bytes,
+                storage.clone(),
+            )
+            .context("opening the split cache")?;
+            indexer.set_cluster_merges();
+            Some(trawl_indexer::cluster_merge::ClusterMerger {
+                cache: Arc::new(cache),
+                work_dir: root.join("cluster-merge"),
+            })
+        }
+        None => None,
+    };
     let indexer = indexer.clone();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -462,6 +485,7 @@ async fn start_publisher(
             grace,
         );
         publisher.keep_local_bytes = keep_local_bytes;
+        publisher.merger = merger;
         trawl_indexer::publish::run(publisher, indexer, interval, stopped).await;
     });
     Ok(())
@@ -580,6 +604,16 @@ impl prometheus_client::collector::Collector for StorageMetricsCollector {
                 "trawl_storage_retention_marked",
                 "Published splits marked for deletion by the cluster's retention",
                 M::get(&m.retention_marked),
+            ),
+            (
+                "trawl_storage_cluster_merges",
+                "Merges of published splits by the cluster's merger (the holder of its lease)",
+                M::get(&m.cluster_merges),
+            ),
+            (
+                "trawl_storage_cluster_merge_inputs",
+                "Published splits the cluster's merges replaced",
+                M::get(&m.cluster_merge_inputs),
             ),
             (
                 "trawl_storage_duplicate_id_refusals",

@@ -13,7 +13,9 @@ pub struct StorageConfig {
     /// `file:///path` or `s3://bucket/prefix`. Empty (the default): splits stay in
     /// `<data_dir>/indexer` on local disk, as `trawl standalone` keeps them.
     pub uri: String,
-    /// Directory of the local split cache. Default `<data_dir>/cache`.
+    /// Directory of the local split cache: searchers open published splits through it, and
+    /// the indexer running the cluster's merges downloads their inputs into it. Default
+    /// `<data_dir>/cache`.
     pub cache_dir: Option<PathBuf>,
     /// Bytes the cache may hold before the least recently used splits are removed (splits in
     /// use are kept). Default 10000000000 (10 GB).
@@ -26,7 +28,7 @@ pub struct StorageConfig {
     /// request a block). 0: whenever it matches a record. Default 2000.
     pub export_whole_min_records: u64,
     /// Bytes of the splits it published that `trawl indexer` keeps a local copy of as well
-    /// (its own API searches them, its merges read them). Past this, the oldest copies (by
+    /// (its own API searches them). Past this, the oldest copies (by
     /// their newest record) are dropped: the shared tier keeps those splits and searchers read
     /// them there. So an indexer's volume holds its write-ahead log, its hot index, what it has
     /// not published yet and this much. 0: every copy is dropped once published.

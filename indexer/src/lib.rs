@@ -8,6 +8,7 @@
 
 mod audit_dedup;
 mod catalog;
+pub mod cluster_merge;
 pub mod compat;
 pub mod dead_letter;
 pub mod dedup;

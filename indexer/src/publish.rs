@@ -55,6 +55,29 @@ const ID_LEASE_PREFIX: &str = "indexer-id:";
 struct PublisherState {
     version: u32,
     published: BTreeMap<String, BTreeSet<String>>,
+    /// Published splits whose local copies are being dropped (see `indexer::local_copies`):
+    /// published, never new, never gone; the next round finishes their drop.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    dropping: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl PublisherState {
+    /// Tells the indexer which splits of each stream are published: those recorded so and
+    /// those whose copies are being dropped.
+    fn tell(&self, indexer: &Indexer) {
+        let streams: BTreeSet<&String> =
+            self.published.keys().chain(self.dropping.keys()).collect();
+        for stream in streams {
+            let ids = self
+                .published
+                .get(stream)
+                .into_iter()
+                .chain(self.dropping.get(stream))
+                .flatten()
+                .cloned();
+            indexer.set_published(stream, ids);
+        }
+    }
 }
 
 impl Default for PublisherState {
@@ -62,6 +85,7 @@ impl Default for PublisherState {
         PublisherState {
             version: PUBLISHER_STATE_VERSION,
             published: BTreeMap::new(),
+            dropping: BTreeMap::new(),
         }
     }
 }
@@ -88,6 +112,12 @@ pub struct Publisher {
     /// Bytes of published splits whose local copies are kept (`[storage]
     /// local_splits_max_bytes`); `None`: every copy is kept (`trawl standalone`).
     pub keep_local_bytes: Option<u64>,
+    /// The cluster's merger this indexer runs when it holds the `merges` lease; `None`: it
+    /// merges its own splits locally (`trawl standalone`).
+    pub merger: Option<crate::cluster_merge::ClusterMerger>,
+    /// Held by a round from start to end, and by the cluster's merger while it swaps its
+    /// output in locally: `publisher.json` and the local splits change under one at a time.
+    pub(crate) rounds: tokio::sync::Mutex<()>,
 }
 
 /// What one round did.
@@ -124,6 +154,8 @@ impl Publisher {
             id_lease: Duration::from_secs(30),
             since_reconcile: std::sync::Mutex::new(None),
             keep_local_bytes: None,
+            merger: None,
+            rounds: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -216,9 +248,13 @@ impl Publisher {
     /// whose upload or publish fails is left for the next round (nothing it did is visible
     /// until its publish).
     pub async fn round(&self, indexer: &Indexer) -> Result<RoundOutcome> {
+        let _round = self.rounds.lock().await;
         let mut state = self.load_state()?;
-        for (stream, ids) in &state.published {
-            indexer.set_published(stream, ids.iter().cloned());
+        state.tell(indexer);
+        // Drops a stopped process left recorded but not carried out.
+        for (stream, ids) in state.dropping.clone() {
+            let ids: Vec<String> = ids.into_iter().collect();
+            self.forget_local(indexer, &mut state, &stream, &ids)?;
         }
         // Before the id's lease: removing local copies needs no lease, and a process that
         // restarts waits a while for the lease of its killed predecessor.
@@ -253,14 +289,19 @@ impl Publisher {
             .collect();
         let local_splits = indexer.local_splits();
         // Splits the metastore has published for this indexer that `publisher.json` does not
-        // list: a round cut short before it wrote the file, or a local copy being dropped
-        // when the process stopped. They are published, never new: adopted first, so that no
-        // purge takes them for unpublished records.
+        // list: a round cut short before it wrote the file. They are published, never new:
+        // adopted first, so that no purge takes them for unpublished records. (A split the
+        // metastore marked without `publisher.json` listing it was staged and never published:
+        // the janitor took it back, and it is staged again.)
         let mut adopted = false;
         for (stream, _, splits) in &local_splits {
             for split in splits {
                 let key = (stream.clone(), split.meta.id.clone());
                 if mine.get(&key) == Some(&SplitState::Published)
+                    && !state
+                        .dropping
+                        .get(stream)
+                        .is_some_and(|d| d.contains(&split.meta.id))
                     && state
                         .published
                         .entry(stream.clone())
@@ -273,18 +314,46 @@ impl Publisher {
         }
         if adopted {
             self.store_state(&state)?;
-            for (stream, ids) in &state.published {
-                indexer.set_published(stream, ids.iter().cloned());
-            }
+            state.tell(indexer);
+        }
+        // Splits of this data directory marked by another's publish (the cluster's merger
+        // merged them, the cluster's retention dropped them): their copies go, and nothing is
+        // published for them.
+        let marked: Vec<(String, Vec<String>)> = state
+            .published
+            .iter()
+            .map(|(stream, ids)| {
+                let ids = ids
+                    .iter()
+                    .filter(|id| {
+                        mine.get(&(stream.clone(), (*id).clone())) == Some(&SplitState::Marked)
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>();
+                (stream.clone(), ids)
+            })
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        let mut local_splits = local_splits;
+        for (stream, ids) in &marked {
+            self.forget_local(indexer, &mut state, stream, ids)?;
+        }
+        if !marked.is_empty() {
+            local_splits = indexer.local_splits();
         }
         let mut outcome = RoundOutcome::default();
         let mut first_error = None;
         for (stream, default_fields, splits) in local_splits {
             let before = state.published.get(&stream).cloned().unwrap_or_default();
-            let local: BTreeSet<String> = splits.iter().map(|s| s.meta.id.clone()).collect();
+            let dropping = state.dropping.get(&stream).cloned().unwrap_or_default();
+            let local: BTreeSet<String> = splits
+                .iter()
+                .map(|s| s.meta.id.clone())
+                .filter(|id| !dropping.contains(id))
+                .collect();
             let new: Vec<&Arc<SplitHandle>> = splits
                 .iter()
-                .filter(|s| !before.contains(&s.meta.id))
+                .filter(|s| !before.contains(&s.meta.id) && !dropping.contains(&s.meta.id))
                 .collect();
             let gone: Vec<String> = before.difference(&local).cloned().collect();
             if new.is_empty() && gone.is_empty() {
@@ -300,9 +369,9 @@ impl Publisher {
                     outcome.uploaded += uploaded;
                     outcome.published += new.len();
                     outcome.replaced += gone.len();
-                    state.published.insert(stream.clone(), local.clone());
+                    state.published.insert(stream.clone(), local);
                     self.store_state(&state)?;
-                    indexer.set_published(&stream, local);
+                    state.tell(indexer);
                 }
                 Err(err) => {
                     tracing::warn!(stream, %err, "publishing splits failed; retrying next round");
@@ -357,16 +426,62 @@ impl Publisher {
         }
         let mut dropped = 0;
         for (stream, ids) in doomed {
-            let gone =
-                indexer.drop_local_copies(&stream, &ids, |ids: &[String]| -> Result<()> {
-                    if let Some(published) = state.published.get_mut(&stream) {
-                        published.retain(|id| !ids.contains(id));
-                    }
-                    self.store_state(state)
-                })?;
-            dropped += gone.len();
+            dropped += self.forget_local(indexer, state, &stream, &ids)?;
         }
         Ok(dropped)
+    }
+
+    /// Records in `publisher.json` that the cluster merge output `id`, published, is a local
+    /// split of `stream` now, in place of the local copies `replaced`.
+    pub(crate) fn record_adopted(
+        &self,
+        indexer: &Indexer,
+        stream: &str,
+        id: &str,
+        replaced: &[String],
+    ) -> Result<()> {
+        let mut state = self.load_state()?;
+        let published = state.published.entry(stream.to_string()).or_default();
+        published.retain(|p| !replaced.contains(p));
+        published.insert(id.to_string());
+        self.store_state(&state)?;
+        state.tell(indexer);
+        Ok(())
+    }
+
+    /// Drops the local copies of the published splits `ids` of `stream`: recorded in
+    /// `publisher.json` as being dropped first (see `indexer::local_copies`), and cleared from
+    /// there once done. Returns how many were dropped.
+    fn forget_local(
+        &self,
+        indexer: &Indexer,
+        state: &mut PublisherState,
+        stream: &str,
+        ids: &[String],
+    ) -> Result<usize> {
+        let gone = indexer.drop_local_copies(stream, ids, |ids: &[String]| -> Result<()> {
+            if let Some(published) = state.published.get_mut(stream) {
+                published.retain(|id| !ids.contains(id));
+            }
+            state
+                .dropping
+                .entry(stream.to_string())
+                .or_default()
+                .extend(ids.iter().cloned());
+            self.store_state(state)
+        })?;
+        // Done (or nothing left to drop: a merge replaced them meanwhile).
+        let before = state.dropping.get(stream).map_or(0, BTreeSet::len);
+        if let Some(dropping) = state.dropping.get_mut(stream) {
+            dropping.retain(|id| !ids.contains(id));
+            if dropping.is_empty() {
+                state.dropping.remove(stream);
+            }
+        }
+        if state.dropping.get(stream).map_or(0, BTreeSet::len) != before {
+            self.store_state(state)?;
+        }
+        Ok(gone.len())
     }
 
     /// Finds the sources this indexer has marks for that another indexer owns now (its
@@ -484,14 +599,26 @@ impl Publisher {
         default_fields: &[String],
         key: &str,
     ) -> Result<()> {
-        std::fs::create_dir_all(&self.upload_dir)?;
-        let bundle = self.upload_dir.join(format!("{}.split", split.meta.id));
-        let dir = split.dir.clone();
         let meta = serde_json::json!({
             "split": &split.meta,
             "indexer": &self.indexer_id,
             "default_fields": default_fields,
         });
+        self.upload_dir(&split.dir, &split.meta.id, meta, key).await
+    }
+
+    /// Bundles the split directory `dir` (split `id`, described by `meta` in the footer) into
+    /// `upload/` and uploads it as `key`.
+    pub(crate) async fn upload_dir(
+        &self,
+        dir: &Path,
+        id: &str,
+        meta: serde_json::Value,
+        key: &str,
+    ) -> Result<()> {
+        std::fs::create_dir_all(&self.upload_dir)?;
+        let bundle = self.upload_dir.join(format!("{id}.split"));
+        let dir = dir.to_path_buf();
         let out = bundle.clone();
         tokio::task::spawn_blocking(move || write_bundle(&dir, &meta, &out))
             .await
@@ -583,8 +710,9 @@ async fn purge(indexer: &Indexer, sources: Vec<String>) -> Result<()> {
 }
 
 /// Runs the publisher until `stop` turns true: a round every `interval` (and the janitor and
-/// the cluster's retention every tenth), retrying what failed at the next. The id lease lasts
-/// ten rounds (at least 5 s): a process killed outright frees its id after that.
+/// the cluster's retention every tenth), retrying what failed at the next; with a merger, the
+/// cluster's merges every ten intervals beside it (a long merge holds no upload back). The id
+/// lease lasts ten rounds (at least 5 s): a process killed outright frees its id after that.
 pub async fn run(
     mut publisher: Publisher,
     indexer: Indexer,
@@ -592,6 +720,15 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     publisher.id_lease = (interval * 10).max(Duration::from_secs(5));
+    let publisher = Arc::new(publisher);
+    if publisher.merger.is_some() {
+        tokio::spawn(crate::cluster_merge::run(
+            publisher.clone(),
+            indexer.clone(),
+            interval,
+            stop.clone(),
+        ));
+    }
     let mut rounds = 0u64;
     loop {
         if let Err(err) = publisher.round(&indexer).await {

@@ -13,10 +13,12 @@
 //!   restart, once;
 //! - the indexer's volume deleted: what was published stays published (nothing is marked
 //!   for the splits the new volume does not have), and the janitor collects the staged object
-//!   whose split was lost with the volume;
+//!   whose split was lost with the volume; the cluster's merger merges the lost volume's
+//!   splits;
 //! - two indexers and two searchers on the same tier: every answer exact from either searcher,
-//!   warm searches fetch nothing, a searcher's cache deleted while it serves, a merge while
-//!   searches run, and an indexer's volume lost while it is down (its sealed records stay
+//!   warm searches fetch nothing, a searcher's cache deleted while it serves, a cluster merge
+//!   of both indexers' splits while searches run (the merger keeps the output, the other
+//!   drops its copies), and an indexer's volume lost while it is down (its sealed records stay
 //!   searchable, and exports through either searcher hold every record once);
 //! - an indexer killed while it holds records unpublished (in its hot index and in a split the
 //!   S3 server was away for) comes back with its volume after its collector moved on: it
@@ -287,6 +289,15 @@ fn splits_are_published_to_s3_and_postgres_through_outages_merges_crashes_and_a_
     // The fresh indexer holds nothing of it: the shared tier does.
     server.wait_total("*", 0);
     server.stop();
+
+    // Merges on: the cluster's merger merges the lost volume's two splits too, and keeps the
+    // output as its own split.
+    let server = Server::start_role("indexer", &data, &config(&pg, &s3, 2));
+    let merged = wait_published(&config_path, "the lost volume's splits merged", 800, 1);
+    assert_eq!(merged[0]["merge_level"], 2);
+    assert_eq!(merged[0]["parents"].as_array().unwrap().len(), 2);
+    server.wait_total("*", 800);
+    server.stop();
 }
 
 /// Ingests `lines` records `range` with `marker` and waits until `sealed` splits were sealed by
@@ -314,7 +325,14 @@ fn search_all(searcher: &Server) -> (u64, usize, bool) {
         .iter()
         .map(|h| h["timestamp"].as_str().unwrap())
         .collect();
-    assert_eq!(hits.len(), distinct.len(), "duplicate hits: {answer}");
+    assert_eq!(
+        hits.len(),
+        distinct.len(),
+        "duplicate hits among {} (total {}, partial {})",
+        hits.len(),
+        answer["total"],
+        answer["partial"]
+    );
     let found = (
         answer["total"].as_u64().unwrap(),
         distinct.len(),
@@ -638,29 +656,66 @@ namespaces = ["{ns}"]
     assert_eq!(docs, expected, "{answer}");
     drop(scoped);
 
-    // b merges its three splits: every answer during and after is exact.
-    let b_url = b.url.clone();
+    // Both restarted with merges on: the one that takes the cluster's merge lease merges the
+    // six published splits of both into one and keeps it as its own local split; the other
+    // drops its copies of its three. Every answer during and after is exact.
+    let (a_url, b_url) = (a.url.clone(), b.url.clone());
+    a.stop();
     b.stop();
-    let b = Server::start_listening(
-        "indexer",
-        &data_b,
-        &format!(
-            "{}\n\n[collector]\nenabled = false\n",
-            shared("indexer-b", 2)
-        ),
-        b_url.trim_start_matches("http://"),
+    let restart = |data: &Path, id: &str, url: &str| {
+        Server::start_listening(
+            "indexer",
+            data,
+            &format!("{}\n\n[collector]\nenabled = false\n", shared(id, 2)),
+            url.trim_start_matches("http://"),
+        )
+    };
+    let a = restart(&data_a, "indexer-a", &a_url);
+    let b = restart(&data_b, "indexer-b", &b_url);
+    let mut merged = Vec::new();
+    wait_until(
+        "the cluster's merge published",
+        Duration::from_secs(60),
+        || {
+            for s in [&s1, &s2] {
+                assert_eq!(search_all(s), (650, 650, false), "exact while merging");
+            }
+            merged = splits(&config_path, "published");
+            merged.len() == 1
+        },
     );
-    let mut merged = false;
-    wait_until("b's merge published", Duration::from_secs(60), || {
-        for s in [&s1, &s2] {
-            assert_eq!(search_all(s), (650, 650, false), "exact while merging");
-        }
-        merged = splits(&config_path, "published")
-            .iter()
-            .any(|r| r["indexer"] == "indexer-b" && r["merge_level"] == 1);
-        merged
-    });
-    assert!(merged);
+    assert_eq!(
+        (&merged[0]["merge_level"], &merged[0]["docs"]),
+        (&json!(1), &json!(600))
+    );
+    assert_eq!(merged[0]["parents"].as_array().unwrap().len(), 6);
+    let (merger, other, merger_data, other_data) = if merged[0]["indexer"] == "indexer-a" {
+        (&a, &b, &data_a, &data_b)
+    } else {
+        (&b, &a, &data_b, &data_a)
+    };
+    wait_until(
+        "the other dropped its merged copies",
+        Duration::from_secs(60),
+        || local_split_ids(other_data).is_empty(),
+    );
+    let output = BTreeSet::from([merged[0]["split_id"].as_str().unwrap().to_string()]);
+    wait_until(
+        "the merger keeps the merge's output",
+        Duration::from_secs(30),
+        || local_split_ids(merger_data) == output,
+    );
+    assert_eq!(other.metric(LOCAL_DROPPED), Some(3.0));
+    assert_eq!(
+        (
+            merger.metric("trawl_storage_cluster_merges_total"),
+            merger.metric("trawl_storage_cluster_merge_inputs_total"),
+            other.metric("trawl_storage_cluster_merges_total"),
+        ),
+        (Some(1.0), Some(6.0), Some(0.0))
+    );
+    // a keeps its 50 hot records; the merger holds the 600 merged ones.
+    assert_eq!(a.total("*", &[]) + b.total("*", &[]), 650);
     // The merge's publish was notified: s1 read the list again.
     wait_until(
         "s1 sees the merge notified",

@@ -6,11 +6,12 @@
 //! index, what is not published yet and that bound.
 //!
 //! A drop is a publisher's decision recorded before it is carried out: the publisher first
-//! forgets the splits as "published by this data directory" (`publisher.json`), then the
-//! indexer retires them as a merge retires its inputs (one durable write of its metastore;
-//! the files go once no search holds them). A crash in between leaves a split local and not
-//! in `publisher.json`: the next round finds it published already and records it again, never
-//! as removed. The other order would make the next round publish its removal.
+//! moves the splits from "published" to "being dropped" in `publisher.json`, then the indexer
+//! retires them as a merge retires its inputs (one durable write of its metastore; the files
+//! go once no search holds them), then the publisher clears them. A split being dropped is
+//! published, never new and never gone: a crash anywhere in between leaves it so, and the next
+//! round finishes the drop. Had the indexer gone first, the next round would publish its
+//! removal; had the publisher only forgotten it, the next round would take it for new.
 
 use super::upkeep::drop_splits;
 use super::*;
@@ -75,5 +76,47 @@ impl Indexer {
             "dropped the local copies of published splits (the shared tier keeps them)"
         );
         Ok(dropping)
+    }
+}
+
+/// Crash point between the local swap of a cluster merge's inputs for its output and the
+/// publisher's record of it.
+const CRASH_AFTER_MERGE_ADOPTED: &str = "crash_after_merge_adopted";
+
+impl Indexer {
+    /// Takes the split written in `dir` (an output of the cluster's merger, published already)
+    /// as a local split, in place of the local copies of its inputs (`meta.parents`), in one
+    /// durable write of the local metastore. Returns the inputs whose copies it replaced.
+    /// The publisher records the swap in `publisher.json` after: a crash in between leaves the
+    /// output local and published (the next round adopts it) and the inputs recorded but gone
+    /// (the next round publishes their removal again, which finds them marked already).
+    pub fn adopt_merge(&self, dir: &Path, meta: SplitMeta) -> Result<Vec<String>> {
+        let entry = self.stream(&meta.stream)?;
+        let _replacing = lock(&self.inner.replacing);
+        let splits_dir = entry.stream.splits_dir();
+        fs::create_dir_all(&splits_dir)?;
+        let target = splits_dir.join(&meta.id);
+        fs::rename(dir, &target)?;
+        crate::wal::sync_dir(&splits_dir)?;
+        let parents = meta.parents.clone();
+        let handle = Arc::new(SplitHandle::open(&target, meta)?);
+        let local: Vec<String> = entry
+            .stream
+            .splits()
+            .iter()
+            .map(|s| s.meta.id.clone())
+            .filter(|id| parents.contains(id))
+            .collect();
+        drop_splits(
+            &self.inner,
+            &entry.stream,
+            &local,
+            vec![handle],
+            CRASH_AFTER_MERGE_ADOPTED,
+        )?;
+        self.inner
+            .metrics
+            .set_splits(&entry.stream.spec.name, entry.stream.splits().len());
+        Ok(local)
     }
 }

@@ -135,6 +135,9 @@ struct Inner {
     /// Held while the splits of a stream are replaced (merges, retention, purges), so that two
     /// replacements never work on the same splits.
     replacing: Mutex<()>,
+    /// With a shared tier, merges are the cluster's merger's (see [`crate::cluster_merge`]):
+    /// the upkeep thread merges nothing itself.
+    cluster_merges: AtomicBool,
     /// Push batches made durable lately, and ids written lately (see [`crate::dedup`]).
     resent: Mutex<Window>,
     wal_tx: Mutex<Option<Sender<WalMsg>>>,
@@ -153,6 +156,12 @@ pub struct Indexer {
 }
 
 impl Indexer {
+    /// Leaves merges to the cluster's merger (see [`crate::cluster_merge`]): from now on the
+    /// upkeep thread merges none of this indexer's splits.
+    pub fn set_cluster_merges(&self) {
+        self.inner.cluster_merges.store(true, Ordering::SeqCst);
+    }
+
     /// Makes delivery batches claim their sources in the shared metastore (see
     /// [`crate::ownership`]). Set once, before ingest starts; a second call changes nothing.
     pub fn set_ownership(&self, ownership: Arc<crate::ownership::Ownership>) {

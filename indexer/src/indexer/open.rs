@@ -64,6 +64,7 @@ impl Indexer {
             ownership: std::sync::OnceLock::new(),
             published: Mutex::new(HashMap::new()),
             replacing: Mutex::new(()),
+            cluster_merges: AtomicBool::new(false),
             resent: Mutex::new(resent),
             wal_tx: Mutex::new(Some(wal_tx)),
             metrics,

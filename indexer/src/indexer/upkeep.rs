@@ -43,7 +43,9 @@ pub(super) fn upkeep_round(inner: &Inner) -> Result<()> {
     for (name, entry) in stream_list(inner) {
         let _replacing = lock(&inner.replacing);
         apply_retention(inner, &name, &entry.stream, now)?;
-        merge_stream(inner, &name, &entry.stream)?;
+        if !inner.cluster_merges.load(Ordering::SeqCst) {
+            merge_stream(inner, &name, &entry.stream)?;
+        }
         inner.metrics.set_splits(&name, entry.stream.splits().len());
     }
     let ttl = inner.settings.source_mark_ttl.as_nanos() as i64;
