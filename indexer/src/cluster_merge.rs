@@ -241,6 +241,9 @@ impl Publisher {
             fence: BTreeMap::new(),
         };
         self.metastore.publish(&publish).await?;
+        indexer
+            .settings()
+            .crash_point(crate::settings::CRASH_AFTER_CLUSTER_MERGE_PUBLISH);
         let metrics = self.metastore.metrics();
         trawl_storage::StorageMetrics::inc(&metrics.cluster_merges, 1);
         trawl_storage::StorageMetrics::inc(

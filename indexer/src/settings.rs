@@ -42,6 +42,10 @@ pub const CRASH_AFTER_RETENTION_PUBLISH: &str = "crash_after_retention_publish";
 /// fault file that makes the process abort there.
 pub const CRASH_AFTER_UPLOAD: &str = "crash_after_upload";
 
+/// Crash point of the cluster's merger right after its merge is published, before it keeps
+/// the output locally. Also the name of the fault file that makes the process abort there.
+pub const CRASH_AFTER_CLUSTER_MERGE_PUBLISH: &str = "crash_after_cluster_merge_publish";
+
 /// Crash point between the publisher's record that a published split's local copy is dropped
 /// (`publisher.json`) and the indexer's (see `indexer::local_copies`). Also the name of the
 /// fault file that makes the process abort there.

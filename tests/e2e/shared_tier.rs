@@ -29,7 +29,8 @@
 //!   its volume, drops its own unpublished copies.
 //! - an indexer keeps local copies of what it published up to `local_splits_max_bytes`, the
 //!   oldest dropped first, none with 0, a crash between the two records of a drop marks
-//!   nothing; a searcher still answers for every record.
+//!   nothing; a searcher still answers for every record, and still does after the cluster's
+//!   merger was aborted between its merge's publish and keeping the output.
 
 #[path = "../../storage/tests/support/servers.rs"]
 pub(crate) mod servers;
@@ -1574,6 +1575,7 @@ fn an_indexer_keeps_local_copies_of_published_splits_up_to_its_bound() {
 
     // A searcher answers for every record: the shared tier's 400, the indexer's 50.
     std::fs::create_dir_all(tmp.path().join("searcher")).unwrap();
+    let searcher_indexer = server.url.clone();
     let searcher = Server::start_role(
         "searcher",
         &tmp.path().join("searcher/data"),
@@ -1585,10 +1587,50 @@ fn an_indexer_keeps_local_copies_of_published_splits_up_to_its_bound() {
     );
     assert_eq!(search_all(&searcher), (450, 450, false));
     assert_eq!(export_all(&searcher), 450);
-    let (docs, answer) = stream_docs(&searcher, None);
-    assert_eq!(docs, 450, "{answer}");
+    let (counted, answer) = stream_docs(&searcher, None);
+    assert_eq!(counted, 450, "{answer}");
     let report = check_ok(&config_path);
     assert_eq!(report["objects"], 4);
+    server.stop();
+
+    // The cluster's merger (this indexer, merges on) aborted right after its merge of the four
+    // published splits is published, before it keeps the output: the restart holds no copy of
+    // it, removes what the merge left half-written, and every record is there once.
+    let merging = template.replace("merge_min_splits = 1000", "merge_min_splits = 2");
+    crash_at(
+        "indexer",
+        &data,
+        &tmp.path().join("faults"),
+        "crash_after_cluster_merge_publish",
+        &merging,
+        |_| {},
+    );
+    let rows = splits(&config_path, "published");
+    assert_eq!(
+        (rows.len(), docs(&rows), &rows[0]["merge_level"]),
+        (1, 400, &json!(1))
+    );
+    let server = Server::start_listening(
+        "indexer",
+        &data,
+        &format!("{template}\n\n[collector]\nenabled = false\n"),
+        searcher_indexer.trim_start_matches("http://"),
+    );
+    wait_until(
+        "the half-written merge removed",
+        Duration::from_secs(60),
+        || !data.join("indexer/cluster-merge").exists(),
+    );
+    assert!(local_split_ids(&data).is_empty());
+    server.wait_total("*", 50);
+    assert_eq!(search_all(&searcher), (450, 450, false));
+    assert_eq!(export_all(&searcher), 450);
+    wait_until(
+        "the janitor removed the inputs",
+        Duration::from_secs(60),
+        || splits(&config_path, "marked").is_empty(),
+    );
+    assert_eq!(check_ok(&config_path)["objects"], 1);
     searcher.stop();
     server.stop();
 }
