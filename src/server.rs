@@ -486,7 +486,24 @@ async fn start_publisher(
         );
         publisher.keep_local_bytes = keep_local_bytes;
         publisher.merger = merger;
+        // A takeover of one of this indexer's sources is reconciled at once (and, after the
+        // notices connection was lost, anything missed meanwhile).
+        let takeover = publisher.takeover.clone();
+        let me = publisher.indexer_id.clone();
+        let notices = metrics.clone();
+        let watcher = trawl_storage::pg::watch_takeovers(&uri, interval * 5, move |change| {
+            use trawl_storage::pg::PublishedChange;
+            match change {
+                PublishedChange::Stream(loser) if loser == me => {
+                    trawl_storage::StorageMetrics::inc(&notices.takeover_notices, 1);
+                    takeover.noticed();
+                }
+                PublishedChange::Listening => takeover.noticed(),
+                _ => {}
+            }
+        });
         trawl_indexer::publish::run(publisher, indexer, interval, stopped).await;
+        watcher.abort();
     });
     Ok(())
 }
@@ -609,6 +626,11 @@ impl prometheus_client::collector::Collector for StorageMetricsCollector {
                 "trawl_storage_cluster_merges",
                 "Merges of published splits by the cluster's merger (the holder of its lease)",
                 M::get(&m.cluster_merges),
+            ),
+            (
+                "trawl_storage_takeover_notices",
+                "Notices from the metastore that another indexer took a source of this one over",
+                M::get(&m.takeover_notices),
             ),
             (
                 "trawl_storage_cluster_merge_inputs",

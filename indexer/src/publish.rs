@@ -118,6 +118,25 @@ pub struct Publisher {
     /// Held by a round from start to end, and by the cluster's merger while it swaps its
     /// output in locally: `publisher.json` and the local splits change under one at a time.
     pub(crate) rounds: tokio::sync::Mutex<()>,
+    /// Set when the metastore says another indexer took a source of this one over: the next
+    /// round reconciles at once instead of at its turn, and comes at once.
+    pub takeover: Arc<Takeover>,
+}
+
+/// A takeover of one of this indexer's sources, noticed (see [`Publisher::takeover`]).
+#[derive(Default)]
+pub struct Takeover {
+    pending: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Takeover {
+    /// Another indexer took a source over (or notices may have been missed): reconcile now.
+    pub fn noticed(&self) {
+        self.pending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
 }
 
 /// What one round did.
@@ -156,6 +175,7 @@ impl Publisher {
             keep_local_bytes: None,
             merger: None,
             rounds: tokio::sync::Mutex::new(()),
+            takeover: Arc::new(Takeover::default()),
         }
     }
 
@@ -258,7 +278,11 @@ impl Publisher {
         }
         // Before the id's lease: removing local copies needs no lease, and a process that
         // restarts waits a while for the lease of its killed predecessor.
-        let due = {
+        let noticed = self
+            .takeover
+            .pending
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        let due = noticed || {
             let mut since = crate::stream::lock(&self.since_reconcile);
             match since.as_mut() {
                 Some(n) if *n + 1 < RECONCILE_EVERY => {
@@ -487,8 +511,10 @@ impl Publisher {
     /// Finds the sources this indexer has marks for that another indexer owns now (its
     /// collectors failed over while it was away, or while it was cut off from them), and
     /// removes what it holds of them unpublished: the new owner read those records again. At
-    /// the first round (the WAL replayed such records), then every [`RECONCILE_EVERY`]: an
-    /// indexer cut off but running holds them in its hot index until it seals.
+    /// the first round (the WAL replayed such records), at once when the metastore notifies a
+    /// takeover of one of its sources ([`Takeover`]), and every [`RECONCILE_EVERY`] besides
+    /// (a notice missed while not listening): an indexer cut off but running holds them in its
+    /// hot index until it seals.
     async fn reconcile(&self, indexer: &Indexer) -> Result<()> {
         let Some(ownership) = indexer.ownership() else {
             return Ok(());
@@ -745,6 +771,7 @@ pub async fn run(
         rounds += 1;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = publisher.takeover.wake.notified() => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {

@@ -44,6 +44,8 @@ pub struct StorageMetrics {
     /// replaced.
     pub cluster_merges: AtomicU64,
     pub cluster_merge_inputs: AtomicU64,
+    /// Notices that another indexer took a source of this one over.
+    pub takeover_notices: AtomicU64,
     /// Publisher rounds refused because another live process publishes under the same
     /// indexer id.
     pub duplicate_id_refusals: AtomicU64,

@@ -77,6 +77,10 @@ const MIGRATION_LOCK: i64 = 0x0074_7261_776c;
 /// Channel a publish notifies, with the stream's name as payload.
 pub const NOTIFY_CHANNEL: &str = "trawl_splits";
 
+/// Channel a takeover of a source notifies, with the previous owner's name as payload: that
+/// indexer holds unpublished copies of what the new owner reads again.
+pub const TAKEOVER_CHANNEL: &str = "trawl_takeovers";
+
 /// Where a split is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -209,11 +213,30 @@ pub fn watch_published(
     retry: Duration,
     on_change: impl Fn(PublishedChange) + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
+    watch(uri, NOTIFY_CHANNEL, retry, on_change)
+}
+
+/// [`watch_published`] for [`TAKEOVER_CHANNEL`]: `Stream` carries the name of the indexer
+/// that lost a source.
+pub fn watch_takeovers(
+    uri: &str,
+    retry: Duration,
+    on_change: impl Fn(PublishedChange) + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    watch(uri, TAKEOVER_CHANNEL, retry, on_change)
+}
+
+fn watch(
+    uri: &str,
+    channel: &'static str,
+    retry: Duration,
+    on_change: impl Fn(PublishedChange) + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
     let uri = uri.to_string();
     tokio::spawn(async move {
         loop {
-            if let Err(err) = listen_once(&uri, &on_change).await {
-                tracing::debug!(%err, "metastore notifications: not listening");
+            if let Err(err) = listen_once(&uri, channel, &on_change).await {
+                tracing::debug!(%err, channel, "metastore notifications: not listening");
             }
             on_change(PublishedChange::Lost);
             tokio::time::sleep(retry).await;
@@ -221,8 +244,8 @@ pub fn watch_published(
     })
 }
 
-/// One connection's worth of [`watch_published`]: returns when it ends.
-async fn listen_once(uri: &str, on_change: &impl Fn(PublishedChange)) -> Result<()> {
+/// One connection's worth of [`watch`]: returns when it ends.
+async fn listen_once(uri: &str, channel: &str, on_change: &impl Fn(PublishedChange)) -> Result<()> {
     let (client, mut connection) = config_of(uri)?.connect(NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -242,9 +265,7 @@ async fn listen_once(uri: &str, on_change: &impl Fn(PublishedChange)) -> Result<
             }
         }
     });
-    let listening = client
-        .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
-        .await;
+    let listening = client.batch_execute(&format!("LISTEN {channel}")).await;
     if let Err(err) = listening {
         driver.abort();
         return Err(err.into());
@@ -637,6 +658,9 @@ impl PgMetastore {
                             &[&source, &owner],
                         )
                         .await?;
+                        // Delivered on commit: the old owner reconciles at once.
+                        tx.execute("SELECT pg_notify($1, $2)", &[&TAKEOVER_CHANNEL, &was])
+                            .await?;
                         Ownership {
                             token: token + 1,
                             previous_owner: Some(was),

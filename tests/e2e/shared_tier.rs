@@ -23,8 +23,9 @@
 //! - an indexer killed while it holds records unpublished (in its hot index and in a split the
 //!   S3 server was away for) comes back with its volume after its collector moved on: it
 //!   removes those records, which the new owner read again, and every line is there once;
-//! - an indexer cut off from its collector (a proxy answering 502) while it runs: it finds its
-//!   sources owned by the other indexer and drops the unpublished copies from its hot index;
+//! - an indexer cut off from its collector (a proxy answering 502) while it runs: told by the
+//!   metastore that the other indexer took its sources over, it drops the unpublished copies
+//!   from its hot index;
 //!   then the other is killed, the sources come back to the first, and the other, back with
 //!   its volume, drops its own unpublished copies.
 //! - an indexer keeps local copies of what it published up to `local_splits_max_bytes`, the
@@ -1224,6 +1225,9 @@ fn an_indexer_back_with_its_volume_drops_what_the_new_owner_of_its_sources_read_
         Some(held as f64),
         || a.metric(PURGED),
     );
+    // a was down when b took its sources over: no notice reached it; its first round found
+    // them.
+    assert_eq!(a.metric("trawl_storage_takeover_notices_total"), Some(0.0));
     assert_eq!(a.total("*", &[]), published_a, "a keeps what it published");
     assert_eq!(
         published_docs("indexer-a"),
@@ -1295,6 +1299,13 @@ fn an_indexer_cut_off_from_its_collector_drops_what_the_new_owner_read_again() {
         Duration::from_secs(60),
         Some(held as f64),
         || a.metric(PURGED),
+    );
+    // Told by the metastore, once per source b took over.
+    wait_for(
+        "a noticed the takeovers",
+        Duration::from_secs(30),
+        Some(3.0),
+        || a.metric("trawl_storage_takeover_notices_total"),
     );
     wait_until(
         "every line searchable once",
