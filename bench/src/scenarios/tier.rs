@@ -365,6 +365,12 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         ("TRAWL_INDEXER__ID", "bench".into()),
         // Everything sealed (and so published) soon after the load.
         ("TRAWL_INDEXER__SPLIT_MAX_AGE_SECS", "10".into()),
+        // The indexer's own API is the local side of each comparison: it keeps a copy of
+        // every split it published.
+        (
+            "TRAWL_STORAGE__LOCAL_SPLITS_MAX_BYTES",
+            "1000000000000000".into(),
+        ),
         ("TRAWL_COLLECTOR__ENABLED", "false".into()),
     ]
     .into_iter()
@@ -458,6 +464,17 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     reports(ctx, &http, &indexer, &warm.url, &envs, docs)?;
     exports(ctx, &http, &indexer, &warm.url, &config, work.path())?;
     elastic(ctx, &http, &indexer, &warm.url)?;
+    // The cluster's merges the indexer ran meanwhile (it holds the lease, being alone), and
+    // the published splits the searches saw at the end.
+    for (name, series) in [
+        ("cluster_merges", "trawl_storage_cluster_merges_total"),
+        (
+            "cluster_merge_inputs",
+            "trawl_storage_cluster_merge_inputs_total",
+        ),
+    ] {
+        report::metric(S, name, metric(&http, indexer.url(), series), "splits");
+    }
     let downloads = metric(&http, &warm.url, "trawl_storage_downloads_total");
     report::metric(S, "warm_searcher_downloads", downloads, "splits");
     report::metric(
