@@ -293,7 +293,15 @@ impl Publisher {
             }
         };
         if due {
-            self.reconcile(indexer).await?;
+            if let Err(err) = self.reconcile(indexer).await {
+                // A notice is not lost to a failed check: the next round checks again.
+                if noticed {
+                    self.takeover
+                        .pending
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                return Err(err);
+            }
             *crate::stream::lock(&self.since_reconcile) = Some(0);
         }
         self.hold_id().await?;
