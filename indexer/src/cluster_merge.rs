@@ -110,7 +110,9 @@ impl Publisher {
             .unwrap_or(i64::MAX)
             .max(1);
         let mut merged = 0;
-        for stream in indexer.stream_names() {
+        // Every stream with published splits, those this indexer never wrote to included (a
+        // lost volume's).
+        for stream in self.metastore.streams().await? {
             let mut buckets: BTreeMap<i64, Vec<SplitRecord>> = BTreeMap::new();
             for record in self.metastore.published(&stream).await? {
                 if record.docs < settings.merge_max_docs {
