@@ -500,9 +500,10 @@ impl RemoteSplits {
 }
 
 /// The split ids a searcher sends the indexers ([`EXCLUDE_SPLITS_KEY`]) for the published
-/// splits `records` it covers itself: theirs and their merge inputs' (`parents`). An indexer
-/// may still hold a copy of a merge input until its next publisher round after the cluster's
-/// merger published the merge: that copy's records are in the merge's output.
+/// splits `records` it covers itself: theirs and their ancestors' (`parents`, as the published
+/// list names them: every merge input still recorded). An indexer may still hold a copy of a
+/// merge input until its next publisher round after the cluster's merger published the
+/// merge: that copy's records are in the merge's output.
 pub fn exclusion_ids<'a>(records: impl IntoIterator<Item = &'a SplitRecord>) -> Vec<String> {
     let mut ids = Vec::new();
     let mut seen = HashSet::new();

@@ -559,7 +559,10 @@ impl PgMetastore {
 
     /// The published splits of `stream` that may hold documents in `[start, end)` (nanoseconds;
     /// `None` is unbounded), without their `meta`: what a searcher searches. Their `parents`
-    /// are what it leaves out of the indexers' leaf searches besides the splits themselves.
+    /// are every ancestor still recorded (a merge's inputs, their inputs, and so on, marked
+    /// rows the janitor has not removed yet): what a searcher leaves out of the indexers'
+    /// leaf searches besides the splits themselves, for an indexer back from a while away may
+    /// still hold a copy of any of them until its first round.
     pub async fn published_in(
         &self,
         stream: &str,
@@ -569,13 +572,24 @@ impl PgMetastore {
         self.run(async |c| {
             let rows = c
                 .query(
-                    "SELECT stream, split_id, state, object_key, min_timestamp, max_timestamp, \
-                     docs, bytes, created_at, merge_level, indexer, \
-                     parents, 'null'::JSONB AS meta FROM trawl_splits \
-                     WHERE stream = $1 AND state = 'published' \
-                     AND ($2::BIGINT IS NULL OR max_timestamp >= $2) \
-                     AND ($3::BIGINT IS NULL OR min_timestamp < $3) \
-                     ORDER BY created_at, split_id",
+                    "WITH RECURSIVE listed AS ( \
+                       SELECT stream, split_id, state, object_key, min_timestamp, \
+                       max_timestamp, docs, bytes, created_at, merge_level, indexer, parents \
+                       FROM trawl_splits WHERE stream = $1 AND state = 'published' \
+                       AND ($2::BIGINT IS NULL OR max_timestamp >= $2) \
+                       AND ($3::BIGINT IS NULL OR min_timestamp < $3)), \
+                     lineage(root, ancestor) AS ( \
+                       SELECT l.split_id, p FROM listed l, unnest(l.parents) AS p \
+                       UNION \
+                       SELECT lineage.root, q FROM lineage \
+                       JOIN trawl_splits s ON s.stream = $1 AND s.split_id = lineage.ancestor, \
+                       unnest(s.parents) AS q) \
+                     SELECT l.stream, l.split_id, l.state, l.object_key, l.min_timestamp, \
+                     l.max_timestamp, l.docs, l.bytes, l.created_at, l.merge_level, l.indexer, \
+                     COALESCE((SELECT array_agg(ancestor ORDER BY ancestor) FROM lineage \
+                       WHERE root = l.split_id), '{}'::TEXT[]) AS parents, \
+                     'null'::JSONB AS meta FROM listed l \
+                     ORDER BY l.created_at, l.split_id",
                     &[&stream, &start, &end],
                 )
                 .await?;

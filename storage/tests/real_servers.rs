@@ -61,18 +61,27 @@ fn publish(
     }
 }
 
-/// Retention over the whole cluster's published splits, whichever indexer wrote them: by age
-/// (wholly older than the cutoff), then the oldest while over the byte bound; staged and
-/// marked splits are not counted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_retention_marks_by_age_then_by_size_over_every_indexers_splits() {
+/// A PostgreSQL server of its own and a metastore on it; `None` where PostgreSQL is missing
+/// and its tests are skipped.
+async fn metastore() -> Option<(Postgres, PgMetastore)> {
     if !servers::postgres_available() {
-        return;
+        return None;
     }
     let pg = Postgres::start();
     let m = PgMetastore::connect(&pg.uri(), Arc::new(StorageMetrics::default()))
         .await
         .unwrap();
+    Some((pg, m))
+}
+
+/// Retention over the whole cluster's published splits, whichever indexer wrote them: by age
+/// (wholly older than the cutoff), then the oldest while over the byte bound; staged and
+/// marked splits are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_retention_marks_by_age_then_by_size_over_every_indexers_splits() {
+    let Some((_pg, m)) = metastore().await else {
+        return;
+    };
     // Five splits, max_timestamp 10, 20, ..., 50, of 1,000 bytes each, from two indexers (one
     // of which is gone), and one staged split that retention must not touch.
     for (i, indexer) in ["a", "gone", "a", "gone", "a"].iter().enumerate() {
@@ -350,6 +359,47 @@ async fn the_metastore_publishes_atomically_fences_stale_owners_and_leases_upkee
     b.release_lease("upkeep", "b").await.unwrap();
     assert!(a.try_lease("upkeep", "a", hour).await.unwrap());
     assert!(metrics.metastore_calls.load(Ordering::Relaxed) > 20);
+}
+
+/// The published list a searcher reads names every recorded ancestor of each split: a merge
+/// of a merge leaves out of the indexers' leaf searches the first merge's inputs too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_list_names_every_ancestor_of_a_merge_of_merges() {
+    let Some((_pg, m)) = metastore().await else {
+        return;
+    };
+    for id in ["x1", "x2", "x3"] {
+        m.stage(&split(id, "a", &[])).await.unwrap();
+    }
+    m.publish(&publish("a", &["x1", "x2", "x3"], &[], &[], &[]))
+        .await
+        .unwrap();
+    m.stage(&split("y1", "b", &["x1", "x2"])).await.unwrap();
+    m.publish(&publish("b", &["y1"], &["x1", "x2"], &[], &[]))
+        .await
+        .unwrap();
+    m.stage(&split("z1", "b", &["y1", "x3"])).await.unwrap();
+    m.publish(&publish("b", &["z1"], &["y1", "x3"], &[], &[]))
+        .await
+        .unwrap();
+    let listed = m.published_in("logs", None, None).await.unwrap();
+    assert_eq!(ids(&listed), ["z1"]);
+    assert_eq!(listed[0].parents, ["x1", "x2", "x3", "y1"]);
+    assert_eq!(listed[0].meta, serde_json::Value::Null);
+    // A sealed split has none; the full rows keep the direct parents only.
+    m.stage(&split("s9", "a", &[])).await.unwrap();
+    m.publish(&publish("a", &["s9"], &[], &[], &[]))
+        .await
+        .unwrap();
+    let listed = m.published_in("logs", None, None).await.unwrap();
+    assert_eq!(ids(&listed), ["s9", "z1"]);
+    assert!(listed[0].parents.is_empty());
+    let rows = m.published("logs").await.unwrap();
+    assert_eq!(rows[1].parents, ["y1", "x3"]);
+    // Once the janitor removed the marked rows, only what is recorded is named.
+    m.delete_splits("logs", &["y1".to_string()]).await.unwrap();
+    let listed = m.published_in("logs", None, None).await.unwrap();
+    assert_eq!(listed[1].parents, ["x3", "y1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
