@@ -431,13 +431,8 @@ async fn start_publisher(
     // `merges` lease; its inputs are downloaded through the split cache.
     let merger = match keep_local_bytes {
         Some(_) => {
-            let cache_dir = config
-                .storage
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("cache"));
             let cache = trawl_storage::SplitCache::open(
-                &cache_dir,
+                &config.cache_dir(),
                 config.storage.cache_max_bytes,
                 storage.clone(),
             )

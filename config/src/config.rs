@@ -91,6 +91,14 @@ impl Config {
         self.validate()
     }
 
+    /// Directory of the local split cache: `[storage] cache_dir`, else `<data_dir>/cache`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.storage
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
     /// Checks every rule a loaded configuration must follow and reports all that are broken,
     /// each with its key. Pure: it touches no file and no network.
     pub fn validate(&self) -> Result<()> {

@@ -1027,6 +1027,10 @@ fn storage_and_metastore_go_together_and_are_checked() {
         crate::StorageConfig::default().export_whole_min_records,
         2_000
     );
+    let config = load_text("data_dir = \"/d\"\n", &[]).unwrap();
+    assert_eq!(config.cache_dir(), PathBuf::from("/d/cache"));
+    let config = load_text("[storage]\ncache_dir = \"/c\"\n", &[]).unwrap();
+    assert_eq!(config.cache_dir(), PathBuf::from("/c"));
     let storage = load_text("[storage]\nlocal_splits_max_bytes = 0\n", &[])
         .unwrap()
         .storage;

@@ -503,14 +503,16 @@ impl Publisher {
             self.store_state(state)
         })?;
         // Done (or nothing left to drop: a merge replaced them meanwhile).
-        let before = state.dropping.get(stream).map_or(0, BTreeSet::len);
+        let mut cleared = false;
         if let Some(dropping) = state.dropping.get_mut(stream) {
+            let before = dropping.len();
             dropping.retain(|id| !ids.contains(id));
+            cleared = dropping.len() != before;
             if dropping.is_empty() {
                 state.dropping.remove(stream);
             }
         }
-        if state.dropping.get(stream).map_or(0, BTreeSet::len) != before {
+        if cleared {
             self.store_state(state)?;
         }
         Ok(gone.len())

@@ -155,12 +155,7 @@ impl RemoteSplits {
             |what: &str, e: trawl_storage::Error| Error::Internal(format!("{what}: {e}"));
         let storage = ObjectStorage::open(&config.storage, metrics.clone())
             .map_err(|e| internal("opening [storage]", e))?;
-        let cache_dir = config
-            .storage
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("cache"));
-        let cache = SplitCache::open(&cache_dir, config.storage.cache_max_bytes, storage)
+        let cache = SplitCache::open(&config.cache_dir(), config.storage.cache_max_bytes, storage)
             .map_err(|e| internal("opening the split cache", e))?;
         let cache = Arc::new(cache);
         // Connected on the first search: a searcher starts while PostgreSQL is away.
