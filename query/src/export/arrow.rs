@@ -38,6 +38,7 @@ use tantivy::TantivyDocument;
 use trawl_index::schema::{is_hidden_field, DYNAMIC_FIELD};
 
 use crate::error::{Error, Result};
+use crate::export::raw::{self, RawBlock};
 use crate::export::stored::StoredRow;
 use crate::export::{Block, Encode};
 use crate::hit::HitFormat;
@@ -289,18 +290,24 @@ pub(crate) enum ColumnBuilder {
 
 impl ColumnBuilder {
     pub(crate) fn new(ty: ColumnType, rows: usize) -> ColumnBuilder {
+        ColumnBuilder::with_capacity(ty, rows, rows * 16)
+    }
+
+    /// A builder with room for `rows` values and, in a string or binary column, `bytes` of
+    /// them.
+    pub(crate) fn with_capacity(ty: ColumnType, rows: usize, bytes: usize) -> ColumnBuilder {
         match ty {
             ColumnType::Timestamp => ColumnBuilder::Timestamp(
                 TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
             ),
-            ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
+            ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, bytes)),
             ColumnType::Utf8List => ColumnBuilder::Utf8List(ListBuilder::new(StringBuilder::new())),
             ColumnType::UInt64 => ColumnBuilder::UInt64(UInt64Builder::with_capacity(rows)),
             ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
             ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
             ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(rows)),
-            ColumnType::Json => ColumnBuilder::Json(StringBuilder::with_capacity(rows, rows * 16)),
-            ColumnType::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(rows, 0)),
+            ColumnType::Json => ColumnBuilder::Json(StringBuilder::with_capacity(rows, bytes)),
+            ColumnType::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(rows, bytes)),
         }
     }
 
@@ -401,6 +408,63 @@ impl ColumnBuilder {
             },
             ColumnBuilder::Binary(b) => b.append_option(first.and_then(|v| v.as_bytes())),
         }
+    }
+
+    /// Appends `row`'s value of `field` read in place, as [`Self::append_stored`] appends it
+    /// from the decoded document; false (nothing appended) when the cell must come from the
+    /// decoded document (see [`raw`]).
+    pub(crate) fn append_raw(
+        &mut self,
+        block: &RawBlock,
+        row: usize,
+        field: Field,
+        json: &mut Vec<u8>,
+    ) -> bool {
+        let first = block.first(row, field);
+        match self {
+            ColumnBuilder::Timestamp(b) => match first {
+                None => b.append_null(),
+                Some(v) if raw::type_code(v) != Some(raw::code::DATE) => b.append_null(),
+                // A date's unit depends on the doc store's version: left to tantivy.
+                Some(_) => return false,
+            },
+            ColumnBuilder::Utf8(b) => match first {
+                None => b.append_null(),
+                Some(v) if raw::type_code(v) == Some(raw::code::NULL) => b.append_null(),
+                Some(v) => match raw::as_str(v) {
+                    Some(s) => b.append_value(s),
+                    None => return false,
+                },
+            },
+            ColumnBuilder::Utf8List(b) => {
+                let mut any = false;
+                for s in block.values(row, field).filter_map(raw::as_str) {
+                    b.values().append_value(s);
+                    any = true;
+                }
+                b.append(any);
+            }
+            ColumnBuilder::UInt64(b) => b.append_option(first.and_then(raw::as_u64)),
+            ColumnBuilder::Int64(b) => b.append_option(first.and_then(raw::as_i64)),
+            ColumnBuilder::Float64(b) => b.append_option(first.and_then(raw::as_f64)),
+            ColumnBuilder::Boolean(b) => b.append_option(first.and_then(raw::as_bool)),
+            ColumnBuilder::Json(b) => match first {
+                None => b.append_null(),
+                Some(v) if raw::type_code(v) == Some(raw::code::NULL) => b.append_null(),
+                Some(v) => {
+                    json.clear();
+                    if raw::write_json(v, json).is_none() {
+                        return false;
+                    }
+                    match std::str::from_utf8(json) {
+                        Ok(text) => b.append_value(text),
+                        Err(_) => return false,
+                    }
+                }
+            },
+            ColumnBuilder::Binary(b) => b.append_option(first.and_then(raw::as_bytes)),
+        }
+        true
     }
 
     /// Appends a null.

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | timestamp, `u64` / `i64` / `f64` / bool fields | the fast field's column (its first value) |
 //! | keyword, keyword list (raw-tokenised fast `str` fields) | the term ordinals: those not seen before in the segment, sorted, looked up in one pass over the column's dictionary and kept (dictionaries of up to 64k terms) |
-//! | text (`message`), objects, anything else | the doc store |
+//! | text (`message`), objects, anything else | the doc store, read in place ([`super::raw`]: strings borrowed from the decompressed block, objects written as JSON from their stored bytes) |
 //!
 //! A fast field holds exactly what the doc store holds for these kinds: the raw tokenizer
 //! records the string as it is, values keep their order within a document, and dates are
@@ -17,14 +17,14 @@
 
 use arrow_array::RecordBatch;
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::schema::{FieldType, Schema};
+use tantivy::schema::{Field, FieldType, Schema};
 use tantivy::store::StoreReader;
 use tantivy::{DateTime, DocId, SegmentReader};
 use trawl_index::schema::RAW_TOKENIZER;
 
 use crate::error::{Error, Result};
 use crate::export::arrow::{Column as LayoutColumn, ColumnBuilder, ColumnType, Layout};
-use crate::export::stored::StoredRow;
+use crate::export::raw::RawBlock;
 
 /// Where one column of one segment comes from.
 enum Source {
@@ -46,6 +46,8 @@ pub(crate) struct SegmentColumns {
     sources: Vec<Source>,
     /// Open when some column is read from the doc store.
     store: Option<StoreReader>,
+    /// The fields of the columns read from the doc store.
+    stored_fields: Vec<Field>,
 }
 
 impl SegmentColumns {
@@ -67,11 +69,23 @@ impl SegmentColumns {
             };
             sources.push(source.unwrap_or(Source::Stored));
         }
+        let mut stored_fields = Vec::new();
+        for (column, source) in layout.columns.iter().zip(&sources) {
+            if let (Source::Stored, Some(field)) = (source, column.field()) {
+                if !stored_fields.contains(&field) {
+                    stored_fields.push(field);
+                }
+            }
+        }
         let store = match sources.iter().any(|s| matches!(s, Source::Stored)) {
             true => Some(open_store()?),
             false => None,
         };
-        Ok(SegmentColumns { sources, store })
+        Ok(SegmentColumns {
+            sources,
+            store,
+            stored_fields,
+        })
     }
 
     /// Whether this segment reads the doc store at all.
@@ -82,18 +96,23 @@ impl SegmentColumns {
 
     /// The record batch of `docs` (ids of this segment, in the order wanted).
     pub(crate) fn batch(&mut self, layout: &Layout, docs: &[DocId]) -> Result<RecordBatch> {
-        let rows: Vec<StoredRow> = match &self.store {
-            Some(store) => docs
-                .iter()
-                .map(|&doc| store.get::<StoredRow>(doc).map_err(internal))
-                .collect::<Result<_>>()?,
-            None => Vec::new(),
+        let mut stored = match &self.store {
+            Some(store) => Some((store, RawBlock::read(store, docs, &self.stored_fields)?)),
+            None => None,
         };
         let mut arrays = Vec::with_capacity(layout.columns.len());
         let mut scratch = Scratch::default();
         for (column, source) in layout.columns.iter().zip(&mut self.sources) {
-            let mut builder = ColumnBuilder::new(column.ty, docs.len());
-            fill(&mut builder, column, source, docs, &rows, &mut scratch)?;
+            let mut builder = match (&*source, &stored, column.field()) {
+                // Room for the block's bytes of the field, and a quarter more for JSON text.
+                (Source::Stored, Some((_, block)), Some(field)) => {
+                    let bytes = block.bytes_of(field);
+                    ColumnBuilder::with_capacity(column.ty, docs.len(), bytes + bytes / 4)
+                }
+                _ => ColumnBuilder::new(column.ty, docs.len()),
+            };
+            let stored = stored.as_mut().map(|(store, block)| (*store, block));
+            fill(&mut builder, column, source, docs, stored, &mut scratch)?;
             arrays.push(builder.finish());
         }
         layout.batch(arrays, docs.len())
@@ -166,7 +185,7 @@ fn fill(
     column: &LayoutColumn,
     source: &mut Source,
     docs: &[DocId],
-    rows: &[StoredRow],
+    stored: Option<(&StoreReader, &mut RawBlock)>,
     scratch: &mut Scratch,
 ) -> Result<()> {
     match source {
@@ -210,9 +229,16 @@ fn fill(
                     column.name
                 )));
             };
+            let Some((store, block)) = stored else {
+                return Err(Error::Internal(
+                    "a stored column without its doc store".into(),
+                ));
+            };
             let mut json = Vec::new();
-            for row in rows {
-                builder.append_stored(row, field, &mut json);
+            for row in 0..block.rows() {
+                if block.unread(row) || !builder.append_raw(block, row, field, &mut json) {
+                    builder.append_stored(block.decoded(store, row)?, field, &mut json);
+                }
             }
         }
     }

@@ -26,6 +26,7 @@ mod csv;
 mod ndjson;
 mod parallel;
 mod parquet;
+mod raw;
 mod stored;
 mod table;
 mod walk;

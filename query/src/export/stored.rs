@@ -1,5 +1,6 @@
-//! A stored document decoded once into its field values, for the columns an export reads from
-//! the doc store.
+//! A stored document decoded once into its field values by tantivy, for the cells of the
+//! columns an export reads from the doc store that [`super::raw`] leaves to tantivy (dates,
+//! values inside objects it does not write, bytes it does not know).
 //!
 //! tantivy's own document type decodes every value into an [`OwnedValue`] and then copies it
 //! into its compact arena, and the export then turned the values it wanted back into
