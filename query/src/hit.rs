@@ -123,6 +123,18 @@ impl HitFormat {
         lookup(&object, path).cloned()
     }
 
+    /// The fields a record holds, in the order of its keys (a `serde_json::Map` sorts them),
+    /// with whether each is a list: for writers that write records without building them.
+    /// `None` for a generic stream, whose dynamic fields join the record's keys.
+    pub(crate) fn sorted_fields(&self) -> Option<Vec<(Field, String, bool)>> {
+        if self.dynamic.is_some() {
+            return None;
+        }
+        let mut fields = self.fields.clone();
+        fields.sort_by(|a, b| a.1.cmp(&b.1));
+        Some(fields)
+    }
+
     /// The flat record of a stored document; fields without a value are omitted.
     pub fn to_json(&self, doc: &TantivyDocument) -> Map<String, Value> {
         let mut out = Map::new();

@@ -453,7 +453,7 @@ impl ColumnBuilder {
                 Some(v) if raw::type_code(v) == Some(raw::code::NULL) => b.append_null(),
                 Some(v) => {
                     json.clear();
-                    if raw::write_json(v, json).is_none() {
+                    if raw::write_json(v, raw::Style::Stored, json).is_none() {
                         return false;
                     }
                     match std::str::from_utf8(json) {

@@ -4,11 +4,15 @@ use std::io::Write;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tantivy::schema::Field;
+use tantivy::store::StoreReader;
 use tantivy::TantivyDocument;
 
 use crate::error::{Error, Result};
 use crate::export::arrow::Layout;
+use crate::export::raw::{self, RawBlock, Style};
 use crate::export::{Block, Encode};
+use crate::hit::HitFormat;
 
 pub(crate) struct NdjsonEncoder<W: Write> {
     layout: Arc<Layout>,
@@ -40,6 +44,75 @@ pub(crate) fn encode_docs(
         out.push(b'\n');
     }
     Ok(())
+}
+
+/// The lines of the documents of `block` (read in place for `fields`, a plain stream's
+/// [`HitFormat::sorted_fields`]): the bytes [`encode_docs`] writes for them, without building
+/// each record as a map. A row whose values [`raw`] does not write is decoded by tantivy and
+/// written as [`encode_docs`] writes it.
+pub(crate) fn encode_raw(
+    hits: &HitFormat,
+    fields: &[(Field, String, bool)],
+    block: &RawBlock,
+    store: &StoreReader,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    for row in 0..block.rows() {
+        let start = out.len();
+        if !block.unread(row)
+            && write_record(fields, block, row, out).is_some()
+            && out
+                .get(start..)
+                .is_some_and(|line| std::str::from_utf8(line).is_ok())
+        {
+            out.push(b'\n');
+            continue;
+        }
+        out.truncate(start);
+        let doc = block.document(store, row)?;
+        serde_json::to_writer(&mut *out, &hits.to_json(&doc)).map_err(|e| io_error(e.into()))?;
+        out.push(b'\n');
+    }
+    Ok(())
+}
+
+/// One record: each field with a value, in key order; a list field, or a field with several
+/// values, as an array.
+fn write_record(
+    fields: &[(Field, String, bool)],
+    block: &RawBlock,
+    row: usize,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    out.push(b'{');
+    let mut first = true;
+    for (field, name, list) in fields {
+        let mut values = block.values(row, *field);
+        let Some(value) = values.next() else {
+            continue;
+        };
+        let second = values.next();
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        raw::write_json_str(name.as_bytes(), out);
+        out.push(b':');
+        match (second, list) {
+            (None, false) => raw::write_json(value, Style::Hit, out)?,
+            (second, _) => {
+                out.push(b'[');
+                raw::write_json(value, Style::Hit, out)?;
+                for value in second.into_iter().chain(values) {
+                    out.push(b',');
+                    raw::write_json(value, Style::Hit, out)?;
+                }
+                out.push(b']');
+            }
+        }
+    }
+    out.push(b'}');
+    Some(())
 }
 
 impl<W: Write> Encode for NdjsonEncoder<W> {

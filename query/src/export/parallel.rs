@@ -23,12 +23,14 @@ use std::sync::Mutex;
 
 use arrow_array::RecordBatch;
 use tantivy::query::Query;
+use tantivy::schema::Field;
 use tantivy::{DocId, DocSet, SegmentReader, TantivyDocument, TERMINATED};
 use trawl_index::SearchTarget;
 
 use crate::error::{Error, Result};
 use crate::export::arrow::Layout;
 use crate::export::columns::SegmentColumns;
+use crate::export::raw::RawBlock;
 use crate::export::walk::{remaining, store_reader, WalkOptions, BLOCK_ROWS};
 use crate::export::{csv, ndjson, ExportFormat};
 use crate::query_text::weight;
@@ -232,6 +234,13 @@ enum Opened {
     /// Stored documents: the text formats, and record batches with a generic stream's dynamic
     /// paths as columns (built as the simple path builds them).
     Store(tantivy::store::StoreReader, String),
+    /// NDJSON of a plain stream: stored documents read in place ([`ndjson::encode_raw`]),
+    /// with the record's fields in key order and the fields to note.
+    Lines {
+        store: tantivy::store::StoreReader,
+        fields: Vec<(Field, String, bool)>,
+        wanted: Vec<Field>,
+    },
 }
 
 fn open(targets: &[&SearchTarget], shape: Shape<'_>, (pos, ord): (usize, usize)) -> Result<Opened> {
@@ -250,6 +259,18 @@ fn open(targets: &[&SearchTarget], shape: Shape<'_>, (pos, ord): (usize, usize))
         let columns = SegmentColumns::open(shape.layout, reader, open_store, shape.fast)?;
         return Ok(Opened::Columns(columns));
     }
+    let plain = match (shape.format, shape.fast, &shape.layout.hits) {
+        (ExportFormat::Ndjson, true, Some(hits)) => hits.sorted_fields(),
+        _ => None,
+    };
+    if let Some(fields) = plain {
+        let wanted = fields.iter().map(|(field, _, _)| *field).collect();
+        return Ok(Opened::Lines {
+            store: store_reader(reader, target)?,
+            fields,
+            wanted,
+        });
+    }
     Ok(Opened::Store(
         store_reader(reader, target)?,
         target.id.clone(),
@@ -260,6 +281,21 @@ fn encode(opened: &mut Opened, shape: Shape<'_>, docs: &[DocId]) -> Result<Block
     let (store, target) = match opened {
         Opened::Columns(columns) => return Ok(Block::Batch(columns.batch(shape.layout, docs)?)),
         Opened::Store(store, target) => (store, target),
+        Opened::Lines {
+            store,
+            fields,
+            wanted,
+        } => {
+            let hits = shape
+                .layout
+                .hits
+                .as_ref()
+                .ok_or_else(|| Error::Internal("no record format for documents".into()))?;
+            let block = RawBlock::read(store, docs, wanted)?;
+            let mut out = Vec::new();
+            ndjson::encode_raw(hits, fields, &block, store, &mut out)?;
+            return Ok(Block::Text(out, docs.len()));
+        }
     };
     let stored = docs
         .iter()

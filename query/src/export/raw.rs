@@ -24,7 +24,8 @@ use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use tantivy::directory::OwnedBytes;
 use tantivy::schema::Field;
 use tantivy::store::StoreReader;
-use tantivy::DocId;
+use tantivy::{DocId, TantivyDocument};
+use trawl_model::Timestamp;
 
 use crate::error::{Error, Result};
 use crate::export::stored::StoredRow;
@@ -218,6 +219,15 @@ impl RawBlock {
         self.values(row, field).next()
     }
 
+    /// `row` decoded by tantivy as a `TantivyDocument` (for a hit record).
+    pub(crate) fn document(&self, store: &StoreReader, row: usize) -> Result<TantivyDocument> {
+        let id = *self
+            .ids
+            .get(row)
+            .ok_or_else(|| Error::Internal("a row past its block".into()))?;
+        store.get::<TantivyDocument>(id).map_err(internal)
+    }
+
     /// `row` decoded by tantivy (once per block).
     pub(crate) fn decoded(&mut self, store: &StoreReader, row: usize) -> Result<&StoredRow> {
         let at = match self.decoded.iter().position(|(r, _)| *r == row) {
@@ -313,16 +323,33 @@ pub(crate) fn as_bool(value: &[u8]) -> Option<bool> {
     }
 }
 
-/// Writes a stored value as JSON text, as serde_json writes tantivy's `OwnedValue`: null,
-/// text, numbers, booleans, arrays and objects (keys in stored order), compact. `None` for any
-/// other value inside (the caller takes the cell from tantivy's decoding instead). Strings are
-/// copied as bytes, escaped as serde_json escapes them; the caller checks the whole text is
-/// UTF-8 once, instead of each string on its own.
-pub(crate) fn write_json(value: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    write_json_at(&mut Cursor { bytes: value }, 0, out)
+/// How a stored value becomes JSON text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// As serde_json writes tantivy's `OwnedValue` (an Arrow or Parquet JSON column): objects'
+    /// keys in stored order; a date is left to tantivy.
+    Stored,
+    /// As a hit record (`crate::hit`) writes it: objects become `serde_json::Map`s, so their
+    /// keys come sorted, the last of duplicate keys winning; dates are RFC 3339 strings with
+    /// nanoseconds.
+    Hit,
 }
 
-fn write_json_at(cursor: &mut Cursor<'_>, depth: usize, out: &mut Vec<u8>) -> Option<()> {
+/// Writes a stored value as JSON text in `style`: null, text, numbers, booleans, arrays,
+/// objects and (for hits) dates, compact. `None` for any other value inside (the caller takes
+/// the cell from tantivy's decoding instead). Strings are copied as bytes, escaped as
+/// serde_json escapes them; the caller checks the whole text is UTF-8 once, instead of each
+/// string on its own.
+pub(crate) fn write_json(value: &[u8], style: Style, out: &mut Vec<u8>) -> Option<()> {
+    write_json_at(&mut Cursor { bytes: value }, style, 0, out)
+}
+
+fn write_json_at(
+    cursor: &mut Cursor<'_>,
+    style: Style,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Option<()> {
     let mut f = CompactFormatter;
     if depth > MAX_DEPTH {
         return None;
@@ -349,13 +376,19 @@ fn write_json_at(cursor: &mut Cursor<'_>, depth: usize, out: &mut Vec<u8>) -> Op
             1 => f.write_bool(out, true).ok()?,
             _ => return None,
         },
+        // Doc store version 2 (every tantivy since 0.22; Trawl has always used 0.27): nanoseconds.
+        code::DATE if style == Style::Hit => {
+            let nanos = i64::from_le_bytes(cursor.u64()?.to_le_bytes());
+            let text = Timestamp(nanos).to_rfc3339();
+            write_json_str(text.as_bytes(), out);
+        }
         code::ARRAY => {
             out.push(b'[');
             for i in 0..cursor.vint()? {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_json_at(cursor, depth + 1, out)?;
+                write_json_at(cursor, style, depth + 1, out)?;
             }
             out.push(b']');
         }
@@ -364,29 +397,74 @@ fn write_json_at(cursor: &mut Cursor<'_>, depth: usize, out: &mut Vec<u8>) -> Op
             if n % 2 != 0 {
                 return None;
             }
-            out.push(b'{');
-            for i in 0..n / 2 {
-                if i > 0 {
-                    out.push(b',');
+            match style {
+                Style::Stored => {
+                    out.push(b'{');
+                    for i in 0..n / 2 {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        write_json_str(key(cursor)?, out);
+                        out.push(b':');
+                        write_json_at(cursor, style, depth + 1, out)?;
+                    }
+                    out.push(b'}');
                 }
-                if cursor.u8()? != code::TEXT {
-                    return None;
-                }
-                let len = cursor.len()?;
-                write_json_str(cursor.take(len)?, out);
-                out.push(b':');
-                write_json_at(cursor, depth + 1, out)?;
+                Style::Hit => write_sorted_object(cursor, n / 2, depth, out)?,
             }
-            out.push(b'}');
         }
         _ => return None,
     }
     Some(())
 }
 
+/// An object's key.
+fn key<'a>(cursor: &mut Cursor<'a>) -> Option<&'a [u8]> {
+    if cursor.u8()? != code::TEXT {
+        return None;
+    }
+    let n = cursor.len()?;
+    cursor.take(n)
+}
+
+/// An object of `entries` entries as a `serde_json::Map` (a `BTreeMap`) writes it: keys in
+/// byte order, the last value of a repeated key.
+fn write_sorted_object(
+    cursor: &mut Cursor<'_>,
+    entries: u64,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
+    for _ in 0..entries {
+        let key = key(cursor)?;
+        let start = cursor.bytes;
+        cursor.skip_value(depth + 1)?;
+        pairs.push((key, start.get(..start.len() - cursor.bytes.len())?));
+    }
+    // Stable: repeated keys stay in stored order, and the last one is written.
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    let mut first = true;
+    for (i, &(key, value)) in pairs.iter().enumerate() {
+        if pairs.get(i + 1).is_some_and(|next| next.0 == key) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json_str(key, out);
+        out.push(b':');
+        write_json_at(&mut Cursor { bytes: value }, Style::Hit, depth + 1, out)?;
+    }
+    out.push(b'}');
+    Some(())
+}
+
 /// A JSON string of `bytes`, escaped as serde_json escapes: `"`, `\\` and the control
 /// characters below 0x20, nothing else.
-fn write_json_str(bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn write_json_str(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     let mut run = 0;
     for (i, &byte) in bytes.iter().enumerate() {
@@ -546,14 +624,14 @@ mod tests {
             let raw = block.first(row, labels).unwrap();
             let expected = serde_json::to_string(doc.first(labels).unwrap()).unwrap();
             let mut json = Vec::new();
-            match write_json(raw, &mut json) {
+            match write_json(raw, Style::Stored, &mut json) {
                 Some(()) => assert_eq!(String::from_utf8(json).unwrap(), expected, "row {row}"),
                 // Only the object holding a date is left to tantivy.
                 None => assert_eq!(row, 1),
             }
         }
         let mut json = Vec::new();
-        write_json(block.first(0, labels).unwrap(), &mut json).unwrap();
+        write_json(block.first(0, labels).unwrap(), Style::Stored, &mut json).unwrap();
         let first: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&json).unwrap();
         assert_eq!(first["u"], serde_json::json!(u64::MAX));
         assert_eq!(first["dup"], serde_json::json!(2));
@@ -591,9 +669,104 @@ mod tests {
         let block = RawBlock::read(&store, &[0], &[field]).unwrap();
         let decoded = store.get::<StoredRow>(0).unwrap();
         let mut json = Vec::new();
-        write_json(block.first(0, field).unwrap(), &mut json).unwrap();
+        write_json(block.first(0, field).unwrap(), Style::Stored, &mut json).unwrap();
         let expected = serde_json::to_string(decoded.first(field).unwrap()).unwrap();
         assert_eq!(String::from_utf8(json).unwrap(), expected);
+    }
+
+    /// NDJSON lines written in place are the bytes of the records built by `HitFormat`: keys
+    /// sorted, repeated object keys, dates, several values of one field, lists, and rows left
+    /// to tantivy (an IP address, a facet inside nothing it writes).
+    #[test]
+    fn hit_records_written_in_place_equal_the_built_ones() {
+        let mut builder = Schema::builder();
+        let message = builder.add_text_field("message", TEXT | STORED);
+        let tags = builder.add_text_field("tags", STRING | STORED);
+        let user = builder.add_text_field("user", STRING | STORED);
+        let labels = builder.add_json_field("labels", STORED);
+        let when = builder.add_date_field("timestamp", STORED);
+        let x = builder.add_f64_field("x", STORED);
+        let ip = builder.add_ip_addr_field("addr", STORED);
+        let schema = builder.build();
+        let mut docs = Vec::new();
+        for k in 0..6u64 {
+            let mut doc = TantivyDocument::new();
+            doc.add_date(
+                when,
+                DateTime::from_timestamp_nanos(1_700_000_000_000_000_007 + k as i64),
+            );
+            doc.add_text(message, format!("line \"{k}\"\t\u{1} ü"));
+            if k != 2 {
+                doc.add_text(tags, "b");
+            }
+            if k % 2 == 0 {
+                doc.add_text(tags, "a");
+            }
+            doc.add_text(user, "alice");
+            if k == 3 {
+                // Two values of a field that is not a list: an array.
+                doc.add_text(user, "bob");
+            }
+            doc.add_f64(x, if k == 4 { f64::NAN } else { k as f64 * 0.1 });
+            let object = object(vec![
+                ("zeta", OwnedValue::U64(k)),
+                (
+                    "alpha",
+                    object(vec![("y", OwnedValue::Null), ("b", OwnedValue::Bool(true))]),
+                ),
+                ("alpha", OwnedValue::Str("the last one wins".into())),
+                (
+                    "Beta",
+                    OwnedValue::Array(vec![OwnedValue::I64(-1), object(vec![])]),
+                ),
+                (
+                    "at",
+                    OwnedValue::Date(DateTime::from_timestamp_nanos(1_600_000_000_000_000_001)),
+                ),
+            ]);
+            doc.add_field_value(labels, &object);
+            if k == 5 {
+                doc.add_ip_addr(ip, Ipv6Addr::from(0xffff_0a00_0001u128));
+            }
+            docs.push(doc);
+        }
+        let (_index, store) = store_of(docs, schema.clone());
+        let lists = std::collections::HashSet::from(["tags"]);
+        let hits = crate::hit::HitFormat::new(&schema, None, &lists).unwrap();
+        let fields = hits.sorted_fields().unwrap();
+        let wanted: Vec<Field> = fields.iter().map(|f| f.0).collect();
+        let ids: Vec<u32> = (0..6).collect();
+        let block = RawBlock::read(&store, &ids, &wanted).unwrap();
+        let mut raw = Vec::new();
+        crate::export::ndjson::encode_raw(&hits, &fields, &block, &store, &mut raw).unwrap();
+        let decoded: Vec<TantivyDocument> = ids.iter().map(|&id| store.get(id).unwrap()).collect();
+        let mut built = Vec::new();
+        let layout = crate::export::arrow::Layout::for_stream(&schema, None, &lists).unwrap();
+        crate::export::ndjson::encode_docs(&layout, &decoded, &mut built).unwrap();
+        assert_eq!(
+            String::from_utf8(raw).unwrap(),
+            String::from_utf8(built).unwrap()
+        );
+        // Every row but the one with an IP address is written in place.
+        let mut json = Vec::new();
+        for row in 0..6 {
+            json.clear();
+            let written = write_record_for_test(&fields, &block, row, &mut json);
+            assert_eq!(written, row != 5, "row {row}");
+        }
+    }
+
+    fn write_record_for_test(
+        fields: &[(Field, String, bool)],
+        block: &RawBlock,
+        row: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        fields.iter().all(|(field, _, _)| {
+            block
+                .values(row, *field)
+                .all(|v| write_json(v, Style::Hit, out).is_some())
+        })
     }
 
     #[test]
