@@ -19,8 +19,8 @@ pub struct IndexerConfig {
     /// Memory budget of the tantivy index writer (tantivy needs at least 15 MB per indexing
     /// thread). Default 128 MiB.
     pub writer_memory_bytes: usize,
-    /// Indexing threads of the tantivy writer. 0 picks one per core, at most 4, and no more
-    /// than `writer_memory_bytes` allows at 15 MB a thread. Default 0.
+    /// Indexing threads of the tantivy writer. 0 picks one per two cores (at least one, at
+    /// most 4), and no more than `writer_memory_bytes` allows at 15 MB a thread. Default 0.
     pub indexing_threads: usize,
     /// Uncompressed size of a doc-store block: the unit compressed together, and what a hit
     /// decompresses to read its document. Larger blocks compress better and cost more per

@@ -123,6 +123,15 @@ pub struct StreamOverrides {
 /// The least writer memory tantivy accepts per indexing thread.
 pub(crate) const MIN_THREAD_MEMORY_BYTES: usize = 15_000_000;
 
+/// The indexing threads of a writer on a machine of `cores` cores: one per two cores, at
+/// least one, at most four. The other half of the cores parse and convert the requests, write
+/// the WAL and merge: on two cores, two indexing threads cost 22–30 % more CPU than one for the
+/// same ingest rate (each commit then writes two segments, and their term dictionaries and
+/// merges are built twice; BENCHMARKS.md, twelfth session).
+pub fn default_threads(cores: usize) -> usize {
+    (cores / 2).clamp(1, 4)
+}
+
 /// How a stream's tantivy writer runs and what its indexes' doc store looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterTuning {
@@ -134,14 +143,14 @@ pub struct WriterTuning {
 }
 
 impl WriterTuning {
-    /// Resolves `threads` (0: one per core, at most 4).
+    /// Resolves `threads` (0: [`default_threads`] of this machine's cores).
     pub fn new(
         threads: usize,
         docstore_block_bytes: usize,
         docstore_zstd_level: i32,
     ) -> WriterTuning {
         let threads = match threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            0 => default_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n,
         };
         WriterTuning {
@@ -324,6 +333,16 @@ impl IndexerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_indexing_threads_are_one_per_two_cores_between_one_and_four() {
+        let threads: Vec<usize> = [1, 2, 3, 4, 6, 8, 16, 64]
+            .into_iter()
+            .map(default_threads)
+            .collect();
+        assert_eq!(threads, [1, 1, 1, 2, 3, 4, 4, 4]);
+        assert_eq!(WriterTuning::new(3, 4096, 3).threads, 3);
+    }
 
     #[test]
     fn the_enospc_file_turns_the_fault_on_and_off() {
