@@ -12,11 +12,15 @@ use std::io::Write;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tantivy::schema::Field;
+use tantivy::store::StoreReader;
 use tantivy::TantivyDocument;
 
 use crate::error::{Error, Result};
 use crate::export::arrow::Layout;
+use crate::export::raw::{self, RawBlock, Style};
 use crate::export::{Block, Encode};
+use crate::hit::HitFormat;
 
 pub(crate) struct CsvEncoder<W: Write> {
     layout: Arc<Layout>,
@@ -68,6 +72,117 @@ pub(crate) fn encode_docs(
         write_row(&mut writer, layout, &hits.to_json(doc))?;
     }
     writer.flush().map_err(|e| csv_error(e.into()))
+}
+
+/// The rows of the documents of `block` (read in place for `fields`, a plain stream's
+/// [`HitFormat::sorted_fields`]): the bytes [`encode_docs`] writes for them, without building
+/// each record as a map. A row holding a value [`raw`] does not write is decoded by tantivy
+/// and written as [`encode_docs`] writes it.
+pub(crate) fn encode_raw(
+    layout: &Layout,
+    hits: &HitFormat,
+    fields: &[(Field, String, bool)],
+    block: &RawBlock,
+    store: &StoreReader,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    // Each column's field and whether it is a list; `None`: no value in any record.
+    let columns: Vec<Option<(Field, bool)>> = layout
+        .columns
+        .iter()
+        .map(|c| {
+            let field = c.field()?;
+            fields
+                .iter()
+                .find(|(f, _, _)| *f == field)
+                .map(|(f, _, list)| (*f, *list))
+        })
+        .collect();
+    let mut writer = builder().from_writer(out);
+    let mut cells = Vec::new();
+    let mut ends = Vec::with_capacity(columns.len());
+    for row in 0..block.rows() {
+        let read = !block.unread(row) && row_cells(&columns, block, row, &mut cells, &mut ends);
+        if !read {
+            let doc = block.document(store, row)?;
+            write_row(&mut writer, layout, &hits.to_json(&doc))?;
+            continue;
+        }
+        let mut start = 0;
+        for &end in &ends {
+            writer
+                .write_field(cells.get(start..end).unwrap_or_default())
+                .map_err(csv_error)?;
+            start = end;
+        }
+        writer.write_record(None::<&[u8]>).map_err(csv_error)?;
+    }
+    writer.flush().map_err(|e| csv_error(e.into()))
+}
+
+/// The cells of one row into `cells` (each ending at its `ends`), as [`write_row`] writes the
+/// row's record: a string as it is, null or nothing as an empty cell, anything else as JSON
+/// text. False when a value is not one [`raw`] writes, or not UTF-8.
+fn row_cells(
+    columns: &[Option<(Field, bool)>],
+    block: &RawBlock,
+    row: usize,
+    cells: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> bool {
+    cells.clear();
+    ends.clear();
+    for column in columns {
+        let start = cells.len();
+        if let Some((field, list)) = *column {
+            let mut values = block.values(row, field);
+            if let Some(value) = values.next() {
+                let second = values.next();
+                let written = match (second, list) {
+                    (None, false) => match raw::as_str(value) {
+                        // A string cell holds the text itself (checked as UTF-8 already).
+                        Some(text) => {
+                            cells.extend_from_slice(text.as_bytes());
+                            ends.push(cells.len());
+                            continue;
+                        }
+                        None if raw::type_code(value) == Some(raw::code::NULL) => Some(()),
+                        None if raw::type_code(value) == Some(raw::code::DATE) => {
+                            raw::write_json(value, Style::Hit, cells).map(|()| {
+                                // The RFC 3339 string without its quotes.
+                                cells.pop();
+                                cells.remove(start);
+                            })
+                        }
+                        // A value whose JSON is null (a NaN) is an empty cell, as a null is.
+                        None => raw::write_json(value, Style::Hit, cells).map(|()| {
+                            if cells.get(start..) == Some(b"null".as_slice()) {
+                                cells.truncate(start);
+                            }
+                        }),
+                    },
+                    (second, _) => {
+                        cells.push(b'[');
+                        let mut ok = raw::write_json(value, Style::Hit, cells);
+                        for value in second.into_iter().chain(values) {
+                            cells.push(b',');
+                            ok = ok.and_then(|()| raw::write_json(value, Style::Hit, cells));
+                        }
+                        cells.push(b']');
+                        ok
+                    }
+                };
+                let utf8 = cells
+                    .get(start..)
+                    .is_some_and(|cell| std::str::from_utf8(cell).is_ok());
+                if written.is_none() || !utf8 {
+                    return false;
+                }
+            }
+        }
+        ends.push(cells.len());
+    }
+    true
 }
 
 /// The rows of flat records (an aggregation table), appended to `out`.

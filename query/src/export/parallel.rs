@@ -234,7 +234,8 @@ enum Opened {
     /// Stored documents: the text formats, and record batches with a generic stream's dynamic
     /// paths as columns (built as the simple path builds them).
     Store(tantivy::store::StoreReader, String),
-    /// NDJSON of a plain stream: stored documents read in place ([`ndjson::encode_raw`]),
+    /// NDJSON or CSV of a plain stream: stored documents read in place
+    /// ([`ndjson::encode_raw`], [`csv::encode_raw`]),
     /// with the record's fields in key order and the fields to note.
     Lines {
         store: tantivy::store::StoreReader,
@@ -260,7 +261,7 @@ fn open(targets: &[&SearchTarget], shape: Shape<'_>, (pos, ord): (usize, usize))
         return Ok(Opened::Columns(columns));
     }
     let plain = match (shape.format, shape.fast, &shape.layout.hits) {
-        (ExportFormat::Ndjson, true, Some(hits)) => hits.sorted_fields(),
+        (ExportFormat::Ndjson | ExportFormat::Csv, true, Some(hits)) => hits.sorted_fields(),
         _ => None,
     };
     if let Some(fields) = plain {
@@ -293,7 +294,12 @@ fn encode(opened: &mut Opened, shape: Shape<'_>, docs: &[DocId]) -> Result<Block
                 .ok_or_else(|| Error::Internal("no record format for documents".into()))?;
             let block = RawBlock::read(store, docs, wanted)?;
             let mut out = Vec::new();
-            ndjson::encode_raw(hits, fields, &block, store, &mut out)?;
+            match shape.format {
+                ExportFormat::Csv => {
+                    csv::encode_raw(shape.layout, hits, fields, &block, store, &mut out)?
+                }
+                _ => ndjson::encode_raw(hits, fields, &block, store, &mut out)?,
+            }
             return Ok(Block::Text(out, docs.len()));
         }
     };

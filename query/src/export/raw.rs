@@ -674,7 +674,8 @@ mod tests {
         assert_eq!(String::from_utf8(json).unwrap(), expected);
     }
 
-    /// NDJSON lines written in place are the bytes of the records built by `HitFormat`: keys
+    /// NDJSON lines and CSV rows written in place are the bytes of the records built by
+    /// `HitFormat`: keys
     /// sorted, repeated object keys, dates, several values of one field, lists, and rows left
     /// to tantivy (an IP address, a facet inside nothing it writes).
     #[test]
@@ -743,6 +744,15 @@ mod tests {
         let mut built = Vec::new();
         let layout = crate::export::arrow::Layout::for_stream(&schema, None, &lists).unwrap();
         crate::export::ndjson::encode_docs(&layout, &decoded, &mut built).unwrap();
+        assert_eq!(
+            String::from_utf8(raw).unwrap(),
+            String::from_utf8(built).unwrap()
+        );
+        // CSV: the same cells as the rows of the built records.
+        let mut raw = Vec::new();
+        crate::export::csv::encode_raw(&layout, &hits, &fields, &block, &store, &mut raw).unwrap();
+        let mut built = Vec::new();
+        crate::export::csv::encode_docs(&layout, &decoded, &mut built).unwrap();
         assert_eq!(
             String::from_utf8(raw).unwrap(),
             String::from_utf8(built).unwrap()
