@@ -162,14 +162,7 @@ fn row_cells(
                         }),
                     },
                     (second, _) => {
-                        cells.push(b'[');
-                        let mut ok = raw::write_json(value, Style::Hit, cells);
-                        for value in second.into_iter().chain(values) {
-                            cells.push(b',');
-                            ok = ok.and_then(|()| raw::write_json(value, Style::Hit, cells));
-                        }
-                        cells.push(b']');
-                        ok
+                        raw::write_array(std::iter::once(value).chain(second).chain(values), cells)
                     }
                 };
                 let utf8 = cells

@@ -101,13 +101,7 @@ fn write_record(
         match (second, list) {
             (None, false) => raw::write_json(value, Style::Hit, out)?,
             (second, _) => {
-                out.push(b'[');
-                raw::write_json(value, Style::Hit, out)?;
-                for value in second.into_iter().chain(values) {
-                    out.push(b',');
-                    raw::write_json(value, Style::Hit, out)?;
-                }
-                out.push(b']');
+                raw::write_array(std::iter::once(value).chain(second).chain(values), out)?
             }
         }
     }

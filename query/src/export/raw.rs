@@ -418,6 +418,22 @@ fn write_json_at(
     Some(())
 }
 
+/// Values of one field as a JSON array, in the hit style (a list field, or several values).
+pub(crate) fn write_array<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    out.push(b'[');
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(value, Style::Hit, out)?;
+    }
+    out.push(b']');
+    Some(())
+}
+
 /// An object's key.
 fn key<'a>(cursor: &mut Cursor<'a>) -> Option<&'a [u8]> {
     if cursor.u8()? != code::TEXT {
