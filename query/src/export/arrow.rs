@@ -422,12 +422,7 @@ impl ColumnBuilder {
     ) -> bool {
         let first = block.first(row, field);
         match self {
-            ColumnBuilder::Timestamp(b) => match first {
-                None => b.append_null(),
-                Some(v) if raw::type_code(v) != Some(raw::code::DATE) => b.append_null(),
-                // A date's unit depends on the doc store's version: left to tantivy.
-                Some(_) => return false,
-            },
+            ColumnBuilder::Timestamp(b) => b.append_option(first.and_then(raw::as_date_nanos)),
             ColumnBuilder::Utf8(b) => match first {
                 None => b.append_null(),
                 Some(v) if raw::type_code(v) == Some(raw::code::NULL) => b.append_null(),

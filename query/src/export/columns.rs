@@ -234,15 +234,53 @@ fn fill(
                     "a stored column without its doc store".into(),
                 ));
             };
-            let mut json = Vec::new();
-            for row in 0..block.rows() {
-                if block.unread(row) || !builder.append_raw(block, row, field, &mut json) {
-                    builder.append_stored(block.decoded(store, row)?, field, &mut json);
-                }
-            }
+            fill_stored(builder, field, block, &[store], &mut Vec::new())?;
         }
     }
     Ok(())
+}
+
+/// Appends every row of `block`'s value of `field`: read in place, or from tantivy's decoding
+/// of the row where [`ColumnBuilder::append_raw`] leaves it (`json`: a reused buffer).
+fn fill_stored(
+    builder: &mut ColumnBuilder,
+    field: Field,
+    block: &mut RawBlock,
+    stores: &[&StoreReader],
+    json: &mut Vec<u8>,
+) -> Result<()> {
+    for row in 0..block.rows() {
+        if block.unread(row) || !builder.append_raw(block, row, field, json) {
+            builder.append_stored(block.decoded(stores, row)?, field, json);
+        }
+    }
+    Ok(())
+}
+
+/// The record batch of a block of stored documents read in place, every column from the doc
+/// store: a sorted export's rows come from many segments, so no one segment's columns apply.
+/// The same batch as [`Layout::batch_of_docs`] over the decoded documents.
+pub(crate) fn stored_batch(
+    layout: &Layout,
+    block: &mut RawBlock,
+    stores: &[&StoreReader],
+) -> Result<RecordBatch> {
+    let rows = block.rows();
+    let mut arrays = Vec::with_capacity(layout.columns.len());
+    let mut json = Vec::new();
+    for column in &layout.columns {
+        let Some(field) = column.field() else {
+            return Err(Error::Internal(format!(
+                "column `{}` has no field to read",
+                column.name
+            )));
+        };
+        let bytes = block.bytes_of(field);
+        let mut builder = ColumnBuilder::with_capacity(column.ty, rows, bytes + bytes / 4);
+        fill_stored(&mut builder, field, block, stores, &mut json)?;
+        arrays.push(builder.finish());
+    }
+    layout.batch(arrays, rows)
 }
 
 /// The first value of each document in `column` (all `None` without the column).

@@ -83,7 +83,7 @@ pub(crate) fn encode_raw(
     hits: &HitFormat,
     fields: &[(Field, String, bool)],
     block: &RawBlock,
-    store: &StoreReader,
+    stores: &[&StoreReader],
     out: &mut Vec<u8>,
 ) -> Result<()> {
     // Each column's field and whether it is a list; `None`: no value in any record.
@@ -104,7 +104,7 @@ pub(crate) fn encode_raw(
     for row in 0..block.rows() {
         let read = !block.unread(row) && row_cells(&columns, block, row, &mut cells, &mut ends);
         if !read {
-            let doc = block.document(store, row)?;
+            let doc = block.document(stores, row)?;
             write_row(&mut writer, layout, &hits.to_json(&doc))?;
             continue;
         }

@@ -49,6 +49,8 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tantivy::schema::Field;
+use tantivy::store::StoreReader;
 use tantivy::TantivyDocument;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -68,6 +70,8 @@ pub(crate) use crate::query_text::build_query;
 pub(crate) use parquet::properties as parquet_properties;
 pub use parquet::{ROW_GROUP_BYTES, ROW_GROUP_ROWS};
 pub use walk::BLOCK_ROWS;
+
+use raw::RawBlock;
 
 pub(crate) use parallel::Block;
 
@@ -268,7 +272,9 @@ impl Export {
         self.write_with(format, out, cancelled, reader)
     }
 
-    /// [`Self::write_to`] with the reader chosen (sorted exports always use the simple one).
+    /// [`Self::write_to`] with the reader chosen. A sorted export walks the merge of every
+    /// segment on this thread: the pipeline reader reads its documents in place, the simple
+    /// one decodes them.
     pub(crate) fn write_with<'w, W: Write + Send + 'w>(
         &self,
         format: ExportFormat,
@@ -325,6 +331,34 @@ impl Export {
                         let mut emit = |docs: &[TantivyDocument]| encoder.write_docs(docs);
                         walk::walk_unsorted(&targets, query.as_ref(), &options, &mut emit)?
                     }
+                    (Some(order), Reader::Pipeline { fast: true, .. }) => {
+                        match self.raw_sorted(format) {
+                            Some(plan) => {
+                                let mut emit = |block: &mut RawBlock, stores: &[&StoreReader]| {
+                                    let block = plan.encode(format, &self.layout, block, stores)?;
+                                    encoder.write_block(block)
+                                };
+                                walk::walk_sorted_raw(
+                                    &targets,
+                                    query.as_ref(),
+                                    *order,
+                                    &options,
+                                    &plan.wanted,
+                                    &mut emit,
+                                )?
+                            }
+                            None => {
+                                let mut emit = |docs: &[TantivyDocument]| encoder.write_docs(docs);
+                                walk::walk_sorted(
+                                    &targets,
+                                    query.as_ref(),
+                                    *order,
+                                    &options,
+                                    &mut emit,
+                                )?
+                            }
+                        }
+                    }
                     (Some(order), _) => {
                         let mut emit = |docs: &[TantivyDocument]| encoder.write_docs(docs);
                         walk::walk_sorted(&targets, query.as_ref(), *order, &options, &mut emit)?
@@ -337,6 +371,66 @@ impl Export {
         }
         encoder.finish()?;
         Ok(rows)
+    }
+}
+
+/// How a sorted export reads its documents in place: the fields to note, and for the text
+/// formats the record's fields in key order.
+struct RawSorted {
+    wanted: Vec<Field>,
+    /// `Some` for NDJSON and CSV.
+    fields: Option<Vec<(Field, String, bool)>>,
+}
+
+impl RawSorted {
+    /// `block` encoded as `format`.
+    fn encode(
+        &self,
+        format: ExportFormat,
+        layout: &arrow::Layout,
+        block: &mut RawBlock,
+        stores: &[&StoreReader],
+    ) -> Result<Block> {
+        let rows = block.rows();
+        let (Some(fields), Some(hits)) = (&self.fields, &layout.hits) else {
+            return Ok(Block::Batch(columns::stored_batch(layout, block, stores)?));
+        };
+        let mut out = Vec::new();
+        match format {
+            ExportFormat::Csv => csv::encode_raw(layout, hits, fields, block, stores, &mut out)?,
+            _ => ndjson::encode_raw(hits, fields, block, stores, &mut out)?,
+        }
+        Ok(Block::Text(out, rows))
+    }
+}
+
+impl Export {
+    /// How a sorted export of `format` reads its documents in place; `None` when it decodes
+    /// them (a generic stream's records, or a column that is a dynamic path).
+    fn raw_sorted(&self, format: ExportFormat) -> Option<RawSorted> {
+        let hits = self.layout.hits.as_ref()?;
+        match format {
+            ExportFormat::Ndjson | ExportFormat::Csv => {
+                let fields = hits.sorted_fields()?;
+                let wanted = fields.iter().map(|(field, _, _)| *field).collect();
+                Some(RawSorted {
+                    wanted,
+                    fields: Some(fields),
+                })
+            }
+            ExportFormat::Arrow | ExportFormat::Parquet => {
+                let wanted = self
+                    .layout
+                    .columns
+                    .iter()
+                    .map(|c| c.field())
+                    .collect::<Option<Vec<Field>>>()?;
+                Some(RawSorted {
+                    wanted,
+                    fields: None,
+                })
+            }
+        }
     }
 }
 

@@ -54,7 +54,7 @@ pub(crate) fn encode_raw(
     hits: &HitFormat,
     fields: &[(Field, String, bool)],
     block: &RawBlock,
-    store: &StoreReader,
+    stores: &[&StoreReader],
     out: &mut Vec<u8>,
 ) -> Result<()> {
     for row in 0..block.rows() {
@@ -69,7 +69,7 @@ pub(crate) fn encode_raw(
             continue;
         }
         out.truncate(start);
-        let doc = block.document(store, row)?;
+        let doc = block.document(stores, row)?;
         serde_json::to_writer(&mut *out, &hits.to_json(&doc)).map_err(|e| io_error(e.into()))?;
         out.push(b'\n');
     }

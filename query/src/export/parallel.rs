@@ -296,9 +296,9 @@ fn encode(opened: &mut Opened, shape: Shape<'_>, docs: &[DocId]) -> Result<Block
             let mut out = Vec::new();
             match shape.format {
                 ExportFormat::Csv => {
-                    csv::encode_raw(shape.layout, hits, fields, &block, store, &mut out)?
+                    csv::encode_raw(shape.layout, hits, fields, &block, &[store], &mut out)?
                 }
-                _ => ndjson::encode_raw(hits, fields, &block, store, &mut out)?,
+                _ => ndjson::encode_raw(hits, fields, &block, &[store], &mut out)?,
             }
             return Ok(Block::Text(out, docs.len()));
         }

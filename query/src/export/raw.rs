@@ -14,11 +14,14 @@
 //! `u64`) and dates as 8 bytes; `bool` as one; IP addresses as 16; arrays as a VInt count and
 //! the values; objects as a VInt count of keys and values (twice the entries), alternating.
 //!
-//! Whatever this reader does not write itself — a date (its unit depends on the store's
-//! version), a facet, bytes or an IP address inside an object, a value of an unexpected type
-//! for a text column — is left to tantivy: the cell is taken from the document decoded as
-//! [`super::stored::StoredRow`] decodes it, so the output is always the one tantivy's own
-//! decoding gives (`reader_tests` and this module's tests compare them).
+//! Dates are read as version 2 writes them, in nanoseconds: every tantivy since 0.22, and
+//! Trawl has used 0.27 from its first commit (a store of version 1 counts microseconds; a
+//! tantivy upgrade that changed the format would fail this module's tests, which compare with
+//! tantivy's own decoding). Whatever this reader does not write itself — a date inside an
+//! object of an Arrow column, a facet, bytes or an IP address inside an object, a value of an
+//! unexpected type for a text column — is left to tantivy: the cell is taken from the document
+//! decoded as [`super::stored::StoredRow`] decodes it, so the output is always the one
+//! tantivy's own decoding gives (`reader_tests` and this module's tests compare them).
 
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use tantivy::directory::OwnedBytes;
@@ -141,7 +144,9 @@ struct Entry {
     end: u32,
 }
 
-/// The stored documents of a block of rows, read in place for the wanted fields.
+/// The stored documents of a block of rows, read in place for the wanted fields. The rows
+/// may come from several doc stores (a sorted export merges segments): each row names its
+/// store by position in the list the fallbacks are given.
 pub(crate) struct RawBlock {
     docs: Vec<OwnedBytes>,
     /// The wanted fields' values, row after row.
@@ -152,33 +157,68 @@ pub(crate) struct RawBlock {
     unread: Vec<bool>,
     /// Rows decoded by tantivy, on first need: (row, document).
     decoded: Vec<(usize, StoredRow)>,
-    ids: Vec<DocId>,
+    /// Each row's document: (its store's position, doc id).
+    ids: Vec<(u32, DocId)>,
 }
 
 impl RawBlock {
-    /// Reads the documents `ids` of `store`, noting the values of `wanted`.
-    pub(crate) fn read(store: &StoreReader, ids: &[DocId], wanted: &[Field]) -> Result<RawBlock> {
-        let mut block = RawBlock {
-            docs: Vec::with_capacity(ids.len()),
-            entries: Vec::with_capacity(ids.len() * wanted.len()),
-            starts: Vec::with_capacity(ids.len() + 1),
-            unread: Vec::with_capacity(ids.len()),
+    /// An empty block with room for `rows` rows of `fields` wanted fields.
+    pub(crate) fn with_capacity(rows: usize, fields: usize) -> RawBlock {
+        let mut starts = Vec::with_capacity(rows + 1);
+        starts.push(0);
+        RawBlock {
+            docs: Vec::with_capacity(rows),
+            entries: Vec::with_capacity(rows * fields),
+            starts,
+            unread: Vec::with_capacity(rows),
             decoded: Vec::new(),
-            ids: ids.to_vec(),
-        };
-        block.starts.push(0);
+            ids: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Reads the documents `ids` of `store` (store position 0), noting the values of `wanted`.
+    pub(crate) fn read(store: &StoreReader, ids: &[DocId], wanted: &[Field]) -> Result<RawBlock> {
+        let mut block = RawBlock::with_capacity(ids.len(), wanted.len());
         for &id in ids {
-            let bytes = store.get_document_bytes(id).map_err(internal)?;
-            let before = block.entries.len();
-            let read = scan(&bytes, wanted, &mut block.entries).is_some();
-            if !read {
-                block.entries.truncate(before);
-            }
-            block.unread.push(!read);
-            block.starts.push(block.entries.len());
-            block.docs.push(bytes);
+            block.push(
+                store.get_document_bytes(id).map_err(internal)?,
+                0,
+                id,
+                wanted,
+            );
         }
         Ok(block)
+    }
+
+    /// Adds a row: document `id` of the store at position `store`, whose stored bytes are
+    /// `bytes`, noting the values of `wanted`.
+    pub(crate) fn push(&mut self, bytes: OwnedBytes, store: u32, id: DocId, wanted: &[Field]) {
+        let before = self.entries.len();
+        let read = scan(&bytes, wanted, &mut self.entries).is_some();
+        if !read {
+            self.entries.truncate(before);
+        }
+        self.unread.push(!read);
+        self.starts.push(self.entries.len());
+        self.docs.push(bytes);
+        self.ids.push((store, id));
+    }
+
+    /// `row`'s store among `stores`, and its doc id.
+    fn source<'s>(
+        &self,
+        stores: &[&'s StoreReader],
+        row: usize,
+    ) -> Result<(&'s StoreReader, DocId)> {
+        let (store, id) = *self
+            .ids
+            .get(row)
+            .ok_or_else(|| Error::Internal("a row past its block".into()))?;
+        let store = usize::try_from(store)
+            .ok()
+            .and_then(|i| stores.get(i))
+            .ok_or_else(|| Error::Internal("a row of an unknown doc store".into()))?;
+        Ok((store, id))
     }
 
     pub(crate) fn rows(&self) -> usize {
@@ -220,23 +260,17 @@ impl RawBlock {
     }
 
     /// `row` decoded by tantivy as a `TantivyDocument` (for a hit record).
-    pub(crate) fn document(&self, store: &StoreReader, row: usize) -> Result<TantivyDocument> {
-        let id = *self
-            .ids
-            .get(row)
-            .ok_or_else(|| Error::Internal("a row past its block".into()))?;
+    pub(crate) fn document(&self, stores: &[&StoreReader], row: usize) -> Result<TantivyDocument> {
+        let (store, id) = self.source(stores, row)?;
         store.get::<TantivyDocument>(id).map_err(internal)
     }
 
     /// `row` decoded by tantivy (once per block).
-    pub(crate) fn decoded(&mut self, store: &StoreReader, row: usize) -> Result<&StoredRow> {
+    pub(crate) fn decoded(&mut self, stores: &[&StoreReader], row: usize) -> Result<&StoredRow> {
         let at = match self.decoded.iter().position(|(r, _)| *r == row) {
             Some(at) => at,
             None => {
-                let id = *self
-                    .ids
-                    .get(row)
-                    .ok_or_else(|| Error::Internal("a row past its block".into()))?;
+                let (store, id) = self.source(stores, row)?;
                 let doc = store.get::<StoredRow>(id).map_err(internal)?;
                 self.decoded.push((row, doc));
                 self.decoded.len() - 1
@@ -313,6 +347,11 @@ pub(crate) fn as_i64(value: &[u8]) -> Option<i64> {
 
 pub(crate) fn as_f64(value: &[u8]) -> Option<f64> {
     eight(value, code::F64).map(tantivy::u64_to_f64)
+}
+
+/// A date value's nanoseconds since the epoch (doc store version 2, see [`write_json`]).
+pub(crate) fn as_date_nanos(value: &[u8]) -> Option<i64> {
+    eight(value, code::DATE).map(|v| i64::from_le_bytes(v.to_le_bytes()))
 }
 
 pub(crate) fn as_bool(value: &[u8]) -> Option<bool> {
@@ -635,6 +674,12 @@ mod tests {
                 doc.first(blob).and_then(|v| v.as_bytes())
             );
             assert_eq!(block.first(row, when).and_then(type_code), Some(code::DATE));
+            assert_eq!(
+                block.first(row, when).and_then(as_date_nanos),
+                doc.first(when)
+                    .and_then(|v| v.as_datetime())
+                    .map(|d| d.into_timestamp_nanos())
+            );
             // A field not wanted is skipped, not noted.
             assert_eq!(block.first(row, ip), None);
             let raw = block.first(row, labels).unwrap();
@@ -651,7 +696,7 @@ mod tests {
         let first: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&json).unwrap();
         assert_eq!(first["u"], serde_json::json!(u64::MAX));
         assert_eq!(first["dup"], serde_json::json!(2));
-        let decoded = block.decoded(&store, 1).unwrap();
+        let decoded = block.decoded(&[&store], 1).unwrap();
         assert!(decoded.first(labels).is_some());
     }
 
@@ -755,7 +800,7 @@ mod tests {
         let ids: Vec<u32> = (0..6).collect();
         let block = RawBlock::read(&store, &ids, &wanted).unwrap();
         let mut raw = Vec::new();
-        crate::export::ndjson::encode_raw(&hits, &fields, &block, &store, &mut raw).unwrap();
+        crate::export::ndjson::encode_raw(&hits, &fields, &block, &[&store], &mut raw).unwrap();
         let decoded: Vec<TantivyDocument> = ids.iter().map(|&id| store.get(id).unwrap()).collect();
         let mut built = Vec::new();
         let layout = crate::export::arrow::Layout::for_stream(&schema, None, &lists).unwrap();
@@ -766,7 +811,8 @@ mod tests {
         );
         // CSV: the same cells as the rows of the built records.
         let mut raw = Vec::new();
-        crate::export::csv::encode_raw(&layout, &hits, &fields, &block, &store, &mut raw).unwrap();
+        crate::export::csv::encode_raw(&layout, &hits, &fields, &block, &[&store], &mut raw)
+            .unwrap();
         let mut built = Vec::new();
         crate::export::csv::encode_docs(&layout, &decoded, &mut built).unwrap();
         assert_eq!(

@@ -271,6 +271,21 @@ fn every_reader_gives_the_simple_readers_bytes() {
     for request in &cases {
         assert_same(&snap, request, &Scope::All);
     }
+    // Sorted: the merge of every segment, both ways, with a limit across blocks.
+    for sort in [SortOrder::Asc, SortOrder::Desc] {
+        let sorted = ExportRequest {
+            sort: Some(sort),
+            ..req("*")
+        };
+        assert_eq!(assert_same(&snap, &sorted, &Scope::All), all);
+        for request in &cases {
+            let sorted = ExportRequest {
+                sort: Some(sort),
+                ..request.clone()
+            };
+            assert_same(&snap, &sorted, &Scope::All);
+        }
+    }
     let counts: Vec<u64> = cases[..3]
         .iter()
         .map(|r| assert_same(&snap, r, &Scope::All))
@@ -325,7 +340,13 @@ fn the_logs_fixture_is_the_same_on_every_reader() {
         "level:error",
         "connection AND labels.app.kubernetes.io/name:web",
     ] {
-        assert!(assert_same(&snap, &req(q), &Scope::All) > 0, "{q}");
+        let n = assert_same(&snap, &req(q), &Scope::All);
+        assert!(n > 0, "{q}");
+        let sorted = ExportRequest {
+            sort: Some(SortOrder::Desc),
+            ..req(q)
+        };
+        assert_eq!(assert_same(&snap, &sorted, &Scope::All), n, "{q}");
     }
     let fast_only = ExportRequest {
         fields: Some(FieldList::Joined("pod,offset,timestamp,namespace".into())),

@@ -11,10 +11,13 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use tantivy::query::Query;
+use tantivy::schema::Field;
+use tantivy::store::StoreReader;
 use tantivy::{DateTime, DocId, DocSet, TantivyDocument, TERMINATED};
 use trawl_index::SearchTarget;
 
 use crate::error::{Error, Result};
+use crate::export::raw::RawBlock;
 use crate::query_text::weight;
 use crate::request::SortOrder;
 use crate::search::TIMESTAMP_FIELD;
@@ -107,13 +110,81 @@ pub(crate) fn walk_sorted(
     emit: &mut dyn FnMut(&[TantivyDocument]) -> Result<()>,
 ) -> Result<u64> {
     let desc = sort == SortOrder::Desc;
-    // One sorted run per segment: (target position, segment ordinal, (timestamp, doc) pairs).
+    let Some((mut runs, stores)) = sorted_runs(targets, query, desc, options)? else {
+        return Ok(0);
+    };
+    let mut docs: Vec<TantivyDocument> = Vec::with_capacity(BLOCK_ROWS);
+    merge_runs(&mut runs, desc, options, &mut |step| match step {
+        Step::Doc(run, doc) => {
+            let stored = stores
+                .get(run.store)
+                .ok_or_else(|| internal(&targets[run.target].id, "no such doc store"))?
+                .get(doc)
+                .map_err(|e| internal(&targets[run.target].id, e))?;
+            docs.push(stored);
+            Ok(())
+        }
+        Step::Flush => {
+            emit(&docs)?;
+            docs.clear();
+            Ok(())
+        }
+    })
+}
+
+/// Like [`walk_sorted`], handing over blocks of stored documents read in place for `wanted`
+/// ([`RawBlock`]), with the doc stores their rows name.
+pub(crate) fn walk_sorted_raw(
+    targets: &[&SearchTarget],
+    query: &dyn Query,
+    sort: SortOrder,
+    options: &WalkOptions<'_>,
+    wanted: &[Field],
+    emit: &mut dyn FnMut(&mut RawBlock, &[&StoreReader]) -> Result<()>,
+) -> Result<u64> {
+    let desc = sort == SortOrder::Desc;
+    let Some((mut runs, stores)) = sorted_runs(targets, query, desc, options)? else {
+        return Ok(0);
+    };
+    let refs: Vec<&StoreReader> = stores.iter().collect();
+    let mut block = RawBlock::with_capacity(BLOCK_ROWS, wanted.len());
+    merge_runs(&mut runs, desc, options, &mut |step| match step {
+        Step::Doc(run, doc) => {
+            let target = &targets[run.target].id;
+            let store = refs
+                .get(run.store)
+                .ok_or_else(|| internal(target, "no such doc store"))?;
+            let bytes = store
+                .get_document_bytes(doc)
+                .map_err(|e| internal(target, e))?;
+            let position =
+                u32::try_from(run.store).map_err(|_| internal(target, "too many segments"))?;
+            block.push(bytes, position, doc, wanted);
+            Ok(())
+        }
+        Step::Flush => {
+            emit(&mut block, &refs)?;
+            block = RawBlock::with_capacity(BLOCK_ROWS, wanted.len());
+            Ok(())
+        }
+    })
+}
+
+/// One sorted run per segment of `targets` holding matches, and each run's doc store (with
+/// its own small cache); `None` when the export was cancelled meanwhile.
+fn sorted_runs(
+    targets: &[&SearchTarget],
+    query: &dyn Query,
+    desc: bool,
+    options: &WalkOptions<'_>,
+) -> Result<Option<(Vec<Run>, Vec<StoreReader>)>> {
     let mut runs: Vec<Run> = Vec::new();
+    let mut stores = Vec::new();
     for (pos, target) in targets.iter().enumerate() {
         let weight = weight(query, &target.searcher, &target.id)?;
         for (ord, reader) in target.searcher.segment_readers().iter().enumerate() {
             if (options.cancelled)() {
-                return Ok(0);
+                return Ok(None);
             }
             let ord = segment_ord(ord, &target.id)?;
             let column = reader
@@ -144,41 +215,58 @@ pub(crate) fn walk_sorted(
             runs.push(Run {
                 target: pos,
                 segment: ord,
-                store: store_reader(reader, target)?,
+                store: stores.len(),
                 pairs,
                 next,
             });
+            stores.push(store_reader(reader, target)?);
         }
     }
+    Ok(Some((runs, stores)))
+}
 
+/// What the merge of the runs hands to its caller.
+enum Step<'r> {
+    /// The next document in order: its run and doc id.
+    Doc(&'r Run, DocId),
+    /// A block is complete (or the merge is over with some documents taken): hand it over.
+    Flush,
+}
+
+/// Merges `runs` in the requested order, [`BLOCK_ROWS`] documents (or what `limit` leaves)
+/// to a block; returns how many documents were taken.
+fn merge_runs(
+    runs: &mut [Run],
+    desc: bool,
+    options: &WalkOptions<'_>,
+    step: &mut dyn FnMut(Step<'_>) -> Result<()>,
+) -> Result<u64> {
     let mut heap: BinaryHeap<Head> = runs
         .iter()
         .enumerate()
         .filter_map(|(i, run)| run.head(i, desc))
         .collect();
     let mut emitted = 0u64;
-    let mut docs: Vec<TantivyDocument> = Vec::with_capacity(BLOCK_ROWS);
     while !heap.is_empty() {
         if (options.cancelled)() {
             return Ok(emitted);
         }
         let room = remaining(options.limit, emitted).min(BLOCK_ROWS);
-        docs.clear();
-        while docs.len() < room {
+        let mut taken = 0;
+        while taken < room {
             let Some(head) = heap.pop() else { break };
-            let run = &mut runs[head.run];
-            let stored = run
-                .store
-                .get(head.key.3)
-                .map_err(|e| internal(&targets[run.target].id, e))?;
-            docs.push(stored);
+            let Some(run) = runs.get_mut(head.run) else {
+                return Err(Error::Internal("a merge head past its runs".into()));
+            };
+            step(Step::Doc(run, head.key.3))?;
+            taken += 1;
             if run.step(desc) {
                 heap.extend(run.head(head.run, desc));
             }
         }
-        if !docs.is_empty() {
-            emit(&docs)?;
-            emitted += docs.len() as u64;
+        if taken > 0 {
+            step(Step::Flush)?;
+            emitted += taken as u64;
         }
         if remaining(options.limit, emitted) == 0 {
             break;
@@ -191,8 +279,8 @@ pub(crate) fn walk_sorted(
 struct Run {
     target: usize,
     segment: u32,
-    /// The segment's doc store, with its own small cache.
-    store: tantivy::store::StoreReader,
+    /// The position of the segment's doc store among the walk's stores.
+    store: usize,
     pairs: Vec<(i64, DocId)>,
     /// Index of the next pair to merge.
     next: usize,
