@@ -1,5 +1,6 @@
 //! `export`: rows per second and the indexer's memory growth while it streams all `logs`
-//! documents as Arrow IPC (every column, then only the fast-field columns), Parquet and NDJSON.
+//! documents as Arrow IPC (every column, then only the fast-field columns), Parquet, NDJSON
+//! and CSV, then sorted newest first as NDJSON and Arrow.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +24,10 @@ const EXPORTS: &[(&str, &str)] = &[
     ("arrow_fast", "format=arrow&fields=FAST"),
     ("parquet", "format=parquet"),
     ("ndjson", "format=ndjson"),
+    ("csv", "format=csv"),
+    // Sorted: one thread merging every segment's matches in time order.
+    ("ndjson_sorted", "format=ndjson&sort=desc"),
+    ("arrow_sorted", "format=arrow&sort=desc"),
 ];
 
 /// Runs the scenario over 5M rows (200k with `--quick`, `--docs` to choose). One function
