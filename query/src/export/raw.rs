@@ -23,6 +23,8 @@
 //! decoded as [`super::stored::StoredRow`] decodes it, so the output is always the one
 //! tantivy's own decoding gives (`reader_tests` and this module's tests compare them).
 
+use std::collections::HashMap;
+
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use tantivy::directory::OwnedBytes;
 use tantivy::schema::Field;
@@ -155,8 +157,8 @@ pub(crate) struct RawBlock {
     starts: Vec<usize>,
     /// Rows whose bytes this reader could not walk: every cell of theirs comes from tantivy.
     unread: Vec<bool>,
-    /// Rows decoded by tantivy, on first need: (row, document).
-    decoded: Vec<(usize, StoredRow)>,
+    /// Rows decoded by tantivy, on first need, by row.
+    decoded: HashMap<usize, StoredRow>,
     /// Each row's document: (its store's position, doc id).
     ids: Vec<(u32, DocId)>,
 }
@@ -171,7 +173,7 @@ impl RawBlock {
             entries: Vec::with_capacity(rows * fields),
             starts,
             unread: Vec::with_capacity(rows),
-            decoded: Vec::new(),
+            decoded: HashMap::new(),
             ids: Vec::with_capacity(rows),
         }
     }
@@ -267,18 +269,13 @@ impl RawBlock {
 
     /// `row` decoded by tantivy (once per block).
     pub(crate) fn decoded(&mut self, stores: &[&StoreReader], row: usize) -> Result<&StoredRow> {
-        let at = match self.decoded.iter().position(|(r, _)| *r == row) {
-            Some(at) => at,
-            None => {
-                let (store, id) = self.source(stores, row)?;
-                let doc = store.get::<StoredRow>(id).map_err(internal)?;
-                self.decoded.push((row, doc));
-                self.decoded.len() - 1
-            }
-        };
+        if !self.decoded.contains_key(&row) {
+            let (store, id) = self.source(stores, row)?;
+            let doc = store.get::<StoredRow>(id).map_err(internal)?;
+            self.decoded.insert(row, doc);
+        }
         self.decoded
-            .get(at)
-            .map(|(_, doc)| doc)
+            .get(&row)
             .ok_or_else(|| Error::Internal("a decoded row went missing".into()))
     }
 }
