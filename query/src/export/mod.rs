@@ -8,9 +8,14 @@
 //!     unsorted: parallel.rs blocks of 8k doc ids --> workers: columns.rs (fast fields, doc
 //!               store only for the other columns) | the lines of csv.rs / ndjson.rs
 //!               --> written in block order
-//!     sorted:   walk.rs blocks of 8k stored documents
+//!     sorted:   walk.rs blocks of 8k stored documents, merged across segments in time order
 //!   --> arrow.rs | parquet.rs | csv.rs | ndjson.rs --> bounded channel --> chunked HTTP body
 //! ```
+//!
+//! The doc store is read in place (raw.rs): each document's stored bytes walked once for the
+//! fields wanted, strings and objects written from them, without decoding the document;
+//! whatever that reader does not write comes from tantivy's decoding of the document
+//! (stored.rs). The simple reader (tests) decodes every document.
 //!
 //! Memory stays flat whatever the size of the export: documents are read a block at a time,
 //! at most a few blocks per worker are in flight, each is encoded and sent in order, and the
