@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use tantivy::schema::Field;
 use tantivy::store::StoreReader;
 use tantivy::TantivyDocument;
+use trawl_model::Timestamp;
 
 use crate::error::{Error, Result};
 use crate::export::arrow::Layout;
@@ -147,11 +148,10 @@ fn row_cells(
                             continue;
                         }
                         None if raw::type_code(value) == Some(raw::code::NULL) => Some(()),
+                        // A date cell is its RFC 3339 text.
                         None if raw::type_code(value) == Some(raw::code::DATE) => {
-                            raw::write_json(value, Style::Hit, cells).map(|()| {
-                                // The RFC 3339 string without its quotes.
-                                cells.pop();
-                                cells.remove(start);
+                            raw::as_date_nanos(value).map(|nanos| {
+                                cells.extend_from_slice(Timestamp(nanos).to_rfc3339().as_bytes())
                             })
                         }
                         // A value whose JSON is null (a NaN) is an empty cell, as a null is.

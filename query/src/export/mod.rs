@@ -337,7 +337,7 @@ impl Export {
                         walk::walk_unsorted(&targets, query.as_ref(), &options, &mut emit)?
                     }
                     (Some(order), Reader::Pipeline { fast: true, .. }) => {
-                        match self.raw_sorted(format) {
+                        match RawPlan::new(&self.layout, format) {
                             Some(plan) => {
                                 let mut emit = |block: &mut RawBlock, stores: &[&StoreReader]| {
                                     let block = plan.encode(format, &self.layout, block, stores)?;
@@ -379,17 +379,46 @@ impl Export {
     }
 }
 
-/// How a sorted export reads its documents in place: the fields to note, and for the text
-/// formats the record's fields in key order.
-struct RawSorted {
-    wanted: Vec<Field>,
+/// How a block of documents read in place ([`RawBlock`]) becomes output: the fields to note,
+/// and for the text formats the record's fields in key order. Serves the unsorted pipeline's
+/// text formats and every sorted export.
+pub(crate) struct RawPlan {
+    pub(crate) wanted: Vec<Field>,
     /// `Some` for NDJSON and CSV.
     fields: Option<Vec<(Field, String, bool)>>,
 }
 
-impl RawSorted {
-    /// `block` encoded as `format`.
-    fn encode(
+impl RawPlan {
+    /// The plan for `format` over `layout`; `None` when the documents must be decoded (a
+    /// generic stream's records, a column that is a dynamic path, an aggregation table).
+    pub(crate) fn new(layout: &arrow::Layout, format: ExportFormat) -> Option<RawPlan> {
+        let hits = layout.hits.as_ref()?;
+        match format {
+            ExportFormat::Ndjson | ExportFormat::Csv => {
+                let fields = hits.sorted_fields()?;
+                let wanted = fields.iter().map(|(field, _, _)| *field).collect();
+                Some(RawPlan {
+                    wanted,
+                    fields: Some(fields),
+                })
+            }
+            ExportFormat::Arrow | ExportFormat::Parquet => {
+                let wanted = layout
+                    .columns
+                    .iter()
+                    .map(|c| c.field())
+                    .collect::<Option<Vec<Field>>>()?;
+                Some(RawPlan {
+                    wanted,
+                    fields: None,
+                })
+            }
+        }
+    }
+
+    /// `block` encoded as `format` (the one the plan was made for); record batches take every
+    /// column from the doc store.
+    pub(crate) fn encode(
         &self,
         format: ExportFormat,
         layout: &arrow::Layout,
@@ -406,36 +435,6 @@ impl RawSorted {
             _ => ndjson::encode_raw(hits, fields, block, stores, &mut out)?,
         }
         Ok(Block::Text(out, rows))
-    }
-}
-
-impl Export {
-    /// How a sorted export of `format` reads its documents in place; `None` when it decodes
-    /// them (a generic stream's records, or a column that is a dynamic path).
-    fn raw_sorted(&self, format: ExportFormat) -> Option<RawSorted> {
-        let hits = self.layout.hits.as_ref()?;
-        match format {
-            ExportFormat::Ndjson | ExportFormat::Csv => {
-                let fields = hits.sorted_fields()?;
-                let wanted = fields.iter().map(|(field, _, _)| *field).collect();
-                Some(RawSorted {
-                    wanted,
-                    fields: Some(fields),
-                })
-            }
-            ExportFormat::Arrow | ExportFormat::Parquet => {
-                let wanted = self
-                    .layout
-                    .columns
-                    .iter()
-                    .map(|c| c.field())
-                    .collect::<Option<Vec<Field>>>()?;
-                Some(RawSorted {
-                    wanted,
-                    fields: None,
-                })
-            }
-        }
     }
 }
 

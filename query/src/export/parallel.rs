@@ -23,7 +23,6 @@ use std::sync::Mutex;
 
 use arrow_array::RecordBatch;
 use tantivy::query::Query;
-use tantivy::schema::Field;
 use tantivy::{DocId, DocSet, SegmentReader, TantivyDocument, TERMINATED};
 use trawl_index::SearchTarget;
 
@@ -32,7 +31,7 @@ use crate::export::arrow::Layout;
 use crate::export::columns::SegmentColumns;
 use crate::export::raw::RawBlock;
 use crate::export::walk::{remaining, store_reader, WalkOptions, BLOCK_ROWS};
-use crate::export::{csv, ndjson, ExportFormat};
+use crate::export::{csv, ndjson, ExportFormat, RawPlan};
 use crate::query_text::weight;
 
 /// Blocks per worker that may wait for the writer, besides the one each worker works on and
@@ -234,14 +233,8 @@ enum Opened {
     /// Stored documents: the text formats, and record batches with a generic stream's dynamic
     /// paths as columns (built as the simple path builds them).
     Store(tantivy::store::StoreReader, String),
-    /// NDJSON or CSV of a plain stream: stored documents read in place
-    /// ([`ndjson::encode_raw`], [`csv::encode_raw`]),
-    /// with the record's fields in key order and the fields to note.
-    Lines {
-        store: tantivy::store::StoreReader,
-        fields: Vec<(Field, String, bool)>,
-        wanted: Vec<Field>,
-    },
+    /// NDJSON or CSV of a plain stream: stored documents read in place ([`RawPlan`]).
+    Lines(tantivy::store::StoreReader, RawPlan),
 }
 
 fn open(targets: &[&SearchTarget], shape: Shape<'_>, (pos, ord): (usize, usize)) -> Result<Opened> {
@@ -260,17 +253,13 @@ fn open(targets: &[&SearchTarget], shape: Shape<'_>, (pos, ord): (usize, usize))
         let columns = SegmentColumns::open(shape.layout, reader, open_store, shape.fast)?;
         return Ok(Opened::Columns(columns));
     }
-    let plain = match (shape.format, shape.fast, &shape.layout.hits) {
-        (ExportFormat::Ndjson | ExportFormat::Csv, true, Some(hits)) => hits.sorted_fields(),
-        _ => None,
+    // Record batches reaching here have a dynamic path as a column: no plan reads those.
+    let plan = match shape.fast {
+        true => RawPlan::new(shape.layout, shape.format),
+        false => None,
     };
-    if let Some(fields) = plain {
-        let wanted = fields.iter().map(|(field, _, _)| *field).collect();
-        return Ok(Opened::Lines {
-            store: store_reader(reader, target)?,
-            fields,
-            wanted,
-        });
+    if let Some(plan) = plan {
+        return Ok(Opened::Lines(store_reader(reader, target)?, plan));
     }
     Ok(Opened::Store(
         store_reader(reader, target)?,
@@ -282,25 +271,9 @@ fn encode(opened: &mut Opened, shape: Shape<'_>, docs: &[DocId]) -> Result<Block
     let (store, target) = match opened {
         Opened::Columns(columns) => return Ok(Block::Batch(columns.batch(shape.layout, docs)?)),
         Opened::Store(store, target) => (store, target),
-        Opened::Lines {
-            store,
-            fields,
-            wanted,
-        } => {
-            let hits = shape
-                .layout
-                .hits
-                .as_ref()
-                .ok_or_else(|| Error::Internal("no record format for documents".into()))?;
-            let block = RawBlock::read(store, docs, wanted)?;
-            let mut out = Vec::new();
-            match shape.format {
-                ExportFormat::Csv => {
-                    csv::encode_raw(shape.layout, hits, fields, &block, &[store], &mut out)?
-                }
-                _ => ndjson::encode_raw(hits, fields, &block, &[store], &mut out)?,
-            }
-            return Ok(Block::Text(out, docs.len()));
+        Opened::Lines(store, plan) => {
+            let mut block = RawBlock::read(store, docs, &plan.wanted)?;
+            return plan.encode(shape.format, shape.layout, &mut block, &[store]);
         }
     };
     let stored = docs
