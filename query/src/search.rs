@@ -589,6 +589,29 @@ fn collect_segment(
     })
 }
 
+/// [`for_each_live_block`] in batches of up to `batch` documents instead of tantivy's blocks of
+/// 64: a loop over several columns per batch (the reports' grouping) pays its per-call costs
+/// once per batch.
+pub(crate) fn for_each_live_batch(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    batch: usize,
+    mut f: impl FnMut(&[DocId]),
+) -> tantivy::Result<()> {
+    let mut pending: Vec<DocId> = Vec::with_capacity(batch + 64);
+    for_each_live_block(weight, reader, |docs| {
+        pending.extend_from_slice(docs);
+        if pending.len() >= batch {
+            f(&pending);
+            pending.clear();
+        }
+    })?;
+    if !pending.is_empty() {
+        f(&pending);
+    }
+    Ok(())
+}
+
 /// Feeds `f` the segment's matching documents that are not deleted, a block at a time.
 pub(crate) fn for_each_live_block(
     weight: &dyn Weight,

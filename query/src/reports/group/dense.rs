@@ -1,7 +1,7 @@
 //! The hot loop of a segment whose keys all have small ranges ([`Dense`]): each document's
 //! group is a number computed a key column at a time over a block of documents (a mixed-radix
 //! code: each key's offset in its range, the last value of the range for a missing key), looked
-//! up in a direct table. The groups' counts and times are kept in arrays of their own, and the
+//! up in a direct table. The groups' counts and times are kept in an array of their own, and the
 //! raw keys are rebuilt from the codes once per group at the end.
 
 use sketches_ddsketch::{Config, DDSketch};
@@ -11,9 +11,27 @@ use tantivy::{DateTime, SegmentReader};
 use super::read::{first_vals, BlockReader, Dense, RowScratch};
 use super::{
     add_extras, window_start, ExtraColumn, FxMap, KeyColumn, RawExtra, RawKey, RawTally, Segment,
-    MAX_KEYS,
+    GROUP_BATCH, MAX_KEYS,
 };
-use crate::search::for_each_live_block;
+use crate::search::for_each_live_batch;
+
+/// A group's count and first and last times, side by side: the three are updated together.
+#[derive(Clone, Copy)]
+struct Stats {
+    count: u64,
+    first: i64,
+    last: i64,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            count: 0,
+            first: i64::MAX,
+            last: i64::MIN,
+        }
+    }
+}
 
 /// What the loop gathers for a sketch extra: each value's count (a sketch is made of them at
 /// the end, with `add_with_count`: the same sketch as adding the values one by one, without a
@@ -30,9 +48,8 @@ impl Segment {
         cap: usize,
     ) -> tantivy::Result<Option<Vec<(RawKey, RawTally)>>> {
         let mut codes_of: Vec<u64> = Vec::new();
-        let mut counts: Vec<u64> = Vec::new();
-        let mut firsts: Vec<i64> = Vec::new();
-        let mut lasts: Vec<i64> = Vec::new();
+        let mut stats: Vec<Stats> = Vec::new();
+        let mut groups: Vec<u32> = Vec::new();
         let mut extras: Vec<RawTally> = Vec::new();
         // Per group and sketch extra (in the order of the extras that are sketches).
         let mut values: Vec<Vec<Values>> = Vec::new();
@@ -63,7 +80,7 @@ impl Segment {
         let mut ints: Vec<Option<i64>> = Vec::new();
         let mut codes: Vec<u64> = Vec::new();
         let mut rows = RowScratch::default();
-        for_each_live_block(weight, reader, |docs| {
+        for_each_live_batch(weight, reader, GROUP_BATCH, |docs| {
             if overflow {
                 return;
             }
@@ -124,18 +141,19 @@ impl Segment {
                 out.resize(n, None);
                 reader.read(docs, out, &mut rows);
             }
-            for (i, (&doc, &code)) in docs.iter().zip(&codes).enumerate() {
+            // The block's groups first (a new one gets its slots), then the tallies: two short
+            // loops whose loads and stores do not wait on each other as one long loop's did.
+            groups.clear();
+            for &code in &codes {
                 let slot = &mut dense.slots[code as usize];
                 if *slot == u32::MAX {
-                    if counts.len() >= cap {
+                    if stats.len() >= cap {
                         overflow = true;
                         return;
                     }
-                    *slot = counts.len() as u32;
+                    *slot = stats.len() as u32;
                     codes_of.push(code);
-                    counts.push(0);
-                    firsts.push(i64::MAX);
-                    lasts.push(i64::MIN);
+                    stats.push(Stats::default());
                     if other_extras {
                         extras.push(self.new_tally());
                     }
@@ -143,24 +161,28 @@ impl Segment {
                         values.push(sketch_columns.iter().map(|_| Values::default()).collect());
                     }
                 }
-                let group = *slot as usize;
-                counts[group] += 1;
-                if let Some(time) = times[i] {
+                groups.push(*slot);
+            }
+            for (&group, time) in groups.iter().zip(&times) {
+                let stats = &mut stats[group as usize];
+                stats.count += 1;
+                if let Some(time) = time {
                     let nanos = time.into_timestamp_nanos();
-                    firsts[group] = firsts[group].min(nanos);
-                    lasts[group] = lasts[group].max(nanos);
+                    stats.first = stats.first.min(nanos);
+                    stats.last = stats.last.max(nanos);
                 }
-                if other_extras {
-                    add_extras(&mut extras[group], &self.extras, doc, false);
+            }
+            if other_extras {
+                for (&doc, &group) in docs.iter().zip(&groups) {
+                    add_extras(&mut extras[group as usize], &self.extras, doc, false);
                 }
-                for (gathered, read) in values
-                    .get_mut(group)
-                    .into_iter()
-                    .flatten()
-                    .zip(&sketch_values)
-                {
-                    if let Some(value) = read[i] {
-                        *gathered.entry(value).or_default() += 1;
+            }
+            if !sketch_columns.is_empty() {
+                for (i, &group) in groups.iter().enumerate() {
+                    for (gathered, read) in values[group as usize].iter_mut().zip(&sketch_values) {
+                        if let Some(value) = read[i] {
+                            *gathered.entry(value).or_default() += 1;
+                        }
                     }
                 }
             }
@@ -168,16 +190,16 @@ impl Segment {
         if overflow {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(counts.len());
+        let mut out = Vec::with_capacity(stats.len());
         for (group, code) in codes_of.into_iter().enumerate() {
             let mut tally = if other_extras {
                 std::mem::replace(&mut extras[group], self.new_tally())
             } else {
                 self.new_tally()
             };
-            tally.count = counts[group];
-            tally.first = firsts[group];
-            tally.last = lasts[group];
+            tally.count = stats[group].count;
+            tally.first = stats[group].first;
+            tally.last = stats[group].last;
             if let Some(gathered) = values.get_mut(group) {
                 for ((at, _), counted) in sketch_columns.iter().zip(gathered.drain(..)) {
                     tally.extras[*at] = RawExtra::Sketch(Box::new(sketch_of(counted)));

@@ -36,12 +36,15 @@ pub(crate) use wire::{PassSpec, WireGroups};
 
 use super::engine::{max_opt, Key};
 use crate::error::{Error, Result};
-use crate::search::{for_each_live_block, internal, parallel_visit, weight_on, TIMESTAMP_FIELD};
+use crate::search::{for_each_live_batch, internal, parallel_visit, weight_on, TIMESTAMP_FIELD};
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// The most keys a grouping has.
 pub(crate) const MAX_KEYS: usize = 8;
+
+/// Documents read per call of the grouping loops (tantivy hands out 64 at a time).
+const GROUP_BATCH: usize = 1024;
 
 /// A document's keys as read from the columns: term ordinals, integers, window starts; the
 /// last slot is the bitmask of the keys the document lacks.
@@ -455,7 +458,7 @@ impl Segment {
         let mut rows = RowScratch::default();
         let mut raw: Vec<[u64; N]> = Vec::new();
         let (mut str_readers, mut int_readers) = self.key_readers();
-        for_each_live_block(weight, reader, |docs| {
+        for_each_live_batch(weight, reader, GROUP_BATCH, |docs| {
             if overflow {
                 return;
             }

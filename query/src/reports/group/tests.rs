@@ -101,10 +101,12 @@ fn fixture() -> &'static Fixture {
         let mut times = Vec::new();
         let mut targets = Vec::new();
         let mut i = 0usize;
-        // (id, kind, segments, documents per segment)
+        // (id, kind, segments, documents per segment); split-c's segment is read in several
+        // batches of the grouping loops, the last one short.
         let layout = [
             ("split-a", TargetKind::Split, 3, 700),
             ("split-b", TargetKind::Split, 2, 900),
+            ("split-c", TargetKind::Split, 1, 2 * super::GROUP_BATCH + 300),
             ("hot", TargetKind::Hot, 1, 500),
         ];
         for (id, kind, segments, per_segment) in layout {
