@@ -249,7 +249,7 @@ fn generate(g: &Generate) -> Result<()> {
     match g.kind {
         Kind::Cri => {
             let mut gen = LogGenerator::new(g.seed, "bench", g.pods, 2000.0);
-            let stats = corpus::cri::write_pods_dir(&mut gen, &g.out, bytes, g.seed)?;
+            let stats = corpus::cri::write_pods_dir(&mut gen, &g.out, bytes, g.seed, g.pods)?;
             eprintln!(
                 "wrote {} files, {} bytes, {} records ({} split into partial lines)",
                 stats.files, stats.bytes, stats.records, stats.partial_lines

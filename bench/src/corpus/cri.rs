@@ -30,19 +30,25 @@ pub struct CriStats {
 /// Per-file buffer flushed at this size, so that 1,000 files need no 1,000 open descriptors.
 const FLUSH_BYTES: usize = 256 * 1024;
 
-/// Writes about `total_bytes` of CRI lines from `gen` into `dir`, one file per pod of `gen`
-/// (create the generator with as many pods as files wanted). Pods are chosen Zipf-wise by the
-/// generator. Errors: any I/O error, with the path.
+/// Writes about `total_bytes` of CRI lines from `gen` into `dir`, in `files` files (at least
+/// one, at most one per pod of `gen`): the lines of the generator's pod `q` go to file
+/// `q % files`, laid out as the pod `q % files`'s. So a generator with as many pods as the
+/// largest count writes the same lines, in the same order per pod, whatever the count: only
+/// how they are spread over files changes. Pods are chosen Zipf-wise by the generator.
+/// Errors: any I/O error, with the path.
 pub fn write_pods_dir(
     gen: &mut LogGenerator,
     dir: &Path,
     total_bytes: u64,
     seed: u64,
+    files: usize,
 ) -> crate::Result<CriStats> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xc21);
+    let files = files.clamp(1, gen.pods().len().max(1));
     let paths: Vec<PathBuf> = gen
         .pods()
         .iter()
+        .take(files)
         .map(|p| {
             dir.join(format!("{}_{}_{}", p.namespace, p.name, p.uid))
                 .join(&p.container)
@@ -68,7 +74,8 @@ pub fn write_pods_dir(
     let mut ts = Vec::with_capacity(40);
     while stats.bytes < total_bytes {
         let entry = gen.next_entry();
-        let buf = buffers.entry(entry.pod).or_default();
+        let file = entry.pod % files;
+        let buf = buffers.entry(file).or_default();
         let mut ns = entry.timestamp_ns;
         for line in entry.message.split('\n') {
             ts.clear();
@@ -103,13 +110,13 @@ pub fn write_pods_dir(
             ns += 1_000;
         }
         if buf.len() >= FLUSH_BYTES {
-            append(&paths[entry.pod], buf)?;
+            append(&paths[file], buf)?;
             buf.clear();
         }
     }
-    for (pod, buf) in buffers {
+    for (file, buf) in buffers {
         if !buf.is_empty() {
-            append(&paths[pod], &buf)?;
+            append(&paths[file], &buf)?;
         }
     }
     Ok(stats)
@@ -132,7 +139,7 @@ mod tests {
     fn layout_and_line_format() {
         let dir = tempfile::tempdir().unwrap();
         let mut gen = LogGenerator::new(5, "bench", 10, 1000.0);
-        let stats = write_pods_dir(&mut gen, dir.path(), 200_000, 5).unwrap();
+        let stats = write_pods_dir(&mut gen, dir.path(), 200_000, 5, 10).unwrap();
         assert_eq!(stats.files, 10);
         let mut total = 0u64;
         let mut finals = 0usize;
@@ -157,5 +164,35 @@ mod tests {
         assert_eq!(total, stats.bytes);
         assert_eq!(finals, stats.records);
         assert!(stats.bytes >= 200_000);
+    }
+
+    /// Ten files and forty hold the same lines.
+    #[test]
+    fn the_same_lines_whatever_the_number_of_files() {
+        let lines = |files: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut gen = LogGenerator::new(9, "bench", 40, 1000.0);
+            let stats = write_pods_dir(&mut gen, dir.path(), 150_000, 9, files).unwrap();
+            assert_eq!(stats.files, files);
+            let mut all: Vec<String> = Vec::new();
+            for pod in gen.pods().iter().take(files) {
+                let path = dir
+                    .path()
+                    .join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid))
+                    .join(&pod.container)
+                    .join("0.log");
+                all.extend(
+                    fs::read_to_string(&path)
+                        .unwrap()
+                        .lines()
+                        .map(str::to_string),
+                );
+            }
+            all.sort();
+            (stats.bytes, stats.records, all)
+        };
+        let (ten, forty) = (lines(10), lines(40));
+        assert!(ten.2.len() > 100, "{}", ten.2.len());
+        assert_eq!(ten, forty);
     }
 }

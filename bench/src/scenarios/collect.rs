@@ -22,6 +22,9 @@ use crate::{report, Error, Result};
 
 const S: &str = "collect";
 
+/// The pods whose lines every file count shares (see [`write_pods_dir`]).
+const CONTENT_PODS: usize = 1_000;
+
 /// How long the indexer's total may stay still before the run is declared stuck.
 const STALL: Duration = Duration::from_secs(20);
 
@@ -88,8 +91,10 @@ fn run_files(ctx: &Ctx, opts: &Options, files: usize, bytes: u64) -> Result<()> 
         .tempdir_in(bench_tmp())
         .map_err(Error::Io)?;
     let pods = work.path().join("pods");
-    let mut gen = LogGenerator::new(ctx.seed ^ files as u64, "bench", files, 2000.0);
-    let stats = write_pods_dir(&mut gen, &pods, bytes, ctx.seed)?;
+    // The same lines for every count up to `CONTENT_PODS` files, spread over `files` of them:
+    // the counts differ in files only, not in the lines' lengths or kinds.
+    let mut gen = LogGenerator::new(ctx.seed, "bench", files.max(CONTENT_PODS), 2000.0);
+    let stats = write_pods_dir(&mut gen, &pods, bytes, ctx.seed, files)?;
     report::metric(S, &format!("{prefix}_files"), stats.files as f64, "files");
     report::metric(S, &format!("{prefix}_raw"), stats.bytes as f64 / 1e6, "MB");
     report::metric(
