@@ -106,7 +106,12 @@ fn fixture() -> &'static Fixture {
         let layout = [
             ("split-a", TargetKind::Split, 3, 700),
             ("split-b", TargetKind::Split, 2, 900),
-            ("split-c", TargetKind::Split, 1, 2 * super::GROUP_BATCH + 300),
+            (
+                "split-c",
+                TargetKind::Split,
+                1,
+                2 * super::GROUP_BATCH + 300,
+            ),
             ("hot", TargetKind::Hot, 1, 500),
         ];
         for (id, kind, segments, per_segment) in layout {
