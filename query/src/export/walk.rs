@@ -5,7 +5,9 @@
 //! matching doc set a block at a time. Sorted: per segment, the (timestamp, doc id) pairs of the
 //! matches (16 bytes each, never the documents), sorted, then a k-way merge over every segment
 //! of every target in the total order of search hits — timestamp, then target id, segment
-//! ordinal and doc id, ascending for `asc` and the exact reverse for `desc`.
+//! ordinal and doc id, ascending for `asc` and the exact reverse for `desc`. An export of more
+//! than [`WINDOW_ROWS`] matches is sorted a window of time at a time, so that its memory stays
+//! flat ([`sorted_walk`]).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -109,27 +111,29 @@ pub(crate) fn walk_sorted(
     options: &WalkOptions<'_>,
     emit: &mut dyn FnMut(&[TantivyDocument]) -> Result<()>,
 ) -> Result<u64> {
-    let desc = sort == SortOrder::Desc;
-    let Some((mut runs, stores)) = sorted_runs(targets, query, desc, options)? else {
-        return Ok(0);
-    };
     let mut docs: Vec<TantivyDocument> = Vec::with_capacity(BLOCK_ROWS);
-    merge_runs(&mut runs, desc, options, &mut |step| match step {
-        Step::Doc(run, doc) => {
-            let stored = stores
-                .get(run.store)
-                .ok_or_else(|| internal(&targets[run.target].id, "no such doc store"))?
-                .get(doc)
-                .map_err(|e| internal(&targets[run.target].id, e))?;
-            docs.push(stored);
-            Ok(())
-        }
-        Step::Flush => {
-            emit(&docs)?;
-            docs.clear();
-            Ok(())
-        }
-    })
+    sorted_walk(
+        targets,
+        query,
+        sort,
+        options,
+        &mut |step, stores| match step {
+            Step::Doc(run, doc) => {
+                let stored = stores
+                    .get(run.store)
+                    .ok_or_else(|| internal(&targets[run.target].id, "no such doc store"))?
+                    .get(doc)
+                    .map_err(|e| internal(&targets[run.target].id, e))?;
+                docs.push(stored);
+                Ok(())
+            }
+            Step::Flush => {
+                emit(&docs)?;
+                docs.clear();
+                Ok(())
+            }
+        },
+    )
 }
 
 /// Like [`walk_sorted`], handing over blocks of stored documents read in place for `wanted`
@@ -142,103 +146,295 @@ pub(crate) fn walk_sorted_raw(
     wanted: &[Field],
     emit: &mut dyn FnMut(&mut RawBlock, &[&StoreReader]) -> Result<()>,
 ) -> Result<u64> {
-    let desc = sort == SortOrder::Desc;
-    let Some((mut runs, stores)) = sorted_runs(targets, query, desc, options)? else {
-        return Ok(0);
-    };
-    let refs: Vec<&StoreReader> = stores.iter().collect();
     let mut block = RawBlock::with_capacity(BLOCK_ROWS, wanted.len());
-    merge_runs(&mut runs, desc, options, &mut |step| match step {
-        Step::Doc(run, doc) => {
-            let target = &targets[run.target].id;
-            let store = refs
-                .get(run.store)
-                .ok_or_else(|| internal(target, "no such doc store"))?;
-            let bytes = store
-                .get_document_bytes(doc)
-                .map_err(|e| internal(target, e))?;
-            let position =
-                u32::try_from(run.store).map_err(|_| internal(target, "too many segments"))?;
-            block.push(bytes, position, doc, wanted);
-            Ok(())
-        }
-        Step::Flush => {
-            emit(&mut block, &refs)?;
-            block = RawBlock::with_capacity(BLOCK_ROWS, wanted.len());
-            Ok(())
-        }
-    })
+    sorted_walk(
+        targets,
+        query,
+        sort,
+        options,
+        &mut |step, stores| match step {
+            Step::Doc(run, doc) => {
+                let target = &targets[run.target].id;
+                let store = stores
+                    .get(run.store)
+                    .ok_or_else(|| internal(target, "no such doc store"))?;
+                let bytes = store
+                    .get_document_bytes(doc)
+                    .map_err(|e| internal(target, e))?;
+                let position =
+                    u32::try_from(run.store).map_err(|_| internal(target, "too many segments"))?;
+                block.push(bytes, position, doc, wanted);
+                Ok(())
+            }
+            Step::Flush => {
+                let refs: Vec<&StoreReader> = stores.iter().collect();
+                emit(&mut block, &refs)?;
+                block = RawBlock::with_capacity(BLOCK_ROWS, wanted.len());
+                Ok(())
+            }
+        },
+    )
 }
 
-/// One sorted run per segment of `targets` holding matches, and each run's doc store (with
-/// its own small cache); `None` when the export was cancelled meanwhile.
-fn sorted_runs(
+/// Matches a sorted export sorts at a time (16 bytes each, 16 MiB): more are cut into windows
+/// of time holding about this many, each read, sorted and merged in turn, so that memory stays
+/// flat however many documents the export holds.
+const WINDOW_ROWS: usize = 1 << 20;
+
+/// Buckets of the time histogram that places the windows' bounds.
+const BUCKETS: u64 = 1 << 14;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests cut sorted exports into small windows on their thread.
+    pub(crate) static WINDOW_ROWS_FOR_TESTS: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+    /// Windows the sorted walks of this thread read.
+    pub(crate) static WINDOWS_FOR_TESTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn window_rows() -> usize {
+    #[cfg(test)]
+    if let Some(rows) = WINDOW_ROWS_FOR_TESTS.with(std::cell::Cell::get) {
+        return rows;
+    }
+    WINDOW_ROWS
+}
+
+/// A segment of a sorted walk that holds matches.
+struct Part<'t> {
+    target: usize,
+    segment: u32,
+    reader: &'t tantivy::SegmentReader,
+    column: Option<tantivy::columnar::Column<DateTime>>,
+    /// The position of its doc store among the walk's stores.
+    store: usize,
+}
+
+/// The time histogram's buckets: documents without a time in the first, then `BUCKETS`
+/// equal spans from `lo` to `hi`; bucket order is time order.
+#[derive(Clone, Copy)]
+struct Buckets {
+    lo: i64,
+    span: u128,
+}
+
+impl Buckets {
+    fn of(&self, ts: i64) -> usize {
+        if ts < self.lo {
+            return 0;
+        }
+        let at = (ts as i128 - self.lo as i128) as u128 * u128::from(BUCKETS) / self.span;
+        1 + at.min(u128::from(BUCKETS) - 1) as usize
+    }
+}
+
+/// Walks the matches of `targets` in the requested order, handing each document and each full
+/// block to `step` (a last, short block too) with the doc stores of the segments with matches
+/// (in the positions [`Run::store`] names); returns how many documents were handed over.
+///
+/// A first pass over every segment's matches counts them in a time histogram and keeps their
+/// (timestamp, doc id) pairs while they fit [`WINDOW_ROWS`]. Then either those pairs are sorted
+/// and merged at once, or the histogram's buckets are cut into windows holding at most
+/// [`WINDOW_ROWS`] matches each (a bucket over it alone), and each window in turn is read again,
+/// sorted and merged: one more pass over the matches per window, against memory that grows with
+/// the export.
+fn sorted_walk(
     targets: &[&SearchTarget],
     query: &dyn Query,
-    desc: bool,
+    sort: SortOrder,
     options: &WalkOptions<'_>,
-) -> Result<Option<(Vec<Run>, Vec<StoreReader>)>> {
-    let mut runs: Vec<Run> = Vec::new();
-    let mut stores = Vec::new();
+    step: &mut dyn FnMut(Step<'_>, &[StoreReader]) -> Result<()>,
+) -> Result<u64> {
+    let desc = sort == SortOrder::Desc;
+    let mut stores: Vec<StoreReader> = Vec::new();
+    let budget = window_rows();
+    let weights = targets
+        .iter()
+        .map(|target| weight(query, &target.searcher, &target.id))
+        .collect::<Result<Vec<_>>>()?;
+    // Every segment's time column, and the time span they cover.
+    let mut parts: Vec<Part<'_>> = Vec::new();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     for (pos, target) in targets.iter().enumerate() {
-        let weight = weight(query, &target.searcher, &target.id)?;
         for (ord, reader) in target.searcher.segment_readers().iter().enumerate() {
-            if (options.cancelled)() {
-                return Ok(None);
-            }
-            let ord = segment_ord(ord, &target.id)?;
             let column = reader
                 .fast_fields()
                 .column_opt::<DateTime>(TIMESTAMP_FIELD)
                 .map_err(|e| internal(&target.id, e))?;
-            let alive = reader.alive_bitset();
-            let mut scorer = weight
-                .scorer(reader, 1.0)
-                .map_err(|e| internal(&target.id, e))?;
-            let mut pairs: Vec<(i64, DocId)> = Vec::new();
-            let mut doc = scorer.doc();
-            while doc != TERMINATED {
-                if alive.is_none_or(|a| a.is_alive(doc)) {
-                    let ts = column
-                        .as_ref()
-                        .and_then(|c| c.first(doc))
-                        .map_or(i64::MIN, DateTime::into_timestamp_nanos);
-                    pairs.push((ts, doc));
-                }
-                doc = scorer.advance();
+            if let Some(column) = &column {
+                lo = lo.min(column.min_value().into_timestamp_nanos());
+                hi = hi.max(column.max_value().into_timestamp_nanos());
             }
+            parts.push(Part {
+                target: pos,
+                segment: segment_ord(ord, &target.id)?,
+                reader,
+                column,
+                store: usize::MAX,
+            });
+        }
+    }
+    let buckets = Buckets {
+        lo,
+        span: (hi as i128 - lo as i128).max(0) as u128 + 1,
+    };
+    // One pass: the histogram, and every segment's pairs while they fit the budget.
+    let mut counts = vec![0u64; BUCKETS as usize + 1];
+    let mut first: Vec<(Vec<(i64, DocId)>, u64)> = Vec::with_capacity(parts.len());
+    let mut held = 0usize;
+    let mut fits = true;
+    for part in &parts {
+        if (options.cancelled)() {
+            return Ok(0);
+        }
+        let mut pairs = Vec::new();
+        let mut matches = 0u64;
+        scan(targets, &weights, part, &mut |ts, doc| {
+            counts[buckets.of(ts)] += 1;
+            matches += 1;
+            if !fits {
+                return;
+            }
+            if held < budget {
+                pairs.push((ts, doc));
+                held += 1;
+            } else {
+                fits = false;
+                pairs = Vec::new();
+            }
+        })?;
+        if !fits {
+            first.iter_mut().for_each(|(p, _)| *p = Vec::new());
+        }
+        first.push((pairs, matches));
+    }
+    // Only the segments with matches keep a part and a doc store.
+    let mut kept = Vec::new();
+    let mut kept_pairs = Vec::new();
+    for (mut part, (pairs, matches)) in parts.into_iter().zip(first) {
+        if matches > 0 {
+            part.store = stores.len();
+            stores.push(store_reader(part.reader, targets[part.target])?);
+            kept.push(part);
+            kept_pairs.push(pairs);
+        }
+    }
+    let parts = kept;
+    // The windows: runs of buckets holding at most the budget (a bucket over it alone).
+    let mut windows: Vec<(usize, usize)> = Vec::new();
+    if fits {
+        windows.push((0, counts.len()));
+    } else {
+        let (mut start, mut sum) = (0usize, 0u64);
+        for (at, &n) in counts.iter().enumerate() {
+            if sum > 0 && sum + n > budget as u64 {
+                windows.push((start, at));
+                (start, sum) = (at, 0);
+            }
+            sum += n;
+        }
+        windows.push((start, counts.len()));
+    }
+    if desc {
+        windows.reverse();
+    }
+    let mut emitted = 0u64;
+    let mut filled = 0usize;
+    let mut single = fits.then_some(kept_pairs);
+    for (from, to) in windows {
+        if (options.cancelled)() || remaining(options.limit, emitted) == 0 {
+            break;
+        }
+        #[cfg(test)]
+        WINDOWS_FOR_TESTS.with(|w| w.set(w.get() + 1));
+        let mut runs: Vec<Run> = Vec::new();
+        let held = match single.take() {
+            Some(held) => held,
+            None => {
+                let mut held = Vec::with_capacity(parts.len());
+                for part in &parts {
+                    let mut pairs = Vec::new();
+                    scan(targets, &weights, part, &mut |ts, doc| {
+                        if (from..to).contains(&buckets.of(ts)) {
+                            pairs.push((ts, doc));
+                        }
+                    })?;
+                    held.push(pairs);
+                }
+                held
+            }
+        };
+        for (part, mut pairs) in parts.iter().zip(held) {
             if pairs.is_empty() {
                 continue;
             }
             pairs.sort_unstable();
             let next = if desc { pairs.len() - 1 } else { 0 };
             runs.push(Run {
-                target: pos,
-                segment: ord,
-                store: stores.len(),
+                target: part.target,
+                segment: part.segment,
+                store: part.store,
                 pairs,
                 next,
             });
-            stores.push(store_reader(reader, target)?);
         }
+        let left = options.limit.map(|limit| limit.saturating_sub(emitted));
+        emitted += merge_runs(&mut runs, desc, left, options, &mut filled, &mut |s| {
+            step(s, &stores)
+        })?;
     }
-    Ok(Some((runs, stores)))
+    if filled > 0 && !(options.cancelled)() {
+        step(Step::Flush, &stores)?;
+    }
+    Ok(emitted)
+}
+
+/// Calls `each` with the (timestamp, doc id) of every live match of `part` (a document without
+/// a time has `i64::MIN`: first in ascending order).
+fn scan(
+    targets: &[&SearchTarget],
+    weights: &[Box<dyn tantivy::query::Weight>],
+    part: &Part<'_>,
+    each: &mut dyn FnMut(i64, DocId),
+) -> Result<()> {
+    let target = &targets[part.target].id;
+    let alive = part.reader.alive_bitset();
+    let mut scorer = weights[part.target]
+        .scorer(part.reader, 1.0)
+        .map_err(|e| internal(target, e))?;
+    let mut doc = scorer.doc();
+    while doc != TERMINATED {
+        if alive.is_none_or(|a| a.is_alive(doc)) {
+            let ts = part
+                .column
+                .as_ref()
+                .and_then(|c| c.first(doc))
+                .map_or(i64::MIN, DateTime::into_timestamp_nanos);
+            each(ts, doc);
+        }
+        doc = scorer.advance();
+    }
+    Ok(())
 }
 
 /// What the merge of the runs hands to its caller.
 enum Step<'r> {
     /// The next document in order: its run and doc id.
     Doc(&'r Run, DocId),
-    /// A block is complete (or the merge is over with some documents taken): hand it over.
+    /// A block is complete (or the walk is over with some documents taken): hand it over.
     Flush,
 }
 
-/// Merges `runs` in the requested order, [`BLOCK_ROWS`] documents (or what `limit` leaves)
-/// to a block; returns how many documents were taken.
+/// Merges `runs` in the requested order, at most `left` documents (all when `None`), adding
+/// them to the block being filled (`filled` documents so far) and flushing every full one;
+/// returns how many documents were taken.
 fn merge_runs(
     runs: &mut [Run],
     desc: bool,
+    left: Option<u64>,
     options: &WalkOptions<'_>,
+    filled: &mut usize,
     step: &mut dyn FnMut(Step<'_>) -> Result<()>,
 ) -> Result<u64> {
     let mut heap: BinaryHeap<Head> = runs
@@ -246,33 +442,27 @@ fn merge_runs(
         .enumerate()
         .filter_map(|(i, run)| run.head(i, desc))
         .collect();
-    let mut emitted = 0u64;
-    while !heap.is_empty() {
-        if (options.cancelled)() {
-            return Ok(emitted);
+    let mut taken = 0u64;
+    while left.is_none_or(|left| taken < left) {
+        if *filled == 0 && (options.cancelled)() {
+            return Ok(taken);
         }
-        let room = remaining(options.limit, emitted).min(BLOCK_ROWS);
-        let mut taken = 0;
-        while taken < room {
-            let Some(head) = heap.pop() else { break };
-            let Some(run) = runs.get_mut(head.run) else {
-                return Err(Error::Internal("a merge head past its runs".into()));
-            };
-            step(Step::Doc(run, head.key.3))?;
-            taken += 1;
-            if run.step(desc) {
-                heap.extend(run.head(head.run, desc));
-            }
-        }
-        if taken > 0 {
+        let Some(head) = heap.pop() else { break };
+        let Some(run) = runs.get_mut(head.run) else {
+            return Err(Error::Internal("a merge head past its runs".into()));
+        };
+        step(Step::Doc(run, head.key.3))?;
+        taken += 1;
+        *filled += 1;
+        if *filled == BLOCK_ROWS {
             step(Step::Flush)?;
-            emitted += taken as u64;
+            *filled = 0;
         }
-        if remaining(options.limit, emitted) == 0 {
-            break;
+        if run.step(desc) {
+            heap.extend(run.head(head.run, desc));
         }
     }
-    Ok(emitted)
+    Ok(taken)
 }
 
 /// The matches of one segment, sorted ascending by (timestamp, doc id).
