@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::logs::LogGenerator;
+use super::logs::{LogGenerator, Pod};
 use super::Civil;
 
 /// What [`write_pods_dir`] wrote.
@@ -49,11 +49,7 @@ pub fn write_pods_dir(
         .pods()
         .iter()
         .take(files)
-        .map(|p| {
-            dir.join(format!("{}_{}_{}", p.namespace, p.name, p.uid))
-                .join(&p.container)
-                .join("0.log")
-        })
+        .map(|pod| log_path(dir, pod))
         .collect();
     for path in &paths {
         if let Some(parent) = path.parent() {
@@ -122,6 +118,13 @@ pub fn write_pods_dir(
     Ok(stats)
 }
 
+/// Where the kubelet writes the log of `pod`'s container under `dir`.
+fn log_path(dir: &Path, pod: &Pod) -> PathBuf {
+    dir.join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid))
+        .join(&pod.container)
+        .join("0.log")
+}
+
 fn append(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     let mut file = OpenOptions::new()
         .append(true)
@@ -144,12 +147,7 @@ mod tests {
         let mut total = 0u64;
         let mut finals = 0usize;
         for pod in gen.pods() {
-            let path = dir
-                .path()
-                .join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid))
-                .join(&pod.container)
-                .join("0.log");
-            let text = fs::read_to_string(&path).unwrap();
+            let text = fs::read_to_string(log_path(dir.path(), pod)).unwrap();
             total += text.len() as u64;
             for line in text.lines() {
                 let mut parts = line.splitn(4, ' ');
@@ -176,13 +174,8 @@ mod tests {
             assert_eq!(stats.files, files);
             let mut all: Vec<String> = Vec::new();
             for pod in gen.pods().iter().take(files) {
-                let path = dir
-                    .path()
-                    .join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid))
-                    .join(&pod.container)
-                    .join("0.log");
                 all.extend(
-                    fs::read_to_string(&path)
+                    fs::read_to_string(log_path(dir.path(), pod))
                         .unwrap()
                         .lines()
                         .map(str::to_string),
