@@ -209,6 +209,9 @@ struct Part<'t> {
     column: Option<tantivy::columnar::Column<DateTime>>,
     /// The position of its doc store among the walk's stores.
     store: usize,
+    /// The first and last histogram bucket its matches fall in: a window outside them is not
+    /// read again from this segment.
+    buckets: (usize, usize),
 }
 
 /// The time histogram's buckets: documents without a time in the first, then `BUCKETS`
@@ -237,8 +240,8 @@ impl Buckets {
 /// (timestamp, doc id) pairs while they fit [`WINDOW_ROWS`]. Then either those pairs are sorted
 /// and merged at once, or the histogram's buckets are cut into windows holding at most
 /// [`WINDOW_ROWS`] matches each (a bucket over it alone), and each window in turn is read again,
-/// sorted and merged: one more pass over the matches per window, against memory that grows with
-/// the export.
+/// sorted and merged: one more pass per window over the segments whose matches reach it,
+/// instead of memory that grows with the export.
 fn sorted_walk(
     targets: &[&SearchTarget],
     query: &dyn Query,
@@ -272,6 +275,7 @@ fn sorted_walk(
                 reader,
                 column,
                 store: usize::MAX,
+                buckets: (usize::MAX, 0),
             });
         }
     }
@@ -284,14 +288,17 @@ fn sorted_walk(
     let mut first: Vec<(Vec<(i64, DocId)>, u64)> = Vec::with_capacity(parts.len());
     let mut held = 0usize;
     let mut fits = true;
-    for part in &parts {
+    for part in &mut parts {
         if (options.cancelled)() {
             return Ok(0);
         }
         let mut pairs = Vec::new();
         let mut matches = 0u64;
+        let mut span = part.buckets;
         scan(targets, &weights, part, &mut |ts, doc| {
-            counts[buckets.of(ts)] += 1;
+            let bucket = buckets.of(ts);
+            counts[bucket] += 1;
+            span = (span.0.min(bucket), span.1.max(bucket));
             matches += 1;
             if !fits {
                 return;
@@ -304,6 +311,7 @@ fn sorted_walk(
                 pairs = Vec::new();
             }
         })?;
+        part.buckets = span;
         if !fits {
             first.iter_mut().for_each(|(p, _)| *p = Vec::new());
         }
@@ -355,6 +363,10 @@ fn sorted_walk(
                 let mut held = Vec::with_capacity(parts.len());
                 for part in &parts {
                     let mut pairs = Vec::new();
+                    if !reaches(part.buckets, (from, to)) {
+                        held.push(pairs);
+                        continue;
+                    }
                     scan(targets, &weights, part, &mut |ts, doc| {
                         if (from..to).contains(&buckets.of(ts)) {
                             pairs.push((ts, doc));
@@ -388,6 +400,12 @@ fn sorted_walk(
         step(Step::Flush, &stores)?;
     }
     Ok(emitted)
+}
+
+/// Whether matches in the buckets `span` (first and last, inclusive) may fall in the window
+/// of buckets `from..to`.
+fn reaches(span: (usize, usize), (from, to): (usize, usize)) -> bool {
+    span.0 < to && span.1 >= from
 }
 
 /// Calls `each` with the (timestamp, doc id) of every live match of `part` (a document without
@@ -555,4 +573,23 @@ fn segment_ord(ord: usize, target: &str) -> Result<u32> {
 
 fn internal(target: &str, err: impl std::fmt::Display) -> Error {
     Error::Internal(format!("exporting target `{target}`: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reaches;
+
+    #[test]
+    fn a_segment_is_read_again_for_the_windows_its_buckets_reach() {
+        // Buckets 3 to 5 against windows of buckets.
+        assert!(reaches((3, 5), (0, 4)));
+        assert!(reaches((3, 5), (5, 9)));
+        assert!(reaches((3, 5), (4, 5)));
+        assert!(reaches((3, 5), (0, 100)));
+        assert!(!reaches((3, 5), (0, 3)));
+        assert!(!reaches((3, 5), (6, 9)));
+        // One bucket.
+        assert!(reaches((7, 7), (7, 8)));
+        assert!(!reaches((7, 7), (8, 9)));
+    }
 }
