@@ -32,6 +32,9 @@ pub enum Error {
     /// indexer, or taken away by a merge or retention).
     #[error("metastore conflict: {0}")]
     Conflict(String),
+    /// Text that is not a PostgreSQL snapshot (`xmin:xmax:xip,...`).
+    #[error("not a metastore snapshot: `{0}`")]
+    Snapshot(String),
     #[error("tantivy: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
 }

@@ -12,6 +12,7 @@
 //!            downloads, one fetch per split however many readers ask
 //! pg.rs      PgMetastore: versioned schema migrations, splits staged → published → marked,
 //!            source marks and ownership tokens, leases; every publish one transaction
+//! seen.rs    PgSnapshot: which publishes a listing of the published splits saw
 //! ```
 
 pub mod bundle;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod object;
 pub mod pg;
 pub mod ranged;
+pub mod seen;
 
 pub use bundle::{write_bundle, BundleDirectory, BundleFooter};
 pub use cache::SplitCache;
@@ -29,3 +31,4 @@ pub use metrics::StorageMetrics;
 pub use object::ObjectStorage;
 pub use pg::PgMetastore;
 pub use ranged::RangedDirectory;
+pub use seen::PgSnapshot;

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::metrics::StorageMetrics;
+use crate::seen::PgSnapshot;
 use crate::{Error, Result};
 
 /// The schema's migrations, version 1 first. Never edit a released one: add the next.
@@ -129,6 +130,14 @@ pub struct SplitRecord {
     pub parents: Vec<String>,
     /// The writer's description of the split (its split meta).
     pub meta: serde_json::Value,
+}
+
+/// A stream's published splits as one statement read them, with that statement's snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedListing {
+    pub records: Vec<SplitRecord>,
+    /// Which publishes the list saw.
+    pub seen: PgSnapshot,
 }
 
 /// One atomic publish.
@@ -416,7 +425,10 @@ impl PgMetastore {
     /// again what was published (a retry after a lost answer) succeeds and changes nothing.
     /// Errors: [`Error::Fenced`] if a source has another owner now; [`Error::Conflict`] if a
     /// split is not where it should be (nothing is changed then).
-    pub async fn publish(&self, publish: &Publish) -> Result<()> {
+    ///
+    /// Returns the id of the transaction that committed it: a listing whose snapshot
+    /// [`sees`](PgSnapshot::sees) it saw this publish (a retry answers its own, later id).
+    pub async fn publish(&self, publish: &Publish) -> Result<u64> {
         self.run(async |c| {
             let tx = c.transaction().await?;
             for (source, presented) in &publish.fence {
@@ -499,8 +511,15 @@ impl PgMetastore {
                 &[&NOTIFY_CHANNEL, &publish.stream],
             )
             .await?;
+            let xid: String = tx
+                .query_one("SELECT pg_current_xact_id()::TEXT", &[])
+                .await?
+                .try_get(0)?;
+            let xid = xid
+                .parse::<u64>()
+                .map_err(|_| Error::Snapshot(format!("transaction id {xid}")))?;
             tx.commit().await?;
-            Ok(())
+            Ok(xid)
         })
         .await
     }
@@ -569,6 +588,17 @@ impl PgMetastore {
         start: Option<i64>,
         end: Option<i64>,
     ) -> Result<Vec<SplitRecord>> {
+        Ok(self.published_listing(stream, start, end).await?.records)
+    }
+
+    /// [`PgMetastore::published_in`], with the snapshot the list was read under: which
+    /// publishes it saw (see [`crate::seen`]).
+    pub async fn published_listing(
+        &self,
+        stream: &str,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<PublishedListing> {
         self.run(async |c| {
             let rows = c
                 .query(
@@ -588,12 +618,39 @@ impl PgMetastore {
                      l.max_timestamp, l.docs, l.bytes, l.created_at, l.merge_level, l.indexer, \
                      COALESCE((SELECT array_agg(ancestor ORDER BY ancestor) FROM lineage \
                        WHERE root = l.split_id), '{}'::TEXT[]) AS parents, \
-                     'null'::JSONB AS meta FROM listed l \
+                     'null'::JSONB AS meta, pg_current_snapshot()::TEXT AS seen \
+                     FROM (SELECT 1) AS one LEFT JOIN listed l ON true \
                      ORDER BY l.created_at, l.split_id",
                     &[&stream, &start, &end],
                 )
                 .await?;
-            rows.iter().map(record).collect()
+            // One row at least (the join's): the snapshot even of an empty list.
+            let seen: String = match rows.first() {
+                Some(row) => row.try_get("seen")?,
+                None => return Err(Error::Snapshot("no listing row".into())),
+            };
+            let records = rows
+                .iter()
+                .filter(|row| matches!(row.try_get::<_, Option<String>>("split_id"), Ok(Some(_))))
+                .map(record)
+                .collect::<Result<Vec<_>>>()?;
+            Ok(PublishedListing {
+                records,
+                seen: seen.parse()?,
+            })
+        })
+        .await
+    }
+
+    /// The snapshot a statement reads under now: which transactions have ended (see
+    /// [`crate::seen`]).
+    pub async fn current_snapshot(&self) -> Result<PgSnapshot> {
+        self.run(async |c| {
+            let text: String = c
+                .query_one("SELECT pg_current_snapshot()::TEXT", &[])
+                .await?
+                .try_get(0)?;
+            text.parse()
         })
         .await
     }

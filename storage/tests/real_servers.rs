@@ -402,6 +402,86 @@ async fn the_published_list_names_every_ancestor_of_a_merge_of_merges() {
     assert_eq!(listed[1].parents, ["x3", "y1"]);
 }
 
+/// A listing's snapshot sees every publish that committed before the listing was read, and
+/// none after; it still sees a publish whose split the listing no longer names (a merge of
+/// merges whose middle row the janitor removed), which is what lets an indexer that was away
+/// leave its stale copy out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_sees_the_publishes_committed_before_it_and_none_after() {
+    let Some((pg, m)) = metastore().await else {
+        return;
+    };
+    let empty = m.published_listing("logs", None, None).await.unwrap();
+    assert!(empty.records.is_empty());
+    for id in ["x1", "x2"] {
+        m.stage(&split(id, "a", &[])).await.unwrap();
+    }
+    let x1 = m
+        .publish(&publish("a", &["x1"], &[], &[], &[]))
+        .await
+        .unwrap();
+    assert!(!empty.seen.sees(x1), "published after the empty listing");
+    let first = m.published_listing("logs", None, None).await.unwrap();
+    assert_eq!(ids(&first.records), ["x1"]);
+    assert!(first.seen.sees(x1));
+    // A transaction still open when a listing is read: not seen by it, seen once committed.
+    let (client, conn) = tokio_postgres::connect(&pg.uri(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("BEGIN").await.unwrap();
+    let open: String = client
+        .query_one("SELECT pg_current_xact_id()::TEXT", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let open: u64 = open.parse().unwrap();
+    let x2 = m
+        .publish(&publish("a", &["x2"], &[], &[], &[]))
+        .await
+        .unwrap();
+    assert!(x2 > x1);
+    let during = m.published_listing("logs", None, None).await.unwrap();
+    assert!(during.seen.sees(x2), "committed after the open one began");
+    assert!(!during.seen.sees(open), "{:?} sees {open}", during.seen);
+    client.batch_execute("COMMIT").await.unwrap();
+    assert!(m
+        .published_listing("logs", None, None)
+        .await
+        .unwrap()
+        .seen
+        .sees(open));
+    // A retry of a publish that went through answers its own, later transaction.
+    let again = m
+        .publish(&publish("a", &["x2"], &[], &[], &[]))
+        .await
+        .unwrap();
+    assert!(again > x2 && !during.seen.sees(again));
+    // Merged twice, the middle merge's row removed: the list names x2 no more, and still
+    // saw its publish.
+    m.stage(&split("y1", "b", &["x1", "x2"])).await.unwrap();
+    let y1 = m
+        .publish(&publish("b", &["y1"], &["x1", "x2"], &[], &[]))
+        .await
+        .unwrap();
+    m.stage(&split("z1", "b", &["y1"])).await.unwrap();
+    m.publish(&publish("b", &["z1"], &["y1"], &[], &[]))
+        .await
+        .unwrap();
+    m.delete_splits("logs", &["y1".to_string()]).await.unwrap();
+    let last = m
+        .published_listing("logs", Some(0), Some(10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&last.records), ["z1"]);
+    assert_eq!(last.records[0].parents, ["y1"]);
+    assert!(last.seen.sees(x2) && last.seen.sees(y1));
+    assert!(!first.seen.sees(y1));
+    // Another stream's empty list is read with a snapshot too.
+    let audit = m.published_listing("audit", None, None).await.unwrap();
+    assert!(audit.records.is_empty() && audit.seen.sees(y1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metastore_reconnects_after_postgres_restarts() {
     if !servers::postgres_available() {
