@@ -427,6 +427,11 @@ async fn start_publisher(
         indexer_id.clone(),
     )));
     let root = indexer.root().to_path_buf();
+    // What this data directory published, known before PostgreSQL answers (see
+    // `tell_recorded`); a round reads it again.
+    if let Err(err) = trawl_indexer::publish::tell_recorded(&root, indexer) {
+        tracing::warn!(%err, "cannot read publisher.json; the publisher's rounds retry");
+    }
     // `trawl indexer` leaves merges to the cluster's merger, which it runs while it holds the
     // `merges` lease; its inputs are downloaded through the split cache.
     let merger = match keep_local_bytes {

@@ -42,6 +42,10 @@ pub struct SearchTarget {
     /// The splits a merge made this one from (empty for a hot index or a sealed one): a root
     /// that searched those itself leaves this one out (see the query crate's `remote`).
     pub parents: Arc<[String]>,
+    /// With a shared tier: the PostgreSQL transaction this indexer's split was published in,
+    /// when known (a root whose list of published splits saw it leaves this copy out; see the
+    /// query crate's `remote`). `None` for anything not published by this data directory.
+    pub published_xid: Option<u64>,
     /// Keeps the split's files alive while the target is in use.
     _pin: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -64,6 +68,7 @@ impl SearchTarget {
             max_timestamp,
             dir: None,
             parents: Arc::new([]),
+            published_xid: None,
             _pin: pin,
         }
     }

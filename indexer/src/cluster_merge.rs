@@ -242,7 +242,7 @@ impl Publisher {
             marks: BTreeMap::new(),
             fence: BTreeMap::new(),
         };
-        self.metastore.publish(&publish).await?;
+        let xid = self.metastore.publish(&publish).await?;
         indexer
             .settings()
             .crash_point(crate::settings::CRASH_AFTER_CLUSTER_MERGE_PUBLISH);
@@ -267,7 +267,7 @@ impl Publisher {
         let out = dir.to_path_buf();
         let adopted = tokio::task::spawn_blocking(move || adopting.adopt_merge(&out, meta)).await;
         match adopted {
-            Ok(Ok(replaced)) => self.record_adopted(indexer, stream, id, &replaced)?,
+            Ok(Ok(replaced)) => self.record_adopted(indexer, stream, id, xid, &replaced)?,
             Ok(Err(err)) => {
                 tracing::warn!(stream, split = %id, %err, "a cluster merge's output is not kept locally")
             }

@@ -7,7 +7,8 @@
 //! local metastore (this indexer's splits)      shared tier
 //!   new split  ── stage row ── bundle ── upload ──┐
 //!   merged away / retired ────────────────────────┴─ publish (one transaction)
-//!   publisher.json: the splits of this data directory that are published
+//!   publisher.json: the splits of this data directory that are published, and the
+//!                   PostgreSQL transaction each was published in
 //! ```
 //!
 //! The local split directories stay the indexer's own (its leaf searches read them as before)
@@ -59,6 +60,12 @@ struct PublisherState {
     /// published, never new, never gone; the next round finishes their drop.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     dropping: BTreeMap<String, BTreeSet<String>>,
+    /// The PostgreSQL transaction each split of `published` and `dropping` was published in,
+    /// per stream (see `trawl_storage::seen`: a searcher whose list saw it leaves this
+    /// indexer's copy out). Splits adopted from the metastore, or published before this was
+    /// recorded, have none: searchers leave those out by id only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    xids: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl PublisherState {
@@ -68,15 +75,28 @@ impl PublisherState {
         let streams: BTreeSet<&String> =
             self.published.keys().chain(self.dropping.keys()).collect();
         for stream in streams {
+            let xids = self.xids.get(stream);
             let ids = self
                 .published
                 .get(stream)
                 .into_iter()
                 .chain(self.dropping.get(stream))
                 .flatten()
-                .cloned();
+                .map(|id| (id.clone(), xids.and_then(|x| x.get(id)).copied()));
             indexer.set_published(stream, ids);
         }
+    }
+
+    /// Forgets the transactions of splits neither published nor being dropped any more.
+    fn prune_xids(&mut self) {
+        let (published, dropping) = (&self.published, &self.dropping);
+        self.xids.retain(|stream, xids| {
+            xids.retain(|id, _| {
+                published.get(stream).is_some_and(|p| p.contains(id))
+                    || dropping.get(stream).is_some_and(|d| d.contains(id))
+            });
+            !xids.is_empty()
+        });
     }
 }
 
@@ -86,6 +106,7 @@ impl Default for PublisherState {
             version: PUBLISHER_STATE_VERSION,
             published: BTreeMap::new(),
             dropping: BTreeMap::new(),
+            xids: BTreeMap::new(),
         }
     }
 }
@@ -147,6 +168,21 @@ pub struct RoundOutcome {
     pub replaced: usize,
     /// Published splits whose local copies were dropped.
     pub dropped_local: usize,
+}
+
+/// Tells `indexer` which of its splits `publisher.json` under `dir` records as published (and
+/// in which transactions), before the publisher can reach the metastore: an indexer that
+/// starts while PostgreSQL is away still merges only those, and searchers still leave out its
+/// copies of what their lists saw. Errors: an unreadable `publisher.json`.
+pub fn tell_recorded(dir: &Path, indexer: &Indexer) -> Result<()> {
+    let state: PublisherState = json_file::load(
+        &dir.join("publisher.json"),
+        "publisher state",
+        PUBLISHER_STATE_VERSION,
+        &[],
+    )?;
+    state.tell(indexer);
+    Ok(())
 }
 
 impl Publisher {
@@ -366,11 +402,12 @@ impl Publisher {
             })
             .filter(|(_, ids)| !ids.is_empty())
             .collect();
+        let vanished = self.vanished(&state, &mine).await?;
         let mut local_splits = local_splits;
-        for (stream, ids) in &marked {
+        for (stream, ids) in marked.iter().chain(&vanished) {
             self.forget_local(indexer, &mut state, stream, ids)?;
         }
-        if !marked.is_empty() {
+        if !marked.is_empty() || !vanished.is_empty() {
             local_splits = indexer.local_splits();
         }
         let mut outcome = RoundOutcome::default();
@@ -397,11 +434,14 @@ impl Publisher {
             {
                 // Records of sources taken over were removed: the next round publishes.
                 Ok(None) => {}
-                Ok(Some(uploaded)) => {
+                Ok(Some((uploaded, xid))) => {
                     outcome.uploaded += uploaded;
                     outcome.published += new.len();
                     outcome.replaced += gone.len();
                     state.published.insert(stream.clone(), local);
+                    let xids = state.xids.entry(stream.clone()).or_default();
+                    xids.extend(new.iter().map(|s| (s.meta.id.clone(), xid)));
+                    state.prune_xids();
                     self.store_state(&state)?;
                     state.tell(indexer);
                 }
@@ -418,6 +458,49 @@ impl Publisher {
             Some(err) => Err(err),
             None => Ok(outcome),
         }
+    }
+
+    /// Splits of this data directory published and since removed from the metastore
+    /// altogether (marked by another's merge or the cluster's retention, then collected by the
+    /// janitor while this indexer was away): their copies go as marked ones do. A split counts
+    /// only when the metastore has seen its publish: a row missing from another database (the
+    /// metastore replaced) leaves its copy alone, as does a split without a recorded
+    /// transaction.
+    async fn vanished(
+        &self,
+        state: &PublisherState,
+        mine: &HashMap<(String, String), SplitState>,
+    ) -> Result<Vec<(String, Vec<String>)>> {
+        let candidates: Vec<(String, Vec<(String, u64)>)> = state
+            .published
+            .iter()
+            .map(|(stream, ids)| {
+                let xids = state.xids.get(stream);
+                let ids = ids
+                    .iter()
+                    .filter(|id| !mine.contains_key(&(stream.clone(), (*id).clone())))
+                    .filter_map(|id| Some((id.clone(), *xids?.get(id)?)))
+                    .collect::<Vec<_>>();
+                (stream.clone(), ids)
+            })
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.metastore.current_snapshot().await?;
+        Ok(candidates
+            .into_iter()
+            .map(|(stream, ids)| {
+                let seen = ids
+                    .into_iter()
+                    .filter(|(_, xid)| now.sees(*xid))
+                    .map(|(id, _)| id)
+                    .collect::<Vec<_>>();
+                (stream, seen)
+            })
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect())
     }
 
     /// Drops the local copies of this data directory's published splits past `max_bytes`,
@@ -465,17 +548,22 @@ impl Publisher {
 
     /// Records in `publisher.json` that the cluster merge output `id`, published, is a local
     /// split of `stream` now, in place of the local copies `replaced`.
+    /// `xid`: the transaction the merge was published in.
     pub(crate) fn record_adopted(
         &self,
         indexer: &Indexer,
         stream: &str,
         id: &str,
+        xid: u64,
         replaced: &[String],
     ) -> Result<()> {
         let mut state = self.load_state()?;
         let published = state.published.entry(stream.to_string()).or_default();
         published.retain(|p| !replaced.contains(p));
         published.insert(id.to_string());
+        let xids = state.xids.entry(stream.to_string()).or_default();
+        xids.insert(id.to_string(), xid);
+        state.prune_xids();
         self.store_state(&state)?;
         state.tell(indexer);
         Ok(())
@@ -513,6 +601,7 @@ impl Publisher {
             }
         }
         if cleared {
+            state.prune_xids();
             self.store_state(state)?;
         }
         Ok(gone.len())
@@ -535,8 +624,9 @@ impl Publisher {
 
     /// Stages and uploads the `new` splits of `stream` that are not published yet, then
     /// publishes them with the `gone` ones replaced, in one transaction. Returns how many were
-    /// uploaded, or `None` when the splits held records of sources another indexer owns now:
-    /// those were removed, and the next round publishes what is left.
+    /// uploaded and the transaction's id, or `None` when the splits held records of sources
+    /// another indexer owns now: those were removed, and the next round publishes what is
+    /// left.
     async fn publish_stream(
         &self,
         indexer: &Indexer,
@@ -545,7 +635,7 @@ impl Publisher {
         new: &[&Arc<SplitHandle>],
         gone: &[String],
         mine: &HashMap<(String, String), SplitState>,
-    ) -> Result<Option<usize>> {
+    ) -> Result<Option<(usize, u64)>> {
         // The source marks the new splits carry, with the tokens that prove this indexer
         // still owns those sources; the records of those it does not own any more go first.
         let mut carried = BTreeMap::new();
@@ -591,22 +681,25 @@ impl Publisher {
             marks,
             fence,
         };
-        if let Err(err) = self.metastore.publish(&publish).await {
-            if let (trawl_storage::Error::Fenced { source_id, .. }, Some(ownership)) =
-                (&err, indexer.ownership())
-            {
-                // Taken over meanwhile: the next round removes its records, then publishes.
-                ownership.lost(source_id);
+        let xid = match self.metastore.publish(&publish).await {
+            Ok(xid) => xid,
+            Err(err) => {
+                if let (trawl_storage::Error::Fenced { source_id, .. }, Some(ownership)) =
+                    (&err, indexer.ownership())
+                {
+                    // Taken over meanwhile: the next round removes its records, then publishes.
+                    ownership.lost(source_id);
+                }
+                return Err(err.into());
             }
-            return Err(err.into());
-        }
+        };
         tracing::info!(
             stream,
             published = publish.splits.len(),
             replaced = publish.replaced.len(),
             "splits published to the shared tier"
         );
-        Ok(Some(uploaded))
+        Ok(Some((uploaded, xid)))
     }
 
     fn record(&self, split: &SplitHandle) -> SplitRecord {

@@ -391,7 +391,7 @@ fn splits_carry_the_marks_of_their_records_through_restarts_and_merges() {
     // records of a source taken over); published ones do.
     indexer.run_upkeep_once().unwrap();
     assert_eq!(split_marks(&indexer).len(), 2);
-    indexer.set_published("logs", split_ids(&indexer));
+    indexer.set_published("logs", split_ids(&indexer).into_iter().map(|id| (id, None)));
     // A merge carries the largest of its inputs'.
     indexer.run_upkeep_once().unwrap();
     assert_eq!(
@@ -477,11 +477,30 @@ fn records_of_sources_taken_over_leave_the_hot_index_unpublished_splits_and_the_
     take(delivery_of(&[("a", &[0, 1, 2], 3), ("b", &[0, 1], 2)], "p"));
     indexer.seal_all();
     let published = split_ids(&indexer);
-    indexer.set_published("logs", published.clone());
+    indexer.set_published("logs", published.iter().map(|id| (id.clone(), Some(4242))));
     // An unpublished split: a 3..5, b 2..5; and the hot index: b 5..7, a 5..6.
     take(delivery_of(&[("a", &[3, 4], 5), ("b", &[2, 3, 4], 5)], "u"));
     indexer.seal_all();
     take(delivery_of(&[("b", &[5, 6], 7), ("a", &[5], 6)], "h"));
+    // The published split's targets carry the transaction it was published in (a root
+    // whose list saw it leaves the copy out); the others none.
+    indexer.flush();
+    let mut xids: Vec<(trawl_index::TargetKind, bool, Option<u64>)> = indexer
+        .snapshot("logs", None, None)
+        .unwrap()
+        .targets
+        .iter()
+        .map(|t| (t.kind, t.id == published[0], t.published_xid))
+        .collect();
+    xids.sort_by_key(|x| (x.0 == trawl_index::TargetKind::Hot, !x.1));
+    assert_eq!(
+        xids,
+        [
+            (trawl_index::TargetKind::Split, true, Some(4242)),
+            (trawl_index::TargetKind::Split, false, None),
+            (trawl_index::TargetKind::Hot, false, None),
+        ]
+    );
     // A push batch has no source: never purged.
     ingest(
         &rt,

@@ -33,9 +33,7 @@ pub const LEAF_SCOPE_KEY: &str = "scope";
 /// A leaf request's JSON body with what the root adds taken out: the root caller's scope
 /// ([`LEAF_SCOPE_KEY`]; [`Scope::All`] when absent) and the splits the root read itself
 /// ([`crate::remote::EXCLUDE_SPLITS_KEY`]).
-pub(crate) fn leaf_body(
-    bytes: &[u8],
-) -> crate::Result<(Value, Scope, std::collections::HashSet<String>)> {
+pub(crate) fn leaf_body(bytes: &[u8]) -> crate::Result<(Value, Scope, crate::remote::Excluded)> {
     let mut body: Value = serde_json::from_slice(bytes)
         .map_err(|err| Error::InvalidArgument(format!("request body: {err}")))?;
     let forwarded = match body.as_object_mut().and_then(|o| o.remove(LEAF_SCOPE_KEY)) {
@@ -363,7 +361,7 @@ async fn fan_out_value(
         )
         .await
         {
-            Ok(records) => Some((remote.clone(), records)),
+            Ok(listed) => Some((remote.clone(), listed)),
             Err(err) => {
                 tracing::warn!(%err, "the shared tier could not be listed; asking the indexers alone");
                 failed.push(json!({"indexer": "shared tier", "reason": err.to_string()}));
@@ -388,8 +386,8 @@ async fn fan_out_value(
         body[LEAF_SCOPE_KEY] = serde_json::to_value(caller.scope()).unwrap_or(Value::Null);
     }
     let mut leaves = Vec::new();
-    if let Some((_, records)) = &listed {
-        body[crate::remote::EXCLUDE_SPLITS_KEY] = json!(crate::remote::exclusion_ids(records));
+    if let Some((_, listed)) = &listed {
+        crate::remote::Excluded::of([listed]).add_to(&mut body);
     }
     let deadline = parsed.timeout + Duration::from_secs(2);
     let indexer_leaves = |body: &Value| {
@@ -401,11 +399,18 @@ async fn fan_out_value(
         futures::future::join_all(calls)
     };
     let remote_search = async {
-        let (remote, records) = listed.as_ref()?;
+        let (remote, listed) = listed.as_ref()?;
         Some(
             crate::remote::within(
                 parsed.timeout,
-                remote_leaf(remote, stream, records, &parsed, caller, &state.limits),
+                remote_leaf(
+                    remote,
+                    stream,
+                    &listed.records,
+                    &parsed,
+                    caller,
+                    &state.limits,
+                ),
             )
             .await,
         )
@@ -418,9 +423,7 @@ async fn fan_out_value(
             // hold (their own copies of those splits among it).
             tracing::warn!(%err, "the shared tier could not be searched; asking the indexers alone");
             failed.push(json!({"indexer": "shared tier", "reason": err.to_string()}));
-            if let Some(object) = body.as_object_mut() {
-                object.remove(crate::remote::EXCLUDE_SPLITS_KEY);
-            }
+            crate::remote::Excluded::remove_from(&mut body);
             outcomes = indexer_leaves(&body).await;
         }
         None => {}
@@ -554,10 +557,14 @@ pub(crate) async fn statistics(
     };
     let calls = fanin.indexers.iter().map(|base| {
         let request = match shared.as_ref().and_then(Option::as_ref) {
-            Some((_, ids)) => fanin
-                .client
-                .post(format!("{base}{}", crate::stats::LEAF_STREAMS_PATH))
-                .json(&json!({ crate::remote::EXCLUDE_SPLITS_KEY: ids })),
+            Some((_, excluded)) => {
+                let mut body = json!({});
+                excluded.add_to(&mut body);
+                fanin
+                    .client
+                    .post(format!("{base}{}", crate::stats::LEAF_STREAMS_PATH))
+                    .json(&body)
+            }
             None => fanin.client.get(format!("{base}/api/v1/streams")),
         };
         let request = caller.apply(request.timeout(limits.timeout));
@@ -623,19 +630,20 @@ pub(crate) async fn statistics(
 }
 
 /// The statistics of the shared tier's published splits per stream, as `scope` may see them,
-/// and the ids of every split counted.
+/// and what the indexers must leave out for not counting them again.
 async fn shared_streams(
     remote: &Arc<crate::remote::RemoteSplits>,
     scope: &Scope,
-) -> crate::Result<(Vec<Value>, Vec<String>)> {
+) -> crate::Result<(Vec<Value>, crate::remote::Excluded)> {
     let mut entries = Vec::new();
-    let mut ids = Vec::new();
+    let mut excluded = crate::remote::Excluded::default();
     for name in remote.streams().await? {
-        let records = remote.published(&name, None, None).await?;
+        let listed = remote.published(&name, None, None).await?;
+        excluded.add(&listed);
+        let records = listed.records;
         if records.is_empty() {
             continue;
         }
-        ids.extend(crate::remote::exclusion_ids(&records));
         let docs: u64 = records.iter().map(|r| r.docs).sum();
         let bytes: u64 = records.iter().map(|r| r.bytes).sum();
         if !scope.is_restricted() {
@@ -671,7 +679,7 @@ async fn shared_streams(
             "max_timestamp": visible.max_timestamp.map(Timestamp::to_rfc3339),
         }));
     }
-    Ok((entries, ids))
+    Ok((entries, excluded))
 }
 
 fn merge_bound(entry: &mut Value, other: &Value, key: &str, better: fn(i64, i64) -> bool) {

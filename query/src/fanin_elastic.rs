@@ -30,7 +30,7 @@ use crate::elastic::{
 };
 use crate::error::Error;
 use crate::fanin::{leaf_call, Caller, FanIn, Leaf};
-use crate::remote::RemoteSplits;
+use crate::remote::{Excluded, RemoteSplits};
 use crate::request::QueryLimits;
 
 /// Extra time an indexer is given past the search's budget before it counts as failed.
@@ -65,12 +65,8 @@ struct SharedListing {
     names: Vec<String>,
     chosen: Vec<Chosen>,
     records: Vec<(String, Vec<SplitRecord>)>,
-}
-
-impl SharedListing {
-    fn exclusion_ids(&self) -> Vec<String> {
-        crate::remote::exclusion_ids(self.records.iter().flat_map(|(_, records)| records))
-    }
+    /// What the indexers leave out for it.
+    excluded: Excluded,
 }
 
 impl Backend for RootElastic {
@@ -167,9 +163,9 @@ impl RootElastic {
             params: call.params.clone(),
             now: now.0,
             scope: Some(caller.scope().clone()).filter(Scope::is_restricted),
-            exclude_splits: listed
+            excluded: listed
                 .as_ref()
-                .map(|(_, l)| l.exclusion_ids())
+                .map(|(_, l)| l.excluded.clone())
                 .unwrap_or_default(),
         };
         let own = async {
@@ -201,7 +197,7 @@ impl RootElastic {
             // hold (their own copies of those splits among it).
             tracing::warn!(%reason, "the shared tier could not be searched; asking the indexers alone");
             failed.push(shared_failure(reason));
-            request.exclude_splits.clear();
+            request.excluded = Excluded::default();
             outcomes = self.leaves(&request, &caller, budget).await;
         }
         for (base, outcome) in outcomes {
@@ -280,16 +276,19 @@ impl RootElastic {
         let chosen = resolve_indices(index, &names, &self.patterns, true)
             .map_err(|err| Error::InvalidArgument(err.reason))?;
         let mut records = Vec::with_capacity(chosen.len());
+        let mut excluded = Excluded::default();
         for c in &chosen {
-            let published = remote.published(&c.stream, start, end).await?;
-            if !published.is_empty() {
-                records.push((c.stream.clone(), published));
+            let listed = remote.published(&c.stream, start, end).await?;
+            excluded.add(&listed);
+            if !listed.records.is_empty() {
+                records.push((c.stream.clone(), listed.records));
             }
         }
         Ok(SharedListing {
             names,
             chosen,
             records,
+            excluded,
         })
     }
 
@@ -412,7 +411,7 @@ impl RootElastic {
 /// The schema of the newest published split of `stream`, if it can be read in time.
 async fn shared_schema(remote: &RemoteSplits, stream: &str, budget: Duration) -> Option<Schema> {
     let read = async {
-        let records = remote.published(stream, None, None).await?;
+        let records = remote.published(stream, None, None).await?.records;
         let Some(newest) = records.iter().max_by_key(|r| r.max_timestamp) else {
             return Ok(None);
         };

@@ -12,8 +12,8 @@
 //!
 //! With a shared tier (`[storage]` and a PostgreSQL `[metastore]`), the root exports the
 //! published splits of the range itself, opened through its split cache as its searches open
-//! them, and sends their ids to the indexers ([`EXCLUDE_SPLITS_KEY`]), which leave those out
-//! and any merge of them: each record comes once, and what only the shared tier holds (the
+//! them, and tells the indexers what it covers ([`Excluded`]), which leave those out and any
+//! merge of them: each record comes once, and what only the shared tier holds (the
 //! sealed splits of an indexer whose volume was lost) is exported. The root's own part is
 //! encoded on a blocking thread into a bounded pipe while the merge reads it.
 //!
@@ -45,7 +45,7 @@ use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::export::{ChunkWriter, Export, ExportFormat, ExportPlan, ExportRequest, CHANNEL_CHUNKS};
 use crate::fanin::{Caller, FanIn};
-use crate::remote::{RemoteSplits, EXCLUDE_SPLITS_KEY};
+use crate::remote::{Excluded, RemoteSplits};
 use crate::request::{json_or_default, FieldList, QueryLimits};
 
 /// State of the root's export routes.
@@ -192,7 +192,8 @@ async fn start(
             Ok(part) => part,
             Err(err) => return Ok(shared_tier_unavailable(&err)),
         };
-        body[EXCLUDE_SPLITS_KEY] = json!(crate::remote::exclusion_ids(&listed));
+        Excluded::of([&listed]).add_to(&mut body);
+        let listed = listed.records;
         plan.request.scope = caller.scope().clone();
         let opened = match opened {
             Some((snapshot, true)) => {

@@ -36,7 +36,7 @@ use trawl_model::{ApiError, ErrorCode, Timestamp, AUDIT_STREAM, EVENTS_STREAM};
 use crate::access::Scope;
 use crate::error::{Error, Result};
 use crate::fanin::{leaf_call, Caller, FanIn, Leaf};
-use crate::remote::{lock, RemoteSplits, EXCLUDE_SPLITS_KEY};
+use crate::remote::{lock, Excluded, RemoteSplits};
 use crate::reports::{
     request_of, run_report_with, LeafAnswer, LeafRequest, PassSpec, RemoteGroups, ReportParams,
     ReportSettings, WireGroups, LEAF_GROUPS_PATH,
@@ -107,11 +107,11 @@ async fn report(
                     // published splits among it.
                     tracing::warn!(%err, "the shared tier could not be read; asking the indexers alone");
                     failed.push(json!({"indexer": "shared tier", "reason": err.to_string()}));
-                    (None, Vec::new(), false)
+                    (None, Excluded::default(), false)
                 }
             }
         }
-        None => (None, Vec::new(), false),
+        None => (None, Excluded::default(), false),
     };
     let has_own = own.is_some();
     let snapshot = own.unwrap_or_else(|| schema_snapshot(stream));
@@ -182,19 +182,18 @@ async fn report(
 }
 
 /// The published splits of `stream` in `[start, end)`, opened (`None` when there are none),
-/// with the ids of every split listed (left out by the indexers) and whether some are read by
-/// range.
+/// with what the indexers leave out for it and whether some are read by range.
 async fn own_part(
     remote: &Arc<RemoteSplits>,
     stream: &str,
     start: Option<Timestamp>,
     end: Option<Timestamp>,
-) -> Result<(Option<StreamSnapshot>, Vec<String>, bool)> {
-    let (records, opened) = remote.open_published(stream, start, end).await?;
-    let ids = crate::remote::exclusion_ids(&records);
+) -> Result<(Option<StreamSnapshot>, Excluded, bool)> {
+    let (listed, opened) = remote.open_published(stream, start, end).await?;
+    let excluded = Excluded::of([&listed]);
     Ok(match opened {
-        Some((snapshot, ranged)) => (Some(snapshot), ids, ranged),
-        None => (None, ids, false),
+        Some((snapshot, ranged)) => (Some(snapshot), excluded, ranged),
+        None => (None, excluded, false),
     })
 }
 
@@ -229,8 +228,8 @@ struct IndexerGroups {
     fanin: FanIn,
     caller: Caller,
     stream: &'static str,
-    /// The splits the searcher reads itself.
-    excluded: Vec<String>,
+    /// What the searcher reads itself.
+    excluded: Excluded,
     /// When every call must have answered.
     deadline: Instant,
     /// Indexers that failed a call, with the reason; they are not asked again.
@@ -253,9 +252,7 @@ impl IndexerGroups {
             body[crate::distributed::LEAF_SCOPE_KEY] =
                 serde_json::to_value(self.caller.scope()).unwrap_or(Value::Null);
         }
-        if !self.excluded.is_empty() {
-            body[EXCLUDE_SPLITS_KEY] = json!(self.excluded);
-        }
+        self.excluded.add_to(&mut body);
         let path = LEAF_GROUPS_PATH.replace("{stream}", self.stream);
         let asked: Vec<&String> = {
             let failed = lock(&self.failed);
@@ -389,7 +386,7 @@ mod tests {
             caller: Caller::new(&fanin, Scope::All, &HeaderMap::new()),
             fanin,
             stream: AUDIT_STREAM,
-            excluded: Vec::new(),
+            excluded: Excluded::default(),
             deadline: Instant::now() + Duration::from_millis(300),
             failed: Mutex::new(BTreeMap::new()),
             answered: AtomicBool::new(false),

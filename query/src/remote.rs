@@ -1,9 +1,11 @@
 //! A searcher's own leaf over the shared tier: the published splits of the PostgreSQL
 //! metastore, opened from object storage through the local split cache. The indexers are
-//! asked only for what these do not cover: every search sends them the ids of the splits the
-//! searcher searched itself ([`EXCLUDE_SPLITS_KEY`]), and an indexer skips those splits and any
-//! split made from one of them by a merge (its `parents`), so that each record is counted once
-//! whichever side holds it.
+//! asked only for what these do not cover ([`Excluded`]): every search sends them the ids of
+//! the splits the searcher searched itself ([`EXCLUDE_SPLITS_KEY`]) and the snapshot each
+//! stream's list was read under ([`EXCLUDE_SEEN_KEY`]). An indexer skips those splits, any
+//! split made from one of them by a merge (its `parents`), and any copy of a split whose
+//! publish the list saw (see `trawl_storage::seen`: the list covers it, even when a merge of
+//! merges no longer names it), so that each record is counted once whichever side holds it.
 //!
 //! The list of a stream's published splits is read from the metastore and kept while the
 //! metastore's notifications (`LISTEN`, sent by every publish, merge and retention mark in its
@@ -31,13 +33,20 @@ use tantivy::{Index, IndexReader, ReloadPolicy};
 use trawl_index::{SearchTarget, StreamSnapshot, TargetKind};
 use trawl_model::Timestamp;
 use trawl_storage::cache::CachedSplit;
-use trawl_storage::pg::{watch_published, PublishedChange, SplitRecord};
-use trawl_storage::{ObjectStorage, PgMetastore, RangedDirectory, SplitCache, StorageMetrics};
+use trawl_storage::pg::{watch_published, PublishedChange, PublishedListing, SplitRecord};
+use trawl_storage::{
+    ObjectStorage, PgMetastore, PgSnapshot, RangedDirectory, SplitCache, StorageMetrics,
+};
 
 use crate::error::Error;
 
 /// Key of the leaf search body listing the splits the root searched itself.
 pub const EXCLUDE_SPLITS_KEY: &str = "exclude_splits";
+
+/// Key of the leaf search body with, per stream, the snapshot the root's list of published
+/// splits was read under (`xmin:xmax:xip,...`): an indexer leaves out its copies of the splits
+/// whose publish that list saw.
+pub const EXCLUDE_SEEN_KEY: &str = "exclude_seen";
 
 /// Decompressed doc-store blocks cached per segment of an open split (as the indexer's).
 const DOC_STORE_CACHE_BLOCKS: usize = 8;
@@ -61,7 +70,7 @@ struct KeptList {
     epoch: u64,
     changes: u64,
     at: Instant,
-    records: Arc<Vec<SplitRecord>>,
+    listing: Arc<PublishedListing>,
 }
 
 impl ListCache {
@@ -85,15 +94,15 @@ impl ListCache {
         (self.epoch, self.changes.get(stream).copied().unwrap_or(0))
     }
 
-    fn get(&self, stream: &str) -> Option<Arc<Vec<SplitRecord>>> {
+    fn get(&self, stream: &str) -> Option<Arc<PublishedListing>> {
         let kept = self.lists.get(stream)?;
         (self.listening
             && (kept.epoch, kept.changes) == self.token(stream)
             && kept.at.elapsed() < LIST_MAX_AGE)
-            .then(|| kept.records.clone())
+            .then(|| kept.listing.clone())
     }
 
-    fn keep(&mut self, stream: &str, token: (u64, u64), records: Arc<Vec<SplitRecord>>) {
+    fn keep(&mut self, stream: &str, token: (u64, u64), listing: Arc<PublishedListing>) {
         if self.listening && token == self.token(stream) {
             self.lists.insert(
                 stream.to_string(),
@@ -101,7 +110,7 @@ impl ListCache {
                     epoch: token.0,
                     changes: token.1,
                     at: Instant::now(),
-                    records,
+                    listing,
                 },
             );
         }
@@ -217,7 +226,7 @@ impl RemoteSplits {
         stream: &str,
         start: Option<Timestamp>,
         end: Option<Timestamp>,
-    ) -> crate::Result<Vec<SplitRecord>> {
+    ) -> crate::Result<Listed> {
         let (kept, listening) = {
             let lists = lock(&self.lists);
             (lists.get(stream), lists.listening)
@@ -225,39 +234,49 @@ impl RemoteSplits {
         if kept.is_none() && !listening {
             // Nothing could be kept: the metastore bounds the list by the range itself.
             StorageMetrics::inc(&self.metrics.published_list_misses, 1);
-            return self
+            let listing = self
                 .metastore
-                .published_in(stream, start.map(|t| t.0), end.map(|t| t.0))
+                .published_listing(stream, start.map(|t| t.0), end.map(|t| t.0))
                 .await
-                .map_err(|e| Error::Internal(format!("metastore: {e}")));
+                .map_err(|e| Error::Internal(format!("metastore: {e}")))?;
+            return Ok(Listed {
+                stream: stream.to_string(),
+                records: listing.records,
+                seen: listing.seen,
+            });
         }
         let all = match kept {
-            Some(records) => {
+            Some(listing) => {
                 StorageMetrics::inc(&self.metrics.published_list_hits, 1);
-                records
+                listing
             }
             None => {
                 StorageMetrics::inc(&self.metrics.published_list_misses, 1);
                 let token = lock(&self.lists).token(stream);
-                let records = Arc::new(
+                let listing = Arc::new(
                     self.metastore
-                        .published_in(stream, None, None)
+                        .published_listing(stream, None, None)
                         .await
                         .map_err(|e| Error::Internal(format!("metastore: {e}")))?,
                 );
-                lock(&self.lists).keep(stream, token, records.clone());
-                records
+                lock(&self.lists).keep(stream, token, listing.clone());
+                listing
             }
         };
-        // As `published_in` bounds them: any overlap with the range.
-        Ok(all
-            .iter()
-            .filter(|r| {
-                start.is_none_or(|s| r.max_timestamp >= s.0)
-                    && end.is_none_or(|e| r.min_timestamp < e.0)
-            })
-            .cloned()
-            .collect())
+        // As `published_listing` bounds them: any overlap with the range.
+        Ok(Listed {
+            stream: stream.to_string(),
+            records: all
+                .records
+                .iter()
+                .filter(|r| {
+                    start.is_none_or(|s| r.max_timestamp >= s.0)
+                        && end.is_none_or(|e| r.min_timestamp < e.0)
+                })
+                .cloned()
+                .collect(),
+            seen: all.seen.clone(),
+        })
     }
 
     /// The published splits of `stream` in `[start, end)`, and their snapshot
@@ -268,10 +287,10 @@ impl RemoteSplits {
         stream: &str,
         start: Option<Timestamp>,
         end: Option<Timestamp>,
-    ) -> crate::Result<(Vec<SplitRecord>, Option<(StreamSnapshot, bool)>)> {
-        let records = self.published(stream, start, end).await?;
-        let opened = self.snapshot(stream, &records, start, end).await?;
-        Ok((records, opened))
+    ) -> crate::Result<(Listed, Option<(StreamSnapshot, bool)>)> {
+        let listed = self.published(stream, start, end).await?;
+        let opened = self.snapshot(stream, &listed.records, start, end).await?;
+        Ok((listed, opened))
     }
 
     /// A snapshot of the splits of `records` that may hold documents in `[start, end)`,
@@ -494,6 +513,86 @@ impl RemoteSplits {
     }
 }
 
+/// A stream's published splits in a range, as this searcher listed them.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub stream: String,
+    pub records: Vec<SplitRecord>,
+    /// Which publishes the listing saw.
+    pub seen: PgSnapshot,
+}
+
+/// What the indexers leave out of a leaf search because the searcher covered it itself: the
+/// splits it listed and their ancestors ([`EXCLUDE_SPLITS_KEY`]), and per stream which
+/// publishes its list saw ([`EXCLUDE_SEEN_KEY`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Excluded {
+    #[serde(
+        rename = "exclude_splits",
+        default,
+        skip_serializing_if = "HashSet::is_empty"
+    )]
+    pub ids: HashSet<String>,
+    #[serde(
+        rename = "exclude_seen",
+        default,
+        skip_serializing_if = "HashMap::is_empty"
+    )]
+    pub seen: HashMap<String, PgSnapshot>,
+}
+
+impl Excluded {
+    /// What the searcher that listed `lists` covers.
+    pub fn of<'a>(lists: impl IntoIterator<Item = &'a Listed>) -> Excluded {
+        let mut excluded = Excluded::default();
+        for listed in lists {
+            excluded.add(listed);
+        }
+        excluded
+    }
+
+    /// Adds what the searcher that listed `listed` covers.
+    pub fn add(&mut self, listed: &Listed) {
+        self.ids.extend(exclusion_ids(&listed.records));
+        self.seen.insert(listed.stream.clone(), listed.seen.clone());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.seen.is_empty()
+    }
+
+    /// Adds both keys to a leaf request's JSON body (nothing when empty).
+    pub fn add_to(&self, body: &mut serde_json::Value) {
+        if self.is_empty() {
+            return;
+        }
+        let mut ids: Vec<&String> = self.ids.iter().collect();
+        ids.sort_unstable();
+        body[EXCLUDE_SPLITS_KEY] = serde_json::json!(ids);
+        body[EXCLUDE_SEEN_KEY] = serde_json::json!(self.seen);
+    }
+
+    /// Takes both keys out of a leaf request's JSON body.
+    pub fn remove_from(body: &mut serde_json::Value) {
+        if let Some(object) = body.as_object_mut() {
+            object.remove(EXCLUDE_SPLITS_KEY);
+            object.remove(EXCLUDE_SEEN_KEY);
+        }
+    }
+
+    /// Whether the indexer's `target` of `stream` must be left out of a leaf search: the root
+    /// searched it itself (its id, or a merge input's: a merge the root's list predates), or
+    /// its copy of a split whose publish the root's list of the stream saw.
+    pub fn covers(&self, stream: &str, target: &SearchTarget) -> bool {
+        target.kind == TargetKind::Split
+            && (self.ids.contains(&target.id)
+                || target.parents.iter().any(|p| self.ids.contains(p))
+                || target
+                    .published_xid
+                    .is_some_and(|xid| self.seen.get(stream).is_some_and(|s| s.sees(xid))))
+    }
+}
+
 /// The split ids a searcher sends the indexers ([`EXCLUDE_SPLITS_KEY`]) for the published
 /// splits `records` it covers itself: theirs and their ancestors' (`parents`, as the published
 /// list names them: every merge input still recorded). An indexer may still hold a copy of a
@@ -512,31 +611,31 @@ pub fn exclusion_ids<'a>(records: impl IntoIterator<Item = &'a SplitRecord>) -> 
     ids
 }
 
-/// Whether an indexer's split must be left out of a leaf search because the root searched it
-/// itself: its id, or a merge input's (a merge the root's list predates), is in `excluded`.
-pub fn excluded(target: &SearchTarget, excluded: &HashSet<String>) -> bool {
-    target.kind == TargetKind::Split
-        && (excluded.contains(&target.id) || target.parents.iter().any(|p| excluded.contains(p)))
-}
-
-/// Takes [`EXCLUDE_SPLITS_KEY`] (the splits a searcher covered itself) out of a leaf request's
-/// JSON body; none when absent. Errors: a value that is not a list of split ids (400).
-pub(crate) fn take_excluded(body: &mut serde_json::Value) -> crate::Result<HashSet<String>> {
-    match body
-        .as_object_mut()
-        .and_then(|o| o.remove(EXCLUDE_SPLITS_KEY))
-    {
-        Some(value) => serde_json::from_value(value).map_err(|err| {
-            Error::InvalidArgument(format!("request body: `{EXCLUDE_SPLITS_KEY}`: {err}"))
-        }),
-        None => Ok(HashSet::new()),
+/// Takes [`EXCLUDE_SPLITS_KEY`] and [`EXCLUDE_SEEN_KEY`] (what a searcher covered itself) out
+/// of a leaf request's JSON body; nothing when absent. Errors: a value that is not a list of
+/// split ids, or not a map of streams to snapshots (400).
+pub(crate) fn take_excluded(body: &mut serde_json::Value) -> crate::Result<Excluded> {
+    fn take<T: serde::de::DeserializeOwned + Default>(
+        body: &mut serde_json::Value,
+        key: &str,
+    ) -> crate::Result<T> {
+        match body.as_object_mut().and_then(|o| o.remove(key)) {
+            Some(value) => serde_json::from_value(value)
+                .map_err(|err| Error::InvalidArgument(format!("request body: `{key}`: {err}"))),
+            None => Ok(T::default()),
+        }
     }
+    Ok(Excluded {
+        ids: take(body, EXCLUDE_SPLITS_KEY)?,
+        seen: take(body, EXCLUDE_SEEN_KEY)?,
+    })
 }
 
-/// Leaves the `excluded` splits (and any merge of them, see [`excluded`]) out of `snapshot`.
-pub(crate) fn leave_out(snapshot: &mut StreamSnapshot, excluded: &HashSet<String>) {
+/// Leaves what `excluded` covers (see [`Excluded::covers`]) out of `snapshot`.
+pub(crate) fn leave_out(snapshot: &mut StreamSnapshot, excluded: &Excluded) {
     if !excluded.is_empty() {
-        snapshot.targets.retain(|t| !self::excluded(t, excluded));
+        let stream = snapshot.stream.clone();
+        snapshot.targets.retain(|t| !excluded.covers(&stream, t));
     }
 }
 
@@ -601,17 +700,28 @@ mod tests {
 
     #[test]
     fn a_published_list_is_kept_only_while_listening_and_until_its_stream_changes() {
-        let ids = |list: Option<Arc<Vec<SplitRecord>>>| {
-            list.map(|l| l.iter().map(|r| r.split_id.clone()).collect::<Vec<_>>())
+        let ids = |list: Option<Arc<PublishedListing>>| {
+            list.map(|l| {
+                l.records
+                    .iter()
+                    .map(|r| r.split_id.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let listing = |ids: &[&str]| {
+            Arc::new(PublishedListing {
+                records: ids.iter().map(|id| record(id)).collect(),
+                seen: "1:1:".parse().unwrap(),
+            })
         };
         let mut lists = ListCache::default();
         // Not listening: nothing is kept.
         let token = lists.token("logs");
-        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        lists.keep("logs", token, listing(&["s1"]));
         assert_eq!(ids(lists.get("logs")), None);
         lists.apply(PublishedChange::Listening);
         let token = lists.token("logs");
-        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        lists.keep("logs", token, listing(&["s1"]));
         assert_eq!(ids(lists.get("logs")), Some(vec!["s1".to_string()]));
         // Another stream's change leaves it; its own drops it.
         lists.apply(PublishedChange::Stream("audit".into()));
@@ -620,20 +730,20 @@ mod tests {
         let token = lists.token("logs");
         lists.apply(PublishedChange::Stream("logs".into()));
         assert_eq!(ids(lists.get("logs")), None);
-        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        lists.keep("logs", token, listing(&["s1"]));
         assert_eq!(ids(lists.get("logs")), None);
         let token = lists.token("logs");
-        lists.keep("logs", token, Arc::new(vec![record("s1"), record("s2")]));
+        lists.keep("logs", token, listing(&["s1", "s2"]));
         assert_eq!(ids(lists.get("logs")).map(|l| l.len()), Some(2));
         // The connection lost: everything dropped, and nothing kept until it listens again
         // (changes may have been missed meanwhile).
         lists.apply(PublishedChange::Lost);
         assert_eq!(ids(lists.get("logs")), None);
         let token = lists.token("logs");
-        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        lists.keep("logs", token, listing(&["s1"]));
         assert_eq!(ids(lists.get("logs")), None);
         lists.apply(PublishedChange::Listening);
-        lists.keep("logs", token, Arc::new(vec![record("s1")]));
+        lists.keep("logs", token, listing(&["s1"]));
         assert_eq!(
             ids(lists.get("logs")),
             None,
@@ -645,18 +755,102 @@ mod tests {
     fn a_split_is_left_out_when_it_or_a_merge_input_of_it_was_searched_by_the_root() {
         let target = snapshot().targets.remove(0);
         assert_eq!(target.kind, TargetKind::Split);
-        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        let set = |ids: &[&str]| Excluded {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            seen: HashMap::new(),
+        };
         let id = target.id.clone();
-        assert!(excluded(&target, &set(&[&id])));
-        assert!(!excluded(&target, &set(&["other"])));
+        assert!(set(&[&id]).covers("logs", &target));
+        assert!(!set(&["other"]).covers("logs", &target));
         let merged = target.with_parents(&["s1".to_string(), "s2".to_string()]);
-        assert!(excluded(&merged, &set(&["s2"])), "the root holds an input");
-        assert!(!excluded(&merged, &set(&["s3"])));
+        assert!(
+            set(&["s2"]).covers("logs", &merged),
+            "the root holds an input"
+        );
+        assert!(!set(&["s3"]).covers("logs", &merged));
         let mut hot = merged.clone();
         hot.kind = TargetKind::Hot;
         assert!(
-            !excluded(&hot, &set(&[&id, "s1"])),
+            !set(&[&id, "s1"]).covers("logs", &hot),
             "a hot index is never left out"
         );
+    }
+
+    /// An indexer's copy of a split whose publish the root's list of the stream saw is left
+    /// out whatever the ids say (the list covers it: listed, merged, or dropped by retention);
+    /// one published after the list was read, or never recorded, is not.
+    #[test]
+    fn a_copy_is_left_out_when_the_roots_list_saw_its_publish() {
+        let mut target = snapshot().targets.remove(0);
+        let seen = |stream: &str, snapshot: &str| Excluded {
+            ids: HashSet::new(),
+            seen: HashMap::from([(stream.to_string(), snapshot.parse().unwrap())]),
+        };
+        assert!(!seen("logs", "100:110:").covers("logs", &target), "no xid");
+        target.published_xid = Some(99);
+        assert!(seen("logs", "100:110:").covers("logs", &target));
+        assert!(
+            !seen("audit", "100:110:").covers("logs", &target),
+            "another stream's list"
+        );
+        target.published_xid = Some(104);
+        assert!(seen("logs", "100:110:").covers("logs", &target));
+        assert!(
+            !seen("logs", "100:110:104").covers("logs", &target),
+            "in progress when the list was read"
+        );
+        target.published_xid = Some(110);
+        assert!(
+            !seen("logs", "100:110:").covers("logs", &target),
+            "published after the list was read"
+        );
+        let mut hot = target.clone();
+        hot.kind = TargetKind::Hot;
+        hot.published_xid = Some(1);
+        assert!(!seen("logs", "100:110:").covers("logs", &hot));
+    }
+
+    #[test]
+    fn what_is_covered_travels_in_the_leaf_body_and_back() {
+        let mut merged = record("m");
+        merged.parents = vec!["a".into()];
+        let lists = [
+            Listed {
+                stream: "logs".into(),
+                records: vec![merged, record("x")],
+                seen: "7:9:8".parse().unwrap(),
+            },
+            Listed {
+                stream: "audit".into(),
+                records: Vec::new(),
+                seen: "7:7:".parse().unwrap(),
+            },
+        ];
+        let excluded = Excluded::of(&lists);
+        let mut body = serde_json::json!({"q": "*"});
+        excluded.add_to(&mut body);
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "q": "*",
+                "exclude_splits": ["a", "m", "x"],
+                "exclude_seen": {"logs": "7:9:8", "audit": "7:7:"},
+            })
+        );
+        assert_eq!(take_excluded(&mut body).unwrap(), excluded);
+        assert_eq!(body, serde_json::json!({"q": "*"}));
+        assert!(take_excluded(&mut body).unwrap().is_empty());
+        for bad in [
+            serde_json::json!({"exclude_splits": "a"}),
+            serde_json::json!({"exclude_seen": ["7:9:"]}),
+            serde_json::json!({"exclude_seen": {"logs": "9:7:"}}),
+        ] {
+            let mut bad = bad;
+            let err = take_excluded(&mut bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        }
+        let mut empty = serde_json::json!({});
+        Excluded::default().add_to(&mut empty);
+        assert_eq!(empty, serde_json::json!({}));
     }
 }

@@ -5,7 +5,6 @@
 //! stream's bytes in proportion to the visible documents (an estimate: a split's bytes are not
 //! kept per namespace). `_cat/indices` reports the same ([`visible_counts`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -57,7 +56,7 @@ async fn leaf_streams<S: StreamSource>(
 }
 
 async fn streams<S: StreamSource>(State(source): State<Arc<S>>, scope: Scope) -> Response {
-    stream_stats(source, scope, HashSet::new()).await
+    stream_stats(source, scope, crate::remote::Excluded::default()).await
 }
 
 /// Each stream's statistics as `scope` may see them, over the targets that are not
@@ -65,7 +64,7 @@ async fn streams<S: StreamSource>(State(source): State<Arc<S>>, scope: Scope) ->
 async fn stream_stats<S: StreamSource>(
     source: Arc<S>,
     scope: Scope,
-    excluded: HashSet<String>,
+    excluded: crate::remote::Excluded,
 ) -> Response {
     let stats = tokio::task::spawn_blocking(move || {
         let stats = source.stream_stats();
@@ -91,7 +90,7 @@ fn scoped_stats<S: StreamSource + ?Sized>(
     source: &S,
     stats: StreamStats,
     scope: &Scope,
-    excluded: &HashSet<String>,
+    excluded: &crate::remote::Excluded,
 ) -> Result<StreamStats> {
     let mut snapshot = source.snapshot(&stats.name, None, None)?;
     crate::remote::leave_out(&mut snapshot, excluded);
@@ -215,16 +214,21 @@ impl SegmentCollector for VisibleSegment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::Excluded;
     use crate::testutil::{snapshot, MIN, T0};
 
     #[test]
     fn leaves_out_the_splits_a_searcher_counted_and_the_merges_of_them() {
         let fixture = crate::testutil::Fixture::new(snapshot());
         let stats = fixture.stream_stats().remove(0);
-        let whole = scoped_stats(&fixture, stats.clone(), &Scope::All, &HashSet::new()).unwrap();
+        let whole =
+            scoped_stats(&fixture, stats.clone(), &Scope::All, &Excluded::default()).unwrap();
         assert_eq!((whole.docs, whole.splits, whole.bytes), (12, 3, 4096));
         // Split "c" counted by the searcher: the rest is split "a" and split "b".
-        let excluded: HashSet<String> = ["c".to_string()].into();
+        let excluded = Excluded {
+            ids: ["c".to_string()].into(),
+            ..Excluded::default()
+        };
         let rest = scoped_stats(&fixture, stats.clone(), &Scope::All, &excluded).unwrap();
         let c = visible_counts(
             &crate::testutil::snapshot_of(vec![snapshot().targets[0].clone()]),
@@ -236,7 +240,10 @@ mod tests {
         assert_eq!(rest.splits, 2);
         assert_eq!(rest.bytes, proportional(4096, 12 - c.docs, 12));
         // Everything counted by the searcher: nothing left, no time range.
-        let all: HashSet<String> = ["a", "b", "c"].map(String::from).into();
+        let all = Excluded {
+            ids: ["a", "b", "c"].map(String::from).into(),
+            ..Excluded::default()
+        };
         let none = scoped_stats(&fixture, stats, &Scope::namespaces(["payments"]), &all).unwrap();
         assert_eq!((none.docs, none.splits, none.bytes), (0, 0, 0));
         assert_eq!(none.min_timestamp, None);

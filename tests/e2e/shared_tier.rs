@@ -75,6 +75,24 @@ pub(crate) fn config(pg: &Postgres, s3: &S3Server, merge_min: u32) -> String {
     )
 }
 
+/// [`config`]'s `template` for the indexer `id`, merging from `merge_min` splits.
+fn indexer_config(template: &str, id: &str, merge_min: u32) -> String {
+    template
+        .replace("id = \"indexer-a\"", &format!("id = \"{id}\""))
+        .replace(
+            "merge_min_splits = 1000",
+            &format!("merge_min_splits = {merge_min}"),
+        )
+}
+
+/// A searcher `id` on the tier of [`config`]'s `template`, over `indexers`.
+fn searcher_config(template: &str, id: &str, indexers: &[&str]) -> String {
+    format!(
+        "{}\n[query]\nindexers = {indexers:?}\n",
+        indexer_config(template, id, 1000).replace("[indexer]\nid", "[indexer]\n# searcher\nid"),
+    )
+}
+
 /// `trawl storage <args> -c <config>`: exit code and standard output.
 fn storage_cmd(config_path: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_trawl"))
@@ -456,14 +474,7 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     let mut s3 = S3Server::start();
     let tmp = tempfile::tempdir().unwrap();
     let template = config(&pg, &s3, 1000);
-    let shared = |id: &str, merge_min: u32| {
-        template
-            .replace("id = \"indexer-a\"", &format!("id = \"{id}\""))
-            .replace(
-                "merge_min_splits = 1000",
-                &format!("merge_min_splits = {merge_min}"),
-            )
-    };
+    let shared = |id: &str, merge_min: u32| indexer_config(&template, id, merge_min);
     let config_path = tmp.path().join("storage.toml");
     std::fs::write(&config_path, shared("cli", 1000)).unwrap();
     for dir in ["a", "b", "s1", "s2", "s3", "s4", "s5"] {
@@ -493,12 +504,7 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     wait_published(&config_path, "six splits published", 600, 6);
 
     let (url_a, url_b) = (a.url.clone(), b.url.clone());
-    let searcher_config = |n: &str| {
-        format!(
-            "{}\n[query]\nindexers = [\"{url_a}\", \"{url_b}\"]\n",
-            shared(n, 1000).replace("[indexer]\nid", "[indexer]\n# searcher\nid"),
-        )
-    };
+    let searcher_config = |n: &str| searcher_config(&template, n, &[&url_a, &url_b]);
     let s1 = Server::start_role(
         "searcher",
         &tmp.path().join("s1/data"),
@@ -828,6 +834,112 @@ namespaces = ["{ns}"]
         assert_eq!(docs, 600, "{answer}");
     }
     drop((a, b));
+}
+
+/// An indexer away while the cluster merged its published splits twice, the middle merge's
+/// row removed by the janitor: no list names its splits any more, not even as ancestors. Back
+/// with its volume and cut off from PostgreSQL (so no publisher round drops its copies), it
+/// answers for those copies; the searchers leave them out because their lists saw the
+/// copies' publishes, so every answer counts each record once. Back in touch with
+/// PostgreSQL, it drops those copies.
+#[test]
+fn an_indexer_back_after_its_splits_were_merged_twice_adds_nothing_twice() {
+    if !servers::postgres_available() || !servers::s3_available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let template = config(&pg, &s3, 1000);
+    let shared = |id: &str, merge_min: u32| indexer_config(&template, id, merge_min);
+    let config_path = tmp.path().join("storage.toml");
+    std::fs::write(&config_path, shared("cli", 1000)).unwrap();
+    for dir in ["a", "b", "s"] {
+        std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+    }
+    let (data_a, data_b) = (tmp.path().join("a/data"), tmp.path().join("b/data"));
+    let a = Server::start_role("indexer", &data_a, &shared("indexer-a", 1000));
+    for i in 0..3 {
+        ingest_range(
+            &a,
+            i * BATCH..(i + 1) * BATCH,
+            &format!("a{i}"),
+            Some(i + 1),
+        );
+    }
+    let a_splits: BTreeSet<String> = wait_published(&config_path, "a's splits", 300, 3)
+        .iter()
+        .map(|r| r["split_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(local_split_ids(&data_a), a_splits);
+    let a_url = a.url.clone();
+    a.stop();
+
+    // b merges a's three splits into one, then that merge with a split of its own; the
+    // janitor (no grace) removes every marked row at once.
+    let b = Server::start_role("indexer", &data_b, &shared("indexer-b", 2));
+    wait_published(&config_path, "a's splits merged", 300, 1);
+    ingest_range(&b, 300..400, "b0", Some(1));
+    let mut last = Vec::new();
+    wait_until(
+        "merged again, the marked rows removed",
+        Duration::from_secs(60),
+        || {
+            last = splits(&config_path, "published");
+            docs(&last) == 400 && last.len() == 1 && splits(&config_path, "marked").is_empty()
+        },
+    );
+    let parents: BTreeSet<String> = last[0]["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(parents.len(), 2);
+    assert!(parents.is_disjoint(&a_splits), "{parents:?}");
+
+    // a back with its volume, its metastore unreachable: it still holds and serves its copies.
+    let cut_off = shared("indexer-a", 1000).replace(
+        &pg.uri(),
+        &format!("postgres://trawl@127.0.0.1:{}/trawl", free_port()),
+    );
+    let a = Server::start_listening(
+        "indexer",
+        &data_a,
+        &format!("{cut_off}\n\n[collector]\nenabled = false\n"),
+        a_url.trim_start_matches("http://"),
+    );
+    assert_eq!(a.total("*", &[]), 300);
+    let searcher = Server::start_role(
+        "searcher",
+        &tmp.path().join("s/data"),
+        &searcher_config(&template, "s", &[&a.url, &b.url]),
+    );
+    assert_eq!(search_all(&searcher), (400, 400, false));
+    assert_eq!(searcher.total("a1", &[]), 100);
+    assert_eq!(export_all(&searcher), 400);
+    let (total, answer) = stream_docs(&searcher, None);
+    assert_eq!(total, 400, "{answer}");
+
+    // a reaches PostgreSQL again: its first round finds its splits' rows gone, seen published
+    // before, and drops the copies as it would marked ones.
+    a.stop();
+    let a = Server::start_listening(
+        "indexer",
+        &data_a,
+        &format!(
+            "{}\n\n[collector]\nenabled = false\n",
+            shared("indexer-a", 1000)
+        ),
+        a_url.trim_start_matches("http://"),
+    );
+    wait_until("a dropped its copies", Duration::from_secs(60), || {
+        local_split_ids(&data_a).is_empty()
+    });
+    assert_eq!(a.metric(LOCAL_DROPPED), Some(3.0));
+    assert_eq!(a.total("*", &[]), 0);
+    assert_eq!(search_all(&searcher), (400, 400, false));
+    drop((a, b, searcher));
 }
 
 /// Writes `rounds` rounds of `lines` lines to each of `pods`, a tenth of a second apart, and

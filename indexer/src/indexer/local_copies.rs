@@ -43,7 +43,7 @@ impl Indexer {
             .splits()
             .iter()
             .map(|s| s.meta.id.clone())
-            .filter(|id| ids.contains(id) && published.contains(id))
+            .filter(|id| ids.contains(id) && published.contains_key(id))
             .collect();
         if dropping.is_empty() {
             return Ok(dropping);
@@ -58,7 +58,7 @@ impl Indexer {
             CRASH_AFTER_LOCAL_DROP,
         )?;
         if let Some(set) = lock(&self.inner.published).get_mut(stream) {
-            set.retain(|id| !dropping.contains(id));
+            set.retain(|id, _| !dropping.contains(id));
         }
         self.inner
             .metrics

@@ -130,8 +130,9 @@ struct Inner {
     marks: Mutex<Marks>,
     /// Source ownership in a shared metastore (`postgres://`); unset on one machine.
     ownership: std::sync::OnceLock<Arc<crate::ownership::Ownership>>,
-    /// With a shared tier: the splits of each stream published there (the publisher says).
-    published: Mutex<HashMap<String, HashSet<String>>>,
+    /// With a shared tier: the splits of each stream published there (the publisher says),
+    /// with the transaction each was published in when known.
+    published: Mutex<HashMap<String, HashMap<String, Option<u64>>>>,
     /// Held while the splits of a stream are replaced (merges, retention, purges), so that two
     /// replacements never work on the same splits.
     replacing: Mutex<()>,
@@ -219,7 +220,15 @@ impl Indexer {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> Result<StreamSnapshot> {
-        Ok(self.stream(stream)?.stream.snapshot(start, end))
+        let mut snapshot = self.stream(stream)?.stream.snapshot(start, end);
+        if let Some(published) = lock(&self.inner.published).get(stream) {
+            for target in &mut snapshot.targets {
+                if target.kind == trawl_index::TargetKind::Split {
+                    target.published_xid = published.get(&target.id).copied().flatten();
+                }
+            }
+        }
+        Ok(snapshot)
     }
 
     /// Subscribes to the documents of a stream as they become durable (live tail). A receiver

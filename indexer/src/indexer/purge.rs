@@ -37,9 +37,14 @@ pub struct Purged {
 const CRASH_AFTER_PURGE_PUBLISH: &str = "crash_after_purge_publish";
 
 impl Indexer {
-    /// Tells which splits of `stream` are published to the shared tier (the publisher does,
-    /// after each round): only those merge, and only the others are purged.
-    pub fn set_published(&self, stream: &str, ids: impl IntoIterator<Item = String>) {
+    /// Tells which splits of `stream` are published to the shared tier, with the transaction
+    /// each was published in when known (the publisher does, after each round): only those
+    /// merge, only the others are purged, and a root that listed them leaves them out.
+    pub fn set_published(
+        &self,
+        stream: &str,
+        ids: impl IntoIterator<Item = (String, Option<u64>)>,
+    ) {
         lock(&self.inner.published).insert(stream.to_string(), ids.into_iter().collect());
     }
 
@@ -80,7 +85,7 @@ impl Indexer {
                 .cloned()
                 .unwrap_or_default();
             for split in entry.stream.splits() {
-                if published.contains(&split.meta.id) {
+                if published.contains_key(&split.meta.id) {
                     continue;
                 }
                 let marked = sources.iter().any(|s| split.meta.marks.contains_key(s));

@@ -189,7 +189,7 @@ fn merge_stream(inner: &Inner, name: &str, stream: &Stream) -> Result<()> {
     for split in stream.splits() {
         if published
             .as_ref()
-            .is_some_and(|published| !published.contains(&split.meta.id))
+            .is_some_and(|published| !published.contains_key(&split.meta.id))
         {
             continue;
         }

@@ -60,8 +60,9 @@ pub(crate) struct LeafRequest {
     pub now: i64,
     #[serde(default)]
     pub scope: Option<Scope>,
-    #[serde(default)]
-    pub exclude_splits: Vec<String>,
+    /// What the searcher covers itself (`exclude_splits`, `exclude_seen`).
+    #[serde(flatten)]
+    pub excluded: crate::remote::Excluded,
 }
 
 /// What one part of a search found.

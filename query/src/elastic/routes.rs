@@ -672,7 +672,7 @@ async fn run_search<S: StreamSource>(
             (now, started + budget),
             &scope,
             &limits,
-            &HashSet::new(),
+            &crate::remote::Excluded::default(),
         )?;
         let streams: Vec<String> = chosen.into_iter().map(|c| c.stream).collect();
         answer(
@@ -699,7 +699,7 @@ fn node_part<S: StreamSource>(
     (now, deadline): (Timestamp, Instant),
     scope: &Scope,
     limits: &QueryLimits,
-    excluded: &HashSet<String>,
+    excluded: &crate::remote::Excluded,
 ) -> EsResult<super::part::EsPart> {
     let (start, end) = super::part::bounds(parsed, now);
     let snapshots = |stream: &str| {
@@ -755,7 +755,7 @@ async fn leaf_search<S: StreamSource>(
             Some(forwarded) => scope.intersect(forwarded),
             None => scope,
         };
-        let excluded: HashSet<String> = request.exclude_splits.into_iter().collect();
+        let excluded = request.excluded;
         let budget = parsed
             .timeout
             .map_or(state.limits.timeout, |t| t.min(state.limits.timeout));

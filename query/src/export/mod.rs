@@ -41,7 +41,6 @@ mod reader_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -542,7 +541,14 @@ async fn get_export<S: StreamSource>(
         Ok(Query(request)) => Ok(request),
         Err(rejection) => Err(Error::from(rejection)),
     };
-    respond(state, stream, request, scope, HashSet::new()).await
+    respond(
+        state,
+        stream,
+        request,
+        scope,
+        crate::remote::Excluded::default(),
+    )
+    .await
 }
 
 async fn post_export<S: StreamSource>(
@@ -552,7 +558,7 @@ async fn post_export<S: StreamSource>(
     param: std::result::Result<Query<FormatParam>, QueryRejection>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut excluded = HashSet::new();
+    let mut excluded = crate::remote::Excluded::default();
     let request = param.map_err(Error::from).and_then(|Query(param)| {
         let mut body = json_or_default::<Value>(body)?;
         // The splits a searcher exports itself from the shared tier: left out here.
@@ -576,7 +582,7 @@ async fn respond<S: StreamSource>(
     stream: String,
     request: Result<ExportRequest>,
     scope: Scope,
-    excluded: HashSet<String>,
+    excluded: crate::remote::Excluded,
 ) -> Response {
     match start(state, stream, request, scope, excluded).await {
         Ok(response) => response,
@@ -589,7 +595,7 @@ async fn start<S: StreamSource>(
     stream: String,
     request: Result<ExportRequest>,
     scope: Scope,
-    excluded: HashSet<String>,
+    excluded: crate::remote::Excluded,
 ) -> Result<Response> {
     if trawl_model::validate_stream_name(&stream).is_err() {
         return Err(Error::UnknownStream(stream.chars().take(80).collect()));
