@@ -42,12 +42,21 @@ pub struct SearchTarget {
     /// The splits a merge made this one from (empty for a hot index or a sealed one): a root
     /// that searched those itself leaves this one out (see the query crate's `remote`).
     pub parents: Arc<[String]>,
-    /// With a shared tier: the PostgreSQL transaction this indexer's split was published in,
-    /// when known (a root whose list of published splits saw it leaves this copy out; see the
-    /// query crate's `remote`). `None` for anything not published by this data directory.
-    pub published_xid: Option<u64>,
+    /// With a shared tier: where and when this indexer's split was published, when known (a
+    /// root whose list of published splits saw it leaves this copy out; see the query crate's
+    /// `remote`). `None` for anything not published by this data directory.
+    pub published: Option<PublishedIn>,
     /// Keeps the split's files alive while the target is in use.
     _pin: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+/// The commit of a split's publish in the shared tier's PostgreSQL metastore (see the storage
+/// crate's `seen`): the cluster (`system_identifier`), its timeline and the transaction id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishedIn {
+    pub system: u64,
+    pub timeline: u32,
+    pub xid: u64,
 }
 
 impl SearchTarget {
@@ -68,7 +77,7 @@ impl SearchTarget {
             max_timestamp,
             dir: None,
             parents: Arc::new([]),
-            published_xid: None,
+            published: None,
             _pin: pin,
         }
     }

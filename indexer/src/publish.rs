@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use trawl_storage::pg::{Publish, SplitRecord, SplitState};
+use trawl_storage::seen::Committed;
 use trawl_storage::{write_bundle, ObjectStorage, PgMetastore};
 
 use crate::json_file;
@@ -65,7 +66,7 @@ struct PublisherState {
     /// indexer's copy out). Splits adopted from the metastore, or published before this was
     /// recorded, have none: searchers leave those out by id only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    xids: BTreeMap<String, BTreeMap<String, u64>>,
+    xids: BTreeMap<String, BTreeMap<String, Committed>>,
 }
 
 impl PublisherState {
@@ -471,7 +472,7 @@ impl Publisher {
         state: &PublisherState,
         mine: &HashMap<(String, String), SplitState>,
     ) -> Result<Vec<(String, Vec<String>)>> {
-        let candidates: Vec<(String, Vec<(String, u64)>)> = state
+        let candidates: Vec<(String, Vec<(String, Committed)>)> = state
             .published
             .iter()
             .map(|(stream, ids)| {
@@ -494,7 +495,7 @@ impl Publisher {
             .map(|(stream, ids)| {
                 let seen = ids
                     .into_iter()
-                    .filter(|(_, xid)| now.sees(*xid))
+                    .filter(|(_, xid)| now.sees(xid))
                     .map(|(id, _)| id)
                     .collect::<Vec<_>>();
                 (stream, seen)
@@ -554,7 +555,7 @@ impl Publisher {
         indexer: &Indexer,
         stream: &str,
         id: &str,
-        xid: u64,
+        xid: Committed,
         replaced: &[String],
     ) -> Result<()> {
         let mut state = self.load_state()?;
@@ -635,7 +636,7 @@ impl Publisher {
         new: &[&Arc<SplitHandle>],
         gone: &[String],
         mine: &HashMap<(String, String), SplitState>,
-    ) -> Result<Option<(usize, u64)>> {
+    ) -> Result<Option<(usize, Committed)>> {
         // The source marks the new splits carry, with the tokens that prove this indexer
         // still owns those sources; the records of those it does not own any more go first.
         let mut carried = BTreeMap::new();

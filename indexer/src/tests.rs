@@ -477,7 +477,15 @@ fn records_of_sources_taken_over_leave_the_hot_index_unpublished_splits_and_the_
     take(delivery_of(&[("a", &[0, 1, 2], 3), ("b", &[0, 1], 2)], "p"));
     indexer.seal_all();
     let published = split_ids(&indexer);
-    indexer.set_published("logs", published.iter().map(|id| (id.clone(), Some(4242))));
+    let commit = trawl_storage::seen::Committed {
+        system: 7,
+        timeline: 1,
+        xid: 4242,
+    };
+    indexer.set_published(
+        "logs",
+        published.iter().map(|id| (id.clone(), Some(commit))),
+    );
     // An unpublished split: a 3..5, b 2..5; and the hot index: b 5..7, a 5..6.
     take(delivery_of(&[("a", &[3, 4], 5), ("b", &[2, 3, 4], 5)], "u"));
     indexer.seal_all();
@@ -490,7 +498,7 @@ fn records_of_sources_taken_over_leave_the_hot_index_unpublished_splits_and_the_
         .unwrap()
         .targets
         .iter()
-        .map(|t| (t.kind, t.id == published[0], t.published_xid))
+        .map(|t| (t.kind, t.id == published[0], t.published.map(|p| p.xid)))
         .collect();
     xids.sort_by_key(|x| (x.0 == trawl_index::TargetKind::Hot, !x.1));
     assert_eq!(

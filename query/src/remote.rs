@@ -34,6 +34,7 @@ use trawl_index::{SearchTarget, StreamSnapshot, TargetKind};
 use trawl_model::Timestamp;
 use trawl_storage::cache::CachedSplit;
 use trawl_storage::pg::{watch_published, PublishedChange, PublishedListing, SplitRecord};
+use trawl_storage::seen::Committed;
 use trawl_storage::{
     ObjectStorage, PgMetastore, PgSnapshot, RangedDirectory, SplitCache, StorageMetrics,
 };
@@ -587,9 +588,14 @@ impl Excluded {
         target.kind == TargetKind::Split
             && (self.ids.contains(&target.id)
                 || target.parents.iter().any(|p| self.ids.contains(p))
-                || target
-                    .published_xid
-                    .is_some_and(|xid| self.seen.get(stream).is_some_and(|s| s.sees(xid))))
+                || target.published.is_some_and(|p| {
+                    let commit = Committed {
+                        system: p.system,
+                        timeline: p.timeline,
+                        xid: p.xid,
+                    };
+                    self.seen.get(stream).is_some_and(|s| s.sees(&commit))
+                }))
     }
 }
 
@@ -711,7 +717,7 @@ mod tests {
         let listing = |ids: &[&str]| {
             Arc::new(PublishedListing {
                 records: ids.iter().map(|id| record(id)).collect(),
-                seen: "1:1:".parse().unwrap(),
+                seen: "7/1/1:1:".parse().unwrap(),
             })
         };
         let mut lists = ListCache::default();
@@ -786,28 +792,46 @@ mod tests {
             ids: HashSet::new(),
             seen: HashMap::from([(stream.to_string(), snapshot.parse().unwrap())]),
         };
-        assert!(!seen("logs", "100:110:").covers("logs", &target), "no xid");
-        target.published_xid = Some(99);
-        assert!(seen("logs", "100:110:").covers("logs", &target));
         assert!(
-            !seen("audit", "100:110:").covers("logs", &target),
+            !seen("logs", "7/1/100:110:").covers("logs", &target),
+            "no xid"
+        );
+        let at = |xid: u64| {
+            Some(trawl_index::PublishedIn {
+                system: 7,
+                timeline: 1,
+                xid,
+            })
+        };
+        target.published = at(99);
+        assert!(seen("logs", "7/1/100:110:").covers("logs", &target));
+        assert!(
+            !seen("audit", "7/1/100:110:").covers("logs", &target),
             "another stream's list"
         );
-        target.published_xid = Some(104);
-        assert!(seen("logs", "100:110:").covers("logs", &target));
         assert!(
-            !seen("logs", "100:110:104").covers("logs", &target),
+            !seen("logs", "7/2/100:110:").covers("logs", &target),
+            "another timeline"
+        );
+        assert!(
+            !seen("logs", "8/1/100:110:").covers("logs", &target),
+            "another cluster"
+        );
+        target.published = at(104);
+        assert!(seen("logs", "7/1/100:110:").covers("logs", &target));
+        assert!(
+            !seen("logs", "7/1/100:110:104").covers("logs", &target),
             "in progress when the list was read"
         );
-        target.published_xid = Some(110);
+        target.published = at(110);
         assert!(
-            !seen("logs", "100:110:").covers("logs", &target),
+            !seen("logs", "7/1/100:110:").covers("logs", &target),
             "published after the list was read"
         );
         let mut hot = target.clone();
         hot.kind = TargetKind::Hot;
-        hot.published_xid = Some(1);
-        assert!(!seen("logs", "100:110:").covers("logs", &hot));
+        hot.published = at(1);
+        assert!(!seen("logs", "7/1/100:110:").covers("logs", &hot));
     }
 
     #[test]
@@ -818,12 +842,12 @@ mod tests {
             Listed {
                 stream: "logs".into(),
                 records: vec![merged, record("x")],
-                seen: "7:9:8".parse().unwrap(),
+                seen: "7/1/7:9:8".parse().unwrap(),
             },
             Listed {
                 stream: "audit".into(),
                 records: Vec::new(),
-                seen: "7:7:".parse().unwrap(),
+                seen: "7/1/7:7:".parse().unwrap(),
             },
         ];
         let excluded = Excluded::of(&lists);
@@ -834,7 +858,7 @@ mod tests {
             serde_json::json!({
                 "q": "*",
                 "exclude_splits": ["a", "m", "x"],
-                "exclude_seen": {"logs": "7:9:8", "audit": "7:7:"},
+                "exclude_seen": {"logs": "7/1/7:9:8", "audit": "7/1/7:7:"},
             })
         );
         assert_eq!(take_excluded(&mut body).unwrap(), excluded);
@@ -842,8 +866,9 @@ mod tests {
         assert!(take_excluded(&mut body).unwrap().is_empty());
         for bad in [
             serde_json::json!({"exclude_splits": "a"}),
-            serde_json::json!({"exclude_seen": ["7:9:"]}),
-            serde_json::json!({"exclude_seen": {"logs": "9:7:"}}),
+            serde_json::json!({"exclude_seen": ["7/1/7:9:"]}),
+            serde_json::json!({"exclude_seen": {"logs": "7/1/9:7:"}}),
+            serde_json::json!({"exclude_seen": {"logs": "7:9:"}}),
         ] {
             let mut bad = bad;
             let err = take_excluded(&mut bad).unwrap_err();

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::metrics::StorageMetrics;
-use crate::seen::PgSnapshot;
+use crate::seen::{origin, Committed, PgSnapshot, ORIGIN_COLUMNS};
 use crate::{Error, Result};
 
 /// The schema's migrations, version 1 first. Never edit a released one: add the next.
@@ -426,9 +426,9 @@ impl PgMetastore {
     /// Errors: [`Error::Fenced`] if a source has another owner now; [`Error::Conflict`] if a
     /// split is not where it should be (nothing is changed then).
     ///
-    /// Returns the id of the transaction that committed it: a listing whose snapshot
-    /// [`sees`](PgSnapshot::sees) it saw this publish (a retry answers its own, later id).
-    pub async fn publish(&self, publish: &Publish) -> Result<u64> {
+    /// Returns the transaction that committed it: a listing whose snapshot
+    /// [`sees`](PgSnapshot::sees) it saw this publish (a retry answers its own, later one).
+    pub async fn publish(&self, publish: &Publish) -> Result<Committed> {
         self.run(async |c| {
             let tx = c.transaction().await?;
             for (source, presented) in &publish.fence {
@@ -511,15 +511,23 @@ impl PgMetastore {
                 &[&NOTIFY_CHANNEL, &publish.stream],
             )
             .await?;
-            let xid: String = tx
-                .query_one("SELECT pg_current_xact_id()::TEXT", &[])
-                .await?
-                .try_get(0)?;
+            let row = tx
+                .query_one(
+                    &format!("SELECT pg_current_xact_id()::TEXT AS xid, {ORIGIN_COLUMNS}"),
+                    &[],
+                )
+                .await?;
+            let xid: String = row.try_get("xid")?;
             let xid = xid
                 .parse::<u64>()
                 .map_err(|_| Error::Snapshot(format!("transaction id {xid}")))?;
+            let (system, timeline) = origin(&row)?;
             tx.commit().await?;
-            Ok(xid)
+            Ok(Committed {
+                system,
+                timeline,
+                xid,
+            })
         })
         .await
     }
@@ -602,7 +610,8 @@ impl PgMetastore {
         self.run(async |c| {
             let rows = c
                 .query(
-                    "WITH RECURSIVE listed AS ( \
+                    &format!(
+                        "WITH RECURSIVE listed AS ( \
                        SELECT stream, split_id, state, object_key, min_timestamp, \
                        max_timestamp, docs, bytes, created_at, merge_level, indexer, parents \
                        FROM trawl_splits WHERE stream = $1 AND state = 'published' \
@@ -617,27 +626,28 @@ impl PgMetastore {
                      SELECT l.stream, l.split_id, l.state, l.object_key, l.min_timestamp, \
                      l.max_timestamp, l.docs, l.bytes, l.created_at, l.merge_level, l.indexer, \
                      COALESCE((SELECT array_agg(ancestor ORDER BY ancestor) FROM lineage \
-                       WHERE root = l.split_id), '{}'::TEXT[]) AS parents, \
-                     'null'::JSONB AS meta, pg_current_snapshot()::TEXT AS seen \
-                     FROM (SELECT 1) AS one LEFT JOIN listed l ON true \
-                     ORDER BY l.created_at, l.split_id",
+                       WHERE root = l.split_id), '{{}}'::TEXT[]) AS parents, \
+                     'null'::JSONB AS meta, one.seen, one.system, one.timeline \
+                     FROM (SELECT pg_current_snapshot()::TEXT AS seen, {ORIGIN_COLUMNS}) AS one \
+                     LEFT JOIN listed l ON true \
+                     ORDER BY l.created_at, l.split_id"
+                    ),
                     &[&stream, &start, &end],
                 )
                 .await?;
-            // One row at least (the join's): the snapshot even of an empty list.
-            let seen: String = match rows.first() {
-                Some(row) => row.try_get("seen")?,
-                None => return Err(Error::Snapshot("no listing row".into())),
+            // One row at least (the join's): the snapshot and its origin, read once, even of an
+            // empty list.
+            let Some(first) = rows.first() else {
+                return Err(Error::Snapshot("no listing row".into()));
             };
+            let (system, timeline) = origin(first)?;
+            let seen = PgSnapshot::on(system, timeline, &first.try_get::<_, String>("seen")?)?;
             let records = rows
                 .iter()
                 .filter(|row| matches!(row.try_get::<_, Option<String>>("split_id"), Ok(Some(_))))
                 .map(record)
                 .collect::<Result<Vec<_>>>()?;
-            Ok(PublishedListing {
-                records,
-                seen: seen.parse()?,
-            })
+            Ok(PublishedListing { records, seen })
         })
         .await
     }
@@ -646,11 +656,14 @@ impl PgMetastore {
     /// [`crate::seen`]).
     pub async fn current_snapshot(&self) -> Result<PgSnapshot> {
         self.run(async |c| {
-            let text: String = c
-                .query_one("SELECT pg_current_snapshot()::TEXT", &[])
-                .await?
-                .try_get(0)?;
-            text.parse()
+            let row = c
+                .query_one(
+                    &format!("SELECT pg_current_snapshot()::TEXT AS seen, {ORIGIN_COLUMNS}"),
+                    &[],
+                )
+                .await?;
+            let (system, timeline) = origin(&row)?;
+            PgSnapshot::on(system, timeline, &row.try_get::<_, String>("seen")?)
         })
         .await
     }

@@ -18,6 +18,7 @@ use trawl_config::{S3Config, StorageConfig};
 use trawl_storage::pg::{
     watch_published, Publish, PublishedChange, SplitRecord, SplitState, SCHEMA_VERSION,
 };
+use trawl_storage::seen::Committed;
 use trawl_storage::{
     write_bundle, Error, ObjectStorage, PgMetastore, RangedDirectory, SplitCache, StorageMetrics,
 };
@@ -420,10 +421,10 @@ async fn a_listing_sees_the_publishes_committed_before_it_and_none_after() {
         .publish(&publish("a", &["x1"], &[], &[], &[]))
         .await
         .unwrap();
-    assert!(!empty.seen.sees(x1), "published after the empty listing");
+    assert!(!empty.seen.sees(&x1), "published after the empty listing");
     let first = m.published_listing("logs", None, None).await.unwrap();
     assert_eq!(ids(&first.records), ["x1"]);
-    assert!(first.seen.sees(x1));
+    assert!(first.seen.sees(&x1));
     // A transaction still open when a listing is read: not seen by it, seen once committed.
     let (client, conn) = tokio_postgres::connect(&pg.uri(), tokio_postgres::NoTls)
         .await
@@ -435,28 +436,31 @@ async fn a_listing_sees_the_publishes_committed_before_it_and_none_after() {
         .await
         .unwrap()
         .get(0);
-    let open: u64 = open.parse().unwrap();
+    let open = Committed {
+        xid: open.parse().unwrap(),
+        ..x1
+    };
     let x2 = m
         .publish(&publish("a", &["x2"], &[], &[], &[]))
         .await
         .unwrap();
-    assert!(x2 > x1);
+    assert!(x2.xid > x1.xid);
     let during = m.published_listing("logs", None, None).await.unwrap();
-    assert!(during.seen.sees(x2), "committed after the open one began");
-    assert!(!during.seen.sees(open), "{:?} sees {open}", during.seen);
+    assert!(during.seen.sees(&x2), "committed after the open one began");
+    assert!(!during.seen.sees(&open), "{:?} sees {open:?}", during.seen);
     client.batch_execute("COMMIT").await.unwrap();
     assert!(m
         .published_listing("logs", None, None)
         .await
         .unwrap()
         .seen
-        .sees(open));
+        .sees(&open));
     // A retry of a publish that went through answers its own, later transaction.
     let again = m
         .publish(&publish("a", &["x2"], &[], &[], &[]))
         .await
         .unwrap();
-    assert!(again > x2 && !during.seen.sees(again));
+    assert!(again.xid > x2.xid && !during.seen.sees(&again));
     // Merged twice, the middle merge's row removed: the list names x2 no more, and still
     // saw its publish.
     m.stage(&split("y1", "b", &["x1", "x2"])).await.unwrap();
@@ -475,11 +479,36 @@ async fn a_listing_sees_the_publishes_committed_before_it_and_none_after() {
         .unwrap();
     assert_eq!(ids(&last.records), ["z1"]);
     assert_eq!(last.records[0].parents, ["y1"]);
-    assert!(last.seen.sees(x2) && last.seen.sees(y1));
-    assert!(!first.seen.sees(y1));
+    assert!(last.seen.sees(&x2) && last.seen.sees(&y1));
+    assert!(!first.seen.sees(&y1));
     // Another stream's empty list is read with a snapshot too.
     let audit = m.published_listing("audit", None, None).await.unwrap();
-    assert!(audit.records.is_empty() && audit.seen.sees(y1));
+    assert!(audit.records.is_empty() && audit.seen.sees(&y1));
+    // Another cluster (a metastore restored from a dump) never sees these commits, even once
+    // its own ids have passed theirs.
+    let other_pg = Postgres::start();
+    let other = PgMetastore::connect(&other_pg.uri(), Arc::new(StorageMetrics::default()))
+        .await
+        .unwrap();
+    let mut n = 0;
+    loop {
+        n += 1;
+        other
+            .stage(&split(&format!("o{n}"), "a", &[]))
+            .await
+            .unwrap();
+        let o = other
+            .publish(&publish("a", &[&format!("o{n}")], &[], &[], &[]))
+            .await
+            .unwrap();
+        if o.xid > y1.xid {
+            assert_ne!(o.system, y1.system);
+            break;
+        }
+    }
+    let elsewhere = other.published_listing("logs", None, None).await.unwrap();
+    assert_eq!(elsewhere.records.len(), n);
+    assert!(!elsewhere.seen.sees(&x1) && !elsewhere.seen.sees(&y1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

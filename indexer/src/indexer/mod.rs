@@ -132,7 +132,7 @@ struct Inner {
     ownership: std::sync::OnceLock<Arc<crate::ownership::Ownership>>,
     /// With a shared tier: the splits of each stream published there (the publisher says),
     /// with the transaction each was published in when known.
-    published: Mutex<HashMap<String, HashMap<String, Option<u64>>>>,
+    published: Mutex<HashMap<String, HashMap<String, Option<trawl_storage::seen::Committed>>>>,
     /// Held while the splits of a stream are replaced (merges, retention, purges), so that two
     /// replacements never work on the same splits.
     replacing: Mutex<()>,
@@ -224,7 +224,13 @@ impl Indexer {
         if let Some(published) = lock(&self.inner.published).get(stream) {
             for target in &mut snapshot.targets {
                 if target.kind == trawl_index::TargetKind::Split {
-                    target.published_xid = published.get(&target.id).copied().flatten();
+                    target.published = published.get(&target.id).copied().flatten().map(|c| {
+                        trawl_index::PublishedIn {
+                            system: c.system,
+                            timeline: c.timeline,
+                            xid: c.xid,
+                        }
+                    });
                 }
             }
         }

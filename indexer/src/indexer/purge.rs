@@ -43,7 +43,7 @@ impl Indexer {
     pub fn set_published(
         &self,
         stream: &str,
-        ids: impl IntoIterator<Item = (String, Option<u64>)>,
+        ids: impl IntoIterator<Item = (String, Option<trawl_storage::seen::Committed>)>,
     ) {
         lock(&self.inner.published).insert(stream.to_string(), ids.into_iter().collect());
     }
