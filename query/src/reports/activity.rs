@@ -3,33 +3,47 @@
 
 use serde_json::{Map, Value};
 
-use super::engine::{fold, render, Ctx, Key, Order, Row, USER_KEYS};
+use std::collections::HashMap;
+
+use super::engine::{render, Ctx, Group, Key, Order, Row, USER_KEYS};
 use super::filter::COMPLETE;
 use crate::error::Result;
 
 type Rows = Result<Vec<Map<String, Value>>>;
 
+/// The clause of the requests [`top_users`] counts as `errors`.
+const FAILED: &str = r#"(status_class:"4xx" OR status_class:"5xx")"#;
+
 /// Requests per user (and impersonated user) with `errors`, those of status 400 and above.
-/// Grouped by status class as well, then folded per user: still one pass.
+/// Two passes: the busiest users over every request, then every user's errors over the failed
+/// ones only. (One pass grouped by status class too reads that column for every request: a
+/// third of the report's time.)
 pub(super) fn top_users(ctx: &Ctx) -> Rows {
     let filter = ctx.filter(&[COMPLETE.to_string()]);
-    let keys = [USER_KEYS[0], USER_KEYS[1], Key::Str("status_class")];
-    let groups = ctx.groups(&filter, &keys, &[])?;
-    let rows = groups
+    let keys = [USER_KEYS[0], USER_KEYS[1]];
+    let top = ctx.top_groups(&filter, &keys, &[], None)?;
+    let mut failing = filter.clone();
+    failing.push(FAILED.to_string());
+    let who = |g: &Group| {
+        (
+            g.str("cluster").to_string(),
+            g.str("user").to_string(),
+            g.str("impersonated_user").to_string(),
+        )
+    };
+    let errors: HashMap<_, u64> = ctx
+        .groups(&failing, &keys, &[])?
+        .iter()
+        .map(|g| (who(g), g.count))
+        .collect();
+    let rows = top
         .iter()
         .map(|g| {
-            let failed = matches!(g.str("status_class"), "4xx" | "5xx");
-            Row::of(g)
-                .user(g)
-                .sum("errors", if failed { g.count } else { 0 })
+            let failed = errors.get(&who(g)).copied().unwrap_or(0);
+            Row::of(g).user(g).sum("errors", failed)
         })
         .collect();
-    Ok(render(
-        &filter,
-        fold(rows),
-        Order::ByCount,
-        ctx.request.limit,
-    ))
+    Ok(render(&filter, rows, Order::ByCount, ctx.request.limit))
 }
 
 /// Requests per resource and verb; non-resource requests have an empty `resource`.
