@@ -477,7 +477,7 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     let shared = |id: &str, merge_min: u32| indexer_config(&template, id, merge_min);
     let config_path = tmp.path().join("storage.toml");
     std::fs::write(&config_path, shared("cli", 1000)).unwrap();
-    for dir in ["a", "b", "s1", "s2", "s3", "s4", "s5"] {
+    for dir in ["a", "b", "s1", "s2", "s3", "s4", "s5", "s6"] {
         std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
     }
     let data_a = tmp.path().join("a/data");
@@ -575,6 +575,17 @@ fn two_searchers_answer_exactly_over_two_indexers_a_merge_and_a_lost_indexer_vol
     assert_eq!(s5.metric("trawl_storage_ranged_opens_total"), Some(6.0));
     assert_eq!(s5.metric("trawl_storage_downloads_total"), Some(6.0));
     drop(s5);
+    // A searcher whose first act is an export of fewer records than that: it exports from
+    // the splits opened by range; every record once, in every format.
+    let s6 = Server::start_role(
+        "searcher",
+        &tmp.path().join("s6/data"),
+        &searcher_config("s6"),
+    );
+    assert_eq!(export_all(&s6), 650);
+    assert_eq!(s6.metric("trawl_storage_ranged_opens_total"), Some(6.0));
+    assert!(s6.metric("trawl_storage_range_reads_total").unwrap_or(0.0) > 0.0);
+    drop(s6);
     assert_eq!(search_all(&s1), (650, 650, false));
     assert_eq!(
         s1.metric("trawl_storage_downloads_total"),
