@@ -45,8 +45,8 @@ use crate::error::Error;
 pub const EXCLUDE_SPLITS_KEY: &str = "exclude_splits";
 
 /// Key of the leaf search body with, per stream, the snapshot the root's list of published
-/// splits was read under (`xmin:xmax:xip,...`): an indexer leaves out its copies of the splits
-/// whose publish that list saw.
+/// splits was read under (`system/timeline/xmin:xmax:xip,...`, see [`PgSnapshot`]): an indexer
+/// leaves out its copies of the splits whose publish that list saw.
 pub const EXCLUDE_SEEN_KEY: &str = "exclude_seen";
 
 /// Decompressed doc-store blocks cached per segment of an open split (as the indexer's).
@@ -640,8 +640,10 @@ pub(crate) fn take_excluded(body: &mut serde_json::Value) -> crate::Result<Exclu
 /// Leaves what `excluded` covers (see [`Excluded::covers`]) out of `snapshot`.
 pub(crate) fn leave_out(snapshot: &mut StreamSnapshot, excluded: &Excluded) {
     if !excluded.is_empty() {
-        let stream = snapshot.stream.clone();
-        snapshot.targets.retain(|t| !excluded.covers(&stream, t));
+        let StreamSnapshot {
+            stream, targets, ..
+        } = snapshot;
+        targets.retain(|t| !excluded.covers(stream, t));
     }
 }
 

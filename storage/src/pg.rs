@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::metrics::StorageMetrics;
-use crate::seen::{origin, Committed, PgSnapshot, ORIGIN_COLUMNS};
+use crate::seen::{
+    committed_of, snapshot_of, Committed, PgSnapshot, COMMIT_COLUMNS, SNAPSHOT_COLUMNS,
+};
 use crate::{Error, Result};
 
 /// The schema's migrations, version 1 first. Never edit a released one: add the next.
@@ -512,22 +514,11 @@ impl PgMetastore {
             )
             .await?;
             let row = tx
-                .query_one(
-                    &format!("SELECT pg_current_xact_id()::TEXT AS xid, {ORIGIN_COLUMNS}"),
-                    &[],
-                )
+                .query_one(&format!("SELECT {COMMIT_COLUMNS}"), &[])
                 .await?;
-            let xid: String = row.try_get("xid")?;
-            let xid = xid
-                .parse::<u64>()
-                .map_err(|_| Error::Snapshot(format!("transaction id {xid}")))?;
-            let (system, timeline) = origin(&row)?;
+            let committed = committed_of(&row)?;
             tx.commit().await?;
-            Ok(Committed {
-                system,
-                timeline,
-                xid,
-            })
+            Ok(committed)
         })
         .await
     }
@@ -628,7 +619,7 @@ impl PgMetastore {
                      COALESCE((SELECT array_agg(ancestor ORDER BY ancestor) FROM lineage \
                        WHERE root = l.split_id), '{{}}'::TEXT[]) AS parents, \
                      'null'::JSONB AS meta, one.seen, one.system, one.timeline \
-                     FROM (SELECT pg_current_snapshot()::TEXT AS seen, {ORIGIN_COLUMNS}) AS one \
+                     FROM (SELECT {SNAPSHOT_COLUMNS}) AS one \
                      LEFT JOIN listed l ON true \
                      ORDER BY l.created_at, l.split_id"
                     ),
@@ -640,8 +631,7 @@ impl PgMetastore {
             let Some(first) = rows.first() else {
                 return Err(Error::Snapshot("no listing row".into()));
             };
-            let (system, timeline) = origin(first)?;
-            let seen = PgSnapshot::on(system, timeline, &first.try_get::<_, String>("seen")?)?;
+            let seen = snapshot_of(first)?;
             let records = rows
                 .iter()
                 .filter(|row| matches!(row.try_get::<_, Option<String>>("split_id"), Ok(Some(_))))
@@ -657,13 +647,9 @@ impl PgMetastore {
     pub async fn current_snapshot(&self) -> Result<PgSnapshot> {
         self.run(async |c| {
             let row = c
-                .query_one(
-                    &format!("SELECT pg_current_snapshot()::TEXT AS seen, {ORIGIN_COLUMNS}"),
-                    &[],
-                )
+                .query_one(&format!("SELECT {SNAPSHOT_COLUMNS}"), &[])
                 .await?;
-            let (system, timeline) = origin(&row)?;
-            PgSnapshot::on(system, timeline, &row.try_get::<_, String>("seen")?)
+            snapshot_of(&row)
         })
         .await
     }

@@ -26,13 +26,45 @@ use crate::error::{Error, Result};
 /// SQL of the two columns `system` and `timeline` that say where a statement runs (see
 /// [`Committed`]). A standby (a metastore URI pointed at a replica) names no timeline, 0: its
 /// snapshots see nothing, and searchers fall back to the ids.
-pub(crate) const ORIGIN_COLUMNS: &str =
-    "(SELECT system_identifier FROM pg_control_system())::TEXT AS system, \
-     CASE WHEN pg_is_in_recovery() THEN '00000000' \
-     ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END AS timeline";
+macro_rules! origin_columns {
+    () => {
+        "(SELECT system_identifier FROM pg_control_system())::TEXT AS system, \
+         CASE WHEN pg_is_in_recovery() THEN '00000000' \
+         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END AS timeline"
+    };
+}
 
-/// The cluster and timeline of a row with [`ORIGIN_COLUMNS`].
-pub(crate) fn origin(row: &tokio_postgres::Row) -> Result<(u64, u32)> {
+/// SQL of the columns [`snapshot_of`] reads: the statement's snapshot and where it was taken.
+pub(crate) const SNAPSHOT_COLUMNS: &str =
+    concat!("pg_current_snapshot()::TEXT AS seen, ", origin_columns!());
+
+/// SQL of the columns [`committed_of`] reads, in the publishing transaction: its id and where
+/// it was given out.
+pub(crate) const COMMIT_COLUMNS: &str =
+    concat!("pg_current_xact_id()::TEXT AS xid, ", origin_columns!());
+
+/// The snapshot of a row with [`SNAPSHOT_COLUMNS`].
+pub(crate) fn snapshot_of(row: &tokio_postgres::Row) -> Result<PgSnapshot> {
+    let (system, timeline) = origin(row)?;
+    PgSnapshot::on(system, timeline, &row.try_get::<_, String>("seen")?)
+}
+
+/// The commit of a row with [`COMMIT_COLUMNS`].
+pub(crate) fn committed_of(row: &tokio_postgres::Row) -> Result<Committed> {
+    let xid: String = row.try_get("xid")?;
+    let xid = xid
+        .parse::<u64>()
+        .map_err(|_| Error::Snapshot(format!("transaction id {xid}")))?;
+    let (system, timeline) = origin(row)?;
+    Ok(Committed {
+        system,
+        timeline,
+        xid,
+    })
+}
+
+/// The cluster and timeline of a row with the origin columns.
+fn origin(row: &tokio_postgres::Row) -> Result<(u64, u32)> {
     let system: String = row.try_get("system")?;
     let timeline: String = row.try_get("timeline")?;
     // `system_identifier` is a BIGINT: its bits are the identifier.
@@ -70,7 +102,7 @@ pub struct PgSnapshot {
 
 impl PgSnapshot {
     /// The snapshot of PostgreSQL's text form `pg` taken on `system` and `timeline`.
-    pub(crate) fn on(system: u64, timeline: u32, pg: &str) -> Result<PgSnapshot> {
+    fn on(system: u64, timeline: u32, pg: &str) -> Result<PgSnapshot> {
         format!("{system}/{timeline}/{pg}").parse()
     }
 
