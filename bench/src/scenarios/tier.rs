@@ -327,6 +327,26 @@ fn exports(
     Ok(())
 }
 
+/// With `BENCH_TIER_HOLD` set to a path, writes the indexer's and the warm searcher's URLs
+/// there once the cache is warm and waits until the file is removed: the tier stays up for a
+/// profiler or a hand-run client, then the timed runs go on.
+fn hold(indexer: &Indexer, warm: &TrawlChild) -> Result<()> {
+    let Some(path) = std::env::var_os("BENCH_TIER_HOLD") else {
+        return Ok(());
+    };
+    let path = std::path::PathBuf::from(path);
+    std::fs::write(
+        &path,
+        format!("indexer={}\nsearcher={}\n", indexer.url(), warm.url),
+    )
+    .map_err(Error::Io)?;
+    eprintln!("tier: holding until {} is removed", path.display());
+    while path.exists() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &Ctx) -> Result<()> {
     if !servers::postgres_available() || !servers::s3_available() {
         return Err(Error::Child("PostgreSQL or s3s-fs missing".into()));
@@ -444,6 +464,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    hold(&indexer, &warm)?;
     for (name, params) in &queries {
         for (side, url) in [("local", indexer.url()), ("warm", warm.url.as_str())] {
             let url = format!("{url}/api/v1/logs/search?{params}");
