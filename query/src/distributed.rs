@@ -20,7 +20,7 @@ use crate::access::Scope;
 use crate::error::Error;
 use crate::fanin::{leaf_call, Caller, FanIn, Leaf};
 use crate::request::{json_or_default, QueryLimits, SearchRequest, SortOrder};
-use crate::search::{merge_leaves, LeafResponse};
+use crate::search::{merge_leaves, LeafResponse, MergedHit, SearchResponse};
 
 /// Path of the leaf search every indexer serves.
 pub const LEAF_SEARCH_PATH: &str = "/api/v1/{stream}/_leaf/search";
@@ -325,10 +325,22 @@ async fn fan_out(
     request: SearchRequest,
     caller: &Caller,
 ) -> Response {
-    match fan_out_value(state, stream, request, caller).await {
-        Ok(value) => Json(value).into_response(),
+    match fan_out_answer(state, stream, request, caller).await {
+        Ok(answer) => Json(answer).into_response(),
         Err(refused) => *refused,
     }
+}
+
+/// A fanned-out search's answer: the leaves merged, and what failed.
+#[derive(serde::Serialize)]
+struct FannedOut {
+    #[serde(flatten)]
+    merged: SearchResponse<MergedHit>,
+    /// Some leaf did not answer (nor the shared tier): what it holds is missing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    partial: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failed_indexers: Vec<Value>,
 }
 
 /// A search fanned out, its answer as JSON; `Err` holds the answer refusing it.
@@ -338,6 +350,18 @@ async fn fan_out_value(
     request: SearchRequest,
     caller: &Caller,
 ) -> std::result::Result<Value, Box<Response>> {
+    let answer = fan_out_answer(state, stream, request, caller).await?;
+    serde_json::to_value(&answer)
+        .map_err(|e| Box::new(Error::Internal(format!("answer: {e}")).into_response()))
+}
+
+/// A search fanned out; `Err` holds the answer refusing it.
+async fn fan_out_answer(
+    state: &RootState,
+    stream: &str,
+    request: SearchRequest,
+    caller: &Caller,
+) -> std::result::Result<FannedOut, Box<Response>> {
     let started = Instant::now();
     let aggs = request.aggs.clone();
     let parsed = match request.parse(Timestamp::now(), &state.limits) {
@@ -464,7 +488,7 @@ async fn fan_out_value(
         )
     })
     .await;
-    let mut response = match merged {
+    let mut merged = match merged {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => return Err(Box::new(err.into_response())),
         Err(join) => {
@@ -473,16 +497,17 @@ async fn fan_out_value(
             ))
         }
     };
-    response.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let mut value = serde_json::to_value(&response).unwrap_or(Value::Null);
-    if !failed.is_empty() {
-        if let Some(object) = value.as_object_mut() {
-            object.insert("partial".into(), Value::Bool(true));
-            object.insert("failed_indexers".into(), Value::Array(failed));
-            object.remove("cursor");
-        }
+    merged.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let partial = !failed.is_empty();
+    if partial {
+        // A partial answer cannot be continued: the next page would not follow this one.
+        merged.cursor = None;
     }
-    Ok(value)
+    Ok(FannedOut {
+        merged,
+        partial,
+        failed_indexers: failed,
+    })
 }
 
 /// The root's own leaf over `records`, the published splits of `stream` it listed. Object

@@ -44,7 +44,8 @@ pub use leaf_cache::CacheCounters;
 pub use request::{Cursor, FieldList, ParsedRequest, QueryLimits, SearchRequest, SortOrder};
 pub use routes::{routes, routes_with_observer, SearchObservation, SearchObserver};
 pub use search::{
-    merge_leaves, search, search_leaf, LeafHit, LeafResponse, SearchResponse, TIMESTAMP_FIELD,
+    merge_leaves, search, search_leaf, LeafHit, LeafRecord, LeafResponse, MergedHit,
+    SearchResponse, TIMESTAMP_FIELD,
 };
 
 /// Hits and misses of the per-split aggregation cache of this process (for metrics).

@@ -30,14 +30,14 @@ use crate::request::{Cursor, ParsedRequest, QueryLimits, SortOrder};
 /// The field every stream orders and bounds its documents by.
 pub const TIMESTAMP_FIELD: &str = "timestamp";
 
-/// The answer to a search.
+/// The answer to a search; a distributed search's merged answer holds [`MergedHit`]s.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SearchResponse {
+pub struct SearchResponse<H = Map<String, Value>> {
     /// Exact number of documents matching the query and time bounds, over all targets searched
     /// (independent of `limit` and `search_after`).
     pub total: u64,
     /// The hits, flat records in the requested order; empty when `limit` is 0.
-    pub hits: Vec<Map<String, Value>>,
+    pub hits: Vec<H>,
     /// Wall-clock time of the search in milliseconds.
     pub took_ms: u64,
     /// Elasticsearch-shaped aggregation results, when aggregations were requested.
@@ -91,9 +91,71 @@ pub struct LeafHit {
     pub target: String,
     pub segment: u32,
     pub doc: u32,
-    /// The flat record, as JSON text (the leaf answer is binary; JSON values do not travel in
-    /// it).
-    pub record: String,
+    /// The flat record.
+    pub record: LeafRecord,
+}
+
+/// A leaf hit's flat record. It travels as JSON text (the leaf answer is binary; JSON values
+/// do not travel in it), so an indexer's hit arrives as [`LeafRecord::Text`]; the root's own
+/// leaf keeps the record it built ([`LeafRecord::Parsed`]) and never writes it out and reads
+/// it back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeafRecord {
+    Parsed(Map<String, Value>),
+    Text(String),
+}
+
+impl Serialize for LeafRecord {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            LeafRecord::Parsed(map) => serializer
+                .serialize_str(&serde_json::to_string(map).map_err(serde::ser::Error::custom)?),
+            LeafRecord::Text(text) => serializer.serialize_str(text),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LeafRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        String::deserialize(deserializer).map(LeafRecord::Text)
+    }
+}
+
+/// A hit of a merged answer: a record built here, or an indexer's JSON text written out as it
+/// came (checked to be JSON, not parsed into values only to be written again).
+#[derive(Debug, Clone)]
+pub enum MergedHit {
+    Parsed(Map<String, Value>),
+    Raw(Box<serde_json::value::RawValue>),
+}
+
+impl Serialize for MergedHit {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            MergedHit::Parsed(map) => map.serialize(serializer),
+            MergedHit::Raw(raw) => raw.serialize(serializer),
+        }
+    }
+}
+
+impl MergedHit {
+    fn of(record: LeafRecord) -> Result<MergedHit> {
+        match record {
+            LeafRecord::Parsed(map) => Ok(MergedHit::Parsed(map)),
+            LeafRecord::Text(text) => match serde_json::value::RawValue::from_string(text) {
+                Ok(raw) if raw.get().trim_start().starts_with('{') => Ok(MergedHit::Raw(raw)),
+                _ => Err(Error::Internal("a leaf answered a malformed record".into())),
+            },
+        }
+    }
 }
 
 impl LeafHit {
@@ -136,7 +198,7 @@ pub fn search_leaf(
             .hits
             .into_iter()
             .map(|h| LeafHit {
-                record: Value::Object(h.record).to_string(),
+                record: LeafRecord::Parsed(h.record),
                 ..h.key
             })
             .collect(),
@@ -151,7 +213,7 @@ pub fn merge_leaves(
     req: &ParsedRequest,
     limits: &QueryLimits,
     tokenizers: tantivy::tokenizer::TokenizerManager,
-) -> Result<SearchResponse> {
+) -> Result<SearchResponse<MergedHit>> {
     let started = Instant::now();
     let mut total = 0;
     let mut timed_out = false;
@@ -181,10 +243,7 @@ pub fn merge_leaves(
     };
     let records = hits
         .into_iter()
-        .map(|h| match serde_json::from_str(&h.record) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(Error::Internal("a leaf answered a malformed record".into())),
-        })
+        .map(|h| MergedHit::of(h.record))
         .collect::<Result<Vec<_>>>()?;
     Ok(SearchResponse {
         total,
@@ -290,7 +349,7 @@ fn execute(
                 target: target.id.clone(),
                 segment,
                 doc,
-                record: String::new(),
+                record: LeafRecord::Text(String::new()),
             },
             record: format.to_json(&stored),
         });

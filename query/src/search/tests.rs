@@ -628,3 +628,90 @@ fn pruned_segments_change_neither_hits_nor_totals() {
         }
     }
 }
+
+/// A distributed search's merge writes out the same answer whichever way its leaves' records
+/// came: kept as built by the root's own leaf, or as text from an indexer (postcard, as on the
+/// wire); and it is the answer of one search over every target.
+#[test]
+fn merged_leaves_answer_as_one_search_whatever_form_their_records_came_in() {
+    let full = snapshot();
+    let (mine, theirs): (Vec<_>, Vec<_>) = full.targets.iter().cloned().partition(|t| t.id == "b");
+    for (q, sort) in [
+        ("*", SortOrder::Desc),
+        ("*", SortOrder::Asc),
+        ("level:error", SortOrder::Desc),
+    ] {
+        let mut r = req(q);
+        r.sort = sort;
+        r.limit = 7;
+        let own = search_leaf(&crate::testutil::snapshot_of(mine.clone()), &r, &limits()).unwrap();
+        assert!(own
+            .hits
+            .iter()
+            .all(|h| matches!(h.record, LeafRecord::Parsed(_))));
+        let remote =
+            search_leaf(&crate::testutil::snapshot_of(theirs.clone()), &r, &limits()).unwrap();
+        let remote: LeafResponse =
+            postcard::from_bytes(&postcard::to_stdvec(&remote).unwrap()).unwrap();
+        assert!(remote
+            .hits
+            .iter()
+            .all(|h| matches!(h.record, LeafRecord::Text(_))));
+        let merged = merge_leaves(
+            vec![own, remote],
+            &r,
+            &limits(),
+            tantivy::tokenizer::TokenizerManager::default(),
+        )
+        .unwrap();
+        let one = search(&full, &r, &limits()).unwrap();
+        assert_eq!(merged.total, one.total, "{q}");
+        assert_eq!(merged.cursor, one.cursor, "{q}");
+        assert_eq!(
+            serde_json::to_string(&merged.hits).unwrap(),
+            serde_json::to_string(&one.hits).unwrap(),
+            "{q} {sort:?}"
+        );
+        // Both forms were among the hits written out.
+        assert!(merged
+            .hits
+            .iter()
+            .any(|h| matches!(h, MergedHit::Parsed(_))));
+        assert!(merged.hits.iter().any(|h| matches!(h, MergedHit::Raw(_))));
+        // As values too (a story's parts are read so).
+        assert_eq!(
+            serde_json::to_value(&merged.hits).unwrap(),
+            serde_json::to_value(&one.hits).unwrap()
+        );
+    }
+}
+
+/// A leaf record that is not a JSON object is refused, not written out.
+#[test]
+fn a_malformed_leaf_record_is_an_error() {
+    for text in ["{\"a\":", "[1]", "not json"] {
+        let leaf = LeafResponse {
+            total: 1,
+            hits: vec![LeafHit {
+                timestamp: T0,
+                target: "x".into(),
+                segment: 0,
+                doc: 0,
+                record: LeafRecord::Text(text.into()),
+            }],
+            aggregations: None,
+            timed_out: false,
+        };
+        let err = merge_leaves(
+            vec![leaf],
+            &req("*"),
+            &limits(),
+            tantivy::tokenizer::TokenizerManager::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("malformed record"),
+            "{text}: {err}"
+        );
+    }
+}
