@@ -65,6 +65,16 @@ struct ListCache {
     /// Per stream, the notifications of a change seen.
     changes: HashMap<String, u64>,
     lists: HashMap<String, KeptList>,
+    /// Notifications of a change to any stream seen.
+    all_changes: u64,
+    /// The streams that have splits, kept as a list is and dropped at any stream's change.
+    names: Option<KeptNames>,
+}
+
+struct KeptNames {
+    token: (u64, u64),
+    at: Instant,
+    names: Vec<String>,
 }
 
 struct KeptList {
@@ -80,12 +90,36 @@ impl ListCache {
             PublishedChange::Stream(stream) => {
                 self.lists.remove(&stream);
                 *self.changes.entry(stream).or_default() += 1;
+                self.all_changes += 1;
+                self.names = None;
             }
             PublishedChange::Listening | PublishedChange::Lost => {
                 self.listening = change == PublishedChange::Listening;
                 self.epoch += 1;
                 self.lists.clear();
+                self.names = None;
             }
+        }
+    }
+
+    /// Where the stream names stand now ([`ListCache::token`] for every stream at once).
+    fn names_token(&self) -> (u64, u64) {
+        (self.epoch, self.all_changes)
+    }
+
+    fn names(&self) -> Option<Vec<String>> {
+        let kept = self.names.as_ref()?;
+        (self.listening && kept.token == self.names_token() && kept.at.elapsed() < LIST_MAX_AGE)
+            .then(|| kept.names.clone())
+    }
+
+    fn keep_names(&mut self, token: (u64, u64), names: Vec<String>) {
+        if self.listening && token == self.names_token() {
+            self.names = Some(KeptNames {
+                token,
+                at: Instant::now(),
+                names,
+            });
         }
     }
 
@@ -215,10 +249,17 @@ impl RemoteSplits {
 
     /// The streams the metastore has splits of.
     pub async fn streams(&self) -> crate::Result<Vec<String>> {
-        self.metastore
+        if let Some(names) = lock(&self.lists).names() {
+            return Ok(names);
+        }
+        let token = lock(&self.lists).names_token();
+        let names = self
+            .metastore
             .streams()
             .await
-            .map_err(|e| Error::Internal(format!("metastore: {e}")))
+            .map_err(|e| Error::Internal(format!("metastore: {e}")))?;
+        lock(&self.lists).keep_names(token, names.clone());
+        Ok(names)
     }
 
     /// The published splits of `stream` now that may hold documents in `[start, end)`.
@@ -757,6 +798,36 @@ mod tests {
             None,
             "read before listening resumed"
         );
+    }
+
+    #[test]
+    fn the_stream_names_are_kept_only_while_listening_and_until_any_stream_changes() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut lists = ListCache::default();
+        let token = lists.names_token();
+        lists.keep_names(token, names(&["logs"]));
+        assert_eq!(lists.names(), None, "not listening");
+        lists.apply(PublishedChange::Listening);
+        let token = lists.names_token();
+        lists.keep_names(token, names(&["logs"]));
+        assert_eq!(lists.names(), Some(names(&["logs"])));
+        // A first split of a new stream is a change of that stream: every name is read again.
+        lists.apply(PublishedChange::Stream("events".into()));
+        assert_eq!(lists.names(), None);
+        // Names read before a change and kept after it are stale: refused.
+        let token = lists.names_token();
+        lists.apply(PublishedChange::Stream("logs".into()));
+        lists.keep_names(token, names(&["logs"]));
+        assert_eq!(lists.names(), None);
+        let token = lists.names_token();
+        lists.keep_names(token, names(&["events", "logs"]));
+        assert_eq!(lists.names(), Some(names(&["events", "logs"])));
+        lists.apply(PublishedChange::Lost);
+        assert_eq!(lists.names(), None);
+        let token = lists.names_token();
+        lists.apply(PublishedChange::Listening);
+        lists.keep_names(token, names(&["logs"]));
+        assert_eq!(lists.names(), None, "read before listening resumed");
     }
 
     #[test]
