@@ -48,8 +48,67 @@ fn metric(http: &reqwest::blocking::Client, url: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The documents of the published splits (`trawl storage splits --state published`).
+/// The documents of the published splits.
 fn published_docs(ctx: &Ctx, envs: &[(String, String)]) -> Result<u64> {
+    Ok(published_rows(ctx, envs)?
+        .iter()
+        .filter_map(|row| row["docs"].as_u64())
+        .sum())
+}
+
+/// The ids of the published splits (of `stream` only, if given), sorted.
+fn published_ids(
+    ctx: &Ctx,
+    envs: &[(String, String)],
+    stream: Option<&str>,
+) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = published_rows(ctx, envs)?
+        .iter()
+        .filter(|row| stream.is_none_or(|s| row["stream"] == s))
+        .filter_map(|row| row["split_id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Waits until the cluster's merges of the load are done: for [`SETTLED_FOR`] the published
+/// splits have stayed the same and the indexer (the merge lease holder, being alone) has been
+/// idle, under [`IDLE_CPU_PER_SEC`] a second (a merge under way publishes nothing for as long
+/// as it takes). Then no merge published while the searches are timed sends the warm searcher
+/// back to object storage for its output.
+fn merges_settled(ctx: &Ctx, envs: &[(String, String)], indexer: &Indexer) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut seen = published_ids(ctx, envs, None)?;
+    let mut cpu = indexer.child.cpu_secs()?;
+    let mut since = Instant::now();
+    while since.elapsed() < SETTLED_FOR {
+        if Instant::now() > deadline {
+            return Err(Error::Child(
+                "the cluster's merges still running after 1,800 s".into(),
+            ));
+        }
+        let tick = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        let (ids, now_cpu) = (published_ids(ctx, envs, None)?, indexer.child.cpu_secs()?);
+        let busy = (now_cpu - cpu) / tick.elapsed().as_secs_f64() > IDLE_CPU_PER_SEC;
+        if ids != seen || busy {
+            since = Instant::now();
+        }
+        (seen, cpu) = (ids, now_cpu);
+    }
+    Ok(())
+}
+
+/// How long [`merges_settled`] wants the tier quiet: three of the merge planner's rounds at
+/// the bench's `poll_interval_ms` (500).
+const SETTLED_FOR: Duration = Duration::from_secs(15);
+
+/// The indexer's CPU seconds per second under which it counts as idle (its publisher and
+/// lease rounds take a few hundredths).
+const IDLE_CPU_PER_SEC: f64 = 0.2;
+
+/// The rows of the published splits (`trawl storage splits --state published`).
+fn published_rows(ctx: &Ctx, envs: &[(String, String)]) -> Result<Vec<Value>> {
     let out = std::process::Command::new(&ctx.bin)
         .args(["storage", "splits", "--state", "published"])
         .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -67,8 +126,7 @@ fn published_docs(ctx: &Ctx, envs: &[(String, String)]) -> Result<u64> {
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|row| row["docs"].as_u64())
-        .sum())
+        .collect())
 }
 
 /// Starts a searcher over the indexer and the shared tier, with its cache in `dir`.
@@ -114,6 +172,7 @@ fn reports(
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    merges_settled(ctx, envs, indexer)?;
     // Each report once through the searcher, and its splits fetched into the cache.
     for name in crate::scenarios::audit::REPORTS {
         get_json(http, &format!("{searcher}/api/v1/audit/reports/{name}"))?;
@@ -413,6 +472,13 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let upload_mb = metric(&http, indexer.url(), "trawl_storage_upload_bytes_total") / 1e6;
     report::metric(S, "uploaded", upload_mb, "MB");
     report::metric(S, "published_after_load", published_after, "s");
+    merges_settled(ctx, &envs, &indexer)?;
+    report::metric(
+        S,
+        "merges_settled_after_load",
+        loaded.elapsed().as_secs_f64() - load_secs,
+        "s",
+    );
     report::metric(
         S,
         "upload_rate_over_load_and_publish",
@@ -465,6 +531,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     hold(&indexer, &warm)?;
+    let timed_splits = published_ids(ctx, &envs, Some("logs"))?;
     for (name, params) in &queries {
         for (side, url) in [("local", indexer.url()), ("warm", warm.url.as_str())] {
             let url = format!("{url}/api/v1/logs/search?{params}");
@@ -485,6 +552,14 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     reports(ctx, &http, &indexer, &warm.url, &envs, docs)?;
     exports(ctx, &http, &indexer, &warm.url, &config, work.path())?;
     elastic(ctx, &http, &indexer, &warm.url)?;
+    // The logs' splits must be those the warm searcher was warmed on until here.
+    if published_ids(ctx, &envs, Some("logs"))? != timed_splits {
+        report::unavailable(
+            S,
+            "published_unchanged_while_timed",
+            "a merge published new logs splits while the warm searcher was timed",
+        );
+    }
     // The cluster's merges the indexer ran meanwhile (it holds the lease, being alone), and
     // the published splits the searches saw at the end.
     for (name, series) in [
