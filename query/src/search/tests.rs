@@ -715,3 +715,123 @@ fn a_malformed_leaf_record_is_an_error() {
         );
     }
 }
+
+/// One segment of `n` documents (doc id = position, pod `p<i>`), `ts(i)` its timestamp
+/// (`None`: none), `level:error` every seventh, and the documents `deleted` deleted.
+fn one_segment(n: usize, ts: impl Fn(usize) -> Option<i64>, deleted: &[usize]) -> StreamSnapshot {
+    use tantivy::{Index, IndexWriter, TantivyDocument, Term};
+    let index = Index::create_in_ram(trawl_index::schema::build_schema(
+        trawl_model::schema::LOG_FIELDS,
+    ));
+    let schema = index.schema();
+    let f = |name: &str| schema.get_field(name).unwrap();
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+    for i in 0..n {
+        let mut doc = TantivyDocument::new();
+        if let Some(ts) = ts(i) {
+            doc.add_date(f("timestamp"), DateTime::from_timestamp_nanos(ts));
+        }
+        doc.add_text(f("pod"), format!("p{i}"));
+        doc.add_text(
+            f("level"),
+            if i.is_multiple_of(7) { "error" } else { "info" },
+        );
+        doc.add_text(f("message"), "line");
+        writer.add_document(doc).unwrap();
+    }
+    writer.commit().unwrap();
+    for i in deleted {
+        writer.delete_term(Term::from_field_text(f("pod"), &format!("p{i}")));
+    }
+    writer.commit().unwrap();
+    let searcher = index.reader().unwrap().searcher();
+    assert_eq!(searcher.segment_readers().len(), 1);
+    crate::testutil::snapshot_of(vec![trawl_index::SearchTarget::new(
+        trawl_index::TargetKind::Split,
+        "big",
+        searcher,
+        None,
+        None,
+        None,
+    )])
+}
+
+/// A large segment's hits come from the blocks of its time index, best first: the same hits,
+/// in the same order, as reading every timestamp would give (worked out here from the
+/// documents), and the same total, whatever the order the timestamps arrived in, with ties,
+/// documents without a timestamp, deleted ones and a cursor paging through all of them.
+#[test]
+fn a_large_segment_answers_its_best_hits_from_its_time_index_as_a_full_read_would() {
+    let n = 600;
+    let deleted = [3, 64, 65, 100, 599, 598];
+    let lcg = |i: usize| ((i as i64 * 7_919 + 13) % 1_000) * 1_000;
+    type Timestamps = Box<dyn Fn(usize) -> Option<i64>>;
+    let cases: Vec<(&str, Timestamps)> = vec![
+        (
+            "in order, ties of three",
+            Box::new(|i| Some(T0 + (i as i64 / 3) * 1_000)),
+        ),
+        ("reversed", Box::new(|i| Some(T0 - i as i64 * 1_000))),
+        ("shuffled", Box::new(move |i| Some(T0 + lcg(i)))),
+        (
+            "some without",
+            Box::new(|i| (i % 50 != 7).then_some(T0 + (i as i64 % 97) * 1_000)),
+        ),
+    ];
+    for (case, ts) in &cases {
+        let snap = one_segment(n, ts, &deleted);
+        for (q, matches) in [
+            ("*", Box::new(|_: usize| true) as Box<dyn Fn(usize) -> bool>),
+            ("level:error", Box::new(|i: usize| i.is_multiple_of(7))),
+        ] {
+            // Every live match, (timestamp, doc) ascending; `i64::MIN` for none, as ranked.
+            let mut expected: Vec<(i64, usize)> = (0..n)
+                .filter(|i| !deleted.contains(i) && matches(*i))
+                .map(|i| (ts(i).unwrap_or(i64::MIN), i))
+                .collect();
+            expected.sort();
+            for sort in [SortOrder::Asc, SortOrder::Desc] {
+                let order: Vec<usize> = match sort {
+                    SortOrder::Asc => expected.iter().map(|e| e.1).collect(),
+                    SortOrder::Desc => expected.iter().rev().map(|e| e.1).collect(),
+                };
+                for limit in [1, 7, 100, 1_000] {
+                    let mut r = req(q);
+                    r.sort = sort;
+                    r.limit = limit;
+                    let resp = search(&snap, &r, &limits()).unwrap();
+                    assert_eq!(resp.total, expected.len() as u64, "{case} {q}");
+                    assert_eq!(
+                        pods(&resp),
+                        order[..limit.min(order.len())],
+                        "{case} {q} {sort:?} {limit}"
+                    );
+                }
+                // Paged by cursor, 37 at a time: every match once, in order.
+                let mut r = req(q);
+                r.sort = sort;
+                r.limit = 37;
+                let mut seen = Vec::new();
+                loop {
+                    let resp = search(&snap, &r, &limits()).unwrap();
+                    seen.extend(pods(&resp));
+                    match resp.cursor {
+                        Some(cursor) if !resp.hits.is_empty() => {
+                            r.search_after = Some(Cursor::decode(&cursor).unwrap())
+                        }
+                        _ => break,
+                    }
+                    assert!(
+                        seen.len() <= order.len(),
+                        "{case} {q} {sort:?}: paging runs on"
+                    );
+                }
+                assert_eq!(seen, order, "{case} {q} {sort:?} paged");
+            }
+        }
+        // The time index was read: the block path answered.
+        let id = snap.targets[0].searcher.segment_readers()[0].segment_id();
+        assert!(super::time_index_kept(id), "{case}");
+    }
+}
