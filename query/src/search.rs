@@ -596,22 +596,6 @@ fn search_target(plan: &Plan<'_>, target: &SearchTarget) -> Result<TargetResult>
         }
         let mut hits =
             TopByTime::new(plan.req, target, ord, reader).map_err(|e| internal(&target.id, e))?;
-        if prune && reader.max_doc() >= TIME_INDEX_MIN_DOCS {
-            if let Some(index) = hits.column.as_ref().map(|c| TimeIndex::of(reader, c)) {
-                // A large segment: its count without reading a timestamp, its best hits from
-                // the blocks that may hold them, best first.
-                result.count +=
-                    u64::from(weight.count(reader).map_err(|e| internal(&target.id, e))?);
-                collect_by_blocks(weight.as_ref(), reader, &index, &mut hits)
-                    .map_err(|e| internal(&target.id, e))?;
-                let ranks = hits.harvest();
-                plan.tighten(&ranks);
-                result
-                    .hits
-                    .extend(ranks.into_iter().map(|rank| (ord, rank)));
-                continue;
-            }
-        }
         let mut aggs = plan
             .aggs
             .map(|run| run.segment_collector(ord, reader))
@@ -752,11 +736,6 @@ impl TopByTime {
 
     fn collect_block(&mut self, docs: &[DocId]) {
         self.count += docs.len() as u64;
-        self.rank_block(docs);
-    }
-
-    /// Keeps the best of `docs` without counting them.
-    fn rank_block(&mut self, docs: &[DocId]) {
         if self.limit == 0 {
             return;
         }
@@ -785,148 +764,6 @@ impl TopByTime {
     fn harvest(self) -> Vec<u128> {
         self.heap.into_sorted_vec()
     }
-
-    /// Whether a document ranked `rank` would be kept now.
-    fn may_keep(&self, rank: u128) -> bool {
-        self.heap.len() < self.limit || self.heap.peek().is_some_and(|worst| rank < *worst)
-    }
-}
-
-/// Segments of at least this many documents are searched for hits by blocks of their time
-/// index ([`collect_by_blocks`]); smaller ones are read whole, as cheaply.
-const TIME_INDEX_MIN_DOCS: u32 = if cfg!(test) { 64 } else { 65_536 };
-
-/// Documents per block of a [`TimeIndex`].
-const TIME_BLOCK_DOCS: u32 = if cfg!(test) { 16 } else { 4_096 };
-
-/// Bytes of time indexes kept for the process; past them the kept ones are dropped.
-const TIME_INDEX_CACHE_BYTES: usize = 64 << 20;
-
-/// The time indexes read, by segment, and their bytes.
-type KeptTimeIndexes = (
-    usize,
-    std::collections::HashMap<tantivy::index::SegmentId, std::sync::Arc<TimeIndex>>,
-);
-static TIME_INDEXES: std::sync::OnceLock<Mutex<KeptTimeIndexes>> = std::sync::OnceLock::new();
-
-/// Whether the time index of segment `id` was read (a search took [`collect_by_blocks`]).
-#[cfg(test)]
-fn time_index_kept(id: tantivy::index::SegmentId) -> bool {
-    TIME_INDEXES
-        .get()
-        .is_some_and(|kept| crate::remote::lock(kept).1.contains_key(&id))
-}
-
-/// The smallest and largest timestamp of each block of [`TIME_BLOCK_DOCS`] documents of a
-/// segment (deleted ones included; a document without one counts as `i64::MIN`, as
-/// [`TopByTime`] ranks it). Segments never change, so each is read once per process and kept,
-/// by segment id.
-struct TimeIndex {
-    blocks: Vec<(i64, i64)>,
-}
-
-impl TimeIndex {
-    fn of(reader: &SegmentReader, column: &Column<DateTime>) -> std::sync::Arc<TimeIndex> {
-        let kept = TIME_INDEXES.get_or_init(Mutex::default);
-        let id = reader.segment_id();
-        if let Some(index) = crate::remote::lock(kept).1.get(&id) {
-            return index.clone();
-        }
-        let max_doc = reader.max_doc();
-        let mut blocks = Vec::with_capacity(max_doc.div_ceil(TIME_BLOCK_DOCS) as usize);
-        let mut docs: Vec<DocId> = Vec::with_capacity(TIME_BLOCK_DOCS as usize);
-        let mut values: Vec<Option<DateTime>> = Vec::with_capacity(TIME_BLOCK_DOCS as usize);
-        for start in (0..max_doc).step_by(TIME_BLOCK_DOCS as usize) {
-            docs.clear();
-            docs.extend(start..max_doc.min(start + TIME_BLOCK_DOCS));
-            values.clear();
-            values.resize(docs.len(), None);
-            column.first_vals(&docs, &mut values);
-            let ts = values
-                .iter()
-                .map(|v| v.map_or(i64::MIN, DateTime::into_timestamp_nanos));
-            let (min, max) = ts.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
-            blocks.push((min, max));
-        }
-        let index = std::sync::Arc::new(TimeIndex { blocks });
-        let bytes = index.blocks.len() * std::mem::size_of::<(i64, i64)>();
-        let mut kept = crate::remote::lock(kept);
-        if kept.0 + bytes > TIME_INDEX_CACHE_BYTES {
-            *kept = KeptTimeIndexes::default();
-        }
-        kept.0 += bytes;
-        kept.1.insert(id, index.clone());
-        index
-    }
-
-    /// The best and the worst rank a document of block `b` may have in `sort`.
-    fn ranks(&self, b: usize, sort: SortOrder) -> (u128, u128) {
-        let (min, max) = self.blocks[b];
-        let (best, worst) = match sort {
-            SortOrder::Desc => (max, min),
-            SortOrder::Asc => (min, max),
-        };
-        (
-            pack_rank(ts_rank(best, sort), 0),
-            pack_rank(ts_rank(worst, sort), u32::MAX),
-        )
-    }
-}
-
-/// Keeps the best hits of a segment, visiting the blocks of its time index best first: a
-/// block whose best possible rank is not better than the worst hit kept (once `limit` are
-/// kept) ends the visit, and one whose documents all come before the cursor is skipped. Over
-/// a segment whose documents arrived in time order, the newest (or oldest) `limit` are found
-/// in a block or two instead of reading every timestamp. Each block visited gets a scorer of
-/// its own, sought to the block's first document. Does not count (the caller counts with
-/// [`Weight::count`]).
-fn collect_by_blocks(
-    weight: &dyn Weight,
-    reader: &SegmentReader,
-    index: &TimeIndex,
-    hits: &mut TopByTime,
-) -> tantivy::Result<()> {
-    use tantivy::DocSet;
-    let mut order: Vec<(u128, u128, usize)> = (0..index.blocks.len())
-        .map(|b| {
-            let (best, worst) = index.ranks(b, hits.sort);
-            (best, worst, b)
-        })
-        .collect();
-    order.sort_unstable();
-    let alive = reader.alive_bitset();
-    let mut docs: Vec<DocId> = Vec::with_capacity(64);
-    for (best, worst, b) in order {
-        if !hits.may_keep(best) {
-            break;
-        }
-        if worst < hits.min_rank {
-            continue;
-        }
-        let start = b as u32 * TIME_BLOCK_DOCS;
-        let end = start.saturating_add(TIME_BLOCK_DOCS);
-        let mut scorer = weight.scorer(reader, 1.0)?;
-        let mut doc = if scorer.doc() < start {
-            scorer.seek(start)
-        } else {
-            scorer.doc()
-        };
-        while doc < end {
-            if alive.is_none_or(|alive| alive.is_alive(doc)) {
-                docs.push(doc);
-                if docs.len() == 64 {
-                    hits.rank_block(&docs);
-                    docs.clear();
-                }
-            }
-            doc = scorer.advance();
-        }
-        if !docs.is_empty() {
-            hits.rank_block(&docs);
-            docs.clear();
-        }
-    }
-    Ok(())
 }
 
 /// The best timestamp rank a document of the segment may have; `None` when the segment has no
