@@ -64,24 +64,38 @@ struct ListCache {
     epoch: u64,
     /// Per stream, the notifications of a change seen.
     changes: HashMap<String, u64>,
-    lists: HashMap<String, KeptList>,
+    lists: HashMap<String, Kept<Arc<PublishedListing>>>,
     /// Notifications of a change to any stream seen.
     all_changes: u64,
     /// The streams that have splits, kept as a list is and dropped at any stream's change.
-    names: Option<KeptNames>,
+    names: Option<Kept<Vec<String>>>,
 }
 
-struct KeptNames {
+/// Something read from the metastore and kept: the token it was read under (see
+/// [`ListCache::token`]) and when.
+struct Kept<T> {
     token: (u64, u64),
     at: Instant,
-    names: Vec<String>,
+    value: T,
 }
 
-struct KeptList {
-    epoch: u64,
-    changes: u64,
-    at: Instant,
-    listing: Arc<PublishedListing>,
+impl<T: Clone> Kept<T> {
+    /// Something read under `token`, to keep if the cache listens and `now` (the token where
+    /// it stands now) is still `token`.
+    fn read(listening: bool, token: (u64, u64), now: (u64, u64), value: T) -> Option<Kept<T>> {
+        (listening && token == now).then(|| Kept {
+            token,
+            at: Instant::now(),
+            value,
+        })
+    }
+
+    /// The value, while the cache listens, nothing changed since (`now` is its token) and it
+    /// is younger than [`LIST_MAX_AGE`].
+    fn current(&self, listening: bool, now: (u64, u64)) -> Option<T> {
+        (listening && self.token == now && self.at.elapsed() < LIST_MAX_AGE)
+            .then(|| self.value.clone())
+    }
 }
 
 impl ListCache {
@@ -108,18 +122,14 @@ impl ListCache {
     }
 
     fn names(&self) -> Option<Vec<String>> {
-        let kept = self.names.as_ref()?;
-        (self.listening && kept.token == self.names_token() && kept.at.elapsed() < LIST_MAX_AGE)
-            .then(|| kept.names.clone())
+        self.names
+            .as_ref()?
+            .current(self.listening, self.names_token())
     }
 
     fn keep_names(&mut self, token: (u64, u64), names: Vec<String>) {
-        if self.listening && token == self.names_token() {
-            self.names = Some(KeptNames {
-                token,
-                at: Instant::now(),
-                names,
-            });
+        if let Some(kept) = Kept::read(self.listening, token, self.names_token(), names) {
+            self.names = Some(kept);
         }
     }
 
@@ -130,24 +140,14 @@ impl ListCache {
     }
 
     fn get(&self, stream: &str) -> Option<Arc<PublishedListing>> {
-        let kept = self.lists.get(stream)?;
-        (self.listening
-            && (kept.epoch, kept.changes) == self.token(stream)
-            && kept.at.elapsed() < LIST_MAX_AGE)
-            .then(|| kept.listing.clone())
+        self.lists
+            .get(stream)?
+            .current(self.listening, self.token(stream))
     }
 
     fn keep(&mut self, stream: &str, token: (u64, u64), listing: Arc<PublishedListing>) {
-        if self.listening && token == self.token(stream) {
-            self.lists.insert(
-                stream.to_string(),
-                KeptList {
-                    epoch: token.0,
-                    changes: token.1,
-                    at: Instant::now(),
-                    listing,
-                },
-            );
+        if let Some(kept) = Kept::read(self.listening, token, self.token(stream), listing) {
+            self.lists.insert(stream.to_string(), kept);
         }
     }
 }
