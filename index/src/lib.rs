@@ -18,5 +18,5 @@ mod source;
 mod store;
 
 pub use error::{Error, Result};
-pub use snapshot::{PublishedIn, SearchTarget, StreamSnapshot, TargetKind};
+pub use snapshot::{Committed, SearchTarget, StreamSnapshot, TargetKind};
 pub use source::{StreamSource, StreamStats, TailBatch};

@@ -45,15 +45,17 @@ pub struct SearchTarget {
     /// With a shared tier: where and when this indexer's split was published, when known (a
     /// root whose list of published splits saw it leaves this copy out; see the query crate's
     /// `remote`). `None` for anything not published by this data directory.
-    pub published: Option<PublishedIn>,
+    pub published: Option<Committed>,
     /// Keeps the split's files alive while the target is in use.
     _pin: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 /// The commit of a split's publish in the shared tier's PostgreSQL metastore (see the storage
-/// crate's `seen`): the cluster (`system_identifier`), its timeline and the transaction id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublishedIn {
+/// crate's `seen`, which reads it and tells whether a snapshot saw it): the transaction id, and
+/// the cluster (`system_identifier`) and timeline it was given out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Committed {
     pub system: u64,
     pub timeline: u32,
     pub xid: u64,

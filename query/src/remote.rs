@@ -34,7 +34,6 @@ use trawl_index::{SearchTarget, StreamSnapshot, TargetKind};
 use trawl_model::Timestamp;
 use trawl_storage::cache::CachedSplit;
 use trawl_storage::pg::{watch_published, PublishedChange, PublishedListing, SplitRecord};
-use trawl_storage::seen::Committed;
 use trawl_storage::{
     ObjectStorage, PgMetastore, PgSnapshot, RangedDirectory, SplitCache, StorageMetrics,
 };
@@ -629,14 +628,9 @@ impl Excluded {
         target.kind == TargetKind::Split
             && (self.ids.contains(&target.id)
                 || target.parents.iter().any(|p| self.ids.contains(p))
-                || target.published.is_some_and(|p| {
-                    let commit = Committed {
-                        system: p.system,
-                        timeline: p.timeline,
-                        xid: p.xid,
-                    };
-                    self.seen.get(stream).is_some_and(|s| s.sees(&commit))
-                }))
+                || target
+                    .published
+                    .is_some_and(|commit| self.seen.get(stream).is_some_and(|s| s.sees(&commit))))
     }
 }
 
@@ -715,6 +709,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::testutil::snapshot;
+    use trawl_index::Committed;
 
     fn record(id: &str) -> SplitRecord {
         SplitRecord {
@@ -870,7 +865,7 @@ mod tests {
             "no xid"
         );
         let at = |xid: u64| {
-            Some(trawl_index::PublishedIn {
+            Some(Committed {
                 system: 7,
                 timeline: 1,
                 xid,

@@ -76,15 +76,8 @@ fn origin(row: &tokio_postgres::Row) -> Result<(u64, u32)> {
     Ok((system as u64, timeline))
 }
 
-/// A publish's commit: the transaction id, and the cluster (`system_identifier`) and timeline
-/// it was given out on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Committed {
-    pub system: u64,
-    pub timeline: u32,
-    pub xid: u64,
-}
+/// A publish's commit (the index crate's, as a split's search target carries it).
+pub use trawl_index::Committed;
 
 /// A PostgreSQL snapshot, with the cluster and timeline it was taken on. Its text form is
 /// `system/timeline/xmin:xmax:xip,...`, the last part PostgreSQL's own (`pg_snapshot`): every

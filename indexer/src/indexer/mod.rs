@@ -224,13 +224,7 @@ impl Indexer {
         if let Some(published) = lock(&self.inner.published).get(stream) {
             for target in &mut snapshot.targets {
                 if target.kind == trawl_index::TargetKind::Split {
-                    target.published = published.get(&target.id).copied().flatten().map(|c| {
-                        trawl_index::PublishedIn {
-                            system: c.system,
-                            timeline: c.timeline,
-                            xid: c.xid,
-                        }
-                    });
+                    target.published = published.get(&target.id).copied().flatten();
                 }
             }
         }
